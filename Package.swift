@@ -1,0 +1,41 @@
+// swift-tools-version:6.0
+// microservices-nats: a NATS broker, client and services in Swift, with no package dependencies.
+import PackageDescription
+
+let package = Package(
+    name: "microservices-nats",
+    products: [
+        .executable(name: "nats-server", targets: ["nats-server"]),
+        .executable(name: "nats", targets: ["nats"]),
+        .library(name: "NATSClient", targets: ["NATSClient"]),
+        .library(name: "NATSServer", targets: ["NATSServer"]),
+    ],
+    dependencies: [],
+    targets: [
+        // C shim: what Glibc does not export (epoll, eventfd, timerfd, socket options).
+        .target(name: "CSystem"),
+        // The wire protocol with no I/O: parsers, encoder, subjects, subject trie, headers.
+        .target(name: "NATSProtocol"),
+        // epoll reactor, sockets, timers, outbound buffers flushed with writev.
+        .target(name: "EventLoop", dependencies: ["CSystem"]),
+        // Small HTTP/1.1 server (broker monitoring, services).
+        .target(name: "HTTPServer", dependencies: ["EventLoop", "CSystem"]),
+        // The broker: connections, routing, auth, limits, monitoring.
+        .target(name: "NATSServer", dependencies: ["NATSProtocol", "EventLoop", "HTTPServer", "CSystem"]),
+        // The async/await client library.
+        .target(name: "NATSClient", dependencies: ["NATSProtocol", "CSystem"]),
+
+        // Thin mains.
+        .executableTarget(name: "nats-server", dependencies: ["NATSServer"]),
+        .executableTarget(name: "nats", dependencies: ["NATSClient"]),
+
+        .testTarget(name: "NATSProtocolTests", dependencies: ["NATSProtocol"]),
+        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"]),
+        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"]),
+        .testTarget(name: "NATSServerTests", dependencies: ["NATSServer", "NATSProtocol"]),
+        .testTarget(name: "NATSClientTests", dependencies: ["NATSClient", "nats-server"]),
+        // Black-box compatibility: the same transcripts against our broker and Debian's nats-server 2.9.10.
+        .testTarget(name: "CompatibilityTests", dependencies: ["nats-server"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,1 @@
+// Module EventLoop: see docs/ARCHITECTURE.md for what lives here.

@@ -1,0 +1,1 @@
+// Module HTTPServer: see docs/ARCHITECTURE.md for what lives here.

@@ -1,0 +1,1 @@
+// Module NATSClient: see docs/ARCHITECTURE.md for what lives here.

@@ -1,0 +1,1 @@
+// Module NATSProtocol: see docs/ARCHITECTURE.md for what lives here.

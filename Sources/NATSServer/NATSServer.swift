@@ -1,0 +1,1 @@
+// Module NATSServer: see docs/ARCHITECTURE.md for what lives here.

@@ -1,0 +1,1 @@
+// nats-server: thin main (see Sources/NATSServer).

@@ -1,0 +1,1 @@
+// nats: thin main (see Sources/NATSClient).
