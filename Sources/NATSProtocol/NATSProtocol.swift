@@ -1,1 +1,0 @@
-// Module NATSProtocol: see docs/ARCHITECTURE.md for what lives here.
