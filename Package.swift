@@ -16,12 +16,14 @@ let package = Package(
         .target(name: "CSystem"),
         // The wire protocol with no I/O: parsers, encoder, subjects, subject trie, headers.
         .target(name: "NATSProtocol"),
+        // nats.conf syntax: parsed into a tree whose nodes know their file:line (no server knowledge).
+        .target(name: "NATSConfig"),
         // epoll reactor, sockets, timers, outbound buffers flushed with writev.
         .target(name: "EventLoop", dependencies: ["CSystem"]),
         // Small HTTP/1.1 server (broker monitoring, services).
         .target(name: "HTTPServer", dependencies: ["EventLoop", "CSystem"]),
         // The broker: connections, routing, auth, limits, monitoring.
-        .target(name: "NATSServer", dependencies: ["NATSProtocol", "EventLoop", "HTTPServer", "CSystem"]),
+        .target(name: "NATSServer", dependencies: ["NATSProtocol", "NATSConfig", "EventLoop", "HTTPServer", "CSystem"]),
         // The async/await client library.
         .target(name: "NATSClient", dependencies: ["NATSProtocol", "CSystem"]),
 
@@ -30,6 +32,7 @@ let package = Package(
         .executableTarget(name: "nats", dependencies: ["NATSClient"]),
 
         .testTarget(name: "NATSProtocolTests", dependencies: ["NATSProtocol"]),
+        .testTarget(name: "NATSConfigTests", dependencies: ["NATSConfig"], exclude: ["Fixtures"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"]),
         .testTarget(name: "NATSServerTests", dependencies: ["NATSServer", "NATSProtocol"]),
