@@ -1,0 +1,365 @@
+import CSystem
+import EventLoop
+import Glibc
+import Synchronization
+import Testing
+
+@Suite struct EventLoopTaskTests {
+    @Test func executeFromManyThreadsRunsEveryTaskOnceInPerThreadOrder() throws {
+        let (group, loop) = try startedLoop()
+        defer { group.shutdown() }
+        let producers = 8
+        let perProducer = 20_000
+        let seen = Mutex<[[Int]]>(Array(repeating: [], count: producers))
+        let offLoop = Atomic<Int>(0)
+        let threads = (0..<producers).map { p in
+            TestThread {
+                for i in 0..<perProducer {
+                    loop.execute {
+                        if !loop.isCurrent { offLoop.add(1, ordering: .relaxed) }
+                        seen.withLock { $0[p].append(i) }
+                    }
+                }
+            }
+        }
+        threads.forEach { $0.start() }
+        let total = producers * perProducer
+        #expect(eventually { seen.withLock { $0.reduce(0) { $0 + $1.count } } == total })
+        threads.forEach { $0.join() }
+        // A barrier task: everything queued before it has run, so no late duplicates can appear.
+        #expect(onLoop(loop) { true } == true)
+        let lists = seen.withLock { $0 }
+        for p in 0..<producers {
+            #expect(lists[p] == Array(0..<perProducer), "producer \(p) saw its tasks out of order or duplicated")
+        }
+        #expect(offLoop.load(ordering: .relaxed) == 0)
+    }
+
+    @Test func executeFromTheLoopThreadRunsWithoutAnExternalWakeUp() throws {
+        let (group, loop) = try startedLoop()
+        defer { group.shutdown() }
+        let order = Recorder()
+        loop.execute {
+            order.add("outer")
+            loop.execute { order.add("inner-1") }
+            loop.execute { order.add("inner-2") }
+        }
+        #expect(eventually { order.snapshot.count == 3 })
+        #expect(order.snapshot == ["outer", "inner-1", "inner-2"])
+    }
+
+    @Test func isCurrentIsTrueOnlyOnTheLoopThread() throws {
+        let (group, loop) = try startedLoop()
+        defer { group.shutdown() }
+        #expect(!loop.isCurrent)
+        #expect(onLoop(loop) { loop.isCurrent } == true)
+    }
+
+    @Test func stopReturnsFromRunAndTheLoopCanRunAgain() throws {
+        let loop = try EventLoop(name: "restart")
+        let runs = Atomic<Int>(0)
+        for round in 0..<2 {
+            let thread = TestThread {
+                loop.run()
+                runs.add(1, ordering: .relaxed)
+            }
+            thread.start()
+            #expect(onLoop(loop) { loop.isCurrent } == true)
+            loop.stop()
+            thread.join()
+            #expect(runs.load(ordering: .relaxed) == round + 1)
+        }
+    }
+
+    @Test func batchEndHooksRunAfterTheTasksOfABatch() throws {
+        let (group, loop) = try startedLoop()
+        defer { group.shutdown() }
+        let log = Recorder()
+        let installed = onLoop(loop) { () -> Bool in
+            loop.onBatchEnd { log.add("hook") }
+            return true
+        }
+        #expect(installed == true)
+        loop.execute { log.add("task") }
+        #expect(eventually { log.snapshot.contains("task") && log.snapshot.last == "hook" })
+        let events = log.snapshot
+        let taskIndex = try #require(events.firstIndex(of: "task"))
+        #expect(events[taskIndex...].contains("hook"))
+    }
+}
+
+@Suite struct EventLoopTimerTests {
+    @Test func timersFireInDeadlineOrder() throws {
+        let (group, loop) = try startedLoop()
+        defer { group.shutdown() }
+        let fired = Recorder()
+        let delaysMs = [90, 10, 50, 30, 70, 10, 0]
+        _ = onLoop(loop) {
+            for (index, ms) in delaysMs.enumerated() {
+                loop.schedule(after: .milliseconds(ms)) { fired.add("\(ms)#\(index)") }
+            }
+            return true
+        }
+        #expect(eventually { fired.snapshot.count == delaysMs.count })
+        // Sorted by deadline; equal deadlines keep scheduling order.
+        #expect(fired.snapshot == ["0#6", "10#1", "10#5", "30#3", "50#2", "70#4", "90#0"])
+    }
+
+    @Test func cancelledTimerNeverFires() throws {
+        let (group, loop) = try startedLoop()
+        defer { group.shutdown() }
+        let fired = Recorder()
+        let cancelled = onLoop(loop) { () -> Bool in
+            let doomed = loop.schedule(after: .milliseconds(20)) { fired.add("cancelled") }
+            loop.schedule(after: .milliseconds(60)) { fired.add("kept") }
+            let first = loop.cancel(doomed)
+            let second = loop.cancel(doomed)
+            return first && !second
+        }
+        #expect(cancelled == true)
+        #expect(eventually { fired.snapshot.contains("kept") })
+        #expect(fired.snapshot == ["kept"])
+        #expect(onLoop(loop) { loop.pendingTimerCount } == 0)
+    }
+
+    @Test func anEarlierTimerRearmsTheTimerfd() throws {
+        let (group, loop) = try startedLoop()
+        defer { group.shutdown() }
+        let fired = Recorder()
+        let late = onLoop(loop) { () -> TimerID in
+            let late = loop.schedule(after: .seconds(3600)) { fired.add("late") }
+            loop.schedule(after: .milliseconds(20)) { fired.add("early") }
+            return late
+        }
+        let lateID = try #require(late)
+        // Had the timerfd stayed armed for the hour, this would time out.
+        #expect(eventually(timeout: .seconds(20)) { fired.snapshot == ["early"] })
+        #expect(onLoop(loop) { loop.cancel(lateID) } == true)
+        #expect(fired.snapshot == ["early"])
+    }
+
+    @Test func cancellingTheEarliestTimerStillFiresTheNextOne() throws {
+        let (group, loop) = try startedLoop()
+        defer { group.shutdown() }
+        let fired = Recorder()
+        _ = onLoop(loop) {
+            let first = loop.schedule(after: .milliseconds(5)) { fired.add("first") }
+            loop.schedule(after: .milliseconds(40)) { fired.add("second") }
+            return loop.cancel(first)
+        }
+        #expect(eventually { fired.snapshot == ["second"] })
+    }
+
+    @Test func aTimerScheduledFromATimerCallbackFires() throws {
+        let (group, loop) = try startedLoop()
+        defer { group.shutdown() }
+        let fired = Recorder()
+        _ = onLoop(loop) {
+            loop.schedule(after: .milliseconds(1)) {
+                fired.add("outer")
+                loop.schedule(after: .zero) { fired.add("inner") }
+            }
+            return true
+        }
+        #expect(eventually { fired.snapshot == ["outer", "inner"] })
+    }
+}
+
+@Suite struct EventLoopGroupTests {
+    @Test func countsCPUsInARawAffinityMask() {
+        #expect(EventLoopGroup.cpuCount(affinityMask: [UInt8]()) == 0)
+        #expect(EventLoopGroup.cpuCount(affinityMask: [0b0000_0001]) == 1)
+        #expect(EventLoopGroup.cpuCount(affinityMask: [0b1011_0000, 0, 0x80, 0xFF]) == 12)
+    }
+
+    @Test func defaultLoopCountFollowsTheThreadAffinityMask() {
+        // sched_setaffinity(0) changes only the calling thread, so do it on a private thread.
+        let counts = Mutex<(before: Int, pinned: Int, group: Int)>((0, 0, 0))
+        let thread = TestThread {
+            let before = EventLoopGroup.availableCPUCount()
+            var mask = [UInt8](repeating: 0, count: 128)
+            mask[0] = 1 // CPU 0 only, like `taskset -c 0`
+            let rc = mask.withUnsafeBytes { csys_sched_setaffinity_raw($0.baseAddress, UInt($0.count)) }
+            precondition(rc == 0, "sched_setaffinity failed")
+            let pinned = EventLoopGroup.availableCPUCount()
+            let groupCount = (try? EventLoopGroup())?.loops.count ?? -1
+            counts.withLock { $0 = (before, pinned, groupCount) }
+        }
+        thread.start()
+        thread.join()
+        let result = counts.withLock { $0 }
+        #expect(result.before >= 1)
+        #expect(result.pinned == 1)
+        #expect(result.group == 1)
+    }
+
+    @Test func nextHandsOutLoopsRoundRobinAndEachRunsOnItsOwnThread() throws {
+        let group = try EventLoopGroup(loopCount: 3)
+        group.start()
+        defer { group.shutdown() }
+        #expect(group.loops.count == 3)
+        let picked = (0..<6).map { _ in group.next() }
+        for i in 0..<3 {
+            #expect(picked[i] === picked[i + 3])
+        }
+        #expect(Set(picked.prefix(3).map { ObjectIdentifier($0) }).count == 3)
+        for loop in group.loops {
+            #expect(onLoop(loop) { loop.isCurrent && !group.loops.filter { $0 !== loop }.contains { $0.isCurrent } }
+                == true)
+        }
+    }
+
+    @Test func shutdownStopsAndJoinsEveryLoop() throws {
+        let group = try EventLoopGroup(loopCount: 2)
+        group.start()
+        for loop in group.loops {
+            #expect(onLoop(loop) { loop.isCurrent } == true)
+        }
+        group.shutdown()
+        // After the join no loop thread is inside run(): a queued task stays queued.
+        let ran = Atomic<Bool>(false)
+        group.loops[0].execute { ran.store(true, ordering: .relaxed) }
+        let didRun = ran.load(ordering: .relaxed)
+        #expect(!didRun)
+    }
+
+    @Test func raisingTheDescriptorLimitNeverLowersIt() {
+        let (old, new) = EventLoop.raiseFileDescriptorLimit()
+        #expect(new >= old || new == -1)
+        let (again, same) = EventLoop.raiseFileDescriptorLimit()
+        #expect(again == new)
+        #expect(same == new)
+    }
+}
+
+/// Records its callbacks; on its first readable() it runs `onFirstRead` (loop thread only).
+final class ProbeHandler: IOHandler, @unchecked Sendable {
+    let name: String
+    let log: Recorder
+    var onFirstRead: (() -> Void)?
+
+    init(name: String, log: Recorder) {
+        self.name = name
+        self.log = log
+    }
+
+    func readable() {
+        log.add("\(name).readable")
+        let action = onFirstRead
+        onFirstRead = nil
+        action?()
+    }
+
+    func writable() { log.add("\(name).writable") }
+    func hangup() { log.add("\(name).hangup") }
+}
+
+@Suite struct EventLoopRegistrationTests {
+    @Test func staleEventsForAReusedDescriptorAreDropped() throws {
+        let (group, loop) = try startedLoop()
+        defer { group.shutdown() }
+        let log = Recorder()
+        let outcome = onLoop(loop) { () -> [Int32] in
+            // Two readable descriptors, so both events arrive in one epoll_wait batch.
+            let (a, aPeer) = socketPair()
+            let (b, bPeer) = socketPair()
+            _ = [UInt8]([1]).withUnsafeBytes { IO.write(aPeer, $0) }
+            _ = [UInt8]([1]).withUnsafeBytes { IO.write(bPeer, $0) }
+            let ha = ProbeHandler(name: "A", log: log)
+            let hb = ProbeHandler(name: "B", log: log)
+            // Whichever runs first replaces the other's fd number with a fresh, idle socket and
+            // registers a new handler there. The other's queued event is then stale.
+            func replace(victim: Int32, own: Int32) -> () -> Void {
+                return {
+                    loop.deregister(fd: own)
+                    loop.deregister(fd: victim)
+                    let (fresh, freshPeer) = socketPair()
+                    // dup2 closes `victim` and reuses its number atomically.
+                    precondition(dup2(fresh, victim) == victim)
+                    IO.close(fresh)
+                    try? loop.register(fd: victim, interest: .readable, handler: ProbeHandler(name: "C", log: log))
+                    log.add("replaced")
+                    _ = freshPeer // kept open so C sees no EOF
+                    loop.execute {
+                        loop.deregister(fd: victim)
+                        IO.close(victim)
+                        IO.close(freshPeer)
+                        IO.close(own)
+                        log.add("cleanup")
+                    }
+                }
+            }
+            ha.onFirstRead = replace(victim: b, own: a)
+            hb.onFirstRead = replace(victim: a, own: b)
+            try? loop.register(fd: a, interest: .readable, handler: ha)
+            try? loop.register(fd: b, interest: .readable, handler: hb)
+            return [aPeer, bPeer]
+        }
+        let peers = try #require(outcome)
+        #expect(eventually { log.snapshot.contains("cleanup") })
+        let events = log.snapshot
+        // Exactly one of A/B ran; the other's event (same fd number, now C's) reached nobody.
+        #expect(events == ["A.readable", "replaced", "cleanup"] || events == ["B.readable", "replaced", "cleanup"])
+        peers.forEach(IO.close)
+    }
+
+    @Test func errorsAndHangupsReachReadableWhenReadsAreOfInterest() throws {
+        let (group, loop) = try startedLoop()
+        defer { group.shutdown() }
+        let log = Recorder()
+        let (a, b) = socketPair()
+        _ = onLoop(loop) { () -> Bool in
+            let probe = ProbeHandler(name: "R", log: log)
+            probe.onFirstRead = {
+                loop.deregister(fd: a)
+                IO.close(a)
+            }
+            return (try? loop.register(fd: a, interest: .readable, handler: probe)) != nil
+        }
+        IO.close(b)
+        #expect(eventually { log.snapshot == ["R.readable"] })
+    }
+
+    @Test func hangupIsReportedWhenNothingIsOfInterest() throws {
+        let (group, loop) = try startedLoop()
+        defer { group.shutdown() }
+        let log = Recorder()
+        let (a, b) = socketPair()
+        let registered = onLoop(loop) { () -> Bool in
+            let probe = ProbeHandler(name: "H", log: log)
+            return (try? loop.register(fd: a, interest: [], handler: probe)) != nil
+        }
+        #expect(registered == true)
+        IO.close(b)
+        #expect(eventually { log.snapshot.first == "H.hangup" })
+        _ = onLoop(loop) { () -> Bool in
+            loop.deregister(fd: a)
+            IO.close(a)
+            return true
+        }
+    }
+
+    @Test func writableIsReportedOnlyWhileOfInterest() throws {
+        let (group, loop) = try startedLoop()
+        defer { group.shutdown() }
+        let log = Recorder()
+        let (a, b) = socketPair()
+        defer { IO.close(b) }
+        _ = onLoop(loop) { () -> Bool in
+            (try? loop.register(fd: a, interest: .writable, handler: ProbeHandler(name: "W", log: log))) != nil
+        }
+        #expect(eventually { log.snapshot.contains("W.writable") })
+        let count = onLoop(loop) { () -> Int in
+            try? loop.setInterest(fd: a, [])
+            return log.snapshot.count
+        }
+        // A barrier round trip: no writable callback after interest was dropped.
+        #expect(onLoop(loop) { loop.interest(fd: a) } == Interest())
+        #expect(onLoop(loop) { log.snapshot.count } == count)
+        _ = onLoop(loop) { () -> Bool in
+            loop.deregister(fd: a)
+            IO.close(a)
+            return true
+        }
+    }
+}

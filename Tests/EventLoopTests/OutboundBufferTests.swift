@@ -1,0 +1,151 @@
+import CSystem
+import EventLoop
+import Glibc
+import Testing
+
+/// The bytes the iovecs point at, concatenated.
+func gather(_ iov: [iovec]) -> [UInt8] {
+    var out: [UInt8] = []
+    for v in iov {
+        out.append(contentsOf: UnsafeRawBufferPointer(start: v.iov_base, count: v.iov_len))
+    }
+    return out
+}
+
+@Suite struct OutboundBufferTests {
+    @Test(arguments: [1 as UInt64, 42, 0xDEAD_BEEF])
+    func randomAppendSnapshotConsumeMatchesAReferenceQueue(seed: UInt64) {
+        var rng = SeededGenerator(seed: seed)
+        var buffer = OutboundBuffer()
+        var model: [UInt8] = []
+        var modelHead = 0
+        var iov: [iovec] = []
+        var counter = 0
+        for _ in 0..<3000 {
+            switch Int.random(in: 0..<10, using: &rng) {
+            case 0..<5:
+                // Mostly small appends, sometimes bigger than a chunk.
+                let size = Int.random(in: 0..<10, using: &rng) == 0
+                    ? Int.random(in: 0...200_000, using: &rng) : Int.random(in: 0...300, using: &rng)
+                let base = counter
+                let bytes = (0..<size).map { patternByte(base &+ $0) }
+                counter &+= size
+                buffer.append(bytes)
+                model.append(contentsOf: bytes)
+            case 5:
+                let byte = UInt8.random(in: 0...255, using: &rng)
+                buffer.append(byte: byte)
+                model.append(byte)
+            default:
+                let maxVectors = Int.random(in: 1...8, using: &rng)
+                let n = buffer.snapshotIOVecs(into: &iov, maxVectors: maxVectors)
+                #expect(n == iov.count && n <= maxVectors)
+                let snap = gather(iov)
+                #expect(snap.count <= buffer.pendingBytes)
+                #expect(snap[...] == model[modelHead..<(modelHead + snap.count)])
+                if buffer.pendingBytes > 0 { #expect(n > 0) }
+                let take = snap.isEmpty ? 0 : Int.random(in: 0...snap.count, using: &rng)
+                buffer.consume(take)
+                modelHead += take
+            }
+            #expect(buffer.pendingBytes == model.count - modelHead)
+            // Bounded memory: the pending bytes' chunks, a partly used first chunk, one spare, and at
+            // most one oversized chunk per large append still pending.
+            #expect(buffer.chunkCount <= (buffer.pendingBytes / OutboundBuffer.chunkSize) + 3
+                    || buffer.pendingBytes > 4 * OutboundBuffer.chunkSize)
+            if modelHead > 1 << 20 {
+                model.removeFirst(modelHead)
+                modelHead = 0
+            }
+        }
+        // Drain and compare the rest.
+        var rest: [UInt8] = []
+        while buffer.pendingBytes > 0 {
+            buffer.snapshotIOVecs(into: &iov)
+            let snap = gather(iov)
+            rest += snap
+            buffer.consume(snap.count)
+        }
+        #expect(rest[...] == model[modelHead...])
+        #expect(buffer.chunkCount <= 2)
+    }
+
+    @Test func snapshotPointersStayValidWhileMoreIsAppended() {
+        var buffer = OutboundBuffer()
+        let first = (0..<100_000).map(patternByte)
+        buffer.append(first)
+        var iov: [iovec] = []
+        buffer.snapshotIOVecs(into: &iov)
+        let bases = iov.map { $0.iov_base }
+        // Fill the partly used tail chunk and add several more chunks, including a large append.
+        for round in 0..<20 {
+            buffer.append((0..<7_777).map { UInt8(truncatingIfNeeded: $0 + round) })
+        }
+        buffer.append([UInt8](repeating: 0xAB, count: 1 << 20))
+        #expect(gather(iov) == first)
+        var again: [iovec] = []
+        buffer.snapshotIOVecs(into: &again)
+        #expect(Array(again.prefix(bases.count).map { $0.iov_base }) == bases)
+        buffer.consume(first.count)
+        #expect(buffer.pendingBytes == 20 * 7_777 + (1 << 20))
+    }
+
+    @Test func aLargeAppendIsOneVectorNotManySmallOnes() {
+        var buffer = OutboundBuffer()
+        buffer.append(byte: 1)
+        buffer.append([UInt8](repeating: 2, count: 1 << 20))
+        var iov: [iovec] = []
+        let n = buffer.snapshotIOVecs(into: &iov)
+        // The tail of the first chunk is filled, then the rest goes into one chunk of its own.
+        #expect(n == 2)
+        #expect(iov.map { $0.iov_len }.reduce(0, +) == 1 + (1 << 20))
+    }
+
+    @Test func consumedChunksAreReleasedKeepingOneSpare() {
+        var buffer = OutboundBuffer()
+        for _ in 0..<10 { buffer.append([UInt8](repeating: 9, count: OutboundBuffer.chunkSize)) }
+        #expect(buffer.chunkCount == 10)
+        buffer.consume(buffer.pendingBytes)
+        #expect(buffer.pendingBytes == 0)
+        #expect(buffer.chunkCount <= 2)
+        buffer.removeAll()
+        #expect(buffer.chunkCount == 0)
+    }
+
+    @Test func copiesAreIndependentValues() {
+        var a = OutboundBuffer()
+        a.append([1, 2, 3])
+        var b = a
+        b.append([4])
+        a.consume(1)
+        var iov: [iovec] = []
+        a.snapshotIOVecs(into: &iov)
+        #expect(gather(iov) == [2, 3])
+        b.snapshotIOVecs(into: &iov)
+        #expect(gather(iov) == [1, 2, 3, 4])
+    }
+
+    @Test func flushStopsAtAFullSocketAndResumesWhereItLeftOff() {
+        let (a, b) = socketPair()
+        defer { IO.close(a); IO.close(b) }
+        var buffer = OutboundBuffer()
+        let payload = (0..<(8 << 20)).map(patternByte)
+        buffer.append(payload)
+        guard case .partial(let remaining) = buffer.flush(to: a) else {
+            Issue.record("an 8 MiB flush into an unread socket pair should be partial")
+            return
+        }
+        #expect(remaining == buffer.pendingBytes && remaining > 0)
+        var received: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        let deadline = ContinuousClock.now + .seconds(60)
+        while received.count < payload.count && ContinuousClock.now < deadline {
+            _ = buffer.flush(to: a)
+            if case .bytes(let n) = chunk.withUnsafeMutableBytes({ IO.read(b, into: $0) }) {
+                received += chunk[0..<n]
+            }
+        }
+        #expect(buffer.flush(to: a) == .done)
+        #expect(received == payload)
+    }
+}

@@ -1,0 +1,96 @@
+import CSystem
+import Dispatch
+import EventLoop
+import Glibc
+import Synchronization
+
+/// Polls `condition` until it holds or `timeout` passes. Returns whether it held.
+func eventually(timeout: Duration = .seconds(20), _ condition: () -> Bool) -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        usleep(1000)
+    }
+    return condition()
+}
+
+/// Runs `body` on `loop` and waits (bounded) for its result.
+func onLoop<T: Sendable>(_ loop: EventLoop, timeout: Duration = .seconds(20),
+                         _ body: @escaping @Sendable () -> T) -> T? {
+    let result = Mutex<T?>(nil)
+    let done = DispatchSemaphore(value: 0)
+    loop.execute {
+        let value = body()
+        result.withLock { $0 = value }
+        done.signal()
+    }
+    let (seconds, attoseconds) = timeout.components
+    let nanos = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
+    guard done.wait(timeout: .now() + .nanoseconds(nanos)) == .success else { return nil }
+    return result.withLock { $0 }
+}
+
+/// A started one-loop group, shut down by `body`'s caller through `defer`.
+func startedLoop() throws -> (EventLoopGroup, EventLoop) {
+    let group = try EventLoopGroup(loopCount: 1)
+    group.start()
+    return (group, group.loops[0])
+}
+
+/// A connected AF_UNIX stream pair, both ends non-blocking.
+func socketPair() -> (Int32, Int32) {
+    var fds: [Int32] = [0, 0]
+    let rc = socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds)
+    precondition(rc == 0, "socketpair failed")
+    _ = csys_set_nonblocking(fds[0])
+    _ = csys_set_nonblocking(fds[1])
+    return (fds[0], fds[1])
+}
+
+/// Deterministic PRNG (SplitMix64) so random tests are reproducible.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// The byte at position `i` of the test stream.
+@inline(__always)
+func patternByte(_ i: Int) -> UInt8 { UInt8(truncatingIfNeeded: i &* 31 &+ i >> 8) }
+
+/// Thread-safe counters and logs for handlers that run on a loop thread.
+final class Recorder: Sendable {
+    let events = Mutex<[String]>([])
+    func add(_ event: String) { events.withLock { $0.append(event) } }
+    var snapshot: [String] { events.withLock { $0 } }
+}
+
+/// A joinable pthread for tests (Foundation's Thread cannot be joined).
+final class TestThread: Sendable {
+    private let body: @Sendable () -> Void
+    private let handle = Mutex<pthread_t?>(nil)
+
+    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+
+    func start() {
+        let box = Unmanaged.passRetained(self).toOpaque()
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, nil, { raw in
+            let me = Unmanaged<TestThread>.fromOpaque(raw!).takeRetainedValue()
+            me.body()
+            return nil
+        }, box)
+        precondition(rc == 0, "pthread_create failed")
+        handle.withLock { $0 = thread }
+    }
+
+    func join() {
+        if let thread = handle.withLock({ $0 }) { pthread_join(thread, nil) }
+    }
+}
