@@ -45,13 +45,15 @@ func parseDecimalSize(_ v: UnsafeRawBufferPointer, maxDigits: Int = 9) -> Int? {
 /// An empty view: "absent" in every handler callback.
 var emptyView: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: nil, count: 0) }
 
-/// Up to four argument views cut out of a control line, plus how many arguments the line really had
-/// (`count` keeps counting past four so callers can reject a wrong argument count). No allocation.
+/// Up to five argument views cut out of a control line (HMSG with a reply has five), plus how many
+/// arguments the line really had (`count` keeps counting past five so callers can reject a wrong argument
+/// count). No allocation.
 struct ArgViews {
     var a0 = emptyView
     var a1 = emptyView
     var a2 = emptyView
     var a3 = emptyView
+    var a4 = emptyView
     var count = 0
 
     @inline(__always)
@@ -61,6 +63,7 @@ struct ArgViews {
         case 1: return a1
         case 2: return a2
         case 3: return a3
+        case 4: return a4
         default: return emptyView
         }
     }
@@ -72,6 +75,7 @@ struct ArgViews {
         case 1: a1 = v
         case 2: a2 = v
         case 3: a3 = v
+        case 4: a4 = v
         default: break
         }
         count += 1

@@ -125,35 +125,134 @@ func runClient(_ input: [UInt8], cuts: [Int], _ config: ClientConfig = ClientCon
     var rec = ClientRecorder(stopAfter: config.stopAfter)
     var result = ClientParseResult.ok
     var peak = 0
+    forEachChunk(input, cuts: cuts) { chunk in
+        result = parser.parse(chunk, into: &rec)
+        peak = max(peak, parser.bufferCapacity)
+        return result == .ok
+    }
+    return ClientRun(ops: rec.ops, result: result, peakCapacity: peak)
+}
+
+// MARK: - Server ops
+
+enum ServerOp: Equatable, Sendable, CustomStringConvertible {
+    case info([UInt8])
+    case msg(subject: [UInt8], sid: [UInt8], reply: [UInt8], payload: [UInt8])
+    case hmsg(subject: [UInt8], sid: [UInt8], reply: [UInt8], headers: [UInt8], payload: [UInt8])
+    case ping, pong, ok
+    case err([UInt8])
+
+    static func info(_ j: String) -> ServerOp { .info(wireBytes(j)) }
+    static func err(_ m: String) -> ServerOp { .err(wireBytes(m)) }
+    static func msg(_ s: String, _ sid: String, _ p: String) -> ServerOp { .msg(s, sid, "", p) }
+    static func msg(_ s: String, _ sid: String, _ r: String, _ p: String) -> ServerOp {
+        .msg(subject: wireBytes(s), sid: wireBytes(sid), reply: wireBytes(r), payload: wireBytes(p))
+    }
+    static func hmsg(_ s: String, _ sid: String, _ h: String, _ p: String) -> ServerOp { .hmsg(s, sid, "", h, p) }
+    static func hmsg(_ s: String, _ sid: String, _ r: String, _ h: String, _ p: String) -> ServerOp {
+        .hmsg(subject: wireBytes(s), sid: wireBytes(sid), reply: wireBytes(r), headers: wireBytes(h), payload: wireBytes(p))
+    }
+
+    var description: String {
+        func s(_ b: [UInt8]) -> String { String(decoding: b, as: UTF8.self).debugDescription }
+        switch self {
+        case .info(let j): return "INFO \(s(j))"
+        case .msg(let a, let i, let r, let p): return "MSG \(s(a)) \(s(i)) \(s(r)) \(s(p))"
+        case .hmsg(let a, let i, let r, let h, let p): return "HMSG \(s(a)) \(s(i)) \(s(r)) \(s(h)) \(s(p))"
+        case .ping: return "PING"
+        case .pong: return "PONG"
+        case .ok: return "+OK"
+        case .err(let m): return "-ERR \(s(m))"
+        }
+    }
+}
+
+struct ServerRecorder: ServerOpHandler {
+    var ops: [ServerOp] = []
+    var stopAfter = Int.max
+
+    private mutating func add(_ op: ServerOp) -> Bool {
+        ops.append(op)
+        return ops.count < stopAfter
+    }
+    mutating func info(json: UnsafeRawBufferPointer) -> Bool { add(.info(Array(json))) }
+    mutating func msg(subject: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
+                      payload: UnsafeRawBufferPointer) -> Bool {
+        add(.msg(subject: Array(subject), sid: Array(sid), reply: Array(reply), payload: Array(payload)))
+    }
+    mutating func hmsg(subject: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
+                       headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) -> Bool {
+        add(.hmsg(subject: Array(subject), sid: Array(sid), reply: Array(reply), headers: Array(headers), payload: Array(payload)))
+    }
+    mutating func ping() -> Bool { add(.ping) }
+    mutating func pong() -> Bool { add(.pong) }
+    mutating func ok() -> Bool { add(.ok) }
+    mutating func err(message: UnsafeRawBufferPointer) -> Bool { add(.err(Array(message))) }
+}
+
+struct ServerConfig {
+    var maxControlLine = 4096 * 16
+    var maxPayload = 64 * 1024 * 1024
+    var stopAfter = Int.max
+}
+
+struct ServerRun: Equatable, CustomStringConvertible {
+    var ops: [ServerOp]
+    var result: ServerParseResult
+    var peakCapacity = 0
+
+    static func == (a: ServerRun, b: ServerRun) -> Bool { a.ops == b.ops && a.result == b.result }
+    var description: String { "\(result) \(ops)" }
+}
+
+func runServer(_ input: [UInt8], cuts: [Int], _ config: ServerConfig = ServerConfig()) -> ServerRun {
+    var parser = ServerParser(maxControlLine: config.maxControlLine)
+    parser.maxPayload = config.maxPayload
+    var rec = ServerRecorder(stopAfter: config.stopAfter)
+    var result = ServerParseResult.ok
+    var peak = 0
+    forEachChunk(input, cuts: cuts) { chunk in
+        result = parser.parse(chunk, into: &rec)
+        peak = max(peak, parser.bufferCapacity)
+        return result == .ok
+    }
+    return ServerRun(ops: rec.ops, result: result, peakCapacity: peak)
+}
+
+/// Copies each chunk into its own buffer, calls `body`, then scribbles over the buffer.
+/// Stops when `body` returns false.
+func forEachChunk(_ input: [UInt8], cuts: [Int], _ body: (UnsafeRawBufferPointer) -> Bool) {
     var start = 0
     for end in cuts + [input.count] where end >= start {
         let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: max(end - start, 1), alignment: 1)
         defer { chunk.deallocate() }
         for k in start..<end { chunk[k - start] = input[k] }
-        result = parser.parse(UnsafeRawBufferPointer(start: chunk.baseAddress, count: end - start), into: &rec)
-        for k in 0..<chunk.count { chunk[k] = 0xEE }  // scribble: stale views must not survive
-        peak = max(peak, parser.bufferCapacity)
+        let go = body(UnsafeRawBufferPointer(start: chunk.baseAddress, count: end - start))
+        for k in 0..<chunk.count { chunk[k] = 0xEE }  // stale views must not survive
         start = end
-        if result != .ok { break }
+        if !go { return }
     }
-    return ClientRun(ops: rec.ops, result: result, peakCapacity: peak)
 }
 
 enum ChunkingVerifier {
     /// Runs `input` whole, byte by byte, at every two-way split and at `randomRuns` seeded random
-    /// chunkings; expects every run to equal the whole-input run, and returns that run.
+    /// chunkings through `run` (which gets the cut offsets); expects every run to equal the whole-input
+    /// run, and returns that run.
     @discardableResult
-    static func verifyClient(_ input: [UInt8], _ config: ClientConfig = ClientConfig(), randomRuns: Int = 20,
-                             seed: UInt64 = 0x5EED, sourceLocation: SourceLocation = #_sourceLocation) -> ClientRun {
-        let whole = runClient(input, cuts: [], config)
-        let bytewise = runClient(input, cuts: Array(0..<input.count), config)
-        #expect(bytewise == whole, "byte-at-a-time differs for \(String(decoding: input, as: UTF8.self).debugDescription)",
+    static func verify<R: Equatable & CustomStringConvertible>(
+        _ input: [UInt8], randomRuns: Int = 20, seed: UInt64 = 0x5EED,
+        sourceLocation: SourceLocation = #_sourceLocation, run: ([Int]) -> R
+    ) -> R {
+        let whole = run([])
+        let shown = String(decoding: input.prefix(200), as: UTF8.self).debugDescription
+        let bytewise = run(Array(0..<input.count))
+        #expect(bytewise == whole, "byte-at-a-time gave \(bytewise), whole gave \(whole) for \(shown)",
                 sourceLocation: sourceLocation)
         if input.count > 1 {
             for cut in 1..<input.count {
-                let r = runClient(input, cuts: [cut], config)
+                let r = run([cut])
                 if r != whole {
-                    Issue.record("split at \(cut) gave \(r), whole gave \(whole)", sourceLocation: sourceLocation)
+                    Issue.record("split at \(cut) gave \(r), whole gave \(whole) for \(shown)", sourceLocation: sourceLocation)
                     break
                 }
             }
@@ -167,12 +266,24 @@ enum ChunkingVerifier {
                 if at >= input.count { break }
                 cuts.append(at)
             }
-            let r = runClient(input, cuts: cuts, config)
+            let r = run(cuts)
             if r != whole {
-                Issue.record("random cuts \(cuts) gave \(r), whole gave \(whole)", sourceLocation: sourceLocation)
+                Issue.record("random cuts \(cuts) gave \(r), whole gave \(whole) for \(shown)", sourceLocation: sourceLocation)
                 break
             }
         }
         return whole
+    }
+
+    @discardableResult
+    static func verifyClient(_ input: [UInt8], _ config: ClientConfig = ClientConfig(), randomRuns: Int = 20,
+                             seed: UInt64 = 0x5EED, sourceLocation: SourceLocation = #_sourceLocation) -> ClientRun {
+        verify(input, randomRuns: randomRuns, seed: seed, sourceLocation: sourceLocation) { runClient(input, cuts: $0, config) }
+    }
+
+    @discardableResult
+    static func verifyServer(_ input: [UInt8], _ config: ServerConfig = ServerConfig(), randomRuns: Int = 20,
+                             seed: UInt64 = 0x5EED, sourceLocation: SourceLocation = #_sourceLocation) -> ServerRun {
+        verify(input, randomRuns: randomRuns, seed: seed, sourceLocation: sourceLocation) { runServer(input, cuts: $0, config) }
     }
 }
