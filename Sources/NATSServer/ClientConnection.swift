@@ -1,0 +1,743 @@
+// ClientConnection: one client socket. The message hot path lives here: parse from the loop's read
+// buffer, match in the shared trie, encode straight into each receiver's outbound buffer, and flush
+// every touched receiver once per read batch.
+
+import EventLoop
+import Glibc
+import NATSProtocol
+import Synchronization
+
+extension OutboundBuffer: ByteSink {}
+
+/// Why a connection closed (the texts nats-server shows in /connz `reason`).
+enum CloseReason: String, Sendable {
+    case clientClosed = "Client Closed"
+    case readError = "Read Error"
+    case writeError = "Write Error"
+    case protocolViolation = "Protocol Violation"
+    case authenticationFailure = "Authentication Failure"
+    case authenticationTimeout = "Authentication Timeout"
+    case staleConnection = "Stale Connection"
+    case slowConsumerPendingBytes = "Slow Consumer (Pending Bytes)"
+    case slowConsumerWriteDeadline = "Slow Consumer (Write Deadline)"
+    case maxControlLineExceeded = "Maximum Control Line Exceeded"
+    case maxPayloadExceeded = "Maximum Message Payload Exceeded"
+    case badClientProtocol = "Bad Client Protocol Version"
+    case noRespondersRequiresHeaders = "No Responders Requires Headers"
+    case serverShutdown = "Server Shutdown"
+}
+
+/// The part of a connection other loops touch: its outbound bytes and what a publisher must know
+/// to encode for it. Guarded by `ClientConnection.out`.
+struct Outbound: ~Copyable {
+    var buffer = OutboundBuffer()
+    /// No more bytes are accepted (closing, closed, or slow consumer).
+    var closed = false
+    /// The client negotiated headers: deliver HMSG, else strip headers and deliver MSG.
+    var headers = false
+    /// The connection is already in some loop's pending-flush set (or its flush is queued).
+    var flushQueued = false
+}
+
+/// One client connection, owned by one event loop.
+///
+/// `@unchecked Sendable`: every `var` below is touched only on `context.loop`'s thread; what other
+/// loops' publishers need is in the `out` Mutex, and `let`s are immutable.
+final class ClientConnection: IOHandler, @unchecked Sendable {
+    let cid: UInt64
+    let fd: Int32
+    let peer: PeerAddress
+    let context: LoopContext
+    unowned let broker: Broker
+    /// `127.0.0.1:5555 - cid:7`, the prefix of this connection's log lines.
+    let logPrefix: String
+    let out = Mutex(Outbound())
+
+    private enum State: Equatable {
+        case open
+        /// Closing: no more reads or deliveries; queued bytes are being written.
+        case draining(CloseReason)
+        case closed
+    }
+
+    private var state: State = .open
+    private var parser: ClientParser
+    private(set) var options = ConnectOptions()
+    private var authenticated: Bool
+    private var subscriptions: [SidKey: Subscription] = [:]
+
+    private var authTimer: TimerID?
+    private var pingTimer: TimerID?
+    private var drainTimer: TimerID?
+    private var writeDeadlineTimer: TimerID?
+    private var pingsOut = 0
+    private var rttKnown = false
+    private var rttStart: UInt64 = 0
+    /// Inbound messages or subscriptions since the last ping tick.
+    private var activity = false
+    /// The client PINGed us since the last ping tick.
+    private var clientPinged = false
+    private var waitingForWritable = false
+    private var lastWriteProgress: UInt64 = 0
+
+    init(cid: UInt64, fd: Int32, peer: PeerAddress, context: LoopContext, broker: Broker) {
+        self.cid = cid
+        self.fd = fd
+        self.peer = peer
+        self.context = context
+        self.broker = broker
+        self.logPrefix = "\(peer) - cid:\(cid)"
+        let options = broker.options
+        parser = ClientParser(maxControlLine: options.maxControlLine, maxPayload: options.maxPayload)
+        authenticated = !options.authRequired
+        parser.requireConnectFirst = options.authRequired
+    }
+
+    // MARK: Lifecycle
+
+    /// Registers the socket, sends INFO and starts the keep-alive and auth timers. Loop thread only.
+    /// - Throws: ``SystemError`` when the descriptor cannot be registered.
+    func start() throws(SystemError) {
+        try context.loop.register(fd: fd, interest: .readable, handler: self)
+        let info = broker.info
+        appendControl { buffer in info.write(to: &buffer, clientID: cid, clientIP: peer.ip) }
+        schedulePingTimer(first: true)
+        if broker.options.authRequired {
+            authTimer = context.loop.schedule(after: broker.options.authTimeout) { [self] in
+                authTimer = nil
+                if state == .open && !authenticated {
+                    broker.logger.debug("\(logPrefix) - Authentication Timeout")
+                    sendError(.authenticationTimeout, reason: .authenticationTimeout)
+                }
+            }
+        }
+    }
+
+    /// Starts an orderly close: stops reading and routing, writes what is queued (bounded by a
+    /// short deadline), then closes. Loop thread only.
+    func closeAfterFlush(_ reason: CloseReason) {
+        guard state == .open else { return }
+        state = .draining(reason)
+        let alreadyQueued = out.withLock { o in
+            o.closed = true
+            let queued = o.flushQueued
+            o.flushQueued = true
+            return queued
+        }
+        cancelTimers()
+        removeAllSubscriptions()
+        if !waitingForWritable {
+            try? context.loop.setInterest(fd: fd, [])
+        }
+        if !alreadyQueued { context.pendingFlush.append(self) }
+        let limit = min(broker.options.writeDeadline, .seconds(2))
+        drainTimer = context.loop.schedule(after: limit) { [self] in
+            drainTimer = nil
+            if case .draining(let reason) = state { closeNow(reason) }
+        }
+    }
+
+    /// Closes at once, dropping queued bytes. Loop thread only.
+    func closeNow(_ reason: CloseReason) {
+        let closingReason: CloseReason
+        switch state {
+        case .closed: return
+        case .open:
+            closingReason = reason
+            removeAllSubscriptions()
+        case .draining(let drainReason):
+            closingReason = drainReason
+        }
+        state = .closed
+        cancelTimers()
+        if let drainTimer { _ = context.loop.cancel(drainTimer) }
+        if let writeDeadlineTimer { _ = context.loop.cancel(writeDeadlineTimer) }
+        drainTimer = nil
+        writeDeadlineTimer = nil
+        out.withLock { o in
+            o.closed = true
+            o.buffer.removeAll()
+        }
+        context.loop.deregister(fd: fd)
+        IO.close(fd)
+        broker.connectionClosed(self, reason: closingReason)
+    }
+
+    private func cancelTimers() {
+        if let authTimer { _ = context.loop.cancel(authTimer) }
+        if let pingTimer { _ = context.loop.cancel(pingTimer) }
+        authTimer = nil
+        pingTimer = nil
+    }
+
+    private func removeAllSubscriptions() {
+        guard !subscriptions.isEmpty else { return }
+        let all = subscriptions.values
+        broker.subscriptions.withLock { trie in
+            for sub in all { trie.remove(subject: sub.subject, queue: sub.queue, value: sub) }
+        }
+        subscriptions.removeAll()
+    }
+
+    /// Sends `error`; closes after flushing when 2.9.10 closes for it. Loop thread only.
+    func sendError(_ error: ServerError, reason: CloseReason = .protocolViolation) {
+        appendControl(bytes: error.wireLine)
+        if error.closesConnection { closeAfterFlush(reason) }
+    }
+
+    // MARK: IOHandler
+
+    func readable() {
+        guard state == .open else { return }
+        var rounds = 0
+        while true {
+            let result = context.readBuffer.read(from: fd)
+            switch result {
+            case .bytes(let count):
+                var handler = OpDispatch(connection: self)
+                let parsed = parser.parse(context.readBuffer.bytes, into: &handler)
+                switch parsed {
+                case .ok: break
+                case .stopped: return
+                case .error(let error):
+                    handleParseError(error)
+                    return
+                }
+                guard state == .open else { return }
+                rounds += 1
+                // A short read drained the socket; level-triggered epoll reports any later data.
+                if count < context.readBuffer.capacity || rounds >= 16 { return }
+            case .wouldBlock:
+                return
+            case .eof:
+                closeNow(.clientClosed)
+                return
+            case .error(let code):
+                broker.logger.debug("\(logPrefix) - Read error: errno \(code)")
+                closeNow(.readError)
+                return
+            }
+        }
+    }
+
+    func writable() {
+        writeOut()
+    }
+
+    func hangup() {
+        closeNow(.clientClosed)
+    }
+
+    private func handleParseError(_ error: ClientParseError) {
+        switch error {
+        case .unknownOperation:
+            broker.logger.error("\(logPrefix) - Client parser ERROR: unknown protocol operation")
+            sendError(.unknownProtocolOperation, reason: .protocolViolation)
+        case .authorizationViolation:
+            broker.logger.error("\(logPrefix) - Authorization Error")
+            sendError(.authorizationViolation, reason: .authenticationFailure)
+        case .maxControlLineExceeded:
+            broker.logger.error("\(logPrefix) - maximum control line exceeded")
+            sendError(.maxControlLineExceeded, reason: .maxControlLineExceeded)
+        case .maxPayloadViolation:
+            broker.logger.error("\(logPrefix) - Maximum Payload Violation")
+            sendError(.maxPayloadViolation, reason: .maxPayloadExceeded)
+        case .badArguments(let verb):
+            broker.logger.error("\(logPrefix) - Client parser ERROR: bad \(verb) arguments")
+            closeAfterFlush(.protocolViolation)
+        }
+    }
+
+    // MARK: Outbound (owner side)
+
+    /// Appends protocol bytes for this client (INFO, +OK, PONG, PING, -ERR). Loop thread only.
+    /// The same max-pending rule applies as for messages.
+    private func appendControl(bytes: [UInt8]) {
+        appendControl { buffer in bytes.withUnsafeBytes { buffer.append($0) } }
+    }
+
+    private func appendControl(_ encode: (inout OutboundBuffer) -> Void) {
+        let maxPending = broker.options.maxPending
+        let outcome: EnqueueOutcome = out.withLock { o in
+            if o.closed { return .closed }
+            let before = o.buffer.pendingBytes
+            encode(&o.buffer)
+            if o.buffer.pendingBytes > maxPending && before > 0 {
+                o.closed = true
+                return .slowConsumer
+            }
+            if o.flushQueued { return .queued }
+            o.flushQueued = true
+            return .needsFlush
+        }
+        switch outcome {
+        case .needsFlush: context.pendingFlush.append(self)
+        case .queued, .closed: break
+        case .slowConsumer: slowConsumerDetected()
+        }
+    }
+
+    private func sendOK() {
+        appendControl { Encoder.ok(&$0) }
+    }
+
+    enum EnqueueOutcome {
+        case needsFlush, queued, closed, slowConsumer
+    }
+
+    /// Called when this connection exceeded max_pending (on any loop). Counts and logs it, then
+    /// closes the connection on its own loop, with no -ERR, as 2.9.10 does.
+    private func slowConsumerDetected() {
+        broker.slowConsumers.wrappingAdd(1, ordering: .relaxed)
+        broker.logger.notice("\(logPrefix) - Slow Consumer Detected: MaxPending of \(broker.options.maxPending) Exceeded")
+        // Deferred to the owner's task queue: this may run on another loop, or inside a delivery
+        // loop that still holds a match result naming this connection.
+        context.loop.execute { [self] in closeNow(.slowConsumerPendingBytes) }
+    }
+
+    /// Flushes queued bytes with one writev (more if the snapshot was capped). Loop thread only.
+    func flush() {
+        if state == .closed { return }
+        if waitingForWritable {
+            // EPOLLOUT will come; writable() writes everything then.
+            out.withLock { $0.flushQueued = false }
+            return
+        }
+        writeOut()
+    }
+
+    private func writeOut() {
+        while state != .closed {
+            var total = 0
+            let count = out.withLock { o -> Int in
+                o.flushQueued = false
+                let n = o.buffer.snapshotIOVecs(into: &context.iovecs)
+                total = o.buffer.pendingBytes
+                return n
+            }
+            if count == 0 {
+                finishedWriting()
+                return
+            }
+            var requested = 0
+            for i in 0..<count { requested += context.iovecs[i].iov_len }
+            let result = context.iovecs.withUnsafeBufferPointer { IO.writev(fd, $0.baseAddress!, count: count) }
+            switch result {
+            case .bytes(let written):
+                let remaining = out.withLock { o -> Int in
+                    o.buffer.consume(written)
+                    return o.buffer.pendingBytes
+                }
+                if written > 0 { lastWriteProgress = LoopContext.now() }
+                if remaining == 0 {
+                    finishedWriting()
+                    return
+                }
+                if written < requested {
+                    waitForWritable()
+                    return
+                }
+                // Bytes appended after the snapshot already queued another flush; only a snapshot
+                // capped at IOV_MAX vectors needs another round now.
+                if requested >= total { return }
+            case .wouldBlock:
+                waitForWritable()
+                return
+            case .error, .eof:
+                closeNow(.writeError)
+                return
+            }
+        }
+    }
+
+    private func finishedWriting() {
+        if waitingForWritable {
+            waitingForWritable = false
+            if let writeDeadlineTimer { _ = context.loop.cancel(writeDeadlineTimer) }
+            writeDeadlineTimer = nil
+            try? context.loop.setInterest(fd: fd, state == .open ? .readable : [])
+        }
+        if case .draining(let reason) = state { closeNow(reason) }
+    }
+
+    private func waitForWritable() {
+        if waitingForWritable { return }
+        waitingForWritable = true
+        lastWriteProgress = LoopContext.now()
+        do {
+            try context.loop.setInterest(fd: fd, state == .open ? [.readable, .writable] : .writable)
+        } catch {
+            closeNow(.writeError)
+            return
+        }
+        scheduleWriteDeadline(after: broker.options.writeDeadline)
+    }
+
+    private func scheduleWriteDeadline(after delay: Duration) {
+        writeDeadlineTimer = context.loop.schedule(after: delay) { [self] in
+            writeDeadlineTimer = nil
+            guard waitingForWritable, state != .closed else { return }
+            let deadline = UInt64(max(0, broker.options.writeDeadline.nanoseconds))
+            let stalled = LoopContext.now() &- lastWriteProgress
+            if stalled >= deadline {
+                if case .draining(let reason) = state {
+                    closeNow(reason)
+                    return
+                }
+                let pending = out.withLock { $0.buffer.pendingBytes }
+                broker.slowConsumers.wrappingAdd(1, ordering: .relaxed)
+                broker.logger.notice(
+                    "\(logPrefix) - Slow Consumer Detected: WriteDeadline of \(broker.options.writeDeadline) exceeded with \(pending) total bytes pending")
+                closeNow(.slowConsumerWriteDeadline)
+            } else {
+                scheduleWriteDeadline(after: .nanoseconds(Int64(deadline - stalled)))
+            }
+        }
+    }
+
+    // MARK: Keep-alive
+
+    private func schedulePingTimer(first: Bool) {
+        var delay = broker.options.pingInterval
+        if first {
+            if delay > .seconds(2) { delay = .seconds(2) }
+            // nats-server randomises the first PING by up to 20%.
+            let extra = max(0, delay.nanoseconds / 5)
+            if extra > 0 { delay += .nanoseconds(Int64.random(in: 0..<extra)) }
+        }
+        pingTimer = context.loop.schedule(after: delay) { [self] in
+            pingTimer = nil
+            pingTick()
+        }
+    }
+
+    private func pingTick() {
+        guard state == .open else { return }
+        let now = LoopContext.now()
+        let needRTT = !rttKnown || now &- rttStart > 3_600_000_000_000
+        if !needRTT && (activity || clientPinged) {
+            broker.logger.debug("\(logPrefix) - Delaying PING due to client activity")
+        } else {
+            if pingsOut + 1 > broker.options.maxPingsOut {
+                broker.logger.debug("\(logPrefix) - Stale Client Connection - Closing")
+                sendError(.staleConnection, reason: .staleConnection)
+                return
+            }
+            pingsOut += 1
+            rttStart = now
+            appendControl { Encoder.ping(&$0) }
+        }
+        activity = false
+        clientPinged = false
+        schedulePingTimer(first: false)
+    }
+
+    // MARK: Client operations
+
+    fileprivate func handleConnect(json: UnsafeRawBufferPointer) -> Bool {
+        if let authTimer { _ = context.loop.cancel(authTimer) }
+        authTimer = nil
+        rttKnown = true
+        rttStart = LoopContext.now()
+        if let pingTimer { _ = context.loop.cancel(pingTimer) }
+        schedulePingTimer(first: true)
+
+        do {
+            try options.apply(json: json)
+        } catch {
+            broker.logger.error("\(logPrefix) - Client parser ERROR: CONNECT: \(error.message)")
+            closeAfterFlush(.protocolViolation)
+            return false
+        }
+        let headers = options.headers
+        out.withLock { $0.headers = headers }
+
+        if broker.options.authRequired && !broker.credentialsAccepted(options) {
+            broker.logger.error("\(logPrefix) - Authorization Error")
+            sendError(.authorizationViolation, reason: .authenticationFailure)
+            return false
+        }
+        if !options.account.isEmpty || options.newAccount {
+            sendError(.authorizationViolation, reason: .authenticationFailure)
+            return false
+        }
+        authenticated = true
+        if options.protocolVersion < 0 || options.protocolVersion > 1 {
+            sendError(.invalidClientProtocol, reason: .badClientProtocol)
+            return false
+        }
+        if options.noResponders && !options.headers {
+            sendError(.noRespondersRequiresHeaders, reason: .noRespondersRequiresHeaders)
+            return false
+        }
+        if options.verbose { sendOK() }
+        return state == .open
+    }
+
+    fileprivate func handlePub(subject: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
+                               headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) -> Bool {
+        context.batch.inMsgs &+= 1
+        context.batch.inBytes &+= headers.count &+ payload.count
+        activity = true
+        if subject.isEmpty {
+            // 2.9.10's client-HMSG quirk: counted, acknowledged, routed nowhere.
+            if options.verbose { sendOK() }
+            return state == .open
+        }
+        if options.pedantic && !Subject.isValidLiteral(subject) {
+            appendControl(bytes: ServerError.invalidPublishSubject.wireLine)
+        }
+        if options.verbose { sendOK() }
+        route(subject: subject, reply: reply, headers: headers, payload: payload)
+        return state == .open
+    }
+
+    fileprivate func handleHPub(subject: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
+                                headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) -> Bool {
+        guard options.headers else {
+            // 2.9.10 closes without an -ERR when headers were not negotiated.
+            broker.logger.error("\(logPrefix) - Client parser ERROR: message headers not supported")
+            closeAfterFlush(.protocolViolation)
+            return false
+        }
+        return handlePub(subject: subject, reply: reply, headers: headers, payload: payload)
+    }
+
+    /// Delivers one published message to every plain subscription and one member per queue group.
+    /// Publisher's loop thread only.
+    private func route(subject: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
+                       headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
+        // 2.9.10's sublist matches nothing for a subject with an empty token (`foo..x`, `.foo`).
+        guard Self.hasNoEmptyToken(subject) else { return }
+        nonisolated(unsafe) var result = MatchResult<Subscription>()
+        broker.subscriptions.withLock { result = $0.match(subject) }
+        var delivered = false
+        for sub in result.plain where deliver(sub, subject: subject, reply: reply, headers: headers, payload: payload) {
+            delivered = true
+        }
+        for group in result.queues {
+            let count = group.count
+            if count == 0 { continue }
+            let start = count == 1 ? 0 : context.random(below: count)
+            for i in 0..<count {
+                var index = start + i
+                if index >= count { index -= count }
+                if deliver(group[index], subject: subject, reply: reply, headers: headers, payload: payload) {
+                    delivered = true
+                    break
+                }
+            }
+        }
+        if !delivered && !reply.isEmpty && options.noResponders {
+            sendNoResponders(reply: reply)
+        }
+    }
+
+    @inline(__always)
+    private func deliver(_ sub: Subscription, subject: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
+                         headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) -> Bool {
+        let receiver = sub.client
+        if receiver === self && !options.echo { return false }
+        let (allowed, reachedLimit) = sub.reserveDelivery()
+        if reachedLimit { receiver.requestRemoval(sub) }
+        guard allowed else { return false }
+        return receiver.enqueueMessage(sid: sub.sidBytes, subject: subject, reply: reply, headers: headers,
+                                       payload: payload, publisher: context)
+    }
+
+    /// Encodes a message for this (receiving) connection. Called on the publisher's loop thread.
+    @inline(__always)
+    func enqueueMessage(sid: UnsafeRawBufferPointer, subject: UnsafeRawBufferPointer,
+                        reply: UnsafeRawBufferPointer, headers: UnsafeRawBufferPointer,
+                        payload: UnsafeRawBufferPointer, publisher: LoopContext) -> Bool {
+        let frame = MessageFrame(subject: subject, sid: sid, reply: reply, headers: headers, payload: payload)
+        let maxPending = broker.options.maxPending
+        let (outcome, sentBytes) = out.withLock { o -> (EnqueueOutcome, Int) in
+            let subject = frame.subject, sidBytes = frame.sid, reply = frame.reply
+            let headers = frame.headers, payload = frame.payload
+            if o.closed { return (.closed, 0) }
+            let withHeaders = o.headers && !headers.isEmpty
+            let bodySize = (withHeaders ? headers.count : 0) + payload.count
+            let size = 40 + subject.count + sidBytes.count + reply.count + bodySize
+            if o.buffer.pendingBytes + size > maxPending && o.buffer.pendingBytes > 0 {
+                o.closed = true
+                return (.slowConsumer, 0)
+            }
+            if withHeaders {
+                Encoder.hmsg(&o.buffer, subject: subject, sid: sidBytes, reply: reply, headers: headers, payload: payload)
+            } else {
+                Encoder.msg(&o.buffer, subject: subject, sid: sidBytes, reply: reply, payload: payload)
+            }
+            if o.flushQueued { return (.queued, bodySize) }
+            o.flushQueued = true
+            return (.needsFlush, bodySize)
+        }
+        switch outcome {
+        case .needsFlush:
+            publisher.pendingFlush.append(self)
+        case .queued:
+            break
+        case .closed:
+            return false
+        case .slowConsumer:
+            slowConsumerDetected()
+            return false
+        }
+        publisher.batch.outMsgs &+= 1
+        publisher.batch.outBytes &+= sentBytes
+        return true
+    }
+
+    /// `HMSG <reply> <sid> 16 16\r\nNATS/1.0 503\r\n\r\n\r\n` to the publisher's own subscription
+    /// matching the reply subject, if it has one (2.9.10 `subForReply`).
+    private func sendNoResponders(reply: UnsafeRawBufferPointer) {
+        nonisolated(unsafe) var result = MatchResult<Subscription>()
+        broker.subscriptions.withLock { result = $0.match(reply) }
+        guard let sub = result.plain.first(where: { $0.client === self }) else { return }
+        appendControl { buffer in
+            buffer.append(ascii: "HMSG ")
+            buffer.append(reply)
+            buffer.append(byte: 0x20)
+            sub.sid.withUnsafeBytes { buffer.append($0) }
+            buffer.append(ascii: " 16 16\r\nNATS/1.0 503\r\n\r\n\r\n")
+        }
+    }
+
+    @inline(__always)
+    static func hasNoEmptyToken(_ subject: UnsafeRawBufferPointer) -> Bool {
+        guard let first = subject.first, let last = subject.last else { return false }
+        if first == Subject.separator || last == Subject.separator { return false }
+        var previous: UInt8 = 0
+        for byte in subject {
+            if byte == Subject.separator && previous == Subject.separator { return false }
+            previous = byte
+        }
+        return true
+    }
+
+    fileprivate func handleSub(subject: UnsafeRawBufferPointer, queue: UnsafeRawBufferPointer,
+                               sid: UnsafeRawBufferPointer) -> Bool {
+        activity = true
+        let limit = broker.options.maxSubscriptions
+        if limit > 0 && subscriptions.count >= limit {
+            broker.logger.error("\(logPrefix) - maximum subscriptions exceeded")
+            sendError(.maxSubscriptionsExceeded)
+            return state == .open
+        }
+        let key = SidKey(sid)
+        if subscriptions[key] == nil {
+            let sub = Subscription(subject: Array(subject), queue: queue.isEmpty ? nil : Array(queue),
+                                   sid: key.bytes, client: self)
+            let inserted = broker.subscriptions.withLock { trie in
+                trie.insert(subject: sub.subject, queue: sub.queue, value: sub)
+            }
+            guard inserted else {
+                sendError(.invalidSubject)
+                return state == .open
+            }
+            subscriptions[key] = sub
+        }
+        if options.verbose { sendOK() }
+        return state == .open
+    }
+
+    fileprivate func handleUnsub(sid: UnsafeRawBufferPointer, max: Int?) -> Bool {
+        let key = SidKey(sid)
+        if let sub = subscriptions[key] {
+            if let max, max > 0, max > sub.delivered.load(ordering: .relaxed) {
+                sub.maxMessages.store(max, ordering: .relaxed)
+            } else {
+                remove(sub, key: key)
+            }
+        }
+        if options.verbose { sendOK() }
+        return state == .open
+    }
+
+    private func remove(_ sub: Subscription, key: SidKey) {
+        subscriptions[key] = nil
+        broker.subscriptions.withLock { trie in
+            _ = trie.remove(subject: sub.subject, queue: sub.queue, value: sub)
+        }
+    }
+
+    /// Asks this connection's loop to drop `sub`, which reached its UNSUB limit. Any thread.
+    func requestRemoval(_ sub: Subscription) {
+        context.loop.execute { [self] in
+            let key = SidKey(bytes: sub.sid)
+            if state == .open, let current = subscriptions[key], current === sub {
+                remove(sub, key: key)
+            }
+        }
+    }
+
+    fileprivate func handlePing() -> Bool {
+        clientPinged = true
+        appendControl { Encoder.pong(&$0) }
+        return state == .open
+    }
+
+    fileprivate func handlePong() -> Bool {
+        pingsOut = 0
+        rttKnown = true
+        return true
+    }
+
+    fileprivate func handleInfo(json: UnsafeRawBufferPointer) -> Bool {
+        do {
+            _ = try JSONReader.parse(json)
+            return true
+        } catch {
+            broker.logger.error("\(logPrefix) - Client parser ERROR: INFO: \(error.message)")
+            closeAfterFlush(.protocolViolation)
+            return false
+        }
+    }
+
+    fileprivate func handleClientError(message: UnsafeRawBufferPointer) -> Bool {
+        broker.logger.error("\(logPrefix) - Client Error \(String(decoding: message, as: UTF8.self))")
+        closeAfterFlush(.clientClosed)
+        return false
+    }
+}
+
+extension SidKey {
+    init(bytes: [UInt8]) { self = bytes.withUnsafeBytes { SidKey($0) } }
+}
+
+/// The byte views of one delivery: into the publisher's read buffer (or parser split buffer) and
+/// the subscription's sid. `@unchecked Sendable` because they only cross into the receiver's
+/// `out` lock for the duration of one copy, on the publisher's thread, and are never retained.
+private struct MessageFrame: @unchecked Sendable {
+    let subject: UnsafeRawBufferPointer
+    let sid: UnsafeRawBufferPointer
+    let reply: UnsafeRawBufferPointer
+    let headers: UnsafeRawBufferPointer
+    let payload: UnsafeRawBufferPointer
+}
+
+/// Forwards parsed ops to the connection. A struct so the generic parser specialises on it.
+private struct OpDispatch: ClientOpHandler {
+    unowned(unsafe) let connection: ClientConnection
+
+    mutating func connect(json: UnsafeRawBufferPointer) -> Bool { connection.handleConnect(json: json) }
+    mutating func pub(subject: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
+                      payload: UnsafeRawBufferPointer) -> Bool {
+        connection.handlePub(subject: subject, reply: reply, headers: UnsafeRawBufferPointer(start: nil, count: 0),
+                             payload: payload)
+    }
+    mutating func hpub(subject: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
+                       headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) -> Bool {
+        connection.handleHPub(subject: subject, reply: reply, headers: headers, payload: payload)
+    }
+    mutating func sub(subject: UnsafeRawBufferPointer, queue: UnsafeRawBufferPointer,
+                      sid: UnsafeRawBufferPointer) -> Bool {
+        connection.handleSub(subject: subject, queue: queue, sid: sid)
+    }
+    mutating func unsub(sid: UnsafeRawBufferPointer, max: Int?) -> Bool { connection.handleUnsub(sid: sid, max: max) }
+    mutating func ping() -> Bool { connection.handlePing() }
+    mutating func pong() -> Bool { connection.handlePong() }
+    mutating func info(json: UnsafeRawBufferPointer) -> Bool { connection.handleInfo(json: json) }
+    mutating func ok() -> Bool { true }
+    mutating func err(message: UnsafeRawBufferPointer) -> Bool { connection.handleClientError(message: message) }
+}

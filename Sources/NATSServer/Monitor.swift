@@ -1,0 +1,120 @@
+// Monitoring: /varz and /healthz with nats-server 2.9.10's field names and types.
+
+import EventLoop
+import Glibc
+
+/// The monitoring endpoint (`-m`). Serves GET /varz and GET /healthz.
+///
+/// `@unchecked Sendable`: `broker` is set once before the loops start and never changed.
+final class Monitor: @unchecked Sendable {
+    /// Requested port (0 = random until bound).
+    private(set) var port: Int
+    let host: String
+    let loop: EventLoop
+    unowned(unsafe) var broker: Broker?
+
+    struct Unavailable: Error, CustomStringConvertible {
+        var description: String { "monitoring is not available in this build yet" }
+    }
+
+    init(host: String, port: Int, loop: EventLoop) throws {
+        self.host = host
+        self.port = port
+        self.loop = loop
+        throw Unavailable()
+    }
+
+    func start() throws {}
+
+    func shutdown() {}
+}
+
+extension Broker {
+    /// The /varz document: 2.9.10's fields, in its order, with its types.
+    func varzJSON(httpRequests: [(String, Int)]) -> String {
+        let stats = statistics()
+        let now = WallClock.now()
+        var json = JSONWriter()
+        json.add("server_id", serverID)
+        json.add("server_name", serverName)
+        json.add("version", ServerVersion.compatible)
+        json.add("proto", 1)
+        json.add("go", ServerVersion.runtime)
+        json.add("host", options.host)
+        json.add("port", port)
+        json.add("max_connections", options.maxConnections)
+        json.add("ping_interval", options.pingInterval.nanoseconds)
+        json.add("ping_max", options.maxPingsOut)
+        json.add("http_host", options.httpHost ?? options.host)
+        json.add("http_port", monitoringPort ?? 0)
+        json.add("http_base_path", "")
+        json.add("https_port", 0)
+        if options.authRequired { json.add("auth_required", true) }
+        json.add("auth_timeout", options.authTimeout.seconds)
+        json.add("max_control_line", options.maxControlLine)
+        json.add("max_payload", options.maxPayload)
+        json.add("max_pending", options.maxPending)
+        json.add("cluster", object: JSONWriter())
+        json.add("gateway", object: JSONWriter())
+        json.add("leaf", object: JSONWriter())
+        json.add("mqtt", object: JSONWriter())
+        json.add("websocket", object: JSONWriter())
+        json.add("jetstream", object: JSONWriter())
+        json.add("tls_timeout", 2)
+        json.add("write_deadline", options.writeDeadline.nanoseconds)
+        json.add("start", startTime.rfc3339)
+        json.add("now", now.rfc3339)
+        json.add("uptime", Self.goUptime(seconds: now.seconds - startTime.seconds))
+        json.add("mem", Self.residentMemory())
+        json.add("cores", contexts.count)
+        json.add("gomaxprocs", contexts.count)
+        json.add("cpu", 0)
+        json.add("connections", stats.connections)
+        json.add("total_connections", stats.totalConnections)
+        json.add("routes", 0)
+        json.add("remotes", 0)
+        json.add("leafnodes", 0)
+        json.add("in_msgs", stats.inMsgs)
+        json.add("out_msgs", stats.outMsgs)
+        json.add("in_bytes", stats.inBytes)
+        json.add("out_bytes", stats.outBytes)
+        json.add("slow_consumers", stats.slowConsumers)
+        json.add("subscriptions", stats.subscriptions)
+        var requests = JSONWriter()
+        for (path, count) in httpRequests { requests.add(path, count) }
+        json.add("http_req_stats", object: requests)
+        json.add("config_load_time", startTime.rfc3339)
+        json.add("system_account", "$SYS")
+        json.add("swift_broker_version", ServerVersion.own)
+        return json.string()
+    }
+
+    /// Go's `Duration`-like uptime nats-server prints: `1d2h3m4s`, `31s`.
+    static func goUptime(seconds: Int) -> String {
+        var rest = max(0, seconds)
+        let years = rest / (365 * 86_400); rest %= 365 * 86_400
+        let days = rest / 86_400; rest %= 86_400
+        let hours = rest / 3600; rest %= 3600
+        let minutes = rest / 60
+        let secs = rest % 60
+        var text = ""
+        if years > 0 { text += "\(years)y" }
+        if days > 0 || !text.isEmpty { text += "\(days)d" }
+        if hours > 0 || !text.isEmpty { text += "\(hours)h" }
+        if minutes > 0 || !text.isEmpty { text += "\(minutes)m" }
+        return text + "\(secs)s"
+    }
+
+    /// Resident set size in bytes (from /proc/self/statm), 0 when unavailable.
+    static func residentMemory() -> Int {
+        let fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return 0 }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 128)
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return 0 }
+        let fields = String(decoding: buffer[0..<n], as: UTF8.self).split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+}

@@ -1,1 +1,0 @@
-// Module NATSServer: see docs/ARCHITECTURE.md for what lives here.

@@ -1,0 +1,86 @@
+// Options: every setting of the broker in one value, with nats-server 2.9.10's defaults.
+
+/// The broker's configuration. Defaults are those of nats-server 2.9.10 (`server/const.go`).
+///
+/// Tests shrink the limits (`maxPending`, `pingInterval`, ...) to exercise them quickly.
+public struct Options: Sendable, Equatable {
+    /// Address to bind the client listener to (`-a`). nats-server's default is all interfaces.
+    public var host: String = "0.0.0.0"
+    /// Client port (`-p`). `0` or `-1` picks a random free port; read the actual one from
+    /// ``Server/port`` after ``Server/start()``.
+    public var port: Int = 4222
+    /// Server name (`-n`); `nil` means "use the server id", as nats-server does.
+    public var serverName: String?
+    /// File to write the process id to (`-P`). Written by the `nats-server` executable.
+    public var pidFile: String?
+    /// Monitoring port (`-m`); `nil` or `0` disables monitoring, `-1` picks a random port.
+    public var httpPort: Int?
+    /// Address for the monitoring listener; `nil` means the client ``host``.
+    public var httpHost: String?
+    /// Directory for the `<exe>_<pid>.ports` file (`--ports_file_dir`). Written by the executable.
+    public var portsFileDir: String?
+
+    /// Log file (`-l`); `nil` logs to standard error.
+    public var logFile: String?
+    /// Timestamp log lines (`-T`, default true).
+    public var logTime: Bool = true
+    /// Debug logging (`-D`).
+    public var debug: Bool = false
+    /// Protocol tracing (`-V`).
+    public var trace: Bool = false
+    /// Discard every log line (embedding in tests).
+    public var noLog: Bool = false
+
+    /// User required in CONNECT (`--user`); authentication is on when this or ``authToken`` is set.
+    public var username: String?
+    /// Password required with ``username`` (`--pass`).
+    public var password: String?
+    /// Token required in CONNECT `auth_token` (`--auth`).
+    public var authToken: String?
+    /// Time a client has to send CONNECT when authentication is required (2s).
+    public var authTimeout: Duration = .seconds(2)
+
+    /// Largest PUB/HPUB payload (headers included), in bytes (1MB).
+    public var maxPayload: Int = 1_048_576
+    /// Largest control line (the arguments of an op), in bytes (4096).
+    public var maxControlLine: Int = 4096
+    /// Largest number of client connections (64K).
+    public var maxConnections: Int = 65_536
+    /// Largest number of subscriptions per connection; `0` means unlimited.
+    public var maxSubscriptions: Int = 0
+    /// Largest number of bytes queued for one client before it is closed as a slow consumer (64MB).
+    public var maxPending: Int = 64 * 1024 * 1024
+    /// Longest a client may leave queued bytes unread before it is closed as a slow consumer (10s).
+    public var writeDeadline: Duration = .seconds(10)
+    /// Interval of the server's keep-alive PINGs (2m).
+    public var pingInterval: Duration = .seconds(120)
+    /// Unanswered server PINGs allowed before `Stale Connection` (2).
+    public var maxPingsOut: Int = 2
+
+    /// Number of event loops; `nil` means one per CPU in the process's affinity mask.
+    public var eventLoopCount: Int?
+
+    /// Creates options with nats-server 2.9.10's defaults.
+    public init() {}
+
+    /// True when clients must authenticate in CONNECT.
+    public var authRequired: Bool {
+        (username != nil) || (authToken != nil)
+    }
+}
+
+extension Duration {
+    /// Whole nanoseconds of a duration (saturating), as /varz reports intervals.
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return seconds < 0 ? Int64.min : Int64.max }
+        return scaled &+ attoseconds / 1_000_000_000
+    }
+
+    /// The duration in (fractional) seconds.
+    var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,439 @@
+// Server: the public face of the broker (start, shutdown, statistics) and its running core.
+
+import CSystem
+import EventLoop
+import Glibc
+import NATSProtocol
+import Synchronization
+
+/// Why ``Server/start()`` failed.
+public enum ServerStartError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The options are inconsistent (e.g. `max_payload` above `max_pending`).
+    case invalidOptions(String)
+    /// The client listener could not be bound.
+    case listen(host: String, port: Int, reason: String)
+    /// The monitoring listener could not be bound.
+    case monitoring(host: String, port: Int, reason: String)
+    /// The event loops could not be created.
+    case eventLoops(String)
+    /// The log file could not be opened.
+    case logFile(path: String, errno: Int32)
+    /// ``Server/start()`` was called twice.
+    case alreadyStarted
+
+    /// A one-line explanation.
+    public var description: String {
+        switch self {
+        case .invalidOptions(let message): return message
+        case .listen(let host, let port, let reason):
+            return "Error listening on port: \(host):\(port), \"\(reason)\""
+        case .monitoring(let host, let port, let reason):
+            return "Can't listen to the monitor port: \(host):\(port), \"\(reason)\""
+        case .eventLoops(let reason): return "cannot create event loops: \(reason)"
+        case .logFile(let path, let code): return "cannot open log file \(path): \(String(cString: strerror(code)))"
+        case .alreadyStarted: return "server already started"
+        }
+    }
+}
+
+/// A NATS broker that behaves like nats-server 2.9.10 on the wire (core NATS: no clustering,
+/// JetStream or TLS).
+///
+/// ```swift
+/// var options = Options()
+/// options.port = 0
+/// let server = Server(options: options)
+/// try server.start()
+/// print(server.port)   // the bound port
+/// server.shutdown()
+/// ```
+public final class Server: Sendable {
+    /// The options the server was created with.
+    public let options: Options
+    /// This run's server id (56 characters, `N` + base32), as sent in INFO.
+    public let serverID: String
+    /// The server name: ``Options/serverName``, or the server id when none was given.
+    public let serverName: String
+    /// Where log lines go.
+    public let logger: Logger
+
+    private let core = Mutex<Broker?>(nil)
+    private let started = Atomic<Bool>(false)
+
+    /// Creates a server; nothing is bound until ``start()``.
+    /// - Parameters:
+    ///   - options: configuration; ``Options/noLog`` silences logging unless `logger` is given.
+    ///   - logger: where to log; by default one built from `options` (standard error, or
+    ///     disabled when the log file cannot be opened — the executable opens it itself first).
+    public init(options: Options, logger: Logger? = nil) {
+        self.options = options
+        self.logger = logger ?? ((try? Logger(options: options)) ?? Logger.disabled)
+        let id = ServerID.generate()
+        self.serverID = id
+        self.serverName = options.serverName.flatMap { $0.isEmpty ? nil : $0 } ?? id
+    }
+
+    /// Binds the client listener (and the monitoring one when configured), starts one event loop per
+    /// CPU and begins accepting clients. Logs nats-server's start-up lines.
+    /// - Throws: ``ServerStartError/invalidOptions(_:)``, ``ServerStartError/listen(host:port:reason:)``,
+    ///   ``ServerStartError/monitoring(host:port:reason:)``, ``ServerStartError/eventLoops(_:)`` or
+    ///   ``ServerStartError/alreadyStarted``.
+    public func start() throws(ServerStartError) {
+        guard !started.exchange(true, ordering: .acquiringAndReleasing) else { throw .alreadyStarted }
+        do {
+            try validate(options)
+            // Writes to closed sockets must fail with EPIPE, not kill the process.
+            signal(SIGPIPE, SIG_IGN)
+            let broker = try Broker(server: self)
+            core.withLock { $0 = broker }
+            try broker.run()
+        } catch {
+            let broker = core.withLock { core -> Broker? in
+                let b = core
+                core = nil
+                return b
+            }
+            broker?.stop()
+            started.store(false, ordering: .releasing)
+            throw error
+        }
+    }
+
+    private func validate(_ options: Options) throws(ServerStartError) {
+        if options.maxPayload <= 0 { throw .invalidOptions("max_payload must be positive") }
+        if options.maxControlLine <= 0 { throw .invalidOptions("max_control_line must be positive") }
+        if options.maxPending <= 0 { throw .invalidOptions("max_pending must be positive") }
+        if options.maxPayload > options.maxPending {
+            throw .invalidOptions("max_payload (\(options.maxPayload)) cannot be higher than max_pending (\(options.maxPending))")
+        }
+        if options.maxPingsOut < 1 { throw .invalidOptions("ping_max must be at least 1") }
+        if options.pingInterval <= .zero { throw .invalidOptions("ping_interval must be positive") }
+        if options.port < -1 || options.port > 65_535 { throw .invalidOptions("invalid port \(options.port)") }
+        if options.password != nil && options.username == nil {
+            throw .invalidOptions("a password requires a user")
+        }
+    }
+
+    /// The bound client port (the actual one when a random port was requested); 0 before ``start()``.
+    public var port: Int {
+        core.withLock { $0?.port ?? 0 }
+    }
+
+    /// The bound monitoring port, or nil when monitoring is off or the server is not started.
+    public var monitoringPort: Int? {
+        core.withLock { $0?.monitoringPort }
+    }
+
+    /// A snapshot of the counters (the /varz numbers).
+    public func statistics() -> ServerStatistics {
+        core.withLock { $0 }?.statistics() ?? ServerStatistics()
+    }
+
+    /// Stops accepting, writes what is queued to each client (bounded by a short deadline), closes
+    /// every connection and stops the event loops. Idempotent. Must not be called from an event
+    /// loop thread of this server.
+    public func shutdown() {
+        let broker = core.withLock { core -> Broker? in
+            let b = core
+            core = nil
+            return b
+        }
+        guard let broker else { return }
+        broker.shutdown()
+        started.store(false, ordering: .releasing)
+    }
+}
+
+/// The running broker: loops, listener, subscriptions, connections and counters. Created by
+/// ``Server/start()``; everything a connection needs on the hot path is a `let` here.
+final class Broker: Sendable {
+    let options: Options
+    let logger: Logger
+    let serverID: String
+    let serverName: String
+    let group: EventLoopGroup
+    let contexts: [LoopContext]
+    let listener: Listener
+    let port: Int
+    let info: InfoTemplate
+    let startTime: WallClock
+    let monitor: Monitor?
+
+    /// Every subscription of every client. One lock; matches are copied out (retained arrays), so
+    /// deliveries run without it.
+    let subscriptions = Mutex(SubjectTrie<Subscription>())
+    /// Open connections by cid.
+    let connections = Mutex<[UInt64: ClientConnection]>([:])
+    let connectionCount = Atomic<Int>(0)
+    let totalConnections = Atomic<Int>(0)
+    let slowConsumers = Atomic<Int>(0)
+    let nextClientID = Atomic<UInt64>(0)
+    private let accepting = Atomic<Bool>(true)
+    private let acceptor: Acceptor
+
+    var monitoringPort: Int? { monitor?.port }
+
+    init(server: Server) throws(ServerStartError) {
+        options = server.options
+        logger = server.logger
+        serverID = server.serverID
+        serverName = server.serverName
+        startTime = WallClock.now()
+
+        let limits = EventLoop.raiseFileDescriptorLimit()
+        do {
+            group = try EventLoopGroup(loopCount: options.eventLoopCount)
+        } catch {
+            throw .eventLoops(error.description)
+        }
+        contexts = group.loops.enumerated().map { LoopContext(loop: $1, index: $0) }
+
+        let requestedPort = options.port < 0 ? 0 : options.port
+        do {
+            listener = try Listener.bind(host: options.host, port: requestedPort)
+        } catch {
+            throw .listen(host: options.host, port: options.port, reason: "\(error)")
+        }
+        port = listener.port
+        info = InfoTemplate(serverID: serverID, serverName: serverName, host: options.host, port: port,
+                            authRequired: options.authRequired, maxPayload: options.maxPayload)
+        acceptor = Acceptor()
+
+        if let httpPort = options.httpPort, httpPort != 0 {
+            let host = options.httpHost ?? options.host
+            do {
+                monitor = try Monitor(host: host, port: httpPort < 0 ? 0 : httpPort, loop: group.loops[0])
+            } catch {
+                listener.close()
+                throw .monitoring(host: host, port: httpPort, reason: "\(error)")
+            }
+        } else {
+            monitor = nil
+        }
+
+        logger.notice("Starting nats-server")
+        logger.notice("  Version:  \(ServerVersion.compatible) (Swift broker \(ServerVersion.own))")
+        logger.notice("  Git:      [not set]")
+        logger.debug("  Go build: \(ServerVersion.runtime)")
+        logger.notice("  Name:     \(serverName)")
+        logger.notice("  ID:       \(serverID)")
+        if limits.new != limits.old {
+            logger.notice("File descriptor limit raised from \(limits.old) to \(limits.new)")
+        } else {
+            logger.notice("File descriptor limit: \(limits.new)")
+        }
+        logger.debug("Event loops: \(contexts.count)")
+    }
+
+    /// Installs hooks and handlers, then starts the loop threads. Before any loop runs.
+    func run() throws(ServerStartError) {
+        for context in contexts { context.installHooks() }
+        acceptor.broker = self
+        do {
+            try group.loops[0].register(fd: listener.fd, interest: .readable, handler: acceptor)
+        } catch {
+            listener.close()
+            throw .listen(host: options.host, port: port, reason: error.description)
+        }
+        if let monitor {
+            monitor.broker = self
+            do {
+                try monitor.start()
+            } catch {
+                throw .monitoring(host: options.httpHost ?? options.host, port: monitor.port, reason: "\(error)")
+            }
+            logger.notice("Starting http monitor on \(hostPort(options.httpHost ?? options.host, monitor.port))")
+        }
+        group.start()
+        logger.notice("Listening for client connections on \(hostPort(options.host, port))")
+        if options.authRequired {
+            logger.debug(options.username != nil ? "Using user/password authentication" : "Using token authentication")
+        }
+        logger.notice("Server is ready")
+    }
+
+    private func hostPort(_ host: String, _ port: Int) -> String {
+        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+
+    /// Stops the loops after a failed start (nothing was accepted yet).
+    func stop() {
+        group.shutdown()
+    }
+
+    // MARK: Accepting
+
+    /// Accepts pending connections. Accept loop thread only.
+    fileprivate func acceptPending() {
+        for _ in 0..<128 {
+            switch listener.accept() {
+            case .accepted(let fd, let peer):
+                adopt(fd: fd, peer: peer)
+            case .wouldBlock:
+                return
+            case .error(let code):
+                if code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM {
+                    logger.error("Temporary Client Accept Error(accept: \(String(cString: strerror(code)))), sleeping 10ms")
+                    pauseAccepting()
+                    return
+                }
+                // ECONNABORTED and friends: that client is gone; keep going.
+                continue
+            }
+        }
+    }
+
+    private func pauseAccepting() {
+        let loop = group.loops[0]
+        try? loop.setInterest(fd: listener.fd, [])
+        loop.schedule(after: .milliseconds(10)) { [self] in
+            if accepting.load(ordering: .acquiring) {
+                try? loop.setInterest(fd: listener.fd, .readable)
+            }
+        }
+    }
+
+    private func adopt(fd: Int32, peer: PeerAddress) {
+        let cid = nextClientID.wrappingAdd(1, ordering: .relaxed).newValue
+        totalConnections.wrappingAdd(1, ordering: .relaxed)
+        guard accepting.load(ordering: .acquiring) else {
+            IO.close(fd)
+            return
+        }
+        if connectionCount.load(ordering: .relaxed) >= options.maxConnections {
+            // As 2.9.10: INFO, then the error, then close.
+            var bytes = info.line(clientID: cid, clientIP: peer.ip)
+            bytes.append(contentsOf: ServerError.maxConnectionsExceeded.wireLine)
+            _ = bytes.withUnsafeBytes { IO.write(fd, $0) }
+            IO.close(fd)
+            logger.error("\(peer) - cid:\(cid) - maximum connections exceeded")
+            return
+        }
+        connectionCount.wrappingAdd(1, ordering: .relaxed)
+        let context = contexts[Int(cid % UInt64(contexts.count))]
+        context.loop.execute { [self] in
+            let connection = ClientConnection(cid: cid, fd: fd, peer: peer, context: context, broker: self)
+            guard accepting.load(ordering: .acquiring) else {
+                IO.close(fd)
+                connectionCount.wrappingAdd(-1, ordering: .relaxed)
+                return
+            }
+            connections.withLock { $0[cid] = connection }
+            do {
+                try connection.start()
+            } catch {
+                logger.error("\(connection.logPrefix) - cannot register connection: \(error)")
+                connections.withLock { $0[cid] = nil }
+                IO.close(fd)
+                connectionCount.wrappingAdd(-1, ordering: .relaxed)
+                return
+            }
+            logger.debug("\(connection.logPrefix) - Client connection created")
+        }
+    }
+
+    /// A connection finished closing. Its loop thread.
+    func connectionClosed(_ connection: ClientConnection, reason: CloseReason) {
+        connections.withLock { $0[connection.cid] = nil }
+        connectionCount.wrappingAdd(-1, ordering: .relaxed)
+        logger.debug("\(connection.logPrefix) - Client connection closed: \(reason.rawValue)")
+    }
+
+    /// Whether CONNECT carries the configured credentials.
+    func credentialsAccepted(_ connect: ConnectOptions) -> Bool {
+        if let user = options.username {
+            return connect.user == user && connect.pass == (options.password ?? "")
+        }
+        if let token = options.authToken {
+            return connect.authToken == token
+        }
+        return true
+    }
+
+    // MARK: Statistics
+
+    func statistics() -> ServerStatistics {
+        var stats = ServerStatistics()
+        for context in contexts {
+            stats.inMsgs &+= context.counters.inMsgs.load(ordering: .relaxed)
+            stats.inBytes &+= context.counters.inBytes.load(ordering: .relaxed)
+            stats.outMsgs &+= context.counters.outMsgs.load(ordering: .relaxed)
+            stats.outBytes &+= context.counters.outBytes.load(ordering: .relaxed)
+        }
+        stats.slowConsumers = slowConsumers.load(ordering: .relaxed)
+        stats.connections = connectionCount.load(ordering: .relaxed)
+        stats.totalConnections = totalConnections.load(ordering: .relaxed)
+        stats.subscriptions = subscriptions.withLock { $0.count }
+        return stats
+    }
+
+    // MARK: Shutdown
+
+    /// Stops accepting, drains and closes every connection, stops the loops. Not on a loop thread.
+    func shutdown() {
+        logger.notice("Initiating Shutdown...")
+        accepting.store(false, ordering: .releasing)
+        let acceptLoop = group.loops[0]
+        let listener = self.listener
+        let acceptor = self.acceptor
+        acceptLoop.execute {
+            acceptLoop.deregister(fd: listener.fd)
+            listener.close()
+            acceptor.broker = nil
+        }
+        monitor?.shutdown()
+        let open = connections.withLock { Array($0.values) }
+        for connection in open {
+            connection.context.loop.execute { connection.closeAfterFlush(.serverShutdown) }
+        }
+        // Draining is bounded by each connection's drain timer (at most 2s); wait a little longer.
+        let deadline = csys_monotonic_ns() + 3_000_000_000
+        while connectionCount.load(ordering: .relaxed) > 0 && csys_monotonic_ns() < deadline {
+            usleep(1000)
+        }
+        group.shutdown()
+        logger.notice("Server Exiting..")
+    }
+}
+
+/// The listener's handler on the accept loop.
+///
+/// `@unchecked Sendable`: `broker` is set before the loop starts and cleared on the accept loop.
+private final class Acceptor: IOHandler, @unchecked Sendable {
+    unowned(unsafe) var broker: Broker?
+
+    func readable() { broker?.acceptPending() }
+    func writable() {}
+    func hangup() {}
+}
+
+/// Wall-clock time with microseconds, for /varz `start` and `now`.
+struct WallClock: Sendable {
+    let seconds: Int
+    let nanoseconds: Int
+
+    static func now() -> WallClock {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return WallClock(seconds: ts.tv_sec, nanoseconds: ts.tv_nsec)
+    }
+
+    /// RFC 3339 in UTC with nanoseconds, as Go's `time.Time` marshals: `2026-11-23T12:53:19.232476344Z`.
+    var rfc3339: String {
+        var t = time_t(seconds)
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        func pad(_ v: Int, _ width: Int) -> String {
+            let s = String(v)
+            return String(repeating: "0", count: max(0, width - s.count)) + s
+        }
+        var text = "\(pad(Int(parts.tm_year) + 1900, 4))-\(pad(Int(parts.tm_mon) + 1, 2))-\(pad(Int(parts.tm_mday), 2))"
+        text += "T\(pad(Int(parts.tm_hour), 2)):\(pad(Int(parts.tm_min), 2)):\(pad(Int(parts.tm_sec), 2))"
+        if nanoseconds > 0 {
+            var fraction = pad(nanoseconds, 9)
+            while fraction.hasSuffix("0") { fraction.removeLast() }
+            text += "." + fraction
+        }
+        return text + "Z"
+    }
+}

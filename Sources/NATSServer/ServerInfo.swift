@@ -1,0 +1,46 @@
+// INFO: the JSON sent first on every connection, with nats-server 2.9.10's field order.
+
+import NATSProtocol
+
+/// Builds the INFO line. The part shared by all connections is encoded once; each connection
+/// appends only its `client_id` and `client_ip`.
+struct InfoTemplate: Sendable {
+    /// `INFO {"server_id":...,"max_payload":N` (no closing brace).
+    let prefix: [UInt8]
+
+    init(serverID: String, serverName: String, host: String, port: Int, authRequired: Bool, maxPayload: Int) {
+        var json = JSONWriter()
+        json.add("server_id", serverID)
+        json.add("server_name", serverName)
+        json.add("version", ServerVersion.compatible)
+        json.add("proto", 1)
+        json.add("go", ServerVersion.runtime)
+        json.add("host", host)
+        json.add("port", port)
+        json.add("headers", true)
+        if authRequired { json.add("auth_required", true) }
+        json.add("max_payload", maxPayload)
+        var line: [UInt8] = Array("INFO ".utf8)
+        line.append(contentsOf: json.bytes)  // still open: per-connection fields follow
+        prefix = line
+    }
+
+    /// Appends the complete INFO line for one connection to `sink`.
+    func write<S: ByteSink>(to sink: inout S, clientID: UInt64, clientIP: String) {
+        prefix.withUnsafeBytes { sink.append($0) }
+        sink.append(ascii: ",\"client_id\":")
+        sink.append(decimal: clientID)
+        var ip: [UInt8] = []
+        ip.append(contentsOf: ",\"client_ip\":".utf8)
+        JSONWriter.appendQuoted(clientIP, to: &ip)
+        ip.append(contentsOf: "} \r\n".utf8)
+        ip.withUnsafeBytes { sink.append($0) }
+    }
+
+    /// The INFO line for one connection.
+    func line(clientID: UInt64, clientIP: String) -> [UInt8] {
+        var bytes: [UInt8] = []
+        write(to: &bytes, clientID: clientID, clientIP: clientIP)
+        return bytes
+    }
+}
