@@ -1,0 +1,234 @@
+// A subscription: an AsyncSequence of messages with a bounded, observable buffer.
+
+import Synchronization
+
+/// Messages on a subject, in order, as an `AsyncSequence`.
+///
+/// ```swift
+/// let sub = try await client.subscribe("orders.>", queue: "workers")
+/// for try await message in sub { ... }
+/// ```
+/// Messages wait in a buffer bounded by ``pendingLimits`` (messages and bytes). When the consumer
+/// falls behind and a limit is reached, new messages are dropped, ``droppedCount`` grows and the
+/// client emits ``NATSClient/Event/slowConsumer(subject:dropped:)``: nothing is dropped silently.
+/// Iteration ends after ``unsubscribe()``, after an auto-unsubscribe limit, after drain or close;
+/// it throws if the server refused the subscription (for example after a reconnect).
+public final class Subscription: AsyncSequence, Sendable {
+    /// The element type: one message.
+    public typealias Element = Message
+
+    /// The subject (wildcards allowed) this subscription listens on.
+    public let subject: String
+    /// The queue group, if any: each message goes to one member of the group.
+    public let queue: String?
+    /// The subscription id on the connection.
+    public let sid: UInt64
+    let client: NATSClient
+    let buffer: Mutex<SubscriptionBuffer>
+
+    init(subject: String, queue: String?, sid: UInt64, client: NATSClient, limits: PendingLimits) {
+        self.subject = subject
+        self.queue = queue
+        self.sid = sid
+        self.client = client
+        self.buffer = Mutex(SubscriptionBuffer(limits: limits))
+    }
+
+    /// Limits of the subscription's buffer.
+    public struct PendingLimits: Sendable, Equatable {
+        /// The most messages held; `0` or less means no limit.
+        public var messages: Int
+        /// The most payload and header bytes held; `0` or less means no limit.
+        public var bytes: Int
+        /// Limits of `messages` messages and `bytes` bytes.
+        public init(messages: Int, bytes: Int) {
+            self.messages = messages
+            self.bytes = bytes
+        }
+    }
+
+    /// The buffer limits. Setting them applies to messages that arrive afterwards.
+    public var pendingLimits: PendingLimits {
+        get { buffer.withLock { $0.limits } }
+        set { buffer.withLock { $0.limits = newValue } }
+    }
+
+    /// Messages dropped because the buffer was full.
+    public var droppedCount: Int { buffer.withLock { $0.dropped } }
+    /// Messages waiting in the buffer.
+    public var pendingMessages: Int { buffer.withLock { $0.queue.count } }
+    /// Bytes waiting in the buffer.
+    public var pendingBytes: Int { buffer.withLock { $0.pendingBytes } }
+    /// Messages handed to the consumer so far.
+    public var deliveredCount: Int { buffer.withLock { $0.delivered } }
+
+    /// Stops interest at once: no message arrives after this returns, and iteration ends after
+    /// the messages already buffered.
+    ///
+    /// Calling it again, or after the client closed, does nothing.
+    public func unsubscribe() async {
+        client.unsubscribe(sid: sid, after: nil)
+    }
+
+    /// Unsubscribes automatically once `count` messages in total have been received
+    /// (counting those already received); the limit survives reconnects.
+    ///
+    /// - Throws: ``NATSError/invalidArgument(_:)`` if `count` is not positive.
+    public func unsubscribe(after count: Int) async throws(NATSError) {
+        guard count > 0 else { throw .invalidArgument("unsubscribe(after:) needs a positive count, got \(count)") }
+        client.unsubscribe(sid: sid, after: count)
+    }
+
+    /// Unsubscribes, waits until the server has delivered every message in flight, and ends
+    /// iteration after those messages.
+    ///
+    /// - Throws: ``NATSError/closed``, ``NATSError/timeout``, ``NATSError/disconnected``.
+    public func drain(timeout: Duration = .seconds(30)) async throws(NATSError) {
+        try await client.drainSubscription(sid: sid, timeout: timeout)
+    }
+
+    /// Creates the iterator. A subscription is meant for one consumer at a time.
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(subscription: self) }
+
+    /// Yields buffered messages, suspending while the buffer is empty.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let subscription: Subscription
+
+        /// The next message, or nil once the subscription ended.
+        ///
+        /// - Throws: ``NATSError/permissionViolation(_:)`` or ``NATSError/resubscribeFailed(subject:reason:)``
+        ///   when the server refused the subscription; `CancellationError` when the task is cancelled.
+        public mutating func next() async throws -> Message? {
+            try await subscription.next()
+        }
+    }
+
+    func next() async throws -> Message? {
+        // Fast path: a buffered message, no suspension.
+        switch buffer.withLock({ $0.take() }) {
+        case .message(let message): return message
+        case .end: return nil
+        case .failure(let error): throw error
+        case .empty: break
+        }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Message?, any Error>) in
+                let outcome = buffer.withLock { state -> SubscriptionBuffer.Take in
+                    let outcome = state.take()
+                    if case .empty = outcome {
+                        if state.cancelled {
+                            state.cancelled = false
+                            return .failure(CancellationError())
+                        }
+                        state.waiter = continuation
+                    }
+                    return outcome
+                }
+                switch outcome {
+                case .message(let message): continuation.resume(returning: message)
+                case .end: continuation.resume(returning: nil)
+                case .failure(let error): continuation.resume(throwing: error)
+                case .empty: break
+                }
+            }
+        } onCancel: {
+            let waiter = buffer.withLock { state -> CheckedContinuation<Message?, any Error>? in
+                guard let waiter = state.waiter else {
+                    state.cancelled = true
+                    return nil
+                }
+                state.waiter = nil
+                return waiter
+            }
+            waiter?.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Hands a message to the consumer or buffers it. Reader thread only.
+    /// Returns the dropped count when this message started a slow-consumer episode.
+    func enqueue(_ message: Message) -> Int? {
+        let size = message.payload.count + (message.headerBytes?.count ?? 0)
+        var slowEpisode: Int?
+        let waiter = buffer.withLock { state -> CheckedContinuation<Message?, any Error>? in
+            if state.finished { return nil }
+            if let waiter = state.waiter {
+                state.waiter = nil
+                state.delivered += 1
+                return waiter
+            }
+            let limits = state.limits
+            if (limits.messages > 0 && state.queue.count >= limits.messages)
+                || (limits.bytes > 0 && state.pendingBytes + size > limits.bytes) {
+                state.dropped += 1
+                if !state.slow {
+                    state.slow = true
+                    slowEpisode = state.dropped
+                }
+                return nil
+            }
+            state.slow = false
+            state.queue.append(message)
+            state.pendingBytes += size
+            return nil
+        }
+        waiter?.resume(returning: message)
+        return slowEpisode
+    }
+
+    /// Ends the subscription: iteration finishes after buffered messages, or throws `error` first.
+    func finish(error: NATSError? = nil) {
+        let waiter = buffer.withLock { state -> CheckedContinuation<Message?, any Error>? in
+            if state.finished { return nil }
+            state.finished = true
+            state.failure = error
+            let waiter = state.waiter
+            state.waiter = nil
+            return waiter
+        }
+        if let waiter {
+            if let error { waiter.resume(throwing: error) } else { waiter.resume(returning: nil) }
+        }
+    }
+
+    /// Whether the subscription ended and its buffer is empty.
+    var isFinishedAndEmpty: Bool { buffer.withLock { $0.finished && $0.queue.isEmpty } }
+}
+
+/// The state of one subscription's buffer, kept inside the subscription's Mutex.
+struct SubscriptionBuffer {
+    var queue = FIFO<Message>()
+    var pendingBytes = 0
+    var limits: Subscription.PendingLimits
+    var dropped = 0
+    var delivered = 0
+    var slow = false
+    var finished = false
+    var cancelled = false
+    var failure: NATSError?
+    var waiter: CheckedContinuation<Message?, any Error>?
+
+    init(limits: Subscription.PendingLimits) { self.limits = limits }
+
+    enum Take {
+        case message(Message)
+        case empty
+        case end
+        case failure(any Error)
+    }
+
+    mutating func take() -> Take {
+        if let failure {
+            // A refused subscription throws before anything else and then ends.
+            self.failure = nil
+            queue = FIFO()
+            pendingBytes = 0
+            return .failure(failure)
+        }
+        if let message = queue.popFirst() {
+            pendingBytes -= message.payload.count + (message.headerBytes?.count ?? 0)
+            delivered += 1
+            return .message(message)
+        }
+        return finished ? .end : .empty
+    }
+}

@@ -1,0 +1,229 @@
+// Test support: real broker processes on random ports, timeouts, deadline-bounded polls.
+
+import Foundation
+import Synchronization
+import Testing
+@testable import NATSClient
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The brokers every client test runs against.
+enum Broker: String, CaseIterable, CustomStringConvertible, Sendable {
+    /// Debian's nats-server 2.9.10.
+    case reference
+    /// This package's `nats-server` product.
+    case ours
+
+    var description: String { rawValue }
+
+    /// The brokers selected by `NATS_TEST_BROKERS` (comma list), both by default.
+    static var enabled: [Broker] {
+        guard let list = ProcessInfo.processInfo.environment["NATS_TEST_BROKERS"], !list.isEmpty else { return allCases }
+        return list.split(separator: ",").compactMap { Broker(rawValue: String($0)) }
+    }
+
+    var executable: String {
+        switch self {
+        case .reference:
+            return ProcessInfo.processInfo.environment["NATS_REFERENCE_SERVER_BIN"] ?? "/usr/sbin/nats-server"
+        case .ours:
+            if let path = ProcessInfo.processInfo.environment["NATS_SERVER_BIN"] { return path }
+            var candidates: [URL] = [
+                URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
+                Bundle.main.bundleURL.deletingLastPathComponent(),
+                Bundle.main.bundleURL,
+            ]
+            // The xctest bundle may be a directory on some platforms: look beside it as well.
+            candidates.append(Bundle.main.bundleURL.deletingLastPathComponent().deletingLastPathComponent())
+            for directory in candidates {
+                let path = directory.appendingPathComponent("nats-server").path
+                if FileManager.default.isExecutableFile(atPath: path) { return path }
+            }
+            return "nats-server-not-found-next-to-the-test-bundle"
+        }
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A broker process on a loopback port; stopped by `stop()` (tests call it in `defer`-like fashion).
+final class BrokerProcess: @unchecked Sendable {
+    // @unchecked: `process` is only touched by the test that owns the broker, sequentially.
+    let broker: Broker
+    let port: Int
+    let arguments: [String]
+    private var process: Process?
+    let logURL: URL
+
+    var url: String { "nats://127.0.0.1:\(port)" }
+
+    /// Starts `broker` on `port` (a free one if nil) and waits until it accepts connections.
+    init(_ broker: Broker, port: Int? = nil, arguments: [String] = []) throws {
+        self.broker = broker
+        self.port = try port ?? Self.freePort()
+        self.arguments = arguments
+        self.logURL = URL(fileURLWithPath: NSTemporaryDirectory())
+            .appendingPathComponent("natsclient-test-\(broker)-\(self.port)-\(UUID().uuidString.prefix(8)).log")
+        try start()
+    }
+
+    /// (Re)starts the process on the same port.
+    func start() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: broker.executable)
+        process.arguments = ["-a", "127.0.0.1", "-p", String(port)] + arguments
+        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        let log = try FileHandle(forWritingTo: logURL)
+        log.seekToEndOfFile()
+        process.standardOutput = log
+        process.standardError = log
+        do {
+            try process.run()
+        } catch {
+            throw TestFailure("cannot start \(broker) broker at \(broker.executable): \(error)")
+        }
+        self.process = process
+        try waitUntilAccepting()
+    }
+
+    /// Kills the process (SIGKILL) and waits for it to exit.
+    func kill() {
+        guard let process else { return }
+        Glibc.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        self.process = nil
+    }
+
+    /// Stops the process (SIGTERM, then SIGKILL) and waits for it to exit.
+    func stop() {
+        guard let process else { return }
+        process.terminate()
+        let deadline = Date().addingTimeInterval(5)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        self.process = nil
+    }
+
+    /// Sends `signal` to the process.
+    func signal(_ signal: Int32) {
+        if let process { Glibc.kill(process.processIdentifier, signal) }
+    }
+
+    var pid: Int32? { process?.processIdentifier }
+
+    deinit { stop() }
+
+    private func waitUntilAccepting() throws {
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if let process, !process.isRunning {
+                let log = (try? String(contentsOf: logURL, encoding: .utf8)) ?? ""
+                throw TestFailure("\(broker) broker exited at start: \(log.suffix(2000))")
+            }
+            if let fd = try? TCPSocket.connect(host: "127.0.0.1", port: port, timeoutNanos: 200_000_000) {
+                TCPSocket.close(fd)
+                return
+            }
+            usleep(20_000)
+        }
+        throw TestFailure("\(broker) broker did not accept connections on port \(port) within 10 s")
+    }
+
+    /// A port that was free a moment ago (bind to 0, read it, close).
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestFailure("socket failed") }
+        defer { Glibc.close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw TestFailure("bind failed") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// Runs `operation`, failing with a TestFailure if it takes longer than `seconds`.
+func within<T: Sendable>(_ seconds: Double, _ what: String = "operation",
+                         _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await operation() }
+        group.addTask {
+            try await Task.sleep(for: .seconds(seconds))
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next(), let value = first else {
+            throw TestFailure("\(what) did not finish within \(seconds) s")
+        }
+        return value
+    }
+}
+
+/// Polls `condition` until it holds or `seconds` pass; returns whether it held.
+func eventually(_ seconds: Double = 10, _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(5))
+    }
+    return try await condition()
+}
+
+/// Takes exactly `count` messages from `subscription` (bounded by `seconds`).
+func take(_ count: Int, from subscription: Subscription, seconds: Double = 10) async throws -> [Message] {
+    try await within(seconds, "receiving \(count) messages on \(subscription.subject)") {
+        var messages: [Message] = []
+        var iterator = subscription.makeAsyncIterator()
+        while messages.count < count, let message = try await iterator.next() { messages.append(message) }
+        return messages
+    }
+}
+
+/// Collects events from `client.events` into an array the test can poll.
+final class EventLog: Sendable {
+    final class Box: Sendable {
+        let storage = Mutex<[NATSClient.Event]>([])
+    }
+    private let box: Box
+    private let task: Task<Void, Never>
+
+    init(_ client: NATSClient) {
+        let stream = client.events
+        let box = Box()
+        self.box = box
+        task = Task {
+            for await event in stream { box.storage.withLock { $0.append(event) } }
+        }
+    }
+
+    var all: [NATSClient.Event] { box.storage.withLock { $0 } }
+
+    func contains(where predicate: (NATSClient.Event) -> Bool) -> Bool { all.contains(where: predicate) }
+
+    deinit { task.cancel() }
+}
+
+/// Options for a test client: short reconnect waits so tests stay fast.
+func testOptions(_ broker: BrokerProcess) -> NATSClient.Options {
+    var options = NATSClient.Options(url: broker.url)
+    options.reconnectWait = .milliseconds(20)
+    options.reconnectMaxWait = .milliseconds(200)
+    options.maxReconnectAttempts = 200
+    options.connectTimeout = .seconds(2)
+    return options
+}
+
+func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
