@@ -155,6 +155,7 @@ final class BrokerProcess: @unchecked Sendable {
     }
 }
 
+@discardableResult
 /// Runs `operation`, failing with a TestFailure if it takes longer than `seconds`.
 func within<T: Sendable>(_ seconds: Double, _ what: String = "operation",
                          _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
