@@ -1,0 +1,266 @@
+// Starts a broker binary (ours or nats-server 2.9.10) on a free loopback port and stops it.
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a broker binary can be configured with. nats-server 2.9.10 has all of them; ours declares
+/// its own through `NATS_SERVER_CAPABILITIES` (comma-separated raw values) until it grows them.
+enum BrokerCapability: String, Sendable, CaseIterable {
+    /// `-c <file>` with nats-server's config syntax (max_payload, max_connections, ping_interval...).
+    case configFile = "config"
+}
+
+/// Which broker a run talks to.
+enum BrokerKind: String, Sendable {
+    case ours
+    case reference
+}
+
+/// How a scenario wants its broker started. Flags are nats-server's own.
+struct BrokerConfig: Sendable, Hashable {
+    enum Auth: Sendable, Hashable {
+        case none
+        case user(String, String)
+        case token(String)
+    }
+
+    var auth: Auth = .none
+    /// `-n <name>`; nil keeps the default (the server id).
+    var serverName: String?
+    /// Lines of a nats-server config file passed with `-c`; empty means no config file.
+    var configLines: [String] = []
+
+    static let plain = BrokerConfig()
+
+    var requiredCapabilities: Set<BrokerCapability> {
+        configLines.isEmpty ? [] : [.configFile]
+    }
+
+    func arguments(port: Int, configPath: String?) -> [String] {
+        var args = ["-a", "127.0.0.1", "-p", String(port)]
+        switch auth {
+        case .none: break
+        case .user(let user, let pass): args += ["--user", user, "--pass", pass]
+        case .token(let token): args += ["--auth", token]
+        }
+        if let serverName { args += ["-n", serverName] }
+        if let configPath { args += ["-c", configPath] }
+        return args
+    }
+}
+
+enum HarnessError: Error, CustomStringConvertible {
+    case binaryMissing(String)
+    case startFailed(String)
+    case socket(String)
+
+    var description: String {
+        switch self {
+        case .binaryMissing(let s): "broker binary missing: \(s)"
+        case .startFailed(let s): "broker did not start: \(s)"
+        case .socket(let s): "socket error: \(s)"
+        }
+    }
+}
+
+/// Where the two brokers live, and whether the run must have both.
+enum Peers {
+    static let environment = ProcessInfo.processInfo.environment
+
+    /// `REQUIRE_PEERS=1` (CI) turns a missing reference broker into a failure instead of a skip.
+    static var required: Bool { environment["REQUIRE_PEERS"] == "1" }
+
+    /// nats-server 2.9.10: `NATS_REFERENCE_BIN`, else Debian's /usr/sbin/nats-server.
+    static var referencePath: String { environment["NATS_REFERENCE_BIN"] ?? "/usr/sbin/nats-server" }
+
+    static var referenceAvailable: Bool { FileManager.default.isExecutableFile(atPath: referencePath) }
+
+    /// Our broker: `NATS_SERVER_BIN`, else the `nats-server` product built next to this test bundle.
+    static var oursPath: String? {
+        if let path = environment["NATS_SERVER_BIN"], !path.isEmpty { return path }
+        var directories: [URL] = []
+        if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            directories.append(URL(fileURLWithPath: exe).deletingLastPathComponent())
+        }
+        directories.append(URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent())
+        directories.append(Bundle.main.bundleURL)
+        directories.append(Bundle.main.bundleURL.deletingLastPathComponent())
+        for directory in directories {
+            // Inside an .xctest bundle directory the product sits one level up.
+            for candidate in [directory, directory.deletingLastPathComponent()] {
+                let path = candidate.appendingPathComponent("nats-server").path
+                if FileManager.default.isExecutableFile(atPath: path) { return path }
+            }
+        }
+        return nil
+    }
+
+    /// Capabilities our broker has: `NATS_SERVER_CAPABILITIES`, comma-separated (e.g. `config`).
+    static var oursCapabilities: Set<BrokerCapability> {
+        let raw = environment["NATS_SERVER_CAPABILITIES"] ?? ""
+        return Set(raw.split(separator: ",").compactMap {
+            BrokerCapability(rawValue: $0.trimmingCharacters(in: .whitespaces))
+        })
+    }
+
+    static func path(for kind: BrokerKind) throws -> String {
+        switch kind {
+        case .reference:
+            guard referenceAvailable else { throw HarnessError.binaryMissing(referencePath) }
+            return referencePath
+        case .ours:
+            guard let path = oursPath, FileManager.default.isExecutableFile(atPath: path) else {
+                throw HarnessError.binaryMissing("our nats-server (set NATS_SERVER_BIN)")
+            }
+            return path
+        }
+    }
+
+    /// Upper bound of one wait on the wire (seconds); only reached when a broker misbehaves.
+    static var readTimeout: Double {
+        environment["COMPAT_READ_TIMEOUT"].flatMap(Double.init) ?? 5
+    }
+}
+
+/// A broker process listening on 127.0.0.1:`port`. Stopped by `stop()` (SIGTERM, then SIGKILL).
+final class BrokerProcess: @unchecked Sendable {
+    let port: Int
+    let kind: BrokerKind
+    private let process: Process
+    private let workDirectory: URL
+
+    private init(port: Int, kind: BrokerKind, process: Process, workDirectory: URL) {
+        self.port = port
+        self.kind = kind
+        self.process = process
+        self.workDirectory = workDirectory
+    }
+
+    /// Starts `kind` with `config` on a free port and returns once it accepts connections.
+    /// Throws `HarnessError` when the binary is missing or never becomes ready.
+    static func start(_ kind: BrokerKind, config: BrokerConfig, readyTimeout: Double = 20) throws -> BrokerProcess {
+        let binary = try Peers.path(for: kind)
+        let work = FileManager.default.temporaryDirectory
+            .appendingPathComponent("compat-\(kind.rawValue)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        var configPath: String?
+        if !config.configLines.isEmpty {
+            let file = work.appendingPathComponent("broker.conf")
+            try (config.configLines.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
+            configPath = file.path
+        }
+        var lastFailure = ""
+        // A port picked by binding port 0 can be taken by someone else before the broker binds it: retry.
+        for _ in 0..<5 {
+            let port = try freePort()
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: binary)
+            process.arguments = config.arguments(port: port, configPath: configPath)
+            process.currentDirectoryURL = work
+            let log = work.appendingPathComponent("broker-\(port).log")
+            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+            let handle = try FileHandle(forWritingTo: log)
+            process.standardOutput = handle
+            process.standardError = handle
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+            try? handle.close()
+            let broker = BrokerProcess(port: port, kind: kind, process: process, workDirectory: work)
+            if broker.waitUntilAccepting(deadline: Date().addingTimeInterval(readyTimeout)) {
+                return broker
+            }
+            broker.stop(removeFiles: false)
+            let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+            lastFailure = "\(binary) \(process.arguments ?? []) exited or never accepted; log: \(text.suffix(800))"
+        }
+        try? FileManager.default.removeItem(at: work)
+        throw HarnessError.startFailed(lastFailure)
+    }
+
+    /// Polls with a TCP connect until it succeeds, the process exits or the deadline passes.
+    private func waitUntilAccepting(deadline: Date) -> Bool {
+        while Date() < deadline {
+            if !process.isRunning { return false }
+            if let fd = try? RawClient.connectSocket(port: port) {
+                close(fd)
+                return true
+            }
+            usleep(20_000)
+        }
+        return false
+    }
+
+    var isRunning: Bool { process.isRunning }
+
+    /// Terminates the broker (SIGTERM, SIGKILL after 5 s) and reaps it.
+    func stop(removeFiles: Bool = true) {
+        if process.isRunning {
+            process.terminate()
+            let deadline = Date().addingTimeInterval(5)
+            while process.isRunning && Date() < deadline { usleep(10_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+        process.waitUntilExit()
+        if removeFiles { try? FileManager.default.removeItem(at: workDirectory) }
+    }
+
+    /// A loopback port that was free a moment ago (bound to port 0, then released).
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw HarnessError.socket("socket: errno \(errno)") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard bound == 0 else { throw HarnessError.socket("bind: errno \(errno)") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard named == 0 else { throw HarnessError.socket("getsockname: errno \(errno)") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// Runs blocking work (sockets, process waits) on its own thread so the cooperative pool stays free.
+func runBlocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread {
+            do { continuation.resume(returning: try body()) } catch { continuation.resume(throwing: error) }
+        }
+        thread.start()
+    }
+}
+
+/// Bounds how many scenarios run at once (each starts two broker processes on a 2-core machine).
+actor ConcurrencyGate {
+    private var available: Int
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    init(limit: Int) { available = limit }
+
+    func acquire() async {
+        if available > 0 {
+            available -= 1
+            return
+        }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func release() {
+        if waiters.isEmpty {
+            available += 1
+        } else {
+            waiters.removeFirst().resume()
+        }
+    }
+
+    static let scenarios = ConcurrencyGate(limit: 3)
+}
