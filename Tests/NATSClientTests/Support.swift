@@ -155,8 +155,8 @@ final class BrokerProcess: @unchecked Sendable {
     }
 }
 
-@discardableResult
 /// Runs `operation`, failing with a TestFailure if it takes longer than `seconds`.
+@discardableResult
 func within<T: Sendable>(_ seconds: Double, _ what: String = "operation",
                          _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
     try await withThrowingTaskGroup(of: T?.self) { group in
