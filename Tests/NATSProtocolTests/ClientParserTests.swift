@@ -331,3 +331,81 @@ struct ClientParserTests {
         #expect(parser.bufferCapacity == 0)
     }
 }
+
+// MARK: - Robustness: random bytes and mutated frames
+
+/// Valid frames the mutation loop starts from.
+let clientSeedFrames: [[UInt8]] = [
+    "CONNECT {\"verbose\":false,\"headers\":true}\r\n", "PUB foo 5\r\nhello\r\n", "PUB foo bar 3\r\nabc\r\n",
+    "HPUB foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\n", "SUB foo q 1\r\n", "UNSUB 1 10\r\n", "PING\r\n", "PONG\r\n",
+    "+OK\r\n", "-ERR 'x'\r\n", "INFO {}\r\n", "HMSG a 1 2 2\r\n\r\n", "PUB foo 0\r\n\r\n",
+].map(wireBytes)
+
+/// Applies a few random byte edits (flip, insert, delete, duplicate a range) to `frame`.
+func mutateFrame(_ frame: [UInt8], _ rng: inout SeededRandom) -> [UInt8] {
+    var f = frame
+    let alphabet = wireBytes(" \t\r\n0123456789-+PUBSHMGICONTXEKRpubs'{}.*>")
+    for _ in 0..<Int.random(in: 1...4, using: &rng) {
+        let pos = f.isEmpty ? 0 : Int.random(in: 0..<f.count, using: &rng)
+        switch Int.random(in: 0..<5, using: &rng) {
+        case 0 where !f.isEmpty: f[pos] = UInt8.random(in: 0...255, using: &rng)
+        case 1: f.insert(alphabet.randomElement(using: &rng) ?? 0x20, at: pos)
+        case 2 where !f.isEmpty: f.remove(at: pos)
+        case 3 where !f.isEmpty:
+            let end = Swift.min(f.count, pos + Int.random(in: 1...8, using: &rng))
+            f.insert(contentsOf: f[pos..<end], at: pos)
+        default: f[pos...].reverse()
+        }
+    }
+    return f
+}
+
+@Suite("ClientParser robustness")
+struct ClientParserRobustnessTests {
+    @Test("random bytes and mutated frames never crash, chunk the same, and keep the split buffer bounded")
+    func fuzzLoop() {
+        var rng = SeededRandom(seed: 0xC0FFEE)
+        var config = ClientConfig()
+        config.maxControlLine = 64
+        config.maxPayload = 256
+        let bound = config.maxControlLine + 1 + config.maxPayload + 4096
+        var errors = 0
+        for iteration in 0..<3000 {
+            var input: [UInt8] = []
+            for _ in 0..<Int.random(in: 1...6, using: &rng) {
+                if Int.random(in: 0..<4, using: &rng) == 0 {
+                    input += (0..<Int.random(in: 0...40, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                } else {
+                    let frame = clientSeedFrames.randomElement(using: &rng) ?? []
+                    input += Bool.random(using: &rng) ? frame : mutateFrame(frame, &rng)
+                }
+            }
+            config.requireConnectFirst = iteration % 5 == 0
+            let whole = runClient(input, cuts: [], config)
+            var cuts: [Int] = []
+            var at = 0
+            while true {
+                at += Int.random(in: 1...9, using: &rng)
+                if at >= input.count { break }
+                cuts.append(at)
+            }
+            let chunked = runClient(input, cuts: cuts, config)
+            #expect(chunked == whole, "input \(String(decoding: input, as: UTF8.self).debugDescription) cuts \(cuts)")
+            #expect(whole.peakCapacity <= bound && chunked.peakCapacity <= bound)
+            if case .error = whole.result { errors += 1 }
+            if chunked != whole { break }
+        }
+        // The loop must exercise both outcomes, or it tests nothing.
+        #expect(errors > 100 && errors < 3000)
+    }
+
+    @Test("a payload announced at the limit but cut short keeps only limit-bounded memory")
+    func announcedPayloadBounded() {
+        var p = ClientParser(maxControlLine: 64, maxPayload: 1_000_000)
+        var rec = ClientRecorder()
+        let r = wireBytes("PUB a 1000000\r\nxyz").withUnsafeBytes { p.parse($0, into: &rec) }
+        #expect(r == .ok)
+        #expect(p.bufferCapacity <= 64 + 1 + 1_000_000 + 4096)
+        #expect(p.bufferedByteCount == "a 1000000".utf8.count + 3)
+    }
+}

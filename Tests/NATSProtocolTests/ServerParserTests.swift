@@ -147,3 +147,41 @@ struct ServerParserTests {
         #expect(chunked.ops == expected)
     }
 }
+
+@Suite("ServerParser robustness")
+struct ServerParserRobustnessTests {
+    @Test("random and mutated server frames never crash, chunk the same, and stay bounded")
+    func fuzzLoop() {
+        let seeds: [[UInt8]] = [
+            realInfoLine, "MSG foo 1 5\r\nhello\r\n", "MSG foo 1 r 0\r\n\r\n", "HMSG _INBOX.a 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n",
+            "HMSG a 2 r 12 14\r\nNATS/1.0\r\n\r\nhi\r\n", "PING\r\n", "PONG\r\n", "+OK\r\n", "-ERR 'Stale Connection'\r\n",
+        ].map(wireBytes)
+        var rng = SeededRandom(seed: 0xBADC0DE)
+        var config = ServerConfig()
+        config.maxControlLine = 96
+        config.maxPayload = 256
+        let bound = config.maxControlLine + 1 + config.maxPayload + 4096
+        var errors = 0
+        for _ in 0..<3000 {
+            var input: [UInt8] = []
+            for _ in 0..<Int.random(in: 1...6, using: &rng) {
+                let frame = seeds.randomElement(using: &rng) ?? []
+                input += Int.random(in: 0..<3, using: &rng) == 0 ? mutateFrame(frame, &rng) : frame
+            }
+            let whole = runServer(input, cuts: [], config)
+            var cuts: [Int] = []
+            var at = 0
+            while true {
+                at += Int.random(in: 1...9, using: &rng)
+                if at >= input.count { break }
+                cuts.append(at)
+            }
+            let chunked = runServer(input, cuts: cuts, config)
+            #expect(chunked == whole, "input \(String(decoding: input, as: UTF8.self).debugDescription) cuts \(cuts)")
+            #expect(whole.peakCapacity <= bound && chunked.peakCapacity <= bound)
+            if case .error = whole.result { errors += 1 }
+            if chunked != whole { break }
+        }
+        #expect(errors > 100 && errors < 3000)
+    }
+}
