@@ -252,7 +252,9 @@ public struct SubjectTrie<Value: AnyObject> {
             return cached
         }
         var collector = Collector()
-        collect(from: 0, subject: subject, position: 0, into: &collector)
+        nodes.withUnsafeBufferPointer { nodes in
+            Self.collect(nodes, from: 0, subject: subject, position: 0, into: &collector)
+        }
         let result = MatchResult(plain: collector.plain, queues: collector.queues)
         if cacheLimit > 0 {
             if cache.count >= cacheLimit {
@@ -284,23 +286,23 @@ public struct SubjectTrie<Value: AnyObject> {
 
     /// Collects the subscriptions under `start` matching the tokens of `subject` from `position`.
     /// A position past the end means every token has been consumed.
-    private func collect(from start: Int32, subject: UnsafeRawBufferPointer, position: Int,
-                         into collector: inout Collector) {
+    private static func collect(_ nodes: UnsafeBufferPointer<Node>, from start: Int32,
+                                subject: UnsafeRawBufferPointer, position: Int, into collector: inout Collector) {
         var node = start
         var position = position
         let count = subject.count
         while true {
             if position > count {
-                add(node, to: &collector)
+                add(nodes, node, to: &collector)
                 return
             }
             var end = position
             while end < count && subject[end] != Subject.separator { end += 1 }
             let index = Int(node)
             let full = nodes[index].full
-            if full >= 0 { add(full, to: &collector) }
+            if full >= 0 { add(nodes, full, to: &collector) }
             let star = nodes[index].star
-            if star >= 0 { collect(from: star, subject: subject, position: end + 1, into: &collector) }
+            if star >= 0 { collect(nodes, from: star, subject: subject, position: end + 1, into: &collector) }
             let token = UnsafeRawBufferPointer(rebasing: subject[position..<end])
             guard let next = nodes[index].literals.value(for: token) else { return }
             node = next
@@ -308,15 +310,17 @@ public struct SubjectTrie<Value: AnyObject> {
         }
     }
 
-    private func add(_ node: Int32, to collector: inout Collector) {
-        let n = nodes[Int(node)]
-        collector.plain.append(contentsOf: n.plain)
-        for group in 0..<n.queueNames.count {
-            if let existing = collector.queueNames.firstIndex(of: n.queueNames[group]) {
-                collector.queues[existing].append(contentsOf: n.queueMembers[group])
+    private static func add(_ nodes: UnsafeBufferPointer<Node>, _ node: Int32, to collector: inout Collector) {
+        let index = Int(node)
+        if !nodes[index].plain.isEmpty { collector.plain.append(contentsOf: nodes[index].plain) }
+        let groups = nodes[index].queueNames.count
+        if groups == 0 { return }
+        for group in 0..<groups {
+            if let existing = collector.queueNames.firstIndex(of: nodes[index].queueNames[group]) {
+                collector.queues[existing].append(contentsOf: nodes[index].queueMembers[group])
             } else {
-                collector.queueNames.append(n.queueNames[group])
-                collector.queues.append(n.queueMembers[group])
+                collector.queueNames.append(nodes[index].queueNames[group])
+                collector.queues.append(nodes[index].queueMembers[group])
             }
         }
     }
