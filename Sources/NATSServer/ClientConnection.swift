@@ -51,6 +51,8 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     unowned let broker: Broker
     /// `127.0.0.1:5555 - cid:7`, the prefix of this connection's log lines.
     let logPrefix: String
+    /// `-V`: log every op received and every op sent.
+    let tracing: Bool
     let out = Mutex(Outbound())
 
     private enum State: Equatable {
@@ -87,6 +89,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         self.context = context
         self.broker = broker
         self.logPrefix = "\(peer) - cid:\(cid)"
+        self.tracing = broker.logger.traceEnabled
         let options = broker.options
         parser = ClientParser(maxControlLine: options.maxControlLine, maxPayload: options.maxPayload)
         authenticated = !options.authRequired
@@ -181,8 +184,28 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
 
     /// Sends `error`; closes after flushing when 2.9.10 closes for it. Loop thread only.
     func sendError(_ error: ServerError, reason: CloseReason = .protocolViolation) {
+        if tracing { traceOut("-ERR '\(error.text)'") }
         appendControl(bytes: error.wireLine)
         if error.closesConnection { closeAfterFlush(reason) }
+    }
+
+    // MARK: Tracing (-V)
+
+    /// Logs an op received, nats-server style: `"<<- [SUB foo 1]"`. Empty arguments are skipped.
+    func traceIn(_ op: String, _ arguments: String...) {
+        let parts = arguments.filter { !$0.isEmpty }
+        let text = parts.isEmpty ? op : op + " " + parts.joined(separator: " ")
+        broker.logger.trace("\(logPrefix) - \"<<- [\(text)]\"")
+    }
+
+    /// Logs a payload received.
+    func tracePayload(_ payload: UnsafeRawBufferPointer) {
+        broker.logger.trace("\(logPrefix) - \"<<- MSG_PAYLOAD: [\(ServerError.goQuoted(String(decoding: payload, as: UTF8.self)))]\"")
+    }
+
+    /// Logs an op sent: `"->> [MSG foo 1 2]"`.
+    func traceOut(_ text: String) {
+        broker.logger.trace("\(logPrefix) - \"->> [\(text)]\"")
     }
 
     // MARK: IOHandler
@@ -278,6 +301,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     }
 
     private func sendOK() {
+        if tracing { traceOut("OK") }
         appendControl { Encoder.ok(&$0) }
     }
 
@@ -425,6 +449,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
             }
             pingsOut += 1
             rttStart = now
+            if tracing { traceOut("PING") }
             appendControl { Encoder.ping(&$0) }
         }
         activity = false
@@ -485,6 +510,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
             return state == .open
         }
         if options.pedantic && !Subject.isValidLiteral(subject) {
+            if tracing { traceOut("-ERR 'Invalid Publish Subject'") }
             appendControl(bytes: ServerError.invalidPublishSubject.wireLine)
         }
         if options.verbose { sendOK() }
@@ -585,6 +611,12 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         }
         publisher.batch.outMsgs &+= 1
         publisher.batch.outBytes &+= sentBytes
+        if tracing {
+            let op = headers.isEmpty || !out.withLock({ $0.headers }) ? "MSG" : "HMSG"
+            var text = "\(op) \(String(decoding: subject, as: UTF8.self)) \(String(decoding: sid, as: UTF8.self))"
+            if !reply.isEmpty { text += " " + String(decoding: reply, as: UTF8.self) }
+            traceOut(text + " \(headers.count + payload.count)")
+        }
         return true
     }
 
@@ -673,6 +705,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
 
     fileprivate func handlePing() -> Bool {
         clientPinged = true
+        if tracing { traceOut("PONG") }
         appendControl { Encoder.pong(&$0) }
         return state == .open
     }
@@ -720,24 +753,55 @@ private struct MessageFrame: @unchecked Sendable {
 private struct OpDispatch: ClientOpHandler {
     unowned(unsafe) let connection: ClientConnection
 
-    mutating func connect(json: UnsafeRawBufferPointer) -> Bool { connection.handleConnect(json: json) }
+    mutating func connect(json: UnsafeRawBufferPointer) -> Bool {
+        if connection.tracing { connection.traceIn("CONNECT", text(json)) }
+        return connection.handleConnect(json: json)
+    }
     mutating func pub(subject: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
                       payload: UnsafeRawBufferPointer) -> Bool {
-        connection.handlePub(subject: subject, reply: reply, headers: UnsafeRawBufferPointer(start: nil, count: 0),
-                             payload: payload)
+        if connection.tracing {
+            connection.traceIn("PUB", text(subject), text(reply), "\(payload.count)")
+            connection.tracePayload(payload)
+        }
+        return connection.handlePub(subject: subject, reply: reply,
+                                    headers: UnsafeRawBufferPointer(start: nil, count: 0), payload: payload)
     }
     mutating func hpub(subject: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
                        headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) -> Bool {
-        connection.handleHPub(subject: subject, reply: reply, headers: headers, payload: payload)
+        if connection.tracing {
+            connection.traceIn("HPUB", text(subject), text(reply), "\(headers.count)",
+                               "\(headers.count + payload.count)")
+            connection.tracePayload(payload)
+        }
+        return connection.handleHPub(subject: subject, reply: reply, headers: headers, payload: payload)
     }
     mutating func sub(subject: UnsafeRawBufferPointer, queue: UnsafeRawBufferPointer,
                       sid: UnsafeRawBufferPointer) -> Bool {
-        connection.handleSub(subject: subject, queue: queue, sid: sid)
+        if connection.tracing { connection.traceIn("SUB", text(subject), text(queue), text(sid)) }
+        return connection.handleSub(subject: subject, queue: queue, sid: sid)
     }
-    mutating func unsub(sid: UnsafeRawBufferPointer, max: Int?) -> Bool { connection.handleUnsub(sid: sid, max: max) }
-    mutating func ping() -> Bool { connection.handlePing() }
-    mutating func pong() -> Bool { connection.handlePong() }
-    mutating func info(json: UnsafeRawBufferPointer) -> Bool { connection.handleInfo(json: json) }
-    mutating func ok() -> Bool { true }
+    mutating func unsub(sid: UnsafeRawBufferPointer, max: Int?) -> Bool {
+        if connection.tracing { connection.traceIn("UNSUB", text(sid), max.map { "\($0)" } ?? "") }
+        return connection.handleUnsub(sid: sid, max: max)
+    }
+    mutating func ping() -> Bool {
+        if connection.tracing { connection.traceIn("PING") }
+        return connection.handlePing()
+    }
+    mutating func pong() -> Bool {
+        if connection.tracing { connection.traceIn("PONG") }
+        return connection.handlePong()
+    }
+    mutating func info(json: UnsafeRawBufferPointer) -> Bool {
+        if connection.tracing { connection.traceIn("INFO", text(json)) }
+        return connection.handleInfo(json: json)
+    }
+    mutating func ok() -> Bool {
+        if connection.tracing { connection.traceIn("OK") }
+        return true
+    }
     mutating func err(message: UnsafeRawBufferPointer) -> Bool { connection.handleClientError(message: message) }
+
+    private func text(_ bytes: UnsafeRawBufferPointer) -> String { String(decoding: bytes, as: UTF8.self) }
+
 }
