@@ -168,3 +168,17 @@ public enum ServerError: Error, Sendable, Hashable {
         return out
     }
 }
+
+extension ServerError {
+    /// The -ERR the broker sends for a client parse error, or nil when 2.9.10 closes without one
+    /// (``ClientParseError/badArguments(_:)``). Every non-nil result closes the connection.
+    public init?(_ parseError: ClientParseError) {
+        switch parseError {
+        case .unknownOperation: self = .unknownProtocolOperation
+        case .authorizationViolation: self = .authorizationViolation
+        case .maxControlLineExceeded: self = .maxControlLineExceeded
+        case .maxPayloadViolation: self = .maxPayloadViolation
+        case .badArguments: return nil
+        }
+    }
+}

@@ -148,6 +148,15 @@ private func views<R>(_ a: String, _ b: String, _ c: String, _ d: String,
         }
     }
 
+    @Test func parseErrorsMapToTheirWireErrorOrToASilentClose() {
+        #expect(ServerError(ClientParseError.unknownOperation) == .unknownProtocolOperation)
+        #expect(ServerError(ClientParseError.authorizationViolation) == .authorizationViolation)
+        #expect(ServerError(ClientParseError.maxControlLineExceeded) == .maxControlLineExceeded)
+        #expect(ServerError(ClientParseError.maxPayloadViolation) == .maxPayloadViolation)
+        #expect(ServerError(ClientParseError.badArguments(.pub)) == nil)
+        #expect(ServerError(ClientParseError.badArguments(.sub)) == nil)
+    }
+
     @Test func goQuotingEscapesQuotesBackslashesAndControls() {
         #expect(ServerError.goQuoted(#"a"b\c"#) == #""a\"b\\c""#)
         #expect(ServerError.goQuoted("t\tn\nr\r") == #""t\tn\nr\r""#)
