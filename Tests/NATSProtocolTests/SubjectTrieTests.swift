@@ -394,3 +394,70 @@ func naiveMatches(pattern: String, subject: String) -> Bool {
         #expect(trie.liveNodeCount == 1)
     }
 }
+
+@Suite struct MatchCacheStorageTests {
+    @Test func cacheHitReturnsTheStoredArraysWithoutRebuildingThem() {
+        var trie = SubjectTrie<TestSub>()
+        trie.insert(subject: "a.*", value: TestSub(1))
+        trie.insert(subject: "a.b", queue: "q", value: TestSub(2))
+        let first = trie.match("a.b")
+        let second = trie.match("a.b")
+        let firstPlain = first.plain.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
+        let secondPlain = second.plain.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
+        let firstQueues = first.queues.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
+        let secondQueues = second.queues.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
+        #expect(firstPlain == secondPlain)
+        #expect(firstQueues == secondQueues)
+        // Without the cache every match builds new arrays.
+        var uncached = SubjectTrie<TestSub>(cacheLimit: 0)
+        uncached.insert(subject: "a.*", value: TestSub(1))
+        let x = uncached.match("a.b")
+        let y = uncached.match("a.b")
+        let xPlain = x.plain.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
+        let yPlain = y.plain.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
+        #expect(xPlain != yPlain)
+    }
+}
+
+@Suite struct ByteTableTests {
+    @Test(arguments: [UInt64(11), 12, 13])
+    func byteTableAgreesWithDictionaryOverRandomOperations(seed: UInt64) {
+        var rng = SeededGenerator(seed: seed)
+        var table = ByteTable<Int>()
+        var reference: [[UInt8]: Int] = [:]
+        for step in 0..<20_000 {
+            // Short keys from a small alphabet collide often, exercising probe runs and back-shifts.
+            let length = Int.random(in: 0...3, using: &rng)
+            let key = (0..<length).map { _ in UInt8.random(in: 97...100, using: &rng) }
+            switch Int.random(in: 0..<3, using: &rng) {
+            case 0:
+                table.setValue(step, for: key)
+                reference[key] = step
+            case 1:
+                let removed = table.removeValue(for: key)
+                #expect(removed == reference.removeValue(forKey: key))
+            default:
+                let found = key.withUnsafeBytes { table.value(for: $0) }
+                #expect(found == reference[key])
+            }
+            #expect(table.count == reference.count)
+        }
+        var listed: [[UInt8]: Int] = [:]
+        table.forEach { key, value in listed[key] = value }
+        #expect(listed == reference)
+    }
+
+    @Test func shrinkKeepsAtMostTheLimitAndOnlyRealEntries() {
+        var table = ByteTable<Int>()
+        for i in 0..<100 { table.setValue(i, for: Array("k\(i)".utf8)) }
+        table.shrink(toAtMost: 25, startingAt: 37)
+        #expect(table.count == 25)
+        table.forEach { key, value in #expect(key == Array("k\(value)".utf8)) }
+        for i in 0..<100 {
+            if let value = table.value(for: Array("k\(i)".utf8)) { #expect(value == i) }
+        }
+        table.shrink(toAtMost: 0, startingAt: 0)
+        #expect(table.isEmpty)
+        #expect(table.value(for: Array("k1".utf8)) == nil)
+    }
+}
