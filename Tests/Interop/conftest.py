@@ -1,0 +1,157 @@
+"""Broker processes for the nats-py interop tests.
+
+Every test runs against two brokers:
+  * ``ours``: NATS_SERVER_BIN, default ``.build/debug/nats-server`` (the debug build of this package);
+  * ``reference``: nats-server 2.9.10, NATS_REFERENCE_BIN or ``/usr/sbin/nats-server``.
+A missing reference broker skips its cases, unless REQUIRE_PEERS=1 (CI), where it fails them.
+Our broker's optional features are listed in NATS_SERVER_CAPABILITIES (comma-separated, e.g.
+``config`` once it reads nats-server config files); nats-server has all of them.
+"""
+
+import asyncio
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BROKERS = ["ours", "reference"]
+
+
+def broker_path(kind):
+    if kind == "ours":
+        return os.environ.get("NATS_SERVER_BIN") or str(REPO / ".build" / "debug" / "nats-server")
+    return os.environ.get("NATS_REFERENCE_BIN") or "/usr/sbin/nats-server"
+
+
+def capabilities(kind):
+    if kind == "reference":
+        return {"config"}
+    raw = os.environ.get("NATS_SERVER_CAPABILITIES", "")
+    return {c.strip() for c in raw.split(",") if c.strip()}
+
+
+def require_broker(kind):
+    """Skips (or fails under REQUIRE_PEERS=1 / for our own broker) when the binary is missing."""
+    path = broker_path(kind)
+    if os.access(path, os.X_OK):
+        return path
+    if kind == "ours":
+        pytest.fail(f"our broker is not built at {path} (run `swift build` or set NATS_SERVER_BIN)")
+    if os.environ.get("REQUIRE_PEERS") == "1":
+        pytest.fail(f"nats-server 2.9.10 is required (REQUIRE_PEERS=1) but missing at {path}")
+    pytest.skip(f"nats-server 2.9.10 not installed at {path}")
+
+
+def free_port():
+    """A loopback port that was free a moment ago (bind port 0, then release)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_accepting(port, proc, deadline):
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.02)
+    return False
+
+
+class Broker:
+    """One broker process on 127.0.0.1. `restart()` brings it back on the same port."""
+
+    def __init__(self, kind, args=(), config_lines=()):
+        self.kind = kind
+        self.path = require_broker(kind)
+        self.args = list(args)
+        self.workdir = tempfile.TemporaryDirectory(prefix=f"interop-{kind}-")
+        self.config = None
+        if config_lines:
+            if "config" not in capabilities(kind):
+                pytest.skip(f"{kind} broker has no config-file capability yet")
+            self.config = os.path.join(self.workdir.name, "broker.conf")
+            with open(self.config, "w") as f:
+                f.write("\n".join(config_lines) + "\n")
+        self.proc = None
+        self.port = None
+        self.log = os.path.join(self.workdir.name, "broker.log")
+
+    @property
+    def url(self):
+        return f"nats://127.0.0.1:{self.port}"
+
+    def _spawn(self, port):
+        cmd = [self.path, "-a", "127.0.0.1", "-p", str(port)] + self.args
+        if self.config:
+            cmd += ["-c", self.config]
+        log = open(self.log, "ab")
+        try:
+            return subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        finally:
+            log.close()
+
+    def start(self, port=None, timeout=20.0):
+        """Starts on `port`, or on a free port (retrying on a collision). Fails the test if it never accepts."""
+        attempts = 1 if port is not None else 5
+        deadline = time.monotonic() + timeout
+        for _ in range(attempts):
+            chosen = port if port is not None else free_port()
+            # A restart on the same port may race the old socket's teardown: retry until the deadline.
+            while True:
+                self.proc = self._spawn(chosen)
+                if wait_accepting(chosen, self.proc, deadline):
+                    self.port = chosen
+                    return self
+                self._reap()
+                if port is None or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.1)
+        with open(self.log, "rb") as f:
+            tail = f.read()[-800:].decode(errors="replace")
+        pytest.fail(f"{self.kind} broker {self.path} did not accept connections; log: {tail}")
+
+    def _reap(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def stop(self):
+        self._reap()
+
+    def restart(self):
+        port = self.port
+        self.stop()
+        return self.start(port=port)
+
+    def close(self):
+        self.stop()
+        self.workdir.cleanup()
+
+
+def run(coro, timeout=30.0):
+    """Runs one asyncio test body with an overall deadline."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+@pytest.fixture(scope="module", params=BROKERS)
+def broker(request):
+    """A broker with default options, shared by the tests of one module."""
+    b = Broker(request.param).start()
+    yield b
+    b.close()
