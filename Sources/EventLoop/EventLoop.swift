@@ -41,7 +41,9 @@ import Synchronization
 
 /// Which readiness a registered descriptor wants to hear about.
 public struct Interest: OptionSet, Sendable, Hashable {
+    /// Bit 0: readable, bit 1: writable.
     public let rawValue: UInt8
+    /// Creates an interest set from its bits.
     public init(rawValue: UInt8) { self.rawValue = rawValue }
     /// EPOLLIN: data (or EOF) to read, or a pending connection on a listener.
     public static let readable = Interest(rawValue: 1)
@@ -212,6 +214,7 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Queues `task` to run on the loop thread. Any thread. Tasks from one thread run in the order
     /// they were queued; the loop is woken through its eventfd only when no wake-up is already pending.
+    /// Tasks queued while the loop is not running wait for the next ``run()``; they are never dropped.
     public func execute(_ task: @escaping @Sendable () -> Void) {
         tasks.withLock { $0.append(task) }
         if isCurrent {

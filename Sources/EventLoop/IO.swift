@@ -23,11 +23,13 @@ public struct SystemError: Error, Equatable, CustomStringConvertible, Sendable {
     /// The errno value it reported.
     public let code: Int32
 
+    /// Creates an error for `operation` failing with errno `code`.
     public init(_ operation: String, _ code: Int32) {
         self.operation = operation
         self.code = code
     }
 
+    /// `"<operation>: <strerror text> (errno N)"`.
     public var description: String {
         "\(operation): \(String(cString: strerror(code))) (errno \(code))"
     }

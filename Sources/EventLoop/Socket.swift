@@ -9,11 +9,13 @@ public struct PeerAddress: Equatable, Hashable, Sendable, CustomStringConvertibl
     /// TCP port.
     public var port: Int
 
+    /// Creates an address from a numeric host string and a port.
     public init(ip: String, port: Int) {
         self.ip = ip
         self.port = port
     }
 
+    /// `ip:port`, with IPv6 hosts in brackets.
     public var description: String { ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)" }
 }
 
@@ -26,6 +28,7 @@ public struct AddressResolutionError: Error, Equatable, CustomStringConvertible,
     /// getaddrinfo's explanation.
     public let message: String
 
+    /// A one-line explanation naming the host and port.
     public var description: String { "cannot resolve \(host):\(port): \(message)" }
 }
 

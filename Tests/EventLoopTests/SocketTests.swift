@@ -124,7 +124,7 @@ func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
         defer { IO.close(client) }
         // Far more than the kernel's socket buffers on both sides, so the server's writes go partial.
         let total = 16 << 20
-        let payload = (0..<total).map(patternByte)
+        let payload = patternBytes(count: total)
         let wrote = Atomic<Bool>(false)
         let writer = TestThread {
             let ok = payload.withUnsafeBytes { writeAll(client, $0) }
@@ -145,7 +145,7 @@ func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
         let allWritten = wrote.load(ordering: .relaxed)
         #expect(allWritten)
         #expect(got == total)
-        let firstMismatch = zip(received, payload).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+        let firstMismatch = firstDifference(received, payload)
         #expect(firstMismatch == nil, "first differing byte at \(firstMismatch ?? -1)")
         #expect(stats.accepted.load(ordering: .relaxed) == 1)
     }

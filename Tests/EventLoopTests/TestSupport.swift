@@ -64,6 +64,24 @@ struct SeededGenerator: RandomNumberGenerator {
 @inline(__always)
 func patternByte(_ i: Int) -> UInt8 { UInt8(truncatingIfNeeded: i &* 31 &+ i >> 8) }
 
+/// `count` bytes of the test stream starting at position `offset`, built without per-byte closures
+/// (debug builds are slow at those).
+func patternBytes(count: Int, offset: Int = 0) -> [UInt8] {
+    [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+        for i in 0..<count { buffer[i] = patternByte(offset &+ i) }
+        initialized = count
+    }
+}
+
+/// Index of the first differing byte, or nil when `a` and `b` are equal (memcmp fast path).
+func firstDifference(_ a: [UInt8], _ b: [UInt8]) -> Int? {
+    let equal = a.count == b.count && a.withUnsafeBytes { x in
+        b.withUnsafeBytes { y in x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 }
+    }
+    if equal { return nil }
+    return zip(a, b).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? Swift.min(a.count, b.count)
+}
+
 /// Thread-safe counters and logs for handlers that run on a loop thread.
 final class Recorder: Sendable {
     let events = Mutex<[String]>([])
