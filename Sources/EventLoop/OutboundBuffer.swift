@@ -27,15 +27,21 @@ final class OutboundChunk {
     @inline(__always) var room: Int { capacity - end }
 }
 
-/// A FIFO of outbound bytes in 64 KiB chunks whose storage never moves, so iovecs taken by
+/// A FIFO of outbound bytes in chunks whose storage never moves, so iovecs taken by
 /// ``snapshotIOVecs(into:maxVectors:)`` stay valid while more bytes are appended.
 ///
+/// Chunks start at ``initialChunkSize`` and double up to ``chunkSize``, so a connection that only
+/// ever sends small bursts holds a few KiB; an append larger than ``chunkSize`` gets one chunk of its
+/// own size (one copy, one iovec). Memory is bounded by the pending bytes plus three chunks (a partly
+/// sent head, the tail's free room, one spare); once everything is consumed only the tail chunk stays.
+///
 /// Not thread-safe. A value type with copy-on-write storage; keep one owner (a copy made while a
-/// snapshot is outstanding makes the next append copy every chunk). Memory is bounded by the pending
-/// bytes plus one spare chunk.
+/// snapshot is outstanding makes the next append copy every chunk).
 public struct OutboundBuffer {
-    /// Size of a regular chunk.
+    /// Size of a regular (largest pooled) chunk.
     public static let chunkSize = 64 * 1024
+    /// Size of a buffer's first chunk.
+    public static let initialChunkSize = 4 * 1024
 
     final class Storage {
         /// Chunks in order; `chunks[head...]` are live.
@@ -46,6 +52,8 @@ public struct OutboundBuffer {
         var spare: OutboundChunk?
         /// Scratch for flush(to:).
         var iov: [iovec] = []
+        /// Capacity of the next regular chunk: doubles from initialChunkSize up to chunkSize.
+        var nextCapacity = OutboundBuffer.initialChunkSize
 
         func takeScratch() -> [iovec] {
             var out: [iovec] = []
@@ -79,6 +87,14 @@ public struct OutboundBuffer {
 
     /// Number of chunks currently held (live plus spare); for tests and stats.
     public var chunkCount: Int { storage.chunks.count - storage.head + (storage.spare == nil ? 0 : 1) }
+
+    /// Bytes of chunk memory currently held (live plus spare); for stats and memory accounting.
+    public var allocatedBytes: Int {
+        let s = storage
+        var total = s.spare?.capacity ?? 0
+        for i in s.head..<s.chunks.count { total += s.chunks[i].capacity }
+        return total
+    }
 
     @inline(__always)
     private mutating func uniqueStorage() -> Storage {
@@ -141,7 +157,9 @@ public struct OutboundBuffer {
             spare.end = 0
             return spare
         }
-        return OutboundChunk(capacity: chunkSize)
+        let capacity = s.nextCapacity
+        s.nextCapacity = Swift.min(chunkSize, capacity * 2)
+        return OutboundChunk(capacity: capacity)
     }
 
     /// Fills `iovecs` (cleared first, capacity kept) with the pending bytes in order, at most
@@ -196,10 +214,13 @@ public struct OutboundBuffer {
             s.chunks.removeFirst(s.head)
             s.head = 0
         }
-        if s.pending == 0 && s.chunks.count - s.head == 1 && s.chunks[s.head].capacity != Self.chunkSize {
-            // Do not keep an oversized chunk alive once it is empty.
-            s.chunks.removeAll(keepingCapacity: true)
-            s.head = 0
+        if s.pending == 0 {
+            // Drained: keep only the (rewound) tail chunk, and not even that when it is oversized.
+            s.spare = nil
+            if s.chunks.count - s.head == 1 && s.chunks[s.head].capacity > Self.chunkSize {
+                s.chunks.removeAll(keepingCapacity: true)
+                s.head = 0
+            }
         }
     }
 

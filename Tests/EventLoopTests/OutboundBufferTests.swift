@@ -21,6 +21,10 @@ func gather(_ iov: [iovec]) -> [UInt8] {
         var modelHead = 0
         var iov: [iovec] = []
         var counter = 0
+        // Stream ranges of appends larger than a chunk (each lives in one chunk of its own size),
+        // and the stream offset consumed so far.
+        var largeAppends: [Range<Int>] = []
+        var consumedOffset = 0
         for _ in 0..<3000 {
             switch Int.random(in: 0..<10, using: &rng) {
             case 0..<5:
@@ -28,6 +32,10 @@ func gather(_ iov: [iovec]) -> [UInt8] {
                 let size = Int.random(in: 0..<10, using: &rng) == 0
                     ? Int.random(in: 0...200_000, using: &rng) : Int.random(in: 0...300, using: &rng)
                 let bytes = patternBytes(count: size, offset: counter)
+                if size > OutboundBuffer.chunkSize {
+                    // It fills the current tail first, at most one chunk's worth.
+                    largeAppends.append(counter..<(counter + size))
+                }
                 counter &+= size
                 buffer.append(bytes)
                 model.append(contentsOf: bytes)
@@ -35,6 +43,7 @@ func gather(_ iov: [iovec]) -> [UInt8] {
                 let byte = UInt8.random(in: 0...255, using: &rng)
                 buffer.append(byte: byte)
                 model.append(byte)
+                counter &+= 1
             default:
                 let maxVectors = Int.random(in: 1...8, using: &rng)
                 let n = buffer.snapshotIOVecs(into: &iov, maxVectors: maxVectors)
@@ -46,12 +55,15 @@ func gather(_ iov: [iovec]) -> [UInt8] {
                 let take = snap.isEmpty ? 0 : Int.random(in: 0...snap.count, using: &rng)
                 buffer.consume(take)
                 modelHead += take
+                consumedOffset += take
             }
             #expect(buffer.pendingBytes == model.count - modelHead)
-            // Bounded memory: the pending bytes' chunks, a partly used first chunk, one spare, and at
-            // most one oversized chunk per large append still pending.
-            #expect(buffer.chunkCount <= (buffer.pendingBytes / OutboundBuffer.chunkSize) + 3
-                    || buffer.pendingBytes > 4 * OutboundBuffer.chunkSize)
+            // Bounded memory: pending bytes plus a partly sent head, the tail's room and one spare; an
+            // oversized chunk cannot shrink, so its already-sent part still counts while it is the head.
+            let straddling = largeAppends.first { $0.lowerBound < consumedOffset && consumedOffset < $0.upperBound }
+            let sentOfOversized = straddling.map { consumedOffset - $0.lowerBound } ?? 0
+            #expect(buffer.allocatedBytes
+                    <= buffer.pendingBytes + 3 * OutboundBuffer.chunkSize + sentOfOversized)
             if modelHead > 1 << 20 {
                 model.removeFirst(modelHead)
                 modelHead = 0
@@ -66,7 +78,8 @@ func gather(_ iov: [iovec]) -> [UInt8] {
             buffer.consume(snap.count)
         }
         #expect(rest[...] == model[modelHead...])
-        #expect(buffer.chunkCount <= 2)
+        #expect(buffer.chunkCount <= 1)
+        #expect(buffer.allocatedBytes <= OutboundBuffer.chunkSize)
     }
 
     @Test func snapshotPointersStayValidWhileMoreIsAppended() {
@@ -100,15 +113,29 @@ func gather(_ iov: [iovec]) -> [UInt8] {
         #expect(iov.map { $0.iov_len }.reduce(0, +) == 1 + (1 << 20))
     }
 
-    @Test func consumedChunksAreReleasedKeepingOneSpare() {
+    @Test func consumedChunksAreReleasedAndADrainedBufferKeepsOneChunk() {
         var buffer = OutboundBuffer()
         for _ in 0..<10 { buffer.append([UInt8](repeating: 9, count: OutboundBuffer.chunkSize)) }
-        #expect(buffer.chunkCount == 10)
+        #expect(buffer.allocatedBytes >= 10 * OutboundBuffer.chunkSize)
+        // Partly consumed: the emptied chunks are freed except one spare.
+        buffer.consume(5 * OutboundBuffer.chunkSize)
+        #expect(buffer.allocatedBytes <= buffer.pendingBytes + 3 * OutboundBuffer.chunkSize)
         buffer.consume(buffer.pendingBytes)
         #expect(buffer.pendingBytes == 0)
-        #expect(buffer.chunkCount <= 2)
+        #expect(buffer.chunkCount == 1)
+        #expect(buffer.allocatedBytes <= OutboundBuffer.chunkSize)
         buffer.removeAll()
         #expect(buffer.chunkCount == 0)
+        #expect(buffer.allocatedBytes == 0)
+    }
+
+    @Test func aBufferThatOnlySendsSmallBurstsStaysSmall() {
+        var buffer = OutboundBuffer()
+        for _ in 0..<1000 {
+            buffer.append(Array("MSG foo 1 5\r\nhello\r\n".utf8))
+            buffer.consume(buffer.pendingBytes)
+        }
+        #expect(buffer.allocatedBytes == OutboundBuffer.initialChunkSize)
     }
 
     @Test func copiesAreIndependentValues() {
