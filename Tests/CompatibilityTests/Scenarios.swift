@@ -46,7 +46,8 @@ struct Scenario: Sendable, CustomTestStringConvertible {
     var expect: [Expect]
     /// Keep the broker's own PINGs in the transcript (keep-alive scenarios only).
     var keepServerPings = false
-    /// Compare frames as a multiset (delivery order across different subscriptions is a sublist detail).
+    /// Compare frames as a multiset: 2.9.10 keeps the plain subscriptions of a subject in a Go map, so
+    /// the delivery order across different subscriptions varies from run to run.
     var unordered = false
 
     var testDescription: String { name }
@@ -91,7 +92,7 @@ private let alice = BrokerConfig(auth: .user("alice", "secret"))
 private let tokenAuth = BrokerConfig(auth: .token("s3cr3t"))
 
 enum Scenarios {
-    static let all: [Scenario] = basics + errors + headersAndNoResponders + delivery + auth + configured
+    static let all: [Scenario] = basics + parserCorners + errors + headersAndNoResponders + delivery + auth + configured
 
     /// Scenarios our broker can be started for (its capabilities cover the config).
     static var comparable: [Scenario] {
@@ -147,6 +148,81 @@ enum Scenarios {
         Scenario(name: "the server sends its first PING about 2s after CONNECT and accepts the PONG",
                  steps: [.send(quiet), .awaitServerPing(), .exchange("PONG\r\n")],
                  expect: [.open("PING\r\nPONG\r\n")], keepServerPings: true),
+    ]
+
+    /// Parser corners probed on 2.9.10: what it tolerates and how it fails.
+    static let parserCorners: [Scenario] = [
+        Scenario(name: "verbose and pedantic interleave +OK and -ERR in op order",
+                 steps: [.exchange(#"CONNECT {"verbose":true,"pedantic":true}"# + "\r\nSUB foo.* 1\r\nPUB foo.* 1\r\nx\r\nSUB foo. 2\r\n")],
+                 expect: [.open("+OK\r\n+OK\r\n-ERR 'Invalid Publish Subject'\r\n+OK\r\nMSG foo.* 1 1\r\nx\r\n-ERR 'Invalid Subject'\r\nPONG\r\n")]),
+        Scenario(name: "CONNECT without pedantic keeps the pedantic default, so a wildcard PUB gets -ERR",
+                 steps: [.exchange(quiet + "SUB foo 1\r\nPUB foo bar.* 1\r\nx\r\nPUB foo.> 1\r\ny\r\n")],
+                 expect: [.open("MSG foo 1 bar.* 1\r\nx\r\n-ERR 'Invalid Publish Subject'\r\nPONG\r\n")]),
+        Scenario(name: "PING with trailing arguments is still a PING",
+                 steps: [.sendAwaitingPong("PING x\r\n")], expect: [.open("PONG\r\n")]),
+        Scenario(name: "PINGX is taken as PING",
+                 steps: [.sendAwaitingPong("PINGX\r\n")], expect: [.open("PONG\r\n")]),
+        Scenario(name: "lower-case pong, +ok and ping are understood",
+                 steps: [.sendAwaitingPong("pong\r\n+ok\r\nping\r\n")], expect: [.open("PONG\r\n")]),
+        Scenario(name: "an empty line is an unknown op",
+                 steps: [.sendExpectingClose("\r\nPING\r\n")], expect: [.closed(unknownOp)]),
+        Scenario(name: "a leading space before an op is an unknown op",
+                 steps: [.sendExpectingClose(" PING\r\n")], expect: [.closed(unknownOp)]),
+        Scenario(name: "CONNECT with a string where a bool belongs closes without -ERR",
+                 steps: [.sendExpectingClose(#"CONNECT {"verbose":"true"}"# + "\r\nPING\r\n")], expect: [.closed("")]),
+        Scenario(name: "CONNECT with text after the JSON closes without -ERR",
+                 steps: [.sendExpectingClose(#"CONNECT {"verbose":false} x"# + "\r\nPING\r\n")], expect: [.closed("")]),
+        Scenario(name: "a second CONNECT replaces the options",
+                 steps: [.exchange(quiet + #"CONNECT {"verbose":true}"# + crlf)], expect: [.open("+OK\r\nPONG\r\n")]),
+        Scenario(name: "CONNECT JSON with escapes and unicode is accepted",
+                 steps: [.exchange(#"CONNECT {"verbose":false,"name":"\u00e9\"q","lang":"é"}"# + crlf)],
+                 expect: [.open("PONG\r\n")]),
+        Scenario(name: "CONNECT protocol 0 with echo false is accepted",
+                 steps: [.exchange(#"CONNECT {"verbose":false,"echo":false,"protocol":0}"# + crlf)],
+                 expect: [.open("PONG\r\n")]),
+        Scenario(name: "a PUB size with a leading zero is echoed as written in the MSG",
+                 steps: [.exchange(quiet + "SUB foo 1\r\nPUB foo 02\r\nhi\r\n")],
+                 expect: [.open("MSG foo 1 02\r\nhi\r\nPONG\r\n")]),
+        Scenario(name: "a PUB size with a plus sign closes without -ERR",
+                 steps: [.sendExpectingClose(quiet + "PUB foo +2\r\nhi\r\n")], expect: [.closed("")]),
+        Scenario(name: "a PUB size that overflows closes without -ERR",
+                 steps: [.sendExpectingClose(quiet + "PUB foo 99999999999999999999\r\n")], expect: [.closed("")]),
+        Scenario(name: "PUB with an empty subject field closes without -ERR",
+                 steps: [.sendExpectingClose(quiet + "PUB  2\r\nhi\r\n")], expect: [.closed("")]),
+        Scenario(name: "PUB of size 0 without the payload CRLF is an unknown op",
+                 steps: [.sendExpectingClose(quiet + "SUB foo 1\r\nPUB foo 0\r\nPING\r\n")], expect: [.closed(unknownOp)]),
+        Scenario(name: "a payload followed by a lone CR is an unknown op",
+                 steps: [.sendExpectingClose(quiet + "SUB foo 1\r\nPUB foo 1\r\nx\rPING\r\n")], expect: [.closed(unknownOp)]),
+        Scenario(name: "a payload followed by CR CR LF is an unknown op",
+                 steps: [.sendExpectingClose(quiet + "SUB foo 1\r\nPUB foo 1\r\nx\r\r\nPING\r\n")], expect: [.closed(unknownOp)]),
+        Scenario(name: "UNSUB with three arguments closes without -ERR",
+                 steps: [.sendExpectingClose(quiet + "UNSUB 1 2 3\r\n")], expect: [.closed("")]),
+        Scenario(name: "two subscriptions of one connection on one subject each get a copy",
+                 steps: [.exchange(quiet + "SUB foo 1\r\nSUB foo 2\r\nPUB foo 1\r\nx\r\n")],
+                 expect: [.open("MSG foo 1 1\r\nx\r\nMSG foo 2 1\r\nx\r\nPONG\r\n")],
+                 unordered: true),
+        Scenario(name: "UTF-8 subjects are routed byte for byte",
+                 steps: [.exchange(quiet + "SUB foo\u{e9} 1\r\nPUB foo\u{e9} 1\r\nx\r\n")],
+                 expect: [.open("MSG foo\u{e9} 1 1\r\nx\r\nPONG\r\n")]),
+        Scenario(name: "queue names are not validated as subjects",
+                 steps: [.exchange(quiet + "SUB foo q.x 1\r\nSUB foo q* 2\r\nPUB foo 1\r\nx\r\n")],
+                 expect: [.open("MSG foo 1 1\r\nx\r\nMSG foo 2 1\r\nx\r\nPONG\r\n")],
+                 unordered: true),
+        Scenario(name: "no responders: a wildcard subscription covering the reply gets the 503",
+                 steps: [.exchange(noResponders + "SUB _INBOX.* 4\r\nPUB none _INBOX.q 0\r\n\r\n")],
+                 expect: [.open("HMSG _INBOX.q 4 16 16\r\nNATS/1.0 503\r\n\r\n\r\nPONG\r\n")]),
+        Scenario(name: "control line arguments of exactly 4096 bytes are accepted",
+                 steps: [.exchange(quiet + "SUB " + String(repeating: "a", count: 4094) + " 1\r\n")],
+                 expect: [.open("PONG\r\n")]),
+        Scenario(name: "control line arguments of 4097 bytes exceed the limit",
+                 steps: [.sendExpectingClose(quiet + "SUB " + String(repeating: "a", count: 4095) + " 1\r\n")],
+                 expect: [.closed("-ERR 'maximum control line exceeded'\r\n")]),
+        Scenario(name: "a CONNECT longer than the control line limit is refused",
+                 steps: [.sendExpectingClose(#"CONNECT {"verbose":false,"name":""# + String(repeating: "n", count: 4096) + "\"}\r\n")],
+                 expect: [.closed("-ERR 'maximum control line exceeded'\r\n")]),
+        Scenario(name: "a CRLF split between two writes still ends the line",
+                 steps: [.send(quiet + "SUB foo 1\r"), .send("\nPUB foo 1\r\nx\r"), .exchange("\n")],
+                 expect: [.open("MSG foo 1 1\r\nx\r\nPONG\r\n")]),
     ]
 
     static let errors: [Scenario] = [
