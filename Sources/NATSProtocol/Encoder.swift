@@ -6,27 +6,43 @@
 /// written digit by digit). An empty view means "absent" (no reply, no queue). `String`/`[UInt8]`
 /// overloads exist for callers off the hot path.
 public enum Encoder {
+    /// `\r\n` as a view of static memory.
+    @inlinable
+    static var crlf: UnsafeRawBufferPointer {
+        let text: StaticString = "\r\n"
+        return UnsafeRawBufferPointer(start: text.utf8Start, count: 2)
+    }
+
     // MARK: server -> client
 
     /// `MSG <subject> <sid> [reply] <#bytes>\r\n<payload>\r\n`
+    ///
+    /// The control line is assembled on the stack and handed to the sink in one piece, so a
+    /// message costs three `append` calls (line, payload, CRLF).
     @inlinable
     public static func msg<S: ByteSink>(
         _ sink: inout S, subject: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer,
         reply: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer
     ) {
-        sink.append(ascii: "MSG ")
-        sink.append(subject)
-        sink.append(byte: 0x20)
-        sink.append(sid)
-        if !reply.isEmpty {
-            sink.append(byte: 0x20)
-            sink.append(reply)
+        let capacity = 4 + subject.count + 1 + sid.count + 1 + reply.count + 1 + 20 + 2
+        withUnsafeTemporaryAllocation(byteCount: capacity, alignment: 1) { raw in
+            var line = LineWriter(raw)
+            line.put(ascii: "MSG ")
+            line.put(subject)
+            line.put(byte: 0x20)
+            line.put(sid)
+            if !reply.isEmpty {
+                line.put(byte: 0x20)
+                line.put(reply)
+            }
+            line.put(byte: 0x20)
+            line.put(decimal: payload.count)
+            line.put(byte: 0x0D)
+            line.put(byte: 0x0A)
+            sink.append(line.written)
         }
-        sink.append(byte: 0x20)
-        sink.append(decimal: payload.count)
-        sink.append(ascii: "\r\n")
         sink.append(payload)
-        sink.append(ascii: "\r\n")
+        sink.append(Self.crlf)
     }
 
     /// `HMSG <subject> <sid> [reply] <#hdr> <#total>\r\n<headers><payload>\r\n`
@@ -37,22 +53,28 @@ public enum Encoder {
         _ sink: inout S, subject: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer,
         reply: UnsafeRawBufferPointer, headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer
     ) {
-        sink.append(ascii: "HMSG ")
-        sink.append(subject)
-        sink.append(byte: 0x20)
-        sink.append(sid)
-        if !reply.isEmpty {
-            sink.append(byte: 0x20)
-            sink.append(reply)
+        let capacity = 5 + subject.count + 1 + sid.count + 1 + reply.count + 1 + 20 + 1 + 20 + 2
+        withUnsafeTemporaryAllocation(byteCount: capacity, alignment: 1) { raw in
+            var line = LineWriter(raw)
+            line.put(ascii: "HMSG ")
+            line.put(subject)
+            line.put(byte: 0x20)
+            line.put(sid)
+            if !reply.isEmpty {
+                line.put(byte: 0x20)
+                line.put(reply)
+            }
+            line.put(byte: 0x20)
+            line.put(decimal: headers.count)
+            line.put(byte: 0x20)
+            line.put(decimal: headers.count + payload.count)
+            line.put(byte: 0x0D)
+            line.put(byte: 0x0A)
+            sink.append(line.written)
         }
-        sink.append(byte: 0x20)
-        sink.append(decimal: headers.count)
-        sink.append(byte: 0x20)
-        sink.append(decimal: headers.count + payload.count)
-        sink.append(ascii: "\r\n")
         sink.append(headers)
         sink.append(payload)
-        sink.append(ascii: "\r\n")
+        sink.append(Self.crlf)
     }
 
     /// `INFO <json> \r\n`: 2.9.10 puts a space before the CRLF, and so do we.
@@ -88,23 +110,29 @@ public enum Encoder {
 
     // MARK: client -> server
 
-    /// `PUB <subject> [reply] <#bytes>\r\n<payload>\r\n`
+    /// `PUB <subject> [reply] <#bytes>\r\n<payload>\r\n` (three `append` calls, as for MSG).
     @inlinable
     public static func pub<S: ByteSink>(
         _ sink: inout S, subject: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
         payload: UnsafeRawBufferPointer
     ) {
-        sink.append(ascii: "PUB ")
-        sink.append(subject)
-        if !reply.isEmpty {
-            sink.append(byte: 0x20)
-            sink.append(reply)
+        let capacity = 4 + subject.count + 1 + reply.count + 1 + 20 + 2
+        withUnsafeTemporaryAllocation(byteCount: capacity, alignment: 1) { raw in
+            var line = LineWriter(raw)
+            line.put(ascii: "PUB ")
+            line.put(subject)
+            if !reply.isEmpty {
+                line.put(byte: 0x20)
+                line.put(reply)
+            }
+            line.put(byte: 0x20)
+            line.put(decimal: payload.count)
+            line.put(byte: 0x0D)
+            line.put(byte: 0x0A)
+            sink.append(line.written)
         }
-        sink.append(byte: 0x20)
-        sink.append(decimal: payload.count)
-        sink.append(ascii: "\r\n")
         sink.append(payload)
-        sink.append(ascii: "\r\n")
+        sink.append(Self.crlf)
     }
 
     /// `HPUB <subject> [reply] <#hdr> <#total>\r\n<headers><payload>\r\n`
@@ -115,20 +143,26 @@ public enum Encoder {
         _ sink: inout S, subject: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
         headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer
     ) {
-        sink.append(ascii: "HPUB ")
-        sink.append(subject)
-        if !reply.isEmpty {
-            sink.append(byte: 0x20)
-            sink.append(reply)
+        let capacity = 5 + subject.count + 1 + reply.count + 1 + 20 + 1 + 20 + 2
+        withUnsafeTemporaryAllocation(byteCount: capacity, alignment: 1) { raw in
+            var line = LineWriter(raw)
+            line.put(ascii: "HPUB ")
+            line.put(subject)
+            if !reply.isEmpty {
+                line.put(byte: 0x20)
+                line.put(reply)
+            }
+            line.put(byte: 0x20)
+            line.put(decimal: headers.count)
+            line.put(byte: 0x20)
+            line.put(decimal: headers.count + payload.count)
+            line.put(byte: 0x0D)
+            line.put(byte: 0x0A)
+            sink.append(line.written)
         }
-        sink.append(byte: 0x20)
-        sink.append(decimal: headers.count)
-        sink.append(byte: 0x20)
-        sink.append(decimal: headers.count + payload.count)
-        sink.append(ascii: "\r\n")
         sink.append(headers)
         sink.append(payload)
-        sink.append(ascii: "\r\n")
+        sink.append(Self.crlf)
     }
 
     /// `SUB <subject> [queue] <sid>\r\n`
@@ -287,5 +321,57 @@ extension Encoder {
     /// `CONNECT <json>\r\n` from a JSON string.
     public static func connect<S: ByteSink>(_ sink: inout S, json: String) {
         withUTF8View(json) { connect(&sink, json: $0) }
+    }
+}
+
+/// Writes a control line into caller-provided scratch memory (sized by the caller for the worst case).
+@usableFromInline
+struct LineWriter {
+    @usableFromInline let base: UnsafeMutableRawBufferPointer
+    @usableFromInline var count = 0
+
+    @inlinable
+    init(_ base: UnsafeMutableRawBufferPointer) { self.base = base }
+
+    /// The bytes written so far.
+    @inlinable
+    var written: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: base[0..<count]) }
+
+    @inlinable
+    mutating func put(_ bytes: UnsafeRawBufferPointer) {
+        guard let source = bytes.baseAddress, !bytes.isEmpty, let target = base.baseAddress else { return }
+        (target + count).copyMemory(from: source, byteCount: bytes.count)
+        count += bytes.count
+    }
+
+    @inlinable
+    mutating func put(byte: UInt8) {
+        base[count] = byte
+        count += 1
+    }
+
+    @inlinable
+    mutating func put(ascii text: StaticString) {
+        put(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+
+    /// Writes the decimal digits of a non-negative value (negative values are written as 0; sizes
+    /// are never negative).
+    @inlinable
+    mutating func put(decimal value: Int) {
+        var rest = UInt(value < 0 ? 0 : value)
+        var digits = 1
+        var probe = rest
+        while probe >= 10 {
+            probe /= 10
+            digits += 1
+        }
+        var index = count + digits - 1
+        repeat {
+            base[index] = UInt8(truncatingIfNeeded: rest % 10) &+ 48
+            rest /= 10
+            index -= 1
+        } while rest > 0
+        count += digits
     }
 }
