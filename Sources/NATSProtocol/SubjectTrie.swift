@@ -244,13 +244,17 @@ public struct SubjectTrie<Value: AnyObject> {
     /// The subscriptions matching the literal `subject`. Allocation-free on a cache hit.
     ///
     /// A `*` or `>` token in `subject` is matched as a literal token (it reaches `*` and `>`
-    /// subscriptions, not `foo.bar`), as 2.9.10 does for non-pedantic publishes.
+    /// subscriptions, not `foo.bar`), as 2.9.10 does for non-pedantic publishes. A subject with an
+    /// empty token (`""`, `foo.`, `.foo`, `foo..bar`) matches nothing and is not cached.
     public mutating func match(_ subject: UnsafeRawBufferPointer) -> MatchResult<Value> {
         matches &+= 1
         if cacheLimit > 0, let cached = cache.value(for: subject) {
             cacheHits &+= 1
             return cached
         }
+        // Like 2.9.10's sublist, a subject with an empty token matches nothing (not even `>`) and
+        // is not cached.
+        if Self.hasEmptyToken(subject) { return MatchResult() }
         var collector = Collector()
         nodes.withUnsafeBufferPointer { nodes in
             Self.collect(nodes, from: 0, subject: subject, position: 0, into: &collector)
@@ -266,6 +270,18 @@ public struct SubjectTrie<Value: AnyObject> {
             cache.setValue(result, for: subject)
         }
         return result
+    }
+
+    private static func hasEmptyToken(_ subject: UnsafeRawBufferPointer) -> Bool {
+        let count = subject.count
+        if count == 0 || subject[0] == Subject.separator || subject[count - 1] == Subject.separator { return true }
+        var previousWasSeparator = false
+        for byte in subject {
+            let isSeparator = byte == Subject.separator
+            if isSeparator && previousWasSeparator { return true }
+            previousWasSeparator = isSeparator
+        }
+        return false
     }
 
     /// ``match(_:)-(UnsafeRawBufferPointer)`` for bytes.

@@ -115,6 +115,20 @@ let cacheModes = [1024, 0]
     }
 
     @Test(arguments: cacheModes)
+    func subjectsWithEmptyTokensMatchNothingAndAreNotCached(cacheLimit: Int) {
+        // 2.9.10 silently drops `PUB foo..x`, even for a `>` subscriber.
+        let trie = TrieBox(cacheLimit: cacheLimit)
+        trie.insert(subject: ">", value: TestSub(1))
+        trie.insert(subject: "foo.>", value: TestSub(2))
+        trie.insert(subject: "foo.*.x", value: TestSub(3))
+        for subject in ["", ".", "foo..x", "foo.", ".foo", "foo.x.", "..", "foo...x"] {
+            #expect(trie.match(subject).isEmpty, "\(subject.debugDescription)")
+        }
+        #expect(trie.stats.numCache == 0)
+        #expect(MatchView(trie.match("foo.y.x")) == MatchView(plain: [1, 2, 3]))
+    }
+
+    @Test(arguments: cacheModes)
     func queueSubscriptionsAreGroupedByNameAcrossSubjects(cacheLimit: Int) {
         let trie = TrieBox(cacheLimit: cacheLimit)
         trie.insert(subject: "orders.new", queue: "workers", value: TestSub(1))
