@@ -72,7 +72,9 @@ struct ClientState: ~Copyable {
     var writerParkedUntil: UInt64 = .max
     /// The socket the writer is using right now (send or shutdown); the reader must not close it.
     var writerPinnedFD: Int32 = -1
-    /// A socket the reader gave up while the writer had it pinned; the writer closes it.
+    /// The socket a publishing task is sending on directly (see `takeDirectSend`), or -1.
+    var directPinnedFD: Int32 = -1
+    /// A socket the reader gave up while a sender had it pinned; the last sender to unpin closes it.
     var closeAfterWriter: Int32 = -1
     var backpressure: [CheckedContinuation<Void, Never>] = []
 
@@ -122,6 +124,24 @@ struct ClientState: ~Copyable {
         writerParked = false
         return true
     }
+
+    /// Lets the caller send the outbound bytes itself when nobody else is sending and the writer
+    /// sleeps: a latency-sensitive message (request, reply, flush) then skips a thread wake-up.
+    /// Call only right after `wakeForOutput()` returned true (the writer was parked); on success
+    /// the caller marks it parked again and does not signal it.
+    /// Returns the socket and the bytes, already counted as taken; nil when the writer should send.
+    mutating func takeDirectSend() -> (Int32, [UInt8])? {
+        guard phase == .connected, writerPinnedFD == -1, directPinnedFD == -1,
+              fd >= 0, !outbound.isEmpty, outbound.count <= 64 * 1024 else { return nil }
+        let bytes = outbound
+        outbound = []
+        takenTotal &+= UInt64(bytes.count)
+        directPinnedFD = fd
+        return (fd, bytes)
+    }
+
+    /// Whether `fd` is still in use by a sender (the reader must not close it yet).
+    func isPinned(_ fd: Int32) -> Bool { writerPinnedFD == fd || directPinnedFD == fd }
 
     /// Builds the SUB (and UNSUB max) replay for a new connection, in sid order, and resets
     /// each record's baseline.

@@ -57,7 +57,7 @@ public struct Message: Sendable {
             throw .invalidArgument("message on \(subject) has no reply subject to respond to")
         }
         guard let client else { throw .closed }
-        try await client.publish(payload, subject: reply, headers: headers)
+        try await client.publish(payload, subject: reply, reply: nil, headers: headers, urgent: true)
     }
 
     /// Publishes the UTF-8 bytes of `text` to this message's reply subject.

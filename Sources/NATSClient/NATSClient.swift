@@ -141,14 +141,27 @@ public final class NATSClient: Sendable {
     /// - Throws: ``NATSError/invalidArgument(_:)`` for a bad subject, ``NATSError/maxPayloadExceeded(size:limit:)``,
     ///   ``NATSError/reconnectBufferExceeded(limit:)`` while disconnected, ``NATSError/closed``.
     public func publish(_ payload: [UInt8], subject: String, reply: String? = nil, headers: Headers? = nil) async throws(NATSError) {
+        try await publish(payload, subject: subject, reply: reply, headers: headers, urgent: false)
+    }
+
+    /// `urgent`: send on the caller's task when the writer is idle (replies), saving a wake-up.
+    func publish(_ payload: [UInt8], subject: String, reply: String?, headers: Headers?, urgent: Bool) async throws(NATSError) {
         try Self.validatePublishSubject(subject)
         if let reply { try Self.validatePublishSubject(reply, what: "reply subject") }
         let headerBytes = headers?.serialized()
         while true {
             let outcome = state.withLock { s -> AppendOutcome in
-                appendPublish(&s, subject: subject, reply: reply, headers: headerBytes, payload: payload, mayWait: true)
+                let outcome = appendPublish(&s, subject: subject, reply: reply, headers: headerBytes, payload: payload, mayWait: true)
+                if urgent, case .queuedSignal = outcome, let (fd, bytes) = s.takeDirectSend() {
+                    s.writerParked = true
+                    return .direct(fd, bytes)
+                }
+                return outcome
             }
             switch outcome {
+            case .direct(let fd, let bytes):
+                sendDirect(fd, bytes)
+                return
             case .queued: return
             case .queuedSignal:
                 wakeWriter.signal()
@@ -181,6 +194,7 @@ public final class NATSClient: Sendable {
     }
 
     enum AppendOutcome {
+        case direct(Int32, [UInt8])
         case queued
         case queuedSignal
         case mustWait
@@ -242,16 +256,23 @@ public final class NATSClient: Sendable {
         do {
             try await withTaskCancellationHandler {
                 try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                    let outcome = state.withLock { s -> (NATSError?, Bool) in
-                        guard s.phase != .closed else { return (.closed, false) }
-                        if Task.isCancelled { return (.cancelled, false) }
+                    let outcome = state.withLock { s -> (NATSError?, Bool, (Int32, [UInt8])?) in
+                        guard s.phase != .closed else { return (.closed, false, nil) }
+                        if Task.isCancelled { return (.cancelled, false, nil) }
                         s.queuePing(.flush(id: id))
                         s.flushWaiters[id] = continuation
                         s.timers.push(deadline, .flush(id))
-                        let output = s.wakeForOutput()
-                        return (nil, output || s.wakeForTimer(deadline))
+                        var output = s.wakeForOutput()
+                        var direct: (Int32, [UInt8])?
+                        if output, let taken = s.takeDirectSend() {
+                            s.writerParked = true
+                            direct = taken
+                            output = false
+                        }
+                        return (nil, s.wakeForTimer(deadline) || output, direct)
                     }
                     if let error = outcome.0 { continuation.resume(throwing: error) }
+                    if let (fd, bytes) = outcome.2 { sendDirect(fd, bytes) }
                     if outcome.1 { wakeWriter.signal() }
                 }
             } onCancel: {
@@ -364,9 +385,9 @@ public final class NATSClient: Sendable {
         do {
             return try await withTaskCancellationHandler {
                 try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Message, any Error>) in
-                    let outcome = state.withLock { s -> (NATSError?, Bool) in
-                        if Task.isCancelled { return (.cancelled, false) }
-                        guard s.phase != .closed else { return (.closed, false) }
+                    let outcome = state.withLock { s -> (NATSError?, Bool, (Int32, [UInt8])?) in
+                        if Task.isCancelled { return (.cancelled, false, nil) }
+                        guard s.phase != .closed else { return (.closed, false, nil) }
                         if s.muxSid == 0 {
                             s.muxSid = s.nextSid
                             s.nextSid += 1
@@ -382,17 +403,25 @@ public final class NATSClient: Sendable {
                         let replySubject = String(decoding: reply, as: UTF8.self)
                         let appended = appendPublish(&s, subject: subject, reply: replySubject, headers: headerBytes,
                                                      payload: payload, mayWait: false)
-                        let signal: Bool
+                        var signal: Bool
                         switch appended {
-                        case .failed(let error): return (error, false)
+                        case .failed(let error): return (error, false, nil)
                         case .queuedSignal: signal = true
-                        case .queued, .mustWait: signal = false
+                        case .queued, .mustWait, .direct: signal = false
                         }
                         s.requests[token] = ClientState.PendingRequest(continuation: continuation, subject: subject)
                         s.timers.push(deadline, .request(token))
-                        return (nil, s.wakeForTimer(deadline) || signal)
+                        var direct: (Int32, [UInt8])?
+                        if signal, let taken = s.takeDirectSend() {
+                            // The writer stays parked: re-arm it for the new deadline only if needed.
+                            s.writerParked = true
+                            direct = taken
+                            signal = false
+                        }
+                        return (nil, s.wakeForTimer(deadline) || signal, direct)
                     }
                     if let error = outcome.0 { continuation.resume(throwing: error) }
+                    if let (fd, bytes) = outcome.2 { sendDirect(fd, bytes) }
                     if outcome.1 { wakeWriter.signal() }
                 }
             } onCancel: {

@@ -120,6 +120,22 @@ enum TCPSocket {
         return true
     }
 
+    /// Sends what the socket takes without blocking. Returns the bytes sent (possibly 0), or -1
+    /// when the socket failed.
+    static func sendNow(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int {
+        var offset = 0
+        while offset < bytes.count {
+            let sent = send(fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+            if sent < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK { return offset }
+                return -1
+            }
+            offset += sent
+        }
+        return offset
+    }
+
     /// Makes a blocked `recv`/`send` on another thread return at once.
     static func shutdown(_ fd: Int32) {
         _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))

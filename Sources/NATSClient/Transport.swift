@@ -211,7 +211,7 @@ extension NATSClient {
         var resumed: [CheckedContinuation<Void, Never>] = []
         var closeNow = true
         let phase = state.withLock { s -> ClientState.Phase in
-            if s.writerPinnedFD == fd {
+            if s.isPinned(fd) {
                 s.closeAfterWriter = fd
                 closeNow = false
             }
@@ -290,7 +290,7 @@ extension NATSClient {
                     s.queuePing(.keepAlive)
                     s.pingsOutstanding += 1
                 }
-                if s.fd >= 0 && (s.phase == .connected || s.phase == .closed) && !s.outbound.isEmpty {
+                if s.fd >= 0 && (s.phase == .connected || s.phase == .closed) && !s.outbound.isEmpty && s.directPinnedFD == -1 {
                     swap(&s.outbound, &batch)
                     s.takenTotal &+= UInt64(batch.count)
                     s.writerPinnedFD = s.fd
@@ -298,7 +298,7 @@ extension NATSClient {
                     s.backpressure = []
                     return .send(s.fd, waiters)
                 }
-                if s.phase == .closed {
+                if s.phase == .closed && s.directPinnedFD == -1 {
                     if s.fd >= 0 {
                         s.writerPinnedFD = s.fd
                         return .shutdown(s.fd, exit: true)
@@ -349,13 +349,38 @@ extension NATSClient {
     private func unpin(_ fd: Int32) {
         let closeIt = state.withLock { s -> Bool in
             s.writerPinnedFD = -1
-            if s.closeAfterWriter == fd {
+            if s.closeAfterWriter == fd && !s.isPinned(fd) {
                 s.closeAfterWriter = -1
                 return true
             }
             return false
         }
         if closeIt { TCPSocket.close(fd) }
+    }
+
+    /// Sends bytes taken with `takeDirectSend` without blocking; whatever the socket does not
+    /// take at once goes back to the front of the outbound buffer for the writer. Any task.
+    func sendDirect(_ fd: Int32, _ bytes: [UInt8]) {
+        let sent = bytes.withUnsafeBytes { TCPSocket.sendNow(fd, $0) }
+        let failed = sent < 0
+        if failed { TCPSocket.shutdown(fd) }
+        let (signal, closeIt) = state.withLock { s -> (Bool, Bool) in
+            s.directPinnedFD = -1
+            if !failed && sent < bytes.count && s.fd == fd {
+                s.outbound.insert(contentsOf: bytes[sent...], at: 0)
+                s.takenTotal &-= UInt64(bytes.count - sent)
+            }
+            var closeIt = false
+            if s.closeAfterWriter == fd && !s.isPinned(fd) {
+                s.closeAfterWriter = -1
+                closeIt = true
+            }
+            let signal = !s.outbound.isEmpty || s.phase == .closed
+            if signal { s.writerParked = false }
+            return (signal, closeIt)
+        }
+        if closeIt { TCPSocket.close(fd) }
+        if signal { wakeWriter.signal() }
     }
 
     private func threadExited() {

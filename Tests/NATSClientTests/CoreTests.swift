@@ -11,7 +11,7 @@ import Testing
 struct CoreTests {
     @Test("connects and reports the server's INFO", arguments: Broker.enabled)
     func connectsAndReportsServerInfo(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         #expect(client.isConnected)
@@ -25,7 +25,7 @@ struct CoreTests {
 
     @Test("a published message reaches a subscriber with subject, reply and payload", arguments: Broker.enabled)
     func publishReachesSubscriber(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let sub = try await client.subscribe("greet.*")
@@ -47,7 +47,7 @@ struct CoreTests {
 
     @Test("messages from one publisher arrive complete and in order across connections", arguments: Broker.enabled)
     func manyMessagesArriveInOrder(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let receiver = try await NATSClient.connect(testOptions(server))
         let sender = try await NATSClient.connect(testOptions(server))
@@ -67,7 +67,7 @@ struct CoreTests {
 
     @Test("headers round-trip and a header-less subscriber still gets the payload", arguments: Broker.enabled)
     func headersRoundTrip(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let sub = try await client.subscribe("h")
@@ -88,7 +88,7 @@ struct CoreTests {
 
     @Test("a queue group delivers each message to exactly one member", arguments: Broker.enabled)
     func queueGroupDeliversOnce(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let first = try await client.subscribe("work", queue: "q")
@@ -108,7 +108,7 @@ struct CoreTests {
 
     @Test("unsubscribe(after:) ends iteration after exactly N messages", arguments: Broker.enabled)
     func autoUnsubscribe(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let sub = try await client.subscribe("auto")
@@ -127,7 +127,7 @@ struct CoreTests {
 
     @Test("unsubscribe stops delivery and ends iteration", arguments: Broker.enabled)
     func unsubscribeStopsDelivery(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let sub = try await client.subscribe("u")
@@ -150,7 +150,7 @@ struct CoreTests {
 
     @Test("a subscription over its pending limit drops, counts and reports a slow consumer", arguments: Broker.enabled)
     func slowConsumerIsReported(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let events = EventLog(client)
@@ -169,7 +169,7 @@ struct CoreTests {
 
     @Test("the byte pending limit counts payload bytes", arguments: Broker.enabled)
     func bytePendingLimit(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let sub = try await client.subscribe("bytes")
@@ -185,7 +185,7 @@ struct CoreTests {
 
     @Test("a payload over max_payload is refused before it is sent", arguments: Broker.enabled)
     func maxPayloadIsEnforced(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         await #expect(throws: NATSError.maxPayloadExceeded(size: 1_048_577, limit: 1_048_576)) {
@@ -199,7 +199,7 @@ struct CoreTests {
 
     @Test("invalid subjects and queue names are rejected with a clear error", arguments: Broker.enabled)
     func invalidSubjectsAreRejected(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         for subject in ["", "a..b", "a b", "a\r\nPUB x 1", "foo.*", "foo.>"] {
@@ -216,7 +216,7 @@ struct CoreTests {
 
     @Test("flush is a barrier: a second client sees everything published before it returned", arguments: Broker.enabled)
     func flushIsABarrier(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let a = try await NATSClient.connect(testOptions(server))
         let b = try await NATSClient.connect(testOptions(server))
@@ -233,7 +233,7 @@ struct CoreTests {
 
     @Test("echo off suppresses a client's own messages", arguments: Broker.enabled)
     func echoOff(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         var options = testOptions(server)
         options.echo = false
@@ -255,7 +255,7 @@ struct CoreTests {
 
     @Test("close ends subscriptions, fails later calls with closed, and is idempotent", arguments: Broker.enabled)
     func closeEndsEverything(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let events = EventLog(client)
@@ -277,7 +277,7 @@ struct CoreTests {
 
     @Test("drain delivers messages in flight, then closes", arguments: Broker.enabled)
     func drainDeliversInFlight(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let publisher = try await NATSClient.connect(testOptions(server))
@@ -340,7 +340,7 @@ struct ConnectionErrorTests {
 
     @Test("wrong credentials give authorizationViolation", arguments: Broker.enabled)
     func authorizationViolation(broker: Broker) async throws {
-        let server = try BrokerProcess(broker, arguments: ["--user", "alice", "--pass", "secret"])
+        let server = try await BrokerProcess(broker, arguments: ["--user", "alice", "--pass", "secret"])
         defer { server.stop() }
         await #expect(throws: NATSError.authorizationViolation) {
             _ = try await NATSClient.connect("nats://alice:wrong@127.0.0.1:\(server.port)")
@@ -361,7 +361,7 @@ struct ConnectionErrorTests {
 
     @Test("token authentication from the URL and from options", arguments: Broker.enabled)
     func tokenAuthentication(broker: Broker) async throws {
-        let server = try BrokerProcess(broker, arguments: ["--auth", "s3cr3t"])
+        let server = try await BrokerProcess(broker, arguments: ["--auth", "s3cr3t"])
         defer { server.stop() }
         let client = try await NATSClient.connect("nats://s3cr3t@127.0.0.1:\(server.port)")
         try await client.flush()

@@ -24,13 +24,15 @@ final class PythonScript: @unchecked Sendable {
     func firstLine(seconds: Double = 20) async throws -> String {
         let handle = output.fileHandleForReading
         return try await within(seconds, "python output") {
-            var data = Data()
-            while !data.contains(0x0A) {
-                let chunk = handle.availableData
-                if chunk.isEmpty { break }
-                data.append(chunk)
+            await onThread {
+                var data = Data()
+                while !data.contains(0x0A) {
+                    let chunk = handle.availableData
+                    if chunk.isEmpty { break }
+                    data.append(chunk)
+                }
+                return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             }
-            return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         }
     }
 
@@ -39,10 +41,12 @@ final class PythonScript: @unchecked Sendable {
         let process = self.process
         let out = output.fileHandleForReading, err = errors.fileHandleForReading
         return try await within(seconds, "python exit") {
-            let stdout = out.readDataToEndOfFile()
-            let stderr = err.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+            await onThread {
+                let stdout = out.readDataToEndOfFile()
+                let stderr = err.readDataToEndOfFile()
+                process.waitUntilExit()
+                return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+            }
         }
     }
 
@@ -53,7 +57,7 @@ final class PythonScript: @unchecked Sendable {
 struct InteropTests {
     @Test("a nats-py responder answers our requests, headers included", arguments: Broker.enabled)
     func pythonResponder(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let responder = try PythonScript("responder.py", [server.url, "py.echo", "3"])
         #expect(try await responder.firstLine() == "ready")
@@ -73,7 +77,7 @@ struct InteropTests {
 
     @Test("our subscriber receives nats-py's messages with headers", arguments: Broker.enabled)
     func pythonPublisher(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let sub = try await client.subscribe("py.data")
@@ -89,7 +93,7 @@ struct InteropTests {
 
     @Test("our Service answers nats-py requests and its $SRV replies parse in Python", arguments: Broker.enabled)
     func pythonUsesOurService(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let service = try await ServiceTests.echoService(client, name: "pyecho")

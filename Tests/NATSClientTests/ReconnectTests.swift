@@ -12,7 +12,7 @@ import Glibc
 struct ReconnectTests {
     @Test("subscriptions come back with their queue group and remaining auto-unsubscribe count", arguments: Broker.enabled)
     func subscriptionsAreRestored(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let events = EventLog(client)
@@ -26,9 +26,9 @@ struct ReconnectTests {
         try await client.flush()
         #expect(limited.pendingMessages == 2)
 
-        server.kill()
+        await server.kill()
         #expect(await eventually { !client.isConnected })
-        try server.start()
+        try await server.start()
         #expect(await eventually(20) { events.contains { if case .reconnected = $0 { true } else { false } } })
         #expect(client.statistics.reconnects == 1)
 
@@ -52,7 +52,7 @@ struct ReconnectTests {
 
     @Test("publishes made while disconnected are delivered after the reconnect, behind the re-subscribe", arguments: Broker.enabled)
     func bufferedPublishesAreDelivered(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let sub = try await client.subscribe("buffered")
@@ -62,12 +62,12 @@ struct ReconnectTests {
         // Everything flushed before the loss was delivered.
         #expect(sub.pendingMessages == 100)
 
-        server.kill()
+        await server.kill()
         #expect(await eventually { !client.isConnected })
         for index in 100..<300 { try await client.publish(bytes("\(index)"), subject: "buffered") }
         // A flush issued while disconnected waits for the reconnect.
         let flushed = Task { try await client.flush(timeout: .seconds(30)) }
-        try server.start()
+        try await server.start()
         try await flushed.value
         let all = try await take(300, from: sub)
         #expect(all.map(\.string) == (0..<300).map(String.init))
@@ -77,13 +77,13 @@ struct ReconnectTests {
 
     @Test("a publish beyond the reconnect buffer fails with reconnectBufferExceeded", arguments: Broker.enabled)
     func reconnectBufferLimit(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         var options = testOptions(server)
         options.reconnectBufferSize = 1000
         options.reconnectWait = .seconds(1)
         let client = try await NATSClient.connect(options)
-        server.kill()
+        await server.kill()
         #expect(await eventually { !client.isConnected })
         var accepted = 0
         var failure: NATSError?
@@ -103,13 +103,13 @@ struct ReconnectTests {
 
     @Test("closing before the reconnect reports the discarded buffered publishes", arguments: Broker.enabled)
     func discardedPublishesAreReported(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         var options = testOptions(server)
         options.reconnectWait = .seconds(1)
         let client = try await NATSClient.connect(options)
         let events = EventLog(client)
-        server.kill()
+        await server.kill()
         #expect(await eventually { !client.isConnected })
         for _ in 0..<3 { try await client.publish(bytes("lost"), subject: "gone") }
         await client.close()
@@ -120,7 +120,7 @@ struct ReconnectTests {
 
     @Test("reconnecting gives up after maxReconnectAttempts and closes with reconnectFailed", arguments: Broker.enabled)
     func reconnectGivesUp(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         var options = testOptions(server)
         options.maxReconnectAttempts = 3
         let client = try await NATSClient.connect(options)
@@ -151,7 +151,7 @@ struct ReconnectTests {
 
         """.write(to: strict, atomically: true, encoding: .utf8)
         let port = try BrokerProcess.freePort()
-        var server: BrokerProcess? = try BrokerProcess(broker, port: port, arguments: ["-c", open.path])
+        var server: BrokerProcess? = try await BrokerProcess(broker, port: port, arguments: ["-c", open.path])
         var options = testOptions(server!)
         options.user = "alice"
         options.password = "pw"
@@ -160,10 +160,10 @@ struct ReconnectTests {
         let secret = try await client.subscribe("secret.data")
         let fine = try await client.subscribe("public.data")
         try await client.flush()
-        server?.kill()
+        await server?.kill()
         server = nil
         #expect(await eventually { !client.isConnected })
-        let restarted = try BrokerProcess(broker, port: port, arguments: ["-c", strict.path])
+        let restarted = try await BrokerProcess(broker, port: port, arguments: ["-c", strict.path])
         defer { restarted.stop() }
         #expect(await eventually(20) {
             events.contains { if case .resubscribeFailed(subject: "secret.data", _) = $0 { true } else { false } }
@@ -200,7 +200,7 @@ struct ReconnectTests {
 
     @Test("lame duck mode is reported as an event", arguments: Broker.enabled)
     func lameDuckIsReported(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let events = EventLog(client)
@@ -213,19 +213,19 @@ struct ReconnectTests {
     func discoveredServersAreUsed(broker: Broker) async throws {
         let clusterA = try BrokerProcess.freePort()
         let clusterB = try BrokerProcess.freePort()
-        let a = try BrokerProcess(broker, arguments: ["--cluster_name", "c", "--cluster", "nats://127.0.0.1:\(clusterA)"])
+        let a = try await BrokerProcess(broker, arguments: ["--cluster_name", "c", "--cluster", "nats://127.0.0.1:\(clusterA)"])
         defer { a.stop() }
         var options = testOptions(a)
         options.maxReconnectAttempts = nil
         let client = try await NATSClient.connect(options)
         let events = EventLog(client)
-        let b = try BrokerProcess(broker, arguments: [
+        let b = try await BrokerProcess(broker, arguments: [
             "--cluster_name", "c", "--cluster", "nats://127.0.0.1:\(clusterB)", "--routes", "nats://127.0.0.1:\(clusterA)",
         ])
         defer { b.stop() }
         #expect(await eventually(20) { client.knownServers.contains("127.0.0.1:\(b.port)") })
         #expect(await eventually { events.contains { if case .discoveredServers = $0 { true } else { false } } })
-        a.kill()
+        await a.kill()
         #expect(await eventually(20) { client.connectedServer == "127.0.0.1:\(b.port)" })
         try await client.flush()
         await client.close()

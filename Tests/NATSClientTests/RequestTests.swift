@@ -18,7 +18,7 @@ func startResponder(_ client: NATSClient, subject: String, queue: String? = nil,
 struct RequestTests {
     @Test("a request gets the responder's reply", arguments: Broker.enabled)
     func requestGetsReply(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let responder = try await NATSClient.connect(testOptions(server))
         let client = try await NATSClient.connect(testOptions(server))
@@ -32,7 +32,7 @@ struct RequestTests {
 
     @Test("concurrent requests share one inbox subscription and each gets its own reply", arguments: Broker.enabled)
     func concurrentRequestsShareOneInbox(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let responder = try await NATSClient.connect(testOptions(server))
         let client = try await NATSClient.connect(testOptions(server))
@@ -60,7 +60,7 @@ struct RequestTests {
 
     @Test("a request with no responders fails with noResponders instead of waiting", arguments: Broker.enabled)
     func noRespondersFailsFast(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         // A long timeout: only the 503 status can end this within the test's bound.
@@ -74,7 +74,7 @@ struct RequestTests {
 
     @Test("a timed-out request fails alone; other requests and the inbox keep working", arguments: Broker.enabled)
     func timeoutCancelsOnlyTheWait(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let silent = try await client.subscribe("silent")  // receives but never answers
@@ -92,7 +92,7 @@ struct RequestTests {
 
     @Test("cancelling a waiting request throws cancelled and leaves nothing pending", arguments: Broker.enabled)
     func cancellingARequest(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let silent = try await client.subscribe("silent")
@@ -110,7 +110,7 @@ struct RequestTests {
 
     @Test("typed JSON request and respond(json:)", arguments: Broker.enabled)
     func jsonRequest(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let sub = try await client.subscribe("add")
@@ -129,7 +129,7 @@ struct RequestTests {
 
     @Test("respond without a reply subject is an invalid argument", arguments: Broker.enabled)
     func respondWithoutReply(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let sub = try await client.subscribe("noreply")

@@ -22,7 +22,7 @@ struct ServiceTests {
 
     @Test("an endpoint answers requests and counts them", arguments: Broker.enabled)
     func endpointAnswers(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let service = try await Self.echoService(client)
@@ -43,7 +43,7 @@ struct ServiceTests {
 
     @Test("respondError sets the error headers and the endpoint's error stats", arguments: Broker.enabled)
     func errorResponses(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let service = try await Self.echoService(client)
@@ -62,7 +62,7 @@ struct ServiceTests {
     @Test("a handler that throws answers with code 500", arguments: Broker.enabled)
     func throwingHandler(broker: Broker) async throws {
         struct Broken: Error {}
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let service = try await Service.start(client, .init(name: "broken", version: "0.1.0"))
@@ -76,7 +76,7 @@ struct ServiceTests {
 
     @Test("instances share an endpoint's load through queue group q", arguments: Broker.enabled)
     func instancesShareLoad(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let first = try await Self.echoService(client)
@@ -91,7 +91,7 @@ struct ServiceTests {
 
     @Test("PING, INFO and STATS answer on every subject form with nats.go's JSON keys and types", arguments: Broker.enabled)
     func discoveryJSON(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let service = try await Self.echoService(client)
@@ -134,7 +134,7 @@ struct ServiceTests {
 
     @Test("an endpoint without metadata reports metadata null", arguments: Broker.enabled)
     func endpointMetadataNull(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let service = try await Service.start(client, .init(name: "plain", version: "1.0.0"))
@@ -148,7 +148,7 @@ struct ServiceTests {
 
     @Test("discovery collects every instance until the timeout and filters by name and id", arguments: Broker.enabled)
     func discoveryCollects(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let a = try await Self.echoService(client, name: "alpha")
@@ -168,7 +168,7 @@ struct ServiceTests {
 
     @Test("groups prefix endpoint subjects and can change the queue group", arguments: Broker.enabled)
     func groups(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let service = try await Service.start(client, .init(name: "grouped", version: "1.0.0"))
@@ -195,7 +195,7 @@ struct ServiceTests {
 
     @Test("stop drains: the endpoint stops answering and a new request finds no responders", arguments: Broker.enabled)
     func stopDrains(broker: Broker) async throws {
-        let server = try BrokerProcess(broker)
+        let server = try await BrokerProcess(broker)
         defer { server.stop() }
         let client = try await NATSClient.connect(testOptions(server))
         let service = try await Self.echoService(client)

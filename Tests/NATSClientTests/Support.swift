@@ -62,17 +62,17 @@ final class BrokerProcess: @unchecked Sendable {
     var url: String { "nats://127.0.0.1:\(port)" }
 
     /// Starts `broker` on `port` (a free one if nil) and waits until it accepts connections.
-    init(_ broker: Broker, port: Int? = nil, arguments: [String] = []) throws {
+    init(_ broker: Broker, port: Int? = nil, arguments: [String] = []) async throws {
         self.broker = broker
         self.port = try port ?? Self.freePort()
         self.arguments = arguments
         self.logURL = URL(fileURLWithPath: NSTemporaryDirectory())
             .appendingPathComponent("natsclient-test-\(broker)-\(self.port)-\(UUID().uuidString.prefix(8)).log")
-        try start()
+        try await start()
     }
 
     /// (Re)starts the process on the same port.
-    func start() throws {
+    func start() async throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: broker.executable)
         process.arguments = ["-a", "127.0.0.1", "-p", String(port)] + arguments
@@ -87,26 +87,29 @@ final class BrokerProcess: @unchecked Sendable {
             throw TestFailure("cannot start \(broker) broker at \(broker.executable): \(error)")
         }
         self.process = process
-        try waitUntilAccepting()
+        try await waitUntilAccepting()
     }
 
-    /// Kills the process (SIGKILL) and waits for it to exit.
-    func kill() {
+    /// Kills the process (SIGKILL) and waits (off the cooperative pool) for it to exit.
+    func kill() async {
         guard let process else { return }
-        Glibc.kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
         self.process = nil
+        Glibc.kill(process.processIdentifier, SIGKILL)
+        await onThread { process.waitUntilExit() }
     }
 
-    /// Stops the process (SIGTERM, then SIGKILL) and waits for it to exit.
+    /// Stops the process: SIGTERM now, SIGKILL after 5 s; a helper thread reaps it, so this never blocks.
     func stop() {
         guard let process else { return }
-        process.terminate()
-        let deadline = Date().addingTimeInterval(5)
-        while process.isRunning && Date() < deadline { usleep(10_000) }
-        if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
         self.process = nil
+        process.terminate()
+        let reaper = Thread {
+            let deadline = Date().addingTimeInterval(5)
+            while process.isRunning && Date() < deadline { usleep(10_000) }
+            if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+        }
+        reaper.start()
     }
 
     /// Sends `signal` to the process.
@@ -118,18 +121,21 @@ final class BrokerProcess: @unchecked Sendable {
 
     deinit { stop() }
 
-    private func waitUntilAccepting() throws {
-        let deadline = Date().addingTimeInterval(10)
+    private func waitUntilAccepting() async throws {
+        let deadline = Date().addingTimeInterval(20)
+        let port = self.port
         while Date() < deadline {
             if let process, !process.isRunning {
                 let log = (try? String(contentsOf: logURL, encoding: .utf8)) ?? ""
                 throw TestFailure("\(broker) broker exited at start: \(log.suffix(2000))")
             }
-            if let fd = try? TCPSocket.connect(host: "127.0.0.1", port: port, timeoutNanos: 200_000_000) {
+            let accepted = await onThread { () -> Bool in
+                guard let fd = try? TCPSocket.connect(host: "127.0.0.1", port: port, timeoutNanos: 200_000_000) else { return false }
                 TCPSocket.close(fd)
-                return
+                return true
             }
-            usleep(20_000)
+            if accepted { return }
+            try await Task.sleep(for: .milliseconds(20))
         }
         throw TestFailure("\(broker) broker did not accept connections on port \(port) within 10 s")
     }
@@ -152,6 +158,14 @@ final class BrokerProcess: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
         return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// Runs a blocking `body` on its own thread so it never occupies the cooperative pool.
+func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        let thread = Thread { continuation.resume(returning: body()) }
+        thread.start()
     }
 }
 
