@@ -23,8 +23,10 @@
 //   enum Socket { connect(host:port:nonBlocking:) throws -> Int32; peerAddress; localAddress }
 //   enum IO { read(_:into:), writev(_:_:count:), write(_:_:), close(_:) } -> IOResult
 //     IOResult: .bytes(n) / .wouldBlock / .eof / .error(errno); EINTR retried; EBADF/EFAULT trap.
-//   struct OutboundBuffer   chunked, pointer-stable; append / snapshotIOVecs / consume / flush(to:)
+//   struct OutboundBuffer   chunked (4 KiB growing to 64 KiB), pointer-stable; append(_:) / append(byte:) /
+//                           pendingBytes / snapshotIOVecs(into:maxVectors:) / consume(_:) / flush(to:)
 //   struct ReadBuffer: ~Copyable   512 B ... 64 KiB adaptive read buffer
+//   struct FileDescriptor: ~Copyable   owning fd: consuming close() / release(), deinit closes
 //
 // One iteration of run(): epoll_wait (no timeout; a timerfd carries the earliest deadline, an eventfd
 // carries cross-thread wake-ups) -> I/O handlers for each ready fd -> expired timers -> queued tasks ->

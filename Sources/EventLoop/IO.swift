@@ -69,7 +69,8 @@ public enum IO {
 
     /// Writes the `count` vectors at `iov` to `fd` with one gathering call. On a socket this is
     /// `sendmsg(MSG_NOSIGNAL)`, so a closed peer yields `.error(EPIPE)` rather than SIGPIPE; on other
-    /// descriptors it falls back to `writev`.
+    /// descriptors it falls back to `writev`, where a closed pipe still raises SIGPIPE (ignore it
+    /// process-wide if you write to pipes).
     /// - Returns: `.bytes(n)` (possibly fewer than requested), `.wouldBlock`, or `.error(errno)`.
     public static func writev(_ fd: Int32, _ iov: UnsafePointer<iovec>, count: Int) -> IOResult {
         if count == 0 { return .bytes(0) }

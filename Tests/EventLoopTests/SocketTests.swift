@@ -279,3 +279,41 @@ func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
         #expect(zip(shrinks, shrinks.dropFirst()).allSatisfy { $0.1 <= $0.0 })
     }
 }
+
+@Suite struct FileDescriptorTests {
+    /// A socket pair's other end reports EPIPE (sendmsg, no SIGPIPE) once this end is closed.
+    func readEndIsClosed(_ writeEnd: Int32) -> Bool {
+        [UInt8]([1]).withUnsafeBytes { IO.write(writeEnd, $0) } == .error(EPIPE)
+    }
+
+    func makePipe() -> (read: Int32, write: Int32) {
+        let (a, b) = socketPair()
+        return (a, b)
+    }
+
+    @Test func droppingTheOwnerClosesTheDescriptor() {
+        let p = makePipe()
+        defer { IO.close(p.write) }
+        do {
+            let owner = FileDescriptor(p.read)
+            #expect(owner.rawValue == p.read)
+            #expect(!readEndIsClosed(p.write))
+        }
+        #expect(readEndIsClosed(p.write))
+    }
+
+    @Test func closeClosesAndReleaseHandsOwnershipBack() {
+        let a = makePipe()
+        defer { IO.close(a.write) }
+        FileDescriptor(a.read).close()
+        #expect(readEndIsClosed(a.write))
+
+        let b = makePipe()
+        defer { IO.close(b.write) }
+        let raw = FileDescriptor(b.read).release()
+        #expect(raw == b.read)
+        #expect(!readEndIsClosed(b.write))
+        IO.close(raw)
+        #expect(readEndIsClosed(b.write))
+    }
+}
