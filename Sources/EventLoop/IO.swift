@@ -67,7 +67,8 @@ public enum IO {
         }
     }
 
-    /// Writes the `count` vectors at `iov` to `fd` with one gathering call. On a socket this is
+    /// Writes the `count` vectors at `iov` to `fd` with one gathering call (at most ``maxVectors`` of
+    /// them; the rest is left for the next call, as with any partial write). On a socket this is
     /// `sendmsg(MSG_NOSIGNAL)`, so a closed peer yields `.error(EPIPE)` rather than SIGPIPE; on other
     /// descriptors it falls back to `writev`, where a closed pipe still raises SIGPIPE (ignore it
     /// process-wide if you write to pipes).

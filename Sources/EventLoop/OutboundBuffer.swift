@@ -5,7 +5,9 @@
 //   2. no lock:          let r = IO.writev(fd, iov, count: n)
 //   3. under the lock:   if case .bytes(let w) = r { buffer.consume(w) }
 // Appends between 1 and 3 are safe: they only write past the snapshot's end or into new chunks.
-// Only one flusher at a time may hold a snapshot; consume() invalidates it.
+// Only one flusher at a time may hold a snapshot; consume() invalidates it. removeAll() and dropping
+// the buffer free the chunks, so never do either while a snapshot's writev is in flight (the broker
+// flushes and closes a connection on the same loop thread, which guarantees this).
 import CSystem
 import Glibc
 
@@ -234,7 +236,8 @@ public struct OutboundBuffer {
         }
     }
 
-    /// Drops everything pending (e.g. when the connection closes) and releases all chunks.
+    /// Drops everything pending (e.g. when the connection closes) and releases all chunks. Not while
+    /// a snapshot taken from this buffer is being written.
     public mutating func removeAll() {
         storage = Storage()
     }

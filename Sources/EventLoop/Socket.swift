@@ -38,7 +38,9 @@ public enum AcceptResult: Equatable, Sendable {
     case accepted(fd: Int32, peer: PeerAddress)
     /// No pending connection.
     case wouldBlock
-    /// accept failed with this errno (EMFILE/ENFILE: out of descriptors; ECONNABORTED: retry).
+    /// accept failed with this errno. ECONNABORTED: just accept again. EMFILE/ENFILE (out of
+    /// descriptors): the connection stays queued and the listener stays readable, so back off
+    /// (drop `.readable` interest and retry from a timer) instead of spinning.
     case error(Int32)
 }
 
