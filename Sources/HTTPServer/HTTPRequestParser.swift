@@ -142,11 +142,14 @@ package struct HTTPRequestParser: Sendable {
                         guard b == 0x0A else { return fail(.malformed("bare CR in head")) }
                         complete = true
                     }
+                    if complete { break }
                     if lineEnded && requestLineEnd == 0 {
+                        // Stop here so the request line is judged before anything after it, whatever
+                        // the chunking (the same input must give the same error).
                         requestLineEnd = headBuffer.count + (i - start)
+                        break
                     }
                     lineEnded = false
-                    if complete { break }
                 }
                 headBuffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[start..<i]))
                 if requestLine == nil && requestLineEnd > 0 {
@@ -162,7 +165,7 @@ package struct HTTPRequestParser: Sendable {
                 }
                 if headBuffer.count >= maxHeadSize { return fail(.headTooLarge) }
                 state = .head(scan)
-                return .ok
+                if i == n { return .ok }
 
             case .body(let remaining):
                 let take = min(remaining, n - i)
@@ -432,18 +435,18 @@ package struct HTTPRequestParser: Sendable {
         guard !targetBytes.isEmpty, targetBytes.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
             return .failure(.malformed("invalid request target"))
         }
-        let method = HTTPMethod(rawValue: String(decoding: methodBytes, as: UTF8.self))
-        let first = targetBytes[targetBytes.startIndex]
-        if first != 0x2F && !(targetBytes.count == 1 && first == 0x2A && method == .options) {
-            return .failure(.malformed("invalid request target"))
-        }
-        // "HTTP/" DIGIT "." DIGIT
+        // "HTTP/" DIGIT "." DIGIT, checked first so an HTTP/2 preface gets 505.
         let v = Array(versionBytes)
         guard v.count == 8, v[0] == 0x48, v[1] == 0x54, v[2] == 0x54, v[3] == 0x50, v[4] == 0x2F,
             v[6] == 0x2E, (0x30...0x39).contains(v[5]), (0x30...0x39).contains(v[7])
         else { return .failure(.malformed("invalid HTTP version")) }
         let version = HTTPVersion(major: Int(v[5] - 0x30), minor: Int(v[7] - 0x30))
         guard version.major == 1 else { return .failure(.unsupportedVersion) }
+        let method = HTTPMethod(rawValue: String(decoding: methodBytes, as: UTF8.self))
+        let first = targetBytes[targetBytes.startIndex]
+        if first != 0x2F && !(targetBytes.count == 1 && first == 0x2A && method == .options) {
+            return .failure(.malformed("invalid request target"))
+        }
         return .success((method, String(decoding: targetBytes, as: UTF8.self), version))
     }
 
