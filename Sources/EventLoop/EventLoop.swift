@@ -8,6 +8,7 @@
 //     func stop()                                // any thread
 //     var isCurrent: Bool                        // any thread
 //     func execute(_ task: @escaping @Sendable () -> Void)   // any thread, FIFO per producer
+//     var wakeUpsSent: Int                       // eventfd writes (coalesced), for stats
 //     -- loop thread only (or before run() starts) --
 //     func register(fd: Int32, interest: Interest, handler: IOHandler) throws(SystemError)
 //     func setInterest(fd: Int32, _ interest: Interest) throws(SystemError)
@@ -89,6 +90,8 @@ public final class EventLoop: @unchecked Sendable {
     /// True while an eventfd write is outstanding (set by producers, cleared by the loop).
     private let wakePending = Atomic<Bool>(false)
     private let stopRequested = Atomic<Bool>(false)
+    /// eventfd writes made by execute()/stop(); see wakeUpsSent.
+    private let wakeUps = Atomic<Int>(0)
     /// pthread_self() of the thread inside run(), or 0.
     private let runningThread = Atomic<UInt>(0)
 
@@ -226,7 +229,12 @@ public final class EventLoop: @unchecked Sendable {
         }
     }
 
+    /// How many times the loop was woken through its eventfd (coalesced: many ``execute(_:)`` calls
+    /// while a wake-up is pending cost one). Any thread; for stats and tests.
+    public var wakeUpsSent: Int { wakeUps.load(ordering: .relaxed) }
+
     private func wake() {
+        wakeUps.add(1, ordering: .relaxed)
         var one: UInt64 = 1
         while Glibc.write(wakeFD, &one, 8) < 0 {
             let err = errno

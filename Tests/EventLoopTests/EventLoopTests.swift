@@ -1,4 +1,5 @@
 import CSystem
+import Dispatch
 import EventLoop
 import Glibc
 import Synchronization
@@ -35,17 +36,41 @@ import Testing
         #expect(offLoop.load(ordering: .relaxed) == 0)
     }
 
+    @Test func wakeUpsAreCoalescedWhileTheLoopIsBusy() throws {
+        let (group, loop) = try startedLoop()
+        defer { group.shutdown() }
+        let entered = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        loop.execute {
+            entered.signal()
+            release.wait()
+        }
+        #expect(entered.wait(timeout: .now() + 20) == .success)
+        let before = loop.wakeUpsSent
+        let ran = Atomic<Int>(0)
+        for _ in 0..<1000 { loop.execute { ran.add(1, ordering: .relaxed) } }
+        let during = loop.wakeUpsSent - before
+        release.signal()
+        #expect(eventually { ran.load(ordering: .relaxed) == 1000 })
+        // The blocked loop cannot clear the pending flag, so 1000 tasks cost at most one eventfd write.
+        #expect(during <= 1)
+    }
+
     @Test func executeFromTheLoopThreadRunsWithoutAnExternalWakeUp() throws {
         let (group, loop) = try startedLoop()
         defer { group.shutdown() }
         let order = Recorder()
+        let extraWakeUps = Atomic<Int>(-1)
         loop.execute {
             order.add("outer")
+            let before = loop.wakeUpsSent
             loop.execute { order.add("inner-1") }
             loop.execute { order.add("inner-2") }
+            extraWakeUps.store(loop.wakeUpsSent - before, ordering: .relaxed)
         }
         #expect(eventually { order.snapshot.count == 3 })
         #expect(order.snapshot == ["outer", "inner-1", "inner-2"])
+        #expect(extraWakeUps.load(ordering: .relaxed) == 0)
     }
 
     @Test func isCurrentIsTrueOnlyOnTheLoopThread() throws {
