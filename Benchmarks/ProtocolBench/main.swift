@@ -36,7 +36,6 @@ var sink: UInt64 = 0  // defeats dead-code elimination
 
 // MARK: - Parser
 
-#if HAVE_CLIENT_PARSER
 struct CountingHandler: ClientOpHandler {
     var messages = 0
     var payloadBytes = 0
@@ -85,7 +84,6 @@ func benchParser(payloadSize: Int, chunkSize: Int) -> UInt64 {
         + "\(format(Double(stream.count) / time / 1e6)) MB/s  \(format(Double(perRound) / time / 1e6, decimals: 2)) M msgs/s")
     return checksum
 }
-#endif
 
 // MARK: - Trie
 
@@ -220,15 +218,11 @@ let sections = Set(CommandLine.arguments.dropFirst())
 func wanted(_ section: String) -> Bool { sections.isEmpty || sections.contains(section) }
 
 print("ProtocolBench (best of several rounds; single thread)")
-#if HAVE_CLIENT_PARSER
 if wanted("parser") {
 for (payload, chunk) in [(16, 65536), (128, 65536), (1024, 65536), (128, 1500)] {
     sink &+= benchParser(payloadSize: payload, chunkSize: chunk)
 }
 }
-#else
-print("parser  skipped: Sources/NATSProtocol/ClientParser.swift not present")
-#endif
 if wanted("trie") {
 for (subs, subjects) in [(100, 100), (10_000, 1000), (10_000, 4000)] {
     sink &+= benchTrie(cacheLimit: 1024, subscriptions: subs, distinctSubjects: subjects)
