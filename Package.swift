@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "nats", targets: ["nats"]),
         .library(name: "NATSClient", targets: ["NATSClient"]),
         .library(name: "NATSServer", targets: ["NATSServer"]),
+        .library(name: "ServiceKit", targets: ["ServiceKit"]),
     ],
     dependencies: [],
     targets: [
@@ -27,6 +28,9 @@ let package = Package(
         // The async/await client library.
         .target(name: "NATSClient", dependencies: ["NATSProtocol", "CSystem"]),
 
+        // Shared service runtime: configuration, logging, crypto, durable store, health, metrics, shutdown.
+        .target(name: "ServiceKit", dependencies: ["NATSClient", "HTTPServer"]),
+
         // Thin mains.
         .executableTarget(name: "nats-server", dependencies: ["NATSServer"]),
         .executableTarget(name: "nats", dependencies: ["NATSClient"]),
@@ -35,6 +39,7 @@ let package = Package(
         .testTarget(name: "NATSConfigTests", dependencies: ["NATSConfig"], exclude: ["Fixtures"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"]),
+        .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit"]),
         .testTarget(name: "NATSServerTests", dependencies: ["NATSServer", "NATSProtocol"]),
         .testTarget(name: "NATSClientTests", dependencies: ["NATSClient", "nats-server"]),
         // Black-box compatibility: the same transcripts against our broker and Debian's nats-server 2.9.10.

@@ -1,0 +1,1 @@
+// Module ServiceKit: see docs/ARCHITECTURE.md.
