@@ -30,6 +30,8 @@ struct BrokerConfig: Sendable, Hashable {
     var serverName: String?
     /// Lines of a nats-server config file passed with `-c`; empty means no config file.
     var configLines: [String] = []
+    /// Serve monitoring with `-m <free port>`.
+    var monitoring = false
 
     static let plain = BrokerConfig()
 
@@ -37,8 +39,9 @@ struct BrokerConfig: Sendable, Hashable {
         configLines.isEmpty ? [] : [.configFile]
     }
 
-    func arguments(port: Int, configPath: String?) -> [String] {
+    func arguments(port: Int, monitorPort: Int?, configPath: String?) -> [String] {
         var args = ["-a", "127.0.0.1", "-p", String(port)]
+        if let monitorPort { args += ["-m", String(monitorPort)] }
         switch auth {
         case .none: break
         case .user(let user, let pass): args += ["--user", user, "--pass", pass]
@@ -126,12 +129,15 @@ enum Peers {
 /// A broker process listening on 127.0.0.1:`port`. Stopped by `stop()` (SIGTERM, then SIGKILL).
 final class BrokerProcess: @unchecked Sendable {
     let port: Int
+    /// The `-m` port, when the config asked for monitoring.
+    let monitorPort: Int?
     let kind: BrokerKind
     private let process: Process
     private let workDirectory: URL
 
-    private init(port: Int, kind: BrokerKind, process: Process, workDirectory: URL) {
+    private init(port: Int, monitorPort: Int?, kind: BrokerKind, process: Process, workDirectory: URL) {
         self.port = port
+        self.monitorPort = monitorPort
         self.kind = kind
         self.process = process
         self.workDirectory = workDirectory
@@ -154,9 +160,10 @@ final class BrokerProcess: @unchecked Sendable {
         // A port picked by binding port 0 can be taken by someone else before the broker binds it: retry.
         for _ in 0..<5 {
             let port = try freePort()
+            let monitorPort = config.monitoring ? try freePort() : nil
             let process = Process()
             process.executableURL = URL(fileURLWithPath: binary)
-            process.arguments = config.arguments(port: port, configPath: configPath)
+            process.arguments = config.arguments(port: port, monitorPort: monitorPort, configPath: configPath)
             process.currentDirectoryURL = work
             let log = work.appendingPathComponent("broker-\(port).log")
             _ = FileManager.default.createFile(atPath: log.path, contents: nil)
@@ -166,8 +173,11 @@ final class BrokerProcess: @unchecked Sendable {
             process.standardInput = FileHandle.nullDevice
             try process.run()
             try? handle.close()
-            let broker = BrokerProcess(port: port, kind: kind, process: process, workDirectory: work)
-            if broker.waitUntilAccepting(deadline: Date().addingTimeInterval(readyTimeout)) {
+            let broker = BrokerProcess(port: port, monitorPort: monitorPort, kind: kind, process: process,
+                                       workDirectory: work)
+            let deadline = Date().addingTimeInterval(readyTimeout)
+            if broker.waitUntilAccepting(port: port, deadline: deadline),
+               monitorPort.map({ broker.waitUntilAccepting(port: $0, deadline: deadline) }) ?? true {
                 return broker
             }
             broker.stop(removeFiles: false)
@@ -179,7 +189,7 @@ final class BrokerProcess: @unchecked Sendable {
     }
 
     /// Polls with a TCP connect until it succeeds, the process exits or the deadline passes.
-    private func waitUntilAccepting(deadline: Date) -> Bool {
+    private func waitUntilAccepting(port: Int, deadline: Date) -> Bool {
         while Date() < deadline {
             if !process.isRunning { return false }
             if let fd = try? RawClient.connectSocket(port: port) {
