@@ -176,6 +176,12 @@ extension NATSClient {
                     guard var address = try? ServerAddress(parsing: url) else { continue }
                     if s.servers.contains(where: { $0.host == address.host && $0.port == address.port }) { continue }
                     address.discovered = true
+                    // Announced addresses carry no credentials: reuse those of the server we are on.
+                    if address.user == nil && address.token == nil, let current = s.server {
+                        address.user = current.user
+                        address.password = current.password
+                        address.token = current.token
+                    }
                     s.servers.append(address)
                     added.append(address.hostPort)
                 }

@@ -33,8 +33,6 @@ public enum NATSError: Error, Sendable, Equatable, CustomStringConvertible {
     case noResponders(subject: String)
     /// The message (headers plus payload) is larger than the server's `max_payload`.
     case maxPayloadExceeded(size: Int, limit: Int)
-    /// The subscription dropped messages because its pending limits were reached.
-    case slowConsumer(subject: String, dropped: Int)
     /// A publish made while disconnected did not fit in the reconnect buffer.
     case reconnectBufferExceeded(limit: Int)
     /// A subject, queue group or argument is not valid; the text says which and why.
@@ -62,7 +60,6 @@ public enum NATSError: Error, Sendable, Equatable, CustomStringConvertible {
         case .reconnectFailed(let attempts): return "reconnecting failed after \(attempts) attempts"
         case .noResponders(let subject): return "no responders are subscribed to \(subject)"
         case .maxPayloadExceeded(let size, let limit): return "message of \(size) bytes exceeds the server's max_payload of \(limit) bytes"
-        case .slowConsumer(let subject, let dropped): return "slow consumer on \(subject): \(dropped) messages dropped"
         case .reconnectBufferExceeded(let limit): return "disconnected and the reconnect buffer (\(limit) bytes) is full"
         case .invalidArgument(let text): return "invalid argument: \(text)"
         case .resubscribeFailed(let subject, let reason): return "resubscribing to \(subject) after reconnect failed: \(reason)"

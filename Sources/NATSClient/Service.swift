@@ -449,7 +449,12 @@ extension Message {
 extension Service {
     /// A discovery verb.
     public enum Verb: String, Sendable {
-        case ping = "PING", info = "INFO", stats = "STATS"
+        /// `$SRV.PING`: liveness and identity.
+        case ping = "PING"
+        /// `$SRV.INFO`: description and endpoints.
+        case info = "INFO"
+        /// `$SRV.STATS`: per-endpoint request statistics.
+        case stats = "STATS"
     }
 
     /// Sends `$SRV.<verb>[.<name>[.<id>]]` and collects every reply until `timeout` passes

@@ -1,6 +1,7 @@
 // Connect, publish, subscribe, flush, headers, queue groups, limits: against both brokers.
 
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -390,5 +391,41 @@ struct ConnectionErrorTests {
         var options = NATSClient.Options(url: "nats://127.0.0.1:\(UInt16(bigEndian: address.sin_port))")
         options.connectTimeout = .milliseconds(300)
         await #expect(throws: NATSError.timeout) { _ = try await NATSClient.connect(options) }
+    }
+}
+
+@Suite("Back-pressure", .timeLimit(.minutes(2)))
+struct BackPressureTests {
+    @Test("publish suspends when the write buffer is full and resumes when the server reads again", arguments: Broker.enabled)
+    func publishSuspendsWhenTheBufferIsFull(broker: Broker) async throws {
+        let server = try await BrokerProcess(broker)
+        defer {
+            server.signal(SIGCONT)
+            server.stop()
+        }
+        var options = testOptions(server)
+        options.writeBufferLimit = 64 * 1024
+        options.pingInterval = .seconds(600)
+        let client = try await NATSClient.connect(options)
+        let payload = [UInt8](repeating: 42, count: 1024)
+        let total = 40_000  // 40 MB: far more than the kernel's socket buffers hold
+        server.signal(SIGSTOP)
+        let published = Mutex(0)
+        let publisher = Task {
+            for _ in 0..<total {
+                try await client.publish(payload, subject: "pressure")
+                published.withLock { $0 += 1 }
+            }
+        }
+        // The publisher ends up suspended, with the outbound buffer bounded by the limit.
+        #expect(await eventually(30) { client.state.withLock { !$0.backpressure.isEmpty } })
+        let buffered = client.state.withLock { $0.outbound.count }
+        #expect(buffered <= 64 * 1024 + 1100)
+        #expect(published.withLock { $0 } < total)
+        server.signal(SIGCONT)
+        try await within(60, "publishing after the server resumed") { try await publisher.value }
+        try await client.flush(timeout: .seconds(60))
+        #expect(client.statistics.outMessages == UInt64(total))
+        await client.close()
     }
 }
