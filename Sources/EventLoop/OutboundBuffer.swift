@@ -277,3 +277,8 @@ public struct OutboundBuffer {
         return .done
     }
 }
+
+/// Sendable like `Array`: copies may share `Storage`, but shared storage is never mutated (every
+/// mutating method first makes it unique) and the non-mutating reads do not write. This is what lets
+/// the broker keep a buffer in a `Mutex` and append borrowed bytes inside `withLock`.
+extension OutboundBuffer: @unchecked Sendable {}

@@ -1,6 +1,7 @@
 import CSystem
 import EventLoop
 import Glibc
+import Synchronization
 import Testing
 
 /// The bytes the iovecs point at, concatenated.
@@ -174,5 +175,99 @@ func gather(_ iov: [iovec]) -> [UInt8] {
         }
         #expect(buffer.flush(to: a) == .done)
         #expect(firstDifference(received, payload) == nil)
+    }
+}
+
+@Suite struct OutboundBufferConcurrencyTests {
+    /// Record: producer id (1 byte), sequence (4 bytes LE), payload length (4 bytes LE), payload.
+    static func record(producer: UInt8, seq: UInt32, length: Int) -> [UInt8] {
+        var out: [UInt8] = [producer]
+        withUnsafeBytes(of: seq.littleEndian) { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: UInt32(length).littleEndian) { out.append(contentsOf: $0) }
+        out.append(contentsOf: patternBytes(count: length, offset: Int(seq) &* 7 &+ Int(producer)))
+        return out
+    }
+
+    @Test func producersAppendWhileAFlusherWritesOutsideTheLock() throws {
+        let (writeEnd, readEnd) = socketPair()
+        defer { IO.close(writeEnd); IO.close(readEnd) }
+        let buffer = Mutex(OutboundBuffer())
+        let producers = 3
+        let perProducer = 3000
+        let producing = Atomic<Int>(producers)
+        let threads = (0..<producers).map { p in
+            TestThread {
+                var rng = SeededGenerator(seed: UInt64(p + 1))
+                for seq in 0..<perProducer {
+                    let length = Int.random(in: 0..<50, using: &rng) == 0
+                        ? Int.random(in: 65_000...150_000, using: &rng) : Int.random(in: 0...200, using: &rng)
+                    let bytes = Self.record(producer: UInt8(p), seq: UInt32(seq), length: length)
+                    bytes.withUnsafeBytes { raw in buffer.withLock { $0.append(raw) } }
+                }
+                producing.subtract(1, ordering: .releasing)
+            }
+        }
+        let flusher = TestThread {
+            var iov: [iovec] = []
+            while true {
+                let count = buffer.withLock { $0.snapshotIOVecs(into: &iov) }
+                if count == 0 {
+                    if producing.load(ordering: .acquiring) == 0 && buffer.withLock({ $0.isEmpty }) { break }
+                    sched_yield()
+                    continue
+                }
+                // The lock is not held here: producers keep appending while the kernel copies.
+                let result = iov.withUnsafeBufferPointer { IO.writev(writeEnd, $0.baseAddress!, count: count) }
+                switch result {
+                case .bytes(let n): buffer.withLock { $0.consume(n) }
+                case .wouldBlock: sched_yield()
+                default: return
+                }
+            }
+            shutdown(writeEnd, Int32(SHUT_WR))
+        }
+        // Reader: parse records and check each producer's sequence and payload.
+        let failures = Mutex<[String]>([])
+        let received = Atomic<Int>(0)
+        let reader = TestThread {
+            var pending: [UInt8] = []
+            var nextSeq = [UInt32](repeating: 0, count: producers)
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            loop: while true {
+                switch chunk.withUnsafeMutableBytes({ IO.read(readEnd, into: $0) }) {
+                case .bytes(let n): pending.append(contentsOf: chunk[0..<n])
+                case .wouldBlock: sched_yield(); continue loop
+                case .eof, .error: break loop
+                }
+                var offset = 0
+                while pending.count - offset >= 9 {
+                    let p = Int(pending[offset])
+                    let seq = pending[(offset + 1)..<(offset + 5)].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+                    let len = Int(pending[(offset + 5)..<(offset + 9)].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+                    guard pending.count - offset >= 9 + len else { break }
+                    if p >= producers || seq != nextSeq[p] {
+                        failures.withLock { $0.append("producer \(p): got seq \(seq)") }
+                        return
+                    }
+                    let expected = Self.record(producer: UInt8(p), seq: seq, length: len)
+                    if Array(pending[offset..<(offset + 9 + len)]) != expected {
+                        failures.withLock { $0.append("producer \(p) seq \(seq): payload differs") }
+                        return
+                    }
+                    nextSeq[p] += 1
+                    received.add(1, ordering: .relaxed)
+                    offset += 9 + len
+                }
+                pending.removeFirst(offset)
+            }
+        }
+        reader.start()
+        flusher.start()
+        threads.forEach { $0.start() }
+        threads.forEach { $0.join() }
+        flusher.join()
+        reader.join()
+        #expect(failures.withLock { $0 } == [])
+        #expect(received.load(ordering: .relaxed) == producers * perProducer)
     }
 }
