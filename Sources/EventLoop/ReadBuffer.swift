@@ -1,5 +1,6 @@
-// An adaptive read buffer, sized like nats-server's readLoop: it starts small, doubles when a read
-// fills it and halves after reads that use less than half of it, between 512 B and 64 KiB.
+// An adaptive read buffer, sized like nats-server 2.9.10's readLoop: it starts at 512 B, doubles
+// (up to 64 KiB) when a read fills it, and once more than two reads have used less than half of it
+// (a full read resets that count) every read that does not fill it halves it, down to 64 B.
 import Glibc
 
 /// A reusable read buffer whose size follows the traffic. Owns its memory; not thread-safe.
@@ -7,8 +8,10 @@ import Glibc
 /// The bytes of the last read stay valid until the next ``read(from:)``; consumers that need bytes
 /// across reads copy them (the protocol parsers keep their own split buffer).
 public struct ReadBuffer: ~Copyable {
-    /// Smallest size (nats-server's startBufSize).
-    public static let minimumSize = 512
+    /// Initial size (nats-server's startBufSize: room for INFO/CONNECT).
+    public static let startSize = 512
+    /// Smallest size it shrinks to (nats-server's minBufSize: room for PING/PONG).
+    public static let minimumSize = 64
     /// Largest size (nats-server's maxBufSize).
     public static let maximumSize = 64 * 1024
 
@@ -16,13 +19,15 @@ public struct ReadBuffer: ~Copyable {
     /// Current size in bytes.
     public private(set) var capacity: Int
     private var lastCount = 0
-    /// Consecutive short reads; the buffer shrinks after two in a row, so one small read does not
-    /// undo a grown buffer.
+    /// Reads that used under half the buffer since the last full one; above two, the buffer shrinks
+    /// (so a few small reads do not undo a grown buffer).
     private var shortReads = 0
+    /// Short reads tolerated before shrinking (nats-server's shortsToShrink).
+    private static let shortsToShrink = 2
 
-    /// Creates a buffer of ``minimumSize`` bytes.
+    /// Creates a buffer of ``startSize`` bytes.
     public init() {
-        capacity = Self.minimumSize
+        capacity = Self.startSize
         base = .allocate(byteCount: capacity, alignment: 16)
     }
 
@@ -49,18 +54,17 @@ public struct ReadBuffer: ~Copyable {
 
     private mutating func adapt() {
         if lastCount == 0 { return }
-        var target = capacity
-        if lastCount == capacity && capacity < Self.maximumSize {
-            target = capacity * 2
+        let full = lastCount >= capacity
+        if full {
             shortReads = 0
-        } else if lastCount < capacity / 2 && capacity > Self.minimumSize {
+        } else if lastCount < capacity / 2 {
             shortReads += 1
-            if shortReads >= 2 {
-                target = capacity / 2
-                shortReads = 0
-            }
-        } else {
-            shortReads = 0
+        }
+        var target = capacity
+        if full && capacity < Self.maximumSize {
+            target = capacity * 2
+        } else if !full && capacity > Self.minimumSize && shortReads > Self.shortsToShrink {
+            target = capacity / 2
         }
         if target != capacity {
             // The old contents were consumed by the caller, so nothing is copied.

@@ -246,11 +246,11 @@ func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
         #expect(out.prefix(6) == [1, 2, 3, 4, 5, 6])
     }
 
-    @Test func readBufferGrowsWhenReadsFillItAndShrinksAfterShortReads() {
+    @Test func readBufferGrowsWhenReadsFillItAndShrinksAfterShortReads() throws {
         let (a, b) = socketPair()
         defer { IO.close(a); IO.close(b) }
         var buffer = ReadBuffer()
-        #expect(buffer.capacity == ReadBuffer.minimumSize)
+        #expect(buffer.capacity == ReadBuffer.startSize)
         let big = [UInt8](repeating: 7, count: 200_000)
         var sent = 0
         var capacities: [Int] = []
@@ -268,13 +268,30 @@ func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
         #expect(capacities.first == 512)
         #expect(capacities.contains(1024))
         #expect(capacities.max() == ReadBuffer.maximumSize)
-        // Short reads shrink it again, one halving per two short reads.
+        #expect(buffer.capacity == ReadBuffer.maximumSize)
+        // A full read resets the short-read count (retried: the kernel may split a 64 KiB write).
+        let block = [UInt8](repeating: 3, count: ReadBuffer.maximumSize)
+        var sawFullRead = false
+        for _ in 0..<20 where !sawFullRead {
+            #expect(block.withUnsafeBytes { IO.write(b, $0) } == .bytes(block.count))
+            var got = 0
+            while got < block.count {
+                if case .bytes(let n) = buffer.read(from: a) {
+                    if got == 0 && n == block.count { sawFullRead = true }
+                    got += n
+                }
+            }
+        }
+        try #require(sawFullRead)
+        // Three short reads are tolerated; after that every short read halves it, down to the minimum.
         var shrinks: [Int] = []
         for _ in 0..<40 {
             _ = [UInt8]([1]).withUnsafeBytes { IO.write(b, $0) }
             if case .bytes(1) = buffer.read(from: a) { shrinks.append(buffer.capacity) }
         }
         #expect(shrinks.count == 40)
+        #expect(shrinks.prefix(3).allSatisfy { $0 == ReadBuffer.maximumSize })
+        #expect(shrinks[3] == ReadBuffer.maximumSize / 2)
         #expect(shrinks.last == ReadBuffer.minimumSize)
         #expect(zip(shrinks, shrinks.dropFirst()).allSatisfy { $0.1 <= $0.0 })
     }
