@@ -19,14 +19,16 @@
 //     static func raiseFileDescriptorLimit() -> (old: Int, new: Int)
 //   struct Interest: OptionSet { .readable, .writable }
 //   protocol IOHandler: AnyObject { readable(); writable(); hangup() }
-//   final class EventLoopGroup: Sendable        init(loopCount:), start(), next(), loops, shutdown()
+//   final class EventLoopGroup: Sendable        init(loopCount:) throws, start(), next(), loops, shutdown(),
+//                                               static availableCPUCount() (sched_getaffinity)
 //   struct Listener { static bind(host:port:backlog:) throws; fd; port; accept() -> AcceptResult; close() }
 //   enum Socket { connect(host:port:nonBlocking:) throws -> Int32; peerAddress; localAddress }
 //   enum IO { read(_:into:), writev(_:_:count:), write(_:_:), close(_:) } -> IOResult
 //     IOResult: .bytes(n) / .wouldBlock / .eof / .error(errno); EINTR retried; EBADF/EFAULT trap.
-//   struct OutboundBuffer   chunked (4 KiB growing to 64 KiB), pointer-stable; append(_:) / append(byte:) /
+//   struct OutboundBuffer: Sendable (CoW; keep it in a Mutex for cross-loop producers)
+//                           chunked (4 KiB growing to 64 KiB), pointer-stable; append(_:) / append(byte:) /
 //                           pendingBytes / snapshotIOVecs(into:maxVectors:) / consume(_:) / flush(to:)
-//   struct ReadBuffer: ~Copyable   512 B ... 64 KiB adaptive read buffer
+//   struct ReadBuffer: ~Copyable   read(from:) -> IOResult, bytes; 512 B start, 64 B ... 64 KiB adaptive
 //   struct FileDescriptor: ~Copyable   owning fd: consuming close() / release(), deinit closes
 //
 // One iteration of run(): epoll_wait (no timeout; a timerfd carries the earliest deadline, an eventfd
