@@ -1,1 +1,0 @@
-// Module ServiceKit: see docs/ARCHITECTURE.md.
