@@ -33,7 +33,9 @@ struct ClientState: ~Copyable {
         var position: UInt64
     }
 
-    struct SubscriptionRecord {
+    /// One subscription's bookkeeping. A class so the reader updates counts with one lookup;
+    /// only touched with `state` locked.
+    final class SubscriptionRecord {
         let subscription: Subscription
         let subject: String
         let queue: String?
@@ -46,6 +48,12 @@ struct ClientState: ~Copyable {
         var baseline = 0
         /// Unsubscribed, waiting for in-flight messages: not replayed on reconnect.
         var draining = false
+
+        init(subscription: Subscription, subject: String, queue: String?) {
+            self.subscription = subscription
+            self.subject = subject
+            self.queue = queue
+        }
     }
 
     struct PendingRequest {
@@ -148,13 +156,12 @@ struct ClientState: ~Copyable {
     mutating func resubscribeBytes() -> [UInt8] {
         var bytes: [UInt8] = []
         for sid in subscriptions.keys.sorted() {
-            guard var record = subscriptions[sid], !record.draining else { continue }
+            guard let record = subscriptions[sid], !record.draining else { continue }
             Encoder.sub(&bytes, subject: record.subject, queue: record.queue, sid: sid)
             if let max = record.max {
                 Encoder.unsub(&bytes, sid: sid, max: max - record.received)
             }
             record.baseline = record.received
-            subscriptions[sid] = record
         }
         if muxSid != 0 {
             Encoder.sub(&bytes, subject: String(decoding: muxPrefix, as: UTF8.self) + "*", sid: muxSid)

@@ -15,6 +15,8 @@ struct InboundHandler: ServerOpHandler {
     var handshakeDone = false
     var handshakeError: NATSError?
     var info: ServerInfo?
+    /// Subscriptions whose waiting consumer gets its message after the current read.
+    var wakeups: [Subscription] = []
 
     init(client: NATSClient, fd: Int32) {
         self.client = client
@@ -38,13 +40,24 @@ struct InboundHandler: ServerOpHandler {
 
     mutating func msg(subject: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
                       payload: UnsafeRawBufferPointer) -> Bool {
-        if !handshaking { client.deliver(subject: subject, sid: sid, reply: reply, headers: nil, payload: payload) }
+        if !handshaking, let wake = client.deliver(subject: subject, sid: sid, reply: reply, headers: nil, payload: payload) {
+            wakeups.append(wake)
+        }
         return true
+    }
+
+    /// Resumes the consumers that were waiting when their messages arrived. Reader thread only.
+    mutating func wakeConsumers() {
+        if wakeups.isEmpty { return }
+        for subscription in wakeups { subscription.wakeConsumer() }
+        wakeups.removeAll(keepingCapacity: true)
     }
 
     mutating func hmsg(subject: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
                        headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) -> Bool {
-        if !handshaking { client.deliver(subject: subject, sid: sid, reply: reply, headers: headers, payload: payload) }
+        if !handshaking, let wake = client.deliver(subject: subject, sid: sid, reply: reply, headers: headers, payload: payload) {
+            wakeups.append(wake)
+        }
         return true
     }
 
@@ -82,9 +95,10 @@ struct InboundHandler: ServerOpHandler {
 
 extension NATSClient {
     /// Routes one MSG/HMSG to its subscription or waiting request. Reader thread only.
+    /// Returns a subscription whose waiting consumer must be woken after this read.
     func deliver(subject: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
-                 headers: UnsafeRawBufferPointer?, payload: UnsafeRawBufferPointer) {
-        guard let sidValue = parseDecimal(sid) else { return }
+                 headers: UnsafeRawBufferPointer?, payload: UnsafeRawBufferPointer) -> Subscription? {
+        guard let sidValue = parseDecimal(sid) else { return nil }
         let size = payload.count + (headers?.count ?? 0)
         enum Target {
             case none
@@ -100,37 +114,45 @@ extension NATSClient {
                 return .request(request)
             }
             guard let record = s.subscriptions[sidValue] else { return .none }
-            let received = record.received + 1
-            if let max = record.max, received >= max {
+            record.received += 1
+            if let max = record.max, record.received >= max {
                 s.subscriptions.removeValue(forKey: sidValue)
                 return .subscription(record.subscription, finish: true)
             }
-            s.subscriptions[sidValue]?.received = received
             return .subscription(record.subscription, finish: false)
         }
         let headerBytes = headers.map { [UInt8]($0) }
         switch target {
         case .none:
-            return
+            return nil
         case .request(let request):
             if let headers, HeaderStatus.code(in: headers) == 503 {
                 request.continuation.resume(throwing: NATSError.noResponders(subject: request.subject))
-                return
+                return nil
             }
             let message = Message(
                 subject: String(decoding: subject, as: UTF8.self),
                 reply: reply.isEmpty ? nil : String(decoding: reply, as: UTF8.self),
                 headerBytes: headerBytes, payload: [UInt8](payload), client: self)
             request.continuation.resume(returning: message)
+            return nil
         case .subscription(let subscription, let finish):
             let message = Message(
                 subject: String(decoding: subject, as: UTF8.self),
                 reply: reply.isEmpty ? nil : String(decoding: reply, as: UTF8.self),
                 headerBytes: headerBytes, payload: [UInt8](payload), client: self)
-            if let dropped = subscription.enqueue(message) {
+            let result = subscription.enqueue(message)
+            if case .droppedFirst(let dropped) = result {
                 emit(.slowConsumer(subject: subscription.subject, dropped: dropped))
             }
-            if finish { subscription.finish() }
+            if finish {
+                // Hand over what is buffered first, then end iteration behind it.
+                subscription.wakeConsumer()
+                subscription.finish()
+                return nil
+            }
+            if case .queuedWakeNeeded = result { return subscription }
+            return nil
         }
     }
 

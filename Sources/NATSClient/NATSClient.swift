@@ -323,12 +323,11 @@ public final class NATSClient: Sendable {
     /// Removes interest now (`after == nil`) or after `after` messages in total. Any caller.
     func unsubscribe(sid: UInt64, after: Int?) {
         let outcome = state.withLock { s -> (Subscription?, Bool) in
-            guard var record = s.subscriptions[sid] else { return (nil, false) }
+            guard let record = s.subscriptions[sid] else { return (nil, false) }
             let connected = s.phase == .connected
             let before = s.outbound.count
             if let after, record.received < after {
                 record.max = after
-                s.subscriptions[sid] = record
                 if connected { Encoder.unsub(&s.outbound, sid: sid, max: after - record.baseline) }
                 s.appendedTotal &+= UInt64(s.outbound.count - before)
                 return (nil, connected && s.wakeForOutput())

@@ -144,49 +144,75 @@ public final class Subscription: AsyncSequence, Sendable {
         }
     }
 
-    /// Hands a message to the consumer or buffers it. Reader thread only.
-    /// Returns the dropped count when this message started a slow-consumer episode.
-    func enqueue(_ message: Message) -> Int? {
+    /// Buffers a message for the consumer. Reader thread only.
+    ///
+    /// A waiting consumer is not resumed here: the reader collects subscriptions with waiters
+    /// and calls ``wakeConsumer()`` once per socket read, so a read holding many messages costs
+    /// one task wake-up instead of one per message.
+    func enqueue(_ message: Message) -> EnqueueResult {
         let size = message.payload.count + (message.headerBytes?.count ?? 0)
-        var slowEpisode: Int?
-        let waiter = buffer.withLock { state -> CheckedContinuation<Message?, any Error>? in
-            if state.finished { return nil }
-            if let waiter = state.waiter {
-                state.waiter = nil
-                state.delivered += 1
-                return waiter
-            }
+        return buffer.withLock { state -> EnqueueResult in
+            if state.finished { return .ignored }
             let limits = state.limits
             if (limits.messages > 0 && state.queue.count >= limits.messages)
                 || (limits.bytes > 0 && state.pendingBytes + size > limits.bytes) {
                 state.dropped += 1
                 if !state.slow {
                     state.slow = true
-                    slowEpisode = state.dropped
+                    return .droppedFirst(state.dropped)
                 }
-                return nil
+                return .dropped
             }
             state.slow = false
             state.queue.append(message)
             state.pendingBytes += size
-            return nil
+            if state.waiter != nil && !state.wakeScheduled {
+                state.wakeScheduled = true
+                return .queuedWakeNeeded
+            }
+            return .queued
         }
-        waiter?.resume(returning: message)
-        return slowEpisode
+    }
+
+    enum EnqueueResult {
+        case queued
+        /// The consumer waits: call ``wakeConsumer()`` after this read.
+        case queuedWakeNeeded
+        case ignored
+        case dropped
+        /// The first drop of a slow-consumer episode; the total dropped so far.
+        case droppedFirst(Int)
+    }
+
+    /// Resumes a waiting consumer with the oldest buffered message. Reader thread only.
+    func wakeConsumer() {
+        let handoff = buffer.withLock { state -> (CheckedContinuation<Message?, any Error>, Message)? in
+            state.wakeScheduled = false
+            guard let waiter = state.waiter, let message = state.queue.popFirst() else { return nil }
+            state.waiter = nil
+            state.pendingBytes -= message.payload.count + (message.headerBytes?.count ?? 0)
+            state.delivered += 1
+            return (waiter, message)
+        }
+        if let (waiter, message) = handoff { waiter.resume(returning: message) }
     }
 
     /// Ends the subscription: iteration finishes after buffered messages, or throws `error` first.
     func finish(error: NATSError? = nil) {
-        let waiter = buffer.withLock { state -> CheckedContinuation<Message?, any Error>? in
+        let handoff = buffer.withLock { state -> (CheckedContinuation<Message?, any Error>, SubscriptionBuffer.Take)? in
             if state.finished { return nil }
             state.finished = true
             state.failure = error
-            let waiter = state.waiter
+            guard let waiter = state.waiter else { return nil }
             state.waiter = nil
-            return waiter
+            // A waiting consumer gets the error, else the next buffered message, else the end.
+            return (waiter, state.take())
         }
-        if let waiter {
-            if let error { waiter.resume(throwing: error) } else { waiter.resume(returning: nil) }
+        guard let (waiter, outcome) = handoff else { return }
+        switch outcome {
+        case .message(let message): waiter.resume(returning: message)
+        case .failure(let error): waiter.resume(throwing: error)
+        case .end, .empty: waiter.resume(returning: nil)
         }
     }
 
@@ -204,6 +230,8 @@ struct SubscriptionBuffer {
     var slow = false
     var finished = false
     var cancelled = false
+    /// The reader has this subscription on its list of consumers to wake after the current read.
+    var wakeScheduled = false
     var failure: NATSError?
     var waiter: CheckedContinuation<Message?, any Error>?
 

@@ -45,6 +45,7 @@ extension NATSClient {
                     break
                 }
                 let result = parser.parse(UnsafeRawBufferPointer(rebasing: buffer[..<count]), into: &handler)
+                handler.wakeConsumers()
                 if case .error(let error) = result {
                     lostError = .protocolError("unparsable data from the server (\(error))")
                     break

@@ -125,6 +125,12 @@ enum Bench {
             report(label: "NATS Pub/Sub stats", samples: pubSamples + subSamples, indent: "", perClient: false)
             report(label: " Pub stats", samples: pubSamples, indent: " ")
             report(label: " Sub stats", samples: subSamples, indent: " ")
+            if let start = pubSamples.map(\.start).min(), let end = subSamples.map(\.end).max() {
+                let window = BenchSample(messages: subSamples.reduce(0) { $0 + $1.messages },
+                                         bytes: subSamples.reduce(0) { $0 + $1.bytes }, start: start, end: end)
+                print(" End-to-end (first publish to last message received): "
+                      + "\(Format.grouped(Int(window.rate))) msgs/sec ~ \(Format.fixed(window.throughput)) MB/sec")
+            }
         } else if !pubSamples.isEmpty {
             report(label: "Pub stats", samples: pubSamples, indent: "")
         } else {
