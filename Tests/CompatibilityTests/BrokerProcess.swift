@@ -188,15 +188,42 @@ final class BrokerProcess: @unchecked Sendable {
         throw HarnessError.startFailed(lastFailure)
     }
 
-    /// Polls with a TCP connect until it succeeds, the process exits or the deadline passes.
+    /// Polls with a TCP connect until it succeeds on a socket this process listens on, the process
+    /// exits or the deadline passes. (Another program may have taken the port in the meantime: then
+    /// the connect succeeds but the listener is not ours, and the start is retried on another port.)
     private func waitUntilAccepting(port: Int, deadline: Date) -> Bool {
         while Date() < deadline {
             if !process.isRunning { return false }
             if let fd = try? RawClient.connectSocket(port: port) {
                 close(fd)
-                return true
+                return BrokerProcess.process(process.processIdentifier, listensOn: port)
             }
             usleep(20_000)
+        }
+        return false
+    }
+
+    /// Whether process `pid` owns the IPv4 socket listening on 127.0.0.1:`port` (or 0.0.0.0:`port`),
+    /// from /proc/net/tcp and /proc/<pid>/fd. Where /proc is unreadable, assumes it does.
+    static func process(_ pid: Int32, listensOn port: Int) -> Bool {
+        guard let table = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8) else { return true }
+        let hexPort = String(format: "%04X", port)
+        var inodes: Set<String> = []
+        for line in table.split(separator: "\n").dropFirst() {
+            let fields = line.split(separator: " ")
+            guard fields.count > 9, fields[3] == "0A" else { continue }  // 0A: LISTEN
+            let local = fields[1].split(separator: ":")
+            guard local.count == 2, local[1] == hexPort,
+                  local[0] == "0100007F" || local[0] == "00000000" else { continue }
+            inodes.insert(String(fields[9]))
+        }
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd") else { return true }
+        for entry in entries {
+            if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(entry)"),
+               target.hasPrefix("socket:["),
+               inodes.contains(String(target.dropFirst("socket:[".count).dropLast())) {
+                return true
+            }
         }
         return false
     }

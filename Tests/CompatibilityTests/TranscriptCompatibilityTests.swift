@@ -1,6 +1,9 @@
 // Black-box wire compatibility: each scenario of `Scenarios` is played against our broker and against
 // nats-server 2.9.10; the normalized byte streams and the closes must be identical.
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 private let referenceCondition = ConditionTrait.enabled(
     if: Peers.referenceAvailable || Peers.required,
@@ -93,5 +96,27 @@ struct NormalizationTests {
     @Test("non-printable bytes are escaped so that no difference is hidden")
     func escaping() {
         #expect(Normalizer.escape([0x00, 0x41, 0xFF, 0x09]) == "\\x00A\\xff\\t")
+    }
+}
+
+@Suite("Harness")
+struct HarnessTests {
+    @Test("a listener is attributed to the process that owns it, and to no other")
+    func listenerOwnership() throws {
+        let port = try BrokerProcess.freePort()
+        #expect(!BrokerProcess.process(getpid(), listensOn: port))
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(bound == 0 && listen(fd, 1) == 0)
+        #expect(BrokerProcess.process(getpid(), listensOn: port))
+        #expect(!BrokerProcess.process(1, listensOn: port))
     }
 }

@@ -54,13 +54,41 @@ def free_port():
         return s.getsockname()[1]
 
 
+def owns_listener(pid, port):
+    """Whether process `pid` owns the IPv4 listener on `port` (/proc/net/tcp + /proc/<pid>/fd).
+
+    Another program can take a port between free_port() and the broker's bind; the connect then
+    succeeds against the wrong listener. Where /proc is unreadable, assume the listener is ours.
+    """
+    try:
+        with open("/proc/net/tcp") as f:
+            rows = f.read().splitlines()[1:]
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return True
+    inodes = set()
+    for row in rows:
+        fields = row.split()
+        address, _, hex_port = fields[1].partition(":")
+        if fields[3] == "0A" and int(hex_port, 16) == port and address in ("0100007F", "00000000"):
+            inodes.add(fields[9])
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            return True
+    return False
+
+
 def wait_accepting(port, proc, deadline):
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return False
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
+                return owns_listener(proc.pid, port)
         except OSError:
             time.sleep(0.02)
     return False
