@@ -99,12 +99,38 @@ enum Peers {
         return nil
     }
 
-    /// Capabilities our broker has: `NATS_SERVER_CAPABILITIES`, comma-separated (e.g. `config`).
-    static var oursCapabilities: Set<BrokerCapability> {
+    /// Capabilities our broker has: those named in `NATS_SERVER_CAPABILITIES` (comma-separated, e.g.
+    /// `config`), plus `config` when `nats-server -t -c <file>` accepts a config file as 2.9.10 does.
+    static let oursCapabilities: Set<BrokerCapability> = {
         let raw = environment["NATS_SERVER_CAPABILITIES"] ?? ""
-        return Set(raw.split(separator: ",").compactMap {
+        var capabilities = Set(raw.split(separator: ",").compactMap {
             BrokerCapability(rawValue: $0.trimmingCharacters(in: .whitespaces))
         })
+        if !capabilities.contains(.configFile), acceptsConfigFile() { capabilities.insert(.configFile) }
+        return capabilities
+    }()
+
+    /// Runs our binary with `-t -c` on a small config; exit status 0 means it reads config files.
+    private static func acceptsConfigFile() -> Bool {
+        guard let binary = oursPath else { return false }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("compat-probe-\(UUID().uuidString).conf")
+        defer { try? FileManager.default.removeItem(at: file) }
+        guard (try? "max_payload: 1KB\n".write(to: file, atomically: true, encoding: .utf8)) != nil else { return false }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["-t", "-c", file.path]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return false }
+        let deadline = Date().addingTimeInterval(10)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+            return false
+        }
+        return process.terminationStatus == 0
     }
 
     static func path(for kind: BrokerKind) throws -> String {

@@ -28,11 +28,30 @@ def broker_path(kind):
     return os.environ.get("NATS_REFERENCE_BIN") or "/usr/sbin/nats-server"
 
 
+_probed = {}
+
+
 def capabilities(kind):
+    """nats-server has every capability; ours those in NATS_SERVER_CAPABILITIES, plus `config`
+    when `nats-server -t -c <file>` accepts a config file (exit status 0) as 2.9.10 does."""
     if kind == "reference":
         return {"config"}
     raw = os.environ.get("NATS_SERVER_CAPABILITIES", "")
-    return {c.strip() for c in raw.split(",") if c.strip()}
+    caps = {c.strip() for c in raw.split(",") if c.strip()}
+    if "config" not in caps:
+        if "config" not in _probed:
+            with tempfile.NamedTemporaryFile("w", suffix=".conf") as f:
+                f.write("max_payload: 1KB\n")
+                f.flush()
+                try:
+                    result = subprocess.run([broker_path("ours"), "-t", "-c", f.name], capture_output=True,
+                                            stdin=subprocess.DEVNULL, timeout=10)
+                    _probed["config"] = result.returncode == 0
+                except (OSError, subprocess.TimeoutExpired):
+                    _probed["config"] = False
+        if _probed["config"]:
+            caps.add("config")
+    return caps
 
 
 def require_broker(kind):
