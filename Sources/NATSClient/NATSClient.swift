@@ -216,8 +216,11 @@ public final class NATSClient: Sendable {
                 return .failed(.reconnectBufferExceeded(limit: options.reconnectBufferSize))
             }
         }
-        if let info = s.info, size > info.maxPayload {
-            return .failed(.maxPayloadExceeded(size: size, limit: info.maxPayload))
+        if let info = s.info {
+            if size > info.maxPayload { return .failed(.maxPayloadExceeded(size: size, limit: info.maxPayload)) }
+            if headers != nil && !info.headers {
+                return .failed(.invalidArgument("the server does not support headers (INFO headers:false)"))
+            }
         }
         let before = s.outbound.count
         if let headers {

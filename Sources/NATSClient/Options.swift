@@ -47,6 +47,9 @@ extension NATSClient {
         /// Bytes queued for the socket while connected before ``NATSClient/publish(_:subject:reply:headers:)``
         /// suspends until the writer catches up.
         public var writeBufferLimit: Int = 4 * 1024 * 1024
+        /// How long one socket write may stay blocked (server not reading) before the connection
+        /// counts as dead and is re-established; zero means no limit.
+        public var writeTimeout: Duration = .seconds(30)
         /// Interval between keep-alive PINGs.
         public var pingInterval: Duration = .seconds(120)
         /// Unanswered keep-alive PINGs after which the connection counts as stale and is re-established.

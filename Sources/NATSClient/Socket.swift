@@ -120,6 +120,13 @@ enum TCPSocket {
         return true
     }
 
+    /// Bounds how long a blocking `send` may wait for room (SO_SNDTIMEO); 0 leaves it unbounded.
+    static func setSendTimeout(_ fd: Int32, nanoseconds: UInt64) {
+        guard nanoseconds > 0 else { return }
+        var value = timeval(tv_sec: Int(nanoseconds / 1_000_000_000), tv_usec: Int(nanoseconds % 1_000_000_000 / 1000))
+        _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
+    }
+
     /// Sends what the socket takes without blocking. Returns the bytes sent (possibly 0), or -1
     /// when the socket failed.
     static func sendNow(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int {

@@ -117,6 +117,7 @@ extension NATSClient {
         let timeout = options.connectTimeout.nanoseconds
         let deadline = monotonicNanos() &+ timeout
         let fd = try TCPSocket.connect(host: server.host, port: server.port, timeoutNanos: timeout)
+        TCPSocket.setSendTimeout(fd, nanoseconds: options.writeTimeout.nanoseconds)
         var parser = ServerParser()
         var handler = InboundHandler(client: self, fd: fd)
         func readUntil(_ done: (InboundHandler) -> Bool) throws(NATSError) {
@@ -203,6 +204,8 @@ extension NATSClient {
         if signal { wakeWriter.signal() }
         outcome.1?.resume()
         if initial { emit(.connected(server: server.hostPort)) }
+        // The handshake INFO may already list cluster peers or lame duck mode.
+        if let info, !info.connectURLs.isEmpty || info.lameDuckMode { serverInfoChanged(info) }
         return true
     }
 
@@ -233,7 +236,7 @@ extension NATSClient {
             s.nextPingAt = .max
             resumed = s.backpressure
             s.backpressure = []
-            s.phase = options.allowReconnect ? .reconnecting : .closed
+            s.phase = .reconnecting
             return s.phase
         }
         if closeNow { TCPSocket.close(fd) }
@@ -243,6 +246,10 @@ extension NATSClient {
             return false
         }
         emit(.disconnected(error))
+        if !options.allowReconnect {
+            shutdown(reason: error ?? .connectionFailed("the connection was lost"))
+            return false
+        }
         return true
     }
 

@@ -138,6 +138,28 @@ struct ReconnectTests {
         await client.close()
     }
 
+    @Test("with reconnect disabled a lost connection closes the client and ends subscriptions", arguments: Broker.enabled)
+    func noReconnectCloses(broker: Broker) async throws {
+        let server = try await BrokerProcess(broker)
+        var options = testOptions(server)
+        options.allowReconnect = false
+        let client = try await NATSClient.connect(options)
+        let events = EventLog(client)
+        let sub = try await client.subscribe("gone")
+        try await client.flush()
+        await server.kill()
+        #expect(await eventually { client.isClosed })
+        let count = try await within(5) {
+            var count = 0
+            for try await _ in sub { count += 1 }
+            return count
+        }
+        #expect(count == 0)
+        #expect(await eventually { events.contains { if case .closed(.some) = $0 { true } else { false } } })
+        await #expect(throws: NATSError.closed) { try await client.publish(bytes("x"), subject: "gone") }
+        await client.close()
+    }
+
     @Test("a subscription the restarted server refuses ends with resubscribeFailed and an event", arguments: Broker.enabled)
     func failedResubscribeIsSurfaced(broker: Broker) async throws {
         let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("natsclient-\(UUID().uuidString)")
