@@ -182,7 +182,13 @@ final class HTTPConnection: IOHandler {
             if head.method != .head && !response.status.forbidsBody { output.append(body) }
             finishResponse(keepAlive: keepAlive)
         case .serverSentEvents(let produce):
-            startStream(response, head: head, keepAlive: keepAlive, produce: produce)
+            if head.method == .head {
+                // HEAD of a stream: the head only, with nothing to frame and no producer started.
+                writeHead(response, version: head.version, keepAlive: keepAlive, isHead: true, framing: .untilClose)
+                finishResponse(keepAlive: keepAlive)
+            } else {
+                startStream(response, head: head, keepAlive: keepAlive, produce: produce)
+            }
         }
     }
 

@@ -1,4 +1,6 @@
+import Dispatch
 import EventLoop
+import Foundation
 import Synchronization
 
 /// A small HTTP/1.1 server on an `EventLoop`: keep-alive, pipelining (answered in order), chunked request
@@ -64,7 +66,7 @@ public final class HTTPServer: Sendable {
         case initial
         case starting
         case running(Running)
-        case stopping([CheckedContinuation<Void, Never>])
+        case stopping([@Sendable () -> Void])
         case stopped
     }
 
@@ -152,48 +154,64 @@ public final class HTTPServer: Sendable {
     /// open after `configuration.shutdownTimeout` are closed. Calling it again waits for the first call;
     /// calling it on a server that never started does nothing.
     public func shutdown() async {
-        enum Step { case run(Running), wait, done }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            beginStopping { continuation.resume() }
+        }
+    }
+
+    /// `shutdown()` for callers that are not async: blocks the calling thread until the server has stopped.
+    /// Never call it on the server's event loop thread (it would wait for itself); from an async context
+    /// use `shutdown()` instead, which does not tie up a thread.
+    public func shutdownAndWait() {
+        precondition(!(sharedLoop?.isCurrent ?? false), "HTTPServer.shutdownAndWait on its own event loop")
+        let done = DispatchSemaphore(value: 0)
+        beginStopping { done.signal() }
+        done.wait()
+    }
+
+    /// Starts the shutdown (or joins one in progress); calls `done` once the server has stopped.
+    private func beginStopping(_ done: @escaping @Sendable () -> Void) {
+        enum Step { case run(Running), waiting, done }
         let step: Step = state.withLock { state in
             switch state {
             case .running(let running):
                 state = .stopping([])
                 return .run(running)
-            case .stopping, .starting:
-                return .wait
-            case .initial, .stopped:
+            case .stopping(var waiters):
+                waiters.append(done)
+                state = .stopping(waiters)
+                return .waiting
+            case .initial, .starting, .stopped:
                 return .done
             }
         }
         switch step {
         case .done:
-            return
-        case .wait:
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let resumeNow: Bool = state.withLock { state in
-                    if case .stopping(var waiters) = state {
-                        waiters.append(continuation)
-                        state = .stopping(waiters)
-                        return false
-                    }
-                    return true
-                }
-                if resumeNow { continuation.resume() }
-            }
+            done()
+        case .waiting:
+            break
         case .run(let running):
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let core = running.core
-                running.loop.execute { core.value.beginShutdown { continuation.resume() } }
+            let core = running.core
+            running.loop.execute {
+                core.value.beginShutdown {
+                    // Off the loop thread: joining the loop from itself would deadlock.
+                    Thread.detachNewThread { self.finishStopping(running, done) }
+                }
             }
-            // Joins the loop thread; the loop has nothing left to do, so this returns promptly.
-            running.group?.shutdown()
-            let waiters: [CheckedContinuation<Void, Never>] = state.withLock { state in
-                var waiters: [CheckedContinuation<Void, Never>] = []
-                if case .stopping(let list) = state { waiters = list }
-                state = .stopped
-                return waiters
-            }
-            for waiter in waiters { waiter.resume() }
         }
+    }
+
+    private func finishStopping(_ running: Running, _ done: @Sendable () -> Void) {
+        // Joins the loop thread; the loop has nothing left to do, so this returns promptly.
+        running.group?.shutdown()
+        let waiters: [@Sendable () -> Void] = state.withLock { state in
+            var waiters: [@Sendable () -> Void] = []
+            if case .stopping(let list) = state { waiters = list }
+            state = .stopped
+            return waiters
+        }
+        done()
+        for waiter in waiters { waiter() }
     }
 }
 

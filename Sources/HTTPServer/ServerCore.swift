@@ -1,4 +1,5 @@
 import EventLoop
+import Glibc
 
 /// The server's loop-thread state: the listener, the open connections and the shutdown progress.
 /// Loop thread only (everything in it).
@@ -56,10 +57,22 @@ final class ServerCore: IOHandler {
                 connection.start()
             case .wouldBlock:
                 return
-            case .error:
-                // EMFILE and friends: try again on the next wake-up rather than spinning here.
+            case .error(let code):
+                if code == ECONNABORTED { continue }
+                // EMFILE/ENFILE: the connection stays queued and the listener stays readable, so stop
+                // watching it for a moment instead of spinning, then try again.
+                backOffAccepting()
                 return
             }
+        }
+    }
+
+    private func backOffAccepting() {
+        guard accepting, !listenerClosed else { return }
+        do { try loop.setInterest(fd: listener.fd, []) } catch { return }
+        loop.schedule(after: .milliseconds(100)) { [weak self] in
+            guard let self, self.accepting, !self.listenerClosed else { return }
+            try? self.loop.setInterest(fd: self.listener.fd, .readable)
         }
     }
 

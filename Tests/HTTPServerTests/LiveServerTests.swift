@@ -217,6 +217,29 @@ struct LiveServerTests {
         }
     }
 
+    @Test func answersHeadOnAnEventStreamRouteWithoutStartingTheStream() async throws {
+        let started = Mutex<Bool>(false)
+        var router = liveRouter()
+        router.get("/events") { _ in
+            .serverSentEvents { writer in
+                started.withLock { $0 = true }
+                try await writer.send(data: "never for HEAD")
+            }
+        }
+        try await withServer(router) { server in
+            let port = server.port
+            let (head, next) = try await offPool {
+                let client = try TestClient(port: port)
+                try client.send("HEAD /events HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+                return (try client.readResponse(head: true), try client.readResponse())
+            }
+            #expect(head.status == 200)
+            #expect(head.header("Content-Type") == "text/event-stream")
+            #expect(next.text == "hello")
+            #expect(!started.withLock { $0 })
+        }
+    }
+
     @Test func stopsTheEventProducerWhenTheClientGoesAway() async throws {
         let stopped = Mutex<Bool>(false)
         let sent = Mutex<Int>(0)
@@ -295,6 +318,24 @@ struct LiveServerTests {
         #expect(streamEnded)
         // Nothing listens any more.
         #expect(throws: (any Error).self) { _ = try TestClient(port: port) }
+    }
+
+    @Test func shutdownAndWaitWorksFromAPlainThreadAlongsideAnAsyncShutdown() async throws {
+        let server = HTTPServer(host: "127.0.0.1", port: 0, router: liveRouter())
+        try server.start()
+        let port = server.port
+        let answered = try await offPool {
+            let client = try TestClient(port: port)
+            try client.send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+            return try client.readResponse().status
+        }
+        #expect(answered == 200)
+        async let other: Void = server.shutdown()
+        try await offPool { server.shutdownAndWait() }
+        await other
+        #expect(throws: (any Error).self) { _ = try TestClient(port: port) }
+        #expect(throws: HTTPServer.StartError.self) { try server.start() }
+        await HTTPServer(port: 0, router: HTTPRouter()).shutdown()     // never started: returns at once
     }
 
     @Test func worksWithTheRealCurlBinary() async throws {
