@@ -72,10 +72,10 @@ import Testing
          "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2"),
     ]
 
-    @Test(arguments: 0..<7) func rfc4231TestCase(index: Int) {
+    @Test(arguments: 0..<7) func rfc4231TestCase(index: Int) throws {
         let (key, data, mac) = Self.rfc4231[index]
         let tag = HMACSHA256.authenticate(data, key: key)
-        let expected = try! #require(Hex.decode(mac))
+        let expected = try #require(Hex.decode(mac))
         #expect(Array(tag.prefix(expected.count)) == expected, "test case \(index + 1)")
     }
 
