@@ -74,6 +74,9 @@ struct ClientState: ~Copyable {
     /// Bytes ever appended to / taken from `outbound` (positions for flush bookkeeping).
     var appendedTotal: UInt64 = 0
     var takenTotal: UInt64 = 0
+    /// `takenTotal` up to which the server is known to have processed everything (the position of
+    /// the last PING answered, or the start of the current connection).
+    var confirmedPosition: UInt64 = 0
     /// Publishes appended while not connected (reported if they are discarded).
     var bufferedMessages = 0
     var writerParked = false

@@ -179,6 +179,7 @@ extension NATSClient {
         let purpose = state.withLock { s -> (ClientState.PongPurpose?, CheckedContinuation<Void, any Error>?) in
             s.pingsOutstanding = 0
             guard let entry = s.pongQueue.popFirst() else { return (nil, nil) }
+            s.confirmedPosition = max(s.confirmedPosition, entry.position)
             if case .flush(let id) = entry.purpose {
                 return (entry.purpose, s.flushWaiters.removeValue(forKey: id))
             }

@@ -188,6 +188,7 @@ extension NATSClient {
             s.appendedTotal &+= UInt64(prefix.count - s.outbound.count)
             s.outbound = prefix
             s.fd = connection.fd
+            s.confirmedPosition = s.takenTotal
             s.server = server
             s.info = info
             s.phase = .connected
@@ -222,14 +223,17 @@ extension NATSClient {
             s.fd = -1
             s.server = nil
             guard s.phase != .closed else { return .closed }
-            // PINGs that reached the socket will never be answered; those still queued will be sent later.
+            // PINGs that reached the socket will never be answered; those still queued will be sent
+            // later. If bytes went out that the server never confirmed, they may be lost: no flush
+            // still waiting may then succeed (its PING stays queued, answered as a keep-alive).
+            let unconfirmed = s.takenTotal > s.confirmedPosition
             var kept = FIFO<ClientState.PongWaiter>()
-            for entry in s.pongQueue.removeAll() {
-                if entry.position > s.takenTotal {
-                    kept.append(entry)
-                } else if case .flush(let id) = entry.purpose, let waiter = s.flushWaiters.removeValue(forKey: id) {
-                    failed.append(waiter)
+            for var entry in s.pongQueue.removeAll() {
+                if case .flush(let id) = entry.purpose, entry.position <= s.takenTotal || unconfirmed {
+                    if let waiter = s.flushWaiters.removeValue(forKey: id) { failed.append(waiter) }
+                    entry.purpose = .keepAlive
                 }
+                if entry.position > s.takenTotal { kept.append(entry) }
             }
             s.pongQueue = kept
             s.pingsOutstanding = 0

@@ -75,6 +75,51 @@ struct ReconnectTests {
         await client.close()
     }
 
+    @Test("killed mid-stream: every message of a batch whose flush() succeeded is delivered", arguments: Broker.enabled)
+    func flushedBatchesSurviveAKill(broker: Broker) async throws {
+        let server = try await BrokerProcess(broker)
+        defer { server.stop() }
+        var options = testOptions(server)
+        options.reconnectBufferSize = 64 * 1024 * 1024
+        let client = try await NATSClient.connect(options)
+        let sub = try await client.subscribe("stream")
+        sub.pendingLimits = .init(messages: 0, bytes: 0)
+        try await client.flush()
+        let batches = 40, batchSize = 50
+        var confirmed: [Int] = []
+        var restart: Task<Void, Error>?
+        for batch in 0..<batches {
+            if batch == 10 {
+                await server.kill()
+                // Restart once the client noticed, while publishing continues.
+                restart = Task {
+                    _ = await eventually(20) { !client.isConnected }
+                    try await server.start()
+                }
+            }
+            for index in 0..<batchSize {
+                try await client.publish(bytes("\(batch * batchSize + index)"), subject: "stream")
+            }
+            do {
+                try await client.flush(timeout: .seconds(30))
+                confirmed.append(batch)
+            } catch {
+                // Only a batch sent into the dying connection may be lost, and flush says so.
+                guard error == .disconnected else { throw error }
+            }
+        }
+        try await restart?.value
+        try await client.flush(timeout: .seconds(30))
+        let received = Set(try await take(sub.pendingMessages, from: sub).map(\.string))
+        #expect(confirmed.count >= batches - 2)
+        for batch in confirmed {
+            for index in 0..<batchSize {
+                #expect(received.contains(String(batch * batchSize + index)), "lost message \(batch * batchSize + index) of a flushed batch")
+            }
+        }
+        await client.close()
+    }
+
     @Test("a publish beyond the reconnect buffer fails with reconnectBufferExceeded", arguments: Broker.enabled)
     func reconnectBufferLimit(broker: Broker) async throws {
         let server = try await BrokerProcess(broker)
