@@ -161,6 +161,29 @@ struct LiveServerTests {
         }
     }
 
+    @Test func keepsOrderUnderBackPressureWithManyPipelinedRequests() async throws {
+        var router = HTTPRouter()
+        router.get("/big/{n}") { request in
+            let n = request.pathParameters["n"] ?? "?"
+            return .text(n + ":" + String(repeating: "x", count: 8192))
+        }
+        var configuration = HTTPServer.Configuration()
+        configuration.maxBufferedOutput = 32 * 1024      // small, so the server must pause and resume
+        configuration.maxBufferedInput = 4 * 1024
+        try await withServer(router, configuration: configuration) { server in
+            let port = server.port
+            let client = try TestClient(port: port)
+            let count = 400
+            let request = (0..<count).map { "GET /big/\($0) HTTP/1.1\r\nHost: t\r\n\r\n" }.joined()
+            async let sent: Void = offPool { try client.send(request) }   // blocks while the server pauses
+            let prefixes = try await offPool {
+                try (0..<count).map { _ in String(try client.readResponse().text.prefix { $0 != ":" }) }
+            }
+            try await sent
+            #expect(prefixes == (0..<count).map(String.init))
+        }
+    }
+
     @Test func sends100ContinueBeforeTheBody() async throws {
         try await withServer { server in
             let port = server.port
