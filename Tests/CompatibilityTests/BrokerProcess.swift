@@ -256,6 +256,8 @@ final class BrokerProcess: @unchecked Sendable {
 
     var isRunning: Bool { process.isRunning }
 
+    var pid: Int32 { process.processIdentifier }
+
     /// Terminates the broker (SIGTERM, SIGKILL after 5 s) and reaps it.
     func stop(removeFiles: Bool = true) {
         if process.isRunning {

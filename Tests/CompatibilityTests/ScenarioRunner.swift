@@ -1,5 +1,8 @@
 // Plays a scenario's steps against one broker process and returns each connection's transcript.
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 enum ScenarioRunner {
     /// Starts `kind` with the scenario's config, plays the steps, stops the broker.
@@ -7,10 +10,10 @@ enum ScenarioRunner {
     static func run(_ scenario: Scenario, on kind: BrokerKind) throws -> [ConnectionTranscript] {
         let broker = try BrokerProcess.start(kind, config: scenario.config)
         defer { broker.stop() }
-        return try play(scenario, port: broker.port)
+        return try play(scenario, port: broker.port, pid: broker.pid)
     }
 
-    static func play(_ scenario: Scenario, port: Int) throws -> [ConnectionTranscript] {
+    static func play(_ scenario: Scenario, port: Int, pid: Int32) throws -> [ConnectionTranscript] {
         let timeout = Peers.readTimeout
         var clients: [Int: RawClient] = [:]
         let ping = Array("PING\r\n".utf8)
@@ -50,6 +53,11 @@ enum ScenarioRunner {
             case .awaitServerPing:
                 let before = frameCount(c.received, ping)
                 c.read(timeout: timeout) { frameCount($0, ping) > before }
+            case .signalBroker(let signal, _):
+                kill(pid, signal)
+            case .awaitInfo:
+                let before = Frames.split(c.received).filter(Frames.isInfo).count
+                c.read(timeout: timeout) { Frames.split($0).filter(Frames.isInfo).count > before }
             }
         }
 

@@ -2,6 +2,9 @@
 // documents what 2.9.10 sends (checked on every run, so a wrong row fails against the reference).
 // Sources: ../shared/reference/samples/protocol_transcripts.txt and probes of Debian's 2.9.10.
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One action of a scenario on client connection `on` (opened, and its INFO read, on first use).
 enum Step: Sendable {
@@ -19,11 +22,17 @@ enum Step: Sendable {
     case awaitClose(on: Int = 0)
     /// Read until the broker sends a PING of its own.
     case awaitServerPing(on: Int = 0)
+    /// Send a signal to the broker process (SIGUSR2: lame duck mode); `on` is the connection opened
+    /// first, if not yet.
+    case signalBroker(Int32, on: Int = 0)
+    /// Read until the broker sends one more INFO (an asynchronous one).
+    case awaitInfo(on: Int = 0)
 
     var connection: Int {
         switch self {
         case .open(let on), .send(_, let on), .exchange(_, let on), .sendAwaitingPong(_, let on),
-             .sendExpectingClose(_, let on), .awaitClose(let on), .awaitServerPing(let on):
+             .sendExpectingClose(_, let on), .awaitClose(let on), .awaitServerPing(let on),
+             .signalBroker(_, let on), .awaitInfo(let on):
             on
         }
     }
@@ -92,7 +101,7 @@ private let alice = BrokerConfig(auth: .user("alice", "secret"))
 private let tokenAuth = BrokerConfig(auth: .token("s3cr3t"))
 
 enum Scenarios {
-    static let all: [Scenario] = basics + parserCorners + errors + headersAndNoResponders + delivery + auth + configured
+    static let all: [Scenario] = basics + parserCorners + signals + errors + headersAndNoResponders + delivery + auth + configured
 
     /// Scenarios our broker can be started for (its capabilities cover the config).
     static var comparable: [Scenario] {
@@ -273,6 +282,13 @@ enum Scenarios {
         Scenario(name: "a CRLF split between two writes still ends the line",
                  steps: [.send(quiet + "SUB foo 1\r"), .send("\nPUB foo 1\r\nx\r"), .exchange("\n")],
                  expect: [.open("MSG foo 1 1\r\nx\r\nPONG\r\n")]),
+    ]
+
+    /// Signals: lame duck mode (SIGUSR2) announces itself with an INFO carrying `"ldm":true`.
+    static let signals: [Scenario] = [
+        Scenario(name: "SIGUSR2 (lame duck) sends protocol-1 clients an INFO with ldm true",
+                 steps: [.exchange(#"CONNECT {"verbose":false,"protocol":1}"# + crlf), .signalBroker(SIGUSR2), .awaitInfo()],
+                 expect: [.open("PONG\r\n" + #"INFO {"server_id":"<server_id>","server_name":"<server_id>","version":"2.9.10","proto":1,"go":"<go>","host":"<host>","port":<port>,"headers":true,"max_payload":1048576,"client_id":<client_id>,"client_ip":"<client_ip>","ldm":true} "# + "\r\n")]),
     ]
 
     static let errors: [Scenario] = [
