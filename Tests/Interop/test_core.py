@@ -233,3 +233,48 @@ def test_unsubscribe_after_max_messages(broker):
         finally:
             await nc.close()
     run(body())
+
+
+def test_no_echo_hides_own_messages_only(broker):
+    async def body():
+        quiet = await nats.connect(broker.url, no_echo=True)
+        other = await nats.connect(broker.url)
+        try:
+            own = await quiet.subscribe("echo.test")
+            theirs = await other.subscribe("echo.test")
+            await barrier(quiet)
+            await barrier(other)
+            await quiet.publish("echo.test", b"from-quiet")
+            await barrier(quiet)
+            await other.publish("echo.test", b"from-other")
+            await barrier(other)
+            assert [m.data for m in await collect(own, 1)] == [b"from-other"]
+            assert sorted(m.data for m in await collect(theirs, 2)) == [b"from-other", b"from-quiet"]
+        finally:
+            await quiet.close()
+            await other.close()
+    run(body())
+
+
+def test_drain_delivers_pending_messages_then_closes(broker):
+    async def body():
+        nc = await nats.connect(broker.url)
+        pub = await nats.connect(broker.url)
+        got = []
+        try:
+            async def handler(msg):
+                got.append(msg.data)
+            await nc.subscribe("drain.test", cb=handler)
+            await barrier(nc)
+            for i in range(50):
+                await pub.publish("drain.test", str(i).encode())
+            await barrier(pub)
+            await barrier(nc)
+            await nc.drain()
+            assert nc.is_closed
+            assert got == [str(i).encode() for i in range(50)]
+        finally:
+            if not nc.is_closed:
+                await nc.close()
+            await pub.close()
+    run(body())
