@@ -59,6 +59,7 @@ public final class NATSClient: Sendable {
         if options.writeBufferLimit < 1024 { throw .invalidArgument("writeBufferLimit must be at least 1024 bytes") }
         if options.reconnectBufferSize < 0 { throw .invalidArgument("reconnectBufferSize must not be negative") }
         if options.pingInterval.nanoseconds < 1_000_000 { throw .invalidArgument("pingInterval must be at least 1 ms") }
+        try validatePublishSubject(options.inboxPrefix, what: "inbox prefix")
         let client = NATSClient(options: options, servers: servers)
         do {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
