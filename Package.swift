@@ -34,6 +34,8 @@ let package = Package(
         // Thin mains.
         .executableTarget(name: "nats-server", dependencies: ["NATSServer"]),
         .executableTarget(name: "nats", dependencies: ["NATSClient"]),
+        // The writer process of ServiceKit's SIGKILL durability test (not a product).
+        .executableTarget(name: "store-torture", dependencies: ["ServiceKit"], path: "Tests/Tools/store-torture"),
 
         .testTarget(name: "NATSProtocolTests", dependencies: ["NATSProtocol"]),
         .testTarget(name: "NATSConfigTests", dependencies: ["NATSConfig"], exclude: ["Fixtures"]),
