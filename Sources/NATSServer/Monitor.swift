@@ -1,32 +1,84 @@
 // Monitoring: /varz and /healthz with nats-server 2.9.10's field names and types.
 
-import EventLoop
 import Glibc
+import HTTPServer
+import Synchronization
 
-/// The monitoring endpoint (`-m`). Serves GET /varz and GET /healthz.
+/// The monitoring endpoint (`-m`): GET /varz, GET /healthz and an index at `/`, served by
+/// ``HTTPServer`` on its own loop thread (monitoring never competes with the message loops).
 ///
-/// `@unchecked Sendable`: `broker` is set once before the loops start and never changed.
+/// `@unchecked Sendable`: `broker` is set once before the server starts and only read afterwards;
+/// the request counters are in a `Mutex`.
 final class Monitor: @unchecked Sendable {
-    /// Requested port (0 = random until bound).
-    private(set) var port: Int
-    let host: String
-    let loop: EventLoop
+    private let http: HTTPServer
+    /// Requests served per path (the /varz `http_req_stats`).
+    private let requestCounts = Mutex<[String: Int]>([:])
     unowned(unsafe) var broker: Broker?
 
-    struct Unavailable: Error, CustomStringConvertible {
-        var description: String { "monitoring is not available in this build yet" }
+    /// Creates the HTTP server (nothing is bound until ``start()``).
+    init(host: String, port: Int) {
+        var router = HTTPRouter()
+        let box = MonitorBox()
+        router.get("/varz") { _ in
+            guard let monitor = box.monitor else { throw HTTPError(.serviceUnavailable, "shutting down") }
+            return monitor.varz()
+        }
+        router.get("/healthz") { _ in
+            guard let monitor = box.monitor else { throw HTTPError(.serviceUnavailable, "shutting down") }
+            monitor.count("/healthz")
+            return .json(bytes: Array(#"{"status":"ok"}"#.utf8))
+        }
+        router.get("/") { _ in
+            guard let monitor = box.monitor else { throw HTTPError(.serviceUnavailable, "shutting down") }
+            monitor.count("/")
+            let html = """
+                <html><head><title>NATS Server</title></head><body>
+                <a href="./varz">varz</a><br/>
+                <a href="./healthz">healthz</a><br/>
+                </body></html>
+                """
+            return HTTPResponse(status: .ok, headers: ["Content-Type": "text/html; charset=utf-8"], body: Array(html.utf8))
+        }
+        http = HTTPServer(host: host, port: port, router: router)
+        box.set(self)
     }
 
-    init(host: String, port: Int, loop: EventLoop) throws {
-        self.host = host
-        self.port = port
-        self.loop = loop
-        throw Unavailable()
+    /// The bound port once started.
+    var port: Int { http.port }
+
+    /// Binds and starts serving.
+    /// - Throws: what ``HTTPServer/start()`` throws (bind failures).
+    func start() throws {
+        try http.start()
     }
 
-    func start() throws {}
+    /// Starts stopping the HTTP server and returns at once: its shutdown is asynchronous and must
+    /// not be awaited by blocking a thread (that can starve the concurrency pool it runs on).
+    /// Requests arriving meanwhile get 503 once the broker is gone.
+    func shutdown() {
+        broker = nil
+        let http = self.http
+        Task { await http.shutdown() }
+    }
 
-    func shutdown() {}
+    private func count(_ path: String) {
+        requestCounts.withLock { $0[path, default: 0] += 1 }
+    }
+
+    private func varz() -> HTTPResponse {
+        count("/varz")
+        let counts = requestCounts.withLock { $0 }.sorted { $0.key < $1.key }
+        guard let broker else { return .error(.serviceUnavailable, "shutting down") }
+        return .json(bytes: Array(broker.varzJSON(httpRequests: counts.map { ($0.key, $0.value) }).utf8))
+    }
+}
+
+/// Lets route closures reach the monitor that owns the router without a retain cycle.
+private final class MonitorBox: Sendable {
+    private struct Weak { weak var monitor: Monitor? }
+    private let reference = Mutex(Weak())
+    var monitor: Monitor? { reference.withLock { $0.monitor } }
+    func set(_ monitor: Monitor) { reference.withLock { $0.monitor = monitor } }
 }
 
 extension Broker {

@@ -200,13 +200,7 @@ final class Broker: Sendable {
         acceptor = Acceptor()
 
         if let httpPort = options.httpPort, httpPort != 0 {
-            let host = options.httpHost ?? options.host
-            do {
-                monitor = try Monitor(host: host, port: httpPort < 0 ? 0 : httpPort, loop: group.loops[0])
-            } catch {
-                listener.close()
-                throw .monitoring(host: host, port: httpPort, reason: "\(error)")
-            }
+            monitor = Monitor(host: options.httpHost ?? options.host, port: httpPort < 0 ? 0 : httpPort)
         } else {
             monitor = nil
         }
@@ -240,7 +234,10 @@ final class Broker: Sendable {
             do {
                 try monitor.start()
             } catch {
-                throw .monitoring(host: options.httpHost ?? options.host, port: monitor.port, reason: "\(error)")
+                group.loops[0].deregister(fd: listener.fd)
+                listener.close()
+                throw .monitoring(host: options.httpHost ?? options.host, port: options.httpPort ?? 0,
+                                  reason: "\(error)")
             }
             logger.notice("Starting http monitor on \(hostPort(options.httpHost ?? options.host, monitor.port))")
         }

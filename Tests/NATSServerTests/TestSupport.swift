@@ -139,6 +139,19 @@ final class RawClient {
         }
     }
 
+    /// Exactly `count` bytes.
+    func readBytes(count: Int, timeout: Double = RawClient.timeout) throws -> [UInt8] {
+        let deadline = Date().timeIntervalSince1970 + timeout
+        while buffer.count < count {
+            if !(try fill(until: deadline)) && (sawEOF || Date().timeIntervalSince1970 >= deadline) {
+                throw HarnessError("timed out reading \(count) bytes")
+            }
+        }
+        let bytes = Array(buffer[..<count])
+        buffer.removeFirst(count)
+        return bytes
+    }
+
     /// Exactly `count` bytes followed by CRLF (a message body).
     func readBody(count: Int, timeout: Double = RawClient.timeout) throws -> [UInt8] {
         let deadline = Date().timeIntervalSince1970 + timeout
@@ -219,4 +232,34 @@ func eventually(timeout: Double = 5, _ condition: () throws -> Bool) rethrows ->
         usleep(2000)
     }
     return try condition()
+}
+
+/// GET `path` from 127.0.0.1:`port` with HTTP/1.0; returns the status code and the body.
+///
+/// The HTTP server runs its handlers on the Swift concurrency pool, so the blocking socket work
+/// happens on a thread of its own while the calling test suspends (never blocking a pool thread).
+func httpGet(port: Int, path: String, timeout: Double = 20) async throws -> (status: Int, body: [UInt8]) {
+    let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<(Int, [UInt8]), any Error>, Never>) in
+        let thread = Thread {
+            continuation.resume(returning: Result { try blockingGet(port: port, path: path, timeout: timeout) })
+        }
+        thread.start()
+    }
+    let (status, body) = try result.get()
+    return (status, body)
+}
+
+private func blockingGet(port: Int, path: String, timeout: Double) throws -> (Int, [UInt8]) {
+    let client = try RawClient(port: port)
+    try client.send("GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    guard let statusLine = try client.readLine(timeout: timeout) else { throw HarnessError("no HTTP status line") }
+    let parts = statusLine.split(separator: " ")
+    let status = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
+    var length = 0
+    while let header = try client.readLine(timeout: timeout), !header.isEmpty {
+        if header.lowercased().hasPrefix("content-length:") {
+            length = Int(header.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) ?? 0
+        }
+    }
+    return (status, try client.readBytes(count: length, timeout: timeout))
 }
