@@ -272,7 +272,7 @@ enum Commands {
             "│" + row.enumerated().map { " " + $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) + " " }.joined(separator: "│") + "│"
         }
         print("╭" + String(repeating: "─", count: inner) + "╮")
-        print("│" + title.padding(toLength: inner, withPad: " ", startingAt: 0) + "│")
+        print("│" + (" " + title).padding(toLength: inner, withPad: " ", startingAt: 0) + "│")
         print(line("├", "┬", "┤"))
         print(cells(header))
         print(line("├", "┼", "┤"))

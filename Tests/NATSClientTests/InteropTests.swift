@@ -17,8 +17,14 @@ final class PythonScript: @unchecked Sendable {
         process.arguments = ["python3", directory.appendingPathComponent(name).path] + arguments
         process.standardOutput = output
         process.standardError = errors
+        process.standardInput = input
         try process.run()
     }
+
+    let input = Pipe()
+
+    /// Closes the script's stdin (scripts that wait for EOF then stop).
+    func closeInput() { try? input.fileHandleForWriting.close() }
 
     /// Reads stdout up to the first line (bounded by `seconds`).
     func firstLine(seconds: Double = 20) async throws -> String {
@@ -111,6 +117,31 @@ struct InteropTests {
         #expect(statsEndpoints?.first?["num_requests"] as? Int == 2)
         #expect(statsEndpoints?.first?["num_errors"] as? Int == 1)
         await service.stop()
+        await client.close()
+    }
+
+    @Test("our discovery helpers read a nats-py micro service's PING, INFO and STATS", arguments: Broker.enabled)
+    func discoverPythonService(broker: Broker) async throws {
+        let server = try await BrokerProcess(broker)
+        defer { server.stop() }
+        let script = try PythonScript("micro_service.py", [server.url])
+        #expect(try await script.firstLine() == "ready")
+        let client = try await NATSClient.connect(testOptions(server))
+        let reply = try await client.request(bytes("hi"), subject: "py.svc.echo")
+        #expect(reply.string == "py-svc:hi")
+        let pings = try await Service.ping(client, name: "py-svc", timeout: .milliseconds(500))
+        #expect(pings.map(\.version) == ["2.0.1"])
+        #expect(pings.first?.type == ServicePing.responseType)
+        let infos = try await Service.info(client, timeout: .milliseconds(500))
+        let info = try #require(infos.first { $0.name == "py-svc" })
+        #expect(info.metadata == ["lang": "python"])
+        #expect(info.endpoints.map(\.subject) == ["py.svc.echo"])
+        #expect(info.endpoints.first?.queueGroup == "q")
+        let stats = try await Service.stats(client, name: "py-svc", timeout: .milliseconds(500))
+        #expect(stats.first?.endpoints.first?.numRequests == 1)
+        script.closeInput()
+        let (status, _, stderr) = try await script.finish()
+        #expect(status == 0, "micro_service.py: \(stderr)")
         await client.close()
     }
 }
