@@ -1,0 +1,249 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+
+/// Log severity, lowest first (the swift-log levels).
+public enum LogLevel: Int, Sendable, Comparable, CaseIterable, CustomStringConvertible {
+    case trace, debug, info, notice, warning, error, critical
+
+    public static func < (a: LogLevel, b: LogLevel) -> Bool { a.rawValue < b.rawValue }
+
+    /// The lower-case name used in log lines and in `LOG_LEVEL`.
+    public var description: String {
+        switch self {
+        case .trace: return "trace"
+        case .debug: return "debug"
+        case .info: return "info"
+        case .notice: return "notice"
+        case .warning: return "warning"
+        case .error: return "error"
+        case .critical: return "critical"
+        }
+    }
+
+    /// Parses a level name (case-insensitive; `warn` is accepted for `warning`). Nil if unknown.
+    public init?(name: String) {
+        let lower = name.lowercased()
+        if lower == "warn" { self = .warning; return }
+        guard let level = LogLevel.allCases.first(where: { $0.description == lower }) else { return nil }
+        self = level
+    }
+}
+
+/// Where finished log lines go. Implementations must be thread-safe and write each line whole.
+public protocol LogSink: Sendable {
+    /// Writes one complete line (JSON object plus "\n").
+    func write(line: [UInt8])
+}
+
+/// Writes lines to a file descriptor (stdout by default), one write(2) per line, serialised by a
+/// mutex so concurrent lines never interleave.
+public final class FileDescriptorLogSink: LogSink {
+    /// The process's standard output.
+    public static let standardOutput = FileDescriptorLogSink(fd: 1)
+    /// The process's standard error.
+    public static let standardError = FileDescriptorLogSink(fd: 2)
+
+    private let fd: Int32
+    private let lock = Mutex(())
+
+    /// A sink on `fd` (not closed by the sink).
+    public init(fd: Int32) { self.fd = fd }
+
+    public func write(line: [UInt8]) {
+        lock.withLock { _ in
+            line.withUnsafeBytes { raw in
+                var done = 0
+                while done < raw.count {
+                    let n = Glibc.write(fd, raw.baseAddress! + done, raw.count - done)
+                    if n > 0 { done += n } else if n < 0 && errno == EINTR { continue } else { return }
+                }
+            }
+        }
+    }
+}
+
+/// Keeps lines in memory (tests, diagnostics).
+public final class MemoryLogSink: LogSink {
+    private let storage = Mutex<[String]>([])
+    public init() {}
+    public func write(line: [UInt8]) {
+        var text = String(decoding: line, as: UTF8.self)
+        if text.hasSuffix("\n") { text.removeLast() }
+        storage.withLock { $0.append(text) }
+    }
+    /// Every line written so far, without the trailing newline.
+    public var lines: [String] { storage.withLock { $0 } }
+}
+
+/// A structured logger: one JSON object per line with `time` (RFC 3339, UTC, microseconds),
+/// `level`, `service`, `message`, `trace_id` (when set) and `fields` (when any).
+///
+/// A value type passed to whoever logs (never a global). Messages and fields are autoclosures,
+/// evaluated only when the level is enabled.
+///
+/// ```swift
+/// let log = Logger(service: "auth", level: .info)
+/// log.info("user registered", ["user_id": .string(id)])
+/// let traced = log.with(traceID: "4bf92f3577b34da6a3ce929d0e0e4736")
+/// ```
+public struct Logger: Sendable {
+    /// The service name on every line.
+    public var service: String
+    /// Lines below this level are skipped (their message is never built).
+    public var level: LogLevel
+    /// The W3C trace id this logger's lines belong to, if any.
+    public var traceID: String?
+    /// Fields added to every line (a line's own fields win on a clash).
+    public var fields: [String: JSONValue]
+    private let sink: any LogSink
+    private let now: @Sendable () -> (seconds: Int64, nanoseconds: Int)
+
+    /// - Parameters:
+    ///   - service: the `service` value of every line.
+    ///   - level: the minimum level written.
+    ///   - sink: where lines go (stdout by default).
+    ///   - now: wall-clock time as Unix seconds and nanoseconds (injectable for tests).
+    public init(service: String, level: LogLevel = .info, sink: any LogSink = FileDescriptorLogSink.standardOutput,
+                now: @escaping @Sendable () -> (seconds: Int64, nanoseconds: Int) = Logger.systemTime) {
+        self.service = service
+        self.level = level
+        self.traceID = nil
+        self.fields = [:]
+        self.sink = sink
+        self.now = now
+    }
+
+    /// CLOCK_REALTIME.
+    public static let systemTime: @Sendable () -> (seconds: Int64, nanoseconds: Int) = {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return (Int64(ts.tv_sec), Int(ts.tv_nsec))
+    }
+
+    /// A copy whose lines carry `traceID`.
+    public func with(traceID: String?) -> Logger {
+        var copy = self
+        copy.traceID = traceID
+        return copy
+    }
+
+    /// A copy whose lines carry `value` under `key`.
+    public func with(field key: String, _ value: JSONValue) -> Logger {
+        var copy = self
+        copy.fields[key] = value
+        return copy
+    }
+
+    /// True when lines at `level` are written.
+    public func isEnabled(_ level: LogLevel) -> Bool { level >= self.level }
+
+    /// Writes one line at `level` if enabled.
+    public func log(_ level: LogLevel, _ message: @autoclosure () -> String,
+                    _ fields: @autoclosure () -> [String: JSONValue] = [:]) {
+        guard isEnabled(level) else { return }
+        var merged = self.fields
+        for (k, v) in fields() { merged[k] = v }
+        let t = now()
+        var out = [UInt8]()
+        out.reserveCapacity(160)
+        out.append(contentsOf: #"{"time":""#.utf8)
+        out.append(contentsOf: Logger.rfc3339(seconds: t.seconds, nanoseconds: t.nanoseconds).utf8)
+        out.append(contentsOf: #"","level":""#.utf8)
+        out.append(contentsOf: level.description.utf8)
+        out.append(contentsOf: #"","service":"#.utf8)
+        JSONWriter.string(service, into: &out)
+        out.append(contentsOf: #","message":"#.utf8)
+        JSONWriter.string(message(), into: &out)
+        if let traceID {
+            out.append(contentsOf: #","trace_id":"#.utf8)
+            JSONWriter.string(traceID, into: &out)
+        }
+        if !merged.isEmpty {
+            out.append(contentsOf: #","fields":"#.utf8)
+            JSONWriter.value(.object(merged), into: &out)
+        }
+        out.append(contentsOf: "}\n".utf8)
+        sink.write(line: out)
+    }
+
+    public func trace(_ message: @autoclosure () -> String, _ fields: @autoclosure () -> [String: JSONValue] = [:]) { log(.trace, message(), fields()) }
+    public func debug(_ message: @autoclosure () -> String, _ fields: @autoclosure () -> [String: JSONValue] = [:]) { log(.debug, message(), fields()) }
+    public func info(_ message: @autoclosure () -> String, _ fields: @autoclosure () -> [String: JSONValue] = [:]) { log(.info, message(), fields()) }
+    public func notice(_ message: @autoclosure () -> String, _ fields: @autoclosure () -> [String: JSONValue] = [:]) { log(.notice, message(), fields()) }
+    public func warning(_ message: @autoclosure () -> String, _ fields: @autoclosure () -> [String: JSONValue] = [:]) { log(.warning, message(), fields()) }
+    public func error(_ message: @autoclosure () -> String, _ fields: @autoclosure () -> [String: JSONValue] = [:]) { log(.error, message(), fields()) }
+    public func critical(_ message: @autoclosure () -> String, _ fields: @autoclosure () -> [String: JSONValue] = [:]) { log(.critical, message(), fields()) }
+
+    /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` for a Unix time (proleptic Gregorian, UTC).
+    static func rfc3339(seconds: Int64, nanoseconds: Int) -> String {
+        var days = seconds / 86_400
+        var rest = seconds % 86_400
+        if rest < 0 { rest += 86_400; days -= 1 }
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let day = doy - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
+        func pad(_ v: Int64, _ width: Int) -> String {
+            let s = String(v)
+            return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
+        }
+        let micros = Int64(max(0, min(999_999_999, nanoseconds)) / 1000)
+        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(rest / 3600, 2)):\(pad(rest / 60 % 60, 2)):\(pad(rest % 60, 2)).\(pad(micros, 6))Z"
+    }
+}
+
+/// Compact JSON output without Foundation (sorted object keys, RFC 8259 escaping).
+enum JSONWriter {
+    static func string(_ s: String, into out: inout [UInt8]) {
+        let hex = Array("0123456789abcdef".utf8)
+        out.append(UInt8(ascii: "\""))
+        for b in s.utf8 {
+            switch b {
+            case UInt8(ascii: "\""): out.append(contentsOf: [92, 34])
+            case UInt8(ascii: "\\"): out.append(contentsOf: [92, 92])
+            case 0x0a: out.append(contentsOf: [92, UInt8(ascii: "n")])
+            case 0x0d: out.append(contentsOf: [92, UInt8(ascii: "r")])
+            case 0x09: out.append(contentsOf: [92, UInt8(ascii: "t")])
+            case 0..<0x20, 0x7f:
+                out.append(contentsOf: Array(#"\u00"#.utf8))
+                out.append(hex[Int(b >> 4)]); out.append(hex[Int(b & 15)])
+            default: out.append(b)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    static func value(_ v: JSONValue, into out: inout [UInt8]) {
+        switch v {
+        case .null: out.append(contentsOf: "null".utf8)
+        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case .int(let i): out.append(contentsOf: String(i).utf8)
+        case .double(let d): out.append(contentsOf: (d.isFinite ? "\(d)" : "null").utf8)
+        case .string(let s): string(s, into: &out)
+        case .array(let items):
+            out.append(UInt8(ascii: "["))
+            for (i, item) in items.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                value(item, into: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .object(let members):
+            out.append(UInt8(ascii: "{"))
+            for (i, key) in members.keys.sorted().enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                string(key, into: &out)
+                out.append(UInt8(ascii: ":"))
+                value(members[key] ?? .null, into: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+}
