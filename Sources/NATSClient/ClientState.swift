@@ -94,6 +94,8 @@ struct ClientState: ~Copyable {
     var flushWaiters: [UInt64: CheckedContinuation<Void, any Error>] = [:]
     var nextFlushID: UInt64 = 1
     var pingsOutstanding = 0
+    /// Keep-alive PINGs the server answered (for tests and diagnostics).
+    var keepAlivePongs: UInt64 = 0
     var nextPingAt: UInt64 = .max
 
     // Subscriptions and the request mux.

@@ -180,6 +180,7 @@ extension NATSClient {
             s.pingsOutstanding = 0
             guard let entry = s.pongQueue.popFirst() else { return (nil, nil) }
             s.confirmedPosition = max(s.confirmedPosition, entry.position)
+            if case .keepAlive = entry.purpose { s.keepAlivePongs &+= 1 }
             if case .flush(let id) = entry.purpose {
                 return (entry.purpose, s.flushWaiters.removeValue(forKey: id))
             }

@@ -40,6 +40,11 @@ public final class NATSClient: Sendable {
         self.state = Mutex(initial)
     }
 
+    /// A client that never connects (its threads are not started): for testing pure helpers.
+    static func forTesting(_ options: Options) -> NATSClient {
+        NATSClient(options: options, servers: [])
+    }
+
     // MARK: - Connecting
 
     /// Connects to the first reachable server of `options.servers` and completes the handshake.

@@ -98,7 +98,9 @@ extension NATSClient {
         }
     }
 
-    private func backoffNanos(attempt: Int) -> UInt64 {
+    /// The wait before reconnect attempt `attempt` (0-based): doubling from `reconnectWait`, capped
+    /// at `reconnectMaxWait`, plus up to `reconnectJitter` of itself.
+    func backoffNanos(attempt: Int) -> UInt64 {
         let base = max(options.reconnectWait.nanoseconds, 1_000_000)
         let cap = max(options.reconnectMaxWait.nanoseconds, base)
         let shift = min(attempt, 30)

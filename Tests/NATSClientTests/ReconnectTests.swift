@@ -120,6 +120,39 @@ struct ReconnectTests {
         await client.close()
     }
 
+    @Test("a request made while disconnected is answered after the reconnect", arguments: Broker.enabled)
+    func requestAcrossReconnect(broker: Broker) async throws {
+        let server = try await BrokerProcess(broker)
+        defer { server.stop() }
+        let client = try await NATSClient.connect(testOptions(server))
+        let responder = try await startResponder(client, subject: "rr") { Array("ok:".utf8) + $0 }
+        // Create the shared inbox before the outage.
+        #expect(try await client.request(bytes("1"), subject: "rr").string == "ok:1")
+        await server.kill()
+        #expect(await eventually { !client.isConnected })
+        let pending = Task { try await client.request(bytes("2"), subject: "rr", timeout: .seconds(30)) }
+        try await server.start()
+        // Same connection: the responder's SUB and the inbox SUB are replayed before the request.
+        #expect(try await pending.value.string == "ok:2")
+        responder.cancel()
+        await client.close()
+    }
+
+    @Test("keep-alive PINGs are answered and do not disturb a healthy connection", arguments: Broker.enabled)
+    func keepAliveOnHealthyConnection(broker: Broker) async throws {
+        let server = try await BrokerProcess(broker)
+        defer { server.stop() }
+        var options = testOptions(server)
+        options.pingInterval = .milliseconds(20)
+        options.maxPingsOutstanding = 2
+        let client = try await NATSClient.connect(options)
+        let events = EventLog(client)
+        #expect(await eventually(20) { client.state.withLock { $0.keepAlivePongs >= 10 } })
+        #expect(!events.contains { if case .disconnected = $0 { true } else { false } })
+        #expect(client.statistics.reconnects == 0)
+        await client.close()
+    }
+
     @Test("a publish beyond the reconnect buffer fails with reconnectBufferExceeded", arguments: Broker.enabled)
     func reconnectBufferLimit(broker: Broker) async throws {
         let server = try await BrokerProcess(broker)
