@@ -140,24 +140,32 @@ final class BrokerProcess: @unchecked Sendable {
         throw TestFailure("\(broker) broker did not accept connections on port \(port) within 10 s")
     }
 
-    /// A port that was free a moment ago (bind to 0, read it, close).
+    /// Ports handed out by this test process (never handed out twice).
+    private static let usedPorts = Mutex<Set<Int>>([])
+
+    /// A port that is free now, chosen below the kernel's ephemeral range (32768...) so that no
+    /// client connection's local port can take it before the broker binds it.
     static func freePort() throws -> Int {
+        for _ in 0..<200 {
+            let candidate = Int.random(in: 20_000..<32_000)
+            let fresh = usedPorts.withLock { $0.insert(candidate).inserted }
+            if fresh && canBind(candidate) { return candidate }
+        }
+        throw TestFailure("no free port found in 20000..<32000")
+    }
+
+    private static func canBind(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestFailure("socket failed") }
+        guard fd >= 0 else { return false }
         defer { Glibc.close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
+        address.sin_port = UInt16(port).bigEndian
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard bound == 0 else { throw TestFailure("bind failed") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
+        return bound == 0
     }
 }
 
