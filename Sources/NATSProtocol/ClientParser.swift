@@ -79,7 +79,9 @@ public protocol ClientOpHandler {
     /// `UNSUB <sid> [max]`. `max` is nil when absent or not a valid size (2.9.10 then unsubscribes at once,
     /// as it does for 0).
     mutating func unsub(sid: UnsafeRawBufferPointer, max: Int?) -> Bool
+    /// `PING` (any bytes up to the LF are ignored): the broker answers PONG, even before CONNECT.
     mutating func ping() -> Bool
+    /// `PONG`: answers a server PING (resets the outstanding-ping count).
     mutating func pong() -> Bool
     /// `INFO <json>` from a client: 2.9.10 ignores valid JSON and closes silently on invalid JSON.
     mutating func info(json: UnsafeRawBufferPointer) -> Bool

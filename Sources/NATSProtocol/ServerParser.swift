@@ -41,8 +41,11 @@ public protocol ServerOpHandler {
     /// CRLFCRLF, `payload` follows it.
     mutating func hmsg(subject: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
                        headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) -> Bool
+    /// `PING`: the client must answer PONG.
     mutating func ping() -> Bool
+    /// `PONG`: answers one of the client's PINGs, in order.
     mutating func pong() -> Bool
+    /// `+OK`: acknowledgement of one op when the connection is verbose.
     mutating func ok() -> Bool
     /// `-ERR '<text>'`: the text inside the quotes (the raw text when it is not quoted).
     mutating func err(message: UnsafeRawBufferPointer) -> Bool
