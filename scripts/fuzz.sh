@@ -19,8 +19,9 @@ run() {  # name  module  main  seed-dir
     mkdir -p "$out/corpus-$name"
     cp -n "$seeds"/* "$out/corpus-$name/" 2>/dev/null || true
     echo "== fuzzing $name for ${seconds}s"
-    # The working corpus grows in $out/corpus-$name; $seeds holds the seeds only.
-    "$out/$name" -max_total_time="$seconds" -max_len=4096 -artifact_prefix="$out/$name-" \
+    # The working corpus grows in $out/corpus-$name; $seeds holds the seeds only. The Swift backtracer is
+    # off so libFuzzer's own crash handler saves the input at once.
+    SWIFT_BACKTRACE=enable=no "$out/$name" -max_total_time="$seconds" -max_len=4096 -artifact_prefix="$out/$name-" \
         "$out/corpus-$name" "$seeds"
 }
 
