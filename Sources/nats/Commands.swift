@@ -126,6 +126,7 @@ enum Commands {
             for try await message in subscription {
                 index += 1
                 show(message, index: index, raw: arguments.switches.contains("raw"))
+                fflush(nil)  // each message reaches a pipe (`nats sub x | grep y`) as it arrives
                 if limit > 0 && index >= limit { break }
             }
         } catch {
@@ -173,6 +174,7 @@ enum Commands {
                 index += 1
                 print("\(Format.clock()) [#\(index)] Received on subject \"\(message.subject)\":")
                 print(Format.body(message.payload))
+                fflush(nil)
                 if message.reply != nil { try await message.respond(body) }
                 if limit > 0 && index >= limit { break }
             }

@@ -98,11 +98,15 @@ final class BrokerProcess: @unchecked Sendable {
         await onThread { process.waitUntilExit() }
     }
 
-    /// Stops the process: SIGTERM now, SIGKILL after 5 s; a helper thread reaps it, so this never blocks.
+    /// Stops the process: SIGTERM now, SIGKILL after 5 s; a helper thread reaps it, so this never
+    /// blocks. The log is removed unless NATS_TEST_KEEP_LOGS is set.
     func stop() {
         guard let process else { return }
         self.process = nil
         process.terminate()
+        if ProcessInfo.processInfo.environment["NATS_TEST_KEEP_LOGS"] == nil {
+            try? FileManager.default.removeItem(at: logURL)
+        }
         let reaper = Thread {
             let deadline = Date().addingTimeInterval(5)
             while process.isRunning && Date() < deadline { usleep(10_000) }
@@ -119,7 +123,12 @@ final class BrokerProcess: @unchecked Sendable {
 
     var pid: Int32? { process?.processIdentifier }
 
-    deinit { stop() }
+    deinit {
+        stop()
+        if ProcessInfo.processInfo.environment["NATS_TEST_KEEP_LOGS"] == nil {
+            try? FileManager.default.removeItem(at: logURL)
+        }
+    }
 
     private func waitUntilAccepting() async throws {
         let deadline = Date().addingTimeInterval(20)
