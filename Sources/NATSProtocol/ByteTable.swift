@@ -9,24 +9,26 @@ import Glibc
 /// Keys are copied into `[UInt8]` when inserted; lookups take an `UnsafeRawBufferPointer` and
 /// allocate nothing (one hash of the key, then byte comparisons). Used for the trie's literal
 /// tokens and for the match cache. Not thread-safe.
+@usableFromInline
 struct ByteTable<Value> {
     /// Stored hash per slot; 0 marks an empty slot (stored hashes always have the top bit set).
-    private var hashes: [UInt64]
-    private var keys: [[UInt8]]
-    private var values: [Value?]
-    private(set) var count: Int = 0
+    @usableFromInline var hashes: [UInt64]
+    @usableFromInline var keys: [[UInt8]]
+    @usableFromInline var values: [Value?]
+    @usableFromInline var count: Int = 0
 
+    @inlinable
     init() {
         hashes = []
         keys = []
         values = []
     }
 
-    var isEmpty: Bool { count == 0 }
-    var capacity: Int { hashes.count }
+    @inlinable var isEmpty: Bool { count == 0 }
+    @inlinable var capacity: Int { hashes.count }
 
     /// Hashes `key`: 8 bytes at a time with a multiply-xorshift mix. Never returns 0.
-    @inline(__always)
+    @inlinable @inline(__always)
     static func hash(_ key: UnsafeRawBufferPointer) -> UInt64 {
         var h: UInt64 = 0xCBF2_9CE4_8422_2325 ^ UInt64(truncatingIfNeeded: key.count)
         let n = key.count
@@ -53,8 +55,8 @@ struct ByteTable<Value> {
         return h | (1 << 63)
     }
 
-    @inline(__always)
-    private static func equal(_ stored: [UInt8], _ key: UnsafeRawBufferPointer) -> Bool {
+    @inlinable @inline(__always)
+    static func equal(_ stored: [UInt8], _ key: UnsafeRawBufferPointer) -> Bool {
         if stored.count != key.count { return false }
         if key.isEmpty { return true }
         return stored.withUnsafeBytes { s in
@@ -63,8 +65,8 @@ struct ByteTable<Value> {
     }
 
     /// The slot holding `key`, or nil.
-    @inline(__always)
-    private func slot(of key: UnsafeRawBufferPointer, hash h: UInt64) -> Int? {
+    @inlinable @inline(__always)
+    func slot(of key: UnsafeRawBufferPointer, hash h: UInt64) -> Int? {
         if count == 0 { return nil }
         let mask = hashes.count - 1
         var i = Int(truncatingIfNeeded: h) & mask
@@ -77,7 +79,7 @@ struct ByteTable<Value> {
     }
 
     /// The value for `key`, or nil. Allocation-free.
-    @inline(__always)
+    @inlinable @inline(__always)
     func value(for key: UnsafeRawBufferPointer) -> Value? {
         guard let i = slot(of: key, hash: Self.hash(key)) else { return nil }
         return values[i]
@@ -89,6 +91,7 @@ struct ByteTable<Value> {
     }
 
     /// Sets the value for `key` (copying the key if it is new).
+    @inlinable
     mutating func setValue(_ value: Value, for key: UnsafeRawBufferPointer) {
         let h = Self.hash(key)
         if let i = slot(of: key, hash: h) {
@@ -110,7 +113,8 @@ struct ByteTable<Value> {
         }
     }
 
-    private mutating func insertNew(key: [UInt8], value: Value, hash h: UInt64) {
+    @inlinable
+    mutating func insertNew(key: [UInt8], value: Value, hash h: UInt64) {
         if (count + 1) * 4 > hashes.count * 3 { grow() }
         let mask = hashes.count - 1
         var i = Int(truncatingIfNeeded: h) & mask
@@ -121,7 +125,8 @@ struct ByteTable<Value> {
         count += 1
     }
 
-    private mutating func grow() {
+    @inlinable
+    mutating func grow() {
         let newCapacity = Swift.max(8, hashes.count * 2)
         let oldHashes = hashes
         let oldKeys = keys
@@ -181,6 +186,7 @@ struct ByteTable<Value> {
     }
 
     /// Removes every entry; keeps the allocated slots if asked.
+    @inlinable
     mutating func removeAll(keepingCapacity: Bool = false) {
         if keepingCapacity && !hashes.isEmpty {
             for i in 0..<hashes.count {
@@ -212,6 +218,7 @@ struct ByteTable<Value> {
     }
 
     /// Keeps at most `limit` entries, chosen by walking the slots from `start` (wrapping).
+    @inlinable
     mutating func shrink(toAtMost limit: Int, startingAt start: Int) {
         if count <= limit { return }
         if limit <= 0 {

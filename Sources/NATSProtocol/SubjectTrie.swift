@@ -9,6 +9,7 @@ public struct MatchResult<Value: AnyObject> {
     public var queues: [[Value]]
 
     /// Creates a result.
+    @inlinable
     public init(plain: [Value] = [], queues: [[Value]] = []) {
         self.plain = plain
         self.queues = queues
@@ -63,30 +64,35 @@ public struct TrieEntry<Value: AnyObject> {
 /// Not thread-safe: the broker keeps it inside one Mutex. It has value semantics (copy-on-write
 /// arrays), so a copy is an independent trie.
 public struct SubjectTrie<Value: AnyObject> {
+    @usableFromInline
     struct Node {
-        var literals = ByteTable<Int32>()
-        var star: Int32 = -1
-        var full: Int32 = -1
-        var plain: [Value] = []
-        var queueNames: [[UInt8]] = []
-        var queueMembers: [[Value]] = []
+        @usableFromInline var literals = ByteTable<Int32>()
+        @usableFromInline var star: Int32 = -1
+        @usableFromInline var full: Int32 = -1
+        @usableFromInline var plain: [Value] = []
+        @usableFromInline var queueNames: [[UInt8]] = []
+        @usableFromInline var queueMembers: [[Value]] = []
+
+        @inlinable init() {}
 
         var hasChildren: Bool { !literals.isEmpty || star >= 0 || full >= 0 }
         var hasSubscriptions: Bool { !plain.isEmpty || !queueNames.isEmpty }
     }
 
-    private var nodes: [Node] = [Node()]  // node 0 is the root (before the first token)
+    // The match path is @inlinable so the broker gets a copy specialised for its subscription type:
+    // unspecialised generic code looks up type metadata (Optional<MatchResult<Value>>) on every call.
+    @usableFromInline var nodes: [Node] = [Node()]  // node 0 is the root (before the first token)
     private var freeNodes: [Int32] = []
-    private var cache = ByteTable<MatchResult<Value>>()
+    @usableFromInline var cache = ByteTable<MatchResult<Value>>()
     /// The most cache entries kept; 0 disables the cache.
     public let cacheLimit: Int
-    private var sweepSeed: UInt64 = 0x2545_F491_4F6C_DD1D
+    @usableFromInline var sweepSeed: UInt64 = 0x2545_F491_4F6C_DD1D
 
     private var subscriptionCount = 0
     private var inserts: UInt64 = 0
     private var removes: UInt64 = 0
-    private var matches: UInt64 = 0
-    private var cacheHits: UInt64 = 0
+    @usableFromInline var matches: UInt64 = 0
+    @usableFromInline var cacheHits: UInt64 = 0
 
     /// Creates an empty trie whose match cache holds at most `cacheLimit` subjects (0 disables it).
     public init(cacheLimit: Int = 1024) {
@@ -246,6 +252,7 @@ public struct SubjectTrie<Value: AnyObject> {
     /// A `*` or `>` token in `subject` is matched as a literal token (it reaches `*` and `>`
     /// subscriptions, not `foo.bar`), as 2.9.10 does for non-pedantic publishes. A subject with an
     /// empty token (`""`, `foo.`, `.foo`, `foo..bar`) matches nothing and is not cached.
+    @inlinable
     public mutating func match(_ subject: UnsafeRawBufferPointer) -> MatchResult<Value> {
         matches &+= 1
         if cacheLimit > 0, let cached = cache.value(for: subject) {
@@ -272,7 +279,8 @@ public struct SubjectTrie<Value: AnyObject> {
         return result
     }
 
-    private static func hasEmptyToken(_ subject: UnsafeRawBufferPointer) -> Bool {
+    @inlinable
+    static func hasEmptyToken(_ subject: UnsafeRawBufferPointer) -> Bool {
         let count = subject.count
         if count == 0 || subject[0] == Subject.separator || subject[count - 1] == Subject.separator { return true }
         var previousWasSeparator = false
@@ -294,15 +302,19 @@ public struct SubjectTrie<Value: AnyObject> {
         withUTF8View(subject) { match($0) }
     }
 
-    private struct Collector {
-        var plain: [Value] = []
-        var queueNames: [[UInt8]] = []
-        var queues: [[Value]] = []
+    @usableFromInline
+    struct Collector {
+        @usableFromInline var plain: [Value] = []
+        @usableFromInline var queueNames: [[UInt8]] = []
+        @usableFromInline var queues: [[Value]] = []
+
+        @inlinable init() {}
     }
 
     /// Collects the subscriptions under `start` matching the tokens of `subject` from `position`.
     /// A position past the end means every token has been consumed.
-    private static func collect(_ nodes: UnsafeBufferPointer<Node>, from start: Int32,
+    @inlinable
+    static func collect(_ nodes: UnsafeBufferPointer<Node>, from start: Int32,
                                 subject: UnsafeRawBufferPointer, position: Int, into collector: inout Collector) {
         var node = start
         var position = position
@@ -326,7 +338,8 @@ public struct SubjectTrie<Value: AnyObject> {
         }
     }
 
-    private static func add(_ nodes: UnsafeBufferPointer<Node>, _ node: Int32, to collector: inout Collector) {
+    @inlinable
+    static func add(_ nodes: UnsafeBufferPointer<Node>, _ node: Int32, to collector: inout Collector) {
         let index = Int(node)
         if !nodes[index].plain.isEmpty { collector.plain.append(contentsOf: nodes[index].plain) }
         let groups = nodes[index].queueNames.count
