@@ -103,19 +103,21 @@ public final class EventLoop: @unchecked Sendable {
         var interest: Interest
         var generation: UInt32
     }
+    // Run-time exclusivity checks are off for these: each costs a call into the runtime on every
+    // access, several times per loop iteration, and only the loop thread touches them.
     /// Indexed by fd.
-    private var registrations: [Registration?] = []
+    @exclusivity(unchecked) private var registrations: [Registration?] = []
     private var nextGeneration: UInt32 = 1
-    private var timers = TimerHeap()
+    @exclusivity(unchecked) private var timers = TimerHeap()
     private var nextTimerID: UInt64 = 1
     /// The deadline the timerfd is armed for, or nil when it is not armed (or has fired).
-    private var armedDeadline: UInt64?
-    private var batchHooks: [() -> Void] = []
+    @exclusivity(unchecked) private var armedDeadline: UInt64?
+    @exclusivity(unchecked) private var batchHooks: [() -> Void] = []
     /// Set when the loop thread itself queued a task: the next epoll_wait must not sleep.
-    private var selfQueued = false
-    private var draining: [@Sendable () -> Void] = []
-    private var events: UnsafeMutablePointer<epoll_event>
-    private var eventCapacity: Int
+    @exclusivity(unchecked) private var selfQueued = false
+    @exclusivity(unchecked) private var draining: [@Sendable () -> Void] = []
+    @exclusivity(unchecked) private var events: UnsafeMutablePointer<epoll_event>
+    @exclusivity(unchecked) private var eventCapacity: Int
 
     /// Generation 0 marks the loop's own eventfd and timerfd.
     private static let internalGeneration: UInt32 = 0

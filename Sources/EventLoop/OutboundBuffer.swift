@@ -15,8 +15,10 @@ import Glibc
 final class OutboundChunk {
     let base: UnsafeMutableRawPointer
     let capacity: Int
-    var start = 0
-    var end = 0
+    // Unchecked: the run-time exclusivity check costs more than the copy for small messages, and a
+    // chunk is only touched by the buffer that owns it (under the owner's lock).
+    @exclusivity(unchecked) var start = 0
+    @exclusivity(unchecked) var end = 0
 
     init(capacity: Int) {
         self.capacity = capacity
@@ -47,15 +49,16 @@ public struct OutboundBuffer {
 
     final class Storage {
         /// Chunks in order; `chunks[head...]` are live.
-        var chunks: [OutboundChunk] = []
-        var head = 0
-        var pending = 0
+        // Unchecked exclusivity (as in OutboundChunk): only the owning buffer touches its storage.
+        @exclusivity(unchecked) var chunks: [OutboundChunk] = []
+        @exclusivity(unchecked) var head = 0
+        @exclusivity(unchecked) var pending = 0
         /// One emptied regular chunk kept for reuse.
-        var spare: OutboundChunk?
+        @exclusivity(unchecked) var spare: OutboundChunk?
         /// Scratch for flush(to:).
-        var iov: [iovec] = []
+        @exclusivity(unchecked) var iov: [iovec] = []
         /// Capacity of the next regular chunk: doubles from initialChunkSize up to chunkSize.
-        var nextCapacity = OutboundBuffer.initialChunkSize
+        @exclusivity(unchecked) var nextCapacity = OutboundBuffer.initialChunkSize
 
         func takeScratch() -> [iovec] {
             var out: [iovec] = []
