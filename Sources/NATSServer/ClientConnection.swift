@@ -48,7 +48,11 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     let fd: Int32
     let peer: PeerAddress
     let context: LoopContext
-    unowned let broker: Broker
+    /// The broker outlives its connections: shutdown closes them all before the loops stop, and
+    /// the loops are joined before the broker is released.
+    unowned(unsafe) let broker: Broker
+    /// `max_pending`, copied once (read on every delivery).
+    let maxPending: Int
     /// `127.0.0.1:5555 - cid:7`, the prefix of this connection's log lines.
     let logPrefix: String
     /// `-V`: log every op received and every op sent.
@@ -62,9 +66,11 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         case closed
     }
 
-    private var state: State = .open
-    private var parser: ClientParser
-    private(set) var options = ConnectOptions()
+    // Loop-confined and never accessed re-entrantly: no dynamic exclusivity checks on the hot path.
+    @exclusivity(unchecked) private var state: State = .open
+    @exclusivity(unchecked) private var parser: ClientParser
+    @exclusivity(unchecked) private(set) var options = ConnectOptions()
+    @exclusivity(unchecked) private var activity = false
     private var authenticated: Bool
     private var subscriptions: [SidKey: Subscription] = [:]
 
@@ -75,8 +81,6 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     private var pingsOut = 0
     private var rttKnown = false
     private var rttStart: UInt64 = 0
-    /// Inbound messages or subscriptions since the last ping tick.
-    private var activity = false
     /// The client PINGed us since the last ping tick.
     private var clientPinged = false
     private var waitingForWritable = false
@@ -90,6 +94,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         self.broker = broker
         self.logPrefix = "\(peer) - cid:\(cid)"
         self.tracing = broker.logger.traceEnabled
+        self.maxPending = broker.options.maxPending
         let options = broker.options
         parser = ClientParser(maxControlLine: options.maxControlLine, maxPayload: options.maxPayload)
         authenticated = !options.authRequired
@@ -175,8 +180,9 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
 
     private func removeAllSubscriptions() {
         guard !subscriptions.isEmpty else { return }
-        let all = subscriptions.values
-        broker.subscriptions.withLock { trie in
+        let all = Array(subscriptions.values)
+        out.withLock { _ in for sub in all { sub.removed = true } }
+        broker.mutateSubscriptions { trie in
             for sub in all { trie.remove(subject: sub.subject, queue: sub.queue, value: sub) }
         }
         subscriptions.removeAll()
@@ -280,7 +286,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     }
 
     private func appendControl(_ encode: (inout OutboundBuffer) -> Void) {
-        let maxPending = broker.options.maxPending
+        let maxPending = self.maxPending
         let outcome: EnqueueOutcome = out.withLock { o in
             if o.closed { return .closed }
             let before = o.buffer.pendingBytes
@@ -535,8 +541,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
                        headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
         // 2.9.10's sublist matches nothing for a subject with an empty token (`foo..x`, `.foo`).
         guard Self.hasNoEmptyToken(subject) else { return }
-        nonisolated(unsafe) var result = MatchResult<Subscription>()
-        broker.subscriptions.withLock { result = $0.match(subject) }
+        let result = context.match(subject)
         var delivered = false
         for sub in result.plain where deliver(sub, subject: subject, reply: reply, headers: headers, payload: payload) {
             delivered = true
@@ -564,41 +569,38 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
                          headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) -> Bool {
         let receiver = sub.client
         if receiver === self && !options.echo { return false }
-        let (allowed, reachedLimit) = sub.reserveDelivery()
-        if reachedLimit { receiver.requestRemoval(sub) }
-        guard allowed else { return false }
-        return receiver.enqueueMessage(sid: sub.sidBytes, subject: subject, reply: reply, headers: headers,
+        return receiver.enqueueMessage(sub, subject: subject, reply: reply, headers: headers,
                                        payload: payload, publisher: context)
     }
 
-    /// Encodes a message for this (receiving) connection. Called on the publisher's loop thread.
+    /// Encodes a message for this (receiving) connection into its outbound buffer. Called on the
+    /// publisher's loop thread; `publisher` is that loop's context.
+    /// - Returns: false when nothing was queued (closed, unsubscribed, over its limit, slow consumer).
     @inline(__always)
-    func enqueueMessage(sid: UnsafeRawBufferPointer, subject: UnsafeRawBufferPointer,
+    func enqueueMessage(_ sub: Subscription, subject: UnsafeRawBufferPointer,
                         reply: UnsafeRawBufferPointer, headers: UnsafeRawBufferPointer,
                         payload: UnsafeRawBufferPointer, publisher: LoopContext) -> Bool {
-        let frame = MessageFrame(subject: subject, sid: sid, reply: reply, headers: headers, payload: payload)
-        let maxPending = broker.options.maxPending
-        let (outcome, sentBytes) = out.withLock { o -> (EnqueueOutcome, Int) in
-            let subject = frame.subject, sidBytes = frame.sid, reply = frame.reply
-            let headers = frame.headers, payload = frame.payload
-            if o.closed { return (.closed, 0) }
-            let withHeaders = o.headers && !headers.isEmpty
-            let bodySize = (withHeaders ? headers.count : 0) + payload.count
-            let size = 40 + subject.count + sidBytes.count + reply.count + bodySize
-            if o.buffer.pendingBytes + size > maxPending && o.buffer.pendingBytes > 0 {
+        let frame = MessageFrame(subject: subject, sid: sub.sidBytes, reply: reply, headers: headers,
+                                 payload: payload, scratch: publisher.scratch, scratchCapacity: publisher.scratchCapacity)
+        let maxPending = self.maxPending
+        let result = out.withLock { o -> EnqueueResult in
+            if o.closed { return EnqueueResult(outcome: .closed) }
+            let (allowed, requestRemoval) = sub.reserveDelivery()
+            guard allowed else { return EnqueueResult(outcome: .closed, requestRemoval: requestRemoval) }
+            let withHeaders = o.headers && !frame.headers.isEmpty
+            let body = (withHeaders ? frame.headers.count : 0) + frame.payload.count
+            let head = 64 + frame.subject.count + frame.sid.count + frame.reply.count
+            if o.buffer.pendingBytes + head + body > maxPending && o.buffer.pendingBytes > 0 {
                 o.closed = true
-                return (.slowConsumer, 0)
+                return EnqueueResult(outcome: .slowConsumer)
             }
-            if withHeaders {
-                Encoder.hmsg(&o.buffer, subject: subject, sid: sidBytes, reply: reply, headers: headers, payload: payload)
-            } else {
-                Encoder.msg(&o.buffer, subject: subject, sid: sidBytes, reply: reply, payload: payload)
-            }
-            if o.flushQueued { return (.queued, bodySize) }
+            frame.encode(into: &o.buffer, withHeaders: withHeaders, bound: head + body)
+            if o.flushQueued { return EnqueueResult(outcome: .queued, bytes: body, requestRemoval: requestRemoval) }
             o.flushQueued = true
-            return (.needsFlush, bodySize)
+            return EnqueueResult(outcome: .needsFlush, bytes: body, requestRemoval: requestRemoval)
         }
-        switch outcome {
+        if result.requestRemoval { requestRemoval(sub) }
+        switch result.outcome {
         case .needsFlush:
             publisher.pendingFlush.append(self)
         case .queued:
@@ -610,14 +612,21 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
             return false
         }
         publisher.batch.outMsgs &+= 1
-        publisher.batch.outBytes &+= sentBytes
+        publisher.batch.outBytes &+= result.bytes
         if tracing {
             let op = headers.isEmpty || !out.withLock({ $0.headers }) ? "MSG" : "HMSG"
-            var text = "\(op) \(String(decoding: subject, as: UTF8.self)) \(String(decoding: sid, as: UTF8.self))"
+            var text = "\(op) \(String(decoding: subject, as: UTF8.self)) \(String(decoding: sub.sidBytes, as: UTF8.self))"
             if !reply.isEmpty { text += " " + String(decoding: reply, as: UTF8.self) }
             traceOut(text + " \(headers.count + payload.count)")
         }
         return true
+    }
+
+    /// What happened to one delivery (a nominal type, so the lock's result needs no runtime metadata).
+    struct EnqueueResult {
+        var outcome: EnqueueOutcome
+        var bytes = 0
+        var requestRemoval = false
     }
 
     /// `HMSG <reply> <sid> 16 16\r\nNATS/1.0 503\r\n\r\n\r\n` to the publisher's own subscription
@@ -660,7 +669,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         if subscriptions[key] == nil {
             let sub = Subscription(subject: Array(subject), queue: queue.isEmpty ? nil : Array(queue),
                                    sid: key.bytes, client: self)
-            let inserted = broker.subscriptions.withLock { trie in
+            let inserted = broker.mutateSubscriptions { trie in
                 trie.insert(subject: sub.subject, queue: sub.queue, value: sub)
             }
             guard inserted else {
@@ -676,11 +685,14 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     fileprivate func handleUnsub(sid: UnsafeRawBufferPointer, max: Int?) -> Bool {
         let key = SidKey(sid)
         if let sub = subscriptions[key] {
-            if let max, max > 0, max > sub.delivered.load(ordering: .relaxed) {
-                sub.maxMessages.store(max, ordering: .relaxed)
-            } else {
-                remove(sub, key: key)
+            let removeNow = out.withLock { _ -> Bool in
+                if let max, max > 0, max > sub.delivered {
+                    sub.maxMessages = max
+                    return false
+                }
+                return true
             }
+            if removeNow { remove(sub, key: key) }
         }
         if options.verbose { sendOK() }
         return state == .open
@@ -688,7 +700,8 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
 
     private func remove(_ sub: Subscription, key: SidKey) {
         subscriptions[key] = nil
-        broker.subscriptions.withLock { trie in
+        out.withLock { _ in sub.removed = true }
+        broker.mutateSubscriptions { trie in
             _ = trie.remove(subject: sub.subject, queue: sub.queue, value: sub)
         }
     }
@@ -734,19 +747,66 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     }
 }
 
-extension SidKey {
-    init(bytes: [UInt8]) { self = bytes.withUnsafeBytes { SidKey($0) } }
-}
 
-/// The byte views of one delivery: into the publisher's read buffer (or parser split buffer) and
-/// the subscription's sid. `@unchecked Sendable` because they only cross into the receiver's
-/// `out` lock for the duration of one copy, on the publisher's thread, and are never retained.
+/// The byte views of one delivery: into the publisher's read buffer (or parser split buffer), the
+/// subscription's sid, and the publisher loop's scratch area. `@unchecked Sendable` because they
+/// only cross into the receiver's `out` lock for the duration of one copy, on the publisher's
+/// thread, and are never retained.
 private struct MessageFrame: @unchecked Sendable {
     let subject: UnsafeRawBufferPointer
     let sid: UnsafeRawBufferPointer
     let reply: UnsafeRawBufferPointer
     let headers: UnsafeRawBufferPointer
     let payload: UnsafeRawBufferPointer
+    let scratch: UnsafeMutableRawPointer
+    let scratchCapacity: Int
+
+    /// Writes MSG (or HMSG) into `buffer`. A frame that fits the scratch area (`bound` is an upper
+    /// bound of its size) is assembled there and copied with one append; a larger one is encoded
+    /// straight into the buffer, where the payload copy dominates anyway.
+    @inline(__always)
+    func encode(into buffer: inout OutboundBuffer, withHeaders: Bool, bound: Int) {
+        if bound <= scratchCapacity {
+            var sink = ScratchSink(base: scratch, capacity: scratchCapacity)
+            if withHeaders {
+                Encoder.hmsg(&sink, subject: subject, sid: sid, reply: reply, headers: headers, payload: payload)
+            } else {
+                Encoder.msg(&sink, subject: subject, sid: sid, reply: reply, payload: payload)
+            }
+            buffer.append(UnsafeRawBufferPointer(start: scratch, count: sink.count))
+        } else if withHeaders {
+            Encoder.hmsg(&buffer, subject: subject, sid: sid, reply: reply, headers: headers, payload: payload)
+        } else {
+            Encoder.msg(&buffer, subject: subject, sid: sid, reply: reply, payload: payload)
+        }
+    }
+}
+
+/// A bounded byte sink over raw memory (the loop's scratch area).
+private struct ScratchSink: ByteSink {
+    let base: UnsafeMutableRawPointer
+    let capacity: Int
+    var count = 0
+
+    init(base: UnsafeMutableRawPointer, capacity: Int) {
+        self.base = base
+        self.capacity = capacity
+    }
+
+    @inline(__always)
+    mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        guard let source = bytes.baseAddress, bytes.count > 0 else { return }
+        precondition(count + bytes.count <= capacity, "scratch frame overflow")
+        (base + count).copyMemory(from: source, byteCount: bytes.count)
+        count += bytes.count
+    }
+
+    @inline(__always)
+    mutating func append(byte: UInt8) {
+        precondition(count < capacity, "scratch frame overflow")
+        base.storeBytes(of: byte, toByteOffset: count, as: UInt8.self)
+        count += 1
+    }
 }
 
 /// Forwards parsed ops to the connection. A struct so the generic parser specialises on it.

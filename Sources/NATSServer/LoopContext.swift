@@ -1,42 +1,58 @@
-// LoopContext: what the broker keeps per event loop (read buffer, pending-flush set, counters).
+// LoopContext: what the broker keeps per event loop (read buffer, pending-flush set, match cache,
+// scratch space, counters).
 
 import CSystem
 import EventLoop
 import Glibc
+import NATSProtocol
 import Synchronization
 
 /// Per-loop broker state.
 ///
 /// `@unchecked Sendable`: every `var` is touched only on `loop`'s thread (reads, deliveries and
 /// flushes of the connections this loop owns or publishes from); the cross-loop flush inbox is a
-/// `Mutex` and the counters are atomics.
+/// `Mutex` and the counters are atomics. The hot `var`s skip dynamic exclusivity checks: they are
+/// loop-confined and never accessed re-entrantly.
 final class LoopContext: @unchecked Sendable {
     let loop: EventLoop
     let index: Int
     let counters = LoopCounters()
+    unowned(unsafe) let broker: Broker
 
     /// One read buffer for every connection of this loop: a read is parsed before the next one.
-    var readBuffer = ReadBuffer()
+    @exclusivity(unchecked) var readBuffer = ReadBuffer()
     /// Scratch for writev snapshots.
-    var iovecs: [iovec] = []
+    @exclusivity(unchecked) var iovecs: [iovec] = []
     /// Receivers that got bytes during this batch and have not been scheduled for a flush.
-    var pendingFlush: [ClientConnection] = []
+    @exclusivity(unchecked) var pendingFlush: [ClientConnection] = []
     /// Message counts of this batch, added to `counters` at batch end.
-    var batch = BatchCounters()
+    @exclusivity(unchecked) var batch = BatchCounters()
+    @exclusivity(unchecked) private var cache: LocalMatchCache
+    @exclusivity(unchecked) private var randomState: UInt64
+
+    /// Where a whole small MSG/HMSG frame is assembled before one copy into the receiver's buffer.
+    let scratch: UnsafeMutableRawPointer
+    let scratchCapacity: Int
 
     /// Connections owned by other loops' publishers asked this loop to flush.
     private let remoteFlushes = Mutex<[ClientConnection]>([])
     private var draining: [ClientConnection] = []
-    private var randomState: UInt64
 
-    init(loop: EventLoop, index: Int) {
+    init(loop: EventLoop, index: Int, broker: Broker) {
         self.loop = loop
         self.index = index
+        self.broker = broker
         var seed: UInt64 = 0
         while seed == 0 { seed = UInt64.random(in: 1...UInt64.max) }
         randomState = seed
         iovecs.reserveCapacity(IO.maxVectors)
+        cache = LocalMatchCache(slots: 1024)
+        // A frame head is at most two control lines plus numbers; small bodies ride along.
+        scratchCapacity = 2 * broker.options.maxControlLine + 256 + 16 * 1024
+        scratch = .allocate(byteCount: scratchCapacity, alignment: 16)
     }
+
+    deinit { scratch.deallocate() }
 
     /// Registers the batch-end hook. Before the loop runs.
     func installHooks() {
@@ -50,6 +66,23 @@ final class LoopContext: @unchecked Sendable {
         randomState ^= randomState >> 7
         randomState ^= randomState << 17
         return Int(truncatingIfNeeded: randomState % UInt64(bound))
+    }
+
+    /// The subscriptions matching `subject`: from this loop's cache when no subscription changed
+    /// since it was filled, else from the shared trie (one lock). Loop thread only.
+    @inline(__always)
+    func match(_ subject: UnsafeRawBufferPointer) -> MatchResult<Subscription> {
+        let generation = broker.trieGeneration.load(ordering: .acquiring)
+        let hash = LocalMatchCache.hash(subject)
+        if let hit = cache.lookup(subject, hash: hash, generation: generation) { return hit }
+        nonisolated(unsafe) var result = MatchResult<Subscription>()
+        var filledAt: UInt64 = 0
+        broker.subscriptions.withLock { trie in
+            result = trie.match(subject)
+            filledAt = broker.trieGeneration.load(ordering: .relaxed)
+        }
+        cache.store(subject, hash: hash, generation: filledAt, result: result)
+        return result
     }
 
     /// One writev per receiver on this loop; one wake-up per other loop. Loop thread only.
@@ -93,4 +126,60 @@ final class LoopContext: @unchecked Sendable {
     /// Monotonic nanoseconds.
     @inline(__always)
     static func now() -> UInt64 { csys_monotonic_ns() }
+}
+
+/// A direct-mapped cache of match results keyed by subject bytes, private to one loop, so a
+/// repeated subject costs one hash and one compare, and no shared lock.
+///
+/// Each slot remembers the trie generation it was filled at; any subscribe or unsubscribe bumps the
+/// generation and so invalidates every slot at once. Memory is bounded by the slot count.
+struct LocalMatchCache {
+    private struct Slot {
+        var hash: UInt64 = 0
+        /// 0 marks an empty slot (generations start at 1).
+        var generation: UInt64 = 0
+        var key: [UInt8] = []
+        var result = MatchResult<Subscription>()
+    }
+
+    private var slots: [Slot]
+    private let mask: Int
+
+    /// - Parameter slots: a power of two.
+    init(slots: Int) {
+        precondition(slots > 0 && slots & (slots - 1) == 0, "slot count must be a power of two")
+        self.slots = Array(repeating: Slot(), count: slots)
+        mask = slots - 1
+    }
+
+    /// FNV-1a, 64 bits.
+    @inline(__always)
+    static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in bytes {
+            h ^= UInt64(byte)
+            h = h &* 0x0000_0100_0000_01b3
+        }
+        return h
+    }
+
+    @inline(__always)
+    func lookup(_ subject: UnsafeRawBufferPointer, hash: UInt64, generation: UInt64) -> MatchResult<Subscription>? {
+        let index = Int(truncatingIfNeeded: hash) & mask
+        return slots.withUnsafeBufferPointer { all -> MatchResult<Subscription>? in
+            let slot = all.baseAddress! + index
+            guard slot.pointee.generation == generation, slot.pointee.hash == hash,
+                  slot.pointee.key.count == subject.count else { return nil }
+            let same = slot.pointee.key.withUnsafeBytes { key in
+                subject.count == 0 || memcmp(key.baseAddress!, subject.baseAddress!, subject.count) == 0
+            }
+            return same ? slot.pointee.result : nil
+        }
+    }
+
+    mutating func store(_ subject: UnsafeRawBufferPointer, hash: UInt64, generation: UInt64,
+                        result: MatchResult<Subscription>) {
+        let index = Int(truncatingIfNeeded: hash) & mask
+        slots[index] = Slot(hash: hash, generation: generation, key: Array(subject), result: result)
+    }
 }

@@ -152,7 +152,8 @@ final class Broker: Sendable {
     let serverID: String
     let serverName: String
     let group: EventLoopGroup
-    let contexts: [LoopContext]
+    /// One per loop. Written once in `run()` before any loop thread starts, read-only afterwards.
+    nonisolated(unsafe) private(set) var contexts: [LoopContext]
     let listener: Listener
     let port: Int
     let info: InfoTemplate
@@ -161,7 +162,10 @@ final class Broker: Sendable {
 
     /// Every subscription of every client. One lock; matches are copied out (retained arrays), so
     /// deliveries run without it.
-    let subscriptions = Mutex(SubjectTrie<Subscription>())
+    let subscriptions = Mutex(SubjectTrie<Subscription>(cacheLimit: 4096))
+    /// Bumped (under the trie lock) by every insert and remove; loops' match caches compare it.
+    /// Starts at 1: 0 marks an empty cache slot.
+    let trieGeneration = Atomic<UInt64>(1)
     /// Open connections by cid.
     let connections = Mutex<[UInt64: ClientConnection]>([:])
     let connectionCount = Atomic<Int>(0)
@@ -186,7 +190,7 @@ final class Broker: Sendable {
         } catch {
             throw .eventLoops(error.description)
         }
-        contexts = group.loops.enumerated().map { LoopContext(loop: $1, index: $0) }
+        contexts = []
 
         let requestedPort = options.port < 0 ? 0 : options.port
         do {
@@ -216,11 +220,12 @@ final class Broker: Sendable {
         } else {
             logger.notice("File descriptor limit: \(limits.new)")
         }
-        logger.debug("Event loops: \(contexts.count)")
+        logger.debug("Event loops: \(group.loops.count)")
     }
 
     /// Installs hooks and handlers, then starts the loop threads. Before any loop runs.
     func run() throws(ServerStartError) {
+        contexts = group.loops.enumerated().map { LoopContext(loop: $1, index: $0, broker: self) }
         for context in contexts { context.installHooks() }
         acceptor.broker = self
         do {
@@ -327,6 +332,17 @@ final class Broker: Sendable {
             }
             logger.debug("\(connection.logPrefix) - Client connection created")
         }
+    }
+
+    /// Runs `body` on the trie under its lock and invalidates every loop's match cache.
+    @discardableResult
+    func mutateSubscriptions<R>(_ body: (inout SubjectTrie<Subscription>) -> R) -> R {
+        nonisolated(unsafe) var result: R?
+        subscriptions.withLock { trie in
+            result = body(&trie)
+            trieGeneration.wrappingAdd(1, ordering: .releasing)
+        }
+        return result!
     }
 
     /// A connection finished closing. Its loop thread.

@@ -1,30 +1,31 @@
 // Subscription: one SUB of one connection, stored in the shared SubjectTrie.
 
-import Synchronization
-
 /// One client subscription. Its bytes (subject, queue, sid) are copied once at SUB time and reused
 /// for every delivery.
 ///
-/// Publishers on any loop read it while delivering: the byte fields are immutable, and the
-/// delivery count and the auto-unsubscribe limit are atomics, so it is `Sendable`.
-final class Subscription: Sendable {
+/// `@unchecked Sendable`: the byte fields are immutable, and the delivery state (`delivered`,
+/// `maxMessages`, `removed`, `removalRequested`) is read and written only while holding the
+/// subscriber's `ClientConnection.out` lock, which every delivery takes anyway.
+final class Subscription: @unchecked Sendable {
     let subject: [UInt8]
     /// nil for a plain subscription.
     let queue: [UInt8]?
     let sid: [UInt8]
     /// The subscriber; a subscription never outlives its connection's registration in the trie.
     let client: ClientConnection
-
-    /// Messages delivered (or reserved for delivery) so far.
-    let delivered = Atomic<Int>(0)
-    /// Auto-unsubscribe limit from `UNSUB <sid> <max>`; 0 means none.
-    let maxMessages = Atomic<Int>(0)
-    /// Set once the owner has been asked to drop this subscription after reaching its limit.
-    let removalRequested = Atomic<Bool>(false)
-
     /// The sid bytes in memory this subscription owns, so deliveries use them without a closure.
-    /// Immutable after init and freed in deinit, hence safe to read from any thread.
-    nonisolated(unsafe) let sidBytes: UnsafeRawBufferPointer
+    /// Immutable after init and freed in deinit.
+    let sidBytes: UnsafeRawBufferPointer
+
+    // Guarded by `client.out`.
+    /// Messages delivered so far.
+    var delivered = 0
+    /// Auto-unsubscribe limit from `UNSUB <sid> <max>`; 0 means none.
+    var maxMessages = 0
+    /// Unsubscribed: stale match results (another loop's cache) must not deliver to it.
+    var removed = false
+    /// The owner has been asked to drop it after it reached `maxMessages`.
+    var removalRequested = false
 
     init(subject: [UInt8], queue: [UInt8]?, sid: [UInt8], client: ClientConnection) {
         self.subject = subject
@@ -40,17 +41,16 @@ final class Subscription: Sendable {
         UnsafeMutableRawPointer(mutating: sidBytes.baseAddress)?.deallocate()
     }
 
-    /// Reserves one delivery. Any thread.
-    /// - Returns: whether the message may be delivered, and whether this delivery reached the
-    ///   auto-unsubscribe limit (the caller then asks the owner to remove the subscription).
+    /// Counts one delivery against the auto-unsubscribe limit. Caller holds `client.out`.
+    /// - Returns: whether to deliver, and whether the owner must now be asked to remove it.
     @inline(__always)
-    func reserveDelivery() -> (deliver: Bool, reachedLimit: Bool) {
-        let count = delivered.wrappingAdd(1, ordering: .relaxed).newValue
-        let limit = maxMessages.load(ordering: .relaxed)
-        if limit <= 0 { return (true, false) }
-        if count < limit { return (true, false) }
-        let first = !removalRequested.exchange(true, ordering: .relaxed)
-        return (count == limit, first)
+    func reserveDelivery() -> (deliver: Bool, requestRemoval: Bool) {
+        if removed { return (false, false) }
+        delivered &+= 1
+        if maxMessages <= 0 || delivered < maxMessages { return (true, false) }
+        let first = !removalRequested
+        removalRequested = true
+        return (delivered == maxMessages, first)
     }
 }
 
@@ -60,4 +60,5 @@ struct SidKey: Hashable {
     let bytes: [UInt8]
 
     init(_ raw: UnsafeRawBufferPointer) { bytes = Array(raw) }
+    init(bytes: [UInt8]) { self.bytes = bytes }
 }
