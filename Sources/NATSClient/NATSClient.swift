@@ -65,6 +65,9 @@ public final class NATSClient: Sendable {
         if options.reconnectBufferSize < 0 { throw .invalidArgument("reconnectBufferSize must not be negative") }
         if options.pingInterval.nanoseconds < 1_000_000 { throw .invalidArgument("pingInterval must be at least 1 ms") }
         try validatePublishSubject(options.inboxPrefix, what: "inbox prefix")
+        guard options.reconnectJitter.isFinite, (0...1).contains(options.reconnectJitter) else {
+            throw .invalidArgument("reconnectJitter must be between 0 and 1")
+        }
         let client = NATSClient(options: options, servers: servers)
         do {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in

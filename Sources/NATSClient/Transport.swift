@@ -99,10 +99,11 @@ extension NATSClient {
     }
 
     /// The wait before reconnect attempt `attempt` (0-based): doubling from `reconnectWait`, capped
-    /// at `reconnectMaxWait`, plus up to `reconnectJitter` of itself.
+    /// at `reconnectMaxWait` (and at one hour), plus up to `reconnectJitter` of itself.
     func backoffNanos(attempt: Int) -> UInt64 {
-        let base = max(options.reconnectWait.nanoseconds, 1_000_000)
-        let cap = max(options.reconnectMaxWait.nanoseconds, base)
+        let hour: UInt64 = 3_600_000_000_000
+        let base = min(max(options.reconnectWait.nanoseconds, 1_000_000), hour)
+        let cap = min(max(options.reconnectMaxWait.nanoseconds, base), hour)
         let shift = min(attempt, 30)
         let (scaled, overflow) = base.multipliedReportingOverflow(by: UInt64(1) << UInt64(shift))
         let delay = overflow ? cap : min(scaled, cap)
@@ -350,7 +351,8 @@ extension NATSClient {
                 } else {
                     let now = monotonicNanos()
                     if until > now {
-                        _ = wakeWriter.wait(timeout: .now() + .nanoseconds(Int(min(until - now, UInt64(Int.max)))))
+                        // At most a minute per wait: the loop re-plans anyway, and DispatchTime stays far from overflow.
+                        _ = wakeWriter.wait(timeout: .now() + .nanoseconds(Int(min(until - now, 60_000_000_000))))
                     }
                 }
                 state.withLock { $0.writerParked = false }

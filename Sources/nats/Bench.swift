@@ -77,7 +77,8 @@ enum Bench {
         print("\(Format.clock()) Starting Core NATS pub/sub benchmark [subject=\(config.subject), multisubject=false, "
               + "multisubjectmax=0, msgs=\(Format.grouped(config.messages)), msgsize=\(config.size) B, "
               + "pubs=\(config.publishers), subs=\(config.subscribers), pubsleep=0s, subsleep=0s]")
-        let expected = config.publishers > 0 ? config.messages : 0
+        // Subscribers wait for --msgs messages (from our publishers, or from others with --pub 0).
+        let expected = config.messages
         let subTasks = subscribers.map { pair in
             Task { () -> BenchSample? in
                 var iterator = pair.1.makeAsyncIterator()
@@ -117,7 +118,7 @@ enum Bench {
         for task in subTasks {
             if let sample = await task.value { subSamples.append(sample) }
         }
-        if subSamples.count < subTasks.count && expected > 0 {
+        if subSamples.count < subTasks.count {
             throw .failed("nats bench: a subscriber did not receive all \(expected) messages")
         }
         print("")

@@ -315,6 +315,27 @@ struct ConnectionErrorTests {
         }
     }
 
+    @Test("out-of-range options are refused before connecting")
+    func badOptions() async throws {
+        var jitter = NATSClient.Options(url: "nats://127.0.0.1:1")
+        jitter.reconnectJitter = .nan
+        var pings = NATSClient.Options(url: "nats://127.0.0.1:1")
+        pings.maxPingsOutstanding = 0
+        var inbox = NATSClient.Options(url: "nats://127.0.0.1:1")
+        inbox.inboxPrefix = "bad prefix"
+        for options in [jitter, pings, inbox] {
+            do {
+                _ = try await NATSClient.connect(options)
+                Issue.record("connect accepted bad options")
+            } catch {
+                guard case .invalidArgument = error else {
+                    Issue.record("expected invalidArgument, got \(error)")
+                    continue
+                }
+            }
+        }
+    }
+
     @Test("URLs carry user, password and token")
     func urlCredentials() throws {
         let full = try ServerAddress(parsing: "nats://alice:s%40cret@example.com:4333")
