@@ -45,8 +45,13 @@ func temporaryDirectory(_ label: String) -> String {
     /// random operation), at least 30 times, and after each
     /// kill checks that the reopened store holds exactly the effect of every acknowledged write
     /// (plus at most the one write in flight), and that it accepts new writes.
-    @Test func everyAcknowledgedWriteSurvivesSIGKILL() throws {
+    @Test func everyAcknowledgedWriteSurvivesSIGKILL() async throws {
         let executable = try #require(tortureExecutable(), "store-torture not built next to the tests")
+        // The kill loop blocks (pipe reads, sleeps, waits): keep it off the cooperative pool.
+        try await offPool { try Self.tortureRounds(executable: executable) }
+    }
+
+    static func tortureRounds(executable: String) throws {
         let directory = temporaryDirectory("torture")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var rng = SeededGenerator(seed: 0xD0_0D_1E)

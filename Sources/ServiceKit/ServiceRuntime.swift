@@ -1,0 +1,437 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import Foundation
+import HTTPServer
+import NATSClient
+import Synchronization
+
+/// What a handler knows about the request it serves: its trace and a logger that stamps every
+/// line with the trace id.
+public struct RequestContext: Sendable {
+    /// This request's span. Send `trace.traceparent` downstream (``ServiceRuntime`` does it for you).
+    public let trace: TraceContext
+    /// The service logger with `trace_id` set.
+    public let logger: Logger
+}
+
+/// An error a NATS endpoint handler throws to answer with a service error (`Nats-Service-Error`
+/// and `Nats-Service-Error-Code` headers).
+public struct ServiceError: Error, Sendable, Equatable {
+    public var code: Int
+    public var description: String
+    public init(code: Int, _ description: String) { self.code = code; self.description = description }
+}
+
+/// Why a runtime call failed.
+public enum ServiceRuntimeError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The NATS connection is not up (yet); the service keeps retrying in the background.
+    case natsUnavailable
+    /// `run()` was called twice.
+    case alreadyRunning
+
+    public var description: String {
+        switch self {
+        case .natsUnavailable: return "runtime: not connected to NATS"
+        case .alreadyRunning: return "runtime: run() was already called"
+        }
+    }
+}
+
+/// The shared runtime of a service: HTTP server with `/healthz`, `/readyz` and `/metrics`, a NATS
+/// connection that keeps retrying until the broker is up, registration of NATS endpoints in the
+/// service API (`$SRV.*`), trace propagation, and graceful shutdown on SIGTERM/SIGINT.
+///
+/// Register routes, endpoints, readiness checks and shutdown actions first, then call ``run()``:
+/// it returns after a signal (or ``shutdown()``) once everything stopped in reverse start order
+/// (HTTP intake, then NATS drain, then the shutdown actions, last registered first), each step
+/// bounded by what is left of ``shutdownDeadline``.
+public final class ServiceRuntime: Sendable {
+    /// Service name (in logs, metrics and `$SRV`).
+    public let name: String
+    public let version: String
+    public let configuration: Configuration
+    public let logger: Logger
+    public let metrics = MetricsRegistry()
+    /// The bound on the whole shutdown.
+    public let shutdownDeadline: Duration
+
+    private struct Route {
+        var method: HTTPMethod
+        var pattern: String
+        var bodyLimit: Int?
+        var handler: @Sendable (HTTPRequest, RequestContext) async throws -> HTTPResponse
+    }
+    private struct Endpoint {
+        var name: String
+        var subject: String
+        var handler: @Sendable (ServiceRequest, RequestContext) async throws -> Void
+    }
+    private struct State {
+        var routes: [Route] = []
+        var endpoints: [Endpoint] = []
+        var readinessChecks: [(String, @Sendable () -> Bool)] = []
+        var shutdownActions: [(String, @Sendable () async -> Void)] = []
+        var running = false
+        var stopRequested = false
+        var stopWaiter: CheckedContinuation<Void, Never>?
+        var client: NATSClient?
+        var service: Service?
+        var server: HTTPServer?
+        var breakers: [String: CircuitBreaker] = [:]
+    }
+    private let state = Mutex(State())
+
+    /// - Parameters:
+    ///   - name: the service name.
+    ///   - version: semantic version for `$SRV.INFO`.
+    ///   - configuration: loaded settings (reads ``StandardSettings``).
+    ///   - logger: the service logger (a stdout logger at the configured level by default).
+    ///   - shutdownDeadline: the bound on the whole shutdown.
+    public init(name: String, version: String, configuration: Configuration, logger: Logger? = nil,
+                shutdownDeadline: Duration = .seconds(20)) {
+        self.name = name
+        self.version = version
+        self.configuration = configuration
+        self.logger = logger ?? Logger(service: name, level: configuration[StandardSettings.logLevel])
+        self.shutdownDeadline = shutdownDeadline
+        metrics.declareCounter("http_requests_total", help: "HTTP requests by method, route and status")
+        metrics.declareHistogram("http_request_duration_seconds", help: "HTTP request latency by method and route")
+        metrics.declareCounter("nats_requests_total", help: "NATS endpoint requests by endpoint")
+        metrics.declareCounter("nats_request_errors_total", help: "NATS endpoint requests answered with an error")
+        metrics.declareHistogram("nats_request_duration_seconds", help: "NATS endpoint latency by endpoint")
+        metrics.declareCounter("nats_messages_in_total", help: "NATS messages received by this service's connection")
+        metrics.declareCounter("nats_messages_out_total", help: "NATS messages sent by this service's connection")
+        metrics.declareGauge("nats_connected", help: "1 while connected to NATS")
+        metrics.declareCounter("outbound_request_errors_total", help: "failed NATS requests to other services by subject")
+    }
+
+    // MARK: Registration (before run)
+
+    /// Adds an HTTP route; the handler gets a ``RequestContext`` continuing the request's
+    /// `traceparent` (or a new trace). Every response carries the request's `traceparent`.
+    public func route(_ method: HTTPMethod, _ pattern: String, bodyLimit: Int? = nil,
+                      _ handler: @escaping @Sendable (HTTPRequest, RequestContext) async throws -> HTTPResponse) {
+        state.withLock { $0.routes.append(Route(method: method, pattern: pattern, bodyLimit: bodyLimit, handler: handler)) }
+    }
+
+    /// Adds a NATS service endpoint (registered in `$SRV` once connected). A thrown
+    /// ``ServiceError`` answers with that service error; any other error with code 500.
+    public func endpoint(_ name: String, subject: String,
+                         _ handler: @escaping @Sendable (ServiceRequest, RequestContext) async throws -> Void) {
+        state.withLock { $0.endpoints.append(Endpoint(name: name, subject: subject, handler: handler)) }
+    }
+
+    /// Adds a check `/readyz` reports (besides NATS), e.g. "storage is open".
+    public func addReadinessCheck(_ name: String, _ check: @escaping @Sendable () -> Bool) {
+        state.withLock { $0.readinessChecks.append((name, check)) }
+    }
+
+    /// Adds a shutdown action (e.g. flush and close storage); actions run after NATS is drained,
+    /// last added first.
+    public func onShutdown(_ name: String, _ action: @escaping @Sendable () async -> Void) {
+        state.withLock { $0.shutdownActions.append((name, action)) }
+    }
+
+    // MARK: State
+
+    /// The bound HTTP port while running.
+    public var httpPort: Int? { state.withLock { $0.server?.port } }
+
+    /// The NATS client once connected.
+    public var natsClient: NATSClient? { state.withLock { $0.client } }
+
+    /// Readiness: NATS connected and every readiness check true.
+    public var readiness: (ready: Bool, checks: [String: Bool]) {
+        let (client, checks) = state.withLock { ($0.client, $0.readinessChecks) }
+        var results = ["nats": client?.isConnected ?? false]
+        for (name, check) in checks { results[name] = check() }
+        return (results.values.allSatisfy { $0 }, results)
+    }
+
+    // MARK: Messaging with trace propagation
+
+    /// Publishes `payload` with the context's `traceparent` header (a new trace without one).
+    /// - Throws: ``ServiceRuntimeError/natsUnavailable`` before the first connection; `NATSError`.
+    public func publish(_ payload: [UInt8], subject: String, context: RequestContext?) async throws {
+        guard let client = natsClient else { throw ServiceRuntimeError.natsUnavailable }
+        try await client.publish(payload, subject: subject, headers: try traceHeaders(context))
+    }
+
+    /// Sends a request to another service through a per-subject circuit breaker, with the
+    /// context's `traceparent`.
+    /// - Throws: ``ServiceRuntimeError/natsUnavailable``; ``CircuitBreakerError`` (open circuit,
+    ///   timeout); `NATSError` (no responders, closed ...).
+    public func request(_ payload: [UInt8], subject: String, context: RequestContext?,
+                        timeout: Duration = .seconds(2)) async throws -> Message {
+        guard let client = natsClient else { throw ServiceRuntimeError.natsUnavailable }
+        let headers = try traceHeaders(context)
+        let breaker = state.withLock { s in
+            if let b = s.breakers[subject] { return b }
+            let b = CircuitBreaker(name: subject, policy: CircuitBreakerPolicy(consecutiveFailures: 5, coolDown: .seconds(10)))
+            s.breakers[subject] = b
+            return b
+        }
+        do {
+            return try await breaker.call(timeout: timeout + .milliseconds(250)) {
+                try await client.request(payload, subject: subject, headers: headers, timeout: timeout)
+            }
+        } catch {
+            metrics.increment("outbound_request_errors_total", labels: [("subject", subject)])
+            throw error
+        }
+    }
+
+    private func traceHeaders(_ context: RequestContext?) throws -> Headers {
+        var headers = Headers()
+        try headers.set(name: TraceContext.headerName, value: (context?.trace ?? TraceContext.newTrace()).traceparent)
+        return headers
+    }
+
+    // MARK: Running
+
+    /// Starts HTTP and the NATS connection, waits for SIGTERM/SIGINT (when `handleSignals`) or
+    /// ``shutdown()``, then shuts down in reverse start order within ``shutdownDeadline``.
+    /// - Throws: ``ServiceRuntimeError/alreadyRunning``; the HTTP server's start errors (port in
+    ///   use, bad host). NATS being down is not an error: the runtime keeps retrying and reports
+    ///   not ready.
+    public func run(handleSignals: Bool = true) async throws {
+        try state.withLock { s in
+            guard !s.running else { throw ServiceRuntimeError.alreadyRunning }
+            s.running = true
+        }
+        var signalSources: [any DispatchSourceSignal] = []
+        if handleSignals {
+            for number in [SIGTERM, SIGINT] {
+                signal(number, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+                source.setEventHandler { [self] in
+                    logger.notice("signal received, shutting down", ["signal": .int(Int64(number))])
+                    shutdown()
+                }
+                source.resume()
+                signalSources.append(source)
+            }
+        }
+        defer {
+            for source in signalSources { source.cancel() }
+            if handleSignals { signal(SIGTERM, SIG_DFL); signal(SIGINT, SIG_DFL) }
+        }
+
+        // 1. NATS (in the background: the service starts even when the broker is not up yet).
+        let connector = Task { await self.connectLoop() }
+        // 2. HTTP.
+        let server = HTTPServer(host: "0.0.0.0", port: configuration[StandardSettings.httpPort], router: makeRouter())
+        do {
+            try server.start()
+        } catch {
+            connector.cancel()
+            await connector.value
+            await stopNATS(deadline: ContinuousClock.now + shutdownDeadline)
+            throw error
+        }
+        state.withLock { $0.server = server }
+        logger.info("service started", ["http_port": .int(Int64(server.port)), "version": .string(version),
+                                        "config": .object(configuration.summary)])
+
+        // Wait for the stop request.
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLock { s -> Bool in
+                if s.stopRequested { return true }
+                s.stopWaiter = continuation
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+
+        // Reverse order: HTTP intake, NATS, then the service's own actions.
+        let deadline = ContinuousClock.now + shutdownDeadline
+        logger.info("shutting down")
+        if !(await ServiceRuntime.within(deadline, { await server.shutdown() })) {
+            logger.error("HTTP server did not stop before the deadline")
+        }
+        connector.cancel()
+        await connector.value
+        await stopNATS(deadline: deadline)
+        let actions = state.withLock { $0.shutdownActions }
+        for (name, action) in actions.reversed() {
+            if !(await ServiceRuntime.within(deadline, action)) {
+                logger.error("shutdown action did not finish before the deadline", ["action": .string(name)])
+            }
+        }
+        logger.info("stopped")
+    }
+
+    /// Asks a running ``run()`` to shut down (what SIGTERM does). Safe from any thread, any time.
+    public func shutdown() {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.stopRequested = true
+            defer { s.stopWaiter = nil }
+            return s.stopWaiter
+        }
+        waiter?.resume()
+    }
+
+    private func stopNATS(deadline: ContinuousClock.Instant) async {
+        let (service, client) = state.withLock { ($0.service, $0.client) }
+        if let service { await service.stop() }
+        if let client {
+            let left = deadline - ContinuousClock.now
+            do {
+                try await client.drain(timeout: max(left, .milliseconds(1)))
+            } catch {
+                logger.warning("NATS drain did not complete", ["error": .string("\(error)")])
+                await client.close()
+            }
+        }
+    }
+
+    /// Runs `work`, returning false if `deadline` passed first (the work is then left running).
+    static func within(_ deadline: ContinuousClock.Instant, _ work: @escaping @Sendable () async -> Void) async -> Bool {
+        let done = Atomic(false)
+        let finished = AsyncStream<Bool>.makeStream()
+        let worker = Task {
+            await work()
+            done.store(true, ordering: .releasing)
+            finished.continuation.yield(true)
+        }
+        let timer = Task {
+            try? await Task.sleep(until: deadline, clock: .continuous)
+            finished.continuation.yield(false)
+        }
+        var result = false
+        for await value in finished.stream { result = value; break }
+        timer.cancel()
+        _ = worker
+        return result || done.load(ordering: .acquiring)
+    }
+
+    /// Connects with retry (capped exponential backoff) until connected or cancelled, then
+    /// registers the service endpoints.
+    private func connectLoop() async {
+        var options = NATSClient.Options(servers: configuration[StandardSettings.natsURL]
+            .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        options.name = name
+        options.maxReconnectAttempts = nil
+        var wait = Duration.milliseconds(100)
+        var attempt = 0
+        while !Task.isCancelled {
+            attempt += 1
+            do {
+                let client = try await NATSClient.connect(options)
+                if Task.isCancelled { await client.close(); return }
+                state.withLock { $0.client = client }
+                logger.info("connected to NATS", ["server": .string(client.connectedServer ?? ""), "attempts": .int(Int64(attempt))])
+                await registerEndpoints(client)
+                return
+            } catch {
+                if attempt == 1 || attempt % 20 == 0 {
+                    logger.warning("NATS not reachable, retrying", ["error": .string("\(error)"), "attempt": .int(Int64(attempt))])
+                }
+            }
+            try? await Task.sleep(for: wait)
+            wait = min(wait * 2, .seconds(5))
+        }
+    }
+
+    private func registerEndpoints(_ client: NATSClient) async {
+        let endpoints = state.withLock { $0.endpoints }
+        do {
+            let service = try await Service.start(client, Service.Config(name: name, version: version))
+            state.withLock { $0.service = service }
+            for endpoint in endpoints {
+                let handler = instrumented(endpoint)
+                try await service.addEndpoint(endpoint.name, subject: endpoint.subject, handler: handler)
+            }
+            logger.info("service API registered", ["endpoints": .array(endpoints.map { .string($0.subject) })])
+        } catch {
+            logger.error("service API registration failed", ["error": .string("\(error)")])
+        }
+    }
+
+    private func instrumented(_ endpoint: Endpoint) -> Service.Handler {
+        let metrics = self.metrics, logger = self.logger, name = endpoint.name, handler = endpoint.handler
+        return { request in
+            let started = ContinuousClock.now
+            let trace = TraceContext.continuing(request.headers?[TraceContext.headerName]).child()
+            let context = RequestContext(trace: trace, logger: logger.with(traceID: trace.traceID))
+            metrics.increment("nats_requests_total", labels: [("endpoint", name)])
+            do {
+                try await handler(request, context)
+            } catch let error as ServiceError {
+                metrics.increment("nats_request_errors_total", labels: [("endpoint", name)])
+                try? await request.respondError(code: error.code, description: error.description)
+            } catch {
+                metrics.increment("nats_request_errors_total", labels: [("endpoint", name)])
+                context.logger.error("endpoint failed", ["endpoint": .string(name), "error": .string("\(error)")])
+                try? await request.respondError(code: 500, description: "internal error")
+            }
+            metrics.observe("nats_request_duration_seconds", labels: [("endpoint", name)], ServiceRuntime.seconds(ContinuousClock.now - started))
+        }
+    }
+
+    // MARK: HTTP
+
+    private func makeRouter() -> HTTPRouter {
+        var router = HTTPRouter()
+        let routes = state.withLock { $0.routes }
+        let builtIn: [Route] = [
+            Route(method: .get, pattern: "/healthz", bodyLimit: nil) { _, _ in .json(bytes: Array(#"{"status":"ok"}"#.utf8)) },
+            Route(method: .get, pattern: "/readyz", bodyLimit: nil) { [self] _, _ in
+                let (ready, checks) = readiness
+                let body = JSONValue.object(["status": .string(ready ? "ready" : "not ready"),
+                                             "checks": .object(checks.mapValues(JSONValue.bool))])
+                return .json(bytes: body.serialized, status: ready ? .ok : .serviceUnavailable)
+            },
+            Route(method: .get, pattern: "/metrics", bodyLimit: nil) { [self] _, _ in
+                refreshConnectionMetrics()
+                return HTTPResponse(status: .ok, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"],
+                                    body: Array(metrics.render().utf8))
+            },
+        ]
+        for route in builtIn + routes {
+            router.add(route.method, route.pattern, bodyLimit: route.bodyLimit, instrumented(route))
+        }
+        return router
+    }
+
+    private func refreshConnectionMetrics() {
+        let client = natsClient
+        metrics.set("nats_connected", to: client?.isConnected == true ? 1 : 0)
+        if let stats = client?.statistics {
+            metrics.set("nats_messages_in_total", to: Double(stats.inMessages))
+            metrics.set("nats_messages_out_total", to: Double(stats.outMessages))
+        }
+    }
+
+    private func instrumented(_ route: Route) -> HTTPHandler {
+        let metrics = self.metrics, logger = self.logger
+        let method = route.method.rawValue, pattern = route.pattern, handler = route.handler
+        return { request in
+            let started = ContinuousClock.now
+            let trace = TraceContext.continuing(request.headers[TraceContext.headerName]).child()
+            let context = RequestContext(trace: trace, logger: logger.with(traceID: trace.traceID))
+            var response: HTTPResponse
+            do {
+                response = try await handler(request, context)
+            } catch let error as HTTPError {
+                response = error.response
+            } catch {
+                context.logger.error("request failed", ["route": .string(pattern), "error": .string("\(error)")])
+                response = .error(.internalServerError, "internal error")
+            }
+            response.headers.replaceOrAdd(name: TraceContext.headerName, value: trace.traceparent)
+            let status = String(response.status.code)
+            metrics.increment("http_requests_total", labels: [("method", method), ("route", pattern), ("status", status)])
+            metrics.observe("http_request_duration_seconds", labels: [("method", method), ("route", pattern)],
+                            ServiceRuntime.seconds(ContinuousClock.now - started))
+            context.logger.debug("http request", ["method": .string(method), "path": .string(request.path), "status": .int(Int64(response.status.code))])
+            return response
+        }
+    }
+
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+}

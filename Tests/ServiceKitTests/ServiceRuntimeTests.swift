@@ -1,0 +1,150 @@
+import Foundation
+import HTTPServer
+import NATSClient
+import Synchronization
+import Testing
+@testable import ServiceKit
+
+/// An append-only list shared with handlers.
+final class Recorder: Sendable {
+    private let items = Mutex<[String]>([])
+    func append(_ s: String) { items.withLock { $0.append(s) } }
+    var all: [String] { items.withLock { $0 } }
+}
+
+@Suite(.serialized) struct ServiceRuntimeTests {
+    func runtime(natsPort: Int, sink: MemoryLogSink, actions: Recorder? = nil) throws -> ServiceRuntime {
+        let config = try Configuration.load(
+            [AnySetting(StandardSettings.natsURL), AnySetting(StandardSettings.httpPort), AnySetting(StandardSettings.logLevel)],
+            arguments: [], environment: ["NATS_URL": "nats://127.0.0.1:\(natsPort)", "HTTP_PORT": "0", "LOG_LEVEL": "debug"],
+            workingDirectory: "/nonexistent")
+        let rt = ServiceRuntime(name: "demo", version: "1.2.3", configuration: config,
+                                logger: Logger(service: "demo", level: .debug, sink: sink), shutdownDeadline: .seconds(10))
+        rt.route(.post, "/v1/things") { request, ctx in
+            ctx.logger.info("creating thing")
+            try await rt.publish(request.body, subject: "thing.created", context: ctx)
+            return .json(bytes: Array(#"{"ok":true}"#.utf8), status: .created)
+        }
+        rt.route(.get, "/v1/fail") { _, _ in throw HTTPError(.conflict, "nope") }
+        rt.endpoint("echo", subject: "demo.echo") { request, ctx in
+            try await request.respond(Array("\(ctx.trace.traceID) \(String(decoding: request.payload, as: UTF8.self))".utf8))
+        }
+        rt.endpoint("missing", subject: "demo.missing") { _, _ in throw ServiceError(code: 404, "no such thing") }
+        rt.addReadinessCheck("storage") { true }
+        if let actions {
+            rt.onShutdown("first") { actions.append("first") }
+            rt.onShutdown("second") { actions.append("second") }
+        }
+        return rt
+    }
+
+    @Test func healthMetricsAndNotReadyWhileTheBrokerIsDownThenReadyWhenItComesUp() async throws {
+        try #require(ReferenceBroker.available || !Peers.required, "nats-server missing")
+        guard ReferenceBroker.available else { return }
+        let natsPort = try freePort()
+        let sink = MemoryLogSink()
+        let actions = Recorder()
+        let rt = try runtime(natsPort: natsPort, sink: sink, actions: actions)
+        let running = Task { try await rt.run(handleSignals: false) }
+        #expect(await eventually { rt.httpPort != nil && rt.httpPort != 0 })
+        let port = try #require(rt.httpPort)
+
+        #expect(try await http(port: port, path: "/healthz").status == 200)
+        let notReady = try await http(port: port, path: "/readyz")
+        #expect(notReady.status == 503)
+        #expect(JSONValue.parse(Array(notReady.body.utf8)) == .object(["status": .string("not ready"),
+                                                                         "checks": .object(["nats": .bool(false), "storage": .bool(true)])]))
+        // HTTP handlers that need NATS fail cleanly meanwhile.
+        #expect(try await http(port: port, method: "POST", path: "/v1/things", body: "{}").status == 500)
+
+        // The broker comes up late: the runtime connects on its own.
+        let broker = try ReferenceBroker(port: natsPort)
+        defer { broker.stop() }
+        #expect(await eventually(timeout: .seconds(20)) { (try? await http(port: port, path: "/readyz").status) == 200 })
+
+        let metrics = try await http(port: port, path: "/metrics")
+        #expect(metrics.status == 200)
+        #expect(metrics.headers["content-type"]?.hasPrefix("text/plain; version=0.0.4") == true)
+        #expect(metrics.body.contains(#"http_requests_total{method="GET",route="/healthz",status="200"} 1"#))
+        #expect(metrics.body.contains(#"http_requests_total{method="GET",route="/readyz",status="503"} "#))
+        #expect(metrics.body.contains(#"http_requests_total{method="GET",route="/readyz",status="200"} 1"#))
+        #expect(metrics.body.contains(#"http_request_duration_seconds_count{method="GET",route="/healthz"} 1"#))
+        #expect(metrics.body.contains("nats_connected 1"))
+        #expect(try await http(port: port, path: "/v1/fail").status == 409)
+
+        rt.shutdown()
+        try await running.value
+        #expect(actions.all == ["second", "first"], "shutdown actions run last-registered first")
+        await #expect(throws: (any Error).self) { try await http(port: port, path: "/healthz") }
+        #expect(sink.lines.contains { $0.contains("NATS not reachable, retrying") })
+        #expect(sink.lines.contains { $0.contains(#""message":"stopped""#) })
+    }
+
+    @Test func tracePropagatesFromHTTPToPublishedEventsAndThroughEndpoints() async throws {
+        try #require(ReferenceBroker.available || !Peers.required, "nats-server missing")
+        guard ReferenceBroker.available else { return }
+        let natsPort = try freePort()
+        let broker = try ReferenceBroker(port: natsPort)
+        defer { broker.stop() }
+        let sink = MemoryLogSink()
+        let rt = try runtime(natsPort: natsPort, sink: sink)
+        let running = Task { try await rt.run(handleSignals: false) }
+        #expect(await eventually(timeout: .seconds(20)) { rt.readiness.ready && rt.httpPort != nil })
+        let port = try #require(rt.httpPort)
+
+        var observerOptions = NATSClient.Options(url: "nats://127.0.0.1:\(natsPort)")
+        observerOptions.retryOnFailedConnect = true
+        let observer = try await NATSClient.connect(observerOptions)
+        let events = try await observer.subscribe("thing.created")
+        try await observer.flush()
+
+        // HTTP request with a traceparent: the published event continues the same trace.
+        let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        let created = try await http(port: port, method: "POST", path: "/v1/things", headers: ["traceparent": incoming], body: #"{"n":1}"#)
+        #expect(created.status == 201)
+        let responseTrace = try #require(TraceContext(traceparent: created.headers["traceparent"] ?? ""))
+        #expect(responseTrace.traceID == "4bf92f3577b34da6a3ce929d0e0e4736")
+        var iterator = events.makeAsyncIterator()
+        let event = try #require(await iterator.next())
+        #expect(event.payload == Array(#"{"n":1}"#.utf8))
+        let eventTrace = try #require(TraceContext(traceparent: event.headers?["traceparent"] ?? ""))
+        #expect(eventTrace.traceID == "4bf92f3577b34da6a3ce929d0e0e4736")
+        #expect(eventTrace.spanID != "00f067aa0ba902b7", "the service's own span is the parent downstream")
+        #expect(sink.lines.contains { $0.contains("creating thing") && $0.contains(#""trace_id":"4bf92f3577b34da6a3ce929d0e0e4736""#) })
+
+        // NATS endpoint: the handler sees the caller's trace.
+        var headers = Headers()
+        try headers.set(name: "traceparent", value: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        let reply = try await observer.request(Array("hi".utf8), subject: "demo.echo", headers: headers, timeout: .seconds(5))
+        #expect(reply.string == "0af7651916cd43dd8448eb211c80319c hi")
+        let missing = try await observer.request(Array("x".utf8), subject: "demo.missing", timeout: .seconds(5))
+        #expect(missing.serviceError?.code == 404)
+        #expect(missing.serviceError?.description == "no such thing")
+
+        // $SRV discovery lists the endpoints.
+        let infos = try await Service.info(observer, name: "demo", timeout: .seconds(2))
+        #expect(infos.first?.version == "1.2.3")
+        #expect(Set(infos.first?.endpoints.map(\.subject) ?? []) == ["demo.echo", "demo.missing"])
+
+        // Outbound requests go through the runtime too (trace header, circuit breaker).
+        let ctx = RequestContext(trace: TraceContext.newTrace(), logger: rt.logger)
+        let viaRuntime = try await rt.request(Array("yo".utf8), subject: "demo.echo", context: ctx)
+        #expect(viaRuntime.string == "\(ctx.trace.traceID) yo")
+
+        let metrics = try await http(port: port, path: "/metrics").body
+        #expect(metrics.contains(#"nats_requests_total{endpoint="echo"} 2"#))
+        #expect(metrics.contains(#"nats_request_errors_total{endpoint="missing"} 1"#))
+
+        rt.shutdown()
+        try await running.value
+        await observer.close()
+    }
+
+    @Test func runTwiceIsRefusedAndShutdownBeforeRunReturnsAtOnce() async throws {
+        let sink = MemoryLogSink()
+        let rt = try runtime(natsPort: try freePort(), sink: sink)
+        rt.shutdown()
+        try await rt.run(handleSignals: false)   // stop was already requested: starts, then stops
+        await #expect(throws: ServiceRuntimeError.alreadyRunning) { try await rt.run(handleSignals: false) }
+    }
+}
