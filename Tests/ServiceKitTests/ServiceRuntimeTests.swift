@@ -147,4 +147,35 @@ final class Recorder: Sendable {
         try await rt.run(handleSignals: false)   // stop was already requested: starts, then stops
         await #expect(throws: ServiceRuntimeError.alreadyRunning) { try await rt.run(handleSignals: false) }
     }
+
+    @Test func sigtermStopsTheRuntimeGracefully() async throws {
+        let sink = MemoryLogSink()
+        let actions = Recorder()
+        let rt = try runtime(natsPort: try freePort(), sink: sink, actions: actions)
+        let running = Task { try await rt.run(handleSignals: true) }
+        #expect(await eventually { rt.httpPort != nil })
+        #expect(await eventually { sink.lines.contains { $0.contains(#""message":"service started""#) } })
+        kill(getpid(), SIGTERM)
+        try await running.value
+        #expect(actions.all == ["second", "first"])
+        #expect(sink.lines.contains { $0.contains("signal received, shutting down") })
+    }
+
+    @Test func aHungShutdownActionIsAbandonedAtTheDeadline() async throws {
+        let config = try Configuration.load([AnySetting(StandardSettings.natsURL), AnySetting(StandardSettings.httpPort)],
+                                            arguments: [], environment: ["NATS_URL": "nats://127.0.0.1:\(try freePort())", "HTTP_PORT": "0"],
+                                            workingDirectory: "/nonexistent")
+        let sink = MemoryLogSink()
+        let rt = ServiceRuntime(name: "hung", version: "0.0.1", configuration: config,
+                                logger: Logger(service: "hung", sink: sink), shutdownDeadline: .milliseconds(300))
+        let ran = Recorder()
+        rt.onShutdown("quick") { ran.append("quick") }
+        rt.onShutdown("hangs") { try? await Task.sleep(for: .seconds(3600)) }
+        let running = Task { try await rt.run(handleSignals: false) }
+        #expect(await eventually { rt.httpPort != nil })
+        rt.shutdown()
+        try await running.value
+        #expect(ran.all == ["quick"], "later actions still run after one overran")
+        #expect(sink.lines.contains { $0.contains("shutdown action did not finish before the deadline") && $0.contains("hangs") })
+    }
 }
