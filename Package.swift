@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "NATSClient", targets: ["NATSClient"]),
         .library(name: "NATSServer", targets: ["NATSServer"]),
         .library(name: "ServiceKit", targets: ["ServiceKit"]),
+        .executable(name: "auth-service", targets: ["auth-service"]),
     ],
     dependencies: [],
     targets: [
@@ -31,9 +32,13 @@ let package = Package(
         // Shared service runtime: configuration, logging, crypto, durable store, health, metrics, shutdown.
         .target(name: "ServiceKit", dependencies: ["NATSClient", "HTTPServer"]),
 
+        // The auth service's logic (users, passwords, tokens, HTTP API, NATS endpoints); its main is thin.
+        .target(name: "AuthService", dependencies: ["ServiceKit", "NATSClient", "HTTPServer"]),
+
         // Thin mains.
         .executableTarget(name: "nats-server", dependencies: ["NATSServer"]),
         .executableTarget(name: "nats", dependencies: ["NATSClient"]),
+        .executableTarget(name: "auth-service", dependencies: ["AuthService"]),
         // The writer process of ServiceKit's SIGKILL durability test (not a product).
         .executableTarget(name: "store-torture", dependencies: ["ServiceKit"], path: "Tests/Tools/store-torture"),
 
@@ -42,8 +47,9 @@ let package = Package(
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"]),
         .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit"]),
+        .testTarget(name: "AuthServiceTests", dependencies: ["AuthService", "auth-service", "nats-server"]),
         .testTarget(name: "NATSServerTests", dependencies: ["NATSServer", "NATSProtocol"]),
-        .testTarget(name: "NATSClientTests", dependencies: ["NATSClient", "nats-server"]),
+        .testTarget(name: "NATSClientTests", dependencies: ["NATSClient", "nats-server"], exclude: ["Python"]),
         // Black-box compatibility: the same transcripts against our broker and Debian's nats-server 2.9.10.
         .testTarget(name: "CompatibilityTests", dependencies: ["nats-server"]),
     ],

@@ -1,0 +1,1 @@
+// Module AuthService: the auth service's logic; see docs/ARCHITECTURE.md.

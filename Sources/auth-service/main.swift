@@ -1,0 +1,1 @@
+// auth-service: thin main (see Sources/AuthService).
