@@ -14,6 +14,7 @@ public struct CircuitBreakerPolicy: Sendable {
     /// How long the circuit stays open before one probe call is let through.
     public var coolDown: Duration
 
+    /// A policy; out-of-range values are clamped (window to 1...64, counts to at least 0 or 1).
     public init(consecutiveFailures: Int = 5, failureRatio: Double? = nil, window: Int = 20, minimumCalls: Int = 10,
                 coolDown: Duration = .seconds(30)) {
         self.consecutiveFailures = max(0, consecutiveFailures)
@@ -31,9 +32,12 @@ public struct CircuitBreakerPolicy: Sendable {
 /// latest state change is ignored, so a slow call that started while closed cannot close (or
 /// re-open) the circuit later.
 public struct CircuitBreakerMachine: Sendable, Equatable {
+    /// Monotonic time, as the callers pass it in.
     public typealias Instant = ContinuousClock.Instant
 
+    /// Where the circuit is.
     public enum State: Sendable, Equatable {
+        /// Calls go through; failures are counted.
         case closed
         /// Failing fast until `until`.
         case open(until: Instant)
@@ -47,6 +51,7 @@ public struct CircuitBreakerMachine: Sendable, Equatable {
         let isProbe: Bool
     }
 
+    /// The answer to "may this call go ahead?".
     public enum Decision: Sendable, Equatable {
         /// Make the call; report its outcome with the ticket.
         case allow(Ticket)
@@ -54,7 +59,9 @@ public struct CircuitBreakerMachine: Sendable, Equatable {
         case reject(retryAfter: Duration)
     }
 
+    /// When to open and for how long.
     public let policy: CircuitBreakerPolicy
+    /// The current state.
     public private(set) var state: State = .closed
     private var generation: UInt64 = 0
     private var consecutive = 0
@@ -62,6 +69,7 @@ public struct CircuitBreakerMachine: Sendable, Equatable {
     private var outcomes: UInt64 = 0
     private var recorded = 0
 
+    /// A closed circuit governed by `policy`.
     public init(policy: CircuitBreakerPolicy) { self.policy = policy }
 
     public static func == (a: CircuitBreakerMachine, b: CircuitBreakerMachine) -> Bool {

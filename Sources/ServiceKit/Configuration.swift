@@ -2,6 +2,7 @@ import Foundation
 
 /// Where a configuration value came from.
 public enum ConfigSource: Sendable, Equatable, CustomStringConvertible {
+    /// The setting's own default.
     case builtInDefault
     /// The JSON file at this path.
     case file(String)
@@ -22,21 +23,26 @@ public enum ConfigSource: Sendable, Equatable, CustomStringConvertible {
 
 /// Raw input for a setting: text from the environment, or a JSON value from the file.
 public enum ConfigInput: Sendable {
+    /// An environment variable's text.
     case text(String)
+    /// A value from the JSON file.
     case json(JSONValue)
 }
 
 /// Everything wrong with the configuration, all at once, each problem naming the key, where the
 /// bad value came from and what was expected.
 public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// One bad key or source.
     public struct Problem: Sendable, Equatable, CustomStringConvertible {
         /// The key (file name of the setting, or the argument / file in question).
         public var key: String
+        /// Where the bad value came from.
         public var source: ConfigSource
         /// What was wrong or what was expected.
         public var message: String
         public var description: String { "\(key) (from \(source)): \(message)" }
     }
+    /// Every problem found, in a stable order (arguments, file keys sorted, then environment).
     public var problems: [Problem]
     public var description: String {
         "configuration: " + problems.map(\.description).joined(separator: "; ")
@@ -50,6 +56,7 @@ public struct Setting<Value: Sendable>: Sendable {
     public let key: String
     /// Environment variable name.
     public let environment: String
+    /// Value used when no source sets it.
     public let defaultValue: Value
     /// One line for the documentation table.
     public let meaning: String
@@ -190,6 +197,13 @@ public enum StandardSettings {
         }
     }
 
+    /// Every standard setting, for ``Configuration/load(_:arguments:environment:workingDirectory:)``
+    /// and the README table; a service appends its own.
+    public static func all(serviceName: String) -> [AnySetting] {
+        [AnySetting(natsURL), AnySetting(httpPort), AnySetting(dataDirectory), AnySetting(logLevel),
+         AnySetting(jwtSecret), AnySetting(self.serviceName(default: serviceName))]
+    }
+
     static func isValidNATSURLList(_ text: String) -> Bool {
         let entries = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
         return !entries.isEmpty && entries.allSatisfy { entry in
@@ -209,16 +223,23 @@ public enum StandardSettings {
 
 /// A type-erased view of a ``Setting`` (for loading and documenting a list of them).
 public struct AnySetting: Sendable {
+    /// See ``Setting/key``.
     public let key: String
+    /// See ``Setting/environment``.
     public let environment: String
+    /// See ``Setting/meaning``.
     public let meaning: String
+    /// See ``Setting/expected``.
     public let expected: String
+    /// See ``Setting/isSecret``.
     public let isSecret: Bool
+    /// The default as shown in the documentation table.
     public let renderedDefault: String
     let defaultValue: any Sendable
     let parse: @Sendable (ConfigInput) -> (any Sendable)?
     let render: @Sendable (any Sendable) -> String
 
+    /// Erases `setting`.
     public init<Value>(_ setting: Setting<Value>) {
         key = setting.key; environment = setting.environment; meaning = setting.meaning
         expected = setting.expected; isSecret = setting.isSecret

@@ -3,13 +3,19 @@ import Foundation
 /// A JSON value for data whose shape is not fixed at compile time (custom JWT claims,
 /// configuration files, log fields).
 public enum JSONValue: Sendable, Equatable, Hashable, Codable {
+    /// `null`.
     case null
+    /// `true` / `false`.
     case bool(Bool)
     /// An integer that fits in 64 bits (JSON numbers without fraction or exponent).
     case int(Int64)
+    /// Any other number.
     case double(Double)
+    /// A string.
     case string(String)
+    /// An array.
     case array([JSONValue])
+    /// An object (member order is not kept).
     case object([String: JSONValue])
 
     public init(from decoder: any Decoder) throws {

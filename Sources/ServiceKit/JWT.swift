@@ -50,18 +50,24 @@ public enum JWTError: Error, Equatable, Sendable, CustomStringConvertible {
 /// The claims of a JWT (RFC 7519, section 4.1) plus any custom claims. Times are NumericDates:
 /// whole seconds since 1970-01-01T00:00:00Z.
 public struct JWTClaims: Sendable, Equatable {
+    /// `iss`.
     public var issuer: String?
+    /// `sub`.
     public var subject: String?
     /// `aud`: serialised as a single string when it has exactly one element, else as an array.
     public var audience: [String]?
+    /// `exp`.
     public var expiresAt: Int64?
+    /// `nbf`.
     public var notBefore: Int64?
+    /// `iat`.
     public var issuedAt: Int64?
     /// `jti`.
     public var id: String?
     /// Every other claim, by name.
     public var custom: [String: JSONValue]
 
+    /// Claims with the given values (nil claims are left out of the token).
     public init(issuer: String? = nil, subject: String? = nil, audience: [String]? = nil, expiresAt: Int64? = nil,
                 notBefore: Int64? = nil, issuedAt: Int64? = nil, id: String? = nil, custom: [String: JSONValue] = [:]) {
         self.issuer = issuer; self.subject = subject; self.audience = audience; self.expiresAt = expiresAt

@@ -5,6 +5,7 @@ import Synchronization
 
 /// Log severity, lowest first (the swift-log levels).
 public enum LogLevel: Int, Sendable, Comparable, CaseIterable, CustomStringConvertible {
+    /// From the most verbose (`trace`) to the most severe (`critical`).
     case trace, debug, info, notice, warning, error, critical
 
     public static func < (a: LogLevel, b: LogLevel) -> Bool { a.rawValue < b.rawValue }
@@ -51,6 +52,8 @@ public final class FileDescriptorLogSink: LogSink {
     /// A sink on `fd` (not closed by the sink).
     public init(fd: Int32) { self.fd = fd }
 
+    /// Writes `line` with write(2), retrying partial writes and EINTR; other errors drop the line
+    /// (a logger has nowhere to report its own failure).
     public func write(line: [UInt8]) {
         lock.withLock { _ in
             line.withUnsafeBytes { raw in
@@ -67,7 +70,9 @@ public final class FileDescriptorLogSink: LogSink {
 /// Keeps lines in memory (tests, diagnostics).
 public final class MemoryLogSink: LogSink {
     private let storage = Mutex<[String]>([])
+    /// An empty sink.
     public init() {}
+    /// Keeps `line` (without its newline).
     public func write(line: [UInt8]) {
         var text = String(decoding: line, as: UTF8.self)
         if text.hasSuffix("\n") { text.removeLast() }
@@ -168,12 +173,19 @@ public struct Logger: Sendable {
         sink.write(line: out)
     }
 
+    /// Logs at `trace` (see ``log(_:_:_:)``).
     public func trace(_ message: @autoclosure () -> String, _ fields: @autoclosure () -> [String: JSONValue] = [:]) { log(.trace, message(), fields()) }
+    /// Logs at `debug`.
     public func debug(_ message: @autoclosure () -> String, _ fields: @autoclosure () -> [String: JSONValue] = [:]) { log(.debug, message(), fields()) }
+    /// Logs at `info`.
     public func info(_ message: @autoclosure () -> String, _ fields: @autoclosure () -> [String: JSONValue] = [:]) { log(.info, message(), fields()) }
+    /// Logs at `notice`.
     public func notice(_ message: @autoclosure () -> String, _ fields: @autoclosure () -> [String: JSONValue] = [:]) { log(.notice, message(), fields()) }
+    /// Logs at `warning`.
     public func warning(_ message: @autoclosure () -> String, _ fields: @autoclosure () -> [String: JSONValue] = [:]) { log(.warning, message(), fields()) }
+    /// Logs at `error`.
     public func error(_ message: @autoclosure () -> String, _ fields: @autoclosure () -> [String: JSONValue] = [:]) { log(.error, message(), fields()) }
+    /// Logs at `critical`.
     public func critical(_ message: @autoclosure () -> String, _ fields: @autoclosure () -> [String: JSONValue] = [:]) { log(.critical, message(), fields()) }
 
     /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` for a Unix time (proleptic Gregorian, UTC).

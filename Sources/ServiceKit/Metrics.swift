@@ -8,6 +8,7 @@ public final class MetricsRegistry: Sendable {
     /// The default latency buckets in seconds.
     public static let defaultBuckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
+    /// The Prometheus metric type of a family.
     public enum Kind: String, Sendable { case counter, gauge, histogram }
 
     private struct Histogram {
@@ -26,6 +27,7 @@ public final class MetricsRegistry: Sendable {
 
     private let families = Mutex<[String: Family]>([:])
 
+    /// An empty registry.
     public init() {}
 
     /// Declares a counter family (idempotent).

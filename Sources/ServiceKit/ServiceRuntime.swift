@@ -19,8 +19,11 @@ public struct RequestContext: Sendable {
 /// An error a NATS endpoint handler throws to answer with a service error (`Nats-Service-Error`
 /// and `Nats-Service-Error-Code` headers).
 public struct ServiceError: Error, Sendable, Equatable {
+    /// Service error code (HTTP-like: 400, 404, 500...).
     public var code: Int
+    /// Human-readable text (no CR or LF).
     public var description: String
+    /// A service error.
     public init(code: Int, _ description: String) { self.code = code; self.description = description }
 }
 
@@ -50,9 +53,13 @@ public enum ServiceRuntimeError: Error, Sendable, Equatable, CustomStringConvert
 public final class ServiceRuntime: Sendable {
     /// Service name (in logs, metrics and `$SRV`).
     public let name: String
+    /// Version reported in `$SRV.INFO`.
     public let version: String
+    /// The loaded settings.
     public let configuration: Configuration
+    /// The service logger (no trace id; handlers get a traced copy in ``RequestContext``).
     public let logger: Logger
+    /// The registry `/metrics` renders; services may add their own families.
     public let metrics = MetricsRegistry()
     /// The bound on the whole shutdown.
     public let shutdownDeadline: Duration

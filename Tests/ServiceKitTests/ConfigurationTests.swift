@@ -6,11 +6,7 @@ import Testing
     static let retries = Setting<Int>.integer("login_max_failures", env: "LOGIN_MAX_FAILURES", default: 5, range: 1...100,
                                                meaning: "failed logins before 429")
     static let verbose = Setting<Bool>.boolean("verbose_http", env: "VERBOSE_HTTP", default: false, meaning: "log every request")
-    let settings: [AnySetting] = [
-        AnySetting(StandardSettings.natsURL), AnySetting(StandardSettings.httpPort), AnySetting(StandardSettings.dataDirectory),
-        AnySetting(StandardSettings.logLevel), AnySetting(StandardSettings.jwtSecret),
-        AnySetting(StandardSettings.serviceName(default: "auth-service")), AnySetting(retries), AnySetting(verbose),
-    ]
+    let settings: [AnySetting] = StandardSettings.all(serviceName: "auth-service") + [AnySetting(retries), AnySetting(verbose)]
 
     func folder(withDefaultJSON json: String?) throws -> String {
         let dir = temporaryDirectory("config")

@@ -30,6 +30,7 @@ public struct StoreOptions: Sendable {
     /// sets it small so a kill can land between the pieces of one record, leaving the torn tail
     /// a power cut could leave (one write(2) is never split by a signal).
     public var maxWriteChunk: Int
+    /// Options with the given limits (16 MiB records, unsplit writes by default).
     public init(maxRecordSize: Int = 16 << 20, maxWriteChunk: Int = .max) {
         self.maxRecordSize = maxRecordSize
         self.maxWriteChunk = maxWriteChunk
@@ -52,6 +53,7 @@ public final class AppendLog {
 
     /// The log file's path.
     public let path: String
+    /// The limits this log was opened with.
     public let options: StoreOptions
     private var fd: Int32
     /// Byte offset where the next record goes (the end of the last intact record).
