@@ -38,9 +38,9 @@ final class Recorder: Sendable {
         return rt
     }
 
-    @Test func healthMetricsAndNotReadyWhileTheBrokerIsDownThenReadyWhenItComesUp() async throws {
-        try #require(ReferenceBroker.available || !Peers.required, "nats-server missing")
-        guard ReferenceBroker.available else { return }
+    /// Needs /usr/sbin/nats-server (skipped without it unless REQUIRE_PEERS=1, which makes it fail).
+    @Test(.enabled(if: ReferenceBroker.available || Peers.required))
+    func healthMetricsAndNotReadyWhileTheBrokerIsDownThenReadyWhenItComesUp() async throws {
         let natsPort = try freePort()
         let sink = MemoryLogSink()
         let actions = Recorder()
@@ -80,9 +80,9 @@ final class Recorder: Sendable {
         #expect(sink.lines.contains { $0.contains(#""message":"stopped""#) })
     }
 
-    @Test func tracePropagatesFromHTTPToPublishedEventsAndThroughEndpoints() async throws {
-        try #require(ReferenceBroker.available || !Peers.required, "nats-server missing")
-        guard ReferenceBroker.available else { return }
+    /// Needs /usr/sbin/nats-server (skipped without it unless REQUIRE_PEERS=1, which makes it fail).
+    @Test(.enabled(if: ReferenceBroker.available || Peers.required))
+    func tracePropagatesFromHTTPToPublishedEventsAndThroughEndpoints() async throws {
         let natsPort = try freePort()
         let broker = try ReferenceBroker(port: natsPort)
         defer { broker.stop() }
