@@ -417,7 +417,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
                 let pending = out.withLock { $0.buffer.pendingBytes }
                 broker.slowConsumers.wrappingAdd(1, ordering: .relaxed)
                 broker.logger.notice(
-                    "\(logPrefix) - Slow Consumer Detected: WriteDeadline of \(broker.options.writeDeadline) exceeded with \(pending) total bytes pending")
+                    "\(logPrefix) - Slow Consumer Detected: WriteDeadline of \(goDuration(broker.options.writeDeadline)) exceeded with \(pending) total bytes pending")
                 closeNow(.slowConsumerWriteDeadline)
             } else {
                 scheduleWriteDeadline(after: .nanoseconds(Int64(deadline - stalled)))
@@ -747,6 +747,20 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     }
 }
 
+
+/// A duration as Go prints one in nats-server's logs: `10s`, `250ms`, `1m30s`.
+func goDuration(_ duration: Duration) -> String {
+    let nanos = duration.nanoseconds
+    if nanos % 1_000_000_000 != 0 {
+        if nanos < 1_000_000_000 && nanos % 1_000_000 == 0 { return "\(nanos / 1_000_000)ms" }
+        return "\(Double(nanos) / 1e9)s"
+    }
+    let seconds = nanos / 1_000_000_000
+    if seconds < 60 { return "\(seconds)s" }
+    let minutes = seconds / 60
+    if minutes < 60 { return "\(minutes)m\(seconds % 60)s" }
+    return "\(minutes / 60)h\(minutes % 60)m\(seconds % 60)s"
+}
 
 /// The byte views of one delivery: into the publisher's read buffer (or parser split buffer), the
 /// subscription's sid, and the publisher loop's scratch area. `@unchecked Sendable` because they

@@ -209,3 +209,22 @@ struct GeneratedTextTests {
         #expect(second.port == 0)
     }
 }
+
+@Suite("Log formatting")
+struct LogFormattingTests {
+    @Test func durationsPrintLikeGo() {
+        #expect(goDuration(.seconds(10)) == "10s")
+        #expect(goDuration(.milliseconds(250)) == "250ms")
+        #expect(goDuration(.seconds(90)) == "1m30s")
+        #expect(goDuration(.seconds(7200)) == "2h0m0s")
+    }
+
+    @Test func timestampsHaveMicroseconds() {
+        var line: [UInt8] = []
+        Logger.appendTimestamp(to: &line)
+        let text = String(decoding: line, as: UTF8.self)
+        // 2026/11/23 12:53:19.232476 followed by a space.
+        #expect(text.count == 27)
+        #expect(text.range(of: #"^\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}\.\d{6} $"#, options: .regularExpression) != nil)
+    }
+}
