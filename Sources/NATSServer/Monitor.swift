@@ -52,13 +52,11 @@ final class Monitor: @unchecked Sendable {
         try http.start()
     }
 
-    /// Starts stopping the HTTP server and returns at once: its shutdown is asynchronous and must
-    /// not be awaited by blocking a thread (that can starve the concurrency pool it runs on).
-    /// Requests arriving meanwhile get 503 once the broker is gone.
+    /// Stops the HTTP server and waits until it has stopped (its own loop thread does the work, so
+    /// this never waits on the concurrency pool). Not on an event loop thread.
     func shutdown() {
+        http.shutdownAndWait()
         broker = nil
-        let http = self.http
-        Task { await http.shutdown() }
     }
 
     private func count(_ path: String) {
