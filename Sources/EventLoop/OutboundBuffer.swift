@@ -12,13 +12,14 @@ import CSystem
 import Glibc
 
 /// One fixed block of bytes: `[start, end)` is pending, `[end, capacity)` is free.
+@usableFromInline
 final class OutboundChunk {
-    let base: UnsafeMutableRawPointer
-    let capacity: Int
+    @usableFromInline let base: UnsafeMutableRawPointer
+    @usableFromInline let capacity: Int
     // Unchecked: the run-time exclusivity check costs more than the copy for small messages, and a
     // chunk is only touched by the buffer that owns it (under the owner's lock).
-    @exclusivity(unchecked) var start = 0
-    @exclusivity(unchecked) var end = 0
+    @usableFromInline @exclusivity(unchecked) var start = 0
+    @usableFromInline @exclusivity(unchecked) var end = 0
 
     init(capacity: Int) {
         self.capacity = capacity
@@ -47,12 +48,13 @@ public struct OutboundBuffer {
     /// Size of a buffer's first chunk.
     public static let initialChunkSize = 4 * 1024
 
+    @usableFromInline
     final class Storage {
         /// Chunks in order; `chunks[head...]` are live.
         // Unchecked exclusivity (as in OutboundChunk): only the owning buffer touches its storage.
-        @exclusivity(unchecked) var chunks: [OutboundChunk] = []
-        @exclusivity(unchecked) var head = 0
-        @exclusivity(unchecked) var pending = 0
+        @usableFromInline @exclusivity(unchecked) var chunks: [OutboundChunk] = []
+        @usableFromInline @exclusivity(unchecked) var head = 0
+        @usableFromInline @exclusivity(unchecked) var pending = 0
         /// One emptied regular chunk kept for reuse.
         @exclusivity(unchecked) var spare: OutboundChunk?
         /// Scratch for flush(to:).
@@ -79,7 +81,7 @@ public struct OutboundBuffer {
         }
     }
 
-    var storage = Storage()
+    @usableFromInline var storage = Storage()
 
     /// Creates an empty buffer (no memory is allocated until the first append).
     public init() {}
@@ -109,7 +111,29 @@ public struct OutboundBuffer {
 
     /// Appends `bytes` (copied once). Bytes that do not fit the last chunk go to a new chunk; an
     /// append larger than a chunk gets one chunk of its own size.
+    @inlinable
     public mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        // Fast path, inlined into the encoder: the bytes fit the tail chunk of a uniquely held buffer.
+        let n = bytes.count
+        if n > 0, isKnownUniquelyReferenced(&storage) {
+            let s = storage
+            let live = s.chunks.count
+            if live > s.head {
+                let tail = s.chunks[live - 1]
+                if tail.capacity - tail.end >= n {
+                    (tail.base + tail.end).copyMemory(from: bytes.baseAddress.unsafelyUnwrapped, byteCount: n)
+                    tail.end += n
+                    s.pending += n
+                    return
+                }
+            }
+        }
+        appendSlow(bytes)
+    }
+
+    /// ``append(_:)-(UnsafeRawBufferPointer)`` when the bytes need a new chunk (or a copy of shared storage).
+    @usableFromInline
+    mutating func appendSlow(_ bytes: UnsafeRawBufferPointer) {
         guard var src = bytes.baseAddress, bytes.count > 0 else { return }
         let s = uniqueStorage()
         var remaining = bytes.count
