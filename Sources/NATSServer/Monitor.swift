@@ -92,6 +92,7 @@ extension Broker {
         json.add("go", ServerVersion.runtime)
         json.add("host", options.host)
         json.add("port", port)
+        if options.authRequired { json.add("auth_required", true) }
         json.add("max_connections", options.maxConnections)
         json.add("ping_interval", options.pingInterval.nanoseconds)
         json.add("ping_max", options.maxPingsOut)
@@ -99,7 +100,6 @@ extension Broker {
         json.add("http_port", monitoringPort ?? 0)
         json.add("http_base_path", "")
         json.add("https_port", 0)
-        if options.authRequired { json.add("auth_required", true) }
         json.add("auth_timeout", options.authTimeout.seconds)
         json.add("max_control_line", options.maxControlLine)
         json.add("max_payload", options.maxPayload)

@@ -55,6 +55,27 @@ struct MonitoringTests {
         #expect(start.hasSuffix("Z") && start.contains("T"))
     }
 
+    @Test func varzKeepsTheFieldOrderOfTheAuthServerSample() async throws {
+        let broker = try TestBroker { $0.httpPort = -1; $0.authToken = "t" }
+        let port = try #require(broker.server.monitoringPort)
+        let (_, body) = try await httpGet(port: port, path: "/varz")
+        let text = String(decoding: body, as: UTF8.self)
+        // samples/varz_auth_server.json, in order.
+        let order = ["server_id", "server_name", "version", "proto", "go", "host", "port", "auth_required",
+                     "max_connections", "ping_interval", "ping_max", "http_host", "http_port", "http_base_path",
+                     "https_port", "auth_timeout", "max_control_line", "max_payload", "max_pending", "cluster",
+                     "gateway", "leaf", "mqtt", "websocket", "jetstream", "tls_timeout", "write_deadline", "start",
+                     "now", "uptime", "mem", "cores", "gomaxprocs", "cpu", "connections", "total_connections",
+                     "routes", "remotes", "leafnodes", "in_msgs", "out_msgs", "in_bytes", "out_bytes",
+                     "slow_consumers", "subscriptions", "http_req_stats", "config_load_time", "system_account"]
+        var last = text.startIndex
+        for key in order {
+            let range = try #require(text.range(of: "\"\(key)\":"), "missing \(key)")
+            #expect(range.lowerBound > last, "\(key) out of order")
+            last = range.lowerBound
+        }
+    }
+
     @Test func monitoringIsOffByDefault() throws {
         let broker = try TestBroker()
         #expect(broker.server.monitoringPort == nil)
