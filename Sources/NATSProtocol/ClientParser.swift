@@ -104,15 +104,17 @@ public struct ClientParser: Sendable {
     /// `.authorizationViolation` at its first byte, as nats-server 2.9.10 does. Cleared by CONNECT.
     public var requireConnectFirst: Bool = false
 
-    private var state: State = .start
-    private var word: Word = .pub
-    private var wordPos = 0
-    private var split = SplitBuffer()
-    private var argSawCR = false
-    private var head = MessageHead()
-    private var payloadOffset = 0
-    private var payloadHave = 0
-    private var failure: ClientParseError?
+    // Internal for @inlinable: parse is specialised for the caller's handler type (the broker's),
+    // so handler calls are direct and the op path inlines; unspecialised it went through witness tables.
+    @usableFromInline var state: State = .start
+    @usableFromInline var word: Word = .pub
+    @usableFromInline var wordPos = 0
+    @usableFromInline var split = SplitBuffer()
+    @usableFromInline var argSawCR = false
+    @usableFromInline var head = MessageHead()
+    @usableFromInline var payloadOffset = 0
+    @usableFromInline var payloadHave = 0
+    @usableFromInline var failure: ClientParseError?
 
     /// Creates a parser with the 2.9.10 defaults (4 KiB control line, 1 MiB payload).
     public init(maxControlLine: Int = 4096, maxPayload: Int = 1_048_576) {
@@ -128,6 +130,7 @@ public struct ClientParser: Sendable {
     /// Feeds bytes; calls the handler once per complete op, in order.
     /// - Returns: `.ok` when all bytes were consumed, `.stopped` when a handler returned false,
     ///   `.error` when the input is invalid (sticky: later calls return it again).
+    @inlinable
     public mutating func parse<H: ClientOpHandler>(_ bytes: UnsafeRawBufferPointer, into handler: inout H) -> ClientParseResult {
         if let f = failure { return .error(f) }
         let n = bytes.count
@@ -245,7 +248,8 @@ public struct ClientParser: Sendable {
 
     // MARK: - Internals
 
-    private mutating func fail(_ e: ClientParseError) -> ClientParseResult {
+    @usableFromInline
+    mutating func fail(_ e: ClientParseError) -> ClientParseResult {
         failure = e
         split.reset()
         return .error(e)
@@ -253,7 +257,8 @@ public struct ClientParser: Sendable {
 
     /// Handles one complete argument line. `next` is the index after its LF and is advanced past a
     /// payload found in `bytes`. Returns nil to continue parsing.
-    private mutating func completeLine<H: ClientOpHandler>(_ line: UnsafeRawBufferPointer, inSplit: Bool,
+    @inlinable
+    mutating func completeLine<H: ClientOpHandler>(_ line: UnsafeRawBufferPointer, inSplit: Bool,
                                                           _ bytes: UnsafeRawBufferPointer, _ next: inout Int,
                                                           _ handler: inout H) -> ClientParseResult? {
         if line.count > maxControlLine { return fail(.maxControlLineExceeded) }
@@ -316,7 +321,8 @@ public struct ClientParser: Sendable {
 
     /// After a PUB/HPUB line: delivers at once when payload and CRLF are all in `bytes`, else copies the
     /// line (if not already held) and what there is of the payload into the split buffer.
-    private mutating func beginPayload<H: ClientOpHandler>(_ h: MessageHead, line: UnsafeRawBufferPointer, inSplit: Bool,
+    @inlinable
+    mutating func beginPayload<H: ClientOpHandler>(_ h: MessageHead, line: UnsafeRawBufferPointer, inSplit: Bool,
                                                           _ bytes: UnsafeRawBufferPointer, _ next: inout Int,
                                                           _ handler: inout H) -> ClientParseResult? {
         let p = next
@@ -341,7 +347,8 @@ public struct ClientParser: Sendable {
     }
 
     /// Calls the handler for a complete message. `line` is the argument line `h`'s ranges refer to.
-    private func deliver<H: ClientOpHandler>(_ h: MessageHead, line: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer,
+    @inlinable
+    func deliver<H: ClientOpHandler>(_ h: MessageHead, line: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer,
                                             _ handler: inout H) -> Bool {
         switch h.kind {
         case .plain:
@@ -354,13 +361,16 @@ public struct ClientParser: Sendable {
         }
     }
 
-    private enum State: UInt8 {
+    @usableFromInline
+    enum State: UInt8, Sendable {
         case start, p, h, word, needBlank, blanks, arg, skipLine, payload, endR, endN
     }
 
-    private enum Word: UInt8 {
+    @usableFromInline
+    enum Word: UInt8, Sendable {
         case connect, hpub, hmsg, pub, ping, pong, sub, unsub, info, ok, err
 
+        @inlinable
         var spelling: StaticString {
             switch self {
             case .connect: "CONNECT"
@@ -380,11 +390,15 @@ public struct ClientParser: Sendable {
 }
 
 /// The parsed head of a PUB/HPUB: ranges into its argument line, and sizes.
+@usableFromInline
 struct MessageHead: Sendable {
+    @usableFromInline
     enum Kind: UInt8, Sendable { case plain, headers, emptyPublish }
-    var kind: Kind = .plain
-    var subject = BufferRange()
-    var reply = BufferRange()
-    var headerSize = 0
-    var size = 0
+    @usableFromInline var kind: Kind = .plain
+    @usableFromInline var subject = BufferRange()
+    @usableFromInline var reply = BufferRange()
+    @usableFromInline var headerSize = 0
+    @usableFromInline var size = 0
+
+    @inlinable init() {}
 }

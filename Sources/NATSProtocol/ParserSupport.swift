@@ -4,29 +4,30 @@
 import Glibc
 
 /// ASCII codes the parsers test for.
+@usableFromInline
 enum ASCII {
-    static let cr: UInt8 = 0x0D
-    static let lf: UInt8 = 0x0A
-    static let space: UInt8 = 0x20
-    static let tab: UInt8 = 0x09
-    static let quote: UInt8 = 0x27  // '
-    static let zero: UInt8 = 0x30
-    static let nine: UInt8 = 0x39
+    @usableFromInline static let cr: UInt8 = 0x0D
+    @usableFromInline static let lf: UInt8 = 0x0A
+    @usableFromInline static let space: UInt8 = 0x20
+    @usableFromInline static let tab: UInt8 = 0x09
+    @usableFromInline static let quote: UInt8 = 0x27  // '
+    @usableFromInline static let zero: UInt8 = 0x30
+    @usableFromInline static let nine: UInt8 = 0x39
 
     /// Upper-cases an ASCII letter (any other byte comes back unchanged).
-    @inline(__always)
+    @inlinable @inline(__always)
     static func upper(_ b: UInt8) -> UInt8 {
         (b >= 0x61 && b <= 0x7A) ? b &- 0x20 : b
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     static func isBlank(_ b: UInt8) -> Bool { b == space || b == tab }
 }
 
 /// Parses a decimal size the way nats-server 2.9.10 `parseSize` (server/util.go) does: only ASCII digits,
 /// at most `maxDigits` of them (2.9.10 allows 9, "999M"), no sign. Returns nil for empty, too long,
 /// non-digit input, or a value that would overflow `Int`.
-@inline(__always)
+@inlinable @inline(__always)
 func parseDecimalSize(_ v: UnsafeRawBufferPointer, maxDigits: Int = 9) -> Int? {
     let n = v.count
     if n == 0 || n > maxDigits { return nil }
@@ -43,20 +44,23 @@ func parseDecimalSize(_ v: UnsafeRawBufferPointer, maxDigits: Int = 9) -> Int? {
 }
 
 /// An empty view: "absent" in every handler callback.
-var emptyView: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: nil, count: 0) }
+@inlinable var emptyView: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: nil, count: 0) }
 
 /// Up to five argument views cut out of a control line (HMSG with a reply has five), plus how many
 /// arguments the line really had (`count` keeps counting past five so callers can reject a wrong argument
 /// count). No allocation.
+@usableFromInline
 struct ArgViews {
-    var a0 = emptyView
-    var a1 = emptyView
-    var a2 = emptyView
-    var a3 = emptyView
-    var a4 = emptyView
-    var count = 0
+    @usableFromInline var a0 = emptyView
+    @usableFromInline var a1 = emptyView
+    @usableFromInline var a2 = emptyView
+    @usableFromInline var a3 = emptyView
+    @usableFromInline var a4 = emptyView
+    @usableFromInline var count = 0
 
-    @inline(__always)
+    @inlinable init() {}
+
+    @inlinable @inline(__always)
     subscript(i: Int) -> UnsafeRawBufferPointer {
         switch i {
         case 0: return a0
@@ -68,7 +72,7 @@ struct ArgViews {
         }
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     mutating func append(_ v: UnsafeRawBufferPointer) {
         switch count {
         case 0: a0 = v
@@ -83,7 +87,7 @@ struct ArgViews {
 
     /// Splits `line` on runs of spaces and tabs (and also CR and LF when `crlfSeparates`, as 2.9.10's
     /// `splitArg` does for SUB/UNSUB; its PUB/HPUB splitter only knows space and tab).
-    @inline(__always)
+    @inlinable @inline(__always)
     static func split(_ line: UnsafeRawBufferPointer, crlfSeparates: Bool) -> ArgViews {
         var out = ArgViews()
         guard let base = line.baseAddress else { return out }
@@ -92,6 +96,12 @@ struct ArgViews {
         var i = 0
         while i < n {
             let b = line[i]
+            // Every separator (space, tab, CR, LF) is <= 0x20: most bytes take this branch.
+            if b > ASCII.space {
+                if start < 0 { start = i }
+                i += 1
+                continue
+            }
             let sep = b == ASCII.space || b == ASCII.tab || (crlfSeparates && (b == ASCII.cr || b == ASCII.lf))
             if sep {
                 if start >= 0 {
@@ -111,16 +121,25 @@ struct ArgViews {
 }
 
 /// A byte range inside the split buffer (offsets, so it survives the buffer growing).
+@usableFromInline
 struct BufferRange: Sendable {
-    var offset = 0
-    var count = 0
+    @usableFromInline var offset = 0
+    @usableFromInline var count = 0
+
+    @inlinable init() {}
+
+    @inlinable init(offset: Int, count: Int) {
+        self.offset = offset
+        self.count = count
+    }
 }
 
 /// Storage of `SplitBuffer`: one heap block, grown only on the split-frame path.
+@usableFromInline
 final class SplitStorage {
-    var base: UnsafeMutableRawPointer?
-    var capacity = 0
-    var count = 0
+    @usableFromInline var base: UnsafeMutableRawPointer?
+    @usableFromInline var capacity = 0
+    @usableFromInline var count = 0
 
     init() {}
 
@@ -143,18 +162,20 @@ final class SplitStorage {
 /// arguments, then (for messages) the payload. The owner bounds it: the arguments by the control-line
 /// limit, the payload by the size already checked against the payload limit. Views handed out stay
 /// valid until the next mutating call. Copy-on-write, so a copied parser never shares live bytes.
+@usableFromInline
 struct SplitBuffer: @unchecked Sendable {
-    private var storage = SplitStorage()
+    @usableFromInline var storage = SplitStorage()
     /// Capacity kept after a frame completes; a larger block is released so an idle connection does not
     /// pin the memory of one big split message.
     let retainLimit: Int
 
+    @usableFromInline
     init(retainLimit: Int = 16 * 1024) {
         self.retainLimit = retainLimit
     }
 
-    var count: Int { storage.count }
-    var capacity: Int { storage.capacity }
+    @inlinable var count: Int { storage.count }
+    @usableFromInline var capacity: Int { storage.capacity }
 
     private mutating func makeUnique() {
         if !isKnownUniquelyReferenced(&storage) {
@@ -168,11 +189,13 @@ struct SplitBuffer: @unchecked Sendable {
     }
 
     /// Makes room for `total` bytes in all (never shrinks).
+    @usableFromInline
     mutating func reserve(total: Int) {
         makeUnique()
         if storage.capacity < total { storage.grow(to: total) }
     }
 
+    @usableFromInline
     mutating func append(_ v: UnsafeRawBufferPointer) {
         guard v.count > 0, let src = v.baseAddress else { return }
         makeUnique()
@@ -190,6 +213,7 @@ struct SplitBuffer: @unchecked Sendable {
     }
 
     /// Forgets the frame; keeps the block only when it is small.
+    @usableFromInline
     mutating func reset() {
         makeUnique()
         if storage.capacity > retainLimit {
@@ -201,40 +225,40 @@ struct SplitBuffer: @unchecked Sendable {
     }
 
     /// A view of `count` bytes at `offset` (valid until the next mutating call).
-    @inline(__always)
+    @inlinable @inline(__always)
     func view(_ offset: Int, _ count: Int) -> UnsafeRawBufferPointer {
         guard count > 0, let base = storage.base else { return emptyView }
         return UnsafeRawBufferPointer(start: base + offset, count: count)
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     func view(_ r: BufferRange) -> UnsafeRawBufferPointer { view(r.offset, r.count) }
 }
 
 extension UnsafeRawBufferPointer {
     /// The sub-view `r` of this buffer (which must contain it).
-    @inline(__always)
+    @inlinable @inline(__always)
     func view(_ r: BufferRange) -> UnsafeRawBufferPointer {
         guard r.count > 0, let base = baseAddress else { return emptyView }
         return UnsafeRawBufferPointer(start: base + r.offset, count: r.count)
     }
 
     /// The sub-view `lo..<hi` (which must lie inside this buffer).
-    @inline(__always)
+    @inlinable @inline(__always)
     func slice(_ lo: Int, _ hi: Int) -> UnsafeRawBufferPointer {
         guard hi > lo, let base = baseAddress else { return emptyView }
         return UnsafeRawBufferPointer(start: base + lo, count: hi - lo)
     }
 
     /// Where `sub` (a view into this buffer) sits, as offsets.
-    @inline(__always)
+    @inlinable @inline(__always)
     func range(of sub: UnsafeRawBufferPointer) -> BufferRange {
         guard sub.count > 0, let base = baseAddress, let s = sub.baseAddress else { return BufferRange() }
         return BufferRange(offset: s - base, count: sub.count)
     }
 
     /// Index of the first LF at or after `from`, or nil.
-    @inline(__always)
+    @inlinable @inline(__always)
     func firstLF(from: Int) -> Int? {
         guard from < count, let base = baseAddress else { return nil }
         guard let hit = memchr(base + from, Int32(ASCII.lf), count - from) else { return nil }
@@ -242,7 +266,7 @@ extension UnsafeRawBufferPointer {
     }
 
     /// Whether a CR occurs in `lo..<hi`.
-    @inline(__always)
+    @inlinable @inline(__always)
     func containsCR(_ lo: Int, _ hi: Int) -> Bool {
         var i = lo
         while i < hi {
@@ -253,7 +277,7 @@ extension UnsafeRawBufferPointer {
     }
 
     /// Strips one pair of surrounding single quotes (the `-ERR 'text'` form).
-    @inline(__always)
+    @inlinable @inline(__always)
     func unquoted() -> UnsafeRawBufferPointer {
         if count >= 2, self[0] == ASCII.quote, self[count - 1] == ASCII.quote, let base = baseAddress {
             return UnsafeRawBufferPointer(start: base + 1, count: count - 2)
