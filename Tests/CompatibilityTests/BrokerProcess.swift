@@ -222,7 +222,14 @@ final class BrokerProcess: @unchecked Sendable {
             if !process.isRunning { return false }
             if let fd = try? RawClient.connectSocket(port: port) {
                 close(fd)
-                return BrokerProcess.process(process.processIdentifier, listensOn: port)
+                // /proc/net/tcp is no snapshot: with many sockets changing (a full parallel test run)
+                // one read can miss a row. Only several misses mean "not ours".
+                for _ in 0..<10 {
+                    if BrokerProcess.process(process.processIdentifier, listensOn: port) { return true }
+                    if !process.isRunning { return false }
+                    usleep(20_000)
+                }
+                return false
             }
             usleep(20_000)
         }
@@ -232,8 +239,9 @@ final class BrokerProcess: @unchecked Sendable {
     /// Whether process `pid` owns the IPv4 socket listening on 127.0.0.1:`port` (or 0.0.0.0:`port`),
     /// from /proc/net/tcp and /proc/<pid>/fd. Where /proc is unreadable, assumes it does.
     static func process(_ pid: Int32, listensOn port: Int) -> Bool {
-        guard let table = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8) else { return true }
-        let hexPort = String(format: "%04X", port)
+        guard let table = readProcFile("/proc/net/tcp") else { return true }
+        let digits = String(port, radix: 16, uppercase: true)
+        let hexPort = String(repeating: "0", count: max(0, 4 - digits.count)) + digits
         var inodes: Set<String> = []
         for line in table.split(separator: "\n").dropFirst() {
             let fields = line.split(separator: " ")
@@ -268,6 +276,26 @@ final class BrokerProcess: @unchecked Sendable {
         }
         process.waitUntilExit()
         if removeFiles { try? FileManager.default.removeItem(at: workDirectory) }
+    }
+
+    /// The whole text of a /proc file. (Foundation's file readers trust the reported size and stop
+    /// after the first page of /proc/net/tcp; this reads until end of file.)
+    static func readProcFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return nil
+            }
+            if n == 0 { break }
+            bytes += chunk[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// A loopback port that was free a moment ago (bound to port 0, then released).

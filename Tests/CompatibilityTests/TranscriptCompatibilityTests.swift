@@ -119,4 +119,26 @@ struct HarnessTests {
         #expect(BrokerProcess.process(getpid(), listensOn: port))
         #expect(!BrokerProcess.process(1, listensOn: port))
     }
+
+    @Test("/proc files are read to the end, past the first page")
+    func procFilesAreReadWhole() throws {
+        // Enough listeners that /proc/net/tcp outgrows one 4 KiB page (about 27 rows).
+        var listeners: [Int32] = []
+        defer { listeners.forEach { close($0) } }
+        for _ in 0..<40 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            try #require(fd >= 0)
+            listeners.append(fd)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            try #require(bound == 0 && listen(fd, 1) == 0)
+        }
+        let text = try #require(BrokerProcess.readProcFile("/proc/net/tcp"))
+        #expect(text.split(separator: "\n").count > 40)
+        #expect(text.utf8.count > 4096)
+    }
 }

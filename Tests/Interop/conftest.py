@@ -107,7 +107,15 @@ def wait_accepting(port, proc, deadline):
             return False
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return owns_listener(proc.pid, port)
+                pass
+            # /proc/net/tcp is no snapshot: one read can miss a row while many sockets change.
+            for _ in range(10):
+                if owns_listener(proc.pid, port):
+                    return True
+                if proc.poll() is not None:
+                    return False
+                time.sleep(0.02)
+            return False
         except OSError:
             time.sleep(0.02)
     return False
