@@ -95,8 +95,21 @@ struct ArgViews {
         let n = line.count
         var i = 0
         while i < n {
+            if start >= 0 {
+                // Inside an argument: skip 8 bytes at a time while none is <= 0x20 (every separator
+                // is). The lowest flagged byte of `low` is exact (borrows only run upwards).
+                while i &+ 8 <= n {
+                    let w = UInt64(littleEndian: (base + i).loadUnaligned(as: UInt64.self))
+                    let low = (w &- 0x2121_2121_2121_2121) & ~w & 0x8080_8080_8080_8080
+                    if low != 0 {
+                        i &+= low.trailingZeroBitCount &>> 3
+                        break
+                    }
+                    i &+= 8
+                }
+                if i >= n { break }
+            }
             let b = line[i]
-            // Every separator (space, tab, CR, LF) is <= 0x20: most bytes take this branch.
             if b > ASCII.space {
                 if start < 0 { start = i }
                 i += 1
