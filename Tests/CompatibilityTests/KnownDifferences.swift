@@ -17,6 +17,12 @@ enum KnownDifferences {
             "2.9.10 refuses reply subjects under _R_. with a Permissions Violation; ours delivers",
         "reserved reply prefixes $JS.ACK. and _GR_. and the _GR_. publish prefix are refused":
             "2.9.10 refuses $JS.ACK. and _GR_. reply subjects and PUB to _GR_.; ours delivers",
+        "SIGUSR2 (lame duck) sends protocol-1 clients an INFO with ldm true":
+            "2.9.10 enters lame duck mode on SIGUSR2 and sends INFO {...,\"ldm\":true}; ours sends nothing",
+        "HPUB without headers support closes at its control line, before any payload":
+            "2.9.10 closes as soon as it reads the HPUB control line of a client without headers; ours waits for the payload",
+        "token: HPUB without headers after a good CONNECT closes without -ERR":
+            "same as above, on an authenticated connection",
         "monitoring /connz": "/connz is not served yet (404)",
         "monitoring /subsz": "/subsz is not served yet (404)",
         "monitoring /routez": "/routez is not served yet (404)",
