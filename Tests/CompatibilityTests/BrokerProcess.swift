@@ -9,6 +9,18 @@ import Glibc
 enum BrokerCapability: String, Sendable, CaseIterable {
     /// `-c <file>` with nats-server's config syntax (max_payload, max_connections, ping_interval...).
     case configFile = "config"
+    /// `authorization { users = [...] }` with per-user publish/subscribe permissions in the config.
+    case permissions = "permissions"
+
+    /// A config that `nats-server -t -c` accepts only when the capability is there.
+    var probeConfig: String {
+        switch self {
+        case .configFile:
+            "max_payload: 1KB\n"
+        case .permissions:
+            "authorization {\n  users = [\n    {user: a, password: b, permissions: {publish: {deny: [\"x.>\"]}}}\n  ]\n}\n"
+        }
+    }
 }
 
 /// Which broker a run talks to.
@@ -36,7 +48,9 @@ struct BrokerConfig: Sendable, Hashable {
     static let plain = BrokerConfig()
 
     var requiredCapabilities: Set<BrokerCapability> {
-        configLines.isEmpty ? [] : [.configFile]
+        if configLines.isEmpty { return [] }
+        if configLines.contains(where: { $0.contains("permissions") }) { return [.configFile, .permissions] }
+        return [.configFile]
     }
 
     func arguments(port: Int, monitorPort: Int?, configPath: String?) -> [String] {
@@ -100,22 +114,25 @@ enum Peers {
     }
 
     /// Capabilities our broker has: those named in `NATS_SERVER_CAPABILITIES` (comma-separated, e.g.
-    /// `config`), plus `config` when `nats-server -t -c <file>` accepts a config file as 2.9.10 does.
+    /// `config,permissions`), plus each one whose probe config `nats-server -t -c <file>` accepts
+    /// (exit status 0), as 2.9.10 does.
     static let oursCapabilities: Set<BrokerCapability> = {
         let raw = environment["NATS_SERVER_CAPABILITIES"] ?? ""
         var capabilities = Set(raw.split(separator: ",").compactMap {
             BrokerCapability(rawValue: $0.trimmingCharacters(in: .whitespaces))
         })
-        if !capabilities.contains(.configFile), acceptsConfigFile() { capabilities.insert(.configFile) }
+        for capability in BrokerCapability.allCases where !capabilities.contains(capability) {
+            if acceptsConfig(capability.probeConfig) { capabilities.insert(capability) }
+        }
         return capabilities
     }()
 
-    /// Runs our binary with `-t -c` on a small config; exit status 0 means it reads config files.
-    private static func acceptsConfigFile() -> Bool {
+    /// Runs our binary with `-t -c` on `text`; exit status 0 means it accepts that config.
+    private static func acceptsConfig(_ text: String) -> Bool {
         guard let binary = oursPath else { return false }
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("compat-probe-\(UUID().uuidString).conf")
         defer { try? FileManager.default.removeItem(at: file) }
-        guard (try? "max_payload: 1KB\n".write(to: file, atomically: true, encoding: .utf8)) != nil else { return false }
+        guard (try? text.write(to: file, atomically: true, encoding: .utf8)) != nil else { return false }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["-t", "-c", file.path]
