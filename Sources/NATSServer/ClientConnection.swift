@@ -539,9 +539,15 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     /// Publisher's loop thread only.
     private func route(subject: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
                        headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
-        // 2.9.10's sublist matches nothing for a subject with an empty token (`foo..x`, `.foo`).
-        guard Self.hasNoEmptyToken(subject) else { return }
         let result = context.match(subject)
+        if result.isEmpty {
+            // 2.9.10's sublist matches nothing for a subject with an empty token (`foo..x`, `.foo`),
+            // and such a publish gets no 503 either. The trie never matches one, so only an empty
+            // result needs the scan.
+            guard Self.hasNoEmptyToken(subject) else { return }
+            if !reply.isEmpty && options.noResponders { sendNoResponders(reply: reply) }
+            return
+        }
         var delivered = false
         for sub in result.plain where deliver(sub, subject: subject, reply: reply, headers: headers, payload: payload) {
             delivered = true
@@ -775,12 +781,16 @@ private struct MessageFrame: @unchecked Sendable {
     let scratch: UnsafeMutableRawPointer
     let scratchCapacity: Int
 
-    /// Writes MSG (or HMSG) into `buffer`. A frame that fits the scratch area (`bound` is an upper
-    /// bound of its size) is assembled there and copied with one append; a larger one is encoded
-    /// straight into the buffer, where the payload copy dominates anyway.
+    /// Largest body (headers + payload) assembled in the scratch area; above it the second copy
+    /// costs more than the two extra appends it saves.
+    static let scratchBodyLimit = 512
+
+    /// Writes MSG (or HMSG) into `buffer`. A small frame (`bound` is an upper bound of its size) is
+    /// assembled in the scratch area and copied with one append; a larger one is encoded straight
+    /// into the buffer (three appends), so its payload is copied once, not twice.
     @inline(__always)
     func encode(into buffer: inout OutboundBuffer, withHeaders: Bool, bound: Int) {
-        if bound <= scratchCapacity {
+        if bound <= scratchCapacity && (withHeaders ? headers.count : 0) + payload.count <= MessageFrame.scratchBodyLimit {
             var sink = ScratchSink(base: scratch, capacity: scratchCapacity)
             if withHeaders {
                 Encoder.hmsg(&sink, subject: subject, sid: sid, reply: reply, headers: headers, payload: payload)

@@ -152,14 +152,27 @@ struct LocalMatchCache {
         mask = slots - 1
     }
 
-    /// FNV-1a, 64 bits.
+    /// A 64-bit hash of the subject, 8 bytes per step (multiply-xorshift), then a final mix.
     @inline(__always)
     static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in bytes {
-            h ^= UInt64(byte)
-            h = h &* 0x0000_0100_0000_01b3
+        let n = bytes.count
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ UInt64(truncatingIfNeeded: n)
+        guard let base = bytes.baseAddress else { return h }
+        var i = 0
+        while i &+ 8 <= n {
+            h = (h ^ base.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0x9E37_79B9_7F4A_7C15
+            h ^= h &>> 29
+            i &+= 8
         }
+        var tail: UInt64 = 0
+        var shift: UInt64 = 0
+        while i < n {
+            tail |= UInt64(base.load(fromByteOffset: i, as: UInt8.self)) &<< shift
+            shift &+= 8
+            i &+= 1
+        }
+        h = (h ^ tail) &* 0xBF58_476D_1CE4_E5B9
+        h ^= h &>> 31
         return h
     }
 
