@@ -1,1 +1,5 @@
-// auth-service: thin main (see Sources/AuthService).
+// auth-service: configuration -> runtime -> run (the logic lives in Sources/AuthService).
+import AuthService
+import Glibc
+
+exit(await AuthService.main())
