@@ -198,6 +198,27 @@ import ServiceKit
         }
     }
 
+    @Test func everyOperationInTheOpenAPIDocumentIsRouted() async throws {
+        let document = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("docs/auth-service.openapi.yaml")
+        let text = try String(contentsOf: document, encoding: .utf8)
+        var operations: [(String, String)] = []
+        var path: String?
+        for line in text.components(separatedBy: "\n") {
+            if line.hasPrefix("  /"), line.hasSuffix(":") { path = String(line.dropFirst(2).dropLast()); continue }
+            if !line.hasPrefix("   ") { path = nil }
+            if let path, ["    get:", "    post:"].contains(line) { operations.append((line.trimmingCharacters(in: .whitespaces).dropLast().uppercased(), path)) }
+        }
+        #expect(operations.count == 7)
+        try await withAuthService { service in
+            for (method, path) in operations {
+                let concrete = path.replacingOccurrences(of: "{id}", with: "some-id")
+                let response = try await service.request(method, concrete, json: method == "POST" ? "{}" : nil)
+                #expect(!response.body.contains("no route for") && response.status != 405, "\(method) \(path)")
+            }
+        }
+    }
+
     @Test func aBadConfigurationStopsTheServiceWithTheKeyNamed() async throws {
         var environment = ProcessInfo.processInfo.environment
         environment["PASSWORD_ITERATIONS"] = "12"
