@@ -79,7 +79,7 @@ public final class PasswordHasher: Sendable {
 final class WorkGate: Sendable {
     private struct State {
         var running = 0
-        var waiting: [CheckedContinuation<Void, Never>] = []
+        var waiting: [CheckedContinuation<Bool, Never>] = []
         var head = 0
         var waitingCount: Int { waiting.count - head }
     }
@@ -116,27 +116,24 @@ final class WorkGate: Sendable {
     private enum Admission { case now, wait, busy }
 
     private func acquire() async throws(HashingBusy) {
-        let admission = state.withLock { s -> Admission in
-            if s.running < concurrency { s.running += 1; return .now }
-            return s.waitingCount < queueLimit ? .wait : .busy
-        }
-        switch admission {
-        case .now: return
-        case .busy: throw HashingBusy()
-        case .wait:
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let resumeNow = state.withLock { s -> Bool in
-                    if s.running < concurrency { s.running += 1; return true }
-                    s.waiting.append(continuation)
-                    return false
-                }
-                if resumeNow { continuation.resume() }
+        let admitted = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let admission = state.withLock { s -> Admission in
+                if s.running < concurrency { s.running += 1; return .now }
+                guard s.waitingCount < queueLimit else { return .busy }
+                s.waiting.append(continuation)
+                return .wait
+            }
+            switch admission {
+            case .now: continuation.resume(returning: true)
+            case .busy: continuation.resume(returning: false)
+            case .wait: break   // resumed by release()
             }
         }
+        if !admitted { throw HashingBusy() }
     }
 
     private func release() {
-        let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
+        let next = state.withLock { s -> CheckedContinuation<Bool, Never>? in
             if s.head < s.waiting.count {
                 let c = s.waiting[s.head]
                 s.head += 1
@@ -149,7 +146,7 @@ final class WorkGate: Sendable {
             s.running -= 1
             return nil
         }
-        next?.resume()
+        next?.resume(returning: true)
     }
 }
 
