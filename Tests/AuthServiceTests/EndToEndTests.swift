@@ -102,4 +102,37 @@ import Testing
         let refused = try await client.request(Array("\(token.dropLast(3))abc".utf8), subject: "auth.token.verify", timeout: .seconds(5))
         #expect(refused.serviceError?.code == 401)
     }
+
+    @Test func theServiceStartsWithoutNATSAndBecomesReadyWhenTheBrokerComesUp() async throws {
+        let port = try freePort()
+        let service = try await AuthProcess.start(natsURL: "nats://127.0.0.1:\(port)")
+        var broker: Broker?
+        do {
+            #expect(try await service.request("GET", "/readyz").status == 503)
+            // HTTP works meanwhile; the registration event cannot be sent and is logged as such.
+            let email = uniqueEmail("early")
+            #expect(try await service.register(email).status == 201)
+            _ = try await service.child.waitForLine("the unpublished-event warning") { $0.contains("event not published") }
+            let started = try await Broker.start(port: port)
+            broker = started
+            #expect(try await eventually { try await service.request("GET", "/readyz").status == 200 })
+            let client = try await NATSClient.connect(started.url)
+            var answered = false
+            _ = await eventually {
+                let payload = Array(#"{"email":"\#(email)"}"#.utf8)
+                guard let reply = try? await client.request(payload, subject: "auth.user.get", timeout: .milliseconds(500)) else { return false }
+                answered = reply.serviceError == nil && reply.string.contains(email)
+                return answered
+            }
+            #expect(answered)
+            await client.close()
+        } catch {
+            await service.stop()
+            await broker?.stop()
+            throw error
+        }
+        // The service first (it drains its NATS connection), then the broker.
+        #expect(await service.stop() == 0)
+        await broker?.stop()
+    }
 }

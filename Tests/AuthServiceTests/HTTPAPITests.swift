@@ -219,6 +219,17 @@ import ServiceKit
         }
     }
 
+    @Test func aBodyOverTheLimitIs413() async throws {
+        try await withAuthService { service in
+            let padding = String(repeating: "x", count: 17 * 1024)
+            let response = try await service.request("POST", "/v1/users", json: jsonText(["email": "big@example.com", "password": "correct horse 9",
+                                                                                      "name": padding]))
+            #expect(response.status == 413)
+            #expect(response.json["status"] as? Int == 413)
+            #expect(try await service.request("GET", "/healthz").status == 200)
+        }
+    }
+
     @Test func aBadConfigurationStopsTheServiceWithTheKeyNamed() async throws {
         var environment = ProcessInfo.processInfo.environment
         environment["PASSWORD_ITERATIONS"] = "12"

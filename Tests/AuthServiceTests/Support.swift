@@ -143,10 +143,11 @@ final class Broker: Sendable {
     let url: String
     let directory: String
 
-    static func start() async throws -> Broker {
+    /// Starts the broker on `port` (a random one when nil).
+    static func start(port: Int? = nil) async throws -> Broker {
         let directory = try temporaryDirectory("broker")
         let child = try ChildProcess(executable: try builtExecutable("nats-server"),
-                                     arguments: ["-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", directory],
+                                     arguments: ["-a", "127.0.0.1", "-p", port.map(String.init) ?? "-1", "--ports_file_dir", directory],
                                      environment: ProcessInfo.processInfo.environment)
         let pid = child.process.processIdentifier
         let portsFile = directory + "/nats-server_\(pid).ports"
@@ -307,4 +308,20 @@ func withAuthService(natsURL: String = "nats://127.0.0.1:1", extra: [String: Str
         throw error
     }
     await service.stop()
+}
+
+/// A loopback port that was free a moment ago (bound to port 0, then released).
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw TestFailure("socket failed") }
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+    guard bound == 0 else { throw TestFailure("bind failed: errno \(errno)") }
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+    return Int(UInt16(bigEndian: addr.sin_port))
 }
