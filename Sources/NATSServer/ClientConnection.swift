@@ -37,6 +37,9 @@ struct Outbound: ~Copyable {
     var headers = false
     /// The connection is already in some loop's pending-flush set (or its flush is queued).
     var flushQueued = false
+    /// Publishers that stopped reading because this connection's pending bytes passed half of
+    /// max_pending (2.9.10's fast-producer stall); resumed when it drains or their timer fires.
+    var stalledProducers: [ClientConnection] = []
 }
 
 /// One client connection, owned by one event loop.
@@ -84,6 +87,13 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     /// The client PINGed us since the last ping tick.
     private var clientPinged = false
     private var waitingForWritable = false
+    /// Reads are paused: a receiver of this publisher is over half its max_pending (fast-producer
+    /// stall, as 2.9.10's `stalledWait`, without blocking the loop thread).
+    private var readPaused = false
+    private var stallTimer: TimerID?
+    /// Set during a parse round when a delivery found its receiver over half max_pending.
+    @exclusivity(unchecked) private var stalledOn: ClientConnection?
+    @exclusivity(unchecked) private var stalledPending = 0
     private var lastWriteProgress: UInt64 = 0
 
     init(cid: UInt64, fd: Int32, peer: PeerAddress, context: LoopContext, broker: Broker) {
@@ -162,16 +172,21 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         if let writeDeadlineTimer { _ = context.loop.cancel(writeDeadlineTimer) }
         drainTimer = nil
         writeDeadlineTimer = nil
+        nonisolated(unsafe) var released: [ClientConnection] = []
         out.withLock { o in
             o.closed = true
             o.buffer.removeAll()
+            swap(&released, &o.stalledProducers)
         }
+        if !released.isEmpty { Self.resume(released) }
         context.loop.deregister(fd: fd)
         IO.close(fd)
         broker.connectionClosed(self, reason: closingReason)
     }
 
     private func cancelTimers() {
+        if let stallTimer { _ = context.loop.cancel(stallTimer) }
+        stallTimer = nil
         if let authTimer { _ = context.loop.cancel(authTimer) }
         if let pingTimer { _ = context.loop.cancel(pingTimer) }
         authTimer = nil
@@ -233,6 +248,10 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
                     return
                 }
                 guard state == .open else { return }
+                if let receiver = stalledOn {
+                    stalledOn = nil
+                    if pauseReading(for: receiver, pending: stalledPending) { return }
+                }
                 rounds += 1
                 // A short read drained the socket; level-triggered epoll reports any later data.
                 if count < context.readBuffer.capacity || rounds >= 16 { return }
@@ -354,10 +373,16 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
             let result = context.iovecs.withUnsafeBufferPointer { IO.writev(fd, $0.baseAddress!, count: count) }
             switch result {
             case .bytes(let written):
+                let maxPending = self.maxPending
+                nonisolated(unsafe) var released: [ClientConnection] = []
                 let remaining = out.withLock { o -> Int in
                     o.buffer.consume(written)
+                    if !o.stalledProducers.isEmpty && (written == requested || o.buffer.pendingBytes < maxPending / 2) {
+                        swap(&released, &o.stalledProducers)
+                    }
                     return o.buffer.pendingBytes
                 }
+                if !released.isEmpty { Self.resume(released) }
                 if written > 0 { lastWriteProgress = LoopContext.now() }
                 if remaining == 0 {
                     finishedWriting()
@@ -385,7 +410,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
             waitingForWritable = false
             if let writeDeadlineTimer { _ = context.loop.cancel(writeDeadlineTimer) }
             writeDeadlineTimer = nil
-            try? context.loop.setInterest(fd: fd, state == .open ? .readable : [])
+            try? context.loop.setInterest(fd: fd, state == .open && !readPaused ? .readable : [])
         }
         if case .draining(let reason) = state { closeNow(reason) }
     }
@@ -395,7 +420,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         waitingForWritable = true
         lastWriteProgress = LoopContext.now()
         do {
-            try context.loop.setInterest(fd: fd, state == .open ? [.readable, .writable] : .writable)
+            try context.loop.setInterest(fd: fd, state == .open && !readPaused ? [.readable, .writable] : .writable)
         } catch {
             closeNow(.writeError)
             return
@@ -576,7 +601,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         let receiver = sub.client
         if receiver === self && !options.echo { return false }
         return receiver.enqueueMessage(sub, subject: subject, reply: reply, headers: headers,
-                                       payload: payload, publisher: context)
+                                       payload: payload, publisher: context, producer: self)
     }
 
     /// Encodes a message for this (receiving) connection into its outbound buffer. Called on the
@@ -585,7 +610,8 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     @inline(__always)
     func enqueueMessage(_ sub: Subscription, subject: UnsafeRawBufferPointer,
                         reply: UnsafeRawBufferPointer, headers: UnsafeRawBufferPointer,
-                        payload: UnsafeRawBufferPointer, publisher: LoopContext) -> Bool {
+                        payload: UnsafeRawBufferPointer, publisher: LoopContext,
+                        producer: ClientConnection) -> Bool {
         let frame = MessageFrame(subject: subject, sid: sub.sidBytes, reply: reply, headers: headers,
                                  payload: payload, scratch: publisher.scratch, scratchCapacity: publisher.scratchCapacity)
         let maxPending = self.maxPending
@@ -601,11 +627,19 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
                 return EnqueueResult(outcome: .slowConsumer)
             }
             frame.encode(into: &o.buffer, withHeaders: withHeaders, bound: head + body)
-            if o.flushQueued { return EnqueueResult(outcome: .queued, bytes: body, requestRemoval: requestRemoval) }
+            let pending = o.buffer.pendingBytes > maxPending / 2 ? o.buffer.pendingBytes : 0
+            if o.flushQueued {
+                return EnqueueResult(outcome: .queued, bytes: body, requestRemoval: requestRemoval, stallPending: pending)
+            }
             o.flushQueued = true
-            return EnqueueResult(outcome: .needsFlush, bytes: body, requestRemoval: requestRemoval)
+            return EnqueueResult(outcome: .needsFlush, bytes: body, requestRemoval: requestRemoval, stallPending: pending)
         }
         if result.requestRemoval { requestRemoval(sub) }
+        if result.stallPending > 0 && producer !== self && producer.stalledOn == nil {
+            // Publisher's loop thread: the producer's loop-confined state is ours to set.
+            producer.stalledOn = self
+            producer.stalledPending = result.stallPending
+        }
         switch result.outcome {
         case .needsFlush:
             publisher.pendingFlush.append(self)
@@ -633,6 +667,63 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         var outcome: EnqueueOutcome
         var bytes = 0
         var requestRemoval = false
+        /// The receiver's pending bytes when over half max_pending (the publisher stalls), else 0.
+        var stallPending = 0
+    }
+
+    /// 2.9.10's `stallDuration`: 100 ms, plus 100 ms per tenth of the upper half of max_pending
+    /// used, 1 s at max_pending.
+    static func stallDuration(pending: Int, maxPending: Int) -> Duration {
+        let minimum = 100_000_000
+        if pending >= maxPending { return .seconds(1) }
+        let half = maxPending / 2
+        guard pending > half, half >= 10 else { return .nanoseconds(minimum) }
+        let steps = (pending - half) / (half / 10)
+        return .nanoseconds(minimum + minimum * steps)
+    }
+
+    /// Stops reading from this publisher until `receiver` drains below half its max_pending or
+    /// the stall time passes. Loop thread only.
+    /// - Returns: true when reads were paused (false: the receiver drained or closed meanwhile).
+    private func pauseReading(for receiver: ClientConnection, pending: Int) -> Bool {
+        if readPaused { return true }
+        let maxPending = receiver.maxPending
+        let registered = receiver.out.withLock { o -> Bool in
+            if o.closed || o.buffer.pendingBytes <= maxPending / 2 { return false }
+            o.stalledProducers.append(self)
+            return true
+        }
+        guard registered else { return false }
+        readPaused = true
+        try? context.loop.setInterest(fd: fd, waitingForWritable ? .writable : [])
+        let ttl = Self.stallDuration(pending: pending, maxPending: maxPending)
+        stallTimer = context.loop.schedule(after: ttl) { [self] in
+            stallTimer = nil
+            if readPaused { broker.logger.debug("\(logPrefix) - Timed out of fast producer stall (\(goDuration(ttl)))") }
+            resumeReading()
+        }
+        return true
+    }
+
+    /// Reads again after a stall. Loop thread only.
+    private func resumeReading() {
+        guard readPaused else { return }
+        readPaused = false
+        if let stallTimer { _ = context.loop.cancel(stallTimer) }
+        stallTimer = nil
+        guard state == .open else { return }
+        try? context.loop.setInterest(fd: fd, waitingForWritable ? [.readable, .writable] : .readable)
+    }
+
+    /// Resumes stalled publishers, each on its own loop. Any loop thread.
+    private static func resume(_ producers: [ClientConnection]) {
+        for producer in producers {
+            if producer.context.loop.isCurrent {
+                producer.resumeReading()
+            } else {
+                producer.context.loop.execute { producer.resumeReading() }
+            }
+        }
     }
 
     /// `HMSG <reply> <sid> 16 16\r\nNATS/1.0 503\r\n\r\n\r\n` to the publisher's own subscription
