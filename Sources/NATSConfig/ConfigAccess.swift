@@ -85,7 +85,8 @@ extension ConfigNode {
         }
     }
 
-    func mismatch(_ key: String, expected: String) -> ConfigError {
+    /// The error for a value of the wrong kind: names the key, what was expected and what was found.
+    public func mismatch(_ key: String, expected: String) -> ConfigError {
         ConfigError("invalid value for \"\(key)\": expected \(expected), found \(value.kindName)", at: location)
     }
 }

@@ -1,6 +1,10 @@
 // Command-line flags with nats-server 2.9.10's names and Go `flag` package syntax:
 // `-name value`, `-name=value`, `--name value`, `--name=value`; boolean flags take no value
 // unless written `-name=false`. Flags this broker does not implement are refused, never ignored.
+// With `-c FILE` the file is read first and the flags are applied on top of it, as nats-server does.
+
+import Foundation
+import NATSConfig
 
 /// What the command line asks the executable to do.
 public enum CommandLineAction: Equatable, Sendable {
@@ -10,6 +14,8 @@ public enum CommandLineAction: Equatable, Sendable {
     case help
     /// Print ``ServerCommandLine/versionLine`` and exit 0.
     case version
+    /// `-t`: the configuration file at this path is valid; print so and exit 0.
+    case configurationValid(String)
 }
 
 /// A command line the broker cannot honour: an unknown flag, an unsupported one, or a bad value.
@@ -34,6 +40,8 @@ public enum ServerCommandLine {
         case bool(@Sendable (inout Options, Bool) -> Void)
         case help
         case version
+        case config
+        case testConfig
         case refused(String)
     }
 
@@ -69,7 +77,8 @@ public enum ServerCommandLine {
         add(["h", "help"], .help)
         add(["v", "version"], .version)
 
-        add(["c", "config", "t"], .refused("configuration files are not supported yet; use command-line flags"))
+        add(["c", "config"], .config)
+        add(["t"], .testConfig)
         add(["ms", "https_port", "tls", "tlscert", "tlskey", "tlsverify", "tlscacert", "help_tls"],
             .refused("TLS is not supported by this broker"))
         add(["routes", "cluster", "cluster_name", "no_advertise", "cluster_advertise", "connect_retries",
@@ -86,14 +95,23 @@ public enum ServerCommandLine {
 
     /// Parses the arguments that follow the program name.
     ///
-    /// - Parameter arguments: `CommandLine.arguments.dropFirst()`.
-    /// - Returns: what to do: run, print help, or print the version.
+    /// - Parameters:
+    ///   - arguments: `CommandLine.arguments.dropFirst()`.
+    ///   - environment: where `$VAR` references of a configuration file are looked up.
+    /// - Returns: what to do: run, print help, print the version, or report a valid `-t` check.
     /// - Throws: ``CommandLineError`` for an unknown flag, a flag this broker does not support
-    ///   (TLS, clustering, JetStream, config files, ...), a missing or malformed value, or an
-    ///   unexpected positional argument.
-    public static func parse<C: Collection>(_ arguments: C) throws(CommandLineError) -> CommandLineAction
+    ///   (TLS, clustering, JetStream, ...), a missing or malformed value, an unexpected positional
+    ///   argument, or a configuration file that does not load (its message starts with `file:line:column`).
+    public static func parse<C: Collection>(
+        _ arguments: C, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws(CommandLineError) -> CommandLineAction
     where C.Element == String {
+        // Flags are applied to scratch options at once (so bad values fail here), and recorded so
+        // they can be applied again on top of a configuration file's options.
         var options = Options()
+        var flagSetters: [(inout Options) -> Void] = []
+        var configPath: String?
+        var testOnly = false
         var action: CommandLineAction?
         let args = Array(arguments)
         var index = 0
@@ -127,22 +145,30 @@ public enum ServerCommandLine {
 
             switch kind {
             case .string(let apply):
-                apply(&options, try value())
+                let text = try value()
+                apply(&options, text)
+                flagSetters.append { apply(&$0, text) }
             case .int(let apply):
                 let text = try value()
                 guard let number = Int(text) else {
                     throw CommandLineError("invalid value \"\(text)\" for flag -\(name): parse error")
                 }
                 try apply(&options, number)
+                flagSetters.append { try? apply(&$0, number) }
             case .bool(let apply):
+                var flag = true
                 if let inlineValue {
-                    guard let flag = parseBool(inlineValue) else {
+                    guard let parsed = parseBool(inlineValue) else {
                         throw CommandLineError("invalid boolean value \"\(inlineValue)\" for -\(name): parse error")
                     }
-                    apply(&options, flag)
-                } else {
-                    apply(&options, true)
+                    flag = parsed
                 }
+                apply(&options, flag)
+                flagSetters.append { apply(&$0, flag) }
+            case .config:
+                configPath = try value()
+            case .testConfig:
+                testOnly = true
             case .help:
                 if action == nil { action = .help }
             case .version:
@@ -152,6 +178,17 @@ public enum ServerCommandLine {
             }
         }
         if let action { return action }
+        if let configPath {
+            do {
+                options = try Options.load(configFile: configPath, environment: environment)
+            } catch {
+                throw CommandLineError(error.description)
+            }
+            for setter in flagSetters { setter(&options) }
+            if testOnly { return .configurationValid(configPath) }
+        } else if testOnly {
+            throw CommandLineError("-t needs a configuration file to test: -t -c <file>")
+        }
         if options.password != nil && options.username == nil {
             throw CommandLineError("--pass requires --user")
         }
@@ -182,6 +219,8 @@ public enum ServerCommandLine {
                 --server_name <server_name>  Server name (default: auto)
             -P, --pid <file>                 File to store PID
             -m, --http_port <port>           Use port for http monitoring (/varz, /healthz)
+            -c, --config <file>              Configuration file (flags override it)
+            -t                               Test configuration and exit
                 --ports_file_dir <dir>       Creates a ports file in the specified directory (<executable_name>_<pid>.ports).
 
         Logging Options:
@@ -202,8 +241,8 @@ public enum ServerCommandLine {
             -h, --help                       Show this message
             -v, --version                    Show version
 
-        Not supported (refused with exit code 1): configuration files (-c, -t), TLS, clustering,
-        JetStream, syslog, --signal, --profile.
+        Not supported (refused with exit code 1): TLS, clustering, JetStream, syslog, --signal,
+        --profile. In configuration files, keys for those features are refused with file:line.
 
         """
 }

@@ -24,6 +24,9 @@ case .help:
 case .version:
     print(ServerCommandLine.versionLine)
     exit(0)
+case .configurationValid(let path):
+    print("nats-server: configuration file \(path) is valid")
+    exit(0)
 case .run(let parsed):
     options = parsed
 }

@@ -1,0 +1,188 @@
+import NATSConfig
+
+// The nats.conf keys this broker implements, read into Options. Keys nats-server 2.9.10 knows
+// but this broker does not implement are refused with their file:line and the reason; keys
+// nats-server does not know are refused with its own words (`unknown field "x"`).
+
+extension Options {
+    /// Reads a nats.conf file into options, starting from the defaults.
+    ///
+    /// - Parameters:
+    ///   - path: the configuration file (includes are relative to it).
+    ///   - environment: where `$VAR` references not defined in the file are looked up.
+    /// - Returns: the options the file describes; command-line flags are applied on top by the caller.
+    /// - Throws: ``ConfigError`` (with `file:line:column`) for a syntax error, an unknown key, a key
+    ///   this broker does not implement, a value of the wrong type or out of range, or an
+    ///   inconsistent combination (a token together with a user).
+    public static func load(
+        configFile path: String, environment: [String: String]
+    ) throws(ConfigError) -> Options {
+        var options = Options()
+        try options.apply(ConfigParser.parse(contentsOf: path, environment: environment))
+        return options
+    }
+
+    /// Applies the settings of a parsed configuration on top of these options.
+    ///
+    /// - Throws: ``ConfigError`` as ``load(configFile:environment:)`` describes.
+    public mutating func apply(_ config: ConfigMap) throws(ConfigError) {
+        for entry in config.settings {
+            let key = entry.key.lowercased()
+            let node = entry.node
+            switch key {
+            case "listen":
+                let (host, port) = try Self.hostPort(node, key: entry.key)
+                if let host { self.host = host }
+                self.port = port
+            case "host", "net", "addr":
+                host = try node.string(for: entry.key)
+            case "port":
+                port = try Self.portValue(node, key: entry.key, allowRandom: true)
+            case "server_name":
+                serverName = try node.string(for: entry.key)
+            case "debug":
+                debug = try node.bool(for: entry.key)
+            case "trace":
+                trace = try node.bool(for: entry.key)
+            case "logtime":
+                logTime = try node.bool(for: entry.key)
+            case "logfile", "log_file":
+                logFile = try node.string(for: entry.key)
+            case "pidfile", "pid_file":
+                pidFile = try node.string(for: entry.key)
+            case "ports_file_dir":
+                portsFileDir = try node.string(for: entry.key)
+            case "http":
+                let (host, port) = try Self.hostPort(node, key: entry.key)
+                if let host { httpHost = host }
+                httpPort = port
+            case "http_port", "monitor_port":
+                httpPort = try Self.portValue(node, key: entry.key, allowRandom: true)
+            case "max_payload":
+                maxPayload = Int(try node.integer(for: entry.key, in: 1...Int64(Int32.max)))
+            case "max_control_line":
+                maxControlLine = Int(try node.integer(for: entry.key, in: 1...Int64(Int32.max)))
+            case "max_pending":
+                maxPending = Int(try node.integer(for: entry.key, in: 1...Int64.max))
+            case "max_connections":
+                maxConnections = Int(try node.integer(for: entry.key, in: 1...Int64(Int32.max)))
+            case "max_subscriptions":
+                maxSubscriptions = Int(try node.integer(for: entry.key, in: 0...Int64(Int32.max)))
+            case "ping_interval":
+                pingInterval = try Self.positive(node.duration(for: entry.key), node, key: entry.key)
+            case "ping_max":
+                maxPingsOut = Int(try node.integer(for: entry.key, in: 0...Int64(Int32.max)))
+            case "write_deadline":
+                writeDeadline = try Self.positive(node.duration(for: entry.key), node, key: entry.key)
+            case "authorization":
+                try applyAuthorization(node.map(for: entry.key))
+            default:
+                if let reason = Self.unimplemented[key] {
+                    throw ConfigError(
+                        "\"\(entry.key)\" is a nats-server setting this broker does not implement: \(reason)",
+                        at: entry.keyLocation)
+                }
+                throw ConfigError("unknown field \"\(entry.key)\"", at: entry.keyLocation)
+            }
+        }
+    }
+
+    private mutating func applyAuthorization(_ block: ConfigMap) throws(ConfigError) {
+        var sawUser: SourceLocation?
+        var sawToken: SourceLocation?
+        for entry in block.settings {
+            let node = entry.node
+            switch entry.key.lowercased() {
+            case "user", "username":
+                username = try node.string(for: entry.key)
+                sawUser = entry.keyLocation
+            case "password", "pass":
+                password = try Self.plainPassword(node, key: entry.key)
+            case "token":
+                authToken = try Self.plainPassword(node, key: entry.key)
+                sawToken = entry.keyLocation
+            case "timeout":
+                authTimeout = .milliseconds(Int64((try node.seconds(for: entry.key) * 1000).rounded()))
+            case "users", "nkeys", "permissions", "default_permissions", "auth_callout":
+                throw ConfigError(
+                    "\"\(entry.key)\" in authorization is not implemented by this broker yet: use user/password or token",
+                    at: entry.keyLocation)
+            default:
+                throw ConfigError("unknown field \"\(entry.key)\"", at: entry.keyLocation)
+            }
+        }
+        if let sawToken, sawUser != nil {
+            throw ConfigError("Cannot have a user/pass and token", at: sawToken)
+        }
+        if password != nil, username == nil {
+            throw ConfigError("authorization has a password but no user", at: nil)
+        }
+    }
+
+    /// Refuses bcrypt hashes: comparing one as plain text would let the hash itself log in.
+    private static func plainPassword(_ node: ConfigNode, key: String) throws(ConfigError) -> String {
+        let text = try node.string(for: key)
+        if text.hasPrefix("$2a$") || text.hasPrefix("$2b$") || text.hasPrefix("$2y$") {
+            throw ConfigError(
+                "\"\(key)\" is a bcrypt hash, which this broker cannot verify yet: write the password in plain text",
+                at: node.location)
+        }
+        return text
+    }
+
+    /// `port`, `"host:port"`, `host:port` or `"host"`: nats-server's listen/http forms.
+    private static func hostPort(_ node: ConfigNode, key: String) throws(ConfigError) -> (String?, Int) {
+        switch node.value {
+        case .integer:
+            return (nil, try portValue(node, key: key, allowRandom: true))
+        case .string(let text):
+            guard let colon = text.lastIndex(of: ":") else {
+                throw ConfigError("invalid value for \"\(key)\": expected host:port, found \"\(text)\"", at: node.location)
+            }
+            var host = String(text[..<colon])
+            if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+            guard let port = Int(text[text.index(after: colon)...]), (-1...65_535).contains(port) else {
+                throw ConfigError("invalid port in \"\(key)\": \"\(text)\"", at: node.location)
+            }
+            return (host.isEmpty ? nil : host, port)
+        default:
+            throw node.mismatch(key, expected: "a port or host:port")
+        }
+    }
+
+    private static func portValue(_ node: ConfigNode, key: String, allowRandom: Bool) throws(ConfigError) -> Int {
+        Int(try node.integer(for: key, in: (allowRandom ? -1 : 0)...65_535))
+    }
+
+    private static func positive(_ d: Duration, _ node: ConfigNode, key: String) throws(ConfigError) -> Duration {
+        guard d > .zero else { throw ConfigError("invalid value for \"\(key)\": must be greater than zero", at: node.location) }
+        return d
+    }
+
+    /// nats-server 2.9.10 top-level keys this broker refuses, with why.
+    static let unimplemented: [String: String] = {
+        var table: [String: String] = [:]
+        for key in ["cluster", "gateway", "leafnodes", "client_advertise", "no_advertise"] {
+            table[key] = "clustering, gateways and leaf nodes are not supported"
+        }
+        for key in ["jetstream", "store_dir", "default_js_domain"] { table[key] = "JetStream is not supported" }
+        for key in ["tls", "https", "https_port", "ocsp", "allow_non_tls"] { table[key] = "TLS is not supported" }
+        for key in ["websocket", "mqtt"] { table[key] = "only the NATS client protocol is served" }
+        for key in ["accounts", "operator", "operators", "resolver", "resolver_tls", "resolver_preload", "trusted_keys",
+                    "trusted", "system_account", "no_system_account", "mappings"]
+        {
+            table[key] = "multiple accounts and operator (JWT) mode are not supported"
+        }
+        for key in ["no_auth_user"] { table[key] = "per-user authorization is not implemented yet" }
+        for key in ["lame_duck_duration", "lame_duck_grace_period"] { table[key] = "lame duck mode is not implemented yet" }
+        for key in ["syslog", "remote_syslog", "log_size_limit", "trace_verbose", "max_traced_msg_len"] {
+            table[key] = "use logfile, debug and trace"
+        }
+        for key in ["http_base_path", "prof_port", "max_sub_tokens", "no_header_support", "disable_sublist_cache",
+                    "connect_error_reports", "reconnect_error_reports", "server_tags"]
+        {
+            table[key] = "this setting is not implemented"
+        }
+        return table
+    }()
+}
