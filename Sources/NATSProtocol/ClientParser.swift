@@ -89,6 +89,15 @@ public protocol ClientOpHandler {
     mutating func ok() -> Bool
     /// `-ERR <text>` from a client (surrounding single quotes removed): 2.9.10 logs it and closes.
     mutating func err(message: UnsafeRawBufferPointer) -> Bool
+    /// Whether this connection negotiated headers (`"headers":true` in CONNECT). When false, an HPUB
+    /// fails at its control line with `.badArguments(.hpub)` before its arguments are even read, as
+    /// 2.9.10's `processHeaderPub` does. Read once per HPUB line.
+    var acceptsHeaders: Bool { get }
+}
+
+extension ClientOpHandler {
+    /// Headers are accepted unless the handler says otherwise.
+    public var acceptsHeaders: Bool { true }
 }
 
 /// Parses the client -> server protocol for one connection, byte-at-a-time: frames may be split anywhere
@@ -293,6 +302,7 @@ public struct ClientParser: Sendable {
             } else {
                 let isH = word == .hpub
                 let verb: ClientVerb = isH ? .hpub : .pub
+                if isH && !handler.acceptsHeaders { return fail(.badArguments(.hpub)) }
                 let a = ArgViews.split(line, crlfSeparates: false)
                 let base = isH ? 3 : 2
                 guard a.count == base || a.count == base + 1 else { return fail(.badArguments(verb)) }

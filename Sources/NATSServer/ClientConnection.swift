@@ -544,9 +544,41 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
             if tracing { traceOut("-ERR 'Invalid Publish Subject'") }
             appendControl(bytes: ServerError.invalidPublishSubject.wireLine)
         }
+        // 2.9.10 reserves these prefixes for gateways, service imports and JetStream acks: the
+        // message is refused with a permissions violation (the connection stays open), before +OK.
+        if Self.hasReservedPrefix(subject, Self.gatewayReplyPrefix) {
+            sendPermissionViolation(.publishPermissionViolation(subject: String(decoding: subject, as: UTF8.self)))
+            return state == .open
+        }
+        if !reply.isEmpty && Self.isReservedReply(reply) {
+            sendPermissionViolation(.replyPermissionViolation(reply: String(decoding: reply, as: UTF8.self)))
+            return state == .open
+        }
         if options.verbose { sendOK() }
         route(subject: subject, reply: reply, headers: headers, payload: payload)
         return state == .open
+    }
+
+    private static let gatewayReplyPrefix = Array("_GR_.".utf8)
+    private static let serviceReplyPrefix = Array("_R_.".utf8)
+    private static let jetStreamAckPrefix = Array("$JS.ACK.".utf8)
+
+    /// True when `bytes` is longer than `prefix` and starts with it (2.9.10 needs at least one more byte).
+    private static func hasReservedPrefix(_ bytes: UnsafeRawBufferPointer, _ prefix: [UInt8]) -> Bool {
+        bytes.count > prefix.count && bytes.starts(with: prefix)
+    }
+
+    /// 2.9.10's `isReservedReply`: service-import (`_R_.`), JetStream ack and gateway reply prefixes.
+    private static func isReservedReply(_ reply: UnsafeRawBufferPointer) -> Bool {
+        hasReservedPrefix(reply, serviceReplyPrefix) || hasReservedPrefix(reply, jetStreamAckPrefix)
+            || hasReservedPrefix(reply, gatewayReplyPrefix)
+    }
+
+    /// Sends a permissions -ERR, which keeps the connection open. Error path only (allocates).
+    private func sendPermissionViolation(_ error: ServerError) {
+        if tracing { traceOut("-ERR '\(error.text)'") }
+        broker.logger.error("\(logPrefix) - \(error.text)")
+        appendControl(bytes: error.wireLine)
     }
 
     fileprivate func handleHPub(subject: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
@@ -976,6 +1008,7 @@ private struct OpDispatch: ClientOpHandler {
         return true
     }
     mutating func err(message: UnsafeRawBufferPointer) -> Bool { connection.handleClientError(message: message) }
+    var acceptsHeaders: Bool { connection.options.headers }
 
     private func text(_ bytes: UnsafeRawBufferPointer) -> String { String(decoding: bytes, as: UTF8.self) }
 

@@ -11,18 +11,8 @@ enum KnownDifferences {
             "2.9.10 answers HMSG from a client with -ERR 'Unknown Protocol Operation' and closes; ours waits",
         "a PUB size with a leading zero is echoed as written in the MSG":
             "2.9.10 copies the size token of PUB as written (`02`) into the MSG; ours prints the number (`2`)",
-        "publishing to the reserved _GR_. prefix is a permissions violation":
-            "2.9.10 refuses PUB to _GR_.* with a Permissions Violation; ours delivers it",
-        "a reply subject under _R_. is a permissions violation":
-            "2.9.10 refuses reply subjects under _R_. with a Permissions Violation; ours delivers",
-        "reserved reply prefixes $JS.ACK. and _GR_. and the _GR_. publish prefix are refused":
-            "2.9.10 refuses $JS.ACK. and _GR_. reply subjects and PUB to _GR_.; ours delivers",
         "SIGUSR2 (lame duck) sends protocol-1 clients an INFO with ldm true":
             "2.9.10 enters lame duck mode on SIGUSR2 and sends INFO {...,\"ldm\":true}; ours sends nothing",
-        "HPUB without headers support closes at its control line, before any payload":
-            "2.9.10 closes as soon as it reads the HPUB control line of a client without headers; ours waits for the payload",
-        "token: HPUB without headers after a good CONNECT closes without -ERR":
-            "same as above, on an authenticated connection",
         "monitoring /connz": "/connz is not served yet (404)",
         "monitoring /subsz": "/subsz is not served yet (404)",
         "monitoring /routez": "/routez is not served yet (404)",

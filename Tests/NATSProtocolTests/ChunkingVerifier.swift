@@ -71,6 +71,9 @@ enum ClientOp: Equatable, Sendable, CustomStringConvertible {
 struct ClientRecorder: ClientOpHandler {
     var ops: [ClientOp] = []
     var stopAfter = Int.max
+    /// What `acceptsHeaders` answers (the connection's negotiated `headers`).
+    var headers = true
+    var acceptsHeaders: Bool { headers }
 
     private mutating func add(_ op: ClientOp) -> Bool {
         ops.append(op)

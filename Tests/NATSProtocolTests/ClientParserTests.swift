@@ -169,6 +169,16 @@ struct ClientParserTests {
         #expect(run.result == .stopped)
     }
 
+    @Test("without negotiated headers an HPUB fails at its control line, before its arguments or payload",
+          arguments: ["HPUB foo 12 14\r\n", "HPUB foo\r\n", "hpub foo reply 999999999 999999999\r\n"])
+    func hpubWithoutHeadersFailsAtTheControlLine(frame: String) {
+        var p = ClientParser()
+        var rec = ClientRecorder(headers: false)
+        let result = wireBytes("PUB a 1\r\nx\r\n" + frame).withUnsafeBytes { p.parse($0, into: &rec) }
+        #expect(result == .error(.badArguments(.hpub)))
+        #expect(rec.ops == [.pub("a", "x")])
+    }
+
     @Test("after .stopped the next call continues with the following op")
     func continuesAfterStop() {
         var p = ClientParser()
