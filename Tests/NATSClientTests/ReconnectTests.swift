@@ -240,47 +240,49 @@ struct ReconnectTests {
 
     @Test("a subscription the restarted server refuses ends with resubscribeFailed and an event", arguments: Broker.enabled)
     func failedResubscribeIsSurfaced(broker: Broker) async throws {
-        let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("natsclient-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let open = directory.appendingPathComponent("open.conf")
-        let strict = directory.appendingPathComponent("strict.conf")
-        try "authorization { users = [ { user: alice, password: pw } ] }\n".write(to: open, atomically: true, encoding: .utf8)
-        try """
-        authorization { users = [ { user: alice, password: pw, permissions: { subscribe: { deny: ["secret.>"] } } } ] }
+        try await broker.run(needing: .perUserAuthorization) {
+            let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("natsclient-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let open = directory.appendingPathComponent("open.conf")
+            let strict = directory.appendingPathComponent("strict.conf")
+            try "authorization { users = [ { user: alice, password: pw } ] }\n".write(to: open, atomically: true, encoding: .utf8)
+            try """
+            authorization { users = [ { user: alice, password: pw, permissions: { subscribe: { deny: ["secret.>"] } } } ] }
 
-        """.write(to: strict, atomically: true, encoding: .utf8)
-        let port = try BrokerProcess.freePort()
-        var server: BrokerProcess? = try await BrokerProcess(broker, port: port, arguments: ["-c", open.path])
-        var options = testOptions(server!)
-        options.user = "alice"
-        options.password = "pw"
-        let client = try await NATSClient.connect(options)
-        let events = EventLog(client)
-        let secret = try await client.subscribe("secret.data")
-        let fine = try await client.subscribe("public.data")
-        try await client.flush()
-        await server?.kill()
-        server = nil
-        #expect(await eventually { !client.isConnected })
-        let restarted = try await BrokerProcess(broker, port: port, arguments: ["-c", strict.path])
-        defer { restarted.stop() }
-        #expect(await eventually(20) {
-            events.contains { if case .resubscribeFailed(subject: "secret.data", _) = $0 { true } else { false } }
-        })
-        do {
-            for try await _ in secret {}
-            Issue.record("iteration of a refused subscription ended without an error")
-        } catch let error as NATSError {
-            guard case .resubscribeFailed(subject: "secret.data", _) = error else {
-                Issue.record("unexpected error \(error)")
-                return
+            """.write(to: strict, atomically: true, encoding: .utf8)
+            let port = try BrokerProcess.freePort()
+            var server: BrokerProcess? = try await BrokerProcess(broker, port: port, arguments: ["-c", open.path])
+            var options = testOptions(server!)
+            options.user = "alice"
+            options.password = "pw"
+            let client = try await NATSClient.connect(options)
+            let events = EventLog(client)
+            let secret = try await client.subscribe("secret.data")
+            let fine = try await client.subscribe("public.data")
+            try await client.flush()
+            await server?.kill()
+            server = nil
+            #expect(await eventually { !client.isConnected })
+            let restarted = try await BrokerProcess(broker, port: port, arguments: ["-c", strict.path])
+            defer { restarted.stop() }
+            #expect(await eventually(20) {
+                events.contains { if case .resubscribeFailed(subject: "secret.data", _) = $0 { true } else { false } }
+            })
+            do {
+                for try await _ in secret {}
+                Issue.record("iteration of a refused subscription ended without an error")
+            } catch let error as NATSError {
+                guard case .resubscribeFailed(subject: "secret.data", _) = error else {
+                    Issue.record("unexpected error \(error)")
+                    return
+                }
             }
+            // The other subscription works.
+            try await client.publish(bytes("ok"), subject: "public.data")
+            #expect(try await take(1, from: fine).first?.string == "ok")
+            await client.close()
         }
-        // The other subscription works.
-        try await client.publish(bytes("ok"), subject: "public.data")
-        #expect(try await take(1, from: fine).first?.string == "ok")
-        await client.close()
     }
 
     @Test("a connection whose server stops answering PINGs is declared stale and re-established")
@@ -300,35 +302,39 @@ struct ReconnectTests {
 
     @Test("lame duck mode is reported as an event", arguments: Broker.enabled)
     func lameDuckIsReported(broker: Broker) async throws {
-        let server = try await BrokerProcess(broker)
-        defer { server.stop() }
-        let client = try await NATSClient.connect(testOptions(server))
-        let events = EventLog(client)
-        server.signal(SIGUSR2)  // nats-server: enter lame duck mode
-        #expect(await eventually(20) { events.contains { if case .lameDuck = $0 { true } else { false } } })
-        await client.close()
+        try await broker.run(needing: .lameDuckMode) {
+            let server = try await BrokerProcess(broker)
+            defer { server.stop() }
+            let client = try await NATSClient.connect(testOptions(server))
+            let events = EventLog(client)
+            server.signal(SIGUSR2)  // nats-server: enter lame duck mode
+            #expect(await eventually(20) { events.contains { if case .lameDuck = $0 { true } else { false } } })
+            await client.close()
+        }
     }
 
     @Test("servers announced in connect_urls are added and used for failover", arguments: Broker.enabled)
     func discoveredServersAreUsed(broker: Broker) async throws {
-        let clusterA = try BrokerProcess.freePort()
-        let clusterB = try BrokerProcess.freePort()
-        let a = try await BrokerProcess(broker, arguments: ["--cluster_name", "c", "--cluster", "nats://127.0.0.1:\(clusterA)"])
-        defer { a.stop() }
-        var options = testOptions(a)
-        options.maxReconnectAttempts = nil
-        let client = try await NATSClient.connect(options)
-        let events = EventLog(client)
-        let b = try await BrokerProcess(broker, arguments: [
-            "--cluster_name", "c", "--cluster", "nats://127.0.0.1:\(clusterB)", "--routes", "nats://127.0.0.1:\(clusterA)",
-        ])
-        defer { b.stop() }
-        #expect(await eventually(20) { client.knownServers.contains("127.0.0.1:\(b.port)") })
-        #expect(await eventually { events.contains { if case .discoveredServers = $0 { true } else { false } } })
-        await a.kill()
-        #expect(await eventually(20) { client.connectedServer == "127.0.0.1:\(b.port)" })
-        try await client.flush()
-        await client.close()
+        try await broker.run(needing: .clustering) {
+            let clusterA = try BrokerProcess.freePort()
+            let clusterB = try BrokerProcess.freePort()
+            let a = try await BrokerProcess(broker, arguments: ["--cluster_name", "c", "--cluster", "nats://127.0.0.1:\(clusterA)"])
+            defer { a.stop() }
+            var options = testOptions(a)
+            options.maxReconnectAttempts = nil
+            let client = try await NATSClient.connect(options)
+            let events = EventLog(client)
+            let b = try await BrokerProcess(broker, arguments: [
+                "--cluster_name", "c", "--cluster", "nats://127.0.0.1:\(clusterB)", "--routes", "nats://127.0.0.1:\(clusterA)",
+            ])
+            defer { b.stop() }
+            #expect(await eventually(20) { client.knownServers.contains("127.0.0.1:\(b.port)") })
+            #expect(await eventually { events.contains { if case .discoveredServers = $0 { true } else { false } } })
+            await a.kill()
+            #expect(await eventually(20) { client.connectedServer == "127.0.0.1:\(b.port)" })
+            try await client.flush()
+            await client.close()
+        }
     }
 }
 

@@ -259,3 +259,31 @@ func testOptions(_ broker: BrokerProcess) -> NATSClient.Options {
 }
 
 func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
+
+/// Broker features some client tests need that our broker does not implement yet (they belong to the
+/// broker-in-operation issue). Keep this list as short as the broker allows.
+enum BrokerFeature: String, Sendable {
+    case clustering = "clustering (--cluster, --routes, connect_urls)"
+    case perUserAuthorization = "authorization users with permissions in nats.conf"
+    case lameDuckMode = "lame duck mode (SIGUSR2, INFO with ldm)"
+}
+
+extension Broker {
+    /// The features this broker lacks.
+    var missingFeatures: Set<BrokerFeature> {
+        self == .ours ? [.clustering, .perUserAuthorization, .lameDuckMode] : []
+    }
+
+    /// Runs a test body that needs `feature`. On a broker that lacks it, the body still runs and its
+    /// failures are recorded as a known issue naming the gap; once the broker has the feature the same
+    /// test passes unchanged. On a broker that has it, failures are ordinary failures.
+    func run(needing feature: BrokerFeature, _ body: () async throws -> Void) async throws {
+        if missingFeatures.contains(feature) {
+            await withKnownIssue("our broker does not implement \(feature.rawValue) yet", isIntermittent: true) {
+                try await body()
+            }
+        } else {
+            try await body()
+        }
+    }
+}
