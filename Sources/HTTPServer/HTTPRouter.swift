@@ -35,6 +35,10 @@ public struct HTTPRouter: Sendable {
 
     private(set) var routes: [Route] = []
 
+    /// Called with each 404 or 405 the router answers itself (no handler ran), so callers that count
+    /// requests per route see those too. Runs in the request's task; keep it cheap.
+    public var onUnrouted: (@Sendable (_ request: HTTPRequest, _ response: HTTPResponse) -> Void)?
+
     /// Creates an empty router.
     /// - Parameter defaultBodyLimit: the body limit of routes registered without one.
     public init(defaultBodyLimit: Int = 1 << 20) {
@@ -122,10 +126,13 @@ public struct HTTPRouter: Sendable {
     public func respond(to request: HTTPRequest) async -> HTTPResponse {
         switch match(method: request.method, target: request.target) {
         case .notFound:
-            return .error(.notFound, "no route for \(request.path)")
+            let response = HTTPResponse.error(.notFound, "no route for \(request.path)")
+            onUnrouted?(request, response)
+            return response
         case .methodNotAllowed(let allow):
             var response = HTTPResponse.error(.methodNotAllowed, "method \(request.method) not allowed for \(request.path)")
             response.headers.add(name: "Allow", value: allow.joined(separator: ", "))
+            onUnrouted?(request, response)
             return response
         case .found(let handler, _, let parameters, let stripBody):
             var routed = request

@@ -400,6 +400,14 @@ public final class ServiceRuntime: Sendable {
         for route in builtIn + routes {
             router.add(route.method, route.pattern, bodyLimit: route.bodyLimit, instrumented(route))
         }
+        // 404 and 405 are counted under one fixed route label: labelling by the raw path would let
+        // any client grow the metric without bound.
+        let registry = self.metrics
+        router.onUnrouted = { request, response in
+            registry.increment("http_requests_total", labels: [
+                ("method", request.method.rawValue), ("route", "(unrouted)"), ("status", String(response.status.code)),
+            ])
+        }
         return router
     }
 

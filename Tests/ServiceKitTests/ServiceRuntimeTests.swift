@@ -62,8 +62,15 @@ final class Recorder: Sendable {
         defer { broker.stop() }
         #expect(await eventually(timeout: .seconds(20)) { (try? await http(port: port, path: "/readyz").status) == 200 })
 
+        // Answers the router makes itself are counted too, under one fixed route label.
+        #expect(try await http(port: port, path: "/no/such/path").status == 404)
+        #expect(try await http(port: port, method: "DELETE", path: "/healthz").status == 405)
+
         let metrics = try await http(port: port, path: "/metrics")
         #expect(metrics.status == 200)
+        #expect(metrics.body.contains(#"http_requests_total{method="GET",route="(unrouted)",status="404"} 1"#))
+        #expect(metrics.body.contains(#"http_requests_total{method="DELETE",route="(unrouted)",status="405"} 1"#))
+        #expect(!metrics.body.contains("/no/such/path"))
         #expect(metrics.headers["content-type"]?.hasPrefix("text/plain; version=0.0.4") == true)
         #expect(metrics.body.contains(#"http_requests_total{method="GET",route="/healthz",status="200"} 1"#))
         #expect(metrics.body.contains(#"http_requests_total{method="GET",route="/readyz",status="503"} "#))
