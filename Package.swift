@@ -42,11 +42,13 @@ let package = Package(
         // The writer process of ServiceKit's SIGKILL durability test (not a product).
         .executableTarget(name: "store-torture", dependencies: ["ServiceKit"], path: "Tests/Tools/store-torture"),
 
-        .testTarget(name: "NATSProtocolTests", dependencies: ["NATSProtocol"]),
+        // Helpers shared by the test targets (seeded random generator).
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "NATSProtocolTests", dependencies: ["NATSProtocol", "TestSupport"]),
         .testTarget(name: "NATSConfigTests", dependencies: ["NATSConfig"], exclude: ["Fixtures"]),
-        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"]),
-        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"]),
-        .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit"]),
+        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "TestSupport"]),
+        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "TestSupport"]),
+        .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit", "TestSupport"]),
         .testTarget(name: "AuthServiceTests", dependencies: ["AuthService", "auth-service", "nats-server"]),
         .testTarget(name: "NATSServerTests", dependencies: ["NATSServer", "NATSProtocol"]),
         .testTarget(name: "NATSClientTests", dependencies: ["NATSClient", "nats-server"], exclude: ["Python"]),

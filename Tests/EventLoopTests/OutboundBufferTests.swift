@@ -3,6 +3,7 @@ import EventLoop
 import Glibc
 import Synchronization
 import Testing
+import TestSupport
 
 /// The bytes the iovecs point at, concatenated.
 func gather(_ iov: [iovec]) -> [UInt8] {

@@ -1,5 +1,6 @@
 import Testing
 @testable import HTTPServer
+import TestSupport
 
 /// What the parser produced for one input, in a comparable form.
 struct ParsedRequest: Equatable, CustomStringConvertible {
@@ -62,17 +63,6 @@ func parse(_ input: [UInt8], cuts: [Int] = [], maxHeadSize: Int = 16 * 1024, bod
     return collector.outcome
 }
 
-/// Deterministic generator for the random splits (SplitMix64).
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// The chunking verifier: whole, byte at a time, every two-way split and seeded random splits must all
 /// give `expected`.
@@ -89,7 +79,7 @@ func verifyChunkings(_ text: String, _ expected: ParseOutcome, maxHeadSize: Int 
     for split in 0...input.count {
         guard check([split], "two-way split") else { return }
     }
-    var rng = SeededGenerator(state: 0x5EED)
+    var rng = SeededGenerator(seed: 0x5EED)
     for _ in 0..<50 {
         let count = Int.random(in: 1...max(1, input.count / 3), using: &rng)
         let cuts = (0..<count).map { _ in Int.random(in: 0...input.count, using: &rng) }.sorted()
@@ -264,7 +254,7 @@ struct ParserTests {
     }
 
     @Test func survivesSeededRandomBytesAndMutatedRequests() {
-        var rng = SeededGenerator(state: 42)
+        var rng = SeededGenerator(seed: 42)
         let seeds = [
             "POST /v1/x?a=b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nokGET / HTTP/1.0\r\n\r\n",

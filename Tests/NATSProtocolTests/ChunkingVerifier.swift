@@ -1,5 +1,6 @@
 import Testing
 @testable import NATSProtocol
+import TestSupport
 
 // Feeds the same input to a parser in many chunkings (whole, one byte at a time, every two-way split,
 // seeded random splits) and checks that every chunking records the same op sequence and outcome.
@@ -8,18 +9,6 @@ import Testing
 
 func wireBytes(_ s: String) -> [UInt8] { Array(s.utf8) }
 
-/// A deterministic PRNG (SplitMix64) so random splits and fuzz loops are reproducible.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 // MARK: - Client ops
 
@@ -260,7 +249,7 @@ enum ChunkingVerifier {
                 }
             }
         }
-        var rng = SeededRandom(seed: seed ^ UInt64(input.count))
+        var rng = SeededGenerator(seed: seed ^ UInt64(input.count))
         for _ in 0..<randomRuns {
             var cuts: [Int] = []
             var at = 0

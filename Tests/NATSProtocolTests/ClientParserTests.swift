@@ -1,5 +1,6 @@
 import Testing
 @testable import NATSProtocol
+import TestSupport
 
 // Every case goes through ChunkingVerifier: whole, byte by byte, every two-way split, random splits.
 // Expected behaviour is nats-server 2.9.10's (checked against /usr/sbin/nats-server 2.9.10).
@@ -352,7 +353,7 @@ let clientSeedFrames: [[UInt8]] = [
 ].map(wireBytes)
 
 /// Applies a few random byte edits (flip, insert, delete, duplicate a range) to `frame`.
-func mutateFrame(_ frame: [UInt8], _ rng: inout SeededRandom) -> [UInt8] {
+func mutateFrame(_ frame: [UInt8], _ rng: inout SeededGenerator) -> [UInt8] {
     var f = frame
     let alphabet = wireBytes(" \t\r\n0123456789-+PUBSHMGICONTXEKRpubs'{}.*>")
     for _ in 0..<Int.random(in: 1...4, using: &rng) {
@@ -374,7 +375,7 @@ func mutateFrame(_ frame: [UInt8], _ rng: inout SeededRandom) -> [UInt8] {
 struct ClientParserRobustnessTests {
     @Test("random bytes and mutated frames never crash, chunk the same, and keep the split buffer bounded")
     func fuzzLoop() {
-        var rng = SeededRandom(seed: 0xC0FFEE)
+        var rng = SeededGenerator(seed: 0xC0FFEE)
         var config = ClientConfig()
         config.maxControlLine = 64
         config.maxPayload = 256

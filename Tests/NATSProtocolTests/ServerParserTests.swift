@@ -1,5 +1,6 @@
 import Testing
 @testable import NATSProtocol
+import TestSupport
 
 struct ServerCase: CustomTestStringConvertible, Sendable {
     let input: String
@@ -156,7 +157,7 @@ struct ServerParserRobustnessTests {
             realInfoLine, "MSG foo 1 5\r\nhello\r\n", "MSG foo 1 r 0\r\n\r\n", "HMSG _INBOX.a 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n",
             "HMSG a 2 r 12 14\r\nNATS/1.0\r\n\r\nhi\r\n", "PING\r\n", "PONG\r\n", "+OK\r\n", "-ERR 'Stale Connection'\r\n",
         ].map(wireBytes)
-        var rng = SeededRandom(seed: 0xBADC0DE)
+        var rng = SeededGenerator(seed: 0xBADC0DE)
         var config = ServerConfig()
         config.maxControlLine = 96
         config.maxPayload = 256

@@ -1,5 +1,6 @@
 import Testing
 @testable import NATSProtocol
+import TestSupport
 
 /// A stand-in subscription: identity matters, `id` is for readable expectations.
 final class TestSub: Sendable, CustomStringConvertible {
@@ -313,18 +314,6 @@ let cacheModes = [1024, 0]
 
 // MARK: - Randomised comparison with a naive matcher
 
-/// SplitMix64: small, seeded, deterministic.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Reference semantics written independently of the trie: split on ".", compare token lists.
 func naiveMatches(pattern: String, subject: String) -> Bool {

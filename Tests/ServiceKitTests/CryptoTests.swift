@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ServiceKit
+import TestSupport
 
 @Suite struct SHA256Tests {
     @Test func fips180ExampleVectors() {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ServiceKit
+import TestSupport
 
 /// The workload of Tests/Tools/store-torture (must match it): the operation for sequence s.
 enum TortureWorkload {

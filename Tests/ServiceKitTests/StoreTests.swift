@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ServiceKit
+import TestSupport
 
 /// Opens the raw log at `path`, returning its records.
 func readLog(_ path: String, options: StoreOptions = StoreOptions()) throws -> (log: AppendLog, records: [(UInt64, [UInt8])]) {
