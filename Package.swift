@@ -50,7 +50,7 @@ let package = Package(
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "TestSupport"]),
         .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit", "TestSupport"]),
         .testTarget(name: "AuthServiceTests", dependencies: ["AuthService", "auth-service", "nats-server"]),
-        .testTarget(name: "NATSServerTests", dependencies: ["NATSServer", "NATSProtocol"]),
+        .testTarget(name: "NATSServerTests", dependencies: ["NATSServer", "NATSProtocol", "nats-server"]),
         .testTarget(name: "NATSClientTests", dependencies: ["NATSClient", "nats-server"], exclude: ["Python"]),
         // Black-box compatibility: the same transcripts against our broker and Debian's nats-server 2.9.10.
         .testTarget(name: "CompatibilityTests", dependencies: ["nats-server"]),

@@ -131,6 +131,15 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         }
     }
 
+    /// Sends the lame duck INFO (`"ldm":true`) when the client CONNECTed with protocol 1 or later,
+    /// as 2.9.10 does. Loop thread only.
+    func sendLameDuckInfo() {
+        guard state == .open, options.protocolVersion >= 1 else { return }
+        if tracing { traceOut("INFO ldm") }
+        let info = broker.info
+        appendControl { buffer in info.write(to: &buffer, clientID: cid, clientIP: peer.ip, lameDuck: true) }
+    }
+
     /// Starts an orderly close: stops reading and routing, writes what is queued (bounded by a
     /// short deadline), then closes. Loop thread only.
     func closeAfterFlush(_ reason: CloseReason) {

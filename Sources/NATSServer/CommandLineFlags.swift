@@ -16,6 +16,8 @@ public enum CommandLineAction: Equatable, Sendable {
     case version
     /// `-t`: the configuration file at this path is valid; print so and exit 0.
     case configurationValid(String)
+    /// `--signal`/`-sl`: send a signal to a running broker and exit.
+    case signal(SignalCommand)
 }
 
 /// A command line the broker cannot honour: an unknown flag, an unsupported one, or a bad value.
@@ -42,6 +44,7 @@ public enum ServerCommandLine {
         case version
         case config
         case testConfig
+        case signal
         case refused(String)
     }
 
@@ -85,7 +88,7 @@ public enum ServerCommandLine {
              "cluster_listen", "client_advertise"],
             .refused("clustering is not supported by this broker"))
         add(["js", "jetstream", "sd", "store_dir"], .refused("JetStream is not supported by this broker"))
-        add(["sl", "signal"], .refused("signalling a running server is not supported; use kill(1) with SIGTERM or SIGINT"))
+        add(["sl", "signal"], .signal)
         add(["s", "syslog", "r", "remote_syslog"], .refused("syslog logging is not supported; use -l <file>"))
         add(["log_size_limit"], .refused("log rotation is not supported"))
         add(["max_traced_msg_len"], .refused("limiting traced message length is not supported"))
@@ -169,6 +172,9 @@ public enum ServerCommandLine {
                 configPath = try value()
             case .testConfig:
                 testOnly = true
+            case .signal:
+                let request = try SignalCommand(parsing: try value())
+                if action == nil { action = .signal(request) }
             case .help:
                 if action == nil { action = .help }
             case .version:
@@ -221,6 +227,8 @@ public enum ServerCommandLine {
             -m, --http_port <port>           Use port for http monitoring (/varz, /healthz)
             -c, --config <file>              Configuration file (flags override it)
             -t                               Test configuration and exit
+            -sl,--signal <signal>[=<pid>]    Send signal to nats-server process (ldm, stop, quit, term, reopen, reload)
+                                             <pid> is a process id or the path of a pid file (-P)
                 --ports_file_dir <dir>       Creates a ports file in the specified directory (<executable_name>_<pid>.ports).
 
         Logging Options:
@@ -241,7 +249,7 @@ public enum ServerCommandLine {
             -h, --help                       Show this message
             -v, --version                    Show version
 
-        Not supported (refused with exit code 1): TLS, clustering, JetStream, syslog, --signal,
+        Not supported (refused with exit code 1): TLS, clustering, JetStream, syslog,
         --profile. In configuration files, keys for those features are refused with file:line.
 
         """

@@ -74,6 +74,19 @@ extension Options {
                 maxPingsOut = Int(try node.integer(for: entry.key, in: 0...Int64(Int32.max)))
             case "write_deadline":
                 writeDeadline = try Self.positive(node.duration(for: entry.key), node, key: entry.key)
+            case "lame_duck_duration":
+                let duration = try Self.positive(node.duration(for: entry.key), node, key: entry.key)
+                guard duration >= .seconds(30) else {
+                    throw ConfigError("invalid lame_duck_duration of \(Self.goDuration(duration)), minimum is 30 seconds",
+                                      at: node.location)
+                }
+                lameDuckDuration = duration
+            case "lame_duck_grace_period":
+                let grace = try node.duration(for: entry.key)
+                guard grace >= .zero else {
+                    throw ConfigError("invalid lame_duck_grace_period, needs to be positive", at: node.location)
+                }
+                lameDuckGracePeriod = grace
             case "authorization":
                 try applyAuthorization(node.map(for: entry.key))
             default:
@@ -159,6 +172,33 @@ extension Options {
         return d
     }
 
+    /// A duration as Go's `time.Duration.String` prints it (`6s`, `1m30s`, `500ms`), for messages.
+    static func goDuration(_ d: Duration) -> String {
+        let ns = d.nanoseconds
+        if ns == 0 { return "0s" }
+        if ns < 0 { return "-" + goDuration(.nanoseconds(ns == Int64.min ? Int64.max : -ns)) }
+        if ns < 1_000_000_000 {
+            if ns % 1_000_000 == 0 { return "\(ns / 1_000_000)ms" }
+            if ns % 1000 == 0 { return "\(ns / 1000)µs" }
+            return "\(ns)ns"
+        }
+        let hours = ns / 3_600_000_000_000
+        let minutes = (ns / 60_000_000_000) % 60
+        let secondsPart = ns % 60_000_000_000
+        var text = ""
+        if hours > 0 { text += "\(hours)h" }
+        if hours > 0 || minutes > 0 { text += "\(minutes)m" }
+        text += "\(secondsPart / 1_000_000_000)"
+        var fraction = secondsPart % 1_000_000_000
+        if fraction > 0 {
+            var digits = 9
+            while fraction % 10 == 0 { fraction /= 10; digits -= 1 }
+            let s = String(fraction)
+            text += "." + String(repeating: "0", count: digits - s.count) + s
+        }
+        return text + "s"
+    }
+
     /// nats-server 2.9.10 top-level keys this broker refuses, with why.
     static let unimplemented: [String: String] = {
         var table: [String: String] = [:]
@@ -174,7 +214,6 @@ extension Options {
             table[key] = "multiple accounts and operator (JWT) mode are not supported"
         }
         for key in ["no_auth_user"] { table[key] = "per-user authorization is not implemented yet" }
-        for key in ["lame_duck_duration", "lame_duck_grace_period"] { table[key] = "lame duck mode is not implemented yet" }
         for key in ["syslog", "remote_syslog", "log_size_limit", "trace_verbose", "max_traced_msg_len"] {
             table[key] = "use logfile, debug and trace"
         }

@@ -16,6 +16,8 @@ public final class Logger: Sendable {
 
     private let fd: Int32
     private let ownsFD: Bool
+    /// The log file (`-l`), or nil when logging to standard error or disabled.
+    private let path: String?
     private let pidPrefix: String
     private let timestamps: Bool
     /// Whether `debug` lines are written (`-D`).
@@ -27,9 +29,10 @@ public final class Logger: Sendable {
     /// A logger that discards everything (embedding in tests).
     public static let disabled = Logger(fd: -1, ownsFD: false, timestamps: false, debug: false, trace: false, enabled: false)
 
-    private init(fd: Int32, ownsFD: Bool, timestamps: Bool, debug: Bool, trace: Bool, enabled: Bool) {
+    private init(fd: Int32, ownsFD: Bool, path: String? = nil, timestamps: Bool, debug: Bool, trace: Bool, enabled: Bool) {
         self.fd = fd
         self.ownsFD = ownsFD
+        self.path = path
         self.pidPrefix = "[\(getpid())] "
         self.timestamps = timestamps
         self.debugEnabled = debug && enabled
@@ -45,12 +48,31 @@ public final class Logger: Sendable {
         } else if let path = options.logFile {
             let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
             guard fd >= 0 else { throw ServerStartError.logFile(path: path, errno: errno) }
-            self.init(fd: fd, ownsFD: true, timestamps: options.logTime, debug: options.debug,
+            self.init(fd: fd, ownsFD: true, path: path, timestamps: options.logTime, debug: options.debug,
                       trace: options.trace, enabled: true)
         } else {
             self.init(fd: 2, ownsFD: false, timestamps: options.logTime, debug: options.debug,
                       trace: options.trace, enabled: true)
         }
+    }
+
+    /// Reopens the log file at its path (SIGUSR1, after log rotation moved it away): later lines
+    /// go to a new file there. The descriptor number stays the same (`dup2`), so concurrent
+    /// writers never see a closed descriptor. Logs "File log re-opened", or that it was ignored
+    /// when not logging to a file.
+    /// - Throws: ``ServerStartError/logFile(path:errno:)`` when the file cannot be opened; the
+    ///   old one stays in use.
+    public func reopen() throws(ServerStartError) {
+        guard let path, ownsFD else {
+            notice("File log re-open ignored, not a file logger")
+            return
+        }
+        let newFD = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+        guard newFD >= 0 else { throw ServerStartError.logFile(path: path, errno: errno) }
+        defer { close(newFD) }
+        if dup2(newFD, fd) < 0 { throw ServerStartError.logFile(path: path, errno: errno) }
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        notice("File log re-opened")
     }
 
     deinit {

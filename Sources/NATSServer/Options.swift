@@ -57,6 +57,12 @@ public struct Options: Sendable, Equatable {
     /// Unanswered server PINGs allowed before `Stale Connection` (2).
     public var maxPingsOut: Int = 2
 
+    /// Time over which lame duck mode closes the clients (`lame_duck_duration`, 2m). The config
+    /// file refuses less than 30s, as 2.9.10 does; embedding code and tests may set any value.
+    public var lameDuckDuration: Duration = .seconds(120)
+    /// Wait between the lame duck INFO and the first client closed (`lame_duck_grace_period`, 10s).
+    public var lameDuckGracePeriod: Duration = .seconds(10)
+
     /// Number of event loops; `nil` means one per CPU in the process's affinity mask.
     public var eventLoopCount: Int?
 

@@ -129,6 +129,23 @@ public final class Server: Sendable {
         core.withLock { $0 }?.statistics() ?? ServerStatistics()
     }
 
+    /// Enters lame duck mode as nats-server 2.9.10 does on SIGUSR2: closes the listener at once,
+    /// sends protocol-1 clients an INFO with `"ldm":true`, waits ``Options/lameDuckGracePeriod``,
+    /// closes the clients one by one spread over ``Options/lameDuckDuration`` (at most a second
+    /// apart), then shuts down. Blocks until then; returns at once when the server is not running
+    /// or already in lame duck mode. A ``shutdown()`` from another thread cuts the waits short.
+    /// Must not be called from an event loop thread of this server.
+    public func enterLameDuckMode() {
+        guard let broker = core.withLock({ $0 }) else { return }
+        guard broker.runLameDuckMode() else { return }
+        shutdown()
+    }
+
+    /// True once ``enterLameDuckMode()`` has started.
+    public var isInLameDuckMode: Bool {
+        core.withLock { $0 }?.inLameDuckMode ?? false
+    }
+
     /// Stops accepting, writes what is queued to each client (bounded by a short deadline), closes
     /// every connection and stops the event loops. Idempotent. Must not be called from an event
     /// loop thread of this server.
@@ -174,6 +191,12 @@ final class Broker: Sendable {
     let nextClientID = Atomic<UInt64>(0)
     private let accepting = Atomic<Bool>(true)
     private let acceptor: Acceptor
+    private let listenerClosed = Atomic<Bool>(false)
+    private let lameDuck = Atomic<Bool>(false)
+    /// Set by shutdown: cuts a lame duck wait short.
+    private let stopping = Atomic<Bool>(false)
+
+    var inLameDuckMode: Bool { lameDuck.load(ordering: .acquiring) }
 
     var monitoringPort: Int? { monitor?.port }
 
@@ -382,10 +405,10 @@ final class Broker: Sendable {
 
     // MARK: Shutdown
 
-    /// Stops accepting, drains and closes every connection, stops the loops. Not on a loop thread.
-    func shutdown() {
-        logger.notice("Initiating Shutdown...")
+    /// Stops accepting and closes the client listener (on the accept loop). Idempotent.
+    private func closeListener() {
         accepting.store(false, ordering: .releasing)
+        guard !listenerClosed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let acceptLoop = group.loops[0]
         let listener = self.listener
         let acceptor = self.acceptor
@@ -394,6 +417,68 @@ final class Broker: Sendable {
             listener.close()
             acceptor.broker = nil
         }
+    }
+
+    /// Lame duck mode up to the last client closed (see ``Server/enterLameDuckMode()``). Returns
+    /// false when it had already started. Not on a loop thread.
+    func runLameDuckMode() -> Bool {
+        guard !lameDuck.exchange(true, ordering: .acquiringAndReleasing) else { return false }
+        logger.notice("Entering lame duck mode, stop accepting new clients")
+        closeListener()
+        for connection in connections.withLock({ Array($0.values) }) {
+            connection.context.loop.execute { connection.sendLameDuckInfo() }
+        }
+        let grace = max(options.lameDuckGracePeriod, .zero)
+        guard sleepUnlessStopping(grace) else { return true }
+        logger.notice("Closing existing clients")
+        let remaining = connections.withLock { Array($0.values) }.sorted { $0.cid < $1.cid }
+        guard !remaining.isEmpty else { return true }
+        // As 2.9.10: spread the closes over the duration left after the grace period, at most a
+        // second apart; batch them when the interval would round down to nothing.
+        var spread = (options.lameDuckDuration - grace).nanoseconds
+        if spread <= 0 { spread = 1_000_000_000 }
+        let count = Int64(remaining.count)
+        var interval = spread / count
+        var batch = 1
+        if interval < 1 {
+            interval = 1
+            batch = Int(count / spread)
+        } else if interval > 1_000_000_000 {
+            interval = 1_000_000_000
+        }
+        var index = 0
+        while index < remaining.count {
+            if stopping.load(ordering: .acquiring) { return true }
+            for connection in remaining[index..<min(index + batch, remaining.count)] {
+                connection.context.loop.execute { connection.closeAfterFlush(.serverShutdown) }
+            }
+            index += batch
+            if index < remaining.count {
+                guard sleepUnlessStopping(.nanoseconds(interval)) else { return true }
+            }
+        }
+        return true
+    }
+
+    /// Sleeps for `duration` in short steps; false when shutdown started meanwhile.
+    private func sleepUnlessStopping(_ duration: Duration) -> Bool {
+        let deadline = csys_monotonic_ns() &+ UInt64(max(duration.nanoseconds, 0))
+        while true {
+            let now = csys_monotonic_ns()
+            if now >= deadline { break }
+            if stopping.load(ordering: .acquiring) { return false }
+            let left = deadline - now
+            usleep(useconds_t(min(left / 1000, 10_000)))
+        }
+        return !stopping.load(ordering: .acquiring)
+    }
+
+    /// Stops accepting, drains and closes every connection, stops the loops. Not on a loop thread.
+    func shutdown() {
+        logger.notice("Initiating Shutdown...")
+        stopping.store(true, ordering: .releasing)
+        accepting.store(false, ordering: .releasing)
+        closeListener()
         monitor?.shutdown()
         let open = connections.withLock { Array($0.values) }
         for connection in open {

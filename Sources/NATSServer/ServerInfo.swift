@@ -26,13 +26,15 @@ struct InfoTemplate: Sendable {
     }
 
     /// Appends the complete INFO line for one connection to `sink`.
-    func write<S: ByteSink>(to sink: inout S, clientID: UInt64, clientIP: String) {
+    /// `lameDuck` adds `"ldm":true` last, as 2.9.10's lame duck INFO.
+    func write<S: ByteSink>(to sink: inout S, clientID: UInt64, clientIP: String, lameDuck: Bool = false) {
         prefix.withUnsafeBytes { sink.append($0) }
         sink.append(ascii: ",\"client_id\":")
         sink.append(decimal: clientID)
         var ip: [UInt8] = []
         ip.append(contentsOf: ",\"client_ip\":".utf8)
         JSONWriter.appendQuoted(clientIP, to: &ip)
+        if lameDuck { ip.append(contentsOf: ",\"ldm\":true".utf8) }
         ip.append(contentsOf: "} \r\n".utf8)
         ip.withUnsafeBytes { sink.append($0) }
     }

@@ -1,5 +1,6 @@
 // nats-server: parse flags, build the broker, run until SIGINT/SIGTERM.
 
+import Foundation
 import Glibc
 import NATSServer
 
@@ -27,6 +28,13 @@ case .version:
 case .configurationValid(let path):
     print("nats-server: configuration file \(path) is valid")
     exit(0)
+case .signal(let request):
+    do {
+        try request.send()
+    } catch {
+        fail(error.message)
+    }
+    exit(0)
 case .run(let parsed):
     options = parsed
 }
@@ -36,6 +44,9 @@ var shutdownSignals = sigset_t()
 sigemptyset(&shutdownSignals)
 sigaddset(&shutdownSignals, SIGINT)
 sigaddset(&shutdownSignals, SIGTERM)
+sigaddset(&shutdownSignals, SIGUSR2)
+sigaddset(&shutdownSignals, SIGUSR1)
+sigaddset(&shutdownSignals, SIGHUP)
 pthread_sigmask(SIG_BLOCK, &shutdownSignals, nil)
 
 let logger: Logger
@@ -62,9 +73,55 @@ do {
     exit(1)
 }
 
-var received: Int32 = 0
-while sigwait(&shutdownSignals, &received) != 0 {}
-logger.debug("Trapped \"\(received == SIGINT ? "interrupt" : "terminated")\" signal")
-server.shutdown()
-processFiles.remove()
-exit(0)
+/// SIGHUP: reads the configuration again (the same command line, so flags still win over the
+/// file). A file that does not load is reported and the running configuration kept.
+func reload() {
+    do {
+        guard case .run(let fresh) = try ServerCommandLine.parse(CommandLine.arguments.dropFirst()) else { return }
+        if fresh == options {
+            logger.notice("Reloaded: no changes")
+        } else {
+            logger.warning("Configuration changed, but applying it without a restart is not implemented yet; restart to apply")
+        }
+    } catch {
+        logger.error("Failed to reload server configuration: \(error.message)")
+    }
+}
+
+/// Lame duck mode runs on its own thread so SIGINT/SIGTERM still stop the server meanwhile.
+func startLameDuckMode() {
+    Thread.detachNewThread { [server, processFiles] in
+        server.enterLameDuckMode()
+        processFiles.remove()
+        Glibc.exit(0)
+    }
+}
+
+nonisolated(unsafe) var lameDuckStarted = false  // main thread only
+while true {
+    var received: Int32 = 0
+    guard sigwait(&shutdownSignals, &received) == 0 else { continue }
+    switch received {
+    case SIGUSR1:
+        logger.debug("Trapped \"user defined signal 1\" signal")
+        do {
+            try logger.reopen()
+        } catch {
+            logger.error("Error re-opening log file: \(error.description)")
+        }
+    case SIGHUP:
+        logger.debug("Trapped \"hangup\" signal")
+        reload()
+    case SIGUSR2:
+        logger.debug("Trapped \"user defined signal 2\" signal")
+        if !lameDuckStarted {
+            lameDuckStarted = true
+            startLameDuckMode()
+        }
+    default:
+        logger.debug("Trapped \"\(received == SIGINT ? "interrupt" : "terminated")\" signal")
+        server.shutdown()
+        processFiles.remove()
+        exit(0)
+    }
+}

@@ -98,7 +98,7 @@ struct ConfigFileTests {
     @Test("a key nats-server knows but this broker does not implement is refused, naming it", arguments: [
         "cluster { name: demo, listen: 127.0.0.1:6222 }", "jetstream: enabled", "tls { cert_file: x }",
         "accounts { A: {} }", "websocket { port: 1 }", "mqtt { port: 1 }", "leafnodes { port: 1 }",
-        "gateway { name: g }", "operator: x", "resolver: MEMORY", "no_auth_user: a", "lame_duck_duration: \"30s\"",
+        "gateway { name: g }", "operator: x", "resolver: MEMORY", "no_auth_user: a",
     ])
     func unimplementedKeysAreRefused(line: String) throws {
         let error = try #require(configError("port: 1\n" + line))
