@@ -75,6 +75,8 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     @exclusivity(unchecked) private(set) var options = ConnectOptions()
     @exclusivity(unchecked) private var activity = false
     private var authenticated: Bool
+    /// The user's permission checks; nil (no check at all) for users without permissions.
+    private var permissions: ConnectionPermissions?
     private var subscriptions: [SidKey: Subscription] = [:]
 
     private var authTimer: TimerID?
@@ -517,10 +519,14 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         let headers = options.headers
         out.withLock { $0.headers = headers }
 
-        if broker.options.authRequired && !broker.credentialsAccepted(options) {
-            broker.logger.error("\(logPrefix) - Authorization Error")
-            sendError(.authorizationViolation, reason: .authenticationFailure)
-            return false
+        if broker.options.authRequired {
+            let (accepted, userPermissions) = broker.authenticate(options)
+            if !accepted {
+                broker.logger.error("\(logPrefix) - Authorization Error")
+                sendError(.authorizationViolation, reason: .authenticationFailure)
+                return false
+            }
+            permissions = userPermissions.map(ConnectionPermissions.init)
         }
         if !options.account.isEmpty || options.newAccount {
             sendError(.authorizationViolation, reason: .authenticationFailure)
@@ -559,6 +565,10 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
             sendPermissionViolation(.publishPermissionViolation(subject: String(decoding: subject, as: UTF8.self)))
             return state == .open
         }
+        if let permissions, permissions.checksPublish, !permissions.canPublish(subject) {
+            sendPermissionViolation(.publishPermissionViolation(subject: String(decoding: subject, as: UTF8.self)))
+            return state == .open
+        }
         if !reply.isEmpty && Self.isReservedReply(reply) {
             sendPermissionViolation(.replyPermissionViolation(reply: String(decoding: reply, as: UTF8.self)))
             return state == .open
@@ -581,6 +591,11 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     private static func isReservedReply(_ reply: UnsafeRawBufferPointer) -> Bool {
         hasReservedPrefix(reply, serviceReplyPrefix) || hasReservedPrefix(reply, jetStreamAckPrefix)
             || hasReservedPrefix(reply, gatewayReplyPrefix)
+    }
+
+    /// 2.9.10 refuses the queue group `_sys_` to clients with permissions.
+    private static func isSystemQueue(_ queue: UnsafeRawBufferPointer) -> Bool {
+        queue.elementsEqual("_sys_".utf8)
     }
 
     /// Sends a permissions -ERR, which keeps the connection open. Error path only (allocates).
@@ -641,6 +656,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
                          headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) -> Bool {
         let receiver = sub.client
         if receiver === self && !options.echo { return false }
+        if let check = sub.deliveryGuard, !check.admit(subject: subject, reply: reply) { return false }
         return receiver.enqueueMessage(sub, subject: subject, reply: reply, headers: headers,
                                        payload: payload, publisher: context, producer: self)
     }
@@ -797,6 +813,12 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     fileprivate func handleSub(subject: UnsafeRawBufferPointer, queue: UnsafeRawBufferPointer,
                                sid: UnsafeRawBufferPointer) -> Bool {
         activity = true
+        if let permissions, !permissions.canSubscribe(subject) || Self.isSystemQueue(queue) {
+            sendPermissionViolation(.subscriptionPermissionViolation(
+                subject: String(decoding: subject, as: UTF8.self),
+                queue: queue.isEmpty ? nil : String(decoding: queue, as: UTF8.self)))
+            return state == .open
+        }
         let limit = broker.options.maxSubscriptions
         if limit > 0 && subscriptions.count >= limit {
             broker.logger.error("\(logPrefix) - maximum subscriptions exceeded")
@@ -806,7 +828,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         let key = SidKey(sid)
         if subscriptions[key] == nil {
             let sub = Subscription(subject: Array(subject), queue: queue.isEmpty ? nil : Array(queue),
-                                   sid: key.bytes, client: self)
+                                   sid: key.bytes, client: self, guard: permissions?.delivery)
             let inserted = broker.mutateSubscriptions { trie in
                 trie.insert(subject: sub.subject, queue: sub.queue, value: sub)
             }

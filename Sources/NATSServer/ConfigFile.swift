@@ -26,6 +26,7 @@ extension Options {
     ///
     /// - Throws: ``ConfigError`` as ``load(configFile:environment:)`` describes.
     public mutating func apply(_ config: ConfigMap) throws(ConfigError) {
+        var noAuthUserLocation: SourceLocation?
         for entry in config.settings {
             let key = entry.key.lowercased()
             let node = entry.node
@@ -89,6 +90,9 @@ extension Options {
                 lameDuckGracePeriod = grace
             case "authorization":
                 try applyAuthorization(node.map(for: entry.key))
+            case "no_auth_user":
+                noAuthUser = try node.string(for: entry.key)
+                noAuthUserLocation = node.location
             default:
                 if let reason = Self.unimplemented[key] {
                     throw ConfigError(
@@ -98,11 +102,18 @@ extension Options {
                 throw ConfigError("unknown field \"\(entry.key)\"", at: entry.keyLocation)
             }
         }
+        if let noAuthUser, !users.contains(where: { $0.name == noAuthUser }) {
+            throw ConfigError(
+                "no_auth_user: \"\(noAuthUser)\" not present as user in authorization block or account configuration",
+                at: noAuthUserLocation)
+        }
     }
 
     private mutating func applyAuthorization(_ block: ConfigMap) throws(ConfigError) {
         var sawUser: SourceLocation?
         var sawToken: SourceLocation?
+        var sawUsers: SourceLocation?
+        var defaultPermissions: Permissions?
         for entry in block.settings {
             let node = entry.node
             switch entry.key.lowercased() {
@@ -116,7 +127,14 @@ extension Options {
                 sawToken = entry.keyLocation
             case "timeout":
                 authTimeout = .milliseconds(Int64((try node.seconds(for: entry.key) * 1000).rounded()))
-            case "users", "nkeys", "permissions", "default_permissions", "auth_callout":
+            case "users":
+                sawUsers = entry.keyLocation
+                for item in try node.array(for: entry.key) {
+                    users.append(try Self.user(item.map(for: entry.key)))
+                }
+            case "default_permissions":
+                defaultPermissions = try Self.permissions(node.map(for: entry.key))
+            case "nkeys", "permissions", "auth_callout":
                 throw ConfigError(
                     "\"\(entry.key)\" in authorization is not implemented by this broker yet: use user/password or token",
                     at: entry.keyLocation)
@@ -130,6 +148,120 @@ extension Options {
         if password != nil, username == nil {
             throw ConfigError("authorization has a password but no user", at: nil)
         }
+        if let sawUsers {
+            if sawUser != nil { throw ConfigError("Can not have a single user/pass and a users array", at: sawUsers) }
+            if sawToken != nil { throw ConfigError("Can not have a token and a users array", at: sawUsers) }
+        }
+        if let defaultPermissions {
+            for index in users.indices where users[index].permissions == nil {
+                users[index].permissions = defaultPermissions
+            }
+        }
+    }
+
+    /// One `{user, password, permissions}` map of `users = [...]`.
+    private static func user(_ map: ConfigMap) throws(ConfigError) -> User {
+        var name: String?
+        var password = ""
+        var permissions: Permissions?
+        for entry in map.settings {
+            switch entry.key.lowercased() {
+            case "user", "username": name = try entry.node.string(for: entry.key)
+            case "pass", "password": password = try plainPassword(entry.node, key: entry.key)
+            case "permission", "permissions", "authorization":
+                permissions = try Self.permissions(entry.node.map(for: entry.key))
+            case "nkey", "account", "allowed_connection_types", "connection_types", "clients":
+                throw ConfigError("\"\(entry.key)\" in a user is not implemented by this broker", at: entry.keyLocation)
+            default:
+                throw ConfigError("Unknown field \"\(entry.key)\" parsing users", at: entry.keyLocation)
+            }
+        }
+        guard let name, !name.isEmpty else {
+            throw ConfigError("User entry requires a user", at: map.settings.first?.keyLocation)
+        }
+        return User(name: name, password: password, permissions: permissions)
+    }
+
+    /// `{publish, subscribe, allow_responses}` (also `pub`, `sub`, `import`, `export`).
+    private static func permissions(_ map: ConfigMap) throws(ConfigError) -> Permissions {
+        var result = Permissions()
+        for entry in map.settings {
+            switch entry.key.lowercased() {
+            case "pub", "publish", "import":
+                result.publish = try subjectPermission(entry.node, key: entry.key)
+            case "sub", "subscribe", "export":
+                result.subscribe = try subjectPermission(entry.node, key: entry.key)
+            case "publish_allow_responses", "allow_responses":
+                switch entry.node.value {
+                case .bool(let on): result.response = on ? ResponsePermission() : nil
+                case .map(let block):
+                    var response = ResponsePermission()
+                    for item in block.settings {
+                        switch item.key.lowercased() {
+                        case "max", "max_msgs", "max_messages", "max_responses":
+                            response.maxMessages = Int(try item.node.integer(for: item.key, in: 0...Int64(Int32.max)))
+                        case "expires", "expiration", "ttl":
+                            response.expires = try item.node.duration(for: item.key)
+                        default:
+                            throw ConfigError("Unknown field \"\(item.key)\" parsing allow_responses", at: item.keyLocation)
+                        }
+                    }
+                    result.response = response
+                default:
+                    throw entry.node.mismatch(entry.key, expected: "true, false or a map { max, expires }")
+                }
+            default:
+                throw ConfigError("Unknown field \"\(entry.key)\" parsing permissions", at: entry.keyLocation)
+            }
+        }
+        return result
+    }
+
+    /// A subject list (`"a"` or `["a", "b"]`, which means allow) or `{allow, deny}`.
+    private static func subjectPermission(_ node: ConfigNode, key: String) throws(ConfigError) -> SubjectPermission {
+        var result = SubjectPermission()
+        if case .map(let block) = node.value {
+            for entry in block.settings {
+                switch entry.key.lowercased() {
+                case "allow": result.allow = try subjects(entry.node, key: entry.key)
+                case "deny": result.deny = try subjects(entry.node, key: entry.key)
+                default:
+                    throw ConfigError("Unknown field name \"\(entry.key)\" parsing subject permissions, only 'allow' or 'deny' are permitted",
+                                      at: entry.keyLocation)
+                }
+            }
+        } else {
+            result.allow = try subjects(node, key: key)
+        }
+        return result
+    }
+
+    /// An empty list means no list at all (2.9.10 reads `[]` as nil: nothing restricted).
+    private static func subjects(_ node: ConfigNode, key: String) throws(ConfigError) -> [String]? {
+        let list = try node.stringList(for: key)
+        if list.isEmpty { return nil }
+        for subject in list {
+            // A queue permission is written "subject queue"; only the subject part must be valid.
+            let subjectPart = subject.split(separator: " ", maxSplits: 1).first.map(String.init) ?? subject
+            if subject.contains(" ") {
+                throw ConfigError("queue permissions (\"\(subject)\") are not implemented by this broker", at: node.location)
+            }
+            if !isValidSubject(subjectPart) {
+                throw ConfigError("subject \"\(subject)\" is not a valid subject", at: node.location)
+            }
+        }
+        return list
+    }
+
+    private static func isValidSubject(_ subject: String) -> Bool {
+        let tokens = subject.split(separator: ".", omittingEmptySubsequences: false)
+        for (i, token) in tokens.enumerated() {
+            if token.isEmpty || token.contains(where: { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "\n" || $0 == "\u{0C}" }) {
+                return false
+            }
+            if token == ">" && i != tokens.count - 1 { return false }
+        }
+        return true
     }
 
     /// Refuses bcrypt hashes: comparing one as plain text would let the hash itself log in.
@@ -213,7 +345,6 @@ extension Options {
         {
             table[key] = "multiple accounts and operator (JWT) mode are not supported"
         }
-        for key in ["no_auth_user"] { table[key] = "per-user authorization is not implemented yet" }
         for key in ["syslog", "remote_syslog", "log_size_limit", "trace_verbose", "max_traced_msg_len"] {
             table[key] = "use logfile, debug and trace"
         }

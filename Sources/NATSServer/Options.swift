@@ -37,6 +37,10 @@ public struct Options: Sendable, Equatable {
     public var password: String?
     /// Token required in CONNECT `auth_token` (`--auth`).
     public var authToken: String?
+    /// `authorization { users = [...] }`: each user with its password and permissions.
+    public var users: [User] = []
+    /// `no_auth_user`: the user a client sending no credentials becomes; must name one of ``users``.
+    public var noAuthUser: String?
     /// Time a client has to send CONNECT when authentication is required (2s).
     public var authTimeout: Duration = .seconds(2)
 
@@ -71,7 +75,7 @@ public struct Options: Sendable, Equatable {
 
     /// True when clients must authenticate in CONNECT.
     public var authRequired: Bool {
-        (username != nil) || (authToken != nil)
+        (username != nil) || (authToken != nil) || !users.isEmpty
     }
 }
 

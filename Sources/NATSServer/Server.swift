@@ -376,6 +376,21 @@ final class Broker: Sendable {
     }
 
     /// Whether CONNECT carries the configured credentials.
+    /// Checks CONNECT's credentials; for `users`, also returns the user's permissions
+    /// (a client without credentials is `no_auth_user`).
+    func authenticate(_ connect: ConnectOptions) -> (accepted: Bool, permissions: Permissions?) {
+        guard !options.users.isEmpty else { return (credentialsAccepted(connect), nil) }
+        if connect.user.isEmpty && connect.pass.isEmpty && connect.authToken.isEmpty, let noAuth = options.noAuthUser,
+           let user = options.users.first(where: { $0.name == noAuth })
+        {
+            return (true, user.permissions)
+        }
+        guard let user = options.users.first(where: { $0.name == connect.user }), user.password == connect.pass else {
+            return (false, nil)
+        }
+        return (true, user.permissions)
+    }
+
     func credentialsAccepted(_ connect: ConnectOptions) -> Bool {
         if let user = options.username {
             return connect.user == user && connect.pass == (options.password ?? "")

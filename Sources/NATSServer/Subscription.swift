@@ -16,6 +16,8 @@ final class Subscription: @unchecked Sendable {
     /// The sid bytes in memory this subscription owns, so deliveries use them without a closure.
     /// Immutable after init and freed in deinit.
     let sidBytes: UnsafeRawBufferPointer
+    /// The subscriber's delivery checks (subscribe deny filter, allow_responses); nil for most users.
+    let deliveryGuard: DeliveryGuard?
 
     // Guarded by `client.out`.
     /// Messages delivered so far.
@@ -27,7 +29,8 @@ final class Subscription: @unchecked Sendable {
     /// The owner has been asked to drop it after it reached `maxMessages`.
     var removalRequested = false
 
-    init(subject: [UInt8], queue: [UInt8]?, sid: [UInt8], client: ClientConnection) {
+    init(subject: [UInt8], queue: [UInt8]?, sid: [UInt8], client: ClientConnection, guard: DeliveryGuard? = nil) {
+        self.deliveryGuard = `guard`
         self.subject = subject
         self.queue = queue
         self.sid = sid

@@ -271,7 +271,7 @@ enum BrokerFeature: String, Sendable {
 extension Broker {
     /// The features this broker lacks.
     var missingFeatures: Set<BrokerFeature> {
-        self == .ours ? [.clustering, .perUserAuthorization] : []
+        self == .ours ? [.clustering] : []
     }
 
     /// Runs a test body that needs `feature`. On a broker that lacks it, the body still runs and its

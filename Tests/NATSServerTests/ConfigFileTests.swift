@@ -98,7 +98,7 @@ struct ConfigFileTests {
     @Test("a key nats-server knows but this broker does not implement is refused, naming it", arguments: [
         "cluster { name: demo, listen: 127.0.0.1:6222 }", "jetstream: enabled", "tls { cert_file: x }",
         "accounts { A: {} }", "websocket { port: 1 }", "mqtt { port: 1 }", "leafnodes { port: 1 }",
-        "gateway { name: g }", "operator: x", "resolver: MEMORY", "no_auth_user: a",
+        "gateway { name: g }", "operator: x", "resolver: MEMORY",
     ])
     func unimplementedKeysAreRefused(line: String) throws {
         let error = try #require(configError("port: 1\n" + line))
@@ -125,10 +125,64 @@ struct ConfigFileTests {
         #expect(error.message.contains("bcrypt"))
     }
 
-    @Test func perUserPermissionsAreRefusedUntilImplemented() throws {
-        let error = try #require(configError("authorization {\n  users = [ {user: a, password: b} ]\n}"))
-        #expect(error.location?.line == 2)
-        #expect(error.message.contains("users"))
+    @Test func usersWithEveryPermissionFormParse() throws {
+        let o = try options(
+            """
+            authorization {
+              users = [
+                {user: a, password: b}
+                {user: c, pass: d, permissions: {publish: {allow: "x.>", deny: ["x.y", "x.z"]}, subscribe: ["s.*", "_INBOX.>"]}}
+                {username: e, password: f, permissions: {pub: "p", sub: {deny: "q.>"}, allow_responses: true}}
+                {user: g, password: h, permissions: {allow_responses: {max: 3, expires: "1m"}}}
+              ]
+            }
+            no_auth_user: a
+            """)
+        #expect(o.authRequired)
+        #expect(o.noAuthUser == "a")
+        #expect(o.users.map(\.name) == ["a", "c", "e", "g"])
+        #expect(o.users[0].permissions == nil)
+        #expect(o.users[1].password == "d")
+        #expect(o.users[1].permissions?.publish == SubjectPermission(allow: ["x.>"], deny: ["x.y", "x.z"]))
+        #expect(o.users[1].permissions?.subscribe == SubjectPermission(allow: ["s.*", "_INBOX.>"]))
+        #expect(o.users[2].permissions?.publish == SubjectPermission(allow: ["p"]))
+        #expect(o.users[2].permissions?.subscribe == SubjectPermission(deny: ["q.>"]))
+        #expect(o.users[2].permissions?.response == ResponsePermission(maxMessages: 1, expires: .zero))
+        #expect(o.users[3].permissions?.response == ResponsePermission(maxMessages: 3, expires: .seconds(60)))
+    }
+
+    @Test func defaultPermissionsApplyToUsersWithoutTheirOwn() throws {
+        let o = try options(
+            """
+            authorization {
+              default_permissions: {publish: {deny: "admin.>"}}
+              users = [ {user: a, password: b}, {user: c, password: d, permissions: {publish: "x"}} ]
+            }
+            """)
+        #expect(o.users[0].permissions?.publish == SubjectPermission(deny: ["admin.>"]))
+        #expect(o.users[1].permissions?.publish == SubjectPermission(allow: ["x"]))
+    }
+
+    @Test func noAuthUserMustNameAUserWithItsLine() throws {
+        let error = try #require(configError("authorization {\n  users = [ {user: a, password: b} ]\n}\nno_auth_user: c"))
+        #expect(error.location?.line == 4)
+        #expect(error.message == "no_auth_user: \"c\" not present as user in authorization block or account configuration")
+        #expect(configError("no_auth_user: c")?.location?.line == 1)
+    }
+
+    @Test func badUserEntriesAreRefusedAsNatsServerDoes() throws {
+        let invalid = try #require(configError(
+            "authorization {\n  users = [ {user: a, password: b, permissions: {publish: {allow: \"a..b\"}}} ]\n}"))
+        #expect(invalid.message == "subject \"a..b\" is not a valid subject")
+        #expect(invalid.location?.line == 2)
+        #expect(configError("authorization { user: x, password: y, users = [ {user: a, password: b} ] }")?.message
+                == "Can not have a single user/pass and a users array")
+        #expect(configError("authorization { users = [ {user: a, password: b, permissions: {publish: {allo: x}}} ] }")?
+                    .message.contains("allo") == true)
+        #expect(configError("authorization { users = [ {password: b} ] }") != nil)
+        let bcrypt = try #require(configError(
+            "authorization { users = [ {user: a, password: $2a$11$W2zko751KUvVy59mUTWmpOdWjpEm5qhcCZRd05GjI/sSOT.xtiHyG} ] }"))
+        #expect(bcrypt.message.contains("bcrypt"))
     }
 }
 

@@ -1,0 +1,291 @@
+import Synchronization
+
+// Per-user publish/subscribe permissions, checked as nats-server 2.9.10 does: a subject is
+// allowed when the allow list is absent or has a pattern matching it, and no deny pattern
+// matches it. A wildcard SUB subject is matched token by token like a literal, so its `*` and `>`
+// tokens are covered only by `*`/`>` patterns (SUB `public.*` passes `allow: public.>`, SUB `>`
+// does not).
+
+/// The allow and deny subject lists of one direction (publish or subscribe).
+public struct SubjectPermission: Sendable, Equatable {
+    /// Subjects (wildcards allowed) the user may use; `nil` allows everything not denied.
+    public var allow: [String]?
+    /// Subjects the user may not use; checked after `allow`.
+    public var deny: [String]?
+
+    /// Creates a permission from its lists.
+    public init(allow: [String]? = nil, deny: [String]? = nil) {
+        self.allow = allow
+        self.deny = deny
+    }
+}
+
+/// `allow_responses`: the user may publish to the reply subject of each request it received.
+public struct ResponsePermission: Sendable, Equatable {
+    /// Responses allowed per received request (1 by default).
+    public var maxMessages: Int = 1
+    /// How long a received reply subject stays publishable; zero means no limit.
+    public var expires: Duration = .zero
+
+    /// Creates a response permission (`allow_responses: true` gives the defaults).
+    public init(maxMessages: Int = 1, expires: Duration = .zero) {
+        self.maxMessages = maxMessages
+        self.expires = expires
+    }
+}
+
+/// The permissions of one user.
+public struct Permissions: Sendable, Equatable {
+    /// Publish permissions; `nil` allows every publish.
+    public var publish: SubjectPermission?
+    /// Subscribe permissions; `nil` allows every subscription.
+    public var subscribe: SubjectPermission?
+    /// Reply-subject tracking; when set and `publish.allow` is absent, only replies may be published.
+    public var response: ResponsePermission?
+
+    /// Creates permissions.
+    public init(publish: SubjectPermission? = nil, subscribe: SubjectPermission? = nil,
+                response: ResponsePermission? = nil) {
+        self.publish = publish
+        self.subscribe = subscribe
+        self.response = response
+    }
+}
+
+/// One entry of `authorization { users = [...] }`.
+public struct User: Sendable, Equatable {
+    /// The `user` in CONNECT.
+    public var name: String
+    /// The `pass` in CONNECT (plain text).
+    public var password: String
+    /// The user's permissions; `nil` means everything is allowed.
+    public var permissions: Permissions?
+
+    /// Creates a user.
+    public init(name: String, password: String, permissions: Permissions? = nil) {
+        self.name = name
+        self.password = password
+        self.permissions = permissions
+    }
+}
+
+/// A list of subject patterns split into tokens once. Immutable, so any thread may read it.
+struct PatternList: Sendable {
+    let patterns: [[[UInt8]]]
+
+    init(_ subjects: [String]) {
+        patterns = subjects.map { subject in
+            subject.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false).map(Array.init)
+        }
+    }
+
+    /// True when some pattern matches `subject`, whose tokens are compared literally
+    /// (2.9.10's sublist `Match`).
+    func matches(_ subject: UnsafeRawBufferPointer) -> Bool {
+        // 2.9.10's sublist matches nothing for a subject with an empty token (`a..b`).
+        guard ClientConnection.hasNoEmptyToken(subject) else { return false }
+        for pattern in patterns where Self.match(pattern, subject) { return true }
+        return false
+    }
+
+    private static func match(_ pattern: [[UInt8]], _ subject: UnsafeRawBufferPointer) -> Bool {
+        var start = 0
+        let count = subject.count
+        var index = 0
+        while index < pattern.count {
+            if start > count { return false }
+            let token = pattern[index]
+            if token.count == 1 && token[0] == UInt8(ascii: ">") { return true }
+            var end = start
+            while end < count && subject[end] != UInt8(ascii: ".") { end += 1 }
+            if !(token.count == 1 && token[0] == UInt8(ascii: "*")) {
+                if end - start != token.count { return false }
+                for k in 0..<token.count where subject[start + k] != token[k] { return false }
+            }
+            start = end + 1
+            index += 1
+        }
+        return start == count + 1
+    }
+
+    /// True when some pattern is a subset of the (wildcard) subscription `subject`
+    /// (2.9.10's `subjectIsSubsetMatch`): every subject the pattern matches, `subject` matches too.
+    func anySubset(of subject: [UInt8]) -> Bool {
+        let test = subject.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false).map(Array.init)
+        for pattern in patterns where Self.isSubset(pattern, of: test) { return true }
+        return false
+    }
+
+    private static func isSubset(_ tokens: [[UInt8]], of test: [[UInt8]]) -> Bool {
+        let star: [UInt8] = [UInt8(ascii: "*")], tail: [UInt8] = [UInt8(ascii: ">")]
+        for (i, testToken) in test.enumerated() {
+            if i >= tokens.count { return false }
+            let token = tokens[i]
+            if testToken == tail { return true }
+            if testToken == star {
+                if token == tail { return false }
+                continue
+            }
+            if token != testToken { return false }
+        }
+        return tokens.count == test.count
+    }
+}
+
+/// Subject checks of one connection. Loop thread only (the publish cache is not locked).
+final class ConnectionPermissions {
+    private let publishAllow: PatternList?
+    private let publishDeny: PatternList?
+    let subscribeAllow: PatternList?
+    let subscribeDeny: PatternList?
+    /// Shared with this connection's subscriptions when deliveries need checks; `nil` otherwise.
+    let delivery: DeliveryGuard?
+    /// Whether PUB needs any check at all.
+    let checksPublish: Bool
+
+    /// Direct-mapped publish-result cache: bounded, no allocation on a hit.
+    private static let cacheSlots = 128
+    private var cacheHashes = [UInt64](repeating: 0, count: cacheSlots)
+    private var cacheSubjects = [[UInt8]](repeating: [], count: cacheSlots)
+    private var cacheResults = [Bool](repeating: false, count: cacheSlots)
+
+    init(_ permissions: Permissions) {
+        var publish = permissions.publish
+        if permissions.response != nil && publish?.allow == nil {
+            // 2.9.10 turns the blanket publish allow off once replies are tracked.
+            var p = publish ?? SubjectPermission()
+            p.allow = []
+            publish = p
+        }
+        publishAllow = publish?.allow.map(PatternList.init)
+        publishDeny = publish?.deny.map(PatternList.init)
+        subscribeAllow = permissions.subscribe?.allow.map(PatternList.init)
+        subscribeDeny = permissions.subscribe?.deny.map(PatternList.init)
+        checksPublish = publishAllow != nil || publishDeny != nil
+        if subscribeDeny != nil || permissions.response != nil {
+            delivery = DeliveryGuard(deny: subscribeDeny, response: permissions.response)
+        } else {
+            delivery = nil
+        }
+    }
+
+    /// 2.9.10's `pubAllowedFullCheck`: cached allow/deny result, then the tracked replies
+    /// (never cached).
+    func canPublish(_ subject: UnsafeRawBufferPointer) -> Bool {
+        let hash = Self.hash(subject)
+        let slot = Int(truncatingIfNeeded: hash) & (Self.cacheSlots - 1)
+        var allowed: Bool
+        if cacheHashes[slot] == hash && cacheSubjects[slot].elementsEqual(subject) {
+            allowed = cacheResults[slot]
+        } else {
+            allowed = publishAllow?.matches(subject) ?? true
+            if allowed, let publishDeny { allowed = !publishDeny.matches(subject) }
+            cacheHashes[slot] = hash
+            cacheSubjects[slot] = Array(subject)
+            cacheResults[slot] = allowed
+        }
+        if !allowed, let delivery, delivery.response != nil {
+            allowed = delivery.consumeReply(subject)
+        }
+        return allowed
+    }
+
+    /// 2.9.10's `canSubscribe`; loads the delivery deny filter when a wildcard subscription
+    /// covers a denied subject.
+    func canSubscribe(_ subject: UnsafeRawBufferPointer) -> Bool {
+        if let subscribeAllow, !subscribeAllow.matches(subject) { return false }
+        if let subscribeDeny {
+            if subscribeDeny.matches(subject) { return false }
+            if let delivery, !delivery.filtering, Self.hasWildcard(subject),
+               subscribeDeny.anySubset(of: Array(subject)) {
+                delivery.startFiltering()
+            }
+        }
+        return true
+    }
+
+    private static func hasWildcard(_ subject: UnsafeRawBufferPointer) -> Bool {
+        var start = 0
+        for i in 0...subject.count where i == subject.count || subject[i] == UInt8(ascii: ".") {
+            if i - start == 1 && (subject[start] == UInt8(ascii: "*") || subject[start] == UInt8(ascii: ">")) {
+                return true
+            }
+            start = i + 1
+        }
+        return false
+    }
+
+    @inline(__always)
+    private static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return h
+    }
+}
+
+/// Checks made while delivering to a user with subscribe deny rules or `allow_responses`:
+/// the deny filter (once a wildcard subscription overlaps a deny pattern, as 2.9.10's `mperms`)
+/// and the record of reply subjects the user may answer. Any publisher's thread.
+final class DeliveryGuard: Sendable {
+    private let deny: PatternList?
+    let response: ResponsePermission?
+    private let filterOn = Atomic<Bool>(false)
+    private let replies = Mutex<[[UInt8]: Reply]>([:])
+    /// 2.9.10's `replyPermLimit`: above this many tracked replies, used and expired ones are pruned.
+    private static let replyLimit = 4096
+
+    struct Reply {
+        var received: ContinuousClock.Instant
+        var used: Int
+    }
+
+    init(deny: PatternList?, response: ResponsePermission?) {
+        self.deny = deny
+        self.response = response
+    }
+
+    var filtering: Bool { filterOn.load(ordering: .relaxed) }
+    func startFiltering() { filterOn.store(true, ordering: .relaxed) }
+
+    /// Whether a message on `subject` may be delivered; records `reply` for `allow_responses`.
+    func admit(subject: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer) -> Bool {
+        if let deny, filtering, deny.matches(subject) { return false }
+        if let response, !reply.isEmpty {
+            let key = Array(reply)
+            let now = ContinuousClock.now
+            replies.withLock { table in
+                table[key] = Reply(received: now, used: 0)
+                if table.count > Self.replyLimit {
+                    table = table.filter { !Self.spent($0.value, response, now) }
+                    // Still over: drop everything rather than grow without bound.
+                    if table.count > Self.replyLimit { table = [key: Reply(received: now, used: 0)] }
+                }
+            }
+        }
+        return true
+    }
+
+    /// Counts one response to `subject` if it is a tracked reply still usable.
+    func consumeReply(_ subject: UnsafeRawBufferPointer) -> Bool {
+        guard let response else { return false }
+        let key = Array(subject)
+        let now = ContinuousClock.now
+        return replies.withLock { table -> Bool in
+            guard var entry = table[key] else { return false }
+            entry.used += 1
+            if (response.maxMessages > 0 && entry.used > response.maxMessages)
+                || (response.expires > .zero && now - entry.received > response.expires)
+            {
+                table[key] = nil
+                return false
+            }
+            table[key] = entry
+            return true
+        }
+    }
+
+    private static func spent(_ entry: Reply, _ response: ResponsePermission, _ now: ContinuousClock.Instant) -> Bool {
+        (response.maxMessages > 0 && entry.used >= response.maxMessages)
+            || (response.expires > .zero && now - entry.received > response.expires)
+    }
+}
