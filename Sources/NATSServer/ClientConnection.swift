@@ -40,6 +40,9 @@ struct Outbound: ~Copyable {
     /// Publishers that stopped reading because this connection's pending bytes passed half of
     /// max_pending (2.9.10's fast-producer stall); resumed when it drains or their timer fires.
     var stalledProducers: [ClientConnection] = []
+    /// Messages and bytes delivered to this connection (its /connz `out_msgs`/`out_bytes`).
+    var outMsgs = 0
+    var outBytes = 0
 }
 
 /// One client connection, owned by one event loop.
@@ -77,7 +80,15 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     private var authenticated: Bool
     /// The user's permission checks; nil (no check at all) for users without permissions.
     private var permissions: ConnectionPermissions?
-    private var subscriptions: [SidKey: Subscription] = [:]
+    private(set) var subscriptions: [SidKey: Subscription] = [:]
+    /// Monitoring (/connz), loop-confined: when it connected, its last read, its inbound counts, the last PING round trip.
+    let startTime = WallClock.now()
+    var lastActivity: UInt64 = LoopContext.now()
+    var inMsgs = 0
+    var inBytes = 0
+    var rttNanos: UInt64 = 0
+    /// Not yet closed. Loop thread only.
+    var isOpen: Bool { state != .closed }
 
     private var authTimer: TimerID?
     private var pingTimer: TimerID?
@@ -249,6 +260,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
             let result = context.readBuffer.read(from: fd)
             switch result {
             case .bytes(let count):
+                lastActivity = LoopContext.now()
                 var handler = OpDispatch(connection: self)
                 let parsed = parser.parse(context.readBuffer.bytes, into: &handler)
                 switch parsed {
@@ -549,6 +561,8 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
                                headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) -> Bool {
         context.batch.inMsgs &+= 1
         context.batch.inBytes &+= headers.count &+ payload.count
+        inMsgs &+= 1
+        inBytes &+= headers.count &+ payload.count
         activity = true
         if subject.isEmpty {
             // 2.9.10's client-HMSG quirk: counted, acknowledged, routed nowhere.
@@ -684,6 +698,8 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
                 return EnqueueResult(outcome: .slowConsumer)
             }
             frame.encode(into: &o.buffer, withHeaders: withHeaders, bound: head + body)
+            o.outMsgs &+= 1
+            o.outBytes &+= body
             let pending = o.buffer.pendingBytes > maxPending / 2 ? o.buffer.pendingBytes : 0
             if o.flushQueued {
                 return EnqueueResult(outcome: .queued, bytes: body, requestRemoval: requestRemoval, stallPending: pending)
@@ -884,6 +900,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     }
 
     fileprivate func handlePong() -> Bool {
+        if pingsOut > 0 { rttNanos = LoopContext.now() &- rttStart }
         pingsOut = 0
         rttKnown = true
         return true

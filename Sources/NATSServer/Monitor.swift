@@ -1,10 +1,11 @@
-// Monitoring: /varz and /healthz with nats-server 2.9.10's field names and types.
+// Monitoring: the HTTP routes of nats-server 2.9.10's monitoring port, plus /metrics.
 
 import Glibc
 import HTTPServer
 import Synchronization
 
-/// The monitoring endpoint (`-m`): GET /varz, GET /healthz and an index at `/`, served by
+/// The monitoring endpoint (`-m`): /varz, /connz, /subsz, /routez, /accountz, /healthz, /metrics
+/// and an index at `/`, served by
 /// ``HTTPServer`` on its own loop thread (monitoring never competes with the message loops).
 ///
 /// `@unchecked Sendable`: `broker` is set once before the server starts and only read afterwards;
@@ -31,13 +32,36 @@ final class Monitor: @unchecked Sendable {
         router.get("/") { _ in
             guard let monitor = box.monitor else { throw HTTPError(.serviceUnavailable, "shutting down") }
             monitor.count("/")
-            let html = """
-                <html><head><title>NATS Server</title></head><body>
-                <a href="./varz">varz</a><br/>
-                <a href="./healthz">healthz</a><br/>
-                </body></html>
-                """
+            var html = "<html><head><title>NATS Server</title></head><body>\n"
+            for endpoint in ["varz", "connz", "routez", "subsz", "accountz", "healthz", "metrics"] {
+                html += "<a href=\"./\(endpoint)\">\(endpoint)</a><br/>\n"
+            }
+            html += "</body></html>\n"
             return HTTPResponse(status: .ok, headers: ["Content-Type": "text/html; charset=utf-8"], body: Array(html.utf8))
+        }
+        router.get("/connz") { request in
+            try Self.serve(box, "/connz") { (broker) throws(MonitorArgumentError) in
+                .json(bytes: Array(broker.connzJSON(try ConnzQuery(request.query)).utf8))
+            }
+        }
+        for path in ["/subsz", "/subscriptionsz"] {
+            router.get(path) { request in
+                try Self.serve(box, path) { (broker) throws(MonitorArgumentError) in .json(bytes: Array(try broker.subszJSON(request.query).utf8)) }
+            }
+        }
+        router.get("/routez") { _ in
+            try Self.serve(box, "/routez") { broker in .json(bytes: Array(broker.routezJSON().utf8)) }
+        }
+        router.get("/accountz") { request in
+            try Self.serve(box, "/accountz") { (broker) throws(MonitorArgumentError) in .json(bytes: Array(try broker.accountzJSON(request.query).utf8)) }
+        }
+        router.get("/metrics") { _ in
+            guard let monitor = box.monitor else { throw HTTPError(.serviceUnavailable, "shutting down") }
+            monitor.count("/metrics")
+            guard let broker = monitor.broker else { throw HTTPError(.serviceUnavailable, "shutting down") }
+            let text = broker.metricsText(httpRequests: monitor.sortedCounts())
+            return HTTPResponse(status: .ok, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"],
+                                body: Array(text.utf8))
         }
         http = HTTPServer(host: host, port: port, router: router)
         box.set(self)
@@ -63,11 +87,28 @@ final class Monitor: @unchecked Sendable {
         requestCounts.withLock { $0[path, default: 0] += 1 }
     }
 
+    private func sortedCounts() -> [(String, Int)] {
+        requestCounts.withLock { $0 }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
+
+    /// Counts the request, then builds the response; a bad argument becomes a 400 with a JSON error.
+    private static func serve(_ box: MonitorBox, _ path: String,
+                              _ build: (Broker) throws(MonitorArgumentError) -> HTTPResponse) throws -> HTTPResponse {
+        guard let monitor = box.monitor else { throw HTTPError(.serviceUnavailable, "shutting down") }
+        monitor.count(path)
+        guard let broker = monitor.broker else { throw HTTPError(.serviceUnavailable, "shutting down") }
+        do {
+            return try build(broker)
+        } catch {
+            return .error(.badRequest, error.message)
+        }
+    }
+
     private func varz() -> HTTPResponse {
         count("/varz")
-        let counts = requestCounts.withLock { $0 }.sorted { $0.key < $1.key }
+        let counts = sortedCounts()
         guard let broker else { return .error(.serviceUnavailable, "shutting down") }
-        return .json(bytes: Array(broker.varzJSON(httpRequests: counts.map { ($0.key, $0.value) }).utf8))
+        return .json(bytes: Array(broker.varzJSON(httpRequests: counts).utf8))
     }
 }
 

@@ -188,6 +188,8 @@ final class Broker: Sendable {
     let connectionCount = Atomic<Int>(0)
     let totalConnections = Atomic<Int>(0)
     let slowConsumers = Atomic<Int>(0)
+    /// The most recently closed connections, for /connz?state=closed (bounded as nats-server's).
+    let closedConnections = ClosedConnections(capacity: 10_000)
     let nextClientID = Atomic<UInt64>(0)
     private let accepting = Atomic<Bool>(true)
     private let acceptor: Acceptor
@@ -370,6 +372,7 @@ final class Broker: Sendable {
 
     /// A connection finished closing. Its loop thread.
     func connectionClosed(_ connection: ClientConnection, reason: CloseReason) {
+        closedConnections.append(connection.snapshot(now: WallClock.now(), details: false, closedReason: reason))
         connections.withLock { $0[connection.cid] = nil }
         connectionCount.wrappingAdd(-1, ordering: .relaxed)
         logger.debug("\(connection.logPrefix) - Client connection closed: \(reason.rawValue)")

@@ -11,10 +11,6 @@ enum KnownDifferences {
             "2.9.10 answers HMSG from a client with -ERR 'Unknown Protocol Operation' and closes; ours waits",
         "a PUB size with a leading zero is echoed as written in the MSG":
             "2.9.10 copies the size token of PUB as written (`02`) into the MSG; ours prints the number (`2`)",
-        "monitoring /connz": "/connz is not served yet (404)",
-        "monitoring /subsz": "/subsz is not served yet (404)",
-        "monitoring /routez": "/routez is not served yet (404)",
-        "monitoring /accountz": "/accountz is not served yet (404)",
     ]
 
     static func reason(for name: String) -> String? { cases[name] }
