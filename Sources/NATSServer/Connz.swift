@@ -252,10 +252,10 @@ extension Broker {
         case "msgs_from": return { ($0.inMsgs, $1.cid) > ($1.inMsgs, $0.cid) }
         case "bytes_to": return { ($0.outBytes, $1.cid) > ($1.outBytes, $0.cid) }
         case "bytes_from": return { ($0.inBytes, $1.cid) > ($1.inBytes, $0.cid) }
-        case "last": return { ($0.lastActivity.nanos(since: $1.lastActivity), $1.cid) > (0, $0.cid) }
+        case "last": return { ($0.lastActivity.seconds, $0.lastActivity.nanoseconds, $1.cid) > ($1.lastActivity.seconds, $1.lastActivity.nanoseconds, $0.cid) }
         case "idle": return { (end($0).nanos(since: $0.lastActivity), $1.cid) > (end($1).nanos(since: $1.lastActivity), $0.cid) }
         case "uptime": return { (end($0).nanos(since: $0.start), $1.cid) > (end($1).nanos(since: $1.start), $0.cid) }
-        case "stop": return { ((end($0).nanos(since: end($1))), $1.cid) > (0, $0.cid) }
+        case "stop": return { (end($0).seconds, end($0).nanoseconds, $1.cid) > (end($1).seconds, end($1).nanoseconds, $0.cid) }
         case "reason": return { ($0.reason ?? "", $0.cid) < ($1.reason ?? "", $1.cid) }
         case "rtt": return { ($0.rttNanos, $1.cid) > ($1.rttNanos, $0.cid) }
         default: return { $0.cid < $1.cid }

@@ -90,6 +90,11 @@ struct MonitoringEndpointTests {
         let beyond = try await Self.json(port, "/connz?offset=10")
         #expect(beyond["total"] as? Int == 3 && Self.connections(beyond).isEmpty)
 
+        try clients[0].sync()
+        let byLast = Self.connections(try await Self.json(port, "/connz?sort=last")).compactMap { $0["cid"] as? Int }
+        #expect(byLast.first == cids[0], "the connection read from last comes first")
+        #expect(byLast.count == 3)
+
         let one = try await Self.json(port, "/connz?cid=\(cids[1])")
         #expect(Self.connections(one).map { $0["cid"] as? Int } == [cids[1]])
         #expect(Self.connections(one).first?["subscriptions"] as? Int == 3)
@@ -144,6 +149,8 @@ struct MonitoringEndpointTests {
         #expect(Self.connections(any).count == 2)
         let byReason = try await Self.json(port, "/connz?state=closed&sort=reason")
         #expect(Self.connections(byReason).count == 1)
+        let byStop = try await Self.json(port, "/connz?state=any&sort=last")
+        #expect(Self.connections(byStop).count == 2)
         _ = staying
     }
 
