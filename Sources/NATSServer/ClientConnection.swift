@@ -144,6 +144,42 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         }
     }
 
+    /// After a reload: re-checks this client's CONNECT credentials against the new options and
+    /// takes the new permissions; closes with Authorization Violation when they no longer pass.
+    /// Subscriptions the new permissions deny are removed with a Permissions Violation (the
+    /// connection stays), as 2.9.10 does. Loop thread only.
+    func applyReload() {
+        guard state == .open, authenticated else { return }
+        guard broker.options.authRequired else {
+            permissions = nil
+            return
+        }
+        let (accepted, userPermissions) = broker.authenticate(options)
+        guard accepted else {
+            let who = options.user.isEmpty ? "" : " - User \"\(options.user)\""
+            broker.logger.error("\(logPrefix) - authentication error\(who)")
+            sendError(.authorizationViolation, reason: .authenticationFailure)
+            return
+        }
+        permissions = userPermissions.map(ConnectionPermissions.init)
+        guard let permissions else { return }
+        for (key, sub) in subscriptions {
+            let allowed = sub.subject.withUnsafeBytes { subject in
+                permissions.canSubscribe(subject)
+                    && !(sub.queue ?? []).withUnsafeBytes { Self.isSystemQueue($0) }
+            }
+            if allowed { continue }
+            remove(sub, key: key)
+            let subject = String(decoding: sub.subject, as: UTF8.self)
+            let sid = String(decoding: sub.sid, as: UTF8.self)
+            let user = options.user.isEmpty ? "" : " for User \"\(options.user)\""
+            broker.logger.notice("Removed sub \"\(subject)\" (sid \"\(sid)\")\(user) - not authorized")
+            let text = "Permissions Violation for Subscription to \"\(subject)\" (sid \"\(sid)\")"
+            if tracing { traceOut("-ERR '\(text)'") }
+            appendControl(bytes: Array("-ERR '\(text)'\r\n".utf8))
+        }
+    }
+
     /// Sends the lame duck INFO (`"ldm":true`) when the client CONNECTed with protocol 1 or later,
     /// as 2.9.10 does. Loop thread only.
     func sendLameDuckInfo() {

@@ -3,6 +3,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 /// Writes log lines in nats-server's format to standard error or a file.
 ///
@@ -16,14 +17,17 @@ public final class Logger: Sendable {
 
     private let fd: Int32
     private let ownsFD: Bool
-    /// The log file (`-l`), or nil when logging to standard error or disabled.
-    private let path: String?
+    /// The log file (`-l`), or nil when logging to standard error or disabled. A reload may
+    /// move it to another path.
+    private let path: Mutex<String?>
     private let pidPrefix: String
-    private let timestamps: Bool
+    private let timestampFlag: Atomic<Bool>
+    private let debugFlag: Atomic<Bool>
+    private let traceFlag: Atomic<Bool>
     /// Whether `debug` lines are written (`-D`).
-    public let debugEnabled: Bool
+    public var debugEnabled: Bool { debugFlag.load(ordering: .relaxed) }
     /// Whether `trace` lines are written (`-V`).
-    public let traceEnabled: Bool
+    public var traceEnabled: Bool { traceFlag.load(ordering: .relaxed) }
     private let enabled: Bool
 
     /// A logger that discards everything (embedding in tests).
@@ -32,12 +36,31 @@ public final class Logger: Sendable {
     private init(fd: Int32, ownsFD: Bool, path: String? = nil, timestamps: Bool, debug: Bool, trace: Bool, enabled: Bool) {
         self.fd = fd
         self.ownsFD = ownsFD
-        self.path = path
+        self.path = Mutex(path)
         self.pidPrefix = "[\(getpid())] "
-        self.timestamps = timestamps
-        self.debugEnabled = debug && enabled
-        self.traceEnabled = trace && enabled
+        self.timestampFlag = Atomic(timestamps)
+        self.debugFlag = Atomic(debug && enabled)
+        self.traceFlag = Atomic(trace && enabled)
         self.enabled = enabled
+    }
+
+    /// Applies reloaded logging options at once: `debug`, `trace`, `logtime`, and a changed
+    /// `logfile` path when already logging to a file (the descriptor number stays, as in
+    /// ``reopen()``). Switching between standard error and a file needs a restart.
+    /// - Throws: ``ServerStartError/logFile(path:errno:)`` when the new file cannot be opened;
+    ///   the flags are applied regardless and the old file stays in use.
+    public func apply(_ options: Options) throws(ServerStartError) {
+        guard enabled else { return }
+        debugFlag.store(options.debug, ordering: .relaxed)
+        traceFlag.store(options.trace, ordering: .relaxed)
+        timestampFlag.store(options.logTime, ordering: .relaxed)
+        guard ownsFD, let newPath = options.logFile, newPath != path.withLock({ $0 }) else { return }
+        let newFD = open(newPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+        guard newFD >= 0 else { throw ServerStartError.logFile(path: newPath, errno: errno) }
+        defer { close(newFD) }
+        if dup2(newFD, fd) < 0 { throw ServerStartError.logFile(path: newPath, errno: errno) }
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        path.withLock { $0 = newPath }
     }
 
     /// Creates the logger `options` describe: disabled, standard error, or appending to `logFile`.
@@ -63,7 +86,7 @@ public final class Logger: Sendable {
     /// - Throws: ``ServerStartError/logFile(path:errno:)`` when the file cannot be opened; the
     ///   old one stays in use.
     public func reopen() throws(ServerStartError) {
-        guard let path, ownsFD else {
+        guard let path = path.withLock({ $0 }), ownsFD else {
             notice("File log re-open ignored, not a file logger")
             return
         }
@@ -102,7 +125,7 @@ public final class Logger: Sendable {
         var line: [UInt8] = []
         line.reserveCapacity(64 + message.utf8.count)
         line.append(contentsOf: pidPrefix.utf8)
-        if timestamps { Logger.appendTimestamp(to: &line) }
+        if timestampFlag.load(ordering: .relaxed) { Logger.appendTimestamp(to: &line) }
         line.append(UInt8(ascii: "["))
         line.append(contentsOf: level.rawValue.utf8)
         line.append(contentsOf: "] ".utf8)

@@ -114,6 +114,24 @@ public final class Server: Sendable {
         }
     }
 
+    /// Applies a changed configuration as 2.9.10's reload does (SIGHUP): logging flags at once;
+    /// limits and the INFO `max_payload` for new connections; credentials and permissions re-checked on every open
+    /// connection (those no longer valid get `-ERR 'Authorization Violation'` and are closed).
+    /// Logs "Reloaded server configuration". The running configuration stays on error.
+    /// - Throws: ``ServerStartError/invalidOptions(_:)`` when `fresh` is inconsistent or changes
+    ///   the listen host/port or monitoring host/port (those need a restart).
+    public func reload(_ fresh: Options) throws(ServerStartError) {
+        try validate(fresh)
+        guard let broker = core.withLock({ $0 }) else { throw .invalidOptions("server is not running") }
+        try broker.reload(fresh)
+        do {
+            try logger.apply(fresh)
+        } catch {
+            logger.error("Failed to apply the new log file: \(error.description)")
+        }
+        logger.notice("Reloaded server configuration")
+    }
+
     /// The bound client port (the actual one when a random port was requested); 0 before ``start()``.
     public var port: Int {
         core.withLock { $0?.port ?? 0 }
@@ -164,7 +182,20 @@ public final class Server: Sendable {
 /// The running broker: loops, listener, subscriptions, connections and counters. Created by
 /// ``Server/start()``; everything a connection needs on the hot path is a `let` here.
 final class Broker: Sendable {
-    let options: Options
+    /// The options and INFO template in force, replaced as one value by a reload.
+    final class Settings: Sendable {
+        let options: Options
+        let info: InfoTemplate
+        init(options: Options, info: InfoTemplate) {
+            self.options = options
+            self.info = info
+        }
+    }
+    private let current: Mutex<Settings>
+    /// The options in force (a snapshot; a reload swaps them). Not for the per-message path.
+    var options: Options { current.withLock { $0 }.options }
+    /// The INFO template in force (its `max_payload` follows reloads).
+    var info: InfoTemplate { current.withLock { $0 }.info }
     let logger: Logger
     let serverID: String
     let serverName: String
@@ -173,7 +204,6 @@ final class Broker: Sendable {
     nonisolated(unsafe) private(set) var contexts: [LoopContext]
     let listener: Listener
     let port: Int
-    let info: InfoTemplate
     let startTime: WallClock
     let monitor: Monitor?
 
@@ -203,7 +233,7 @@ final class Broker: Sendable {
     var monitoringPort: Int? { monitor?.port }
 
     init(server: Server) throws(ServerStartError) {
-        options = server.options
+        let options = server.options
         logger = server.logger
         serverID = server.serverID
         serverName = server.serverName
@@ -224,8 +254,9 @@ final class Broker: Sendable {
             throw .listen(host: options.host, port: options.port, reason: "\(error)")
         }
         port = listener.port
-        info = InfoTemplate(serverID: serverID, serverName: serverName, host: options.host, port: port,
-                            authRequired: options.authRequired, maxPayload: options.maxPayload)
+        current = Mutex(Settings(options: options, info: InfoTemplate(
+            serverID: serverID, serverName: serverName, host: options.host, port: port,
+            authRequired: options.authRequired, maxPayload: options.maxPayload)))
         acceptor = Acceptor()
 
         if let httpPort = options.httpPort, httpPort != 0 {
@@ -382,7 +413,8 @@ final class Broker: Sendable {
     /// Checks CONNECT's credentials; for `users`, also returns the user's permissions
     /// (a client without credentials is `no_auth_user`).
     func authenticate(_ connect: ConnectOptions) -> (accepted: Bool, permissions: Permissions?) {
-        guard !options.users.isEmpty else { return (credentialsAccepted(connect), nil) }
+        let options = self.options
+        guard !options.users.isEmpty else { return (credentialsAccepted(connect, options), nil) }
         if connect.user.isEmpty && connect.pass.isEmpty && connect.authToken.isEmpty, let noAuth = options.noAuthUser,
            let user = options.users.first(where: { $0.name == noAuth })
         {
@@ -394,7 +426,7 @@ final class Broker: Sendable {
         return (true, user.permissions)
     }
 
-    func credentialsAccepted(_ connect: ConnectOptions) -> Bool {
+    func credentialsAccepted(_ connect: ConnectOptions, _ options: Options) -> Bool {
         if let user = options.username {
             return connect.user == user && connect.pass == (options.password ?? "")
         }
@@ -402,6 +434,31 @@ final class Broker: Sendable {
             return connect.authToken == token
         }
         return true
+    }
+
+    /// Applies reloaded options: refuses listen changes, swaps the settings new connections
+    /// use, and has every open connection re-check its credentials and permissions on its loop.
+    /// - Throws: ``ServerStartError/invalidOptions(_:)`` naming a setting that needs a restart.
+    func reload(_ fresh: Options) throws(ServerStartError) {
+        let old = options
+        func refuse(_ field: String, _ was: String, _ now: String) -> ServerStartError {
+            .invalidOptions("config reload not supported for \(field): old=\(was), new=\(now)")
+        }
+        if fresh.host != old.host { throw refuse("Host", old.host, fresh.host) }
+        if fresh.port != old.port { throw refuse("Port", "\(old.port > 0 ? old.port : port)", "\(fresh.port)") }
+        if fresh.httpPort != old.httpPort {
+            throw refuse("HTTPPort", "\(old.httpPort ?? 0)", "\(fresh.httpPort ?? 0)")
+        }
+        if fresh.httpHost != old.httpHost {
+            throw refuse("HTTPHost", old.httpHost ?? "", fresh.httpHost ?? "")
+        }
+        let info = InfoTemplate(serverID: serverID, serverName: serverName, host: fresh.host, port: port,
+                                authRequired: fresh.authRequired, maxPayload: fresh.maxPayload)
+        current.withLock { $0 = Settings(options: fresh, info: info) }
+        let open = connections.withLock { Array($0.values) }
+        for connection in open {
+            connection.context.loop.execute { connection.applyReload() }
+        }
     }
 
     // MARK: Statistics

@@ -74,17 +74,21 @@ do {
 }
 
 /// SIGHUP: reads the configuration again (the same command line, so flags still win over the
-/// file). A file that does not load is reported and the running configuration kept.
+/// file) and applies it (``Server/reload(_:)``). A file that does not load, or a change that
+/// needs a restart, is reported and the running configuration kept.
 func reload() {
+    let fresh: Options
     do {
-        guard case .run(let fresh) = try ServerCommandLine.parse(CommandLine.arguments.dropFirst()) else { return }
-        if fresh == options {
-            logger.notice("Reloaded: no changes")
-        } else {
-            logger.warning("Configuration changed, but applying it without a restart is not implemented yet; restart to apply")
-        }
+        guard case .run(let parsed) = try ServerCommandLine.parse(CommandLine.arguments.dropFirst()) else { return }
+        fresh = parsed
     } catch {
         logger.error("Failed to reload server configuration: \(error.message)")
+        return
+    }
+    do {
+        try server.reload(fresh)
+    } catch {
+        logger.error("Failed to reload server configuration: \(error.description)")
     }
 }
 
