@@ -11,6 +11,9 @@ let package = Package(
         .library(name: "NATSServer", targets: ["NATSServer"]),
         .library(name: "ServiceKit", targets: ["ServiceKit"]),
         .executable(name: "auth-service", targets: ["auth-service"]),
+        .executable(name: "notification-service", targets: ["notification-service"]),
+        .executable(name: "data-processing-service", targets: ["data-processing-service"]),
+        .executable(name: "analytics-service", targets: ["analytics-service"]),
     ],
     dependencies: [],
     targets: [
@@ -34,11 +37,20 @@ let package = Package(
 
         // The auth service's logic (users, passwords, tokens, HTTP API, NATS endpoints); its main is thin.
         .target(name: "AuthService", dependencies: ["ServiceKit", "NATSClient", "HTTPServer"]),
+        // Notifications: user.logged_in -> personalised notification, stored, streamed over SSE.
+        .target(name: "NotificationService", dependencies: ["ServiceKit", "NATSClient", "HTTPServer"]),
+        // Dataset pipelines (data.transform, jobs) on every core; event normalisation for analytics.
+        .target(name: "DataProcessingService", dependencies: ["ServiceKit", "NATSClient", "HTTPServer"]),
+        // Live aggregates over the event streams: sliding windows, HyperLogLog, top-N, latency.
+        .target(name: "AnalyticsService", dependencies: ["ServiceKit", "NATSClient", "HTTPServer"]),
 
         // Thin mains.
         .executableTarget(name: "nats-server", dependencies: ["NATSServer"]),
         .executableTarget(name: "nats", dependencies: ["NATSClient"]),
         .executableTarget(name: "auth-service", dependencies: ["AuthService"]),
+        .executableTarget(name: "notification-service", dependencies: ["NotificationService"]),
+        .executableTarget(name: "data-processing-service", dependencies: ["DataProcessingService"]),
+        .executableTarget(name: "analytics-service", dependencies: ["AnalyticsService"]),
         // The writer process of ServiceKit's SIGKILL durability test (not a product).
         .executableTarget(name: "store-torture", dependencies: ["ServiceKit"], path: "Tests/Tools/store-torture"),
 
@@ -49,7 +61,13 @@ let package = Package(
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "TestSupport"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "TestSupport"]),
         .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit", "TestSupport"]),
-        .testTarget(name: "AuthServiceTests", dependencies: ["AuthService", "auth-service", "nats-server"]),
+        .testTarget(name: "AuthServiceTests", dependencies: ["AuthService", "auth-service", "nats-server", "TestSupport"]),
+        .testTarget(name: "NotificationServiceTests", dependencies: ["NotificationService", "notification-service", "nats-server", "TestSupport"]),
+        .testTarget(name: "DataProcessingServiceTests", dependencies: ["DataProcessingService", "data-processing-service", "nats-server", "TestSupport"]),
+        .testTarget(name: "AnalyticsServiceTests", dependencies: ["AnalyticsService", "analytics-service", "nats-server", "TestSupport"]),
+        // The platform end to end: the broker and the four services as real processes, driven with curl.
+        .testTarget(name: "PlatformTests", dependencies: ["nats-server", "auth-service", "notification-service",
+                                                          "data-processing-service", "analytics-service", "nats", "TestSupport"]),
         .testTarget(name: "NATSServerTests", dependencies: ["NATSServer", "NATSProtocol", "nats-server"]),
         .testTarget(name: "NATSClientTests", dependencies: ["NATSClient", "nats-server"], exclude: ["Python"]),
         // Black-box compatibility: the same transcripts against our broker and Debian's nats-server 2.9.10.

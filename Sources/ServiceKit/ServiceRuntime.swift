@@ -75,9 +75,18 @@ public final class ServiceRuntime: Sendable {
         var subject: String
         var handler: @Sendable (ServiceRequest, RequestContext) async throws -> Void
     }
+    private struct Consumer {
+        var name: String
+        var subject: String
+        var queue: String?
+        var concurrency: Int
+        var handler: @Sendable (Message, RequestContext) async throws -> Void
+    }
     private struct State {
         var routes: [Route] = []
         var endpoints: [Endpoint] = []
+        var consumers: [Consumer] = []
+        var consumerTasks: [Task<Void, Never>] = []
         var readinessChecks: [(String, @Sendable () -> Bool)] = []
         var shutdownActions: [(String, @Sendable () async -> Void)] = []
         var running = false
@@ -112,6 +121,8 @@ public final class ServiceRuntime: Sendable {
         metrics.declareCounter("nats_messages_out_total", help: "NATS messages sent by this service's connection")
         metrics.declareGauge("nats_connected", help: "1 while connected to NATS")
         metrics.declareCounter("outbound_request_errors_total", help: "failed NATS requests to other services by subject")
+        metrics.declareCounter("nats_consumer_messages_total", help: "messages handled by consumer")
+        metrics.declareCounter("nats_consumer_errors_total", help: "message handlers that threw, by consumer")
     }
 
     // MARK: Registration (before run)
@@ -128,6 +139,29 @@ public final class ServiceRuntime: Sendable {
     public func endpoint(_ name: String, subject: String,
                          _ handler: @escaping @Sendable (ServiceRequest, RequestContext) async throws -> Void) {
         state.withLock { $0.endpoints.append(Endpoint(name: name, subject: subject, handler: handler)) }
+    }
+
+    /// Adds a subscription (made once connected; the client restores it after a reconnect). Each
+    /// message runs `handler` with a ``RequestContext`` continuing the message's `traceparent`.
+    /// At most `concurrency` handlers run at once (1 keeps the subscription's order); a thrown
+    /// error is logged and counted in `nats_consumer_errors_total`, never fatal. On shutdown the
+    /// subscription is drained with the connection, so messages already received are handled.
+    /// - Parameters:
+    ///   - name: label in logs and metrics.
+    ///   - subject: the subject (wildcards allowed).
+    ///   - queue: queue group: instances sharing it share the messages, each handled once.
+    ///   - concurrency: most handlers in flight for this subscription (at least 1).
+    public func consume(_ name: String, subject: String, queue: String? = nil, concurrency: Int = 1,
+                        _ handler: @escaping @Sendable (Message, RequestContext) async throws -> Void) {
+        state.withLock {
+            $0.consumers.append(Consumer(name: name, subject: subject, queue: queue, concurrency: max(1, concurrency), handler: handler))
+        }
+    }
+
+    /// The state of the circuit breaker ``request(_:subject:context:timeout:)`` uses for `subject`
+    /// (nil before the first request to it).
+    public func breakerState(for subject: String) -> CircuitBreakerMachine.State? {
+        state.withLock { $0.breakers[subject] }?.state
     }
 
     /// Adds a check `/readyz` reports (besides NATS), e.g. "storage is open".
@@ -261,6 +295,11 @@ public final class ServiceRuntime: Sendable {
         connector.cancel()
         await connector.value
         await stopNATS(deadline: deadline)
+        // The drain ended every subscription; let the handlers of messages already received finish.
+        let consumerTasks = state.withLock { $0.consumerTasks }
+        if !(await ServiceRuntime.within(deadline, { for task in consumerTasks { await task.value } })) {
+            logger.error("message handlers did not finish before the deadline")
+        }
         let actions = state.withLock { $0.shutdownActions }
         for (name, action) in actions.reversed() {
             if !(await ServiceRuntime.within(deadline, action)) {
@@ -331,6 +370,7 @@ public final class ServiceRuntime: Sendable {
                 state.withLock { $0.client = client }
                 logger.info("connected to NATS", ["server": .string(client.connectedServer ?? ""), "attempts": .int(Int64(attempt))])
                 await registerEndpoints(client)
+                await startConsumers(client)
                 return
             } catch {
                 if attempt == 1 || attempt % 20 == 0 {
@@ -354,6 +394,56 @@ public final class ServiceRuntime: Sendable {
             logger.info("service API registered", ["endpoints": .array(endpoints.map { .string($0.subject) })])
         } catch {
             logger.error("service API registration failed", ["error": .string("\(error)")])
+        }
+    }
+
+    private func startConsumers(_ client: NATSClient) async {
+        let consumers = state.withLock { $0.consumers }
+        for consumer in consumers {
+            let subscription: Subscription
+            do {
+                subscription = try await client.subscribe(consumer.subject, queue: consumer.queue)
+            } catch {
+                logger.error("subscription failed", ["consumer": .string(consumer.name), "subject": .string(consumer.subject),
+                                                      "error": .string("\(error)")])
+                continue
+            }
+            let task = Task { await self.run(consumer, subscription) }
+            state.withLock { $0.consumerTasks.append(task) }
+            logger.info("consuming", ["consumer": .string(consumer.name), "subject": .string(consumer.subject),
+                                      "queue": consumer.queue.map(JSONValue.string) ?? .null])
+        }
+    }
+
+    private func run(_ consumer: Consumer, _ subscription: Subscription) async {
+        let metrics = self.metrics, logger = self.logger, name = consumer.name, handler = consumer.handler
+        let handle: @Sendable (Message) async -> Void = { message in
+            let trace = TraceContext.continuing(message.headers?[TraceContext.headerName]).child()
+            let context = RequestContext(trace: trace, logger: logger.with(traceID: trace.traceID))
+            metrics.increment("nats_consumer_messages_total", labels: [("consumer", name)])
+            do {
+                try await handler(message, context)
+            } catch {
+                metrics.increment("nats_consumer_errors_total", labels: [("consumer", name)])
+                context.logger.error("message handler failed", ["consumer": .string(name), "subject": .string(message.subject),
+                                                                 "error": .string("\(error)")])
+            }
+        }
+        await withTaskGroup(of: Void.self) { group in
+            var inFlight = 0
+            do {
+                for try await message in subscription {
+                    if inFlight >= consumer.concurrency {
+                        await group.next()
+                        inFlight -= 1
+                    }
+                    group.addTask { await handle(message) }
+                    inFlight += 1
+                }
+            } catch {
+                logger.warning("subscription ended", ["consumer": .string(name), "error": .string("\(error)")])
+            }
+            await group.waitForAll()
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// The real curl (/usr/bin/curl) against a real auth-service process.

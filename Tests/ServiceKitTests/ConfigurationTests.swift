@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import ServiceKit
 
@@ -9,7 +10,7 @@ import Testing
     let settings: [AnySetting] = StandardSettings.all(serviceName: "auth-service") + [AnySetting(retries), AnySetting(verbose)]
 
     func folder(withDefaultJSON json: String?) throws -> String {
-        let dir = temporaryDirectory("config")
+        let dir = try temporaryDirectory("config")
         if let json {
             try FileManager.default.createDirectory(atPath: dir + "/config", withIntermediateDirectories: true)
             try Data(json.utf8).write(to: URL(fileURLWithPath: dir + "/config/default.json"))

@@ -1,34 +1,9 @@
 import Foundation
 import Testing
+import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// A free loopback TCP port (bound and released; fine for tests).
-func freePort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw PeerError(description: "socket failed") }
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    addr.sin_port = 0
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-    guard bound == 0 else { throw PeerError(description: "bind failed") }
-    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-    return Int(UInt16(bigEndian: addr.sin_port))
-}
-
-/// Runs blocking `work` on a Dispatch thread, keeping the (small) cooperative pool free for the
-/// code under test.
-func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async {
-            do { continuation.resume(returning: try work()) } catch { continuation.resume(throwing: error) }
-        }
-    }
-}
 
 /// `httpRequest` off the cooperative pool.
 func http(port: Int, method: String = "GET", path: String, headers: [String: String] = [:], body: String = "") async throws -> SimpleHTTPResponse {
@@ -83,15 +58,6 @@ func httpRequest(port: Int, method: String = "GET", path: String, headers: [Stri
     return SimpleHTTPResponse(status: status, headers: fields, body: String(text[split.upperBound...]))
 }
 
-/// Polls `condition` until true or `timeout` passes.
-func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async rethrows -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(20))
-    }
-    return try await condition()
-}
 
 /// The reference broker (/usr/sbin/nats-server) on a given port.
 final class ReferenceBroker: @unchecked Sendable {

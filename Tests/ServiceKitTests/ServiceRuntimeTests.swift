@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import HTTPServer
 import NATSClient
 import Synchronization
@@ -60,7 +61,7 @@ final class Recorder: Sendable {
         // The broker comes up late: the runtime connects on its own.
         let broker = try ReferenceBroker(port: natsPort)
         defer { broker.stop() }
-        #expect(await eventually(timeout: .seconds(20)) { (try? await http(port: port, path: "/readyz").status) == 200 })
+        #expect(await eventually(20) { (try? await http(port: port, path: "/readyz").status) == 200 })
 
         // Answers the router makes itself are counted too, under one fixed route label.
         #expect(try await http(port: port, path: "/no/such/path").status == 404)
@@ -96,7 +97,7 @@ final class Recorder: Sendable {
         let sink = MemoryLogSink()
         let rt = try runtime(natsPort: natsPort, sink: sink)
         let running = Task { try await rt.run(handleSignals: false) }
-        #expect(await eventually(timeout: .seconds(20)) { rt.readiness.ready && rt.httpPort != nil })
+        #expect(await eventually(20) { rt.readiness.ready && rt.httpPort != nil })
         let port = try #require(rt.httpPort)
 
         var observerOptions = NATSClient.Options(url: "nats://127.0.0.1:\(natsPort)")

@@ -35,12 +35,6 @@ func tortureExecutable() -> String? {
     return nil
 }
 
-func temporaryDirectory(_ label: String) -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("servicekit-\(label)-\(UUID().uuidString)").path
-    try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
-
 @Suite struct StoreDurabilityTests {
     /// Kills the writer with SIGKILL at seeded random moments (a random delay after it begins a
     /// random operation), at least 30 times, and after each
@@ -53,7 +47,7 @@ func temporaryDirectory(_ label: String) -> String {
     }
 
     static func tortureRounds(executable: String) throws {
-        let directory = temporaryDirectory("torture")
+        let directory = try temporaryDirectory("torture")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var rng = SeededGenerator(seed: 0xD0_0D_1E)
         var acknowledged: UInt64 = 0

@@ -20,7 +20,7 @@ func writeBytes(_ bytes: [UInt8], to path: String) throws { try Data(bytes).writ
     }
 
     @Test func appendedRecordsComeBackInOrderAfterReopen() throws {
-        let dir = temporaryDirectory("log")
+        let dir = try temporaryDirectory("log")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/a.log"
         let (log, empty) = try readLog(path)
@@ -40,7 +40,7 @@ func writeBytes(_ bytes: [UInt8], to path: String) throws { try Data(bytes).writ
     /// A crash can stop the last append after any byte: every such prefix must recover to the
     /// records before it, cut the partial one, and accept the next append.
     @Test func tornLastRecordIsCutAtEveryByteOffset() throws {
-        let dir = temporaryDirectory("torn")
+        let dir = try temporaryDirectory("torn")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/t.log"
         let (log, _) = try readLog(path)
@@ -64,7 +64,7 @@ func writeBytes(_ bytes: [UInt8], to path: String) throws { try Data(bytes).writ
     }
 
     @Test func bitFlipAnywhereInTheLastRecordIsCutAsATornTail() throws {
-        let dir = temporaryDirectory("flip")
+        let dir = try temporaryDirectory("flip")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/f.log"
         let (log, _) = try readLog(path)
@@ -87,7 +87,7 @@ func writeBytes(_ bytes: [UInt8], to path: String) throws { try Data(bytes).writ
     }
 
     @Test func damageFollowedByIntactRecordsRefusesToOpenInsteadOfDroppingThem() throws {
-        let dir = temporaryDirectory("mid")
+        let dir = try temporaryDirectory("mid")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/m.log"
         let (log, _) = try readLog(path)
@@ -107,7 +107,7 @@ func writeBytes(_ bytes: [UInt8], to path: String) throws { try Data(bytes).writ
     }
 
     @Test func corruptLengthFieldNeverCausesAHugeReadOrAllocation() throws {
-        let dir = temporaryDirectory("len")
+        let dir = try temporaryDirectory("len")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/l.log"
         let (log, _) = try readLog(path)
@@ -125,7 +125,7 @@ func writeBytes(_ bytes: [UInt8], to path: String) throws { try Data(bytes).writ
     }
 
     @Test func damagedFileHeaderIsReportedNotOverwritten() throws {
-        let dir = temporaryDirectory("hdr")
+        let dir = try temporaryDirectory("hdr")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/h.log"
         let (log, _) = try readLog(path)
@@ -140,7 +140,7 @@ func writeBytes(_ bytes: [UInt8], to path: String) throws { try Data(bytes).writ
     }
 
     @Test func oversizedAppendIsRefusedAndTheLogStaysUsable() throws {
-        let dir = temporaryDirectory("big")
+        let dir = try temporaryDirectory("big")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let (log, _) = try readLog(dir + "/b.log", options: StoreOptions(maxRecordSize: 10))
         #expect(throws: StoreError.recordTooLarge(size: 11, limit: 10)) { try log.append([UInt8](repeating: 0, count: 11)) }
@@ -150,7 +150,7 @@ func writeBytes(_ bytes: [UInt8], to path: String) throws { try Data(bytes).writ
 
 @Suite struct KeyValueStoreTests {
     @Test func putGetDeleteAndScanWithLastWriteWinsAcrossReopen() throws {
-        let dir = temporaryDirectory("kv")
+        let dir = try temporaryDirectory("kv")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let store = try KeyValueStore(directory: dir + "/nested", name: "users")
         try store.put("user/1", Array("alice".utf8))
@@ -173,7 +173,7 @@ func writeBytes(_ bytes: [UInt8], to path: String) throws { try Data(bytes).writ
     }
 
     @Test func compactionKeepsExactlyTheLiveSetAndTheSequence() throws {
-        let dir = temporaryDirectory("compact")
+        let dir = try temporaryDirectory("compact")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let store = try KeyValueStore(directory: dir, name: "c")
         var expected: [String: [UInt8]] = [:]
@@ -203,7 +203,7 @@ func writeBytes(_ bytes: [UInt8], to path: String) throws { try Data(bytes).writ
     }
 
     @Test func leftoverCompactionScratchFileIsIgnoredAndRemoved() throws {
-        let dir = temporaryDirectory("scratch")
+        let dir = try temporaryDirectory("scratch")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let store = try KeyValueStore(directory: dir, name: "s")
         try store.put("a", [1])
@@ -215,7 +215,7 @@ func writeBytes(_ bytes: [UInt8], to path: String) throws { try Data(bytes).writ
     }
 
     @Test func checksummedRecordThatDoesNotDecodeIsReported() throws {
-        let dir = temporaryDirectory("bad")
+        let dir = try temporaryDirectory("bad")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/x.log"
         let (log, _) = try readLog(path)

@@ -1,0 +1,5 @@
+// Placeholder while the service is being written.
+public enum DataProcessingService {
+    /// Process exit status.
+    public static func main() async -> Int32 { 1 }
+}

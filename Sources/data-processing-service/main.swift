@@ -1,0 +1,5 @@
+// data-processing-service: the logic lives in Sources/DataProcessingService.
+import DataProcessingService
+import Glibc
+
+exit(await DataProcessingService.main())

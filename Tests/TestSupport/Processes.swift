@@ -1,0 +1,302 @@
+// Shared test support: executables built beside the test bundle run as real processes on
+// random ports, a raw-socket HTTP client, deadline-bounded waits.
+
+import Foundation
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct TestFailure: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// An executable built beside the test bundle (`auth-service`, `nats-server`).
+public func builtExecutable(_ name: String) throws -> String {
+    let candidates = [
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
+        Bundle.main.bundleURL.deletingLastPathComponent(),
+        Bundle.main.bundleURL,
+        Bundle.main.bundleURL.deletingLastPathComponent().deletingLastPathComponent(),
+    ]
+    for directory in candidates {
+        let path = directory.appendingPathComponent(name).path
+        if FileManager.default.isExecutableFile(atPath: path) { return path }
+    }
+    throw TestFailure("\(name) not found next to the test bundle")
+}
+
+/// A fresh temporary directory (removed by the caller via `removeTemporary`).
+public func temporaryDirectory(_ tag: String) throws -> String {
+    let path = NSTemporaryDirectory() + "svc-test-\(tag)-\(UUID().uuidString.prefix(8))"
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+public func removeTemporary(_ path: String) { try? FileManager.default.removeItem(atPath: path) }
+
+/// Runs blocking `work` on its own thread so the cooperative pool stays free.
+public func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try work() }) }.start()
+    }
+}
+
+/// Runs `operation`, failing if it takes longer than `seconds`.
+public func within<T: Sendable>(_ seconds: Double, _ what: String, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await operation() }
+        group.addTask { try await Task.sleep(for: .seconds(seconds)); return nil }
+        defer { group.cancelAll() }
+        guard let first = try await group.next(), let value = first else {
+            throw TestFailure("\(what) did not finish within \(seconds) s")
+        }
+        return value
+    }
+}
+
+/// Polls `condition` until it holds or `seconds` pass; returns whether it held.
+public func eventually(_ seconds: Double = 15, _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    return try await condition()
+}
+
+/// A child process whose stdout lines are collected for the test to wait on.
+public final class ChildProcess: Sendable {
+    public let process: Process
+    private final class Lines: Sendable { let value = Mutex<[String]>([]) }
+    private let lines = Lines()
+
+    public init(executable: String, arguments: [String] = [], environment: [String: String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.environment = environment
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        self.process = process
+        let handle = pipe.fileHandleForReading
+        let lines = self.lines
+        let reader = Thread {
+            var pending = [UInt8]()
+            while true {
+                let data = handle.availableData
+                if data.isEmpty { break }
+                pending.append(contentsOf: data)
+                while let newline = pending.firstIndex(of: 0x0A) {
+                    let line = String(decoding: pending[..<newline], as: UTF8.self)
+                    pending.removeFirst(newline + 1)
+                    lines.value.withLock { $0.append(line) }
+                }
+            }
+        }
+        reader.start()
+    }
+
+    public var output: [String] { lines.value.withLock { $0 } }
+
+    /// Waits for a line satisfying `match` and returns it.
+    public func waitForLine(_ what: String, seconds: Double = 20, where match: @escaping @Sendable (String) -> Bool) async throws -> String {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            if let line = output.first(where: match) { return line }
+            if !process.isRunning, output.first(where: match) == nil {
+                throw TestFailure("process exited (\(process.terminationStatus)) before \(what); output:\n" + output.suffix(30).joined(separator: "\n"))
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw TestFailure("no \(what) within \(seconds) s; output:\n" + output.suffix(30).joined(separator: "\n"))
+    }
+
+    /// SIGTERM, then waits (off the pool) for exit; SIGKILL after 10 s. Returns the exit status.
+    @discardableResult
+    public func stop() async -> Int32 {
+        let process = self.process
+        guard process.isRunning else { return process.terminationStatus }
+        process.terminate()
+        return (try? await offPool { () -> Int32 in
+            let deadline = Date().addingTimeInterval(10)
+            while process.isRunning && Date() < deadline { usleep(5_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+            return process.terminationStatus
+        }) ?? -1
+    }
+
+    deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+}
+
+/// Our nats-server on a random port (`-p -1`, port read from the ports file).
+public final class Broker: Sendable {
+    public let child: ChildProcess
+    public let url: String
+    public let directory: String
+
+    /// Starts the broker on `port` (a random one when nil).
+    public static func start(port: Int? = nil) async throws -> Broker {
+        let directory = try temporaryDirectory("broker")
+        let child = try ChildProcess(executable: try builtExecutable("nats-server"),
+                                     arguments: ["-a", "127.0.0.1", "-p", port.map(String.init) ?? "-1", "--ports_file_dir", directory],
+                                     environment: ProcessInfo.processInfo.environment)
+        let pid = child.process.processIdentifier
+        let portsFile = directory + "/nats-server_\(pid).ports"
+        var url: String?
+        _ = await eventually(20) {
+            guard let data = FileManager.default.contents(atPath: portsFile),
+                  let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                  let urls = object["nats"] as? [String], let first = urls.first else { return false }
+            url = first
+            return true
+        }
+        guard let url else { throw TestFailure("broker wrote no ports file; output: \(child.output.joined(separator: "\n"))") }
+        return Broker(child: child, url: url, directory: directory)
+    }
+
+    private init(child: ChildProcess, url: String, directory: String) {
+        self.child = child; self.url = url; self.directory = directory
+    }
+
+    public func stop() async {
+        await child.stop()
+        removeTemporary(directory)
+    }
+}
+
+public func jsonText(_ object: [String: String]) -> String {
+    let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
+    return String(decoding: data, as: UTF8.self)
+}
+
+public struct HTTPResult: Sendable {
+    public var status: Int
+    public var headers: [String: String]   // lower-cased names
+    public var body: String
+
+    public init(status: Int, headers: [String: String], body: String) {
+        self.status = status; self.headers = headers; self.body = body
+    }
+
+    public var json: [String: Any] {
+        ((try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any]) ?? [:]
+    }
+    public func string(_ key: String) -> String? { json[key] as? String }
+}
+
+/// One HTTP/1.1 request over a fresh loopback connection (`Connection: close`), read to EOF.
+public func rawHTTP(port: Int, method: String, path: String, headers: [String: String] = [:], body: String? = nil) throws -> HTTPResult {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw TestFailure("socket failed") }
+    defer { close(fd) }
+    var tv = timeval(tv_sec: 15, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = UInt16(port).bigEndian
+    let connected = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { throw TestFailure("connect to \(port) failed: errno \(errno)") }
+    var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+    if let body { head += "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n" }
+    for (k, v) in headers { head += "\(k): \(v)\r\n" }
+    let bytes = Array((head + "\r\n" + (body ?? "")).utf8)
+    var sent = 0
+    while sent < bytes.count {
+        let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
+        guard n > 0 else { throw TestFailure("send failed: errno \(errno)") }
+        sent += n
+    }
+    var received = [UInt8]()
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if n <= 0 { break }
+        received.append(contentsOf: chunk[0..<n])
+    }
+    return try parseHTTPResponse(String(decoding: received, as: UTF8.self))
+}
+
+/// Parses a whole response (head and body) as printed by a server or by `curl -i`.
+public func parseHTTPResponse(_ text: String) throws -> HTTPResult {
+    guard let split = text.range(of: "\r\n\r\n") else { throw TestFailure("no response head in: \(text)") }
+    let lines = text[..<split.lowerBound].components(separatedBy: "\r\n")
+    let statusParts = lines.first?.split(separator: " ") ?? []
+    guard statusParts.count >= 2, let status = Int(statusParts[1]) else { throw TestFailure("bad status line: \(lines.first ?? "")") }
+    var fields: [String: String] = [:]
+    for line in lines.dropFirst() {
+        if let colon = line.firstIndex(of: ":") {
+            fields[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+    }
+    return HTTPResult(status: status, headers: fields, body: String(text[split.upperBound...]))
+}
+
+/// A loopback port that was free a moment ago (bound to port 0, then released).
+public func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw TestFailure("socket failed") }
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+    guard bound == 0 else { throw TestFailure("bind failed: errno \(errno)") }
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+/// A service executable (auth-service, notification-service, ...) started with `environment`
+/// (inherited environment minus the standard service variables), HTTP on a free port: waits for
+/// ServiceRuntime's "service started" line and reads the bound port from it.
+public final class ServiceProcess: Sendable {
+    public let child: ChildProcess
+    public let port: Int
+
+    /// The variables every service reads (cleared from the inherited environment before `environment` applies).
+    public static let standardVariables = ["JWT_SECRET", "HTTP_PORT", "DATA_DIR", "NATS_URL", "LOG_LEVEL", "SERVICE_NAME"]
+
+    /// - Throws: ``TestFailure`` when the executable is missing, exits early or logs no port in 20 s.
+    public static func start(_ executable: String, environment: [String: String]) async throws -> ServiceProcess {
+        var merged = ProcessInfo.processInfo.environment
+        for key in standardVariables { merged[key] = nil }
+        merged["HTTP_PORT"] = "0"
+        for (k, v) in environment { merged[k] = v }
+        let child = try ChildProcess(executable: try builtExecutable(executable), environment: merged)
+        let line = try await child.waitForLine("the service-started log line of \(executable)") { $0.contains(#""message":"service started""#) }
+        guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+              let fields = object["fields"] as? [String: Any], let port = fields["http_port"] as? Int else {
+            throw TestFailure("no http_port in \(line)")
+        }
+        return ServiceProcess(child: child, port: port)
+    }
+
+    private init(child: ChildProcess, port: Int) { self.child = child; self.port = port }
+
+    /// One HTTP request to the service (off the cooperative pool).
+    public func request(_ method: String, _ path: String, json: String? = nil, headers: [String: String] = [:]) async throws -> HTTPResult {
+        let port = self.port
+        return try await offPool { try rawHTTP(port: port, method: method, path: path, headers: headers, body: json) }
+    }
+
+    /// SIGTERM (SIGKILL after 10 s); the exit status.
+    @discardableResult
+    public func stop() async -> Int32 { await child.stop() }
+
+    /// SIGKILL at once, and waits for the exit.
+    public func kill9() async {
+        let process = child.process
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        _ = try? await offPool { process.waitUntilExit() }
+    }
+}
