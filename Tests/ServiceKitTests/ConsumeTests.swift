@@ -1,0 +1,134 @@
+import Foundation
+import NATSClient
+import Synchronization
+import Testing
+import TestSupport
+@testable import ServiceKit
+
+/// `ServiceRuntime.consume`: queue-group sharing, trace continuation, bounded concurrency, handler
+/// errors counted and survived, messages already received handled during shutdown.
+@Suite(.serialized) struct ConsumeTests {
+    /// A runtime connected to `natsPort` whose consumer records what it handled.
+    func makeRuntime(natsPort: Int, name: String, concurrency: Int, gate: Gate? = nil, seen: Recorder,
+                     sink: MemoryLogSink = MemoryLogSink()) throws -> ServiceRuntime {
+        let config = try Configuration.load(
+            [AnySetting(StandardSettings.natsURL), AnySetting(StandardSettings.httpPort), AnySetting(StandardSettings.logLevel)],
+            arguments: [], environment: ["NATS_URL": "nats://127.0.0.1:\(natsPort)", "HTTP_PORT": "0", "LOG_LEVEL": "debug"],
+            workingDirectory: "/nonexistent")
+        let rt = ServiceRuntime(name: name, version: "1.0.0", configuration: config,
+                                logger: Logger(service: name, level: .debug, sink: sink), shutdownDeadline: .seconds(10))
+        rt.consume("work", subject: "work.>", queue: "workers", concurrency: concurrency) { message, context in
+            let body = String(decoding: message.payload, as: UTF8.self)
+            if body == "fail" { throw ServiceError(code: 500, "asked to fail") }
+            if let gate { await gate.enter() }
+            seen.append("\(name) \(body) \(context.trace.traceID)")
+        }
+        return rt
+    }
+
+    @Test(.enabled(if: ReferenceBroker.available || Peers.required))
+    func queueGroupSharesTheWorkAndEveryHandlerContinuesTheIncomingTrace() async throws {
+        let natsPort = try freePort()
+        let broker = try ReferenceBroker(port: natsPort)
+        defer { broker.stop() }
+        let seen = Recorder()
+        let a = try makeRuntime(natsPort: natsPort, name: "a", concurrency: 1, seen: seen)
+        let b = try makeRuntime(natsPort: natsPort, name: "b", concurrency: 4, seen: seen)
+        let runA = Task { try await a.run(handleSignals: false) }
+        let runB = Task { try await b.run(handleSignals: false) }
+        #expect(await eventually(20) { a.readiness.ready && b.readiness.ready })
+
+        let client = try await NATSClient.connect(.init(servers: ["nats://127.0.0.1:\(natsPort)"]))
+        // Both subscriptions are registered at the broker once a request through each runtime's own
+        // connection has made a round trip after the subscribe; poll until both have taken work.
+        let trace = TraceContext.newTrace()
+        var headers = Headers()
+        try headers.set(name: TraceContext.headerName, value: trace.traceparent)
+        var sent = 0
+        #expect(await eventually(20) {
+            for _ in 0..<20 {
+                try? await client.publish(Array("m\(sent)".utf8), subject: "work.item", headers: headers)
+                sent += 1
+            }
+            try? await client.flush()
+            let all = seen.all
+            return all.contains { $0.hasPrefix("a ") } && all.contains { $0.hasPrefix("b ") }
+        })
+        #expect(await eventually(20) { seen.all.count == sent })
+        let all = seen.all
+        // Each message handled exactly once across the group.
+        #expect(Set(all.map { $0.split(separator: " ")[1] }).count == sent)
+        // Every handler ran in the incoming trace.
+        #expect(all.allSatisfy { $0.hasSuffix(" \(trace.traceID)") })
+
+        await client.close()
+        a.shutdown(); b.shutdown()
+        try await runA.value
+        try await runB.value
+    }
+
+    @Test(.enabled(if: ReferenceBroker.available || Peers.required))
+    func concurrencyIsBoundedErrorsAreCountedAndReceivedMessagesAreHandledOnShutdown() async throws {
+        let natsPort = try freePort()
+        let broker = try ReferenceBroker(port: natsPort)
+        defer { broker.stop() }
+        let seen = Recorder()
+        let gate = Gate()
+        let sink = MemoryLogSink()
+        let rt = try makeRuntime(natsPort: natsPort, name: "c", concurrency: 3, gate: gate, seen: seen, sink: sink)
+        let running = Task { try await rt.run(handleSignals: false) }
+        #expect(await eventually(20) { rt.readiness.ready })
+
+        let client = try await NATSClient.connect(.init(servers: ["nats://127.0.0.1:\(natsPort)"]))
+        try await client.publish(Array("fail".utf8), subject: "work.x")
+        #expect(await eventually(20) { rt.metrics.render().contains(#"nats_consumer_errors_total{consumer="work"} 1"#) })
+        #expect(sink.lines.contains { $0.contains("message handler failed") && $0.contains("asked to fail") })
+
+        for i in 0..<10 { try await client.publish(Array("g\(i)".utf8), subject: "work.x") }
+        try await client.flush()
+        // Three handlers enter the gate and wait there; no fourth starts while they are held.
+        #expect(await eventually(20) { gate.waiting == 3 })
+        #expect(gate.maximumWaiting == 3)
+        #expect(seen.all.isEmpty)
+
+        // Shutdown drains: the seven messages still queued are handled, not dropped.
+        rt.shutdown()
+        gate.open()
+        try await running.value
+        #expect(seen.all.count == 10)
+        #expect(gate.maximumWaiting == 3)
+        await client.close()
+    }
+}
+
+/// Holds handlers until opened, and records how many waited at once.
+final class Gate: Sendable {
+    private struct State { var open = false; var waiting = 0; var maximum = 0; var waiters: [CheckedContinuation<Void, Never>] = [] }
+    private let state = Mutex(State())
+
+    func enter() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resume = state.withLock { s -> Bool in
+                if s.open { return true }
+                s.waiting += 1
+                s.maximum = max(s.maximum, s.waiting)
+                s.waiters.append(continuation)
+                return false
+            }
+            if resume { continuation.resume() }
+        }
+    }
+
+    func open() {
+        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.open = true
+            s.waiting = 0
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    var waiting: Int { state.withLock { $0.waiting } }
+    var maximumWaiting: Int { state.withLock { $0.maximum } }
+}
