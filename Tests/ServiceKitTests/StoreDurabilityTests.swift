@@ -21,18 +21,7 @@ enum TortureWorkload {
 }
 
 func tortureExecutable() -> String? {
-    if let path = ProcessInfo.processInfo.environment["STORE_TORTURE_BIN"] { return path }
-    let candidates = [
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
-        Bundle.main.bundleURL.deletingLastPathComponent(),
-        Bundle.main.bundleURL,
-        Bundle.main.bundleURL.deletingLastPathComponent().deletingLastPathComponent(),
-    ]
-    for directory in candidates {
-        let path = directory.appendingPathComponent("store-torture").path
-        if FileManager.default.isExecutableFile(atPath: path) { return path }
-    }
-    return nil
+    ProcessInfo.processInfo.environment["STORE_TORTURE_BIN"] ?? (try? builtExecutable("store-torture"))
 }
 
 @Suite struct StoreDurabilityTests {
