@@ -1,6 +1,7 @@
 // Connect, publish, subscribe, flush, headers, queue groups, limits: against both brokers.
 
 import Foundation
+import TestSupport
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -354,7 +355,7 @@ struct ConnectionErrorTests {
 
     @Test("nothing listening gives connectionRefused naming host and port")
     func connectionRefused() async throws {
-        let port = try BrokerProcess.freePort()
+        let port = try freePort()
         await #expect(throws: NATSError.connectionRefused(host: "127.0.0.1", port: port)) {
             _ = try await NATSClient.connect("nats://127.0.0.1:\(port)")
         }

@@ -1,6 +1,7 @@
 // Interoperability with nats-py, both directions.
 
 import Foundation
+import TestSupport
 import Testing
 @testable import NATSClient
 

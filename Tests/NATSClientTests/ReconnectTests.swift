@@ -1,6 +1,7 @@
 // Reconnect: the broker process is killed and restarted on the same port mid-stream.
 
 import Foundation
+import TestSupport
 import Synchronization
 import Testing
 @testable import NATSClient
@@ -251,7 +252,7 @@ struct ReconnectTests {
             authorization { users = [ { user: alice, password: pw, permissions: { subscribe: { deny: ["secret.>"] } } } ] }
 
             """.write(to: strict, atomically: true, encoding: .utf8)
-            let port = try BrokerProcess.freePort()
+            let port = try freePort()
             var server: BrokerProcess? = try await BrokerProcess(broker, port: port, arguments: ["-c", open.path])
             var options = testOptions(server!)
             options.user = "alice"
@@ -316,8 +317,8 @@ struct ReconnectTests {
     @Test("servers announced in connect_urls are added and used for failover", arguments: Broker.enabled)
     func discoveredServersAreUsed(broker: Broker) async throws {
         try await broker.run(needing: .clustering) {
-            let clusterA = try BrokerProcess.freePort()
-            let clusterB = try BrokerProcess.freePort()
+            let clusterA = try freePort()
+            let clusterB = try freePort()
             let a = try await BrokerProcess(broker, arguments: ["--cluster_name", "c", "--cluster", "nats://127.0.0.1:\(clusterA)"])
             defer { a.stop() }
             var options = testOptions(a)

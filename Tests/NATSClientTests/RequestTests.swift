@@ -1,6 +1,7 @@
 // Request-reply through the shared wildcard inbox.
 
 import Foundation
+import TestSupport
 import Testing
 @testable import NATSClient
 

@@ -2,6 +2,7 @@
 
 import Foundation
 import Synchronization
+import TestSupport
 import Testing
 @testable import NATSClient
 #if canImport(Glibc)
@@ -45,11 +46,6 @@ enum Broker: String, CaseIterable, CustomStringConvertible, Sendable {
     }
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
-
 /// A broker process on a loopback port; stopped by `stop()` (tests call it in `defer`-like fashion).
 final class BrokerProcess: @unchecked Sendable {
     // @unchecked: `process` is only touched by the test that owns the broker, sequentially.
@@ -64,7 +60,7 @@ final class BrokerProcess: @unchecked Sendable {
     /// Starts `broker` on `port` (a free one if nil) and waits until it accepts connections.
     init(_ broker: Broker, port: Int? = nil, arguments: [String] = []) async throws {
         self.broker = broker
-        self.port = try port ?? Self.freePort()
+        self.port = try port ?? TestSupport.freePort()
         self.arguments = arguments
         self.logURL = URL(fileURLWithPath: NSTemporaryDirectory())
             .appendingPathComponent("natsclient-test-\(broker)-\(self.port)-\(UUID().uuidString.prefix(8)).log")
@@ -149,33 +145,6 @@ final class BrokerProcess: @unchecked Sendable {
         throw TestFailure("\(broker) broker did not accept connections on port \(port) within 10 s")
     }
 
-    /// Ports handed out by this test process (never handed out twice).
-    private static let usedPorts = Mutex<Set<Int>>([])
-
-    /// A port that is free now, chosen below the kernel's ephemeral range (32768...) so that no
-    /// client connection's local port can take it before the broker binds it.
-    static func freePort() throws -> Int {
-        for _ in 0..<200 {
-            let candidate = Int.random(in: 20_000..<32_000)
-            let fresh = usedPorts.withLock { $0.insert(candidate).inserted }
-            if fresh && canBind(candidate) { return candidate }
-        }
-        throw TestFailure("no free port found in 20000..<32000")
-    }
-
-    private static func canBind(_ port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { Glibc.close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = UInt16(port).bigEndian
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        return bound == 0
-    }
 }
 
 /// Runs a blocking `body` on its own thread so it never occupies the cooperative pool.
@@ -184,34 +153,6 @@ func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
         let thread = Thread { continuation.resume(returning: body()) }
         thread.start()
     }
-}
-
-/// Runs `operation`, failing with a TestFailure if it takes longer than `seconds`.
-@discardableResult
-func within<T: Sendable>(_ seconds: Double, _ what: String = "operation",
-                         _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await operation() }
-        group.addTask {
-            try await Task.sleep(for: .seconds(seconds))
-            return nil
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next(), let value = first else {
-            throw TestFailure("\(what) did not finish within \(seconds) s")
-        }
-        return value
-    }
-}
-
-/// Polls `condition` until it holds or `seconds` pass; returns whether it held.
-func eventually(_ seconds: Double = 10, _ condition: () async throws -> Bool) async rethrows -> Bool {
-    let deadline = ContinuousClock.now + .seconds(seconds)
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(5))
-    }
-    return try await condition()
 }
 
 /// Takes exactly `count` messages from `subscription` (bounded by `seconds`).

@@ -43,8 +43,9 @@ public func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) asy
     }
 }
 
-/// Runs `operation`, failing if it takes longer than `seconds`.
-public func within<T: Sendable>(_ seconds: Double, _ what: String, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+/// Runs `operation`, failing with ``TestFailure`` if it takes longer than `seconds`.
+@discardableResult
+public func within<T: Sendable>(_ seconds: Double, _ what: String = "operation", _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
     try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask { try await operation() }
         group.addTask { try await Task.sleep(for: .seconds(seconds)); return nil }
@@ -239,20 +240,34 @@ public func parseHTTPResponse(_ text: String) throws -> HTTPResult {
     return HTTPResult(status: status, headers: fields, body: String(text[split.upperBound...]))
 }
 
-/// A loopback port that was free a moment ago (bound to port 0, then released).
+/// Ports handed out by this test process (never handed out twice).
+private let usedPorts = Mutex<Set<Int>>([])
+
+/// A loopback port that is free now, chosen below the kernel's ephemeral range (32768...) so
+/// that no client connection's local port can take it before the server binds it, and never
+/// handed out twice in one test process.
+/// - Throws: ``TestFailure`` when 200 random candidates were all taken.
 public func freePort() throws -> Int {
+    for _ in 0..<200 {
+        let candidate = Int.random(in: 20_000..<32_000)
+        let fresh = usedPorts.withLock { $0.insert(candidate).inserted }
+        if fresh && canBind(candidate) { return candidate }
+    }
+    throw TestFailure("no free port found in 20000..<32000")
+}
+
+private func canBind(_ port: Int) -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw TestFailure("socket failed") }
+    guard fd >= 0 else { return false }
     defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    addr.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-    guard bound == 0 else { throw TestFailure("bind failed: errno \(errno)") }
-    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-    return Int(UInt16(bigEndian: addr.sin_port))
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = UInt16(port).bigEndian
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    return bound == 0
 }
 
 /// A service executable (auth-service, notification-service, ...) started with `environment`
