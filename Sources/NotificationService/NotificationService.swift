@@ -1,5 +1,314 @@
-// Placeholder while the service is being written.
-public enum NotificationService {
-    /// Process exit status.
-    public static func main() async -> Int32 { 1 }
+import Foundation
+import HTTPServer
+import NATSClient
+import ServiceKit
+import Synchronization
+
+/// The notification service: turns each `user.logged_in` event into a durable "welcome back"
+/// notification, personalised with the user's name from auth-service when it answers (a generic
+/// text with the reason when it does not), pushes it to the user's open Server-Sent Events
+/// streams and announces it on `notification.sent`.
+///
+/// HTTP (bearer token required): `GET /v1/notifications` (history, newest first, paged),
+/// `GET /v1/notifications/stream` (SSE), `POST /v1/notifications/{id}/read`.
+///
+/// Create it (opens the store), ``install(on:)`` it on a ``ServiceRuntime``, then run the runtime.
+/// ``main(arguments:environment:)`` does all of that.
+public final class NotificationService: Sendable {
+    /// Expected `iss` of tokens.
+    public static let tokenIssuer = "auth-service"
+    /// Expected `aud` of tokens.
+    public static let tokenAudience = "microservices-nats"
+    /// Version in `$SRV.INFO`.
+    public static let version = "1.0.0"
+    /// The consumed event.
+    public static let loginSubject = "user.logged_in"
+    /// The queue group every instance joins (each event is handled by one of them).
+    public static let queueGroup = "notification"
+    /// The published event.
+    public static let sentSubject = "notification.sent"
+    /// auth-service's user lookup.
+    public static let userGetSubject = "auth.user.get"
+    /// auth-service's token check (used when JWT_SECRET is not set).
+    public static let tokenVerifySubject = "auth.token.verify"
+    /// History page size when `limit` is absent.
+    public static let defaultPageSize = 20
+    /// Largest `limit`.
+    public static let maxPageSize = 100
+    /// Most notifications replayed to a stream resumed with `Last-Event-ID`.
+    public static let replayLimit = 100
+
+    /// The notifications.
+    public let store: NotificationStore
+    /// The open SSE streams.
+    public let hub: NotificationHub
+    private let authTimeout: Duration
+    private let concurrency: Int
+    private let keepAliveInterval: Duration
+    private let secret: String?
+    private let logger: Logger
+    private let metricsSlot = MetricsSlot()
+    private let ticker = Mutex<Task<Void, Never>?>(nil)
+
+    /// Holds the runtime's registry once installed (the hub reports to it).
+    private final class MetricsSlot: Sendable {
+        let registry = Mutex<MetricsRegistry?>(nil)
+        func with(_ body: (MetricsRegistry) -> Void) { if let r = registry.withLock({ $0 }) { body(r) } }
+    }
+
+    /// Opens the store under `DATA_DIR`.
+    /// - Throws: ``StoreError`` when the store cannot be opened.
+    public init(configuration: Configuration, logger: Logger) throws {
+        self.logger = logger
+        let dataDirectory = configuration[NotificationSettings.dataDirectory]
+        store = try NotificationStore(directory: dataDirectory, maxPerUser: configuration[NotificationSettings.maxPerUser])
+        authTimeout = .milliseconds(configuration[NotificationSettings.authTimeout])
+        concurrency = configuration[NotificationSettings.concurrency]
+        keepAliveInterval = .seconds(configuration[NotificationSettings.keepAlive])
+        secret = configuration[StandardSettings.jwtSecret]
+        let slot = metricsSlot
+        hub = NotificationHub(
+            bufferSize: configuration[NotificationSettings.streamBuffer],
+            maxPerUser: configuration[NotificationSettings.maxStreamsPerUser],
+            onCountChange: { count in slot.with { $0.set("sse_clients", to: Double(count)) } },
+            onDrop: { _ in slot.with { $0.increment("sse_clients_dropped_total") } })
+        if store.skippedRecords > 0 {
+            logger.error("notification store has records that do not decode; they are ignored",
+                         ["skipped": .int(Int64(store.skippedRecords))])
+        }
+        logger.info("notification store open", ["notifications": .int(Int64(store.count)), "data_dir": .string(dataDirectory),
+                                                "max_per_user": .int(Int64(store.maxPerUser))])
+    }
+
+    /// Registers the consumer, the HTTP routes, the storage readiness check, the keep-alive
+    /// ticker and the shutdown actions on `runtime`.
+    public func install(on runtime: ServiceRuntime) {
+        let m = runtime.metrics
+        m.declareCounter("notifications_created_total", help: "notifications created, by personalized (true/false)")
+        m.declareCounter("notifications_fallback_total", help: "generic notifications, by reason (timeout, circuit_open, no_responders, auth_error, unavailable)")
+        m.declareCounter("notifications_duplicates_total", help: "login events whose notification already existed")
+        m.declareCounter("notifications_evicted_total", help: "old notifications deleted for the per-user cap")
+        m.declareCounter("notifications_invalid_events_total", help: "user.logged_in events refused as malformed")
+        m.declareCounter("notifications_published_total", help: "notification.sent events published")
+        m.declareCounter("notifications_publish_failures_total", help: "notification.sent events that could not be published")
+        m.declareCounter("notifications_read_total", help: "notifications marked read")
+        m.declareHistogram("notification_latency_seconds", help: "login event time to notification stored and pushed")
+        m.declareHistogram("notification_auth_lookup_seconds", help: "duration of the auth.user.get lookup, failures included")
+        m.declareGauge("sse_clients", help: "open Server-Sent Events streams")
+        m.declareCounter("sse_clients_dropped_total", help: "SSE streams dropped because the client fell behind")
+        m.declareCounter("sse_events_sent_total", help: "notifications written to SSE streams")
+        m.set("sse_clients", to: 0)
+        metricsSlot.registry.withLock { $0 = m }
+
+        let verifier: TokenVerifier
+        if let secret, let local = try? TokenVerifier.local(secret: secret) {
+            verifier = local
+        } else {
+            let timeout = authTimeout
+            verifier = TokenVerifier(mode: .remote({ payload in
+                try await runtime.request(payload, subject: NotificationService.tokenVerifySubject, context: nil, timeout: timeout)
+            }))
+        }
+
+        runtime.consume("login", subject: Self.loginSubject, queue: Self.queueGroup, concurrency: concurrency) { [self] message, context in
+            try await handleLogin(message.payload, context, runtime)
+        }
+        runtime.route(.get, "/v1/notifications") { [self] request, _ in
+            let user = try await verifier.authenticate(request)
+            return try history(request, user: user)
+        }
+        runtime.route(.get, "/v1/notifications/stream") { [self] request, context in
+            let user = try await verifier.authenticate(request)
+            return try stream(request, user: user, context: context, metrics: m)
+        }
+        runtime.route(.post, "/v1/notifications/{id}/read", bodyLimit: 1024) { [self] request, _ in
+            let user = try await verifier.authenticate(request)
+            guard let id = request.pathParameters["id"] else { throw HTTPError(.notFound, "notification not found") }
+            guard let updated = try store.markRead(id: id, user: user, at: Timestamp.format(Date())) else {
+                throw HTTPError(.notFound, "notification not found")
+            }
+            m.increment("notifications_read_total")
+            return .json(bytes: updated.json.serialized)
+        }
+        runtime.addReadinessCheck("storage") { [store] in store.isOpen }
+
+        let hub = self.hub, interval = keepAliveInterval
+        ticker.withLock {
+            $0 = Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: interval)
+                    hub.keepAlive()
+                }
+            }
+        }
+        runtime.onShutdown("notification store") { [store] in store.close() }
+        runtime.onShutdown("sse streams") { [self] in
+            ticker.withLock { $0?.cancel() }
+            hub.closeAll()
+        }
+    }
+
+    // MARK: Events
+
+    /// Handles one `user.logged_in` payload: refuses malformed events, skips duplicates, looks
+    /// the user up (falling back to the generic text), stores, pushes and announces the notification.
+    /// - Throws: ``StoreError`` when the notification cannot be stored (the runtime logs and counts it).
+    func handleLogin(_ payload: [UInt8], _ context: RequestContext, _ runtime: ServiceRuntime) async throws {
+        let m = runtime.metrics
+        let event: LoginEvent
+        do {
+            event = try LoginEvent(payload: payload)
+        } catch {
+            m.increment("notifications_invalid_events_total")
+            context.logger.warning("login event refused", ["error": .string(error.description), "subject": .string(Self.loginSubject)])
+            return
+        }
+        if store.contains(sourceEventID: event.eventID) {
+            m.increment("notifications_duplicates_total")
+            context.logger.debug("duplicate login event ignored", ["event_id": .string(event.eventID), "user_id": .string(event.userID)])
+            return
+        }
+        let started = ContinuousClock.now
+        let outcome: AuthLookup.Outcome
+        do {
+            let reply = try await runtime.request(JSONValue.object(["id": .string(event.userID)]).serialized,
+                                                  subject: Self.userGetSubject, context: context, timeout: authTimeout)
+            outcome = AuthLookup.outcome(reply: reply)
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            outcome = AuthLookup.outcome(error: error)
+        }
+        m.observe("notification_auth_lookup_seconds", Self.seconds(ContinuousClock.now - started))
+
+        let now = Date()
+        let draft = NotificationDraft(userID: event.userID, sourceEventID: event.eventID, message: outcome.message,
+                                      personalized: outcome.personalized, fallbackReason: outcome.fallbackReason,
+                                      loginTime: event.time, createdAt: Timestamp.format(now))
+        guard case .created(let notification, let evicted) = try store.insert(draft) else {
+            m.increment("notifications_duplicates_total")
+            context.logger.debug("duplicate login event ignored", ["event_id": .string(event.eventID), "user_id": .string(event.userID)])
+            return
+        }
+        // Acknowledged: the notification is durable. Now push and announce it.
+        m.increment("notifications_created_total", labels: [("personalized", String(notification.personalized))])
+        if !notification.personalized {
+            m.increment("notifications_fallback_total", labels: [("reason", AuthLookup.metricLabel(notification.fallbackReason))])
+        }
+        if evicted > 0 { m.increment("notifications_evicted_total", by: Double(evicted)) }
+        hub.deliver(notification)
+        let latency = (now.timeIntervalSince(event.date) * 1_000_000).rounded() / 1000
+        m.observe("notification_latency_seconds", max(0, latency / 1000))
+
+        let sent = Self.sentEvent(notification, latencyMilliseconds: latency)
+        do {
+            try await runtime.publish(sent.serialized, subject: Self.sentSubject, context: context)
+            m.increment("notifications_published_total")
+        } catch {
+            m.increment("notifications_publish_failures_total")
+            context.logger.warning("notification.sent not published", ["notification_id": .string(notification.id),
+                                                                       "error": .string("\(error)")])
+        }
+        context.logger.info("notification sent", [
+            "user_id": .string(notification.userID), "notification_id": .string(notification.id),
+            "source_event_id": .string(notification.sourceEventID), "personalized": .bool(notification.personalized),
+            "fallback_reason": notification.fallbackReason.map(JSONValue.string) ?? .null, "latency_ms": .double(latency),
+        ])
+    }
+
+    /// The `notification.sent` payload (platform contract).
+    public static func sentEvent(_ n: UserNotification, latencyMilliseconds: Double) -> JSONValue {
+        .object([
+            "event_id": .string(UUID().uuidString.lowercased()), "notification_id": .string(n.id), "user_id": .string(n.userID),
+            "source_event_id": .string(n.sourceEventID), "kind": .string(n.kind), "personalized": .bool(n.personalized),
+            "fallback_reason": n.fallbackReason.map(JSONValue.string) ?? .null, "login_time": .string(n.loginTime),
+            "time": .string(n.createdAt), "latency_ms": .double(latencyMilliseconds),
+        ])
+    }
+
+    // MARK: HTTP
+
+    /// `GET /v1/notifications?limit=&before=`: newest first; `before` is a `cursor` from an
+    /// earlier page (`next_before`) or a notification id of this user.
+    /// - Throws: `HTTPError` 400 for a bad `limit` or `before`.
+    func history(_ request: HTTPRequest, user: String) throws(HTTPError) -> HTTPResponse {
+        let (limit, before) = try Self.pageParameters(request.query, resolveID: { store.notification(id: $0, user: user)?.sequence })
+        let page = store.page(user: user, limit: limit, before: before)
+        let body = JSONValue.object([
+            "notifications": .array(page.items.map(\.json)),
+            "next_before": page.next.map { .string(String($0)) } ?? .null,
+        ])
+        return .json(bytes: body.serialized)
+    }
+
+    /// Validates `limit` (1...100, default 20) and `before` (a cursor, or an id `resolveID` knows).
+    /// - Throws: `HTTPError` 400 naming the bad parameter.
+    static func pageParameters(_ query: HTTPQuery, resolveID: (String) -> UInt64?) throws(HTTPError) -> (limit: Int, before: UInt64?) {
+        var limit = defaultPageSize
+        if let text = query["limit"] {
+            guard let value = Int(text), (1...maxPageSize).contains(value) else {
+                throw HTTPError(.badRequest, "limit must be an integer in 1...\(maxPageSize)")
+            }
+            limit = value
+        }
+        var before: UInt64?
+        if let text = query["before"] {
+            if let cursor = UInt64(text), cursor > 0 {
+                before = cursor
+            } else if let sequence = resolveID(text) {
+                before = sequence
+            } else {
+                throw HTTPError(.badRequest, "before must be a cursor (next_before of a page) or the id of one of your notifications")
+            }
+        }
+        return (limit, before)
+    }
+
+    /// `GET /v1/notifications/stream`: Server-Sent Events. Opens with a comment, replays what the
+    /// client missed after `Last-Event-ID` (at most ``replayLimit``), then sends each new
+    /// notification and a keep-alive comment when idle.
+    /// - Throws: `HTTPError` 429 when the user already has the most streams allowed.
+    func stream(_ request: HTTPRequest, user: String, context: RequestContext, metrics: MetricsRegistry) throws(HTTPError) -> HTTPResponse {
+        guard hub.count(user: user) < hub.maxPerUser else {
+            throw HTTPError(.tooManyRequests, "too many open notification streams for this user", headers: ["Retry-After": "5"])
+        }
+        let lastEventID = request.headers["Last-Event-ID"]
+        let hub = self.hub, store = self.store, logger = context.logger
+        return .serverSentEvents(headers: ["X-Accel-Buffering": "no"]) { writer in
+            // Opened here (not before the response) so a stream never outlives its connection.
+            guard let stream = hub.open(user: user) else {
+                try await writer.comment("too many open notification streams for this user")
+                return
+            }
+            defer { stream.close() }
+            logger.debug("notification stream opened", ["user_id": .string(user)])
+            try await writer.comment("notifications for \(user)")
+            var replayedUpTo: UInt64 = 0
+            if let lastEventID, let last = store.notification(id: lastEventID, user: user) {
+                for n in store.after(user: user, sequence: last.sequence, limit: Self.replayLimit) {
+                    try await writer.send(n.serverSentEvent)
+                    metrics.increment("sse_events_sent_total")
+                    replayedUpTo = n.sequence
+                }
+            }
+            for await item in stream.items {
+                if stream.isDropped {
+                    logger.notice("notification stream dropped: client too slow", ["user_id": .string(user)])
+                    return
+                }
+                switch item {
+                case .keepAlive:
+                    try await writer.comment("keep-alive")
+                case .notification(let n):
+                    if n.sequence <= replayedUpTo { continue }   // already replayed
+                    try await writer.send(n.serverSentEvent)
+                    metrics.increment("sse_events_sent_total")
+                }
+            }
+        }
+    }
+
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
 }

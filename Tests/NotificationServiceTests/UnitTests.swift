@@ -1,0 +1,292 @@
+import Foundation
+import HTTPServer
+import NATSClient
+@testable import NotificationService
+import ServiceKit
+import Synchronization
+import TestSupport
+import Testing
+
+private func draft(_ user: String, event: String, message: String = "Welcome back!") -> NotificationDraft {
+    NotificationDraft(userID: user, sourceEventID: event, message: message, personalized: false,
+                      fallbackReason: "auth unavailable: timeout", loginTime: "2026-11-23T17:02:14.123Z",
+                      createdAt: Timestamp.format(Date()))
+}
+
+@Suite struct StoreTests {
+    @Test func theSameEventTwiceMakesOneNotification() throws {
+        let dir = try temporaryDirectory("notif-store")
+        defer { removeTemporary(dir) }
+        let store = try NotificationStore(directory: dir, maxPerUser: 10)
+        guard case .created(let first, evicted: 0) = try store.insert(draft("u1", event: "e1")) else {
+            Issue.record("first insert did not create"); return
+        }
+        guard case .duplicate(let again) = try store.insert(draft("u1", event: "e1", message: "other")) else {
+            Issue.record("second insert was not a duplicate"); return
+        }
+        #expect(again == first)
+        #expect(store.count == 1)
+        #expect(store.contains(sourceEventID: "e1"))
+        #expect(!store.contains(sourceEventID: "e2"))
+    }
+
+    @Test func concurrentInsertsOfOneEventMakeOneNotification() async throws {
+        let dir = try temporaryDirectory("notif-store")
+        defer { removeTemporary(dir) }
+        let store = try NotificationStore(directory: dir, maxPerUser: 10)
+        let created = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    if case .created = try store.insert(draft("u1", event: "same")) { return true }
+                    return false
+                }
+            }
+            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(created == 1)
+        #expect(store.page(user: "u1", limit: 100).items.count == 1)
+    }
+
+    @Test func historyIsNewestFirstAndPagesWithTheCursor() throws {
+        let dir = try temporaryDirectory("notif-store")
+        defer { removeTemporary(dir) }
+        let store = try NotificationStore(directory: dir, maxPerUser: 100)
+        for i in 0..<7 {
+            _ = try store.insert(draft("u1", event: "e\(i)", message: "m\(i)"))
+            _ = try store.insert(draft("u2", event: "other\(i)"))
+        }
+        let first = store.page(user: "u1", limit: 3)
+        #expect(first.items.map(\.message) == ["m6", "m5", "m4"])
+        #expect(first.next != nil)
+        let second = store.page(user: "u1", limit: 3, before: first.next)
+        #expect(second.items.map(\.message) == ["m3", "m2", "m1"])
+        #expect(second.next != nil)
+        let third = store.page(user: "u1", limit: 3, before: second.next)
+        #expect(third.items.map(\.message) == ["m0"])
+        #expect(third.next == nil)
+        #expect(store.page(user: "nobody", limit: 3).items.isEmpty)
+        // Replay after a notification: oldest first, bounded to the newest `limit`.
+        let m2 = try #require(second.items.first { $0.message == "m2" })
+        #expect(store.after(user: "u1", sequence: m2.sequence, limit: 100).map(\.message) == ["m3", "m4", "m5", "m6"])
+        #expect(store.after(user: "u1", sequence: m2.sequence, limit: 2).map(\.message) == ["m5", "m6"])
+    }
+
+    @Test func eachUserKeepsOnlyTheNewestUpToTheCap() throws {
+        let dir = try temporaryDirectory("notif-store")
+        defer { removeTemporary(dir) }
+        var store = try NotificationStore(directory: dir, maxPerUser: 3)
+        var evictedTotal = 0
+        for i in 0..<5 {
+            if case .created(_, let evicted) = try store.insert(draft("u1", event: "e\(i)", message: "m\(i)")) { evictedTotal += evicted }
+        }
+        _ = try store.insert(draft("u2", event: "x"))
+        #expect(evictedTotal == 2)
+        #expect(store.page(user: "u1", limit: 100).items.map(\.message) == ["m4", "m3", "m2"])
+        #expect(store.page(user: "u2", limit: 100).items.count == 1)
+        #expect(store.count == 4)
+        // The cap holds after reopening, and a lower cap trims at open.
+        store.close()
+        store = try NotificationStore(directory: dir, maxPerUser: 3)
+        #expect(store.page(user: "u1", limit: 100).items.map(\.message) == ["m4", "m3", "m2"])
+        store.close()
+        store = try NotificationStore(directory: dir, maxPerUser: 1)
+        #expect(store.page(user: "u1", limit: 100).items.map(\.message) == ["m4"])
+        store.close()
+    }
+
+    @Test func notificationsAndReadMarksSurviveReopening() throws {
+        let dir = try temporaryDirectory("notif-store")
+        defer { removeTemporary(dir) }
+        var store = try NotificationStore(directory: dir, maxPerUser: 10)
+        guard case .created(let n, _) = try store.insert(draft("u1", event: "e1")) else { Issue.record("not created"); return }
+        _ = try store.insert(draft("u1", event: "e2"))
+        #expect(try store.markRead(id: n.id, user: "someone-else", at: "2026-11-23T18:00:00.000Z") == nil)
+        let read = try #require(try store.markRead(id: n.id, user: "u1", at: "2026-11-23T18:00:00.000Z"))
+        #expect(read.readAt == "2026-11-23T18:00:00.000Z")
+        #expect(try store.markRead(id: n.id, user: "u1", at: "2026-11-23T19:00:00.000Z")?.readAt == "2026-11-23T18:00:00.000Z")
+        store.close()
+        #expect(!store.isOpen)
+        #expect(throws: StoreError.self) { try store.insert(draft("u1", event: "e3")) }
+
+        store = try NotificationStore(directory: dir, maxPerUser: 10)
+        let items = store.page(user: "u1", limit: 10).items
+        #expect(items.count == 2)
+        #expect(items.last?.id == n.id && items.last?.readAt == "2026-11-23T18:00:00.000Z")
+        // Still idempotent, and sequences keep increasing.
+        guard case .duplicate = try store.insert(draft("u1", event: "e1")) else { Issue.record("not a duplicate after reopening"); return }
+        guard case .created(let next, _) = try store.insert(draft("u1", event: "e3")) else { Issue.record("not created"); return }
+        #expect(next.sequence > (items.first?.sequence ?? .max))
+        store.close()
+    }
+}
+
+@Suite struct MessageTests {
+    @Test func personalisedAndFallbackTexts() throws {
+        #expect(WelcomeMessage.personalized(name: "Ann") == "Welcome back, Ann!")
+        #expect(WelcomeMessage.personalized(name: "  Ann\n") == "Welcome back, Ann!")
+        #expect(WelcomeMessage.personalized(name: " \t ") == nil)
+        #expect(WelcomeMessage.personalized(name: String(repeating: "x", count: 500))?.count == "Welcome back, !".count + 100)
+        #expect(WelcomeMessage.generic == "Welcome back!")
+
+        #expect(AuthLookup.reason(for: CircuitBreakerError.open(name: "auth.user.get", retryAfter: .seconds(3))) == "circuit open")
+        #expect(AuthLookup.reason(for: CircuitBreakerError.timedOut(name: "auth.user.get", after: .seconds(1))) == "auth unavailable: timeout")
+        #expect(AuthLookup.reason(for: NATSError.timeout) == "auth unavailable: timeout")
+        #expect(AuthLookup.reason(for: NATSError.noResponders(subject: "auth.user.get")) == "auth unavailable: no responders")
+        #expect(AuthLookup.reason(for: ServiceRuntimeError.natsUnavailable) == "auth unavailable: not connected to NATS")
+        let fallback = AuthLookup.outcome(error: NATSError.timeout)
+        #expect(fallback == AuthLookup.Outcome(message: "Welcome back!", personalized: false, fallbackReason: "auth unavailable: timeout"))
+        #expect(AuthLookup.metricLabel("circuit open") == "circuit_open")
+        #expect(AuthLookup.metricLabel("auth unavailable: timeout") == "timeout")
+        #expect(AuthLookup.metricLabel("auth error: 404 user not found") == "auth_error")
+    }
+
+    @Test func loginEventsAreValidated() throws {
+        let event = try LoginEvent(payload: loginEvent(user: "u1", eventID: "e1"))
+        #expect(event.userID == "u1" && event.eventID == "e1")
+        let noFraction = Array(#"{"event_id":"e","user_id":"u","time":"2026-11-23T17:02:14Z"}"#.utf8)
+        #expect(try LoginEvent(payload: noFraction).date == Date(timeIntervalSince1970: 1_795_453_334))
+        for bad in [#"[]"#, #"not json"#, #"{"user_id":"u","time":"2026-11-23T17:02:14Z"}"#,
+                    #"{"event_id":"","user_id":"u","time":"2026-11-23T17:02:14Z"}"#,
+                    #"{"event_id":"e","user_id":7,"time":"2026-11-23T17:02:14Z"}"#,
+                    #"{"event_id":"e","user_id":"u","time":"yesterday"}"#, #"{"event_id":"e","user_id":"u"}"#,
+                    #"{"event_id":"\#(String(repeating: "e", count: 300))","user_id":"u","time":"2026-11-23T17:02:14Z"}"#] {
+            #expect(throws: LoginEvent.Invalid.self) { try LoginEvent(payload: Array(bad.utf8)) }
+        }
+    }
+
+    @Test func notificationSentFollowsTheContract() throws {
+        let n = UserNotification(id: "n1", userID: "u1", sourceEventID: "e1", kind: "welcome", message: "Welcome back!",
+                             personalized: false, fallbackReason: "circuit open", loginTime: "2026-11-23T17:02:14.123Z",
+                             createdAt: "2026-11-23T17:02:14.200Z", readAt: nil, sequence: 4)
+        guard case .object(let o) = NotificationService.sentEvent(n, latencyMilliseconds: 77) else { Issue.record("not an object"); return }
+        #expect(Set(o.keys) == ["event_id", "notification_id", "user_id", "source_event_id", "kind", "personalized",
+                                "fallback_reason", "login_time", "time", "latency_ms"])
+        #expect(o["notification_id"] == .string("n1") && o["source_event_id"] == .string("e1") && o["kind"] == .string("welcome"))
+        #expect(o["personalized"] == .bool(false) && o["fallback_reason"] == .string("circuit open"))
+        #expect(o["login_time"] == .string("2026-11-23T17:02:14.123Z") && o["time"] == .string("2026-11-23T17:02:14.200Z"))
+        #expect(o["latency_ms"]?.numberValue == 77)
+        #expect(o["event_id"]?.stringValue.map { UUID(uuidString: $0) != nil } == true)
+        var personalised = n
+        personalised.personalized = true
+        personalised.fallbackReason = nil
+        guard case .object(let p) = NotificationService.sentEvent(personalised, latencyMilliseconds: 1) else { return }
+        #expect(p["fallback_reason"] == .null)
+    }
+
+    @Test func serverSentEventFraming() throws {
+        let n = UserNotification(id: "n-1", userID: "u1", sourceEventID: "e1", kind: "welcome", message: "Welcome back,\nAnn!",
+                             personalized: true, fallbackReason: nil, loginTime: "t", createdAt: "c", readAt: nil, sequence: 9)
+        let text = String(decoding: n.serverSentEvent.encoded, as: UTF8.self)
+        // One event: event type, id, a single data line (JSON escapes the newline), blank line.
+        #expect(text.hasPrefix("event: notification\nid: n-1\ndata: {"))
+        #expect(text.hasSuffix("}\n\n"))
+        #expect(text.components(separatedBy: "\n").filter { $0.hasPrefix("data: ") }.count == 1)
+        var parser = SSEParser()
+        parser.feed(Array(text.utf8))
+        let event = try #require(parser.events.first)
+        #expect(event.id == "n-1" && event.event == "notification")
+        #expect(event.json["message"] as? String == "Welcome back,\nAnn!")
+        #expect(event.json["personalized"] as? Bool == true)
+        #expect(event.json["id"] as? String == "n-1")
+        #expect(UserNotification(stored: n.stored) == n)
+    }
+
+    @Test func pageParametersAreChecked() throws {
+        let resolve: (String) -> UInt64? = { $0 == "known-id" ? 42 : nil }
+        func params(_ items: [(String, String)]) throws(HTTPError) -> (Int, UInt64?) {
+            let p = try NotificationService.pageParameters(HTTPQuery(items.map { (name: $0.0, value: $0.1) }), resolveID: resolve)
+            return (p.limit, p.before)
+        }
+        #expect(try params([]) == (20, nil))
+        #expect(try params([("limit", "100"), ("before", "7")]) == (100, 7))
+        #expect(try params([("before", "known-id")]) == (20, 42))
+        for bad in [[("limit", "0")], [("limit", "101")], [("limit", "ten")], [("before", "unknown")], [("before", "0")]] {
+            #expect(throws: HTTPError.self) { try params(bad) }
+        }
+    }
+}
+
+@Suite struct TokenTests {
+    @Test func localVerificationChecksSignatureExpiryIssuerAndAudience() async throws {
+        let verifier = try TokenVerifier.local(secret: testSecret)
+        #expect(await verifier.verify(try token(for: "u1")) == .valid(userID: "u1"))
+        let expired = try JWTAuthority(secret: Array(testSecret.utf8), issuer: "auth-service", audience: "microservices-nats",
+                                       now: { Int64(Date().timeIntervalSince1970) - 7200 }).issue(subject: "u1", lifetime: 60)
+        guard case .invalid = await verifier.verify(expired) else { Issue.record("expired token accepted"); return }
+        guard case .invalid = await verifier.verify(try token(for: "u1", audience: "someone-else")) else {
+            Issue.record("wrong audience accepted"); return
+        }
+        let otherIssuer = try JWTAuthority(secret: Array(testSecret.utf8), issuer: "mallory", audience: "microservices-nats")
+            .issue(subject: "u1", lifetime: 60)
+        guard case .invalid = await verifier.verify(otherIssuer) else { Issue.record("wrong issuer accepted"); return }
+        guard case .invalid = await verifier.verify(try token(for: "u1", secret: "another-secret-0123456789")) else {
+            Issue.record("bad signature accepted"); return
+        }
+        guard case .invalid = await verifier.verify("not.a.token") else { Issue.record("garbage accepted"); return }
+        guard case .invalid = await verifier.verify("") else { Issue.record("empty accepted"); return }
+    }
+
+    @Test func httpAuthenticationAnswers401And503() async throws {
+        let verifier = try TokenVerifier.local(secret: testSecret)
+        func request(_ headers: HTTPHeaders) -> HTTPRequest {
+            HTTPRequest(method: .get, target: "/v1/notifications", headers: headers)
+        }
+        #expect(try await verifier.authenticate(request(["Authorization": "Bearer " + token(for: "u9")])) == "u9")
+        for headers: HTTPHeaders in [[:], ["Authorization": "Basic abc"], ["Authorization": "Bearer nope"]] {
+            do {
+                _ = try await verifier.authenticate(request(headers))
+                Issue.record("accepted \(headers)")
+            } catch {
+                #expect(error.status == .unauthorized)
+                #expect(error.headers["WWW-Authenticate"]?.hasPrefix("Bearer") == true)
+            }
+        }
+        let down = TokenVerifier(mode: .remote({ _ in throw NATSError.noResponders(subject: "auth.token.verify") }))
+        do {
+            _ = try await down.authenticate(request(["Authorization": "Bearer something"]))
+            Issue.record("accepted without auth-service")
+        } catch {
+            #expect(error.status == .serviceUnavailable)
+        }
+    }
+}
+
+@Suite struct HubTests {
+    static func note(_ user: String, _ sequence: UInt64) -> UserNotification {
+        UserNotification(id: "n\(sequence)", userID: user, sourceEventID: "e\(sequence)", kind: "welcome", message: "m",
+                     personalized: true, fallbackReason: nil, loginTime: "t", createdAt: "c", readAt: nil, sequence: sequence)
+    }
+
+    @Test func deliversToTheUsersStreamsAndDropsASlowOne() async throws {
+        let counts = Counter()
+        let hub = NotificationHub(bufferSize: 2, maxPerUser: 2, onCountChange: { counts.set($0) })
+        let a = try #require(hub.open(user: "u1"))
+        let b = try #require(hub.open(user: "u1"))
+        #expect(hub.open(user: "u1") == nil)          // over the per-user limit
+        let c = try #require(hub.open(user: "u2"))
+        #expect(hub.count == 3 && counts.value == 3)
+
+        #expect(hub.deliver(Self.note("u1", 1)) == 2)
+        #expect(hub.deliver(Self.note("u1", 2)) == 2)
+        // Nobody reads: the third item overflows both u1 streams, which are dropped and removed.
+        #expect(hub.deliver(Self.note("u1", 3)) == 0)
+        #expect(a.isDropped && b.isDropped && !c.isDropped)
+        #expect(hub.count == 1 && hub.count(user: "u1") == 0 && counts.value == 1)
+        var received: [NotificationHub.Item] = []
+        for await item in a.items { received.append(item) }   // finished: ends after what was queued
+        #expect(received == [.notification(Self.note("u1", 1)), .notification(Self.note("u1", 2))])
+
+        hub.keepAlive()
+        var iterator = c.items.makeAsyncIterator()
+        #expect(await iterator.next() == .keepAlive)
+        c.close()
+        #expect(await eventually(5) { hub.count == 0 })
+        #expect(hub.open(user: "u1") != nil)          // room again
+    }
+}
+
+final class Counter: Sendable {
+    private let storage = Mutex(0)
+    var value: Int { storage.withLock { $0 } }
+    func set(_ v: Int) { storage.withLock { $0 = v } }
+}
