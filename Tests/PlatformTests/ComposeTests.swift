@@ -1,0 +1,179 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// docker-compose.yml, as docker-compose 1.29 resolves it (`docker-compose config`; no Docker
+/// engine is needed for that), and the Dockerfiles it builds.
+@Suite struct ComposeTests {
+    static let services = ["nats"] + Contract.services
+
+    /// `docker-compose -f docker-compose.yml config` with `environment`; nil when docker-compose is
+    /// absent (a failure when REQUIRE_PEERS=1).
+    static func config(_ environment: [String: String] = [:]) async throws -> YAMLNode? {
+        guard let compose = findExecutable("docker-compose") else {
+            if peersRequired { Issue.record("REQUIRE_PEERS=1 but docker-compose is not installed (.ci/run installs Debian's)") }
+            return nil
+        }
+        var env = ProcessInfo.processInfo.environment
+        for key in ["JWT_SECRET", "LOG_LEVEL", "SWIFT_IMAGE", "COMPOSE_FILE", "COMPOSE_PROJECT_NAME"] { env[key] = nil }
+        for (key, value) in environment { env[key] = value }
+        let result = try await runCommand(compose, ["-f", "docker-compose.yml", "config"], environment: env,
+                                          directory: repositoryRoot, timeout: 60)
+        guard result.status == 0 else {
+            throw TestFailure("docker-compose config exited with \(result.status):\n\(result.error)\(result.output)")
+        }
+        return try MiniYAML.parse(result.output)
+    }
+
+    static func text(_ relativePath: String) throws -> String {
+        try String(contentsOfFile: repositoryRoot + "/" + relativePath, encoding: .utf8)
+    }
+
+    @Test func composeConfigIsValidAndDeclaresTheFiveServices() async throws {
+        guard let config = try await Self.config() else { return }
+        let services = try #require(config["services"])
+        #expect(Set(services.keys) == Set(Self.services))
+        for name in Self.services {
+            let service = try #require(services[name], "\(name) missing")
+            #expect(service["restart"]?.string == "unless-stopped", "\(name): restart policy")
+            // Published ports as in the platform contract.
+            let published = service["ports"]?.items.compactMap { $0["published"]?.string.flatMap(Int.init) } ?? []
+            #expect(published.sorted() == Contract.defaultPorts[name == "nats" ? "nats" : name], "\(name): ports \(published)")
+        }
+    }
+
+    @Test func everyServiceHasAHealthcheckOnHealthzAndStartsAfterItsDependenciesAreHealthy() async throws {
+        guard let config = try await Self.config(), let services = config["services"] else { return }
+        for name in Self.services {
+            let test = services[name]?["healthcheck"]?["test"]?.items.compactMap(\.string) ?? []
+            #expect(test.first == "CMD" || test.first == "CMD-SHELL", "\(name): healthcheck \(test)")
+            if name == "nats" {
+                #expect(test.contains { $0.hasSuffix(":8222/healthz") }, "nats healthcheck must probe the monitoring /healthz: \(test)")
+            } else {
+                // The services' image probes /healthz on its HTTP port (Dockerfile's healthcheck script).
+                #expect(test == ["CMD", "healthcheck"], "\(name): healthcheck \(test)")
+            }
+            #expect(services[name]?["healthcheck"]?["interval"]?.string != nil, "\(name): healthcheck interval")
+        }
+        func conditions(_ name: String) -> [String: String] {
+            var out: [String: String] = [:]
+            for key in services[name]?["depends_on"]?.keys ?? [] { out[key] = services[name]?["depends_on"]?[key]?["condition"]?.string }
+            return out
+        }
+        #expect(conditions("nats").isEmpty)
+        #expect(conditions("auth-service") == ["nats": "service_healthy"])
+        #expect(conditions("notification-service") == ["nats": "service_healthy", "auth-service": "service_healthy"])
+        #expect(conditions("data-processing-service") == ["nats": "service_healthy"])
+        #expect(conditions("analytics-service") == ["nats": "service_healthy"])
+    }
+
+    @Test func servicesAreBuiltFromOneDockerfileWithTheirNameAsBuildArgument() async throws {
+        guard let config = try await Self.config(), let services = config["services"] else { return }
+        for name in Contract.services {
+            let build = try #require(services[name]?["build"], "\(name): no build section")
+            #expect(build["context"]?.string == repositoryRoot, "\(name): build context")
+            #expect(build["dockerfile"]?.string == "Dockerfile", "\(name): dockerfile")
+            #expect(build["args"]?["SERVICE"]?.string == name, "\(name): SERVICE build argument")
+            #expect(build["args"]?["SWIFT_IMAGE"]?.string?.hasPrefix("swift:6.") == true, "\(name): SWIFT_IMAGE")
+        }
+        let nats = try #require(services["nats"])
+        #expect(nats["build"]?["dockerfile"]?.string == "nats-server/Dockerfile")
+        #expect(nats["build"]?["args"]?["SWIFT_IMAGE"] == services["auth-service"]?["build"]?["args"]?["SWIFT_IMAGE"])
+        // The broker runs with the repository's nats.conf, mounted read-only.
+        #expect(nats["volumes"]?.items.compactMap(\.string).contains(repositoryRoot + "/nats-server/nats.conf:/etc/nats/nats.conf:ro") == true)
+        #expect(nats["command"]?.items.compactMap(\.string) == ["-c", "/etc/nats/nats.conf"])
+    }
+
+    @Test func servicesGetTheirSettingsFromTheEnvironmentAndKeepDataInTheirOwnVolume() async throws {
+        guard let config = try await Self.config(), let services = config["services"] else { return }
+        let natsConf = try Self.text("nats-server/nats.conf")
+        var volumes: Set<String> = []
+        for name in Contract.services {
+            let environment = try #require(services[name]?["environment"], "\(name): no environment")
+            let url = try #require(environment["NATS_URL"]?.string)
+            #expect(url.hasPrefix("nats://") && url.hasSuffix("@nats:4222") || url == "nats://nats:4222", "\(name): NATS_URL \(url)")
+            // The broker's config requires a user: the URL must carry the credentials nats.conf declares.
+            if natsConf.contains("authorization") {
+                let credentials = url.dropFirst("nats://".count).split(separator: "@").first.map(String.init) ?? ""
+                let parts = credentials.split(separator: ":", maxSplits: 1).map(String.init)
+                #expect(parts.count == 2 && natsConf.contains("user: \(parts[0])") && natsConf.contains("password: \"\(parts[1])\""),
+                        "\(name): NATS_URL credentials do not match nats-server/nats.conf")
+            }
+            #expect(environment["DATA_DIR"]?.string == "/data", "\(name): DATA_DIR")
+            #expect((environment["JWT_SECRET"]?.string?.utf8.count ?? 0) >= 16, "\(name): JWT_SECRET default")
+            #expect(environment["HTTP_PORT"]?.string.flatMap(Int.init) == Contract.defaultPorts[name]?.first, "\(name): HTTP_PORT")
+            let mounts = services[name]?["volumes"]?.items.compactMap(\.string) ?? []
+            let data = mounts.filter { $0.hasSuffix(":/data") || $0.hasSuffix(":/data:rw") }
+            #expect(data.count == 1, "\(name): one volume at /data, got \(mounts)")
+            if let volume = data.first?.split(separator: ":").first.map(String.init) {
+                #expect(!volume.hasPrefix("/"), "\(name): /data must be a named volume, not a bind mount (\(volume))")
+                volumes.insert(volume)
+            }
+        }
+        #expect(volumes.count == Contract.services.count, "each service has its own volume: \(volumes)")
+        #expect(Set(config["volumes"]?.keys ?? []) == volumes)
+
+        // The development JWT secret gives way to the caller's.
+        guard let overridden = try await Self.config(["JWT_SECRET": "production-secret-0123456789"]) else { return }
+        for name in Contract.services {
+            #expect(overridden["services"]?[name]?["environment"]?["JWT_SECRET"]?.string == "production-secret-0123456789")
+        }
+        #expect(try Self.text("docker-compose.yml").contains("JWT_SECRET: ${JWT_SECRET:-"))
+    }
+
+    @Test func dockerfilesAreMultiStageStaticallyLinkedAndRunAsNonRootUsers() throws {
+        for (path, user) in [("Dockerfile", "app"), ("nats-server/Dockerfile", "nats")] {
+            let text = try Self.text(path)
+            let instructions = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.hasPrefix("#") }
+            let stages = instructions.filter { $0.hasPrefix("FROM ") }
+            #expect(stages.count == 2, "\(path): a build and a runtime stage, got \(stages)")
+            #expect(stages.first?.contains(" AS build") == true, "\(path): first stage is the build")
+            #expect(text.contains("ARG SWIFT_IMAGE=swift:6."), "\(path): Swift 6 toolchain image")
+            #expect(text.contains("--static-swift-stdlib"), "\(path): static Swift runtime")
+            #expect(text.contains("COPY --from=build"), "\(path): runtime copies from the build stage")
+            // The last USER is the one the container runs as: named, never root.
+            let lastUser = instructions.last { $0.hasPrefix("USER ") }.map { String($0.dropFirst(5)) }
+            #expect(lastUser == user, "\(path): USER \(lastUser ?? "(none)")")
+            #expect(lastUser != "root" && lastUser != "0")
+            #expect(text.contains("useradd --system"), "\(path): creates its user")
+            // What the health check needs is installed in the runtime image.
+            #expect(text.contains("apt-get install -y --no-install-recommends curl"), "\(path): curl for the health check")
+            #expect(instructions.contains { $0.hasPrefix("HEALTHCHECK ") }, "\(path): HEALTHCHECK")
+        }
+        let services = try Self.text("Dockerfile")
+        #expect(services.contains("ARG SERVICE"))
+        #expect(services.contains("debian:bookworm-slim"))
+        for name in Contract.services { #expect(services.contains("\(name))"), "Dockerfile accepts SERVICE=\(name)") }
+        let ignore = try Self.text(".dockerignore").split(separator: "\n").map(String.init)
+        #expect(ignore.contains(".build") && ignore.contains(".git") && ignore.contains("/data"))
+    }
+
+    @Test func miniYAMLReadsWhatComposePrints() throws {
+        let text = """
+        services:
+          a:
+            command:
+            - -c
+            - '8081'
+            ports:
+            - published: 4222
+              target: 4222
+            empty: {}
+            quoted: "x: \\"y\\""
+            long: one two
+              three
+        volumes:
+          data: {}
+
+        """
+        let doc = try MiniYAML.parse(text)
+        #expect(doc["services"]?["a"]?["command"]?.items.compactMap(\.string) == ["-c", "8081"])
+        #expect(doc["services"]?["a"]?["ports"]?.items.first?["target"]?.string == "4222")
+        #expect(doc["services"]?["a"]?["empty"] == .mapping([]))
+        #expect(doc["services"]?["a"]?["quoted"]?.string == #"x: "y""#)
+        #expect(doc["services"]?["a"]?["long"]?.string == "one two three")
+        #expect(doc["volumes"]?.keys == ["data"])
+        #expect(throws: YAMLError.self) { try MiniYAML.parse("a: &anchor b") }
+        #expect(throws: YAMLError.self) { try MiniYAML.parse("a:\n  b: 1\n c: 2") }
+    }
+}

@@ -1,0 +1,146 @@
+import Foundation
+import TestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `scripts/platform`, the one command that runs the platform locally, run on the binaries built
+/// next to the tests (BIN_DIR) with free ports and a temporary data folder.
+@Suite struct PlatformScriptTests {
+    static let script = repositoryRoot + "/scripts/platform"
+
+    /// The script's environment: free ports (or `ports`), BIN_DIR, nothing inherited that a service reads.
+    static func environment(_ ports: [String: Int]) throws -> [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        for key in ServiceProcess.standardVariables + ["NATS_PORT", "NATS_MONITOR_PORT", "AUTH_PORT", "NOTIFICATION_PORT",
+                                                       "DATA_PROCESSING_PORT", "ANALYTICS_PORT", "BUILD_PATH"] { env[key] = nil }
+        env["BIN_DIR"] = URL(fileURLWithPath: try builtExecutable("nats-server")).deletingLastPathComponent().path
+        for (key, port) in ports { env[key] = String(port) }
+        return env
+    }
+
+    static func freePorts() throws -> [String: Int] {
+        var ports: [String: Int] = [:]
+        for key in ["NATS_PORT", "NATS_MONITOR_PORT", "AUTH_PORT", "NOTIFICATION_PORT", "DATA_PROCESSING_PORT", "ANALYTICS_PORT"] {
+            ports[key] = try freePort()
+        }
+        return ports
+    }
+
+    /// Whether something accepts connections on the loopback port.
+    static func listening(_ port: Int) -> Bool {
+        (try? rawHTTP(port: port, method: "GET", path: "/healthz")) != nil
+    }
+
+    /// A loopback listener on a free port (closed by the caller).
+    static func occupy() throws -> (fd: Int32, port: Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestFailure("socket failed") }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        guard bound == 0, listen(fd, 8) == 0 else { close(fd); throw TestFailure("bind/listen failed: errno \(errno)") }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return (fd, Int(UInt16(bigEndian: addr.sin_port)))
+    }
+
+    @Test func aPortInUseIsNamedWithTheVariableThatMovesItAndNothingStarts() async throws {
+        let data = try temporaryDirectory("platform-busy")
+        defer { removeTemporary(data) }
+        let (fd, busy) = try Self.occupy()
+        defer { close(fd) }
+        var ports = try Self.freePorts()
+        ports["AUTH_PORT"] = busy
+        let result = try await runCommand(Self.script, ["--no-build", "--data", data], environment: try Self.environment(ports), timeout: 60)
+        #expect(result.status == 1)
+        #expect(result.error.contains("port \(busy) (auth-service) is already in use"), "stderr: \(result.error)")
+        #expect(result.error.contains("AUTH_PORT="))
+        #expect(!Self.listening(ports["NATS_PORT"] ?? 0), "the broker was started although a port was taken")
+    }
+
+    @Test func usageErrorsExitWithStatusTwo() async throws {
+        let unknown = try await runCommand(Self.script, ["--bogus"], environment: try Self.environment([:]), timeout: 30)
+        #expect(unknown.status == 2 && unknown.error.contains("unknown argument '--bogus'"))
+        let badPort = try await runCommand(Self.script, ["--no-build"], environment: try Self.environment(["AUTH_PORT": 70000]), timeout: 30)
+        #expect(badPort.status == 2 && badPort.error.contains("bad port '70000'"))
+        let help = try await runCommand(Self.script, ["--help"], environment: try Self.environment([:]), timeout: 30)
+        #expect(help.status == 0 && help.output.contains("Usage: scripts/platform [--no-build] [--data DIR]"))
+    }
+
+    @Test func startsEverythingRefusesASecondCopyStopsInOrderOnCtrlCAndRunsAgainOnTheSameData() async throws {
+        guard Curl.path != nil else {
+            if peersRequired { Issue.record("REQUIRE_PEERS=1 but curl is missing") }
+            return
+        }
+        let data = try temporaryDirectory("platform-script")
+        defer { removeTemporary(data) }
+        let ports = try Self.freePorts()
+        let environment = try Self.environment(ports)
+        let auth = "http://127.0.0.1:\(ports["AUTH_PORT"] ?? 0)"
+        let email = uniqueEmail("script")
+
+        // First run: up, usable, logs prefixed on the terminal and raw in data/logs.
+        let first = try ChildProcess(executable: Self.script, arguments: ["--no-build", "--data", data], environment: environment)
+        do {
+            _ = try await first.waitForLine("the platform-is-up banner", seconds: 90) { $0.contains("The platform is up.") }
+            let register = try await Curl.post(auth + "/v1/users", json: jsonText(["email": email, "password": "correct horse 9", "name": "Script User"]))
+            #expect(register.status == 201)
+            #expect(first.output.contains { $0.hasPrefix("auth-service            | {") })
+            #expect(first.output.contains { $0.hasPrefix("nats-server             | ") })
+            for name in ["nats-server"] + Contract.services {
+                let log = (try? String(contentsOfFile: "\(data)/logs/\(name).log", encoding: .utf8)) ?? ""
+                #expect(!log.isEmpty, "\(data)/logs/\(name).log is empty")
+                #expect(FileManager.default.fileExists(atPath: "\(data)/run/\(name).pid"))
+            }
+            for name in Contract.services {
+                #expect(FileManager.default.fileExists(atPath: "\(data)/\(name)"), "no data folder for \(name)")
+            }
+            let secret = try String(contentsOfFile: data + "/jwt-secret", encoding: .utf8)
+            #expect(secret.utf8.count >= 32)
+            #expect(first.output.contains { $0.contains("micro ls") } && first.output.contains { $0.contains("/varz") })
+
+            // A second copy on the same data is refused at once, naming the running one.
+            let second = try await runCommand(Self.script, ["--no-build", "--data", data], environment: environment, timeout: 60)
+            #expect(second.status == 1)
+            #expect(second.error.contains("already running with the data folder"), "stderr: \(second.error)")
+            // ... and on other data, the ports in use are named.
+            let otherData = try temporaryDirectory("platform-other")
+            let third = try await runCommand(Self.script, ["--no-build", "--data", otherData], environment: environment, timeout: 60)
+            removeTemporary(otherData)
+            #expect(third.status == 1 && third.error.contains("port \(ports["NATS_PORT"] ?? 0) (nats-server clients) is already in use"))
+        } catch {
+            await first.stop()
+            throw error
+        }
+
+        // Ctrl-C: services stop first, the broker last, everything exits, status 0.
+        let pids = Contract.services.compactMap { try? String(contentsOfFile: "\(data)/run/\($0).pid", encoding: .utf8) }
+            .compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        first.process.interrupt()
+        let status = try await offPool { () -> Int32 in first.process.waitUntilExit(); return first.process.terminationStatus }
+        #expect(status == 0, "exit status after Ctrl-C: \(status)\n\(first.output.suffix(20).joined(separator: "\n"))")
+        let lines = first.output
+        let brokerStopped = lines.firstIndex { $0.contains("platform: nats-server stopped") }
+        for name in Contract.services {
+            let stopped = lines.firstIndex { $0.contains("platform: \(name) stopped") }
+            #expect(stopped != nil && brokerStopped != nil && stopped! < brokerStopped!, "\(name) did not stop before the broker")
+        }
+        #expect(pids.count == 4 && pids.allSatisfy { kill($0, 0) != 0 }, "a service process outlived the platform")
+        for (_, port) in ports { #expect(!Self.listening(port), "port \(port) still served after the stop") }
+
+        // Run twice: the same data and secret, so the user registered before can log in.
+        let again = try ChildProcess(executable: Self.script, arguments: ["--no-build", "--data", data], environment: environment)
+        do {
+            _ = try await again.waitForLine("the platform-is-up banner of the second run", seconds: 90) { $0.contains("The platform is up.") }
+            let login = try await Curl.post(auth + "/v1/login", json: jsonText(["email": email, "password": "correct horse 9"]))
+            #expect(login.status == 200)
+        } catch {
+            await again.stop()
+            throw error
+        }
+        #expect(await again.stop() == 0)   // SIGTERM
+    }
+}
