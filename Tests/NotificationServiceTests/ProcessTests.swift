@@ -49,7 +49,7 @@ func nextMessage(_ subscription: Subscription, _ what: String) async throws -> M
 @Suite struct ProcessTests {
     @Test func aLoginBecomesAPersonalisedNotificationInHistoryAndOnTheStream() async throws {
         try await Stack.run { stack in
-            let service = try await startService(stack.broker, data: stack.data)
+            let service = try await startService(stack.broker, data: stack.data, extra: ["SSE_KEEPALIVE_SECONDS": "1"])
             defer { Task { await service.stop() } }
             #expect(try await eventually { try await service.request("GET", "/readyz").status == 200 })
 
@@ -133,6 +133,8 @@ func nextMessage(_ subscription: Subscription, _ what: String) async throws -> M
             #expect(resumed.events.map(\.id) == [secondID])
             #expect(try await eventually { try await metric(service, "sse_clients") == 2 })
             #expect(try await metric(service, #"notifications_created_total{personalized="true"}"#) == 2)
+            // Idle streams get keep-alive comments.
+            #expect(await eventually { resumed.comments.contains("keep-alive") })
             #expect(await service.stop() == 0)
         }
     }
@@ -167,6 +169,27 @@ func nextMessage(_ subscription: Subscription, _ what: String) async throws -> M
             #expect(item["fallback_reason"] as? String == "auth error: 404 user not found")
             #expect(try await metric(service, #"notifications_created_total{personalized="false"}"#) == 3)
             #expect(try await metric(service, #"notifications_fallback_total{reason="timeout"}"#) == 1)
+        }
+    }
+
+    @Test func withoutJWTSecretTokensAreCheckedByAuthService() async throws {
+        try await Stack.run(names: nil) { stack in
+            let auth = try await FakeAuth.start(stack.broker.url, names: ["u-ann": "Ann"], tokens: ["opaque-ann": "u-ann"])
+            defer { Task { await auth.stop() } }
+            let service = try await startService(stack.broker, data: stack.data, secret: nil, extra: ["AUTH_TIMEOUT_MS": "300"])
+            defer { Task { await service.stop() } }
+            try await stack.login("u-ann")
+            #expect(try await eventually {
+                let page = try await service.request("GET", "/v1/notifications", headers: ["Authorization": "Bearer opaque-ann"])
+                return page.status == 200 && (page.json["notifications"] as? [Any])?.count == 1
+            })
+            // A locally valid token means nothing without the secret: auth-service says no.
+            let refused = try await service.request("GET", "/v1/notifications", headers: try bearer("u-ann"))
+            #expect(refused.status == 401 && refused.headers["www-authenticate"]?.contains("invalid_token") == true)
+            // auth-service not answering: the token cannot be checked, which is not the client's fault.
+            auth.answering = false
+            let unavailable = try await service.request("GET", "/v1/notifications", headers: ["Authorization": "Bearer opaque-ann"])
+            #expect(unavailable.status == 503 && unavailable.json["status"] as? Int == 503)
         }
     }
 

@@ -248,8 +248,10 @@ final class SSEClient: Sendable {
 }
 
 /// The notification-service executable with a private data folder, on `broker`.
-func startService(_ broker: Broker, data: String, extra: [String: String] = [:]) async throws -> ServiceProcess {
-    var environment = ["NATS_URL": broker.url, "DATA_DIR": data, "JWT_SECRET": testSecret, "AUTH_TIMEOUT_MS": "5000"]
+/// `secret` nil leaves JWT_SECRET unset (tokens are then checked by auth-service).
+func startService(_ broker: Broker, data: String, secret: String? = testSecret, extra: [String: String] = [:]) async throws -> ServiceProcess {
+    var environment = ["NATS_URL": broker.url, "DATA_DIR": data, "AUTH_TIMEOUT_MS": "5000"]
+    if let secret { environment["JWT_SECRET"] = secret }
     for (k, v) in extra { environment[k] = v }
     let service = try await ServiceProcess.start("notification-service", environment: environment)
     _ = try await service.child.waitForLine("the consumer subscribed") { $0.contains(#""message":"consuming""#) }
