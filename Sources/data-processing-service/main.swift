@@ -1,4 +1,4 @@
-// data-processing-service: the logic lives in Sources/DataProcessingService.
+// data-processing-service: configuration -> runtime -> run (the logic lives in Sources/DataProcessingService).
 import DataProcessingService
 import Glibc
 

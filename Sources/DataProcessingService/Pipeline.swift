@@ -1,0 +1,507 @@
+/// A pipeline compiled against the input's fields: every field reference resolved to a column,
+/// every expression parsed once. Build it with ``compile(_:fields:joinWith:maxSteps:)`` and run it
+/// with ``run(_:options:)`` (see Executor.swift).
+public struct Pipeline: Sendable {
+    /// The compiled steps, in order.
+    let steps: [Step]
+    /// The fields of the result.
+    public let outputFields: [String]
+    /// The fields of the input.
+    public let inputFields: [String]
+
+    /// One compiled step with its name (the `op`) for stats and errors.
+    struct Step: Sendable {
+        var op: String
+        var kind: Kind
+        /// The fields at the step's input.
+        var fields: [String]
+    }
+
+    enum Kind: Sendable {
+        /// Runs record by record, chunk-wise in parallel.
+        case row(RowOperation)
+        /// Keeps the first record of each key (input order).
+        case dedup(keys: [Int])
+        /// Stable multi-key sort.
+        case sort(keys: [SortKey])
+        /// Group-by with aggregates.
+        case group(GroupSpec)
+        /// The first n records.
+        case limit(Int)
+    }
+
+    /// Compiles `spec` (the JSON array of operations) for a dataset with `fields`.
+    /// - Parameters:
+    ///   - joinWith: the second dataset `join` steps use.
+    ///   - maxSteps: the most steps accepted (MAX_PIPELINE_STEPS).
+    /// - Throws: ``TransformError`` 422 naming the step (1-based), its op and what is wrong
+    ///   (unknown op or field, bad expression with its position, bad option); 422 when there are
+    ///   more than `maxSteps` steps.
+    public static func compile(_ spec: [JSONNode], fields: [String], joinWith: Dataset? = nil,
+                               maxSteps: Int = 64) throws(TransformError) -> Pipeline {
+        guard spec.count <= maxSteps else {
+            throw TransformError(422, "pipeline has \(spec.count) steps; the limit is \(maxSteps) (MAX_PIPELINE_STEPS)")
+        }
+        var schema = fields
+        var steps: [Step] = []
+        for (n, node) in spec.enumerated() {
+            let opName = node["op"]?.stringValue ?? "?"
+            do throws(StepError) {
+                guard node.members != nil else { throw StepError("each step must be a JSON object with an \"op\"") }
+                guard let op = node["op"]?.stringValue else { throw StepError("missing \"op\" (a string)") }
+                let before = schema
+                let step = try compileStep(op, node, &schema, joinWith)
+                steps.append(Step(op: op, kind: step, fields: before))
+            } catch {
+                throw TransformError(422, "pipeline step \(n + 1) (\(opName)): \(error.message)")
+            }
+        }
+        return Pipeline(steps: steps, outputFields: schema, inputFields: fields)
+    }
+
+    /// A compile error inside one step (wrapped with the step number by `compile`).
+    struct StepError: Error {
+        var message: String
+        init(_ message: String) { self.message = message }
+    }
+
+    private static let knownOps = ["validate", "filter", "project", "rename", "derive", "normalize", "dedup",
+                                   "sort", "group", "join", "limit"]
+
+    private static func compileStep(_ op: String, _ node: JSONNode, _ schema: inout [String],
+                                    _ joinWith: Dataset?) throws(StepError) -> Kind {
+        func index(_ name: String) throws(StepError) -> Int {
+            guard let i = schema.firstIndex(of: name) else {
+                let known = schema.prefix(20).joined(separator: ", ") + (schema.count > 20 ? ", ..." : "")
+                throw StepError("unknown field '\(name)' (fields: \(known))")
+            }
+            return i
+        }
+        func names(_ key: String, allowEmpty: Bool = false) throws(StepError) -> [String] {
+            guard let v = node[key] else {
+                if allowEmpty { return [] }
+                throw StepError("missing \"\(key)\" (an array of field names)")
+            }
+            if let s = v.stringValue { return [s] }
+            guard let a = v.elements else { throw StepError("\"\(key)\" must be an array of field names") }
+            var out: [String] = []
+            for e in a {
+                guard let s = e.stringValue else { throw StepError("\"\(key)\" must be an array of field names") }
+                out.append(s)
+            }
+            if out.isEmpty && !allowEmpty { throw StepError("\"\(key)\" must not be empty") }
+            return out
+        }
+        func expression(_ text: String, _ label: String) throws(StepError) -> Expression {
+            do throws(ExpressionError) {
+                return try Expression(text, fields: schema)
+            } catch {
+                throw StepError("\(label): \(error.description)")
+            }
+        }
+
+        switch op {
+        case "validate":
+            guard let rules = node["schema"]?.members else { throw StepError("missing \"schema\" (an object of field rules)") }
+            let mode = node["mode"]?.stringValue ?? "reject"
+            guard mode == "reject" || mode == "fail" else { throw StepError("\"mode\" must be \"reject\" or \"fail\"") }
+            var compiled: [FieldRule] = []
+            for member in rules {
+                compiled.append(try FieldRule.compile(member.key, member.value, column: schema.firstIndex(of: member.key)))
+            }
+            return .row(.validate(ValidateSpec(rules: compiled, failFast: mode == "fail")))
+
+        case "filter":
+            guard let text = (node["where"] ?? node["expr"])?.stringValue else { throw StepError("missing \"where\" (an expression string)") }
+            return .row(.filter(try expression(text, "where")))
+
+        case "project":
+            let selected = try names("fields")
+            var indices: [Int] = []
+            var seen = Set<String>()
+            for name in selected {
+                guard seen.insert(name).inserted else { throw StepError("field '\(name)' listed twice") }
+                indices.append(try index(name))
+            }
+            schema = selected
+            return .row(.project(indices))
+
+        case "rename":
+            guard let mapping = node["fields"]?.members, !mapping.isEmpty else {
+                throw StepError("missing \"fields\" (an object {\"old\": \"new\"})")
+            }
+            var renamed = schema
+            for m in mapping {
+                guard let to = m.value.stringValue, !to.isEmpty else { throw StepError("new name for '\(m.key)' must be a non-empty string") }
+                renamed[try index(m.key)] = to
+            }
+            if Set(renamed).count != renamed.count { throw StepError("renaming would give two fields the same name") }
+            schema = renamed
+            return .row(.project(Array(schema.indices)))
+
+        case "derive":
+            var pairs: [(String, String)] = []
+            if let target = node["field"]?.stringValue {
+                guard let text = (node["expr"] ?? node["expression"])?.stringValue else { throw StepError("missing \"expr\" (an expression string)") }
+                pairs.append((target, text))
+            } else if let members = node["fields"]?.members, !members.isEmpty {
+                for m in members {
+                    guard let text = m.value.stringValue else { throw StepError("expression for '\(m.key)' must be a string") }
+                    pairs.append((m.key, text))
+                }
+            } else {
+                throw StepError("needs \"field\" and \"expr\", or \"fields\": {\"name\": \"expression\", ...}")
+            }
+            var derivations: [Derivation] = []
+            for (target, text) in pairs {
+                guard !target.isEmpty else { throw StepError("derived field names must not be empty") }
+                let expr = try expression(text, "'\(target)'")
+                if let existing = schema.firstIndex(of: target) {
+                    derivations.append(Derivation(name: target, column: existing, appends: false, expression: expr))
+                } else {
+                    derivations.append(Derivation(name: target, column: schema.count, appends: true, expression: expr))
+                    schema.append(target)
+                }
+            }
+            return .row(.derive(derivations))
+
+        case "normalize":
+            guard let members = node["fields"]?.members, !members.isEmpty else {
+                throw StepError("missing \"fields\" (an object {\"field\": [\"trim\", \"lower\", ...]})")
+            }
+            var plan: [(Int, [NormalizeOp])] = []
+            for m in members {
+                var ops: [NormalizeOp] = []
+                let list = m.value.stringValue.map { [JSONNode.string($0)] } ?? m.value.elements ?? []
+                guard !list.isEmpty else { throw StepError("normalizations for '\(m.key)' must be a name or a list of names") }
+                for e in list {
+                    guard let name = e.stringValue, let op = NormalizeOp(rawValue: name) else {
+                        throw StepError("unknown normalization for '\(m.key)' (known: \(NormalizeOp.allCases.map(\.rawValue).joined(separator: ", ")))")
+                    }
+                    ops.append(op)
+                }
+                plan.append((try index(m.key), ops))
+            }
+            return .row(.normalize(plan.map { NormalizePlan(column: $0.0, ops: $0.1) }))
+
+        case "dedup":
+            let keys = try names("keys", allowEmpty: true)
+            var indices: [Int] = []
+            for k in keys { indices.append(try index(k)) }
+            return .dedup(keys: keys.isEmpty ? Array(schema.indices) : indices)
+
+        case "sort":
+            guard let by = node["by"] else { throw StepError("missing \"by\" (field names or {\"field\", \"order\"} objects)") }
+            let list = by.elements ?? [by]
+            guard !list.isEmpty else { throw StepError("\"by\" must not be empty") }
+            var keys: [SortKey] = []
+            for e in list {
+                if let name = e.stringValue {
+                    keys.append(SortKey(column: try index(name), descending: false))
+                } else if let name = e["field"]?.stringValue {
+                    let order = e["order"]?.stringValue ?? "asc"
+                    guard order == "asc" || order == "desc" else { throw StepError("\"order\" must be \"asc\" or \"desc\"") }
+                    keys.append(SortKey(column: try index(name), descending: order == "desc"))
+                } else {
+                    throw StepError("each sort key must be a field name or {\"field\": ..., \"order\": \"asc\"|\"desc\"}")
+                }
+            }
+            return .sort(keys: keys)
+
+        case "group":
+            let by = try names("by", allowEmpty: true)
+            var byColumns: [Int] = []
+            for b in by { byColumns.append(try index(b)) }
+            guard let list = node["aggregates"]?.elements, !list.isEmpty else {
+                throw StepError("missing \"aggregates\" (a list of {\"fn\", \"field\", \"as\"})")
+            }
+            var aggregates: [AggregateSpec] = []
+            var output = by
+            for a in list {
+                guard let fnName = a["fn"]?.stringValue, let fn = AggregateFunction(fnName) else {
+                    throw StepError("each aggregate needs \"fn\": count, sum, min, max, mean or a percentile p0...p100 (p50, p90, p99.9)")
+                }
+                let fieldName = a["field"]?.stringValue
+                if fn != .count && fieldName == nil { throw StepError("aggregate \(fnName) needs a \"field\"") }
+                var column: Int? = nil
+                if let fieldName { column = try index(fieldName) }
+                let name = a["as"]?.stringValue ?? (fieldName.map { "\(fnName)_\($0)" } ?? fnName)
+                guard !output.contains(name) else { throw StepError("two output fields named '\(name)' (use \"as\")") }
+                output.append(name)
+                aggregates.append(AggregateSpec(function: fn, column: column, name: name))
+            }
+            schema = output
+            return .group(GroupSpec(by: byColumns, aggregates: aggregates))
+
+        case "join":
+            guard let right = joinWith else { throw StepError("a join needs the request's \"join_with\" dataset") }
+            let type = node["type"]?.stringValue ?? "inner"
+            guard type == "inner" || type == "left" else { throw StepError("\"type\" must be \"inner\" or \"left\"") }
+            var leftKeys: [String], rightKeys: [String]
+            if let on = node["on"], on.members != nil {
+                guard let l = on["left"], let r = on["right"] else { throw StepError("\"on\" needs \"left\" and \"right\" field lists") }
+                leftKeys = try JoinSpec.list(l)
+                rightKeys = try JoinSpec.list(r)
+            } else {
+                leftKeys = try names("on")
+                rightKeys = leftKeys
+            }
+            guard leftKeys.count == rightKeys.count, !leftKeys.isEmpty else { throw StepError("\"on\" needs as many left as right keys") }
+            var leftColumns: [Int] = [], rightColumns: [Int] = []
+            for k in leftKeys { leftColumns.append(try index(k)) }
+            for k in rightKeys {
+                guard let i = right.fields.firstIndex(of: k) else {
+                    throw StepError("unknown field '\(k)' in join_with (fields: \(right.fields.prefix(20).joined(separator: ", ")))")
+                }
+                rightColumns.append(i)
+            }
+            let prefix = node["prefix"]?.stringValue ?? "right_"
+            // Right columns: all but the keys that have the same name on both sides.
+            var carried: [Int] = []
+            var added: [String] = []
+            for (i, name) in right.fields.enumerated() {
+                if let pos = rightColumns.firstIndex(of: i), leftKeys[pos] == name { continue }
+                var outName = name
+                if schema.contains(outName) || added.contains(outName) { outName = prefix + name }
+                guard !schema.contains(outName) && !added.contains(outName) else {
+                    throw StepError("join_with field '\(name)' clashes with '\(outName)'; choose another \"prefix\"")
+                }
+                carried.append(i)
+                added.append(outName)
+            }
+            schema += added
+            let table = JoinTable(right, keyColumns: rightColumns, carried: carried)
+            return .row(.join(JoinSpec(leftColumns: leftColumns, table: table, keepUnmatched: type == "left")))
+
+        case "limit":
+            guard let n = node["count"]?.intValue, n >= 0 else { throw StepError("\"count\" must be a non-negative integer") }
+            return .limit(Int(clamping: n))
+
+        default:
+            throw StepError("unknown op '\(op)' (known: \(knownOps.joined(separator: ", ")))")
+        }
+    }
+}
+
+// MARK: Step specifications
+
+/// Operations that run record by record.
+enum RowOperation: Sendable {
+    case validate(ValidateSpec)
+    case filter(Expression)
+    /// The new row is these columns of the old one (project, rename).
+    case project([Int])
+    case derive([Derivation])
+    case normalize([NormalizePlan])
+    case join(JoinSpec)
+}
+
+struct Derivation: Sendable {
+    var name: String
+    var column: Int
+    var appends: Bool
+    var expression: Expression
+}
+
+enum NormalizeOp: String, Sendable, CaseIterable {
+    case trim, lower, upper, timestamp
+    /// Whitespace runs to one space, and trimmed.
+    case collapse_spaces
+}
+
+struct NormalizePlan: Sendable {
+    var column: Int
+    var ops: [NormalizeOp]
+}
+
+struct SortKey: Sendable {
+    var column: Int
+    var descending: Bool
+}
+
+/// One validation rule set for a field.
+struct FieldRule: Sendable {
+    enum Kind: String, Sendable { case int, double, number, string, bool, timestamp, any }
+    var field: String
+    var column: Int?
+    var kind: Kind
+    var required: Bool
+    var min: Double?
+    var max: Double?
+    var minLength: Int?
+    var maxLength: Int?
+    var oneOf: [Value]?
+
+    static func compile(_ field: String, _ node: JSONNode, column: Int?) throws(Pipeline.StepError) -> FieldRule {
+        // Shorthand: "age": "int".
+        if let t = node.stringValue {
+            guard let kind = Kind(rawValue: t) else { throw Pipeline.StepError("unknown type '\(t)' for '\(field)'") }
+            return FieldRule(field: field, column: column, kind: kind, required: false)
+        }
+        guard node.members != nil else { throw Pipeline.StepError("the rule for '\(field)' must be an object or a type name") }
+        let typeName = node["type"]?.stringValue ?? "any"
+        guard let kind = Kind(rawValue: typeName) else {
+            throw Pipeline.StepError("unknown type '\(typeName)' for '\(field)' (int, double, number, string, bool, timestamp, any)")
+        }
+        var rule = FieldRule(field: field, column: column, kind: kind, required: false)
+        if let r = node["required"] {
+            guard case .bool(let b) = r else { throw Pipeline.StepError("\"required\" for '\(field)' must be true or false") }
+            rule.required = b
+        }
+        func number(_ key: String) throws(Pipeline.StepError) -> Double? {
+            guard let v = node[key] else { return nil }
+            guard let d = v.doubleValue else { throw Pipeline.StepError("\"\(key)\" for '\(field)' must be a number") }
+            return d
+        }
+        rule.min = try number("min")
+        rule.max = try number("max")
+        rule.minLength = try number("min_length").map { Int($0) }
+        rule.maxLength = try number("max_length").map { Int($0) }
+        if let list = node["one_of"] {
+            guard let elements = list.elements else { throw Pipeline.StepError("\"one_of\" for '\(field)' must be an array") }
+            var values: [Value] = []
+            for e in elements {
+                guard let v = e.scalar else { throw Pipeline.StepError("\"one_of\" for '\(field)' must hold scalars") }
+                values.append(v)
+            }
+            rule.oneOf = values
+        }
+        return rule
+    }
+
+    /// A bound as written in a schema: integral values without a fraction.
+    static func label(_ d: Double) -> String {
+        d.rounded() == d && abs(d) < 1e15 ? String(Int64(d)) : d.description
+    }
+
+    /// The problems of `value` against this rule (empty when valid).
+    func check(_ value: Value, into problems: inout [String]) {
+        if value.isNull {
+            if required { problems.append("\(field): required") }
+            return
+        }
+        switch kind {
+        case .any: break
+        case .int: if case .int = value {} else { problems.append("\(field): expected int, got \(value.typeName)"); return }
+        case .double, .number:
+            if value.numeric == nil { problems.append("\(field): expected \(kind.rawValue), got \(value.typeName)"); return }
+        case .string: if case .string = value {} else { problems.append("\(field): expected string, got \(value.typeName)"); return }
+        case .bool: if case .bool = value {} else { problems.append("\(field): expected bool, got \(value.typeName)"); return }
+        case .timestamp:
+            if Timestamp.milliseconds(value) == nil { problems.append("\(field): not a timestamp"); return }
+        }
+        if let d = value.numeric {
+            if let min, d < min { problems.append("\(field): \(value.text) is below the minimum \(Self.label(min))") }
+            if let max, d > max { problems.append("\(field): \(value.text) is above the maximum \(Self.label(max))") }
+        }
+        if case .string(let s) = value, minLength != nil || maxLength != nil {
+            let n = s.unicodeScalars.count
+            if let minLength, n < minLength { problems.append("\(field): shorter than \(minLength)") }
+            if let maxLength, n > maxLength { problems.append("\(field): longer than \(maxLength)") }
+        }
+        if let oneOf, !oneOf.contains(where: { Value.compare($0, value) == 0 && $0.typeName == value.typeName }) {
+            problems.append("\(field): not one of the allowed values")
+        }
+    }
+}
+
+struct ValidateSpec: Sendable {
+    var rules: [FieldRule]
+    var failFast: Bool
+}
+
+/// Aggregate functions of `group`.
+enum AggregateFunction: Sendable, Equatable {
+    case count, sum, min, max, mean
+    /// Exact percentile (nearest rank), 0...100.
+    case percentile(Double)
+
+    init?(_ name: String) {
+        switch name {
+        case "count": self = .count
+        case "sum": self = .sum
+        case "min": self = .min
+        case "max": self = .max
+        case "mean", "avg": self = .mean
+        default:
+            guard name.hasPrefix("p"), let p = Double(name.dropFirst()), p >= 0, p <= 100,
+                  name.dropFirst().allSatisfy({ $0.isNumber || $0 == "." }) else { return nil }
+            self = .percentile(p)
+        }
+    }
+
+    /// True when the function needs every value (sum and mean keep them to add in input order,
+    /// percentiles to sort).
+    var keepsValues: Bool {
+        switch self {
+        case .sum, .mean, .percentile: return true
+        case .count, .min, .max: return false
+        }
+    }
+}
+
+struct AggregateSpec: Sendable {
+    var function: AggregateFunction
+    var column: Int?
+    var name: String
+}
+
+struct GroupSpec: Sendable {
+    var by: [Int]
+    var aggregates: [AggregateSpec]
+    /// Distinct columns whose numeric values are kept (sum, mean, percentiles share them).
+    var valueColumns: [Int]
+    /// For each aggregate, its index in `valueColumns` (nil for count, min, max).
+    var valueSlot: [Int?]
+
+    init(by: [Int], aggregates: [AggregateSpec]) {
+        self.by = by
+        self.aggregates = aggregates
+        var columns: [Int] = []
+        var slots: [Int?] = []
+        for a in aggregates {
+            guard a.function.keepsValues, let c = a.column else { slots.append(nil); continue }
+            if let i = columns.firstIndex(of: c) { slots.append(i) } else { columns.append(c); slots.append(columns.count - 1) }
+        }
+        valueColumns = columns
+        valueSlot = slots
+    }
+}
+
+/// The hash table of the right side of a join, built once and shared read-only by every chunk.
+final class JoinTable: Sendable {
+    /// Right rows by key, each list in the right dataset's order.
+    let buckets: [[Value]: [Int]]
+    let rows: [[Value]]
+    /// Right columns appended to each output row.
+    let carried: [Int]
+
+    init(_ right: Dataset, keyColumns: [Int], carried: [Int]) {
+        var buckets: [[Value]: [Int]] = [:]
+        for (i, row) in right.rows.enumerated() {
+            let key = keyColumns.map { row[$0] }
+            if key.contains(where: \.isNull) { continue }   // null keys never match
+            buckets[key, default: []].append(i)
+        }
+        self.buckets = buckets
+        self.rows = right.rows
+        self.carried = carried
+    }
+}
+
+struct JoinSpec: Sendable {
+    var leftColumns: [Int]
+    var table: JoinTable
+    var keepUnmatched: Bool
+
+    static func list(_ node: JSONNode) throws(Pipeline.StepError) -> [String] {
+        if let s = node.stringValue { return [s] }
+        guard let a = node.elements else { throw Pipeline.StepError("join keys must be field names") }
+        var out: [String] = []
+        for e in a {
+            guard let s = e.stringValue else { throw Pipeline.StepError("join keys must be field names") }
+            out.append(s)
+        }
+        return out
+    }
+}

@@ -1,0 +1,98 @@
+@testable import DataProcessingService
+import Testing
+import TestSupport
+
+@Suite struct CSVParsing {
+    func parse(_ text: String, _ typing: CSVReader.Typing = .infer) throws(TransformError) -> Dataset {
+        try CSVReader.parse(text, typing: typing, maxRecords: 1000)
+    }
+
+    @Test func quotesEscapesAndLineBreaks() throws {
+        let d = try parse("name,note,n\r\n\"Lee, Ann\",\"said \"\"hi\"\"\",1\r\n\"multi\r\nline\",,2.5\r\n")
+        #expect(d.fields == ["name", "note", "n"])
+        #expect(d.rows == [[.string("Lee, Ann"), .string("said \"hi\""), .int(1)],
+                           [.string("multi\r\nline"), .null, .double(2.5)]])
+    }
+
+    @Test func typeInferenceAndStrings() throws {
+        let text = "a,b,c,d,e,f\ntrue,-12,1e3,\"42\",x1,\n"
+        #expect(try parse(text).rows == [[.bool(true), .int(-12), .double(1000), .string("42"), .string("x1"), .null]])
+        #expect(try parse(text, .strings).rows == [[.string("true"), .string("-12"), .string("1e3"), .string("42"), .string("x1"), .string("")]])
+        #expect(try parse("a\n99999999999999999999\n").rows == [[.double(1e20)]])
+        #expect(try parse("a\n1.2.3\n").rows == [[.string("1.2.3")]])
+    }
+
+    @Test func lineEndingsBOMAndEmptyLines() throws {
+        let d = try parse("\u{FEFF}a,b\n1,2\r\n\n3,4\r5,6")
+        #expect(d.fields == ["a", "b"])
+        #expect(d.rows == [[.int(1), .int(2)], [.int(3), .int(4)], [.int(5), .int(6)]])
+        #expect(try parse("a,b\n").rows.isEmpty)
+        #expect(try parse("a,b\n,\n").rows == [[.null, .null]])
+        #expect(try parse("a,\"b\"\"\"\n\"\",x").fields == ["a", "b\""])
+    }
+
+    @Test func malformedFilesAreRefused() {
+        func status(_ text: String) -> Int? {
+            do throws(TransformError) { _ = try parse(text); return nil } catch { return error.status }
+        }
+        #expect(status("a,b\n\"open,1\n") == 400)
+        #expect(status("a,b\nx\"y,1\n") == 400)
+        #expect(status("a,b\n\"x\"y,1\n") == 400)
+        #expect(status("a,b\n1,2,3\n") == 422)
+        #expect(status("a,a\n1,2\n") == 422)
+        #expect(status("a,,c\n1,2,3\n") == 422)
+        #expect(status("") == 400)
+        do throws(TransformError) { _ = try parse("a,b\n1,2\n3\n") } catch { #expect(error.message.contains("line 3")) }
+    }
+}
+
+@Suite struct TimestampNormalisation {
+    @Test(arguments: [
+        ("2026-11-23T17:02:14.123Z", "2026-11-23T17:02:14.123Z"),
+        ("2026-11-23T17:02:14Z", "2026-11-23T17:02:14.000Z"),
+        ("2026-11-23T17:02:14.123456789Z", "2026-11-23T17:02:14.123Z"),
+        ("2026-11-23T17:02:14.5", "2026-11-23T17:02:14.500Z"),
+        ("2026-11-23 17:02:14", "2026-11-23T17:02:14.000Z"),
+        ("2026-11-23T18:02:14+01:00", "2026-11-23T17:02:14.000Z"),
+        ("2026-11-23T12:02:14-0500", "2026-11-23T17:02:14.000Z"),
+        ("2026-11-24T02:02+09", "2026-11-23T17:02:00.000Z"),
+        ("2026-11-23", "2026-11-23T00:00:00.000Z"),
+        ("  2024-02-29T23:59:59,999z ", "2024-02-29T23:59:59.999Z"),
+        ("1700000000", "2023-11-14T22:13:20.000Z"),
+        ("1700000000123", "2023-11-14T22:13:20.123Z"),
+        ("1700000000.5", "2023-11-14T22:13:20.500Z"),
+        ("0", "1970-01-01T00:00:00.000Z"),
+        ("-86400", "1969-12-31T00:00:00.000Z"),
+        ("1969-12-31T23:59:59.999Z", "1969-12-31T23:59:59.999Z"),
+        ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z"),
+        ("9999-12-31T23:59:59.999Z", "9999-12-31T23:59:59.999Z"),
+    ])
+    func parsesCommonForms(_ input: String, _ expected: String) {
+        #expect(Timestamp.normalized(.string(input)) == expected)
+    }
+
+    @Test func numbersAreEpochSecondsOrMilliseconds() {
+        #expect(Timestamp.normalized(.int(1_700_000_000)) == "2023-11-14T22:13:20.000Z")
+        #expect(Timestamp.normalized(.int(1_700_000_000_123)) == "2023-11-14T22:13:20.123Z")
+        #expect(Timestamp.normalized(.double(1_700_000_000.25)) == "2023-11-14T22:13:20.250Z")
+    }
+
+    @Test(arguments: ["", "yesterday", "2026-13-01", "2026-02-29", "2026-11-31T00:00:00Z", "2026-11-23T24:00:00Z",
+                      "2026-11-23T17:60", "2026-11-23X17:02", "2026-11-23T17:02:14+25:00", "2026-11-23T17:02:14Zjunk",
+                      "26-11-23", "1e5", "2026-11-23T17:02:14.Z", "10000-01-01"])
+    func refusesWhatIsNotATimestamp(_ input: String) {
+        #expect(Timestamp.normalized(.string(input)) == nil)
+    }
+
+    @Test func calendarRoundTrip() {
+        var g = SeededGenerator(seed: 9)
+        for _ in 0..<2000 {
+            let ms = Int64.random(in: Timestamp.minMilliseconds...Timestamp.maxMilliseconds, using: &g)
+            guard let text = Timestamp.format(ms) else { Issue.record("no format for \(ms)"); continue }
+            #expect(Timestamp.parse(text) == ms, "\(text)")
+        }
+        #expect(Timestamp.weekday(0) == "thursday")
+        #expect(Timestamp.weekday(-1) == "wednesday")
+        #expect(Timestamp.hourOfDay(-1) == 23)
+    }
+}
