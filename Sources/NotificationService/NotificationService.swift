@@ -105,24 +105,24 @@ public final class NotificationService: Sendable {
             verifier = local
         } else {
             let timeout = authTimeout
-            verifier = TokenVerifier(mode: .remote({ payload in
-                try await runtime.request(payload, subject: NotificationService.tokenVerifySubject, context: nil, timeout: timeout)
+            verifier = TokenVerifier(mode: .remote({ payload, context in
+                try await runtime.request(payload, subject: NotificationService.tokenVerifySubject, context: context, timeout: timeout)
             }))
         }
 
         runtime.consume("login", subject: Self.loginSubject, queue: Self.queueGroup, concurrency: concurrency) { [self] message, context in
             try await handleLogin(message.payload, context, runtime)
         }
-        runtime.route(.get, "/v1/notifications") { [self] request, _ in
-            let user = try await verifier.authenticate(request)
+        runtime.route(.get, "/v1/notifications") { [self] request, context in
+            let user = try await verifier.authenticate(request, context: context)
             return try history(request, user: user)
         }
         runtime.route(.get, "/v1/notifications/stream") { [self] request, context in
-            let user = try await verifier.authenticate(request)
+            let user = try await verifier.authenticate(request, context: context)
             return try stream(request, user: user, context: context, metrics: m)
         }
-        runtime.route(.post, "/v1/notifications/{id}/read", bodyLimit: 1024) { [self] request, _ in
-            let user = try await verifier.authenticate(request)
+        runtime.route(.post, "/v1/notifications/{id}/read", bodyLimit: 1024) { [self] request, context in
+            let user = try await verifier.authenticate(request, context: context)
             guard let id = request.pathParameters["id"] else { throw HTTPError(.notFound, "notification not found") }
             guard let updated = try store.markRead(id: id, user: user, at: Timestamp.format(Date())) else {
                 throw HTTPError(.notFound, "notification not found")

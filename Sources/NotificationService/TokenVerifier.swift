@@ -21,8 +21,9 @@ public struct TokenVerifier: Sendable {
     public enum Mode: Sendable {
         /// With the shared secret.
         case local(JWTAuthority)
-        /// By a request to `auth.token.verify`; the closure sends the request.
-        case remote(@Sendable (_ payload: [UInt8]) async throws -> Message)
+        /// By a request to `auth.token.verify`; the closure sends the request (continuing the
+        /// HTTP request's trace when given one).
+        case remote(@Sendable (_ payload: [UInt8], _ context: RequestContext?) async throws -> Message)
     }
 
     /// The current Unix time in seconds (the default clock of local verification).
@@ -41,8 +42,8 @@ public struct TokenVerifier: Sendable {
                                                      audience: NotificationService.tokenAudience, now: now)))
     }
 
-    /// Checks `token`.
-    public func verify(_ token: String) async -> Outcome {
+    /// Checks `token` (`context`: the trace of a remote check).
+    public func verify(_ token: String, context: RequestContext? = nil) async -> Outcome {
         guard !token.isEmpty else { return .invalid("missing bearer token") }
         switch mode {
         case .local(let authority):
@@ -56,7 +57,7 @@ public struct TokenVerifier: Sendable {
         case .remote(let send):
             let reply: Message
             do {
-                reply = try await send(JSONValue.object(["token": .string(token)]).serialized)
+                reply = try await send(JSONValue.object(["token": .string(token)]).serialized, context)
             } catch {
                 return .unavailable(AuthLookup.reason(for: error))
             }
@@ -75,7 +76,7 @@ public struct TokenVerifier: Sendable {
     /// The user id of a request's `Authorization: Bearer <token>`.
     /// - Throws: `HTTPError` 401 (with `WWW-Authenticate`) for a missing or invalid token, 503
     ///   when the token cannot be checked now.
-    public func authenticate(_ request: HTTPRequest) async throws(HTTPError) -> String {
+    public func authenticate(_ request: HTTPRequest, context: RequestContext? = nil) async throws(HTTPError) -> String {
         func refuse(_ message: String, _ error: String?) -> HTTPError {
             let challenge = #"Bearer realm="notification-service""# + (error.map { #", error="\#($0)""# } ?? "")
             return HTTPError(.unauthorized, message, headers: ["WWW-Authenticate": challenge])
@@ -83,7 +84,7 @@ public struct TokenVerifier: Sendable {
         guard let header = request.headers["Authorization"] else { throw refuse("missing bearer token", nil) }
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { throw refuse("missing bearer token", "invalid_request") }
-        switch await verify(parts[1].trimmingWhitespace()) {
+        switch await verify(parts[1].trimmingWhitespace(), context: context) {
         case .valid(let user): return user
         case .invalid: throw refuse("invalid or expired token", "invalid_token")
         case .unavailable(let why):

@@ -141,7 +141,7 @@ func nextMessage(_ subscription: Subscription, _ what: String) async throws -> M
 
     @Test func withAuthDownTheNotificationIsGenericWithTheReason() async throws {
         try await Stack.run(names: nil) { stack in
-            let service = try await startService(stack.broker, data: stack.data, extra: ["AUTH_TIMEOUT_MS": "300"])
+            let service = try await startService(stack.broker, data: stack.data, extra: ["AUTH_TIMEOUT_MS": "1000"])
             defer { Task { await service.stop() } }
             // Nobody serves auth.user.get: the broker answers "no responders" at once.
             try await stack.login("u-ann")
@@ -176,7 +176,7 @@ func nextMessage(_ subscription: Subscription, _ what: String) async throws -> M
         try await Stack.run(names: nil) { stack in
             let auth = try await FakeAuth.start(stack.broker.url, names: ["u-ann": "Ann"], tokens: ["opaque-ann": "u-ann"])
             defer { Task { await auth.stop() } }
-            let service = try await startService(stack.broker, data: stack.data, secret: nil, extra: ["AUTH_TIMEOUT_MS": "300"])
+            let service = try await startService(stack.broker, data: stack.data, secret: nil, extra: ["AUTH_TIMEOUT_MS": "1000"])
             defer { Task { await service.stop() } }
             try await stack.login("u-ann")
             #expect(try await eventually {
@@ -257,7 +257,7 @@ func nextMessage(_ subscription: Subscription, _ what: String) async throws -> M
             let sink = MemoryLogSink()
             let configuration = try Configuration.load(NotificationSettings.all, arguments: [], environment: [
                 "NATS_URL": stack.broker.url, "DATA_DIR": stack.data, "HTTP_PORT": "0", "JWT_SECRET": testSecret,
-                "AUTH_TIMEOUT_MS": "200", "LOG_LEVEL": "info",
+                "AUTH_TIMEOUT_MS": "1000", "LOG_LEVEL": "info",
             ], workingDirectory: stack.data)
             let logger = Logger(service: "notification", level: .info, sink: sink)
             let service = try NotificationService(configuration: configuration, logger: logger)

@@ -241,7 +241,7 @@ private func draft(_ user: String, event: String, message: String = "Welcome bac
                 #expect(error.headers["WWW-Authenticate"]?.hasPrefix("Bearer") == true)
             }
         }
-        let down = TokenVerifier(mode: .remote({ _ in throw NATSError.noResponders(subject: "auth.token.verify") }))
+        let down = TokenVerifier(mode: .remote({ _, _ in throw NATSError.noResponders(subject: "auth.token.verify") }))
         do {
             _ = try await down.authenticate(request(["Authorization": "Bearer something"]))
             Issue.record("accepted without auth-service")
