@@ -119,7 +119,7 @@ public final class NotificationService: Sendable {
         }
         runtime.route(.get, "/v1/notifications/stream") { [self] request, context in
             let user = try await verifier.authenticate(request, context: context)
-            return try stream(request, user: user, context: context, metrics: m)
+            return try stream(request, user: user, logger: context.logger, metrics: m)
         }
         runtime.route(.post, "/v1/notifications/{id}/read", bodyLimit: 1024) { [self] request, context in
             let user = try await verifier.authenticate(request, context: context)
@@ -266,14 +266,16 @@ public final class NotificationService: Sendable {
 
     /// `GET /v1/notifications/stream`: Server-Sent Events. Opens with a comment, replays what the
     /// client missed after `Last-Event-ID` (at most ``replayLimit``), then sends each new
-    /// notification and a keep-alive comment when idle.
+    /// notification and a keep-alive comment when idle. A stream the hub dropped (its client fell
+    /// behind) ends as soon as the write in progress completes: nothing more is queued for it,
+    /// and the HTTP server bounds what is already written but unsent.
     /// - Throws: `HTTPError` 429 when the user already has the most streams allowed.
-    func stream(_ request: HTTPRequest, user: String, context: RequestContext, metrics: MetricsRegistry) throws(HTTPError) -> HTTPResponse {
+    func stream(_ request: HTTPRequest, user: String, logger: Logger, metrics: MetricsRegistry) throws(HTTPError) -> HTTPResponse {
         guard hub.count(user: user) < hub.maxPerUser else {
             throw HTTPError(.tooManyRequests, "too many open notification streams for this user", headers: ["Retry-After": "5"])
         }
         let lastEventID = request.headers["Last-Event-ID"]
-        let hub = self.hub, store = self.store, logger = context.logger
+        let hub = self.hub, store = self.store
         return .serverSentEvents(headers: ["X-Accel-Buffering": "no"]) { writer in
             // Opened here (not before the response) so a stream never outlives its connection.
             guard let stream = hub.open(user: user) else {

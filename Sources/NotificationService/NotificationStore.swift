@@ -22,7 +22,7 @@ public final class NotificationStore: Sendable {
         case duplicate(UserNotification)
     }
 
-    private struct Located { var user: String; var sequence: UInt64; var eventID: String }
+    private struct Located { var user: String; var eventID: String }
     private struct State {
         var users: [String: [(sequence: UInt64, id: String)]] = [:]   // ascending sequence
         var byID: [String: Located] = [:]
@@ -55,7 +55,7 @@ public final class NotificationStore: Sendable {
         all.sort { $0.sequence < $1.sequence }
         for n in all {
             s.users[n.userID, default: []].append((n.sequence, n.id))
-            s.byID[n.id] = Located(user: n.userID, sequence: n.sequence, eventID: n.sourceEventID)
+            s.byID[n.id] = Located(user: n.userID, eventID: n.sourceEventID)
             s.byEvent[n.sourceEventID] = n.id
             s.nextSequence = max(s.nextSequence, n.sequence + 1)
         }
@@ -96,7 +96,7 @@ public final class NotificationStore: Sendable {
             try kv.put(Self.prefix + n.id, n.stored)
             s.nextSequence += 1
             s.users[n.userID, default: []].append((n.sequence, n.id))
-            s.byID[n.id] = Located(user: n.userID, sequence: n.sequence, eventID: n.sourceEventID)
+            s.byID[n.id] = Located(user: n.userID, eventID: n.sourceEventID)
             s.byEvent[n.sourceEventID] = n.id
             let evicted = evictOverCap(user: n.userID, &s)
             compactIfWorthIt(&s)

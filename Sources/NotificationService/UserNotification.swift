@@ -38,7 +38,7 @@ public struct UserNotification: Sendable, Equatable {
         ])
     }
 
-    /// The stored form (the public view plus nothing the public view lacks: `cursor` is the sequence).
+    /// The stored form: the public view (its `cursor` holds ``sequence``).
     var stored: [UInt8] { json.serialized }
 
     /// Decodes the stored form; nil when a field is missing or has the wrong type.

@@ -290,3 +290,114 @@ final class Counter: Sendable {
     var value: Int { storage.withLock { $0 } }
     func set(_ v: Int) { storage.withLock { $0 = v } }
 }
+
+/// A sink for a `ServerSentEventWriter` that records what is written and, while closed, holds
+/// each write until it is opened (a client that stopped reading).
+final class GatedSink: Sendable {
+    private struct State { var bytes: [UInt8] = []; var open = true; var waiters: [CheckedContinuation<Void, Never>] = [] }
+    private let state = Mutex(State())
+
+    var text: String { state.withLock { String(decoding: $0.bytes, as: UTF8.self) } }
+    var events: [ReceivedEvent] { var parser = SSEParser(); parser.feed(state.withLock { $0.bytes }); return parser.events }
+
+    func write(_ bytes: [UInt8]) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { s -> Bool in
+                s.bytes += bytes
+                if s.open { return true }
+                s.waiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    func setOpen(_ open: Bool) {
+        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.open = open
+            guard open else { return [] }
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+}
+
+@Suite struct StreamProducerTests {
+    static func service(_ dir: String, buffer: Int) throws -> NotificationService {
+        let configuration = try Configuration.load(NotificationSettings.all, arguments: [], environment: [
+            "DATA_DIR": dir, "JWT_SECRET": testSecret, "SSE_BUFFER_EVENTS": String(buffer),
+        ], workingDirectory: dir)
+        return try NotificationService(configuration: configuration, logger: Logger(service: "notification", level: .critical, sink: MemoryLogSink()))
+    }
+
+    static func producer(_ response: HTTPResponse) throws -> @Sendable (ServerSentEventWriter) async throws -> Void {
+        guard case .serverSentEvents(let produce) = response.body else { throw TestFailure("not an event stream") }
+        return produce
+    }
+
+    @Test func replaysAfterLastEventIDThenStreamsLive() async throws {
+        let dir = try temporaryDirectory("notif-sse")
+        defer { removeTemporary(dir) }
+        let service = try Self.service(dir, buffer: 8)
+        var created: [UserNotification] = []
+        for i in 0..<3 {
+            if case .created(let n, _) = try service.store.insert(draft("u1", event: "e\(i)", message: "m\(i)")) { created.append(n) }
+        }
+        let sink = GatedSink()
+        let response = try service.stream(HTTPRequest(method: .get, target: "/v1/notifications/stream", headers: ["Last-Event-ID": created[0].id]),
+                                          user: "u1", logger: Logger(service: "t", level: .critical, sink: MemoryLogSink()), metrics: MetricsRegistry())
+        #expect(response.headers["Content-Type"] == "text/event-stream")
+        let produce = try Self.producer(response)
+        let task = Task { try await produce(ServerSentEventWriter { await sink.write($0) }) }
+        #expect(await eventually(5) { sink.events.count == 2 && service.hub.count(user: "u1") == 1 })
+        #expect(sink.text.hasPrefix(": notifications for u1\n\n"))
+        #expect(sink.events.map(\.id) == [created[1].id, created[2].id])
+        // Live: a new one is sent; one already replayed is not sent twice.
+        guard case .created(let live, _) = try service.store.insert(draft("u1", event: "e3", message: "m3")) else { return }
+        service.hub.deliver(created[2])
+        service.hub.deliver(live)
+        #expect(await eventually(5) { sink.events.count == 3 })
+        #expect(sink.events.map(\.id) == [created[1].id, created[2].id, live.id])
+        service.hub.keepAlive()
+        #expect(await eventually(5) { sink.text.hasSuffix(": keep-alive\n\n") })
+        task.cancel()
+        _ = try? await task.value
+        #expect(await eventually(5) { service.hub.count == 0 })
+        service.store.close()
+    }
+
+    @Test func aClientThatStopsReadingIsDroppedAndItsProducerEnds() async throws {
+        let dir = try temporaryDirectory("notif-sse")
+        defer { removeTemporary(dir) }
+        let service = try Self.service(dir, buffer: 2)
+        let sink = GatedSink()
+        let response = try service.stream(HTTPRequest(method: .get, target: "/v1/notifications/stream"),
+                                          user: "u1", logger: Logger(service: "t", level: .critical, sink: MemoryLogSink()), metrics: MetricsRegistry())
+        let produce = try Self.producer(response)
+        let task = Task { try await produce(ServerSentEventWriter { await sink.write($0) }) }
+        #expect(await eventually(5) { service.hub.count(user: "u1") == 1 && sink.text.hasPrefix(": notifications") })
+
+        sink.setOpen(false)                       // the client stops reading
+        var notes: [UserNotification] = []
+        for i in 0..<6 {
+            if case .created(let n, _) = try service.store.insert(draft("u1", event: "e\(i)", message: "m\(i)")) { notes.append(n) }
+        }
+        #expect(service.hub.deliver(notes[0]) == 1)
+        #expect(await eventually(5) { sink.events.count == 1 })   // taken, its write is held
+        var offered = 1
+        while service.hub.count(user: "u1") == 1 && offered < notes.count {
+            service.hub.deliver(notes[offered])
+            offered += 1
+        }
+        #expect(service.hub.count == 0)           // dropped once 2 more were queued
+        #expect(offered == 4)
+        sink.setOpen(true)                        // the held write completes: the producer stops
+        try await within(5, "the dropped stream's producer to end") { try await task.value }
+        #expect(sink.events.map(\.id) == [notes[0].id])
+        // A new stream is accepted again.
+        #expect(try service.stream(HTTPRequest(method: .get, target: "/v1/notifications/stream"), user: "u1",
+                                   logger: Logger(service: "t", level: .critical, sink: MemoryLogSink()), metrics: MetricsRegistry()).status == .ok)
+        service.store.close()
+    }
+}
