@@ -367,6 +367,22 @@ final class GatedSink: Sendable {
         service.store.close()
     }
 
+    @Test func aUserWithTheMostStreamsAllowedGets429() throws {
+        let dir = try temporaryDirectory("notif-sse")
+        defer { removeTemporary(dir) }
+        let service = try Self.service(dir, buffer: 2)
+        let open = (0..<service.hub.maxPerUser).compactMap { _ in service.hub.open(user: "u1") }
+        #expect(open.count == 8)
+        let logger = Logger(service: "t", level: .critical, sink: MemoryLogSink())
+        #expect(throws: HTTPError(.tooManyRequests, "too many open notification streams for this user", headers: ["Retry-After": "5"])) {
+            try service.stream(HTTPRequest(method: .get, target: "/v1/notifications/stream"), user: "u1", logger: logger, metrics: MetricsRegistry())
+        }
+        #expect(try service.stream(HTTPRequest(method: .get, target: "/v1/notifications/stream"), user: "u2", logger: logger,
+                                   metrics: MetricsRegistry()).status == .ok)
+        for stream in open { stream.close() }
+        service.store.close()
+    }
+
     @Test func aClientThatStopsReadingIsDroppedAndItsProducerEnds() async throws {
         let dir = try temporaryDirectory("notif-sse")
         defer { removeTemporary(dir) }
