@@ -1,4 +1,4 @@
-// analytics-service: the logic lives in Sources/AnalyticsService.
+// analytics-service: configuration -> runtime -> run (the logic lives in Sources/AnalyticsService).
 import AnalyticsService
 import Glibc
 

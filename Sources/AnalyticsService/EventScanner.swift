@@ -1,0 +1,466 @@
+// Decoding events straight from their bytes: the few fields analytics needs are located in the
+// payload by a purpose-built scanner instead of building a JSON tree per event.
+
+import ServiceKit
+
+/// What analytics takes from one event. Strings are byte ranges into ``bytes`` (the payload
+/// itself on the fast path, so decoding copies nothing).
+public struct DecodedEvent: Sendable {
+    /// The payload (fast path), or the unescaped strings (slow path for escaped strings).
+    var bytes: [UInt8]
+    /// `event_id` (the original event's id in an `events.*` envelope).
+    var eventID: Range<Int>?
+    /// `user_id` (top level, or `data.user_id` in an envelope).
+    var userID: Range<Int>?
+    /// The domain part of `email` (after the last `@`), if any.
+    var emailDomain: Range<Int>?
+    /// When the event happened, Unix milliseconds: `occurred_at`, else `time`, else `data.time`.
+    var timeMs: Int64?
+    /// Login-to-notification latency in milliseconds: `latency_ms` (top level or in `data`),
+    /// else `time - login_time`.
+    var latencyMs: Double?
+
+    /// The event id as text (for logs).
+    public var eventIDText: String? { eventID.map { String(decoding: bytes[$0], as: UTF8.self) } }
+    /// The user id as text (for logs).
+    public var userIDText: String? { userID.map { String(decoding: bytes[$0], as: UTF8.self) } }
+    /// The email domain as text.
+    public var emailDomainText: String? { emailDomain.map { String(decoding: bytes[$0], as: UTF8.self) } }
+    /// The event time, Unix milliseconds.
+    public var time: Int64? { timeMs }
+    /// The latency in milliseconds, if the event carries one.
+    public var latency: Double? { latencyMs }
+}
+
+/// Finds the analytics fields of an event payload (a JSON object) in one pass over its bytes.
+///
+/// Keys of interest at the top level: `event_id`, `user_id`, `email`, `time`, `occurred_at`,
+/// `latency_ms`, `login_time` and `data` (an envelope's original event, scanned one level down
+/// for `user_id`, `email`, `time`, `latency_ms`, `login_time`). Every other value is skipped by
+/// matching brackets and quotes without being decoded. Strings of interest that contain escapes
+/// take a slow path (a full parse), which ordinary events never need.
+///
+/// It is a field finder, not a validator: a payload that is not a JSON object, or whose
+/// structure breaks before the scan ends, is refused (nil); malformed content the scan does not
+/// need to read may go unnoticed. It never reads out of bounds and runs in linear time.
+public enum EventScanner {
+    /// Decodes `payload`; nil when it is not a JSON object the scanner can follow.
+    public static func decode(_ payload: [UInt8]) -> DecodedEvent? {
+        let scanned: Fields? = payload.withUnsafeBufferPointer { buffer in
+            var scanner = Scanner(p: buffer, i: 0)
+            return scanner.scanEvent()
+        }
+        guard let fields = scanned else { return nil }
+        if fields.escaped { return slowPath(payload) }
+        return fields.event(bytes: payload)
+    }
+
+    // MARK: Scan results
+
+    struct Fields {
+        var eventID: Range<Int>?
+        var userID: Range<Int>?
+        var email: Range<Int>?
+        var occurredAt: Int64?
+        var time: Int64?
+        var loginTime: Int64?
+        var latency: Double?
+        var data = Nested()
+        var escaped = false
+
+        struct Nested {
+            var userID: Range<Int>?
+            var email: Range<Int>?
+            var time: Int64?
+            var loginTime: Int64?
+            var latency: Double?
+        }
+
+        func event(bytes: [UInt8]) -> DecodedEvent {
+            let sentTime = time ?? data.time
+            var latencyMs = latency ?? data.latency
+            if latencyMs == nil, let sent = sentTime, let login = loginTime ?? data.loginTime {
+                latencyMs = Double(sent - login)
+            }
+            let emailRange = email ?? data.email
+            var domain: Range<Int>?
+            if let emailRange, let at = bytes[emailRange].lastIndex(of: UInt8(ascii: "@")), at + 1 < emailRange.upperBound {
+                domain = (at + 1)..<emailRange.upperBound
+            }
+            return DecodedEvent(bytes: bytes, eventID: eventID, userID: userID ?? data.userID, emailDomain: domain,
+                                timeMs: occurredAt ?? sentTime, latencyMs: latencyMs)
+        }
+    }
+
+    // MARK: Slow path
+
+    /// Full parse for payloads whose strings of interest contain escapes: the unescaped strings
+    /// are laid out in a fresh buffer the ranges point into.
+    static func slowPath(_ payload: [UInt8]) -> DecodedEvent? {
+        guard case .object(let top)? = JSONValue.parse(payload) else { return nil }
+        var data: [String: JSONValue] = [:]
+        if case .object(let nested)? = top["data"] { data = nested }
+        var bytes: [UInt8] = []
+        func place(_ value: JSONValue?) -> Range<Int>? {
+            guard case .string(let s)? = value else { return nil }
+            let start = bytes.count
+            bytes.append(contentsOf: s.utf8)
+            return start..<bytes.count
+        }
+        func time(_ value: JSONValue?) -> Int64? {
+            guard case .string(let s)? = value else { return nil }
+            let utf8 = Array(s.utf8)
+            return utf8.withUnsafeBufferPointer { ISO8601.milliseconds($0, 0..<utf8.count) }
+        }
+        var fields = Fields()
+        fields.eventID = place(top["event_id"])
+        fields.userID = place(top["user_id"])
+        fields.email = place(top["email"])
+        fields.occurredAt = time(top["occurred_at"])
+        fields.time = time(top["time"])
+        fields.loginTime = time(top["login_time"])
+        fields.latency = top["latency_ms"]?.numberValue
+        fields.data.userID = place(data["user_id"])
+        fields.data.email = place(data["email"])
+        fields.data.time = time(data["time"])
+        fields.data.loginTime = time(data["login_time"])
+        fields.data.latency = data["latency_ms"]?.numberValue
+        return fields.event(bytes: bytes)
+    }
+
+    // MARK: The scanner
+
+    struct Scanner {
+        let p: UnsafeBufferPointer<UInt8>
+        var i: Int
+
+        static let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
+        static let openBrace = UInt8(ascii: "{"), closeBrace = UInt8(ascii: "}")
+        static let openBracket = UInt8(ascii: "["), closeBracket = UInt8(ascii: "]")
+        static let comma = UInt8(ascii: ","), colon = UInt8(ascii: ":")
+
+        mutating func skipSpace() {
+            while i < p.count {
+                switch p[i] {
+                case 0x20, 0x09, 0x0A, 0x0D: i += 1
+                default: return
+                }
+            }
+        }
+
+        /// At a `"`: returns the content range and whether it holds escapes; `i` moves past the
+        /// closing quote. Nil if unterminated.
+        mutating func string() -> (Range<Int>, Bool)? {
+            guard i < p.count, p[i] == Self.quote else { return nil }
+            let start = i + 1
+            var j = start
+            var escaped = false
+            while j < p.count {
+                let c = p[j]
+                if c == Self.quote { i = j + 1; return (start..<j, escaped) }
+                if c == Self.backslash { escaped = true; j += 2 } else { j += 1 }
+            }
+            return nil
+        }
+
+        /// Skips any value; false if the structure breaks.
+        mutating func skipValue() -> Bool {
+            guard i < p.count else { return false }
+            switch p[i] {
+            case Self.quote:
+                return string() != nil
+            case Self.openBrace, Self.openBracket:
+                var depth = 0
+                while i < p.count {
+                    let c = p[i]
+                    if c == Self.quote {
+                        guard string() != nil else { return false }
+                        continue
+                    }
+                    if c == Self.openBrace || c == Self.openBracket { depth += 1 }
+                    else if c == Self.closeBrace || c == Self.closeBracket {
+                        depth -= 1
+                        if depth == 0 { i += 1; return true }
+                    }
+                    i += 1
+                }
+                return false
+            default:
+                let start = i
+                while i < p.count {
+                    switch p[i] {
+                    case Self.comma, Self.closeBrace, Self.closeBracket, 0x20, 0x09, 0x0A, 0x0D:
+                        return i > start
+                    default: i += 1
+                    }
+                }
+                return i > start
+            }
+        }
+
+        /// A string value of interest (nil for any other type, which is skipped).
+        mutating func stringValue(_ escaped: inout Bool) -> Range<Int>?? {
+            guard i < p.count else { return .none }
+            if p[i] == Self.quote {
+                guard let (range, hasEscape) = string() else { return .none }
+                if hasEscape { escaped = true }
+                return .some(range)
+            }
+            return skipValue() ? .some(nil) : .none
+        }
+
+        /// A time string of interest; `.some(nil)` when present but not a valid time.
+        mutating func timeValue(_ escaped: inout Bool) -> Int64?? {
+            guard let value = stringValue(&escaped) else { return .none }
+            guard let range = value else { return .some(nil) }
+            return .some(ISO8601.milliseconds(p, range))
+        }
+
+        /// A number of interest; `.some(nil)` when present but not a number.
+        mutating func numberValue() -> Double?? {
+            let start = i
+            guard skipValue() else { return .none }
+            return .some(JSONNumber.parse(p, start..<i))
+        }
+
+        /// Which key of interest `range` is (0 when none).
+        func key(_ range: Range<Int>) -> Key {
+            let n = range.count
+            func equals(_ literal: StaticString) -> Bool {
+                guard literal.utf8CodeUnitCount == n else { return false }
+                let l = literal.utf8Start
+                for k in 0..<n where p[range.lowerBound + k] != l[k] { return false }
+                return true
+            }
+            switch n {
+            case 4: return equals("time") ? .time : equals("data") ? .data : .other
+            case 5: return equals("email") ? .email : .other
+            case 7: return equals("user_id") ? .userID : .other
+            case 8: return equals("event_id") ? .eventID : .other
+            case 10: return equals("latency_ms") ? .latency : equals("login_time") ? .loginTime : .other
+            case 11: return equals("occurred_at") ? .occurredAt : .other
+            default: return .other
+            }
+        }
+
+        enum Key { case other, eventID, userID, email, time, occurredAt, loginTime, latency, data }
+
+        /// Walks one object, calling `member` for each key with `i` at its value; `member`
+        /// consumes the value. False if the structure breaks.
+        mutating func object(_ member: (inout Scanner, Key) -> Bool) -> Bool {
+            skipSpace()
+            guard i < p.count, p[i] == Self.openBrace else { return false }
+            i += 1
+            skipSpace()
+            if i < p.count, p[i] == Self.closeBrace { i += 1; return true }
+            while true {
+                skipSpace()
+                guard let (keyRange, _) = string() else { return false }
+                skipSpace()
+                guard i < p.count, p[i] == Self.colon else { return false }
+                i += 1
+                skipSpace()
+                guard member(&self, key(keyRange)) else { return false }
+                skipSpace()
+                guard i < p.count else { return false }
+                if p[i] == Self.comma { i += 1; continue }
+                if p[i] == Self.closeBrace { i += 1; return true }
+                return false
+            }
+        }
+
+        mutating func scanEvent() -> Fields? {
+            var f = Fields()
+            let ok = object { s, key in
+                switch key {
+                case .eventID: guard let v = s.stringValue(&f.escaped) else { return false }; f.eventID = v
+                case .userID: guard let v = s.stringValue(&f.escaped) else { return false }; f.userID = v
+                case .email: guard let v = s.stringValue(&f.escaped) else { return false }; f.email = v
+                case .time: guard let v = s.timeValue(&f.escaped) else { return false }; f.time = v
+                case .occurredAt: guard let v = s.timeValue(&f.escaped) else { return false }; f.occurredAt = v
+                case .loginTime: guard let v = s.timeValue(&f.escaped) else { return false }; f.loginTime = v
+                case .latency: guard let v = s.numberValue() else { return false }; f.latency = v
+                case .data:
+                    guard s.i < s.p.count else { return false }
+                    if s.p[s.i] != Self.openBrace { return s.skipValue() }
+                    var nested = Fields.Nested()
+                    let inner = s.object { s2, key2 in
+                        switch key2 {
+                        case .userID: guard let v = s2.stringValue(&f.escaped) else { return false }; nested.userID = v
+                        case .email: guard let v = s2.stringValue(&f.escaped) else { return false }; nested.email = v
+                        case .time: guard let v = s2.timeValue(&f.escaped) else { return false }; nested.time = v
+                        case .loginTime: guard let v = s2.timeValue(&f.escaped) else { return false }; nested.loginTime = v
+                        case .latency: guard let v = s2.numberValue() else { return false }; nested.latency = v
+                        default: return s2.skipValue()
+                        }
+                        return true
+                    }
+                    guard inner else { return false }
+                    f.data = nested
+                case .other: return s.skipValue()
+                }
+                return true
+            }
+            return ok ? f : nil
+        }
+    }
+}
+
+/// ISO 8601 / RFC 3339 timestamps from bytes, without Foundation.
+enum ISO8601 {
+    /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` (also a space or `t` for `T`, `z` for `Z`) as
+    /// Unix milliseconds; nil when malformed or out of range.
+    static func milliseconds(_ p: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Int64? {
+        var i = range.lowerBound
+        let end = range.upperBound
+        func digits(_ n: Int) -> Int64? {
+            guard i + n <= end else { return nil }
+            var v: Int64 = 0
+            for k in 0..<n {
+                let d = p[i + k] &- 0x30
+                guard d < 10 else { return nil }
+                v = v * 10 + Int64(d)
+            }
+            i += n
+            return v
+        }
+        func expect(_ c: UInt8) -> Bool {
+            guard i < end, p[i] == c else { return false }
+            i += 1
+            return true
+        }
+        guard let year = digits(4), expect(UInt8(ascii: "-")), let month = digits(2), expect(UInt8(ascii: "-")),
+              let day = digits(2) else { return nil }
+        guard i < end, p[i] == UInt8(ascii: "T") || p[i] == UInt8(ascii: "t") || p[i] == 0x20 else { return nil }
+        i += 1
+        guard let hour = digits(2), expect(UInt8(ascii: ":")), let minute = digits(2), expect(UInt8(ascii: ":")),
+              let second = digits(2) else { return nil }
+        guard (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61 else { return nil }
+        var millis: Int64 = 0
+        if i < end, p[i] == UInt8(ascii: ".") {
+            i += 1
+            var scale: Int64 = 100
+            let start = i
+            while i < end, p[i] &- 0x30 < 10 {
+                millis += Int64(p[i] &- 0x30) * scale
+                scale /= 10
+                i += 1
+            }
+            guard i > start else { return nil }
+        }
+        var offsetSeconds: Int64 = 0
+        guard i < end else { return nil }
+        if p[i] == UInt8(ascii: "Z") || p[i] == UInt8(ascii: "z") {
+            i += 1
+        } else if p[i] == UInt8(ascii: "+") || p[i] == UInt8(ascii: "-") {
+            let sign: Int64 = p[i] == UInt8(ascii: "+") ? 1 : -1
+            i += 1
+            guard let oh = digits(2), expect(UInt8(ascii: ":")), let om = digits(2), oh < 24, om < 60 else { return nil }
+            offsetSeconds = sign * (oh * 3600 + om * 60)
+        } else {
+            return nil
+        }
+        guard i == end else { return nil }
+        // Days since 1970-01-01 from a civil date (Howard Hinnant's days_from_civil).
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let mp = month > 2 ? month - 3 : month + 9
+        let doy = (153 * mp + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        let days = era * 146_097 + doe - 719_468
+        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
+        return seconds * 1000 + millis
+    }
+}
+
+/// JSON numbers from bytes, without Foundation.
+enum JSONNumber {
+    /// The number in `range` (`-?int(.frac)?([eE][+-]?exp)?`); nil when it is not one.
+    static func parse(_ p: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Double? {
+        var i = range.lowerBound
+        let end = range.upperBound
+        guard i < end else { return nil }
+        var negative = false
+        if p[i] == UInt8(ascii: "-") { negative = true; i += 1 }
+        var mantissa: UInt64 = 0
+        var exponent = 0
+        var digitsSeen = 0
+        while i < end, p[i] &- 0x30 < 10 {
+            if mantissa < 1_000_000_000_000_000_000 { mantissa = mantissa * 10 + UInt64(p[i] &- 0x30) } else { exponent += 1 }
+            digitsSeen += 1
+            i += 1
+        }
+        guard digitsSeen > 0 else { return nil }
+        if i < end, p[i] == UInt8(ascii: ".") {
+            i += 1
+            let start = i
+            while i < end, p[i] &- 0x30 < 10 {
+                if mantissa < 1_000_000_000_000_000_000 { mantissa = mantissa * 10 + UInt64(p[i] &- 0x30); exponent -= 1 }
+                i += 1
+            }
+            guard i > start else { return nil }
+        }
+        if i < end, p[i] == UInt8(ascii: "e") || p[i] == UInt8(ascii: "E") {
+            i += 1
+            var expNegative = false
+            if i < end, p[i] == UInt8(ascii: "+") || p[i] == UInt8(ascii: "-") { expNegative = p[i] == UInt8(ascii: "-"); i += 1 }
+            let start = i
+            var e = 0
+            while i < end, p[i] &- 0x30 < 10 {
+                if e < 10_000 { e = e * 10 + Int(p[i] &- 0x30) }
+                i += 1
+            }
+            guard i > start else { return nil }
+            exponent += expNegative ? -e : e
+        }
+        guard i == end else { return nil }
+        var value = Double(mantissa)
+        if exponent != 0 {
+            // Powers of ten beyond ±308 saturate to inf / 0, which callers reject or clamp.
+            var power = 1.0, base = 10.0, n = abs(exponent)
+            while n > 0 {
+                if n & 1 == 1 { power *= base }
+                base *= base
+                n >>= 1
+            }
+            value = exponent > 0 ? value * power : value / power
+        }
+        return negative ? -value : value
+    }
+}
+
+/// A 64-bit hash of byte strings (FNV-1a over the bytes, then a SplitMix64 finaliser so every
+/// output bit depends on every input bit; the finaliser is a bijection, so distinct FNV states
+/// stay distinct). Good enough for HyperLogLog, deduplication and the top-N keys; not a
+/// cryptographic hash.
+enum ByteHash {
+    static let offset: UInt64 = 0xCBF2_9CE4_8422_2325
+    static let prime: UInt64 = 0x0000_0100_0000_01B3
+
+    /// The hash of `bytes[range]`; `lowercaseASCII` folds A-Z first (email domains).
+    static func hash(_ bytes: [UInt8], _ range: Range<Int>, seed: UInt64 = 0, lowercaseASCII: Bool = false) -> UInt64 {
+        bytes.withUnsafeBufferPointer { p in
+            var h = offset ^ seed
+            if lowercaseASCII {
+                for k in range {
+                    var c = p[k]
+                    if c &- 0x41 < 26 { c |= 0x20 }
+                    h = (h ^ UInt64(c)) &* prime
+                }
+            } else {
+                for k in range { h = (h ^ UInt64(p[k])) &* prime }
+            }
+            return finalise(h ^ UInt64(range.count))
+        }
+    }
+
+    /// SplitMix64's output function.
+    @inline(__always)
+    static func finalise(_ x: UInt64) -> UInt64 {
+        var z = x
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

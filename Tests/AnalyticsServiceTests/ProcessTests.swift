@@ -1,0 +1,127 @@
+import Foundation
+import NATSClient
+import Testing
+import TestSupport
+
+/// The real executable against our broker: events in over NATS, answers out over NATS and
+/// HTTP, counts kept across a restart.
+@Suite("analytics-service process")
+struct ProcessTests {
+    static func headers(_ traceparent: String) throws -> Headers {
+        var h = Headers()
+        try h.set(name: "traceparent", value: traceparent)
+        return h
+    }
+
+    static func counted(_ service: ServiceProcess) async throws -> Int? {
+        let result = try await service.request("GET", "/v1/stats/ingest")
+        return result.json["counted"] as? Int
+    }
+
+    static func query(_ client: NATSClient, _ body: String) async throws -> Message {
+        try await client.request(Array(body.utf8), subject: "analytics.query", timeout: .seconds(5))
+    }
+
+    /// Barrier: unreadable probes on each consumed subject until the service logs each one, so
+    /// every subscription is in place (probes count as invalid, never as events).
+    static func waitForSubscriptions(_ service: ServiceProcess, _ client: NATSClient) async throws {
+        let subjects = ["user.probe", "notification.probe", "events.probe"]
+        let seen = await eventually(20) {
+            for subject in subjects { try? await client.publish(Array("probe".utf8), subject: subject) }
+            try? await client.flush()
+            try? await Task.sleep(for: .milliseconds(50))
+            let lines = service.child.output.filter { $0.contains("unreadable event dropped") }
+            return subjects.allSatisfy { subject in lines.contains { $0.contains(#""subject":"\#(subject)""#) } }
+        }
+        if !seen { throw TestFailure("the service did not consume every subject; output:\n" + service.child.output.suffix(20).joined(separator: "\n")) }
+    }
+
+    @Test func countsOnceAnswersAndSurvivesARestart() async throws {
+        let broker = try await Broker.start()
+        let data = try temporaryDirectory("analytics")
+        let environment = ["NATS_URL": broker.url, "DATA_DIR": data, "LOG_LEVEL": "debug", "SNAPSHOT_INTERVAL_SECONDS": "3600"]
+        var service = try await ServiceProcess.start("analytics-service", environment: environment)
+        let client = try await NATSClient.connect(broker.url)
+        defer { removeTemporary(data) }
+        do {
+            #expect(try await eventually { try await service.request("GET", "/readyz").status == 200 })
+            try await Self.waitForSubscriptions(service, client)
+
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            for k in 0..<3 {
+                let raw = login("login-\(k)", user: "user-\(k % 2)", email: "u\(k)@example.com", at: now)
+                try await client.publish(raw, subject: "user.logged_in", headers: try Self.headers(trace))
+                try await client.publish(envelope(of: raw, id: "login-\(k)", user: "user-\(k % 2)", at: now), subject: "events.user.logged_in")
+            }
+            for k in 0..<2 {
+                try await client.publish(notificationSent("sent-\(k)", user: "user-\(k)", loginAt: now - 100, latency: 100 + Int64(k) * 100),
+                                         subject: "notification.sent")
+            }
+            try await client.flush()
+            #expect(try await eventually { try await Self.counted(service) == 5 })
+
+            // NATS query.
+            let reply = try await Self.query(client, #"{"metric":"counts","window":"1m"}"#)
+            let counts = try #require(try JSONSerialization.jsonObject(with: Data(reply.payload)) as? [String: Any])
+            #expect(counts["total"] as? Int == 5)
+            #expect(counts["by_type"] as? [String: Int] == ["user.logged_in": 3, "notification.sent": 2])
+            let users = try await Self.query(client, #"{"metric":"unique_users","window":"all"}"#)
+            #expect((try JSONSerialization.jsonObject(with: Data(users.payload)) as? [String: Any])?["estimate"] as? Int == 2)
+
+            // Errors as service errors.
+            let unknown = try await Self.query(client, #"{"metric":"nope"}"#)
+            #expect(unknown.headers?["Nats-Service-Error-Code"] == "404")
+            let badWindow = try await Self.query(client, #"{"metric":"counts","window":"2d"}"#)
+            #expect(badWindow.headers?["Nats-Service-Error-Code"] == "400")
+
+            // HTTP.
+            let stats = try await service.request("GET", "/v1/stats")
+            #expect(stats.status == 200)
+            let latency = try #require(stats.json["latency"] as? [String: Any])
+            #expect(latency["count"] as? Int == 2)
+            let p50 = try #require(latency["p50_ms"] as? Double)
+            #expect(abs(p50 - 100) <= 100 / 256, "p50 \(p50) is within the histogram's 1/256 of the exact 100 ms")
+            let top = try await service.request("GET", "/v1/stats/top")
+            let topUsers = try #require((top.json["users"] as? [String: Any])?["items"] as? [[String: Any]])
+            #expect(topUsers.first?["key"] as? String == "user-0")
+            #expect(topUsers.first?["count"] as? Int == 3)
+            let missing = try await service.request("GET", "/v1/stats/bogus")
+            #expect(missing.status == 404 && missing.json["status"] as? Int == 404 && missing.string("error") != nil)
+            let bad = try await service.request("GET", "/v1/stats/counts?window=10m")
+            #expect(bad.status == 400 && bad.json["status"] as? Int == 400)
+
+            // The debug line of a counted login carries the publisher's trace id.
+            _ = try await service.child.waitForLine("an event counted line") {
+                $0.contains(#""message":"event counted""#) && $0.contains(#""trace_id":"4bf92f3577b34da6a3ce929d0e0e4736""#)
+            }
+
+            // Restart on the same data: the counts survive, and a late duplicate is still dropped.
+            #expect(await service.stop() == 0)
+            service = try await ServiceProcess.start("analytics-service", environment: environment)
+            #expect(try await Self.counted(service) == 5)
+            let restored = try await service.request("GET", "/v1/stats/counts?window=1h")
+            #expect(restored.json["total"] as? Int == 5)
+            try await Self.waitForSubscriptions(service, client)
+            try await client.publish(login("login-0", user: "user-0", at: now), subject: "user.logged_in")
+            try await client.publish(login("login-new", user: "user-7", at: now), subject: "user.logged_in")
+            try await client.flush()
+            #expect(try await eventually { try await Self.counted(service) == 6 })
+            #expect(try await eventually { try await service.request("GET", "/v1/stats/ingest").json["duplicates"] as? Int == 4 })
+        } catch {
+            await client.close(); await service.stop(); await broker.stop()
+            throw error
+        }
+        await client.close()
+        #expect(await service.stop() == 0)
+        await broker.stop()
+    }
+
+    @Test func aBadSettingRefusesToStart() async throws {
+        let child = try ChildProcess(executable: try builtExecutable("analytics-service"),
+                                     environment: ["HLL_PRECISION": "30", "PATH": "/usr/bin:/bin"])
+        _ = try await child.waitForLine("the configuration error") { $0.contains("HLL_PRECISION") }
+        _ = try await offPool { child.process.waitUntilExit() }
+        #expect(child.process.terminationStatus == 2)
+    }
+}
