@@ -116,7 +116,7 @@ extension AnalyticsEngine {
             return .object(["total": .int(Int64(clamping: total)), "by_type": .object(byType.mapValues { .int(Int64(clamping: $0)) })])
         case .uniqueUsers:
             let (estimate, error) = uniqueUsers(window)
-            return .object(["estimate": .int(Int64(estimate.rounded())), "standard_error": .double(error)])
+            return .object(["estimate": AnalyticsEngine.integer(estimate), "standard_error": .double(error)])
         case .top:
             let bounds = topBounds()
             func list(_ entries: [TopEntry]) -> JSONValue {
@@ -136,7 +136,12 @@ extension AnalyticsEngine {
             ])
         case .latency:
             let h = latency
-            func ms(_ v: Double?) -> JSONValue { v.map { .double(($0 * 1000).rounded() / 1000) } ?? .null }
+            // Non-finite values (only a damaged snapshot could hold them) become null: JSONValue
+            // cannot serialise them.
+            func ms(_ v: Double?) -> JSONValue {
+                guard let v, v.isFinite else { return .null }
+                return .double((v * 1000).rounded() / 1000)
+            }
             return .object([
                 "count": .int(Int64(clamping: h.count)),
                 "p50_ms": ms(h.percentile(0.5)), "p90_ms": ms(h.percentile(0.9)), "p99_ms": ms(h.percentile(0.99)),
@@ -151,6 +156,12 @@ extension AnalyticsEngine {
                 "since": .string(AnalyticsEngine.iso8601(s.since)),
             ])
         }
+    }
+
+    /// A JSON integer for a count estimate (rounded; clamped to Int64; null if not finite).
+    static func integer(_ value: Double) -> JSONValue {
+        guard value.isFinite else { return .null }
+        return .int(Int64(min(max(value.rounded(), -9.0e18), 9.0e18)))
     }
 
     /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for Unix milliseconds (UTC, proleptic Gregorian).

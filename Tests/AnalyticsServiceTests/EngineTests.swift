@@ -232,6 +232,13 @@ struct SnapshotQueryTests {
         #expect(b.allStats() == before)
     }
 
+    @Test func nonFiniteValuesNeverBreakAnAnswer() {
+        #expect(AnalyticsEngine.integer(.infinity) == .null)
+        #expect(AnalyticsEngine.integer(.nan) == .null)
+        #expect(AnalyticsEngine.integer(1e30) == .int(9_000_000_000_000_000_000))
+        #expect(AnalyticsEngine.integer(41.6) == .int(42))
+    }
+
     @Test func aChangedPrecisionResetsOnlyUniqueUsers() throws {
         let clock = ManualClock(baseTime)
         let a = try Self.populated(clock)

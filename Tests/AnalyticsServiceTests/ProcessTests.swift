@@ -117,6 +117,43 @@ struct ProcessTests {
         await broker.stop()
     }
 
+    static func snapshotsWritten(_ service: ServiceProcess) async throws -> Int {
+        let text = try await service.request("GET", "/metrics").body
+        let line = text.split(separator: "\n").first { $0.hasPrefix("analytics_snapshots_total ") }
+        return line.flatMap { Double($0.split(separator: " ").last ?? "") }.map { Int($0) } ?? 0
+    }
+
+    /// SIGKILL loses at most the events since the last periodic snapshot.
+    @Test func periodicSnapshotsSurviveAKill() async throws {
+        let broker = try await Broker.start()
+        let data = try temporaryDirectory("analytics-kill")
+        let environment = ["NATS_URL": broker.url, "DATA_DIR": data, "LOG_LEVEL": "debug", "SNAPSHOT_INTERVAL_SECONDS": "1"]
+        var service = try await ServiceProcess.start("analytics-service", environment: environment)
+        let client = try await NATSClient.connect(broker.url)
+        defer { removeTemporary(data) }
+        do {
+            try await Self.waitForSubscriptions(service, client)
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            for k in 0..<20 { try await client.publish(login("kill-\(k)", user: "u\(k % 4)", at: now), subject: "user.logged_in") }
+            try await client.flush()
+            #expect(try await eventually { try await Self.counted(service) == 20 })
+            // Two more snapshots: the second one began after all 20 were counted.
+            let written = try await Self.snapshotsWritten(service)
+            #expect(try await eventually(10) { try await Self.snapshotsWritten(service) >= written + 2 })
+            await service.kill9()
+            service = try await ServiceProcess.start("analytics-service", environment: environment)
+            #expect(try await Self.counted(service) == 20)
+            let users = try await service.request("GET", "/v1/stats/unique_users?window=all")
+            #expect(users.json["estimate"] as? Int == 4)
+        } catch {
+            await client.close(); await service.stop(); await broker.stop()
+            throw error
+        }
+        await client.close()
+        #expect(await service.stop() == 0)
+        await broker.stop()
+    }
+
     @Test func aBadSettingRefusesToStart() async throws {
         let child = try ChildProcess(executable: try builtExecutable("analytics-service"),
                                      environment: ["HLL_PRECISION": "30", "PATH": "/usr/bin:/bin"])
