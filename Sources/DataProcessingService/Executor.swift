@@ -128,8 +128,9 @@ extension Pipeline {
     /// - Throws: ``TransformError`` 422 for a record error (expression type error, validation
     ///   in fail mode, non-numeric value in an aggregate) naming the step and the record; 413
     ///   when a step would produce more than `maxRecords` records; 408 when the budget runs out.
-    public func run(_ input: Dataset, options: ExecutionOptions) throws(TransformError) -> PipelineResult {
+    public func run(_ input: consuming Dataset, options: ExecutionOptions) throws(TransformError) -> PipelineResult {
         var rows = input.rows
+        input.rows = []   // when the caller gave its dataset away, the records are now uniquely ours
         var stats: [StepStats] = []
         var s = 0
         while s < steps.count {
@@ -264,7 +265,8 @@ extension Pipeline {
                 }
                 rows.removeLast(rows.count - kept)
 
-            case .filter(let expression):
+            case .filter(let shared):
+                let expression = shared.privateCopy()
                 var kept = 0
                 for r in rows.indices {
                     if r & 1023 == 1023, options.expired { outcome.timedOut = true; return outcome }
@@ -296,16 +298,20 @@ extension Pipeline {
                 }
 
             case .derive(let derivations):
+                let expressions = derivations.map { $0.expression.privateCopy() }
+                let columns = derivations.map(\.column)
+                let appended = derivations.filter(\.appends).count
                 for r in rows.indices {
                     if r & 1023 == 1023, options.expired { outcome.timedOut = true; return outcome }
-                    for d in derivations {
+                    if appended > 0 { rows[r].reserveCapacity(rows[r].count + appended) }
+                    for i in expressions.indices {
                         let v: Value
                         do throws(EvaluationError) {
-                            v = try d.expression.evaluate(rows[r])
+                            v = try expressions[i].evaluate(rows[r])
                         } catch {
-                            return fail(k, r, 422, "'\(d.name)': \(error.description)")
+                            return fail(k, r, 422, "'\(derivations[i].name)': \(error.description)")
                         }
-                        if d.appends { rows[r].append(v) } else { rows[r][d.column] = v }
+                        if columns[i] == rows[r].count { rows[r].append(v) } else { rows[r][columns[i]] = v }
                     }
                 }
 
@@ -406,16 +412,13 @@ extension Pipeline {
 
     /// Stable sort: chunks sorted in parallel, then merged pairwise (in parallel per level).
     /// Ties are broken by input position, so the order is total and equals the sequential one.
+    /// The keys are first copied into flat buffers (``SortKeys``), so comparisons touch no
+    /// reference counts (which threads would otherwise fight over).
     private func sort(_ rows: [[Value]], _ keys: [SortKey], _ options: ExecutionOptions) -> [[Value]] {
-        let less: @Sendable (Int, Int) -> Bool = { a, b in
-            let ra = rows[a], rb = rows[b]
-            for key in keys {
-                let c = Value.compare(ra[key.column], rb[key.column])
-                if c != 0 { return key.descending ? c > 0 : c < 0 }
-            }
-            return a < b
-        }
         let ranges = options.chunks(rows.count)
+        let storage = SortKeys(rows, keys, ranges: ranges, workers: options.workers)
+        let view = storage.view
+        let less: @Sendable (Int, Int) -> Bool = { a, b in view.less(a, b) }
         var runs = Parallel.map(ranges.count, workers: options.workers) { c in
             var order = Array(ranges[c])
             order.sort(by: less)
@@ -429,6 +432,7 @@ extension Pipeline {
             if current.count % 2 == 1, let last = current.last { merged.append(last) }
             runs = merged
         }
+        withExtendedLifetime(storage) {}
         return (runs.first ?? []).map { rows[$0] }
     }
 
@@ -442,6 +446,106 @@ extension Pipeline {
         out.append(contentsOf: a[i...])
         out.append(contentsOf: b[j...])
         return out
+    }
+
+    /// The sort keys of every record in flat row-major buffers: a key column whose values are
+    /// all null or numbers a double holds exactly is stored as doubles (null as -infinity, which
+    /// no stored value is), any other column as values.
+    private final class SortKeys: Sendable {
+        let view: SortKeyView
+        private let valueSlots: Int
+
+        init(_ rows: [[Value]], _ keys: [SortKey], ranges: [Range<Int>], workers: Int) {
+            let k = keys.count, n = rows.count
+            let total = n * k
+            let numericFlags = Parallel.map(keys.count, workers: 1) { i -> Bool in
+                rows.allSatisfy { row in
+                    switch row[keys[i].column] {
+                    case .null, .double: return true
+                    case .int(let v): return v.magnitude <= 1 << 53
+                    default: return false
+                    }
+                }
+            }
+            let numbers = UnsafeMutablePointer<Double>.allocate(capacity: max(1, total))
+            numbers.initialize(repeating: 0, count: max(1, total))
+            // Value slots only when some key is not numeric.
+            let slots = numericFlags.allSatisfy { $0 } ? 1 : max(1, total)
+            valueSlots = slots
+            let values = UnsafeMutablePointer<Value>.allocate(capacity: slots)
+            values.initialize(repeating: .null, count: slots)
+            let numeric = UnsafeMutablePointer<Bool>.allocate(capacity: max(1, k))
+            let descending = UnsafeMutablePointer<Bool>.allocate(capacity: max(1, k))
+            for i in 0..<k {
+                numeric[i] = numericFlags[i]
+                descending[i] = keys[i].descending
+            }
+            view = SortKeyView(numbers: numbers, values: values, numeric: numeric, descending: descending, count: k)
+            let target = view
+            // Each chunk fills its own rows' slots.
+            _ = Parallel.map(ranges.count, workers: workers) { c in
+                for r in ranges[c] {
+                    for i in 0..<k {
+                        let v = rows[r][keys[i].column]
+                        if target.numeric[i] {
+                            switch v {
+                            case .double(let d): target.mutableNumbers[r * k + i] = d
+                            case .int(let x): target.mutableNumbers[r * k + i] = Double(x)
+                            default: target.mutableNumbers[r * k + i] = -.infinity
+                            }
+                        } else {
+                            target.mutableValues[r * k + i] = v
+                        }
+                    }
+                }
+                return 0
+            }
+        }
+
+        deinit {
+            view.mutableValues.deinitialize(count: valueSlots)
+            view.mutableValues.deallocate()
+            view.mutableNumbers.deallocate()
+            UnsafeMutablePointer(mutating: view.numeric).deallocate()
+            UnsafeMutablePointer(mutating: view.descending).deallocate()
+        }
+    }
+
+    /// Pointers into ``SortKeys``. `@unchecked Sendable`: the buffers are written only while
+    /// ``SortKeys`` is built (each thread its own rows' slots, joined before use), then only
+    /// read by the sorting threads, and freed by the owner after every sort and merge returned.
+    private struct SortKeyView: @unchecked Sendable {
+        let mutableNumbers: UnsafeMutablePointer<Double>
+        let mutableValues: UnsafeMutablePointer<Value>
+        let numeric: UnsafePointer<Bool>
+        let descending: UnsafePointer<Bool>
+        let count: Int
+
+        init(numbers: UnsafeMutablePointer<Double>, values: UnsafeMutablePointer<Value>,
+             numeric: UnsafeMutablePointer<Bool>, descending: UnsafeMutablePointer<Bool>, count: Int) {
+            mutableNumbers = numbers
+            mutableValues = values
+            self.numeric = UnsafePointer(numeric)
+            self.descending = UnsafePointer(descending)
+            self.count = count
+        }
+
+        /// Record `a` before record `b`: by each key in turn, then by position.
+        @inline(__always)
+        func less(_ a: Int, _ b: Int) -> Bool {
+            let ba = a * count, bb = b * count
+            for i in 0..<count {
+                let c: Int
+                if numeric[i] {
+                    let x = mutableNumbers[ba + i], y = mutableNumbers[bb + i]
+                    c = x < y ? -1 : (x == y ? 0 : 1)
+                } else {
+                    c = Value.compare(mutableValues[ba + i], mutableValues[bb + i])
+                }
+                if c != 0 { return descending[i] ? c > 0 : c < 0 }
+            }
+            return a < b
+        }
     }
 
     // MARK: Group-by

@@ -196,7 +196,7 @@ public enum Transform {
         guard body.count <= limits.maxInputBytes else {
             throw TransformError(413, "the request is \(body.count) bytes; the limit is \(limits.maxInputBytes) (MAX_INPUT_BYTES)")
         }
-        let request = try TransformRequest.parse(body, maxRecords: limits.maxRecords)
+        var request = try TransformRequest.parse(body, maxRecords: limits.maxRecords)
         let parsed = ContinuousClock.now
         let pipeline = try Pipeline.compile(request.pipeline, fields: request.data.fields, joinWith: request.joinWith,
                                             maxSteps: limits.maxPipelineSteps)
@@ -206,7 +206,10 @@ public enum Transform {
                                        timeBudgetMilliseconds: limits.timeBudgetMilliseconds, maxRecords: limits.maxRecords)
         let inputCount = request.data.count
         try options.checkBudget()
-        let result = try pipeline.run(request.data, options: options)
+        // Hand the records over so the pipeline owns them alone (no copy-on-write per record).
+        let data = request.data
+        request.data = Dataset(fields: [], rows: [])
+        let result = try pipeline.run(consume data, options: options)
         let ran = ContinuousClock.now
         var w = JSONWriter(capacity: 64 + result.dataset.count * 16 * max(1, result.dataset.fields.count))
         w.raw("{\"fields\":")
