@@ -286,20 +286,24 @@ public final class AnalyticsEngine: Sendable {
 
     /// Everything needed to continue counting after a restart, as bytes: ingest counters,
     /// types, totals, both window rings (with their user sketches), the all-time sketch, the
-    /// top-N summaries, the latency histogram and the newest event ids. Each aggregate is read
-    /// under its own lock in turn.
+    /// top-N summaries, the latency histogram and the newest event ids. Each lock is held only
+    /// to take a copy-on-write copy of its aggregate (a few retains); encoding happens outside.
     public func snapshot() -> [UInt8] {
+        let s = statistics
+        let counters = self.counters.withLock { $0 }
+        let users = self.users.withLock { $0 }
+        let topUsers = self.topUsers.withLock { $0 }, topDomains = self.topDomains.withLock { $0 }
+        let latencies = self.latencies.withLock { $0 }
         var w = ByteWriter()
         w.out.append(contentsOf: AnalyticsEngine.magic)
         w.u16(AnalyticsEngine.version)
         w.i64(clock())
-        let s = statistics
         w.i64(s.since); w.u64(s.counted); w.u64(s.duplicates); w.u64(s.invalid); w.u64(s.withoutID)
-        counters.withLock { $0.write(to: &w) }
-        w.bytes(users.withLock { $0.serialized() })
-        topUsers.withLock { $0.write(to: &w) }
-        topDomains.withLock { $0.write(to: &w) }
-        latencies.withLock { $0.write(to: &w) }
+        counters.write(to: &w)
+        w.bytes(users.serialized())
+        topUsers.write(to: &w)
+        topDomains.write(to: &w)
+        latencies.write(to: &w)
         let ids = recent.withLock { $0.newest(options.snapshotIDs) }
         w.u32(UInt32(ids.count))
         for id in ids { w.u64(id) }

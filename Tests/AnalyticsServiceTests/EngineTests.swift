@@ -232,6 +232,23 @@ struct SnapshotQueryTests {
         #expect(b.allStats() == before)
     }
 
+    /// Every bucket full (dense window sketches), full top-N summaries, a wide latency spread and
+    /// the saved ids: the snapshot stays around 1 MiB.
+    @Test func snapshotSizeIsBounded() throws {
+        let clock = ManualClock(baseTime + 3_600_000)
+        let e = try engine(clock)
+        var n = 0
+        for second in 0..<300 {
+            for user in 0..<80 {
+                let at = clock.now - Int64(second) * 1000 - (second % 12 == 0 ? Int64(second) * 11_000 : 0)
+                _ = e.ingest(subject: "notification.sent", payload: notificationSent("s\(n)", user: "user-\(second)-\(user)", loginAt: at - Int64(n % 5000), latency: Int64(n % 5000)))
+                n += 1
+            }
+        }
+        let size = e.snapshot().count
+        #expect(size < 1_300_000, "snapshot of \(size) bytes")
+    }
+
     @Test func nonFiniteValuesNeverBreakAnAnswer() {
         #expect(AnalyticsEngine.integer(.infinity) == .null)
         #expect(AnalyticsEngine.integer(.nan) == .null)
