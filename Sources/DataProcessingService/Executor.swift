@@ -150,7 +150,10 @@ extension Pipeline {
             switch steps[s].kind {
             case .dedup(let keys): rows = dedup(rows, keys, options)
             case .sort(let keys): rows = sort(rows, keys, options)
-            case .group(let spec): rows = try group(rows, spec, step: s, options)
+            case .group(let spec):
+                let grouped = try group(rows, spec, step: s, options)
+                Self.release(&rows, options)
+                rows = grouped
             case .limit(let n): if rows.count > n { rows.removeLast(rows.count - n) }
             case .row: break
             }
@@ -159,6 +162,15 @@ extension Pipeline {
         }
         try options.checkBudget()
         return PipelineResult(dataset: Dataset(fields: outputFields, rows: rows), steps: stats)
+    }
+
+    /// Frees records on the workers instead of one by one on this thread (a group-by drops
+    /// every input record at once).
+    private static func release(_ rows: inout [[Value]], _ options: ExecutionOptions) {
+        guard options.workers > 1, rows.count > 4096 else { rows = []; return }
+        let slots = options.chunks(rows.count).map { Slot(Array(rows[$0])) }
+        rows = []
+        _ = Parallel.map(slots.count, workers: options.workers) { c in slots[c].take()?.count ?? 0 }
     }
 
     // MARK: Row-local stages
@@ -664,7 +676,10 @@ extension Pipeline {
         if spec.by.isEmpty && groups.isEmpty { groups.append(GroupState(key: [], spec: spec)) }
         try options.checkBudget()
         let finished = groups
-        let pieces = options.chunks(finished.count)
+        // Finishing sorts each group's kept values: spread the groups over the workers even
+        // when there are only a few (a handful of big groups is the common case).
+        let size = max(1, (finished.count + options.workers * 8 - 1) / (options.workers * 8))
+        let pieces = stride(from: 0, to: finished.count, by: size).map { $0..<min(finished.count, $0 + size) }
         return Parallel.map(pieces.count, workers: options.workers) { p in
             pieces[p].map { Self.finish(finished[$0], spec) }
         }.flatMap { $0 }

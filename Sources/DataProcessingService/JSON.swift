@@ -386,86 +386,223 @@ struct JSONReader {
 
     // MARK: Datasets
 
+    /// Fields and rows read so far from an array of objects.
+    struct RecordTable {
+        var fields: [String] = []
+        var keyBytes: [[UInt8]] = []
+        var index: [String: Int] = [:]
+        var rows: [[Value]] = []
+
+        /// The rows padded to the full width, as a dataset.
+        consuming func dataset() -> Dataset {
+            let width = fields.count
+            for r in rows.indices where rows[r].count < width {
+                rows[r].append(contentsOf: repeatElement(Value.null, count: width - rows[r].count))
+            }
+            return Dataset(fields: fields, rows: rows)
+        }
+    }
+
     /// An array of flat objects at the cursor, read into rows (fields in first-seen order; a
     /// field a record lacks is null; a repeated key keeps its last value).
     /// - Throws: ``TransformError`` 400 for invalid JSON, 413 beyond `maxRecords`, 422 when an
     ///   element is not an object or a value is an array or object.
     mutating func readRecords(maxRecords: Int, what: String = "data") throws(TransformError) -> Dataset {
         try expect(UInt8(ascii: "["), "'['")
-        var fields: [String] = []
-        var keyBytes: [[UInt8]] = []
-        var index: [String: Int] = [:]
-        var rows: [[Value]] = []
+        var table = RecordTable()
         if peek() == UInt8(ascii: "]") { i += 1; return Dataset(fields: [], rows: []) }
         while true {
-            guard peek() == UInt8(ascii: "{") else {
-                throw TransformError(422, "\(what): record \(rows.count) is not a JSON object")
-            }
-            guard rows.count < maxRecords else {
+            guard table.rows.count < maxRecords else {
                 throw TransformError(413, "\(what): more than \(maxRecords) records (limit MAX_RECORDS)")
             }
-            i += 1
-            var row = [Value](repeating: .null, count: fields.count)
-            var predicted = 0
-            if peek() == UInt8(ascii: "}") {
-                i += 1
-            } else {
-                while true {
-                    skipWhitespace()
-                    guard i < p.count, p[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
-                    // Fast path: records usually repeat the previous record's key order.
-                    var slot = -1
-                    if predicted < keyBytes.count {
-                        let k = keyBytes[predicted]
-                        let end = i + 1 + k.count
-                        if end < p.count, p[end] == UInt8(ascii: "\"") {
-                            var same = true
-                            var j = 0
-                            while j < k.count {
-                                if p[i + 1 + j] != k[j] { same = false; break }
-                                j += 1
-                            }
-                            if same { slot = predicted; i = end + 1 }
-                        }
-                    }
-                    if slot < 0 {
-                        let key = try readString()
-                        if let known = index[key] {
-                            slot = known
-                        } else {
-                            slot = fields.count
-                            fields.append(key)
-                            index[key] = slot
-                            // Keys with escapes never match the raw-byte fast path; that is only slower.
-                            keyBytes.append(Array(key.utf8))
-                        }
-                    }
-                    while row.count <= slot { row.append(.null) }
-                    try expect(UInt8(ascii: ":"), "':'")
-                    guard let c = peek() else { throw fail("unexpected end of input") }
-                    if c == UInt8(ascii: "[") || c == UInt8(ascii: "{") {
-                        throw TransformError(422, "\(what): record \(rows.count), field '\(fields[slot])': nested arrays and objects are not supported")
-                    }
-                    row[slot] = try readScalar()
-                    predicted = slot + 1
-                    guard let next = peek() else { throw fail("unexpected end of input") }
-                    i += 1
-                    if next == UInt8(ascii: "}") { break }
-                    if next != UInt8(ascii: ",") { i -= 1; throw fail("expected ',' or '}'") }
-                }
-            }
-            rows.append(row)
+            try readRecord(into: &table, what: what, base: 0)
             guard let next = peek() else { throw fail("unexpected end of input") }
             i += 1
             if next == UInt8(ascii: "]") { break }
             if next != UInt8(ascii: ",") { i -= 1; throw fail("expected ',' or ']'") }
         }
-        let width = fields.count
-        for r in rows.indices where rows[r].count < width {
-            rows[r].append(contentsOf: repeatElement(Value.null, count: width - rows[r].count))
+        return table.dataset()
+    }
+
+    /// Reads one object at the cursor as a row of `table` (`base` numbers records in errors).
+    mutating func readRecord(into table: inout RecordTable, what: String, base: Int) throws(TransformError) {
+        guard peek() == UInt8(ascii: "{") else {
+            throw TransformError(422, "\(what): record \(base + table.rows.count) is not a JSON object")
         }
+        i += 1
+        var row = [Value](repeating: .null, count: table.fields.count)
+        var predicted = 0
+        if peek() == UInt8(ascii: "}") {
+            i += 1
+            table.rows.append(row)
+            return
+        }
+        while true {
+            skipWhitespace()
+            guard i < p.count, p[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
+            // Fast path: records usually repeat the previous record's key order.
+            var slot = -1
+            if predicted < table.keyBytes.count {
+                slot = table.keyBytes[predicted].withUnsafeBufferPointer { k -> Int in
+                    let end = i + 1 + k.count
+                    guard end < p.count, p[end] == UInt8(ascii: "\""),
+                          k.count == 0 || memcmp(p.baseAddress! + i + 1, k.baseAddress!, k.count) == 0 else { return -1 }
+                    return predicted
+                }
+                if slot >= 0 { i += table.keyBytes[slot].count + 2 }
+            }
+            if slot < 0 {
+                let key = try readString()
+                if let known = table.index[key] {
+                    slot = known
+                } else {
+                    slot = table.fields.count
+                    table.fields.append(key)
+                    table.index[key] = slot
+                    // Keys with escapes never match the raw-byte fast path; that is only slower.
+                    table.keyBytes.append(Array(key.utf8))
+                }
+            }
+            while row.count <= slot { row.append(.null) }
+            try expect(UInt8(ascii: ":"), "':'")
+            guard let c = peek() else { throw fail("unexpected end of input") }
+            if c == UInt8(ascii: "[") || c == UInt8(ascii: "{") {
+                throw TransformError(422, "\(what): record \(base + table.rows.count), field '\(table.fields[slot])': nested arrays and objects are not supported")
+            }
+            row[slot] = try readScalar()
+            predicted = slot + 1
+            guard let next = peek() else { throw fail("unexpected end of input") }
+            i += 1
+            if next == UInt8(ascii: "}") { break }
+            if next != UInt8(ascii: ",") { i -= 1; throw fail("expected ',' or '}'") }
+        }
+        table.rows.append(row)
+    }
+
+    /// ``readRecords(maxRecords:what:)`` on `workers` threads for large arrays: one quick pass
+    /// finds where each element starts (outside strings, at the array's own level), groups of
+    /// elements are read in parallel, and the groups' fields are merged in order, so the
+    /// dataset equals the sequential one. Anything unexpected (invalid JSON, a non-object, too
+    /// many records) re-reads sequentially, which gives exactly the sequential error.
+    mutating func readRecordsParallel(maxRecords: Int, what: String, workers: Int) throws(TransformError) -> Dataset {
+        let start = i
+        guard workers > 1, let bounds = elementStarts(), bounds.starts.count <= maxRecords, bounds.starts.count >= 4096 else {
+            return try readRecords(maxRecords: maxRecords, what: what)
+        }
+        let starts = bounds.starts
+        let groupCount = min(starts.count, workers * 4)
+        let per = (starts.count + groupCount - 1) / groupCount
+        let base = UnsafeRawPointer(p.baseAddress!)
+        let total = p.count
+        let source = ByteView(base: base, count: total)
+        let tables = Parallel.map((starts.count + per - 1) / per, workers: workers) { g -> (RecordTable, Bool) in
+            let first = g * per, last = min(starts.count, first + per)
+            // The group ends at the comma before the next group, or at the closing bracket.
+            let end = last < starts.count ? starts[last] - 1 : bounds.close
+            let bytes = UnsafeBufferPointer(start: source.base.assumingMemoryBound(to: UInt8.self) + starts[first],
+                                            count: end - starts[first])
+            var reader = JSONReader(bytes)
+            var table = RecordTable()
+            do throws(TransformError) {
+                for k in first..<last {
+                    try reader.readRecord(into: &table, what: what, base: first)
+                    if k + 1 < last {
+                        try reader.expect(UInt8(ascii: ","), "','")
+                    }
+                }
+                try reader.expectEnd()
+                return (table, true)
+            } catch {
+                return (RecordTable(), false)
+            }
+        }
+        guard tables.allSatisfy(\.1) else {
+            i = start
+            return try readRecords(maxRecords: maxRecords, what: what)
+        }
+        // Merge: fields in first-seen order across the groups, rows remapped where needed.
+        var fields: [String] = []
+        var index: [String: Int] = [:]
+        var maps: [[Int]?] = []
+        for (table, _) in tables {
+            var map: [Int] = []
+            for f in table.fields {
+                if let known = index[f] {
+                    map.append(known)
+                } else {
+                    index[f] = fields.count
+                    map.append(fields.count)
+                    fields.append(f)
+                }
+            }
+            maps.append(map.enumerated().allSatisfy { $0 == $1 } ? nil : map)
+        }
+        let width = fields.count
+        let remaps = maps
+        let pieces = Parallel.map(tables.count, workers: workers) { g -> [[Value]] in
+            var rows = tables[g].0.rows
+            if let map = remaps[g] {
+                for r in rows.indices {
+                    var row = [Value](repeating: .null, count: width)
+                    for (c, v) in rows[r].enumerated() { row[map[c]] = v }
+                    rows[r] = row
+                }
+            } else {
+                for r in rows.indices where rows[r].count < width {
+                    rows[r].append(contentsOf: repeatElement(Value.null, count: width - rows[r].count))
+                }
+            }
+            return rows
+        }
+        var rows: [[Value]] = []
+        rows.reserveCapacity(starts.count)
+        for piece in pieces { rows.append(contentsOf: piece) }
+        i = bounds.close + 1
         return Dataset(fields: fields, rows: rows)
     }
+
+    /// Offsets where the elements of the array at the cursor begin, and of its `]`; nil when the
+    /// array is empty or the scan finds no end.
+    private mutating func elementStarts() -> (starts: [Int], close: Int)? {
+        guard peek() == UInt8(ascii: "[") else { return nil }
+        var k = i + 1
+        var starts = [k]
+        var depth = 0
+        let n = p.count
+        while k < n {
+            let c = p[k]
+            if c == UInt8(ascii: "\"") {
+                k += 1
+                while k < n {
+                    let d = p[k]
+                    if d == UInt8(ascii: "\\") { k += 2; continue }
+                    if d == UInt8(ascii: "\"") { break }
+                    k += 1
+                }
+            } else if c == UInt8(ascii: "{") || c == UInt8(ascii: "[") {
+                depth += 1
+            } else if c == UInt8(ascii: "}") || c == UInt8(ascii: "]") {
+                if depth == 0 {
+                    guard c == UInt8(ascii: "]") else { return nil }
+                    return starts.count == 1 && String(decoding: UnsafeBufferPointer(rebasing: p[(i + 1)..<k]), as: UTF8.self)
+                        .allSatisfy(\.isWhitespace) ? nil : (starts, k)
+                }
+                depth -= 1
+            } else if c == UInt8(ascii: ","), depth == 0 {
+                starts.append(k + 1)
+            }
+            k += 1
+        }
+        return nil
+    }
+}
+
+/// The request bytes as seen by the parsing threads. `@unchecked Sendable`: a raw pointer into
+/// the request body, which the caller keeps alive and unchanged until every thread has returned
+/// (``Parallel/map(_:workers:_:)`` joins them).
+struct ByteView: @unchecked Sendable {
+    let base: UnsafeRawPointer
+    let count: Int
 }
 
 /// Compact JSON output into a byte array.

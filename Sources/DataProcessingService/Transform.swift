@@ -55,7 +55,7 @@ struct TransformRequest: Sendable {
     /// "csv_types": "infer"|"strings", "pipeline": [...], "join_with": [...] | "..." | {...}}`.
     /// - Throws: ``TransformError`` 400 (not JSON, not an object), 413 (too many records), 422
     ///   (missing or ill-typed members, bad CSV shape).
-    static func parse(_ body: [UInt8], maxRecords: Int) throws(TransformError) -> TransformRequest {
+    static func parse(_ body: [UInt8], maxRecords: Int, workers: Int = 1) throws(TransformError) -> TransformRequest {
         let parsed: Result<([JSONMember], [String: Dataset]), TransformError> = body.withUnsafeBufferPointer { buffer in
             var reader = JSONReader(buffer)
             var members: [JSONMember] = []
@@ -71,7 +71,7 @@ struct TransformRequest: Sendable {
                         let key = try reader.readString()
                         try reader.expect(UInt8(ascii: ":"), "':'")
                         if (key == "data" || key == "join_with") && reader.peek() == UInt8(ascii: "[") {
-                            datasets[key] = try reader.readRecords(maxRecords: maxRecords, what: key)
+                            datasets[key] = try reader.readRecordsParallel(maxRecords: maxRecords, what: key, workers: workers)
                             members.removeAll { $0.key == key }
                         } else {
                             members.append(JSONMember(key, try reader.readValue(depth: 1)))
@@ -196,7 +196,7 @@ public enum Transform {
         guard body.count <= limits.maxInputBytes else {
             throw TransformError(413, "the request is \(body.count) bytes; the limit is \(limits.maxInputBytes) (MAX_INPUT_BYTES)")
         }
-        var request = try TransformRequest.parse(body, maxRecords: limits.maxRecords)
+        var request = try TransformRequest.parse(body, maxRecords: limits.maxRecords, workers: limits.workers)
         let parsed = ContinuousClock.now
         let pipeline = try Pipeline.compile(request.pipeline, fields: request.data.fields, joinWith: request.joinWith,
                                             maxSteps: limits.maxPipelineSteps)

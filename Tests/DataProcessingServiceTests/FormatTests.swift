@@ -96,3 +96,63 @@ import TestSupport
         #expect(Timestamp.hourOfDay(-1) == 23)
     }
 }
+
+@Suite struct JSONDatasetParsing {
+    func read(_ text: String, workers: Int, maxRecords: Int = .max) -> Result<Dataset, TransformError> {
+        Array(text.utf8).withUnsafeBufferPointer { b in
+            var reader = JSONReader(b)
+            do throws(TransformError) {
+                let d = try reader.readRecordsParallel(maxRecords: maxRecords, what: "data", workers: workers)
+                try reader.expectEnd()
+                return .success(d)
+            } catch {
+                return .failure(error)
+            }
+        }
+    }
+
+    /// Objects with varying key sets and orders, and strings full of brackets, commas, quotes and escapes.
+    func randomArray(_ count: Int, seed: UInt64) -> String {
+        var g = SeededGenerator(seed: seed)
+        let tricky = [#"a,b"#, #"}],{["#, #"q\"uote"#, #"back\\slash\\"#, #"\u00e9\n"#, "plain", ""]
+        var parts: [String] = []
+        for i in 0..<count {
+            var members = [#""id":\#(i)"#]
+            if Int.random(in: 0..<3, using: &g) > 0 { members.append(#""s":"\#(tricky[Int.random(in: 0..<tricky.count, using: &g)])""#) }
+            if Int.random(in: 0..<50, using: &g) == 0 { members.append(#""late\#(Int.random(in: 0..<3, using: &g))":true"#) }
+            if Int.random(in: 0..<4, using: &g) == 0 { members.append(#""x":\#(Double(Int.random(in: -9999...9999, using: &g)) / 100)"#) }
+            if Int.random(in: 0..<4, using: &g) == 0 { members.append(#""n":null"#) }
+            members.shuffle(using: &g)
+            parts.append("{" + members.joined(separator: Int.random(in: 0..<2, using: &g) == 0 ? "," : " , ") + "}")
+        }
+        return "[ " + parts.joined(separator: ",\n") + " ]"
+    }
+
+    @Test func parallelReadEqualsSequential() {
+        for seed: UInt64 in [1, 2] {
+            let text = randomArray(6000, seed: seed)
+            let sequential = read(text, workers: 1)
+            guard case .success(let d) = sequential else { Issue.record("\(sequential)"); return }
+            #expect(d.count == 6000)
+            #expect(Set(d.fields) == ["id", "s", "x", "n", "late0", "late1", "late2"])
+            for workers in [2, 3, 8] { #expect(read(text, workers: workers) == sequential) }
+        }
+    }
+
+    @Test func parallelReadFailsLikeSequential() {
+        let text = randomArray(5000, seed: 3)
+        let broken = [
+            text.replacing(#""id":4000"#, with: #""id":4000,"bad":[1]"#),
+            text.replacing(#""id":4500"#, with: #""id":4500},7,{"z":1"#),
+            String(text.dropLast(3)),
+            text.replacing(#""id":4200"#, with: #""id":4200,,"#),
+        ]
+        for b in broken {
+            let sequential = read(b, workers: 1)
+            if case .success = sequential { Issue.record("should fail") }
+            #expect(read(b, workers: 4) == sequential)
+        }
+        #expect(read(text, workers: 4, maxRecords: 4999) == read(text, workers: 1, maxRecords: 4999))
+        #expect(read("[]", workers: 4) == .success(Dataset(fields: [], rows: [])))
+    }
+}
