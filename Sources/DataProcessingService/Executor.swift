@@ -428,6 +428,9 @@ extension Pipeline {
     /// reference counts (which threads would otherwise fight over).
     private func sort(_ rows: [[Value]], _ keys: [SortKey], _ options: ExecutionOptions) -> [[Value]] {
         let ranges = options.chunks(rows.count)
+        if keys.count <= NumericEntry.maxKeys, keys.allSatisfy({ key in rows.allSatisfy { NumericEntry.fits($0[key.column]) } }) {
+            return sortNumeric(rows, keys, ranges, options)
+        }
         let storage = SortKeys(rows, keys, ranges: ranges, workers: options.workers)
         let view = storage.view
         let less: @Sendable (Int, Int) -> Bool = { a, b in view.less(a, b) }
@@ -448,8 +451,28 @@ extension Pipeline {
         return (runs.first ?? []).map { rows[$0] }
     }
 
-    private static func merge(_ a: [Int], _ b: [Int], _ less: (Int, Int) -> Bool) -> [Int] {
-        var out: [Int] = []
+    /// The sort of up to three keys that are all numbers (or null): (keys, position) entries are
+    /// sorted by value, so comparisons read memory in order instead of chasing row indices.
+    private func sortNumeric(_ rows: [[Value]], _ keys: [SortKey], _ ranges: [Range<Int>],
+                             _ options: ExecutionOptions) -> [[Value]] {
+        var runs = Parallel.map(ranges.count, workers: options.workers) { c -> [NumericEntry] in
+            var entries = ranges[c].map { r in NumericEntry(rows[r], keys, position: r) }
+            entries.sort(by: NumericEntry.less)
+            return entries
+        }
+        while runs.count > 1 {
+            let current = runs
+            var merged = Parallel.map(current.count / 2, workers: options.workers) { p in
+                Self.merge(current[2 * p], current[2 * p + 1], NumericEntry.less)
+            }
+            if current.count % 2 == 1, let last = current.last { merged.append(last) }
+            runs = merged
+        }
+        return (runs.first ?? []).map { rows[$0.position] }
+    }
+
+    private static func merge<T>(_ a: [T], _ b: [T], _ less: (T, T) -> Bool) -> [T] {
+        var out: [T] = []
         out.reserveCapacity(a.count + b.count)
         var i = 0, j = 0
         while i < a.count && j < b.count {
@@ -458,6 +481,50 @@ extension Pipeline {
         out.append(contentsOf: a[i...])
         out.append(contentsOf: b[j...])
         return out
+    }
+
+    /// A record's numeric sort keys (descending keys negated, null as -infinity so it sorts
+    /// first ascending and last descending, as ``Value/compare(_:_:)`` orders it) and its position.
+    private struct NumericEntry: Sendable {
+        static let maxKeys = 3
+        var k0 = 0.0, k1 = 0.0, k2 = 0.0
+        var position: Int
+
+        /// Null, a double, or an int a double holds exactly.
+        static func fits(_ v: Value) -> Bool {
+            switch v {
+            case .null, .double: return true
+            case .int(let n): return n.magnitude <= 1 << 53
+            default: return false
+            }
+        }
+
+        init(_ row: [Value], _ keys: [SortKey], position: Int) {
+            self.position = position
+            for (i, key) in keys.enumerated() {
+                var d: Double
+                switch row[key.column] {
+                case .double(let x): d = x
+                case .int(let n): d = Double(n)
+                default: d = -.infinity
+                }
+                if key.descending { d = -d }
+                if d == 0 { d = 0 }   // -0.0 and 0.0 are one key
+                switch i {
+                case 0: k0 = d
+                case 1: k1 = d
+                default: k2 = d
+                }
+            }
+        }
+
+        @inline(__always)
+        static func less(_ a: NumericEntry, _ b: NumericEntry) -> Bool {
+            if a.k0 != b.k0 { return a.k0 < b.k0 }
+            if a.k1 != b.k1 { return a.k1 < b.k1 }
+            if a.k2 != b.k2 { return a.k2 < b.k2 }
+            return a.position < b.position
+        }
     }
 
     /// The sort keys of every record in flat row-major buffers: a key column whose values are

@@ -119,6 +119,30 @@ import Testing
         #expect(d.dataset.rows == firsts)
     }
 
+    @Test func numericSortMatchesReference() throws {
+        var data = randomDataset(900, seed: 12)
+        data.rows[3][3] = .double(-0.0)
+        data.rows[4][3] = .int(0)
+        data.rows[5][3] = .double(0.0)
+        let n = 2, x = 3
+        func before(_ a: [Value], _ b: [Value]) -> Bool {   // n desc, then x asc
+            let c = Value.compare(a[n], b[n])
+            if c != 0 { return c > 0 }
+            return Value.compare(a[x], b[x]) < 0
+        }
+        var expected: [[Value]] = []
+        for row in data.rows {
+            var i = expected.count
+            while i > 0 && before(row, expected[i - 1]) { i -= 1 }
+            expected.insert(row, at: i)
+        }
+        let spec = try steps(#"[{"op":"sort","by":[{"field":"n","order":"desc"},"x"]}]"#)
+        for (workers, chunk) in [(1, Int.max), (2, 11), (3, 1)] {
+            guard case .success(let r) = outcome(spec, data, workers: workers, chunkSize: chunk) else { Issue.record("sort failed"); return }
+            #expect(r.dataset.rows == expected)
+        }
+    }
+
     @Test func validateReportsEveryRuleAndCounts() throws {
         let data = try dataset(#"[{"age":30,"email":"a@x.io"},{"age":-1,"email":5},{"email":"b@x.io"},{"age":200,"email":"c"}]"#)
         let spec = try steps(#"[{"op":"validate","schema":{"age":{"type":"int","required":true,"min":0,"max":150},"email":{"type":"string","min_length":3}}}]"#)
