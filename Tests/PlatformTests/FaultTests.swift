@@ -38,6 +38,20 @@ private func publishLogins(_ platform: Platform, _ client: NATSClient, user: (id
         }
     }
 
+    /// Publishes `count` logins for `user` and returns their `notification.sent` events, in order.
+    /// - Throws: ``TestFailure`` when not all of them are notified within 30 s.
+    static func notify(_ platform: Platform, _ client: NATSClient, _ sent: MessageLog,
+                       user: (id: String, email: String, name: String), count: Int) async throws -> [[String: Any]] {
+        let ids = try await publishLogins(platform, client, user: user, count: count)
+        var events: [String: [String: Any]] = [:]
+        _ = await eventually(30) {
+            for event in sent.objects { if let id = event["source_event_id"] as? String, ids.contains(id) { events[id] = event } }
+            return events.count == ids.count
+        }
+        guard events.count == ids.count else { throw TestFailure("\(events.count) of \(ids.count) logins notified within 30 s") }
+        return ids.compactMap { events[$0] }
+    }
+
     static func exercise(_ platform: Platform, _ client: NATSClient) async throws {
         let sent = MessageLog(try await client.subscribe("notification.sent"))
         try await client.flush()
@@ -49,23 +63,21 @@ private func publishLogins(_ platform: Platform, _ client: NATSClient, user: (id
 
         // auth stops; logins keep coming (published as auth would have).
         #expect(await platform.stop("auth-service") == 0)
-        let during = try await publishLogins(platform, client, user: user, count: 8)
-        var fallbacks: [[String: Any]] = []
-        let allSent = await eventually(30) {
-            fallbacks = sent.objects.filter { during.contains($0["source_event_id"] as? String ?? "") }
-            return fallbacks.count >= during.count
-        }
-        #expect(allSent, "\(fallbacks.count) of \(during.count) notifications sent while auth was down")
-        for event in fallbacks {
+        let failing = try await Self.notify(platform, client, sent, user: user, count: 6)
+        for event in failing {
             #expect(event["personalized"] as? Bool == false)
             #expect((event["fallback_reason"] as? String)?.isEmpty == false, "fallback_reason: \(event["fallback_reason"] ?? "nil")")
         }
-        // Five failures in a row open the breaker: later lookups are not even tried.
-        let reasons = fallbacks.compactMap { $0["fallback_reason"] as? String }
-        #expect(reasons.contains("circuit open"), "the breaker for auth.user.get never opened: \(reasons)")
+        // Those lookups failed (five in a row open the breaker); the next ones are not even tried.
+        let rejected = try await Self.notify(platform, client, sent, user: user, count: 3)
+        let reasons = rejected.map { $0["fallback_reason"] as? String ?? "nil" }
+        #expect(rejected.allSatisfy { $0["personalized"] as? Bool == false })
+        #expect(reasons == ["circuit open", "circuit open", "circuit open"],
+                "the breaker for auth.user.get did not open after \(failing.map { $0["fallback_reason"] ?? "nil" }): \(reasons)")
         let metrics = try await platform.service("notification-service").request("GET", "/metrics").body
         #expect(metrics.split(separator: "\n").contains { $0.hasPrefix("notifications_fallback_total{") && $0.contains("circuit_open") },
                 "/metrics counts no fallback for an open circuit")
+        let during = (failing + rejected).compactMap { $0["source_event_id"] as? String }
         let stored = try await platform.notifications(token: token)
         #expect(stored.filter { during.contains($0["source_event_id"] as? String ?? "") && $0["personalized"] as? Bool == false }.count == during.count)
 

@@ -17,6 +17,7 @@ import Glibc
                                                        "DATA_PROCESSING_PORT", "ANALYTICS_PORT", "BUILD_PATH"] { env[key] = nil }
         env["BIN_DIR"] = URL(fileURLWithPath: try builtExecutable("nats-server")).deletingLastPathComponent().path
         for (key, port) in ports { env[key] = String(port) }
+        env["PASSWORD_ITERATIONS"] = "1000"   // the services inherit it: cheap hashing in tests
         return env
     }
 
@@ -45,6 +46,17 @@ import Glibc
         guard bound == 0, listen(fd, 8) == 0 else { close(fd); throw TestFailure("bind/listen failed: errno \(errno)") }
         _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
         return (fd, Int(UInt16(bigEndian: addr.sin_port)))
+    }
+
+    /// SIGKILL for any component a failed test left running (their pid files in DATA/run).
+    static func killLeftovers(_ data: String) {
+        for name in ["nats-server"] + Contract.services {
+            guard let text = try? String(contentsOfFile: "\(data)/run/\(name).pid", encoding: .utf8),
+                  let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1,
+                  let comm = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8),
+                  name.hasPrefix(comm.trimmingCharacters(in: .whitespacesAndNewlines)) else { continue }
+            kill(pid, SIGKILL)
+        }
     }
 
     @Test func aPortInUseIsNamedWithTheVariableThatMovesItAndNothingStarts() async throws {
@@ -76,14 +88,17 @@ import Glibc
             return
         }
         let data = try temporaryDirectory("platform-script")
-        defer { removeTemporary(data) }
+        defer {
+            Self.killLeftovers(data)
+            removeTemporary(data)
+        }
         let ports = try Self.freePorts()
         let environment = try Self.environment(ports)
         let auth = "http://127.0.0.1:\(ports["AUTH_PORT"] ?? 0)"
         let email = uniqueEmail("script")
 
         // First run: up, usable, logs prefixed on the terminal and raw in data/logs.
-        let first = try ChildProcess(executable: Self.script, arguments: ["--no-build", "--data", data], environment: environment)
+        let first = try await startWithSignals(Self.script, arguments: ["--no-build", "--data", data], environment: environment)
         do {
             _ = try await first.waitForLine("the platform-is-up banner", seconds: 90) { $0.contains("The platform is up.") }
             let register = try await Curl.post(auth + "/v1/users", json: jsonText(["email": email, "password": "correct horse 9", "name": "Script User"]))
@@ -120,8 +135,9 @@ import Glibc
         let pids = Contract.services.compactMap { try? String(contentsOfFile: "\(data)/run/\($0).pid", encoding: .utf8) }
             .compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
         first.process.interrupt()
-        let status = try await offPool { () -> Int32 in first.process.waitUntilExit(); return first.process.terminationStatus }
-        #expect(status == 0, "exit status after Ctrl-C: \(status)\n\(first.output.suffix(20).joined(separator: "\n"))")
+        let status = try await waitForExit(first.process, seconds: 60)
+        #expect(status == 0, "exit status after Ctrl-C: \(status.map(String.init) ?? "still running after 60 s")\n\(first.output.suffix(20).joined(separator: "\n"))")
+        if status == nil { await first.stop() }
         let lines = first.output
         let brokerStopped = lines.firstIndex { $0.contains("platform: nats-server stopped") }
         for name in Contract.services {
@@ -132,7 +148,7 @@ import Glibc
         for (_, port) in ports { #expect(!Self.listening(port), "port \(port) still served after the stop") }
 
         // Run twice: the same data and secret, so the user registered before can log in.
-        let again = try ChildProcess(executable: Self.script, arguments: ["--no-build", "--data", data], environment: environment)
+        let again = try await startWithSignals(Self.script, arguments: ["--no-build", "--data", data], environment: environment)
         do {
             _ = try await again.waitForLine("the platform-is-up banner of the second run", seconds: 90) { $0.contains("The platform is up.") }
             let login = try await Curl.post(auth + "/v1/login", json: jsonText(["email": email, "password": "correct horse 9"]))
@@ -141,6 +157,9 @@ import Glibc
             await again.stop()
             throw error
         }
-        #expect(await again.stop() == 0)   // SIGTERM
+        again.process.terminate()
+        let secondStatus = try await waitForExit(again.process, seconds: 60)
+        #expect(secondStatus == 0, "exit status after SIGTERM: \(secondStatus.map(String.init) ?? "still running after 60 s")\n\(again.output.suffix(20).joined(separator: "\n"))")
+        if secondStatus == nil { await again.stop() }
     }
 }

@@ -63,6 +63,28 @@ func runCommand(_ executable: String, _ arguments: [String], environment: [Strin
     }
 }
 
+/// Starts a ``ChildProcess`` from a thread whose signal mask is empty. Foundation's `Process` hands
+/// the calling thread's signal mask to the child, and the threads of the test runtime block
+/// SIGINT and SIGTERM: a shell started with them blocked never sees them, so a script's traps (and
+/// Ctrl-C) could not be tested.
+func startWithSignals(_ executable: String, arguments: [String] = [], environment: [String: String]) async throws -> ChildProcess {
+    try await offPool {
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        pthread_sigmask(SIG_SETMASK, &empty, nil)
+        return try ChildProcess(executable: executable, arguments: arguments, environment: environment)
+    }
+}
+
+/// Waits (off the pool, polling) until `process` exits; its status, nil after `seconds`.
+func waitForExit(_ process: Process, seconds: Double) async throws -> Int32? {
+    try await offPool { () -> Int32? in
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { usleep(5_000) }
+        return process.isRunning ? nil : process.terminationStatus
+    }
+}
+
 // MARK: curl
 
 /// The real curl binary.
@@ -99,9 +121,9 @@ final class SSEStream: Sendable {
     /// - Throws: ``TestFailure`` when curl is missing, or the head is not a 200 within 15 s.
     static func open(_ url: String, token: String) async throws -> SSEStream {
         guard let curl = Curl.path else { throw TestFailure("curl is not installed") }
-        let child = try ChildProcess(executable: curl, arguments: ["-s", "-N", "-i", "-H", "Accept: text/event-stream",
-                                                                   "-H", "Authorization: Bearer \(token)", url],
-                                     environment: ProcessInfo.processInfo.environment)
+        let child = try await startWithSignals(curl, arguments: ["-s", "-N", "-i", "-H", "Accept: text/event-stream",
+                                                                 "-H", "Authorization: Bearer \(token)", url],
+                                               environment: ProcessInfo.processInfo.environment)
         let stream = SSEStream(child: child)
         let status = try await child.waitForLine("the SSE response head", seconds: 15) { $0.hasPrefix("HTTP/1.1 ") }
         guard status.hasPrefix("HTTP/1.1 200") else {
