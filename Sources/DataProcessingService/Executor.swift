@@ -259,10 +259,11 @@ extension Pipeline {
             case .validate(let spec):
                 var kept = 0
                 var problems: [String] = []
+                let rules = spec.rules.map { $0 }   // this thread's own array (see group)
                 for r in rows.indices {
                     if r & 1023 == 1023, options.expired { outcome.timedOut = true; return outcome }
                     problems.removeAll(keepingCapacity: true)
-                    for rule in spec.rules { rule.check(rule.column.map { rows[r][$0] } ?? .null, into: &problems) }
+                    for i in rules.indices { rules[i].check(rules[i].column.map { rows[r][$0] } ?? .null, into: &problems) }
                     if problems.isEmpty {
                         if kept != r { rows.swapAt(kept, r) }
                         kept += 1
@@ -327,12 +328,14 @@ extension Pipeline {
                     }
                 }
 
-            case .normalize(let plans):
+            case .normalize(let shared):
+                let columns = shared.map(\.column)
+                let plans = shared.map { $0.ops.map { $0 } }   // this thread's own arrays (see group)
                 for r in rows.indices {
                     if r & 1023 == 1023, options.expired { outcome.timedOut = true; return outcome }
-                    for p in plans {
-                        let (v, failed) = normalized(rows[r][p.column], p.ops)
-                        rows[r][p.column] = v
+                    for p in plans.indices {
+                        let (v, failed) = normalized(rows[r][columns[p]], plans[p])
+                        rows[r][columns[p]] = v
                         if failed { outcome.ops[k].unparseable += 1 }
                     }
                 }
@@ -341,13 +344,14 @@ extension Pipeline {
                 var out: [[Value]] = []
                 out.reserveCapacity(rows.count)
                 let table = spec.table
-                let width = table.carried.count
+                let carried = table.carried.map { $0 }, leftColumns = spec.leftColumns.map { $0 }   // see group
+                let width = carried.count
                 var key: [Value] = []
                 for r in rows.indices {
                     if r & 1023 == 1023, options.expired { outcome.timedOut = true; return outcome }
                     key.removeAll(keepingCapacity: true)
                     var hasNull = false
-                    for c in spec.leftColumns {
+                    for c in leftColumns {
                         let v = rows[r][c]
                         if v.isNull { hasNull = true }
                         key.append(v)
@@ -357,7 +361,7 @@ extension Pipeline {
                         for m in matches {
                             var row = rows[r]
                             row.reserveCapacity(row.count + width)
-                            for c in table.carried { row.append(table.rows[m][c]) }
+                            for c in carried { row.append(table.rows[m][c]) }
                             out.append(row)
                         }
                     } else if spec.keepUnmatched {
@@ -456,6 +460,7 @@ extension Pipeline {
     private func sortNumeric(_ rows: [[Value]], _ keys: [SortKey], _ ranges: [Range<Int>],
                              _ options: ExecutionOptions) -> [[Value]] {
         var runs = Parallel.map(ranges.count, workers: options.workers) { c -> [NumericEntry] in
+            let keys = keys.map { $0 }   // a private copy (see group)
             var entries = ranges[c].map { r in NumericEntry(rows[r], keys, position: r) }
             entries.sort(by: NumericEntry.less)
             return entries
@@ -680,35 +685,55 @@ extension Pipeline {
     private func group(_ rows: [[Value]], _ spec: GroupSpec, step: Int, _ options: ExecutionOptions) throws(TransformError) -> [[Value]] {
         let ranges = options.chunks(rows.count)
         let partials = Parallel.map(ranges.count, workers: options.workers) { c -> GroupChunk in
+            // Private copies of the spec: reference counts of arrays shared by every thread would
+            // bounce between cores on each record.
+            let by = spec.by.map { $0 }
+            let single = by.count == 1 ? by[0] : -1
+            let functions = spec.aggregates.map(\.function)
+            let columns = spec.aggregates.map { $0.column ?? -1 }
+            let valueColumns = spec.valueColumns.map { $0 }
             var index: [[Value]: Int] = [:]
+            var singleIndex: [Value: Int] = [:]   // the common one-column key, without an array per record
             var chunk = GroupChunk()
             for r in ranges[c] {
-                let row = rows[r]
-                let key = spec.by.map { row[$0] }
                 let g: Int
-                if let known = index[key] {
-                    g = known
+                if single >= 0 {
+                    let keyValue = rows[r][single]
+                    if let known = singleIndex[keyValue] {
+                        g = known
+                    } else {
+                        g = chunk.groups.count
+                        singleIndex[keyValue] = g
+                        chunk.groups.append(GroupState(key: [keyValue], spec: spec))
+                    }
                 } else {
-                    g = chunk.groups.count
-                    index[key] = g
-                    chunk.groups.append(GroupState(key: key, spec: spec))
+                    let key = by.map { rows[r][$0] }
+                    if let known = index[key] {
+                        g = known
+                    } else {
+                        g = chunk.groups.count
+                        index[key] = g
+                        chunk.groups.append(GroupState(key: key, spec: spec))
+                    }
                 }
                 chunk.groups[g].records += 1
-                for (a, agg) in spec.aggregates.enumerated() {
-                    guard let column = agg.column else { continue }
-                    let v = row[column]
+                for a in columns.indices {
+                    let column = columns[a]
+                    if column < 0 { continue }
+                    let v = rows[r][column]
                     if v.isNull { continue }
                     chunk.groups[g].counts[a] += 1
-                    if agg.function == .min || agg.function == .max {
+                    let function = functions[a]
+                    if function == .min || function == .max {
                         let best = chunk.groups[g].best[a]
                         let cmp = best.isNull ? 0 : Value.compare(v, best)
-                        if best.isNull || (agg.function == .min && cmp < 0) || (agg.function == .max && cmp > 0) {
+                        if best.isNull || (function == .min && cmp < 0) || (function == .max && cmp > 0) {
                             chunk.groups[g].best[a] = v
                         }
                     }
                 }
-                for (s, column) in spec.valueColumns.enumerated() {
-                    switch row[column] {
+                for s in valueColumns.indices {
+                    switch rows[r][valueColumns[s]] {
                     case .null: continue
                     case .int(let n):
                         chunk.groups[g].stores[s].intSum += Int128(n)
@@ -717,7 +742,7 @@ extension Pipeline {
                         chunk.groups[g].stores[s].allInt = false
                         chunk.groups[g].stores[s].values.append(d)
                     case let other:
-                        chunk.failure = (r, "field '\(outputFieldName(column, step))' must be numeric for sum, mean and percentiles, got \(other.typeName)")
+                        chunk.failure = (r, "field '\(outputFieldName(valueColumns[s], step))' must be numeric for sum, mean and percentiles, got \(other.typeName)")
                         return chunk
                     }
                 }
