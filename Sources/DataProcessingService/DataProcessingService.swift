@@ -47,7 +47,6 @@ public final class DataProcessingService: Sendable {
     public func install(on runtime: ServiceRuntime) {
         let m = runtime.metrics
         m.declareCounter("data_transforms_total", help: "transforms by interface (nats, http, job) and status")
-        m.declareCounter("data_transform_records_total", help: "input records of successful transforms")
         m.declareCounter("data_jobs_total", help: "jobs by outcome (accepted, rejected, done, failed)")
         m.declareGauge("data_jobs_running", help: "jobs running now")
         m.declareGauge("data_jobs_queued", help: "jobs waiting now")

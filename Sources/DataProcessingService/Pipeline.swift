@@ -355,8 +355,13 @@ struct FieldRule: Sendable {
         }
         rule.min = try number("min")
         rule.max = try number("max")
-        rule.minLength = try number("min_length").map { Int($0) }
-        rule.maxLength = try number("max_length").map { Int($0) }
+        func length(_ key: String) throws(Pipeline.StepError) -> Int? {
+            guard let v = node[key] else { return nil }
+            guard let n = v.intValue, n >= 0 else { throw Pipeline.StepError("\"\(key)\" for '\(field)' must be a non-negative integer") }
+            return Int(clamping: n)
+        }
+        rule.minLength = try length("min_length")
+        rule.maxLength = try length("max_length")
         if let list = node["one_of"] {
             guard let elements = list.elements else { throw Pipeline.StepError("\"one_of\" for '\(field)' must be an array") }
             var values: [Value] = []
