@@ -45,12 +45,12 @@ extension AnalyticsEngine {
     public func answer(metric name: String, window windowName: String?) throws(QueryError) -> JSONValue {
         if name == "all" {
             if let windowName, windowName != Window.all.rawValue {
-                throw QueryError(status: 400, "metric all has no window \(windowName) (use /v1/stats/{metric}?window=...)")
+                throw QueryError(status: 400, "metric all has no window \(Self.shown(windowName)) (use /v1/stats/{metric}?window=...)")
             }
             return allStats()
         }
         guard let metric = Metric(rawValue: name) else {
-            throw QueryError(status: 404, "unknown metric \(name) (known: all, \(Metric.allCases.map(\.rawValue).joined(separator: ", ")))")
+            throw QueryError(status: 404, "unknown metric \(Self.shown(name)) (known: all, \(Metric.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         guard let windowName else {
             if metric.windows.count == 1 { return tagged(metric, .all, value(metric, .all)) }
@@ -59,10 +59,10 @@ extension AnalyticsEngine {
             return .object(["metric": .string(metric.rawValue), "windows": .object(windows)])
         }
         guard let window = Window(rawValue: windowName) else {
-            throw QueryError(status: 400, "unknown window \(windowName) (known: \(Window.allCases.map(\.rawValue).joined(separator: ", ")))")
+            throw QueryError(status: 400, "unknown window \(Self.shown(windowName)) (known: \(Window.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         guard metric.windows.contains(window) else {
-            throw QueryError(status: 400, "metric \(metric.rawValue) is kept for window all only, not \(windowName)")
+            throw QueryError(status: 400, "metric \(metric.rawValue) is kept for window all only, not \(Self.shown(windowName))")
         }
         return tagged(metric, window, value(metric, window))
     }
@@ -84,6 +84,13 @@ extension AnalyticsEngine {
         case let other?: throw QueryError(status: 400, "window must be a string, not \(other.typeName)")
         }
         return try answer(metric: metric, window: window)
+    }
+
+    /// A caller's text as it may appear in an error: control characters become `?` (a NATS
+    /// service error travels in a header, where CR or LF cannot go) and at most 64 characters.
+    static func shown(_ text: String) -> String {
+        let cleaned = String(text.unicodeScalars.prefix(64).map { $0.properties.generalCategory == .control ? "?" : Character($0) })
+        return text.unicodeScalars.count > 64 ? cleaned + "..." : cleaned
     }
 
     /// Every metric in every window it is kept for (the body of `GET /v1/stats`).

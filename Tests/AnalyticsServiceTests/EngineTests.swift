@@ -296,6 +296,15 @@ struct SnapshotQueryTests {
         #expect(refused("not json") == 400)
         #expect(refused("[1]") == 400)
         #expect(refused(#"{"metric":"top"}"#) == nil)
+        // Names are echoed without control characters (service errors travel in headers) and cut.
+        do {
+            _ = try e.answer(metric: "a\r\nb" + String(repeating: "x", count: 100), window: nil)
+            Issue.record("answered")
+        } catch {
+            #expect(error.status == 404)
+            #expect(!error.message.contains("\r") && !error.message.contains("\n") && error.message.contains("a??bxx"))
+            #expect(error.message.count < 200)
+        }
         #expect(refused(#"{"metric":"all"}"#) == nil)
     }
 }

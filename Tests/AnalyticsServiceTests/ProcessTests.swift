@@ -77,6 +77,10 @@ struct ProcessTests {
             #expect(unknown.headers?["Nats-Service-Error-Code"] == "404")
             let badWindow = try await Self.query(client, #"{"metric":"counts","window":"2d"}"#)
             #expect(badWindow.headers?["Nats-Service-Error-Code"] == "400")
+            let newline = try await Self.query(client, #"{"metric":"a\r\nb"}"#)
+            #expect(newline.headers?["Nats-Service-Error-Code"] == "404")
+            let notJSON = try await Self.query(client, "metric=counts")
+            #expect(notJSON.headers?["Nats-Service-Error-Code"] == "400")
 
             // HTTP.
             let stats = try await service.request("GET", "/v1/stats")
