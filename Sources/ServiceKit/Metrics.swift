@@ -45,9 +45,29 @@ public final class MetricsRegistry: Sendable {
         }
     }
 
+    /// A sample's address resolved once (family name plus rendered labels), for hot paths that
+    /// update the same sample per message.
+    public struct Sample: Sendable {
+        let name: String
+        let key: String
+    }
+
+    /// The address of `name` with `labels`, to pass to ``increment(_:by:)``.
+    public func sample(_ name: String, labels: [(String, String)] = []) -> Sample {
+        Sample(name: name, key: MetricsRegistry.labelKey(labels))
+    }
+
+    /// Adds `amount` to a counter or gauge sample resolved with ``sample(_:labels:)``.
+    public func increment(_ sample: Sample, by amount: Double = 1) {
+        add(sample.name, sample.key, amount)
+    }
+
     /// Adds `amount` to a counter or gauge sample. Undeclared names are declared as counters.
     public func increment(_ name: String, labels: [(String, String)] = [], by amount: Double = 1) {
-        let key = MetricsRegistry.labelKey(labels)
+        add(name, MetricsRegistry.labelKey(labels), amount)
+    }
+
+    private func add(_ name: String, _ key: String, _ amount: Double) {
         families.withLock { f in
             if f[name] == nil { f[name] = Family(kind: .counter, help: name, bounds: []) }
             f[name]!.values[key, default: 0] += amount  // just ensured present

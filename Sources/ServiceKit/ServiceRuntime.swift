@@ -48,8 +48,9 @@ public enum ServiceRuntimeError: Error, Sendable, Equatable, CustomStringConvert
 ///
 /// Register routes, endpoints, readiness checks and shutdown actions first, then call ``run()``:
 /// it returns after a signal (or ``shutdown()``) once everything stopped in reverse start order
-/// (HTTP intake, then NATS drain, then the shutdown actions, last registered first), each step
-/// bounded by what is left of ``shutdownDeadline``.
+/// (HTTP intake, then NATS drain and the consumers' in-flight handlers, then the shutdown actions,
+/// last registered first), each step bounded by what is left of ``shutdownDeadline``; the last
+/// quarter of it is kept for the shutdown actions.
 public final class ServiceRuntime: Sendable {
     /// Service name (in logs, metrics and `$SRV`).
     public let name: String
@@ -286,18 +287,21 @@ public final class ServiceRuntime: Sendable {
             if resumeNow { continuation.resume() }
         }
 
-        // Reverse order: HTTP intake, NATS, then the service's own actions.
+        // Reverse order: HTTP intake, NATS, then the service's own actions. The last quarter of
+        // the deadline is kept for those actions (flushing a store must not lose its turn to a
+        // drain that waits on an unreachable broker).
         let deadline = ContinuousClock.now + shutdownDeadline
+        let intakeDeadline = deadline - shutdownDeadline / 4
         logger.info("shutting down")
-        if !(await ServiceRuntime.within(deadline, { await server.shutdown() })) {
+        if !(await ServiceRuntime.within(intakeDeadline, { await server.shutdown() })) {
             logger.error("HTTP server did not stop before the deadline")
         }
         connector.cancel()
         await connector.value
-        await stopNATS(deadline: deadline)
+        await stopNATS(deadline: intakeDeadline)
         // The drain ended every subscription; let the handlers of messages already received finish.
         let consumerTasks = state.withLock { $0.consumerTasks }
-        if !(await ServiceRuntime.within(deadline, { for task in consumerTasks { await task.value } })) {
+        if !(await ServiceRuntime.within(intakeDeadline, { for task in consumerTasks { await task.value } })) {
             logger.error("message handlers did not finish before the deadline")
         }
         let actions = state.withLock { $0.shutdownActions }
@@ -417,14 +421,16 @@ public final class ServiceRuntime: Sendable {
 
     private func run(_ consumer: Consumer, _ subscription: Subscription) async {
         let metrics = self.metrics, logger = self.logger, name = consumer.name, handler = consumer.handler
+        let handled = metrics.sample("nats_consumer_messages_total", labels: [("consumer", name)])
+        let failed = metrics.sample("nats_consumer_errors_total", labels: [("consumer", name)])
         let handle: @Sendable (Message) async -> Void = { message in
             let trace = TraceContext.continuing(message.headers?[TraceContext.headerName]).child()
             let context = RequestContext(trace: trace, logger: logger.with(traceID: trace.traceID))
-            metrics.increment("nats_consumer_messages_total", labels: [("consumer", name)])
+            metrics.increment(handled)
             do {
                 try await handler(message, context)
             } catch {
-                metrics.increment("nats_consumer_errors_total", labels: [("consumer", name)])
+                metrics.increment(failed)
                 context.logger.error("message handler failed", ["consumer": .string(name), "subject": .string(message.subject),
                                                                  "error": .string("\(error)")])
             }

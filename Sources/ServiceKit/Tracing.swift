@@ -63,10 +63,28 @@ public struct TraceContext: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String { traceparent }
 
-    /// Random non-zero ids; the system CSPRNG, or the standard generator if /dev/urandom fails.
+    /// Random non-zero ids from the system generator (getrandom(2), no descriptor per call: every
+    /// consumed message gets a span id, so this is on each service's message path).
     static func randomHex(_ count: Int) -> String {
-        var bytes = (try? SecureRandom.bytes(count)) ?? (0..<count).map { _ in UInt8.random(in: 0...255) }
-        if bytes.allSatisfy({ $0 == 0 }) { bytes[count - 1] = 1 }
-        return Hex.encode(bytes)
+        let digits: StaticString = "0123456789abcdef"
+        var generator = SystemRandomNumberGenerator()
+        return String(unsafeUninitializedCapacity: count * 2) { out in
+            var written = 0
+            var allZero = true
+            while written < count * 2 {
+                var word = generator.next()
+                for _ in 0..<8 where written < count * 2 {
+                    let byte = UInt8(truncatingIfNeeded: word)
+                    word >>= 8
+                    if byte != 0 { allZero = false }
+                    out[written] = digits.utf8Start[Int(byte >> 4)]
+                    out[written + 1] = digits.utf8Start[Int(byte & 15)]
+                    written += 2
+                }
+            }
+            // All-zero ids are invalid in W3C trace context.
+            if allZero { out[written - 1] = UInt8(ascii: "1") }
+            return written
+        }
     }
 }

@@ -186,4 +186,30 @@ final class Recorder: Sendable {
         #expect(ran.all == ["quick"], "later actions still run after one overran")
         #expect(sink.lines.contains { $0.contains("shutdown action did not finish before the deadline") && $0.contains("hangs") })
     }
+
+    /// A drain that cannot finish (the broker is gone) must not use the time kept for the
+    /// service's own shutdown actions, such as flushing its store.
+    @Test(.enabled(if: ReferenceBroker.available || Peers.required))
+    func shutdownActionsRunEvenWhenTheDrainCannotFinish() async throws {
+        let natsPort = try freePort()
+        let broker = try ReferenceBroker(port: natsPort)
+        let config = try Configuration.load([AnySetting(StandardSettings.natsURL), AnySetting(StandardSettings.httpPort)],
+                                            arguments: [], environment: ["NATS_URL": "nats://127.0.0.1:\(natsPort)", "HTTP_PORT": "0"],
+                                            workingDirectory: "/nonexistent")
+        let rt = ServiceRuntime(name: "flush", version: "0.0.1", configuration: config,
+                                logger: Logger(service: "flush", sink: MemoryLogSink()), shutdownDeadline: .seconds(2))
+        let ran = Recorder()
+        rt.consume("work", subject: "work.>") { _, _ in }
+        rt.onShutdown("flush store") {
+            try? await Task.sleep(for: .milliseconds(100))
+            ran.append("flushed")
+        }
+        let running = Task { try await rt.run(handleSignals: false) }
+        #expect(await eventually(20) { rt.readiness.ready })
+        broker.stop()
+        #expect(await eventually(20) { rt.natsClient?.isConnected == false })
+        rt.shutdown()
+        try await running.value
+        #expect(ran.all == ["flushed"])
+    }
 }

@@ -43,9 +43,36 @@ import Testing
         #expect(a.traceID != b.traceID)
         #expect(TraceContext.continuing(a.traceparent) == a)
     }
+
+    @Test func randomIdsAreLowercaseHexOfTheRightLengthAndSpreadOverEveryDigit() {
+        var seen = Set<Character>()
+        var ids = Set<String>()
+        for _ in 0..<2000 {
+            let trace = TraceContext.newTrace()
+            #expect(trace.traceID.count == 32 && trace.spanID.count == 16)
+            #expect(trace.traceID.allSatisfy { $0.isHexDigit && !$0.isUppercase })
+            #expect(trace.traceID != String(repeating: "0", count: 32))
+            seen.formUnion(trace.traceID)
+            ids.insert(trace.traceID)
+            ids.insert(trace.child().spanID)
+        }
+        #expect(seen.count == 16)
+        #expect(ids.count == 4000)
+    }
 }
 
 @Suite struct MetricsTests {
+    @Test func aResolvedSampleUpdatesTheSameSeriesAsTheLabelledCall() {
+        let m = MetricsRegistry()
+        m.declareCounter("handled_total", help: "handled")
+        let sample = m.sample("handled_total", labels: [("consumer", "a\"b")])
+        m.increment(sample)
+        m.increment(sample, by: 2)
+        m.increment("handled_total", labels: [("consumer", "a\"b")])
+        #expect(m.value("handled_total", labels: [("consumer", "a\"b")]) == 4)
+        #expect(m.render().contains(#"handled_total{consumer="a\"b"} 4"#))
+    }
+
     @Test func rendersCountersAndGaugesInPrometheusTextFormat() {
         let m = MetricsRegistry()
         m.declareCounter("http_requests_total", help: "HTTP requests by route and status")
