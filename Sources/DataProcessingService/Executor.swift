@@ -91,6 +91,13 @@ public struct Rejection: Sendable, Equatable {
 public struct PipelineResult: Sendable, Equatable {
     public var dataset: Dataset
     public var steps: [StepStats]
+    /// Per step: its stage (consecutive record-wise steps run fused, as one stage) and the
+    /// stage's wall time in milliseconds. Not part of equality (timings differ run to run).
+    public var timings: [(stage: Int, milliseconds: Double)] = []
+
+    public static func == (a: PipelineResult, b: PipelineResult) -> Bool {
+        a.dataset == b.dataset && a.steps == b.steps
+    }
 }
 
 /// Runs closures over `0..<count` on up to `workers` threads (GCD's concurrentPerform; the
@@ -132,6 +139,8 @@ extension Pipeline {
         var rows = input.rows
         input.rows = []   // when the caller gave its dataset away, the records are now uniquely ours
         var stats: [StepStats] = []
+        var timings: [(stage: Int, milliseconds: Double)] = []
+        var stage = 0
         var s = 0
         while s < steps.count {
             try options.checkBudget()
@@ -142,11 +151,16 @@ extension Pipeline {
                     ops.append(op)
                     e += 1
                 }
+                let started = ContinuousClock.now
                 stats += try runStage(&rows, ops, firstStep: s, options)
+                let ms = Self.milliseconds(ContinuousClock.now - started)
+                timings += Array(repeating: (stage, ms), count: ops.count)
+                stage += 1
                 s = e
                 continue
             }
             let before = rows.count
+            let started = ContinuousClock.now
             switch steps[s].kind {
             case .dedup(let keys): rows = dedup(rows, keys, options)
             case .sort(let keys): rows = sort(rows, keys, options)
@@ -158,10 +172,12 @@ extension Pipeline {
             case .row: break
             }
             stats.append(StepStats(op: steps[s].op, recordsIn: before, recordsOut: rows.count))
+            timings.append((stage, Self.milliseconds(ContinuousClock.now - started)))
+            stage += 1
             s += 1
         }
         try options.checkBudget()
-        return PipelineResult(dataset: Dataset(fields: outputFields, rows: rows), steps: stats)
+        return PipelineResult(dataset: Dataset(fields: outputFields, rows: rows), steps: stats, timings: timings)
     }
 
     /// Frees records on the workers instead of one by one on this thread (a group-by drops
@@ -171,6 +187,11 @@ extension Pipeline {
         let slots = options.chunks(rows.count).map { Slot(Array(rows[$0])) }
         rows = []
         _ = Parallel.map(slots.count, workers: options.workers) { c in slots[c].take()?.count ?? 0 }
+    }
+
+    static func milliseconds(_ d: Duration) -> Double {
+        let v = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
+        return (v * 1000).rounded() / 1000
     }
 
     // MARK: Row-local stages
@@ -785,7 +806,7 @@ extension Pipeline {
 
     private static func finish(_ g: GroupState, _ spec: GroupSpec) -> [Value] {
         var row = g.key
-        var sorted: [[Double]?] = Array(repeating: nil, count: spec.valueColumns.count)
+        var selected: [[Double: Double]?] = Array(repeating: nil, count: spec.valueColumns.count)
         for (a, agg) in spec.aggregates.enumerated() {
             switch agg.function {
             case .count:
@@ -808,21 +829,85 @@ extension Pipeline {
                     row.append(.number(agg.function == .sum ? total : total / Double(store.values.count)))
                 }
             case .percentile(let p):
-                guard let s = spec.valueSlot[a] else { row.append(.null); continue }
-                if sorted[s] == nil { sorted[s] = g.stores[s].values.sorted() }
-                let values = sorted[s] ?? []
-                guard !values.isEmpty else { row.append(.null); continue }
-                row.append(percentileValue(values, p, asInt: g.stores[s].allInt))
+                guard let s = spec.valueSlot[a], !g.stores[s].values.isEmpty else { row.append(.null); continue }
+                if selected[s] == nil { selected[s] = percentiles(g.stores[s].values, slot: s, spec) }
+                let v = selected[s]?[p] ?? 0
+                row.append(g.stores[s].allInt && abs(v) < 9.007_199_254_740_992e15 ? .int(Int64(v)) : .number(v))
             }
         }
         return row
     }
 
+    /// The nearest-rank rank (1-based) of percentile `p` among `n` values: ceil(p/100 * n), at least 1.
+    static func rank(_ p: Double, _ n: Int) -> Int {
+        max(1, min(n, Int((p * Double(n) / 100).rounded(.up))))
+    }
+
+    /// Every percentile slot `slot` needs, by p: the values at their ranks, found by selection
+    /// (expected linear time) instead of a full sort.
+    private static func percentiles(_ values: [Double], slot: Int, _ spec: GroupSpec) -> [Double: Double] {
+        var ps: [Double] = []
+        for (a, agg) in spec.aggregates.enumerated() {
+            if case .percentile(let p) = agg.function, spec.valueSlot[a] == slot { ps.append(p) }
+        }
+        var work = values
+        let n = work.count
+        // Ascending ranks: each selection leaves smaller values to its left, so the next one
+        // searches only to the right.
+        let ranks = Set(ps.map { rank($0, n) - 1 }).sorted()
+        var byRank: [Int: Double] = [:]
+        var lo = 0
+        work.withUnsafeMutableBufferPointer { a in
+            for k in ranks {
+                select(a, k, lo, n)
+                byRank[k] = a[k]
+                lo = k + 1
+            }
+        }
+        var out: [Double: Double] = [:]
+        for p in ps { out[p] = byRank[rank(p, n) - 1] ?? 0 }
+        return out
+    }
+
+    /// Rearranges `a[lo..<hi]` so that `a[k]` holds the value sorting would put there, with
+    /// nothing larger before it and nothing smaller after it (Hoare's selection, median-of-three).
+    static func select(_ a: UnsafeMutableBufferPointer<Double>, _ k: Int, _ lo: Int, _ hi: Int) {
+        var lo = lo, hi = hi - 1
+        while hi > lo {
+            if hi - lo < 16 {
+                // Insertion sort of a small range.
+                var i = lo + 1
+                while i <= hi {
+                    let x = a[i]
+                    var j = i - 1
+                    while j >= lo && a[j] > x { a[j + 1] = a[j]; j -= 1 }
+                    a[j + 1] = x
+                    i += 1
+                }
+                return
+            }
+            let mid = lo + (hi - lo) / 2
+            if a[mid] < a[lo] { a.swapAt(mid, lo) }
+            if a[hi] < a[lo] { a.swapAt(hi, lo) }
+            if a[hi] < a[mid] { a.swapAt(hi, mid) }
+            let pivot = a[mid]
+            var i = lo, j = hi
+            while i <= j {
+                while a[i] < pivot { i += 1 }
+                while a[j] > pivot { j -= 1 }
+                if i <= j {
+                    a.swapAt(i, j)
+                    i += 1
+                    j -= 1
+                }
+            }
+            if k <= j { hi = j } else if k >= i { lo = i } else { return }
+        }
+    }
+
     /// Nearest-rank percentile of sorted values: the value at rank ceil(p/100 * n) (at least 1).
     static func percentileValue(_ sorted: [Double], _ p: Double, asInt: Bool) -> Value {
-        let n = sorted.count
-        let rank = max(1, min(n, Int((p * Double(n) / 100).rounded(.up))))
-        let v = sorted[rank - 1]
+        let v = sorted[rank(p, sorted.count) - 1]
         if asInt, abs(v) < 9.007_199_254_740_992e15 { return .int(Int64(v)) }
         return .number(v)
     }

@@ -230,9 +230,13 @@ public enum Transform {
             let v = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
             return .double((v * 1000).rounded() / 1000)
         }
-        let steps: [JSONNode] = result.steps.map { s in
+        let steps: [JSONNode] = result.steps.enumerated().map { k, s in
             var m = [JSONMember("op", .string(s.op)), JSONMember("records_in", .int(Int64(s.recordsIn))),
                      JSONMember("records_out", .int(Int64(s.recordsOut)))]
+            if k < result.timings.count {
+                m.append(JSONMember("stage", .int(Int64(result.timings[k].stage))))
+                m.append(JSONMember("stage_ms", .double(result.timings[k].milliseconds)))
+            }
             if s.op == "validate" {
                 m.append(JSONMember("rejected", .int(Int64(s.rejected))))
                 m.append(JSONMember("rejections", .array(s.rejections.map { r in

@@ -47,6 +47,28 @@ import Testing
         #expect(Pipeline.percentileValue([1.5, 2.5], 0, asInt: false) == .double(1.5))
     }
 
+    @Test func selectionFindsTheSortedValue() {
+        var g = SeededGenerator(seed: 31)
+        for trial in 0..<300 {
+            let n = Int.random(in: 1...200, using: &g)
+            let spread = trial % 3 == 0 ? 3.0 : 1000.0   // many duplicates in a third of the trials
+            let values = (0..<n).map { _ in (Double.random(in: 0..<spread, using: &g)).rounded() }
+            let sorted = values.sorted()
+            var ranks = (0..<Int.random(in: 1...4, using: &g)).map { _ in Int.random(in: 0..<n, using: &g) }
+            ranks = Array(Set(ranks)).sorted()
+            var work = values
+            var lo = 0
+            work.withUnsafeMutableBufferPointer { a in
+                for k in ranks {
+                    Pipeline.select(a, k, lo, n)
+                    #expect(a[k] == sorted[k], "n \(n) rank \(k)")
+                    lo = k + 1
+                }
+            }
+            #expect(work.sorted() == sorted)
+        }
+    }
+
     @Test(arguments: ["inner", "left"])
     func joinMatchesNestedLoops(_ type: String) throws {
         let left = randomDataset(400, seed: 5)
