@@ -56,7 +56,53 @@ import Glibc
                   let comm = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8),
                   name.hasPrefix(comm.trimmingCharacters(in: .whitespacesAndNewlines)) else { continue }
             kill(pid, SIGKILL)
+            // Until it is gone or a zombie (its new parent reaps it when it gets to it).
+            for _ in 0..<10_000 where kill(pid, 0) == 0 && !isZombie(pid) { usleep(1_000) }
         }
+    }
+
+    static func isZombie(_ pid: Int32) -> Bool {
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        return status.split(separator: "\n").contains { $0.hasPrefix("State:") && $0.contains("Z") }
+    }
+
+    @Test func componentsLeftByAKilledRunAreNamedAndStalePidFilesAreIgnored() async throws {
+        let data = try temporaryDirectory("platform-killed")
+        defer {
+            Self.killLeftovers(data)
+            removeTemporary(data)
+        }
+        let environment = try Self.environment(try Self.freePorts())
+        let killed = try await startWithSignals(Self.script, arguments: ["--no-build", "--data", data], environment: environment)
+        do {
+            _ = try await killed.waitForLine("the platform-is-up banner", seconds: 90) { $0.contains("The platform is up.") }
+        } catch {
+            await killed.stop()
+            throw error
+        }
+        // SIGKILL: no trap runs. Its lock goes with it (the kernel closes its files at exit);
+        // not waited for, as Foundation notices the exit of a killed child only seconds later.
+        kill(killed.process.processIdentifier, SIGKILL)
+
+        // The components outlive a SIGKILLed script; the next run names them instead of failing on ports.
+        let refused = try await runCommand(Self.script, ["--no-build", "--data", data], environment: environment, timeout: 60)
+        #expect(refused.status == 1)
+        #expect(refused.error.contains("still running from an earlier run with this data folder"), "stderr: \(refused.error)")
+        for name in ["nats-server"] + Contract.services { #expect(refused.error.contains("\(name) (pid ")) }
+
+        // Once they are gone, their pid files are stale and the platform starts again.
+        Self.killLeftovers(data)
+        let again = try await startWithSignals(Self.script, arguments: ["--no-build", "--data", data], environment: environment)
+        do {
+            _ = try await again.waitForLine("the platform-is-up banner after the leftovers were stopped", seconds: 90) { $0.contains("The platform is up.") }
+        } catch {
+            await again.stop()
+            throw error
+        }
+        again.process.terminate()
+        let status = try await waitForExit(again.process, seconds: 60)
+        #expect(status == 0, "exit status after SIGTERM: \(status.map(String.init) ?? "still running after 60 s")")
+        if status == nil { await again.stop() }
     }
 
     @Test func aPortInUseIsNamedWithTheVariableThatMovesItAndNothingStarts() async throws {
