@@ -61,8 +61,28 @@ private func publishLogins(_ platform: Platform, _ client: NATSClient, user: (id
         let first = try await sent.wait("the notification of the real login") { $0["user_id"] as? String == userID }.1
         #expect(first["personalized"] as? Bool == true)
 
-        // auth stops; logins keep coming (published as auth would have).
-        #expect(await platform.stop("auth-service") == 0)
+        // auth stops while a burst of logins' events is in flight: each is notified exactly once,
+        // personalised if auth still answered, generic with a reason if not.
+        async let burst = publishLogins(platform, client, user: user, count: 20)
+        async let stopped = platform.stop("auth-service")
+        let inFlight = try await burst
+        #expect(await stopped == 0)
+        var inFlightEvents: [String: [[String: Any]]] = [:]
+        let allNotified = await eventually(30) {
+            inFlightEvents = Dictionary(grouping: sent.objects.filter { inFlight.contains($0["source_event_id"] as? String ?? "") }) {
+                $0["source_event_id"] as? String ?? ""
+            }
+            return inFlightEvents.count == inFlight.count
+        }
+        #expect(allNotified, "\(inFlightEvents.count) of \(inFlight.count) in-flight logins notified")
+        for (id, events) in inFlightEvents {
+            #expect(events.count == 1, "login \(id) notified \(events.count) times")
+            let personalised = events.first?["personalized"] as? Bool == true
+            let reason = events.first?["fallback_reason"] as? String
+            #expect(personalised ? reason == nil : reason?.isEmpty == false, "login \(id): personalized \(personalised), reason \(reason ?? "nil")")
+        }
+
+        // auth is gone; logins keep coming (published as auth would have).
         let failing = try await Self.notify(platform, client, sent, user: user, count: 6)
         for event in failing {
             #expect(event["personalized"] as? Bool == false)
