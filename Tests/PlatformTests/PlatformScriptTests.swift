@@ -161,6 +161,10 @@ import Glibc
             }
             let secret = try String(contentsOfFile: data + "/jwt-secret", encoding: .utf8)
             #expect(secret.utf8.count >= 32)
+            let permissions = try FileManager.default.attributesOfItem(atPath: data + "/jwt-secret")[.posixPermissions] as? Int
+            #expect(permissions == 0o600, "jwt-secret mode \(String(permissions ?? 0, radix: 8))")
+            #expect((try? String(contentsOfFile: data + "/.gitignore", encoding: .utf8))?.contains("\n*\n") == true,
+                    "the data folder keeps itself out of git")
             #expect(first.output.contains { $0.contains("micro ls") } && first.output.contains { $0.contains("/varz") })
 
             // A second copy on the same data is refused at once, naming the running one.
