@@ -13,7 +13,8 @@ import Testing
             if peersRequired { Issue.record("REQUIRE_PEERS=1 but curl is missing") }
             return
         }
-        try await Platform.with { platform in
+        let platform = try await Platform.start()
+        do {
             let client = try await NATSClient.connect(platform.natsURL)
             do {
                 try await Self.exercise(platform, client)
@@ -22,7 +23,13 @@ import Testing
                 throw error
             }
             await client.close()
+        } catch {
+            await platform.stop()
+            throw error
         }
+        // SIGTERM: every service drains and exits 0.
+        let statuses = await platform.stop()
+        #expect(statuses == Dictionary(uniqueKeysWithValues: Contract.services.map { ($0, Int32(0)) }), "exit statuses: \(statuses)")
     }
 
     static func exercise(_ platform: Platform, _ client: NATSClient) async throws {

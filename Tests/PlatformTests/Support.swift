@@ -52,7 +52,7 @@ func runCommand(_ executable: String, _ arguments: [String], environment: [Strin
         let timer = DispatchWorkItem { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: timer)
         let output = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        while process.isRunning { usleep(2_000) }   // (waitUntilExit spins a run loop off the main thread)
         timer.cancel()
         while errorReader.isExecuting { usleep(1_000) }
         if process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGKILL {
@@ -117,7 +117,7 @@ enum Curl {
 final class SSEStream: Sendable {
     let child: ChildProcess
 
-    /// Opens the stream and waits for the response head (status 200).
+    /// Opens the stream and waits for the response head (status 200) and the opening comment.
     /// - Throws: ``TestFailure`` when curl is missing, or the head is not a 200 within 15 s.
     static func open(_ url: String, token: String) async throws -> SSEStream {
         guard let curl = Curl.path else { throw TestFailure("curl is not installed") }
@@ -137,14 +137,6 @@ final class SSEStream: Sendable {
     }
 
     private init(child: ChildProcess) { self.child = child }
-
-    /// The JSON objects of the `data:` lines received so far.
-    var events: [[String: Any]] {
-        child.output.compactMap { line in
-            guard line.hasPrefix("data:") else { return nil }
-            return jsonObject(String(line.dropFirst(5)))
-        }
-    }
 
     /// Waits for a `data:` line whose JSON object satisfies `match`.
     func waitForEvent(_ what: String, seconds: Double = 20, where match: @escaping @Sendable ([String: Any]) -> Bool) async throws -> [String: Any] {
@@ -292,14 +284,20 @@ final class Platform: Sendable {
 
     func url(_ name: String, _ path: String) throws -> String { "http://127.0.0.1:\(try service(name).port)\(path)" }
 
-    /// Stops the services (last started first), then the broker, and removes the data.
-    func stop() async {
-        let services = state.withLock { s -> [ServiceProcess] in defer { s.services = [:] }; return Array(s.services.values) }
-        await withTaskGroup(of: Void.self) { group in
-            for service in services { group.addTask { await service.stop() } }
+    /// Stops the services (SIGTERM, all at once), then the broker, and removes the data; returns
+    /// each service's exit status.
+    @discardableResult
+    func stop() async -> [String: Int32] {
+        let services = state.withLock { s -> [String: ServiceProcess] in defer { s.services = [:] }; return s.services }
+        let statuses = await withTaskGroup(of: (String, Int32).self) { group in
+            for (name, service) in services { group.addTask { (name, await service.stop()) } }
+            var statuses: [String: Int32] = [:]
+            for await (name, status) in group { statuses[name] = status }
+            return statuses
         }
         await stopBroker()
         removeTemporary(root)
+        return statuses
     }
 
     /// Runs `body` with a started platform and always stops it afterwards.
