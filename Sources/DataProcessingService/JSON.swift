@@ -380,7 +380,8 @@ struct JSONReader {
         var text = Array(bytes)
         text.append(0)
         return text.withUnsafeBufferPointer { b in
-            b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { Glibc.strtod($0, nil) }
+            guard let base = b.baseAddress else { return .nan }   // never: the array holds at least the NUL
+            return base.withMemoryRebound(to: CChar.self, capacity: b.count) { Glibc.strtod($0, nil) }
         }
     }
 
@@ -446,7 +447,8 @@ struct JSONReader {
                 slot = table.keyBytes[predicted].withUnsafeBufferPointer { k -> Int in
                     let end = i + 1 + k.count
                     guard end < p.count, p[end] == UInt8(ascii: "\""),
-                          k.count == 0 || memcmp(p.baseAddress! + i + 1, k.baseAddress!, k.count) == 0 else { return -1 }
+                          let pb = p.baseAddress, let kb = k.baseAddress ?? (k.count == 0 ? pb : nil),
+                          k.count == 0 || memcmp(pb + i + 1, kb, k.count) == 0 else { return -1 }
                     return predicted
                 }
                 if slot >= 0 { i += table.keyBytes[slot].count + 2 }
@@ -492,7 +494,8 @@ struct JSONReader {
         let starts = bounds.starts
         let groupCount = min(starts.count, workers * 4)
         let per = (starts.count + groupCount - 1) / groupCount
-        let base = UnsafeRawPointer(p.baseAddress!)
+        guard let address = p.baseAddress else { return try readRecords(maxRecords: maxRecords, what: what) }
+        let base = UnsafeRawPointer(address)
         let total = p.count
         let source = ByteView(base: base, count: total)
         let tables = Parallel.map((starts.count + per - 1) / per, workers: workers) { g -> (RecordTable, Bool) in
