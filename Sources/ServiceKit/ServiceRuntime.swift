@@ -88,6 +88,13 @@ public final class ServiceRuntime: Sendable {
         var endpoints: [Endpoint] = []
         var consumers: [Consumer] = []
         var consumerTasks: [Task<Void, Never>] = []
+        /// The live subscription of each consumer (by index in `consumers`); nil while it is
+        /// (re)subscribing.
+        var consumerSubscriptions: [Int: Subscription] = [:]
+        /// Endpoints registered in `$SRV` (or there are none).
+        var endpointsRegistered = false
+        /// Set at shutdown: consumers end instead of resubscribing.
+        var consumersStopping = false
         var readinessChecks: [(String, @Sendable () -> Bool)] = []
         var shutdownActions: [(String, @Sendable () async -> Void)] = []
         var running = false
@@ -184,10 +191,17 @@ public final class ServiceRuntime: Sendable {
     /// The NATS client once connected.
     public var natsClient: NATSClient? { state.withLock { $0.client } }
 
-    /// Readiness: NATS connected and every readiness check true.
+    /// Readiness: NATS connected, the service's endpoints registered and every consumer
+    /// subscribed (`subscriptions`, present when there are endpoints or consumers), and every
+    /// readiness check true.
     public var readiness: (ready: Bool, checks: [String: Bool]) {
-        let (client, checks) = state.withLock { ($0.client, $0.readinessChecks) }
+        let (client, checks, subscribed) = state.withLock { s in
+            (s.client, s.readinessChecks,
+             (s.endpoints.isEmpty && s.consumers.isEmpty) ? nil
+                : s.endpointsRegistered && s.consumerSubscriptions.count == s.consumers.count)
+        }
         var results = ["nats": client?.isConnected ?? false]
+        if let subscribed { results["subscriptions"] = subscribed }
         for (name, check) in checks { results[name] = check() }
         return (results.values.allSatisfy { $0 }, results)
     }
@@ -297,13 +311,10 @@ public final class ServiceRuntime: Sendable {
             logger.error("HTTP server did not stop before the deadline")
         }
         connector.cancel()
-        await connector.value
-        await stopNATS(deadline: intakeDeadline)
-        // The drain ended every subscription; let the handlers of messages already received finish.
-        let consumerTasks = state.withLock { $0.consumerTasks }
-        if !(await ServiceRuntime.within(intakeDeadline, { for task in consumerTasks { await task.value } })) {
-            logger.error("message handlers did not finish before the deadline")
+        if !(await ServiceRuntime.within(intakeDeadline, { await connector.value })) {
+            logger.error("NATS connection attempt did not stop before the deadline")
         }
+        await stopNATS(deadline: intakeDeadline)
         let actions = state.withLock { $0.shutdownActions }
         for (name, action) in actions.reversed() {
             if !(await ServiceRuntime.within(deadline, action)) {
@@ -323,9 +334,36 @@ public final class ServiceRuntime: Sendable {
         waiter?.resume()
     }
 
+    /// Endpoints stop first, then each consumer's subscription is drained and its in-flight
+    /// handlers finish while the connection is still up (they may still request and publish),
+    /// then the connection drains. Every step is bounded by `deadline`.
     private func stopNATS(deadline: ContinuousClock.Instant) async {
-        let (service, client) = state.withLock { ($0.service, $0.client) }
-        if let service { await service.stop() }
+        let (service, client, live, consumerTasks) = state.withLock { s in
+            s.consumersStopping = true
+            return (s.service, s.client, s.consumerSubscriptions, s.consumerTasks)
+        }
+        let subscriptions = live.sorted { $0.key < $1.key }.map(\.value)
+        // Consumers still (re)subscribing have nothing in flight: stop their retry loops.
+        for (index, task) in consumerTasks.enumerated() where live[index] == nil { task.cancel() }
+        if let service, !(await ServiceRuntime.within(deadline, { await service.stop() })) {
+            logger.error("service endpoints did not stop before the deadline")
+        }
+        if !subscriptions.isEmpty {
+            logger.info("draining consumers", ["subscriptions": .int(Int64(subscriptions.count))])
+        }
+        for subscription in subscriptions {
+            let left = deadline - ContinuousClock.now
+            do {
+                try await subscription.drain(timeout: max(left, .milliseconds(1)))
+            } catch {
+                logger.warning("subscription drain did not complete", ["subject": .string(subscription.subject), "error": .string("\(error)")])
+                await subscription.unsubscribe()
+            }
+        }
+        if !(await ServiceRuntime.within(deadline, { for task in consumerTasks { await task.value } })) {
+            logger.error("message handlers did not finish before the deadline")
+            for task in consumerTasks { task.cancel() }
+        }
         if let client {
             let left = deadline - ContinuousClock.now
             do {
@@ -395,31 +433,61 @@ public final class ServiceRuntime: Sendable {
                 let handler = instrumented(endpoint)
                 try await service.addEndpoint(endpoint.name, subject: endpoint.subject, handler: handler)
             }
+            state.withLock { $0.endpointsRegistered = true }
             logger.info("service API registered", ["endpoints": .array(endpoints.map { .string($0.subject) })])
         } catch {
             logger.error("service API registration failed", ["error": .string("\(error)")])
         }
     }
 
+    /// One supervising task per consumer: subscribes (retrying with capped backoff), runs the
+    /// handlers, and subscribes again if the subscription ends with an error (e.g. the server
+    /// refused it after a reconnect). It ends when the subscription ends cleanly (drain) or at
+    /// shutdown.
     private func startConsumers(_ client: NATSClient) async {
         let consumers = state.withLock { $0.consumers }
-        for consumer in consumers {
+        for (index, consumer) in consumers.enumerated() {
+            let task = Task { await self.supervise(consumer, index: index, client: client) }
+            state.withLock { $0.consumerTasks.append(task) }
+        }
+    }
+
+    private func supervise(_ consumer: Consumer, index: Int, client: NATSClient) async {
+        var wait = Duration.milliseconds(100)
+        var failures = 0
+        while !Task.isCancelled && !state.withLock({ $0.consumersStopping }) {
             let subscription: Subscription
             do {
                 subscription = try await client.subscribe(consumer.subject, queue: consumer.queue)
             } catch {
-                logger.error("subscription failed", ["consumer": .string(consumer.name), "subject": .string(consumer.subject),
-                                                      "error": .string("\(error)")])
+                failures += 1
+                if failures == 1 || failures % 20 == 0 {
+                    logger.error("subscription failed, retrying", ["consumer": .string(consumer.name), "subject": .string(consumer.subject),
+                                                                   "error": .string("\(error)"), "attempt": .int(Int64(failures))])
+                }
+                try? await Task.sleep(for: wait)
+                wait = min(wait * 2, .seconds(5))
                 continue
             }
-            let task = Task { await self.run(consumer, subscription) }
-            state.withLock { $0.consumerTasks.append(task) }
+            let stopping = state.withLock { s -> Bool in
+                if !s.consumersStopping { s.consumerSubscriptions[index] = subscription }
+                return s.consumersStopping
+            }
+            if stopping { await subscription.unsubscribe(); return }
             logger.info("consuming", ["consumer": .string(consumer.name), "subject": .string(consumer.subject),
                                       "queue": consumer.queue.map(JSONValue.string) ?? .null])
+            failures = 0
+            wait = .milliseconds(100)
+            let cleanEnd = await run(consumer, subscription)
+            state.withLock { _ = $0.consumerSubscriptions.removeValue(forKey: index) }
+            if cleanEnd { return }
+            try? await Task.sleep(for: wait)
         }
     }
 
-    private func run(_ consumer: Consumer, _ subscription: Subscription) async {
+    /// Handles the subscription's messages with at most `concurrency` handlers in flight.
+    /// Returns true when iteration ended cleanly (drain, unsubscribe, close), false on an error.
+    private func run(_ consumer: Consumer, _ subscription: Subscription) async -> Bool {
         let metrics = self.metrics, logger = self.logger, name = consumer.name, handler = consumer.handler
         let handled = metrics.sample("nats_consumer_messages_total", labels: [("consumer", name)])
         let failed = metrics.sample("nats_consumer_errors_total", labels: [("consumer", name)])
@@ -435,8 +503,9 @@ public final class ServiceRuntime: Sendable {
                                                                  "error": .string("\(error)")])
             }
         }
-        await withTaskGroup(of: Void.self) { group in
+        return await withTaskGroup(of: Void.self) { group -> Bool in
             var inFlight = 0
+            var clean = true
             do {
                 for try await message in subscription {
                     if inFlight >= consumer.concurrency {
@@ -447,9 +516,11 @@ public final class ServiceRuntime: Sendable {
                     inFlight += 1
                 }
             } catch {
+                clean = false
                 logger.warning("subscription ended", ["consumer": .string(name), "error": .string("\(error)")])
             }
             await group.waitForAll()
+            return clean
         }
     }
 

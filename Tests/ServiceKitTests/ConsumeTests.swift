@@ -99,6 +99,76 @@ import TestSupport
         #expect(gate.maximumWaiting == 3)
         await client.close()
     }
+
+    /// At shutdown the consumers drain while the connection is still up: a handler that was
+    /// mid-message can still make a request and publish its result.
+    @Test(.enabled(if: ReferenceBroker.available || Peers.required))
+    func handlersInFlightAtShutdownCanStillRequestAndPublish() async throws {
+        let natsPort = try freePort()
+        let broker = try ReferenceBroker(port: natsPort)
+        defer { broker.stop() }
+        let url = "nats://127.0.0.1:\(natsPort)"
+        var connected: NATSClient?
+        #expect(await eventually(20) {
+            connected = try? await NATSClient.connect(.init(servers: [url]))
+            return connected != nil
+        })
+        let peer = try #require(connected)
+        let echo = try await peer.subscribe("echo")
+        let responder = Task { for try await m in echo { try await m.respond(Array("echo:".utf8) + m.payload) } }
+        let done = try await peer.subscribe("done")
+        try await peer.flush()
+
+        let config = try Configuration.load([AnySetting(StandardSettings.natsURL), AnySetting(StandardSettings.httpPort)],
+                                            arguments: [], environment: ["NATS_URL": url, "HTTP_PORT": "0"],
+                                            workingDirectory: "/nonexistent")
+        let sink = MemoryLogSink()
+        let rt = ServiceRuntime(name: "late", version: "1.0.0", configuration: config,
+                                logger: Logger(service: "late", sink: sink), shutdownDeadline: .seconds(10))
+        let gate = Gate()
+        rt.consume("work", subject: "work.>", concurrency: 3) { message, context in
+            await gate.enter()
+            let reply = try await rt.request(message.payload, subject: "echo", context: context)
+            try await rt.publish(reply.payload, subject: "done", context: context)
+        }
+        let running = Task { try await rt.run(handleSignals: false) }
+        #expect(await eventually(20) { rt.readiness.ready })
+        for i in 0..<3 { try await peer.publish(Array("w\(i)".utf8), subject: "work.x") }
+        #expect(await eventually(20) { gate.waiting == 3 })
+
+        rt.shutdown()
+        #expect(await eventually(20) { sink.lines.contains { $0.contains("draining consumers") } })
+        gate.open()
+        let results = try await within(20, "the three results") {
+            var got: [String] = []
+            for try await m in done {
+                got.append(String(decoding: m.payload, as: UTF8.self))
+                if got.count == 3 { break }
+            }
+            return got.sorted()
+        }
+        #expect(results == ["echo:w0", "echo:w1", "echo:w2"])
+        try await running.value
+        #expect(!sink.lines.contains { $0.contains("message handler failed") })
+        responder.cancel()
+        await peer.close()
+    }
+
+    /// Readiness waits for the consumers' subscriptions, not just the connection.
+    @Test(.enabled(if: ReferenceBroker.available || Peers.required))
+    func readinessReportsTheSubscriptions() async throws {
+        let natsPort = try freePort()
+        let broker = try ReferenceBroker(port: natsPort)
+        defer { broker.stop() }
+        let seen = Recorder()
+        let rt = try makeRuntime(natsPort: natsPort, name: "r", concurrency: 1, seen: seen)
+        let running = Task { try await rt.run(handleSignals: false) }
+        #expect(await eventually(20) { rt.readiness.ready })
+        #expect(rt.readiness.checks == ["nats": true, "subscriptions": true])
+        rt.shutdown()
+        try await running.value
+        #expect(rt.readiness.checks["subscriptions"] == false)
+    }
 }
 
 /// Holds handlers until opened, and records how many waited at once.

@@ -54,7 +54,7 @@ final class Recorder: Sendable {
         let notReady = try await http(port: port, path: "/readyz")
         #expect(notReady.status == 503)
         #expect(JSONValue.parse(Array(notReady.body.utf8)) == .object(["status": .string("not ready"),
-                                                                         "checks": .object(["nats": .bool(false), "storage": .bool(true)])]))
+                                                                         "checks": .object(["nats": .bool(false), "subscriptions": .bool(false), "storage": .bool(true)])]))
         // HTTP handlers that need NATS fail cleanly meanwhile.
         #expect(try await http(port: port, method: "POST", path: "/v1/things", body: "{}").status == 500)
 
