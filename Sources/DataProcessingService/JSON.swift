@@ -408,7 +408,7 @@ struct JSONReader {
     /// field a record lacks is null; a repeated key keeps its last value).
     /// - Throws: ``TransformError`` 400 for invalid JSON, 413 beyond `maxRecords`, 422 when an
     ///   element is not an object or a value is an array or object.
-    mutating func readRecords(maxRecords: Int, what: String = "data") throws(TransformError) -> Dataset {
+    mutating func readRecords(maxRecords: Int, what: String = "data", spare: Int = 0) throws(TransformError) -> Dataset {
         try expect(UInt8(ascii: "["), "'['")
         var table = RecordTable()
         if peek() == UInt8(ascii: "]") { i += 1; return Dataset(fields: [], rows: []) }
@@ -416,7 +416,7 @@ struct JSONReader {
             guard table.rows.count < maxRecords else {
                 throw TransformError(413, "\(what): more than \(maxRecords) records (limit MAX_RECORDS)")
             }
-            try readRecord(into: &table, what: what, base: 0)
+            try readRecord(into: &table, what: what, base: 0, spare: spare)
             guard let next = peek() else { throw fail("unexpected end of input") }
             i += 1
             if next == UInt8(ascii: "]") { break }
@@ -425,13 +425,16 @@ struct JSONReader {
         return table.dataset()
     }
 
-    /// Reads one object at the cursor as a row of `table` (`base` numbers records in errors).
-    mutating func readRecord(into table: inout RecordTable, what: String, base: Int) throws(TransformError) {
+    /// Reads one object at the cursor as a row of `table` (`base` numbers records in errors;
+    /// `spare` extra capacity lets later steps add fields without reallocating the row).
+    mutating func readRecord(into table: inout RecordTable, what: String, base: Int, spare: Int) throws(TransformError) {
         guard peek() == UInt8(ascii: "{") else {
             throw TransformError(422, "\(what): record \(base + table.rows.count) is not a JSON object")
         }
         i += 1
-        var row = [Value](repeating: .null, count: table.fields.count)
+        var row: [Value] = []
+        row.reserveCapacity(table.fields.count + spare)
+        row.append(contentsOf: repeatElement(Value.null, count: table.fields.count))
         var predicted = 0
         if peek() == UInt8(ascii: "}") {
             i += 1
@@ -486,15 +489,15 @@ struct JSONReader {
     /// elements are read in parallel, and the groups' fields are merged in order, so the
     /// dataset equals the sequential one. Anything unexpected (invalid JSON, a non-object, too
     /// many records) re-reads sequentially, which gives exactly the sequential error.
-    mutating func readRecordsParallel(maxRecords: Int, what: String, workers: Int) throws(TransformError) -> Dataset {
+    mutating func readRecordsParallel(maxRecords: Int, what: String, workers: Int, spare: Int = 0) throws(TransformError) -> Dataset {
         let start = i
         guard workers > 1, let bounds = elementStarts(), bounds.starts.count <= maxRecords, bounds.starts.count >= 4096 else {
-            return try readRecords(maxRecords: maxRecords, what: what)
+            return try readRecords(maxRecords: maxRecords, what: what, spare: spare)
         }
         let starts = bounds.starts
         let groupCount = min(starts.count, workers * 4)
         let per = (starts.count + groupCount - 1) / groupCount
-        guard let address = p.baseAddress else { return try readRecords(maxRecords: maxRecords, what: what) }
+        guard let address = p.baseAddress else { return try readRecords(maxRecords: maxRecords, what: what, spare: spare) }
         let base = UnsafeRawPointer(address)
         let total = p.count
         let source = ByteView(base: base, count: total)
@@ -508,7 +511,7 @@ struct JSONReader {
             var table = RecordTable()
             do throws(TransformError) {
                 for k in first..<last {
-                    try reader.readRecord(into: &table, what: what, base: first)
+                    try reader.readRecord(into: &table, what: what, base: first, spare: spare)
                     if k + 1 < last {
                         try reader.expect(UInt8(ascii: ","), "','")
                     }
@@ -521,7 +524,7 @@ struct JSONReader {
         }
         guard tables.allSatisfy(\.1) else {
             i = start
-            return try readRecords(maxRecords: maxRecords, what: what)
+            return try readRecords(maxRecords: maxRecords, what: what, spare: spare)
         }
         // Merge: fields in first-seen order across the groups, rows remapped where needed.
         var fields: [String] = []
@@ -546,7 +549,9 @@ struct JSONReader {
             var rows = tables[g].0.rows
             if let map = remaps[g] {
                 for r in rows.indices {
-                    var row = [Value](repeating: .null, count: width)
+                    var row: [Value] = []
+                    row.reserveCapacity(width + spare)
+                    row.append(contentsOf: repeatElement(Value.null, count: width))
                     for (c, v) in rows[r].enumerated() { row[map[c]] = v }
                     rows[r] = row
                 }

@@ -71,7 +71,10 @@ struct TransformRequest: Sendable {
                         let key = try reader.readString()
                         try reader.expect(UInt8(ascii: ":"), "':'")
                         if (key == "data" || key == "join_with") && reader.peek() == UInt8(ascii: "[") {
-                            datasets[key] = try reader.readRecordsParallel(maxRecords: maxRecords, what: key, workers: workers)
+                            // A pipeline sent before the data tells how many fields derive steps add:
+                            // records get room for them up front instead of growing one by one.
+                            let spare = key == "data" ? derivedFieldCount(members.last { $0.key == "pipeline" }?.value) : 0
+                            datasets[key] = try reader.readRecordsParallel(maxRecords: maxRecords, what: key, workers: workers, spare: spare)
                             members.removeAll { $0.key == key }
                         } else {
                             members.append(JSONMember(key, try reader.readValue(depth: 1)))
@@ -146,6 +149,16 @@ struct TransformRequest: Sendable {
         case let other?: throw TransformError(422, "\"pipeline\" must be an array of steps, got \(other.typeName)")
         }
         return TransformRequest(data: data, joinWith: joinWith, pipeline: pipeline)
+    }
+
+    /// How many fields the derive steps of `pipeline` may add (at most 8; a capacity hint only).
+    static func derivedFieldCount(_ pipeline: JSONNode?) -> Int {
+        guard let steps = pipeline?.elements else { return 0 }
+        var n = 0
+        for step in steps where step["op"]?.stringValue == "derive" {
+            n += step["field"] != nil ? 1 : (step["fields"]?.members?.count ?? 0)
+        }
+        return min(n, 8)
     }
 
     /// A dataset from already-parsed JSON objects.
