@@ -335,7 +335,9 @@ enum ISO8601 {
         i += 1
         guard let hour = digits(2), expect(UInt8(ascii: ":")), let minute = digits(2), expect(UInt8(ascii: ":")),
               let second = digits(2) else { return nil }
-        guard (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61 else { return nil }
+        guard (1...12).contains(month), day >= 1, day <= daysInMonth(month, year: year), hour < 24, minute < 60, second < 61 else {
+            return nil
+        }
         var millis: Int64 = 0
         if i < end, p[i] == UInt8(ascii: ".") {
             i += 1
@@ -371,6 +373,15 @@ enum ISO8601 {
         let days = era * 146_097 + doe - 719_468
         let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
         return seconds * 1000 + millis
+    }
+
+    /// Days in `month` (1...12) of `year` (proleptic Gregorian: February has 29 in leap years).
+    static func daysInMonth(_ month: Int64, year: Int64) -> Int64 {
+        switch month {
+        case 2: return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
     }
 }
 

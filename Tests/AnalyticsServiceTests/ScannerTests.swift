@@ -76,6 +76,8 @@ struct ScannerTests {
         ("1970-01-01T00:00:00Z", 0),
         ("1969-12-31T23:59:59.5Z", -500),
         ("2024-02-29T00:00:00Z", 1_709_164_800_000),
+        ("2000-02-29T00:00:00Z", 951_782_400_000),
+        ("2026-12-31T00:00:00Z", 1_798_675_200_000),
     ])
     func parsesTimestamps(_ text: String, _ ms: Int64) {
         let bytes = Array(text.utf8)
@@ -96,7 +98,10 @@ struct ScannerTests {
 
     @Test func refusesMalformedTimestamps() {
         for text in ["2026-11-23", "2026-13-01T00:00:00Z", "2026-11-23T25:00:00Z", "2026-11-23T17:02:14", "2026-11-23T17:02:14.Z",
-                     "2026-11-23T17:02:14Zx", "x026-11-23T17:02:14Z"] {
+                     "2026-11-23T17:02:14Zx", "x026-11-23T17:02:14Z",
+                     // Days that do not exist: 31 in a 30-day month, 29 February outside leap years.
+                     "2026-02-31T00:00:00Z", "2026-04-31T00:00:00Z", "2026-02-29T00:00:00Z", "1900-02-29T00:00:00Z",
+                     "2026-01-00T00:00:00Z", "2026-01-32T00:00:00Z"] {
             let bytes = Array(text.utf8)
             #expect(bytes.withUnsafeBufferPointer { ISO8601.milliseconds($0, 0..<bytes.count) } == nil, "\(text)")
         }
