@@ -252,7 +252,9 @@ public final class AnalyticsEngine: Sendable {
     /// Events per type and in total in `window`, at the clock's current time.
     public func counts(_ window: Window) -> (total: UInt64, byType: [String: UInt64]) {
         let now = clock()
-        return counters.withLock { $0.counts(window, now: now) }
+        // A copy-on-write copy (a few retains) under the lock; the sums run outside it.
+        let copy = counters.withLock { $0 }
+        return copy.counts(window, now: now)
     }
 
     /// Estimated distinct users in `window` and the estimate's relative standard error.
@@ -262,15 +264,18 @@ public final class AnalyticsEngine: Sendable {
             return (sketch.estimate(), sketch.standardError)
         }
         let now = clock()
-        // A copy of the window's merged registers leaves the lock at once; the estimate runs outside.
-        guard let sketch = counters.withLock({ $0.users(window, now: now) }) else { return (0, 0) }
+        // Only a copy-on-write copy of the counters is taken under the lock (a few retains); merging
+        // the window's bucket sketches (up to 300) and the estimate run outside it.
+        let copy = counters.withLock { $0 }
+        guard let sketch = copy.users(window, now: now) else { return (0, 0) }
         return (sketch.estimate(), sketch.standardError)
     }
 
     /// The most active users (events per user id), largest first.
-    public func topUsers(_ n: Int? = nil) -> [TopEntry] { topUsers.withLock { $0.top(n ?? options.topN) } }
+    /// (A copy-on-write copy is taken under the lock; the selection runs outside it.)
+    public func topUsers(_ n: Int? = nil) -> [TopEntry] { topUsers.withLock { $0 }.top(n ?? options.topN) }
     /// The most frequent email domains (user events), largest first.
-    public func topEmailDomains(_ n: Int? = nil) -> [TopEntry] { topDomains.withLock { $0.top(n ?? options.topN) } }
+    public func topEmailDomains(_ n: Int? = nil) -> [TopEntry] { topDomains.withLock { $0 }.top(n ?? options.topN) }
     /// Items counted by the user and domain summaries, and their current minimum counters (the
     /// bound on any item not listed).
     public func topBounds() -> (users: (total: UInt64, minimum: UInt64), domains: (total: UInt64, minimum: UInt64)) {
@@ -288,7 +293,14 @@ public final class AnalyticsEngine: Sendable {
     /// types, totals, both window rings (with their user sketches), the all-time sketch, the
     /// top-N summaries, the latency histogram and the newest event ids. Each lock is held only
     /// to take a copy-on-write copy of its aggregate (a few retains); encoding happens outside.
+    ///
+    /// The parts are copied one after the other, not at one instant, in the order an event
+    /// reaches them: the event ids first, then the aggregates. An event being counted meanwhile
+    /// can therefore be in the aggregates without its id (a later copy of it would count twice
+    /// after a restart), never the reverse (its id saved, its count lost, and every later copy
+    /// of it dropped as a duplicate, so it would never count).
     public func snapshot() -> [UInt8] {
+        let ids = recent.withLock { $0.newest(options.snapshotIDs) }
         let s = statistics
         let counters = self.counters.withLock { $0 }
         let users = self.users.withLock { $0 }
@@ -304,7 +316,6 @@ public final class AnalyticsEngine: Sendable {
         topUsers.write(to: &w)
         topDomains.write(to: &w)
         latencies.write(to: &w)
-        let ids = recent.withLock { $0.newest(options.snapshotIDs) }
         w.u32(UInt32(ids.count))
         for id in ids { w.u64(id) }
         return w.out

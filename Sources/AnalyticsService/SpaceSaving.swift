@@ -103,12 +103,52 @@ struct SpaceSaving: Sendable {
     }
 
     /// The `n` largest counters, largest first (ties by key text).
+    ///
+    /// A selection, not a sort of every counter: one pass keeps the best `n` slots in a small
+    /// heap whose root is the worst of them (O(capacity log n)), then those are sorted. Labels are
+    /// compared in place in the arena (no allocation per comparison). Callers holding a lock on
+    /// the summary take a copy-on-write copy and call this outside it.
     func top(_ n: Int) -> [TopEntry] {
-        let order = (0..<keys.count).sorted { a, b in
-            counts[a] != counts[b] ? counts[a] > counts[b] : label(a).lexicographicallyPrecedes(label(b))
+        let n = min(max(0, n), keys.count)
+        guard n > 0 else { return [] }
+        // a ranks before b: larger count, then smaller label.
+        func before(_ a: Int32, _ b: Int32) -> Bool {
+            let ca = counts[Int(a)], cb = counts[Int(b)]
+            if ca != cb { return ca > cb }
+            let la = Int(a) * SpaceSaving.labelLimit, lb = Int(b) * SpaceSaving.labelLimit
+            return labels[la..<la + Int(labelLengths[Int(a)])].lexicographicallyPrecedes(labels[lb..<lb + Int(labelLengths[Int(b)])])
         }
-        return order.prefix(max(0, n)).map {
-            TopEntry(key: String(decoding: label($0), as: UTF8.self), count: counts[$0], error: errors[$0])
+        // Heap of the best n so far, the one ranking last at the root.
+        var best: [Int32] = []
+        best.reserveCapacity(n)
+        func siftDown(_ start: Int) {
+            var i = start
+            while true {
+                let left = 2 * i + 1, right = left + 1
+                var last = i
+                if left < best.count, before(best[last], best[left]) { last = left }
+                if right < best.count, before(best[last], best[right]) { last = right }
+                if last == i { return }
+                best.swapAt(i, last)
+                i = last
+            }
+        }
+        for slot in 0..<Int32(keys.count) {
+            if best.count < n {
+                best.append(slot)
+                var i = best.count - 1
+                while i > 0, before(best[(i - 1) / 2], best[i]) {
+                    best.swapAt(i, (i - 1) / 2)
+                    i = (i - 1) / 2
+                }
+            } else if before(slot, best[0]) {
+                best[0] = slot
+                siftDown(0)
+            }
+        }
+        best.sort(by: before)
+        return best.map {
+            TopEntry(key: String(decoding: label(Int($0)), as: UTF8.self), count: counts[Int($0)], error: errors[Int($0)])
         }
     }
 

@@ -144,6 +144,24 @@ struct SpaceSavingTests {
         #expect(summary.top(5).map(\.key) == exactTop)
     }
 
+    @Test func topSelectsWhatAFullSortLists() {
+        // Many ties (counts 1...8) so the label order decides; every n from 0 to past the size.
+        var summary = SpaceSaving(capacity: 300)
+        var rng = SeededGenerator(seed: 11)
+        for _ in 0..<1200 {
+            let bytes = Array("u\(Int.random(in: 0..<250, using: &rng))".utf8)
+            summary.add(key: ByteHash.hash(bytes, 0..<bytes.count), label: bytes, 0..<bytes.count)
+        }
+        let all = summary.top(1000)
+        #expect(all.count == summary.monitored)
+        let reference = all.sorted { $0.count != $1.count ? $0.count > $1.count : Array($0.key.utf8).lexicographicallyPrecedes(Array($1.key.utf8)) }
+        #expect(all == reference)
+        for n in [0, 1, 2, 7, 10, 99, 249, 250, 251] {
+            #expect(summary.top(n) == Array(reference.prefix(n)), "n = \(n)")
+        }
+        #expect(summary.top(-1).isEmpty)
+    }
+
     @Test func exactWhileThereIsRoomAndLabelsAreCut() {
         var summary = SpaceSaving(capacity: 10)
         let long = Array(String(repeating: "x", count: 100).utf8)
