@@ -36,14 +36,41 @@ struct ProcessTests {
         if !seen { throw TestFailure("the service did not consume every subject; output:\n" + service.child.output.suffix(20).joined(separator: "\n")) }
     }
 
-    @Test func countsOnceAnswersAndSurvivesARestart() async throws {
+    /// A broker, a fresh data folder, analytics-service on them and a client, for `body`; then
+    /// everything is stopped, whether `body` throws or not (the service must exit 0 when it does
+    /// not). `body` may restart the service on the same `environment` by replacing `service`.
+    static func withService(_ tag: String, snapshotIntervalSeconds: Int,
+                            _ body: (_ service: inout ServiceProcess, _ client: NATSClient, _ environment: [String: String]) async throws -> Void)
+        async throws {
         let broker = try await Broker.start()
-        let data = try temporaryDirectory("analytics")
-        let environment = ["NATS_URL": broker.url, "DATA_DIR": data, "LOG_LEVEL": "debug", "SNAPSHOT_INTERVAL_SECONDS": "3600"]
-        var service = try await ServiceProcess.start("analytics-service", environment: environment)
-        let client = try await NATSClient.connect(broker.url)
+        let data: String
+        do { data = try temporaryDirectory(tag) } catch { await broker.stop(); throw error }
         defer { removeTemporary(data) }
+        let environment = ["NATS_URL": broker.url, "DATA_DIR": data, "LOG_LEVEL": "debug",
+                           "SNAPSHOT_INTERVAL_SECONDS": String(snapshotIntervalSeconds)]
+        var service: ServiceProcess
+        do { service = try await ServiceProcess.start("analytics-service", environment: environment) } catch {
+            await broker.stop()
+            throw error
+        }
+        let client: NATSClient
+        do { client = try await NATSClient.connect(broker.url) } catch {
+            await service.stop(); await broker.stop()
+            throw error
+        }
         do {
+            try await body(&service, client, environment)
+        } catch {
+            await client.close(); await service.stop(); await broker.stop()
+            throw error
+        }
+        await client.close()
+        #expect(await service.stop() == 0)
+        await broker.stop()
+    }
+
+    @Test func countsOnceAnswersAndSurvivesARestart() async throws {
+        try await Self.withService("analytics", snapshotIntervalSeconds: 3600) { service, client, environment in
             #expect(try await eventually { try await service.request("GET", "/readyz").status == 200 })
             try await Self.waitForSubscriptions(service, client)
 
@@ -115,13 +142,7 @@ struct ProcessTests {
             try await client.flush()
             #expect(try await eventually { try await Self.counted(service) == 6 })
             #expect(try await eventually { try await service.request("GET", "/v1/stats/ingest").json["duplicates"] as? Int == 4 })
-        } catch {
-            await client.close(); await service.stop(); await broker.stop()
-            throw error
         }
-        await client.close()
-        #expect(await service.stop() == 0)
-        await broker.stop()
     }
 
     static func snapshotsWritten(_ service: ServiceProcess) async throws -> Int {
@@ -132,13 +153,7 @@ struct ProcessTests {
 
     /// SIGKILL loses at most the events since the last periodic snapshot.
     @Test func periodicSnapshotsSurviveAKill() async throws {
-        let broker = try await Broker.start()
-        let data = try temporaryDirectory("analytics-kill")
-        let environment = ["NATS_URL": broker.url, "DATA_DIR": data, "LOG_LEVEL": "debug", "SNAPSHOT_INTERVAL_SECONDS": "1"]
-        var service = try await ServiceProcess.start("analytics-service", environment: environment)
-        let client = try await NATSClient.connect(broker.url)
-        defer { removeTemporary(data) }
-        do {
+        try await Self.withService("analytics-kill", snapshotIntervalSeconds: 1) { service, client, environment in
             try await Self.waitForSubscriptions(service, client)
             let now = Int64(Date().timeIntervalSince1970 * 1000)
             for k in 0..<20 { try await client.publish(login("kill-\(k)", user: "u\(k % 4)", at: now), subject: "user.logged_in") }
@@ -152,13 +167,7 @@ struct ProcessTests {
             #expect(try await Self.counted(service) == 20)
             let users = try await service.request("GET", "/v1/stats/unique_users?window=all")
             #expect(users.json["estimate"] as? Int == 4)
-        } catch {
-            await client.close(); await service.stop(); await broker.stop()
-            throw error
         }
-        await client.close()
-        #expect(await service.stop() == 0)
-        await broker.stop()
     }
 
     @Test func aBadSettingRefusesToStart() async throws {
