@@ -126,6 +126,13 @@ import Glibc
         #expect(badPort.status == 2 && badPort.error.contains("bad port '70000'"))
         let help = try await runCommand(Self.script, ["--help"], environment: try Self.environment([:]), timeout: 30)
         #expect(help.status == 0 && help.output.contains("Usage: scripts/platform [--no-build] [--data DIR]"))
+        // The defaults it documents are the contract's ports.
+        for (variable, port) in [("NATS_PORT", 4222), ("NATS_MONITOR_PORT", 8222), ("AUTH_PORT", 8081), ("NOTIFICATION_PORT", 8082),
+                                 ("DATA_PROCESSING_PORT", 8083), ("ANALYTICS_PORT", 8084)] {
+            #expect(help.output.contains("\(variable)=\(port)"), "--help does not document \(variable)=\(port)")
+            #expect(try String(contentsOfFile: Self.script, encoding: .utf8).contains("${\(variable):-\(port)}"),
+                    "scripts/platform does not default \(variable) to \(port)")
+        }
     }
 
     @Test func startsEverythingRefusesASecondCopyStopsInOrderOnCtrlCAndRunsAgainOnTheSameData() async throws {
