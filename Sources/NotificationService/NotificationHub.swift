@@ -72,18 +72,22 @@ public final class NotificationHub: Sendable {
     /// Open streams of `user`.
     public func count(user: String) -> Int { state.withLock { $0.streams[user]?.count ?? 0 } }
 
-    /// Opens a stream for `user`, or nil when the user already has ``maxPerUser`` of them.
+    /// Opens a stream for `user`, or nil when the user already has ``maxPerUser`` of them (the
+    /// check and the insert are one step under the lock).
     public func open(user: String) -> Stream? {
         let result = state.withLock { s -> (Stream, Int)? in
             guard (s.streams[user]?.count ?? 0) < maxPerUser else { return nil }
             let stream = Stream(id: s.nextID, user: user, bufferSize: bufferSize)
+            // Before the stream is visible to deliver(): a stream finished at any time after the
+            // insert is removed. (onTermination runs later, on the finishing thread, and takes
+            // the lock itself; setting it here does not run it.)
+            stream.continuation.onTermination = { [weak self] _ in self?.remove(stream) }
             s.nextID += 1
             s.streams[user, default: [:]][stream.id] = stream
             s.total += 1
             return (stream, s.total)
         }
         guard let (stream, total) = result else { return nil }
-        stream.continuation.onTermination = { [weak self] _ in self?.remove(stream) }
         onCountChange(total)
         return stream
     }
