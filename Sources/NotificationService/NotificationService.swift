@@ -61,7 +61,8 @@ public final class NotificationService: Sendable {
     public init(configuration: Configuration, logger: Logger) throws {
         self.logger = logger
         let dataDirectory = configuration[NotificationSettings.dataDirectory]
-        store = try NotificationStore(directory: dataDirectory, maxPerUser: configuration[NotificationSettings.maxPerUser])
+        store = try NotificationStore(directory: dataDirectory, maxPerUser: configuration[NotificationSettings.maxPerUser],
+                                      maxTotal: configuration[NotificationSettings.maxTotal])
         authTimeout = .milliseconds(configuration[NotificationSettings.authTimeout])
         concurrency = configuration[NotificationSettings.concurrency]
         keepAliveInterval = .seconds(configuration[NotificationSettings.keepAlive])
@@ -77,7 +78,7 @@ public final class NotificationService: Sendable {
                          ["skipped": .int(Int64(store.skippedRecords))])
         }
         logger.info("notification store open", ["notifications": .int(Int64(store.count)), "data_dir": .string(dataDirectory),
-                                                "max_per_user": .int(Int64(store.maxPerUser))])
+                                                "max_per_user": .int(Int64(store.maxPerUser)), "max_total": .int(Int64(store.maxTotal))])
     }
 
     /// Registers the consumer, the HTTP routes, the storage readiness check, the keep-alive
@@ -87,7 +88,8 @@ public final class NotificationService: Sendable {
         m.declareCounter("notifications_created_total", help: "notifications created, by personalized (true/false)")
         m.declareCounter("notifications_fallback_total", help: "generic notifications, by reason (timeout, circuit_open, no_responders, auth_error, unavailable)")
         m.declareCounter("notifications_duplicates_total", help: "login events whose notification already existed")
-        m.declareCounter("notifications_evicted_total", help: "old notifications deleted for the per-user cap")
+        m.declareCounter("notifications_evicted_total", help: "old notifications deleted for the per-user or total cap")
+        m.declareGauge("notifications_stored", help: "notifications kept, all users")
         m.declareCounter("notifications_invalid_events_total", help: "user.logged_in events refused as malformed")
         m.declareCounter("notifications_published_total", help: "notification.sent events published")
         m.declareCounter("notifications_publish_failures_total", help: "notification.sent events that could not be published")
@@ -98,6 +100,7 @@ public final class NotificationService: Sendable {
         m.declareCounter("sse_clients_dropped_total", help: "SSE streams dropped because the client fell behind")
         m.declareCounter("sse_events_sent_total", help: "notifications written to SSE streams")
         m.set("sse_clients", to: 0)
+        m.set("notifications_stored", to: Double(store.count))
         metricsSlot.registry.withLock { $0 = m }
 
         let verifier: TokenVerifier
@@ -123,12 +126,7 @@ public final class NotificationService: Sendable {
         }
         runtime.route(.post, "/v1/notifications/{id}/read", bodyLimit: 1024) { [self] request, context in
             let user = try await verifier.authenticate(request, context: context)
-            guard let id = request.pathParameters["id"] else { throw HTTPError(.notFound, "notification not found") }
-            guard let updated = try store.markRead(id: id, user: user, at: Timestamp.format(Date())) else {
-                throw HTTPError(.notFound, "notification not found")
-            }
-            m.increment("notifications_read_total")
-            return .json(bytes: updated.json.serialized)
+            return try await markRead(request, user: user, metrics: m)
         }
         runtime.addReadinessCheck("storage") { [store] in store.isOpen }
 
@@ -185,7 +183,7 @@ public final class NotificationService: Sendable {
         let draft = NotificationDraft(userID: event.userID, sourceEventID: event.eventID, message: outcome.message,
                                       personalized: outcome.personalized, fallbackReason: outcome.fallbackReason,
                                       loginTime: event.time, createdAt: Timestamp.format(now))
-        guard case .created(let notification, let evicted) = try store.insert(draft) else {
+        guard case .created(let notification, let evicted) = try await store.insert(draft) else {
             m.increment("notifications_duplicates_total")
             context.logger.debug("duplicate login event ignored", ["event_id": .string(event.eventID), "user_id": .string(event.userID)])
             return
@@ -196,24 +194,33 @@ public final class NotificationService: Sendable {
             m.increment("notifications_fallback_total", labels: [("reason", AuthLookup.metricLabel(notification.fallbackReason))])
         }
         if evicted > 0 { m.increment("notifications_evicted_total", by: Double(evicted)) }
+        m.set("notifications_stored", to: Double(store.count))
         hub.deliver(notification)
-        let latency = (now.timeIntervalSince(event.date) * 1_000_000).rounded() / 1000
-        m.observe("notification_latency_seconds", max(0, latency / 1000))
+        let latency = Self.latencyMilliseconds(from: event.date, to: now)
+        m.observe("notification_latency_seconds", latency / 1000)
 
         let sent = Self.sentEvent(notification, latencyMilliseconds: latency)
-        do {
-            try await runtime.publish(sent.serialized, subject: Self.sentSubject, context: context)
-            m.increment("notifications_published_total")
-        } catch {
-            m.increment("notifications_publish_failures_total")
-            context.logger.warning("notification.sent not published", ["notification_id": .string(notification.id),
-                                                                       "error": .string("\(error)")])
-        }
-        context.logger.info("notification sent", [
+        var fields: [String: JSONValue] = [
             "user_id": .string(notification.userID), "notification_id": .string(notification.id),
             "source_event_id": .string(notification.sourceEventID), "personalized": .bool(notification.personalized),
             "fallback_reason": notification.fallbackReason.map(JSONValue.string) ?? .null, "latency_ms": .double(latency),
-        ])
+        ]
+        do {
+            try await runtime.publish(sent.serialized, subject: Self.sentSubject, context: context)
+            m.increment("notifications_published_total")
+            context.logger.info("notification sent", fields)
+        } catch {
+            // Stored and pushed to this instance's streams, but not announced.
+            m.increment("notifications_publish_failures_total")
+            fields["error"] = .string("\(error)")
+            context.logger.warning("notification stored but notification.sent not published", fields)
+        }
+    }
+
+    /// Milliseconds from the login event's time to `sent`, rounded to the microsecond and never
+    /// negative: a login time ahead of this host's clock (clock skew between hosts) counts as 0.
+    static func latencyMilliseconds(from login: Date, to sent: Date) -> Double {
+        max(0, (sent.timeIntervalSince(login) * 1_000_000).rounded() / 1000)
     }
 
     /// The `notification.sent` payload (platform contract).
@@ -239,6 +246,22 @@ public final class NotificationService: Sendable {
             "next_before": page.next.map { .string(String($0)) } ?? .null,
         ])
         return .json(bytes: body.serialized)
+    }
+
+    /// `POST /v1/notifications/{id}/read`: 200 with the notification, marked read.
+    /// - Throws: `HTTPError` 404 when `user` has no such notification, 503 once the store is
+    ///   closed (shutdown); ``StoreError`` when the mark cannot be made durable (500).
+    func markRead(_ request: HTTPRequest, user: String, metrics: MetricsRegistry) async throws -> HTTPResponse {
+        guard let id = request.pathParameters["id"] else { throw HTTPError(.notFound, "notification not found") }
+        let marked: UserNotification?
+        do {
+            marked = try await store.markRead(id: id, user: user, at: Timestamp.format(Date()))
+        } catch StoreError.closed {
+            throw HTTPError(.serviceUnavailable, "the service is shutting down", headers: ["Retry-After": "5"])
+        }
+        guard let updated = marked else { throw HTTPError(.notFound, "notification not found") }
+        metrics.increment("notifications_read_total")
+        return .json(bytes: updated.json.serialized)
     }
 
     /// Validates `limit` (1...100, default 20) and `before` (a cursor, or an id `resolveID` knows).
@@ -269,19 +292,22 @@ public final class NotificationService: Sendable {
     /// notification and a keep-alive comment when idle. A stream the hub dropped (its client fell
     /// behind) ends as soon as the write in progress completes: nothing more is queued for it,
     /// and the HTTP server bounds what is already written but unsent.
+    ///
+    /// The stream is opened here, in one step with the per-user limit check (so a client over the
+    /// limit always gets 429, never a 200 that ends at once). It is held by a ``StreamLease``
+    /// that the response's producer captures: it closes when the producer ends, or when the
+    /// response is dropped without its producer running (connection closed first), so a stream
+    /// never outlives its response.
     /// - Throws: `HTTPError` 429 when the user already has the most streams allowed.
     func stream(_ request: HTTPRequest, user: String, logger: Logger, metrics: MetricsRegistry) throws(HTTPError) -> HTTPResponse {
-        guard hub.count(user: user) < hub.maxPerUser else {
+        guard let opened = hub.open(user: user) else {
             throw HTTPError(.tooManyRequests, "too many open notification streams for this user", headers: ["Retry-After": "5"])
         }
+        let lease = StreamLease(opened)
         let lastEventID = request.headers["Last-Event-ID"]
-        let hub = self.hub, store = self.store
+        let store = self.store
         return .serverSentEvents(headers: ["X-Accel-Buffering": "no"]) { writer in
-            // Opened here (not before the response) so a stream never outlives its connection.
-            guard let stream = hub.open(user: user) else {
-                try await writer.comment("too many open notification streams for this user")
-                return
-            }
+            let stream = lease.stream
             defer { stream.close() }
             logger.debug("notification stream opened", ["user_id": .string(user)])
             try await writer.comment("notifications for \(user)")
@@ -308,6 +334,14 @@ public final class NotificationService: Sendable {
                 }
             }
         }
+    }
+
+    /// Owns an open hub stream for a response: closes it when the last reference goes (the
+    /// response and its producer), whether or not the producer ever ran.
+    final class StreamLease: Sendable {
+        let stream: NotificationHub.Stream
+        init(_ stream: NotificationHub.Stream) { self.stream = stream }
+        deinit { stream.close() }
     }
 
     static func seconds(_ d: Duration) -> Double {

@@ -20,6 +20,10 @@ public enum NotificationSettings {
     public static let maxPerUser = Setting<Int>.integer(
         "max_notifications_per_user", env: "MAX_NOTIFICATIONS_PER_USER", default: 1000, range: 1...100_000,
         meaning: "notifications kept per user (older ones are deleted)")
+    /// `MAX_NOTIFICATIONS_TOTAL`: the newest this many notifications of all users are kept.
+    public static let maxTotal = Setting<Int>.integer(
+        "max_notifications_total", env: "MAX_NOTIFICATIONS_TOTAL", default: 1_000_000, range: 1...100_000_000,
+        meaning: "notifications kept over all users (the oldest are deleted first; the store keeps them in memory)")
     /// `MAX_CONCURRENT_EVENTS`: login events handled at once by this instance.
     public static let concurrency = Setting<Int>.integer(
         "max_concurrent_events", env: "MAX_CONCURRENT_EVENTS", default: 32, range: 1...1024,
@@ -46,7 +50,7 @@ public enum NotificationSettings {
         let replaced = Set(own.map(\.key))
         let standard = StandardSettings.all(serviceName: "notification")
             .filter { !replaced.contains($0.key) && $0.key != "service_name" }
-        return own + standard + [AnySetting(serviceName), AnySetting(authTimeout), AnySetting(maxPerUser),
+        return own + standard + [AnySetting(serviceName), AnySetting(authTimeout), AnySetting(maxPerUser), AnySetting(maxTotal),
                                  AnySetting(concurrency), AnySetting(streamBuffer), AnySetting(keepAlive),
                                  AnySetting(maxStreamsPerUser)]
     }
