@@ -50,146 +50,151 @@ func nextMessage(_ subscription: Subscription, _ what: String) async throws -> M
     @Test func aLoginBecomesAPersonalisedNotificationInHistoryAndOnTheStream() async throws {
         try await Stack.run { stack in
             let service = try await startService(stack.broker, data: stack.data, extra: ["SSE_KEEPALIVE_SECONDS": "1"])
-            defer { Task { await service.stop() } }
-            #expect(try await eventually { try await service.request("GET", "/readyz").status == 200 })
+            try await stopping({ await service.stop() }) {
+                #expect(try await eventually { try await service.request("GET", "/readyz").status == 200 })
 
-            // Errors: no token, bad token, bad paging parameters.
-            let anonymous = try await service.request("GET", "/v1/notifications")
-            #expect(anonymous.status == 401 && anonymous.json["status"] as? Int == 401 && anonymous.string("error") != nil)
-            #expect(try await service.request("GET", "/v1/notifications", headers: ["Authorization": "Bearer x.y.z"]).status == 401)
-            #expect(try await service.request("GET", "/v1/notifications/stream").status == 401)
-            let badLimit = try await service.request("GET", "/v1/notifications?limit=0", headers: try bearer("u-ann"))
-            #expect(badLimit.status == 400 && badLimit.json["status"] as? Int == 400)
-            #expect(try await service.request("GET", "/v1/notifications?before=nope", headers: try bearer("u-ann")).status == 400)
+                // Errors: no token, bad token, bad paging parameters.
+                let anonymous = try await service.request("GET", "/v1/notifications")
+                #expect(anonymous.status == 401 && anonymous.json["status"] as? Int == 401 && anonymous.string("error") != nil)
+                #expect(try await service.request("GET", "/v1/notifications", headers: ["Authorization": "Bearer x.y.z"]).status == 401)
+                #expect(try await service.request("GET", "/v1/notifications/stream").status == 401)
+                let badLimit = try await service.request("GET", "/v1/notifications?limit=0", headers: try bearer("u-ann"))
+                #expect(badLimit.status == 400 && badLimit.json["status"] as? Int == 400)
+                #expect(try await service.request("GET", "/v1/notifications?before=nope", headers: try bearer("u-ann")).status == 400)
 
-            let stream = try SSEClient(port: service.port, headers: try bearer("u-ann"))
-            defer { stream.cancel() }
-            try await stream.waitUntilOpen()
-            #expect(stream.status == 200)
-            let sent = try await stack.client.subscribe("notification.sent")
-            try await stack.client.flush()
+                let stream = try SSEClient(port: service.port, headers: try bearer("u-ann"))
+                defer { stream.cancel() }
+                try await stream.waitUntilOpen()
+                #expect(stream.status == 200)
+                let sent = try await stack.client.subscribe("notification.sent")
+                try await stack.client.flush()
 
-            let traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
-            let eventID = UUID().uuidString.lowercased()
-            try await stack.login("u-ann", eventID: eventID, traceparent: "00-\(traceID)-00f067aa0ba902b7-01")
+                let traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+                let eventID = UUID().uuidString.lowercased()
+                try await stack.login("u-ann", eventID: eventID, traceparent: "00-\(traceID)-00f067aa0ba902b7-01")
 
-            // Pushed on the stream...
-            #expect(await eventually { stream.events.count == 1 })
-            let pushed = try #require(stream.events.first)
-            #expect(pushed.event == "notification")
-            let body = pushed.json
-            #expect(body["message"] as? String == "Welcome back, Ann!")
-            #expect(body["personalized"] as? Bool == true)
-            #expect(body["fallback_reason"] is NSNull)
-            #expect(body["source_event_id"] as? String == eventID)
-            let id = try #require(body["id"] as? String)
-            #expect(pushed.id == id)
+                // Pushed on the stream...
+                #expect(await eventually { stream.events.count == 1 })
+                let pushed = try #require(stream.events.first)
+                #expect(pushed.event == "notification")
+                let body = pushed.json
+                #expect(body["message"] as? String == "Welcome back, Ann!")
+                #expect(body["personalized"] as? Bool == true)
+                #expect(body["fallback_reason"] is NSNull)
+                #expect(body["source_event_id"] as? String == eventID)
+                let id = try #require(body["id"] as? String)
+                #expect(pushed.id == id)
 
-            // ... announced with the login's trace ...
-            let announcement = try await nextMessage(sent, "notification.sent")
-            #expect(announcement.headers?["traceparent"]?.hasPrefix("00-\(traceID)-") == true)
-            let payload = jsonObject(announcement.payload)
-            #expect(Set(payload.keys) == ["event_id", "notification_id", "user_id", "source_event_id", "kind", "personalized",
-                                          "fallback_reason", "login_time", "time", "latency_ms"])
-            #expect(payload["notification_id"] as? String == id && payload["user_id"] as? String == "u-ann")
-            #expect(payload["source_event_id"] as? String == eventID && payload["kind"] as? String == "welcome")
-            #expect(payload["personalized"] as? Bool == true && payload["fallback_reason"] is NSNull)
-            #expect((payload["latency_ms"] as? Double).map { $0 >= 0 } == true)
-            #expect((payload["event_id"] as? String).flatMap(UUID.init(uuidString:)) != nil)
-            // ... logged with the trace id ...
-            let logged = try await service.child.waitForLine("the notification sent log line") { $0.contains(#""message":"notification sent""#) }
-            #expect(logged.contains(#""trace_id":"\#(traceID)""#) && logged.contains(id) && logged.contains(#""level":"info""#))
-            // ... and listed.
-            let listed = try await history(service, "u-ann")
-            #expect(listed.items.map { $0["id"] as? String } == [id])
-            #expect(try await history(service, "u-bob").items.isEmpty)
+                // ... announced with the login's trace ...
+                let announcement = try await nextMessage(sent, "notification.sent")
+                #expect(announcement.headers?["traceparent"]?.hasPrefix("00-\(traceID)-") == true)
+                let payload = jsonObject(announcement.payload)
+                #expect(Set(payload.keys) == ["event_id", "notification_id", "user_id", "source_event_id", "kind", "personalized",
+                                              "fallback_reason", "login_time", "time", "latency_ms"])
+                #expect(payload["notification_id"] as? String == id && payload["user_id"] as? String == "u-ann")
+                #expect(payload["source_event_id"] as? String == eventID && payload["kind"] as? String == "welcome")
+                #expect(payload["personalized"] as? Bool == true && payload["fallback_reason"] is NSNull)
+                #expect((payload["latency_ms"] as? Double).map { $0 >= 0 } == true)
+                #expect((payload["event_id"] as? String).flatMap(UUID.init(uuidString:)) != nil)
+                // ... logged with the trace id ...
+                let logged = try await service.child.waitForLine("the notification sent log line") { $0.contains(#""message":"notification sent""#) }
+                #expect(logged.contains(#""trace_id":"\#(traceID)""#) && logged.contains(id) && logged.contains(#""level":"info""#))
+                // ... and listed.
+                let listed = try await history(service, "u-ann")
+                #expect(listed.items.map { $0["id"] as? String } == [id])
+                #expect(try await history(service, "u-bob").items.isEmpty)
 
-            // The same event again: still one notification.
-            try await stack.login("u-ann", eventID: eventID)
-            #expect(try await eventually { try await metric(service, "notifications_duplicates_total") == 1 })
-            #expect(try await history(service, "u-ann").items.count == 1)
-            #expect(stream.events.count == 1)
+                // The same event again: still one notification.
+                try await stack.login("u-ann", eventID: eventID)
+                #expect(try await eventually { try await metric(service, "notifications_duplicates_total") == 1 })
+                #expect(try await history(service, "u-ann").items.count == 1)
+                #expect(stream.events.count == 1)
 
-            // Mark read: only by its owner.
-            #expect(try await service.request("POST", "/v1/notifications/\(id)/read", headers: try bearer("u-bob")).status == 404)
-            #expect(try await service.request("POST", "/v1/notifications/unknown/read", headers: try bearer("u-ann")).status == 404)
-            let read = try await service.request("POST", "/v1/notifications/\(id)/read", headers: try bearer("u-ann"))
-            #expect(read.status == 200 && read.json["read"] as? Bool == true && read.json["id"] as? String == id)
+                // Mark read: only by its owner.
+                #expect(try await service.request("POST", "/v1/notifications/\(id)/read", headers: try bearer("u-bob")).status == 404)
+                #expect(try await service.request("POST", "/v1/notifications/unknown/read", headers: try bearer("u-ann")).status == 404)
+                let read = try await service.request("POST", "/v1/notifications/\(id)/read", headers: try bearer("u-ann"))
+                #expect(read.status == 200 && read.json["read"] as? Bool == true && read.json["id"] as? String == id)
 
-            // A second login; paging; a stream resumed with Last-Event-ID gets only what came after.
-            try await stack.login("u-ann")
-            #expect(await eventually { stream.events.count == 2 })
-            let secondID = try #require(stream.events.last?.id)
-            let page1 = try await history(service, "u-ann", query: "?limit=1")
-            #expect(page1.items.map { $0["id"] as? String } == [secondID])
-            let page2 = try await history(service, "u-ann", query: "?limit=1&before=\(try #require(page1.next))")
-            #expect(page2.items.map { $0["id"] as? String } == [id] && page2.items.first?["read"] as? Bool == true)
-            #expect(page2.next == nil)
-            var resumeHeaders = try bearer("u-ann")
-            resumeHeaders["Last-Event-ID"] = id
-            let resumed = try SSEClient(port: service.port, headers: resumeHeaders)
-            defer { resumed.cancel() }
-            #expect(await eventually { resumed.events.count == 1 })
-            #expect(resumed.events.map(\.id) == [secondID])
-            #expect(try await eventually { try await metric(service, "sse_clients") == 2 })
-            #expect(try await metric(service, #"notifications_created_total{personalized="true"}"#) == 2)
-            // Idle streams get keep-alive comments.
-            #expect(await eventually { resumed.comments.contains("keep-alive") })
-            #expect(await service.stop() == 0)
+                // A second login; paging; a stream resumed with Last-Event-ID gets only what came after.
+                try await stack.login("u-ann")
+                #expect(await eventually { stream.events.count == 2 })
+                let secondID = try #require(stream.events.last?.id)
+                let page1 = try await history(service, "u-ann", query: "?limit=1")
+                #expect(page1.items.map { $0["id"] as? String } == [secondID])
+                let page2 = try await history(service, "u-ann", query: "?limit=1&before=\(try #require(page1.next))")
+                #expect(page2.items.map { $0["id"] as? String } == [id] && page2.items.first?["read"] as? Bool == true)
+                #expect(page2.next == nil)
+                var resumeHeaders = try bearer("u-ann")
+                resumeHeaders["Last-Event-ID"] = id
+                let resumed = try SSEClient(port: service.port, headers: resumeHeaders)
+                defer { resumed.cancel() }
+                #expect(await eventually { resumed.events.count == 1 })
+                #expect(resumed.events.map(\.id) == [secondID])
+                #expect(try await eventually { try await metric(service, "sse_clients") == 2 })
+                #expect(try await metric(service, #"notifications_created_total{personalized="true"}"#) == 2)
+                // Idle streams get keep-alive comments.
+                #expect(await eventually { resumed.comments.contains("keep-alive") })
+                #expect(await service.stop() == 0)
+            }
         }
     }
 
     @Test func withAuthDownTheNotificationIsGenericWithTheReason() async throws {
         try await Stack.run(names: nil) { stack in
             let service = try await startService(stack.broker, data: stack.data, extra: ["AUTH_TIMEOUT_MS": "1000"])
-            defer { Task { await service.stop() } }
-            // Nobody serves auth.user.get: the broker answers "no responders" at once.
-            try await stack.login("u-ann")
-            #expect(try await eventually { try await history(service, "u-ann").items.count == 1 })
-            var item = try #require(try await history(service, "u-ann").items.first)
-            #expect(item["message"] as? String == "Welcome back!")
-            #expect(item["personalized"] as? Bool == false)
-            #expect(item["fallback_reason"] as? String == "auth unavailable: no responders")
+            try await stopping({ await service.stop() }) {
+                // Nobody serves auth.user.get: the broker answers "no responders" at once.
+                try await stack.login("u-ann")
+                #expect(try await eventually { try await history(service, "u-ann").items.count == 1 })
+                var item = try #require(try await history(service, "u-ann").items.first)
+                #expect(item["message"] as? String == "Welcome back!")
+                #expect(item["personalized"] as? Bool == false)
+                #expect(item["fallback_reason"] as? String == "auth unavailable: no responders")
 
-            // An auth-service that never answers: the request times out.
-            let silent = try await FakeAuth.start(stack.broker.url, names: ["u-ann": "Ann"])
-            defer { Task { await silent.stop() } }
-            silent.answering = false
-            try await stack.login("u-ann")
-            #expect(try await eventually { try await history(service, "u-ann").items.count == 2 })
-            item = try #require(try await history(service, "u-ann").items.first)
-            #expect(item["personalized"] as? Bool == false)
-            #expect(item["fallback_reason"] as? String == "auth unavailable: timeout")
+                // An auth-service that never answers: the request times out.
+                let silent = try await FakeAuth.start(stack.broker.url, names: ["u-ann": "Ann"])
+                try await stopping({ await silent.stop() }) {
+                    silent.answering = false
+                    try await stack.login("u-ann")
+                    #expect(try await eventually { try await history(service, "u-ann").items.count == 2 })
+                    item = try #require(try await history(service, "u-ann").items.first)
+                    #expect(item["personalized"] as? Bool == false)
+                    #expect(item["fallback_reason"] as? String == "auth unavailable: timeout")
 
-            // Auth answers, but the user is unknown to it.
-            silent.answering = true
-            try await stack.login("u-nobody")
-            #expect(try await eventually { try await history(service, "u-nobody").items.count == 1 })
-            item = try #require(try await history(service, "u-nobody").items.first)
-            #expect(item["fallback_reason"] as? String == "auth error: 404 user not found")
-            #expect(try await metric(service, #"notifications_created_total{personalized="false"}"#) == 3)
-            #expect(try await metric(service, #"notifications_fallback_total{reason="timeout"}"#) == 1)
+                    // Auth answers, but the user is unknown to it.
+                    silent.answering = true
+                    try await stack.login("u-nobody")
+                    #expect(try await eventually { try await history(service, "u-nobody").items.count == 1 })
+                    item = try #require(try await history(service, "u-nobody").items.first)
+                    #expect(item["fallback_reason"] as? String == "auth error: 404 user not found")
+                    #expect(try await metric(service, #"notifications_created_total{personalized="false"}"#) == 3)
+                    #expect(try await metric(service, #"notifications_fallback_total{reason="timeout"}"#) == 1)
+                }
+            }
         }
     }
 
     @Test func withoutJWTSecretTokensAreCheckedByAuthService() async throws {
         try await Stack.run(names: nil) { stack in
             let auth = try await FakeAuth.start(stack.broker.url, names: ["u-ann": "Ann"], tokens: ["opaque-ann": "u-ann"])
-            defer { Task { await auth.stop() } }
-            let service = try await startService(stack.broker, data: stack.data, secret: nil, extra: ["AUTH_TIMEOUT_MS": "1000"])
-            defer { Task { await service.stop() } }
-            try await stack.login("u-ann")
-            #expect(try await eventually {
-                let page = try await service.request("GET", "/v1/notifications", headers: ["Authorization": "Bearer opaque-ann"])
-                return page.status == 200 && (page.json["notifications"] as? [Any])?.count == 1
-            })
-            // A locally valid token means nothing without the secret: auth-service says no.
-            let refused = try await service.request("GET", "/v1/notifications", headers: try bearer("u-ann"))
-            #expect(refused.status == 401 && refused.headers["www-authenticate"]?.contains("invalid_token") == true)
-            // auth-service not answering: the token cannot be checked, which is not the client's fault.
-            auth.answering = false
-            let unavailable = try await service.request("GET", "/v1/notifications", headers: ["Authorization": "Bearer opaque-ann"])
-            #expect(unavailable.status == 503 && unavailable.json["status"] as? Int == 503)
+            try await stopping({ await auth.stop() }) {
+                let service = try await startService(stack.broker, data: stack.data, secret: nil, extra: ["AUTH_TIMEOUT_MS": "1000"])
+                try await stopping({ await service.stop() }) {
+                    try await stack.login("u-ann")
+                    #expect(try await eventually {
+                        let page = try await service.request("GET", "/v1/notifications", headers: ["Authorization": "Bearer opaque-ann"])
+                        return page.status == 200 && (page.json["notifications"] as? [Any])?.count == 1
+                    })
+                    // A locally valid token means nothing without the secret: auth-service says no.
+                    let refused = try await service.request("GET", "/v1/notifications", headers: try bearer("u-ann"))
+                    #expect(refused.status == 401 && refused.headers["www-authenticate"]?.contains("invalid_token") == true)
+                    // auth-service not answering: the token cannot be checked, which is not the client's fault.
+                    auth.answering = false
+                    let unavailable = try await service.request("GET", "/v1/notifications", headers: ["Authorization": "Bearer opaque-ann"])
+                    #expect(unavailable.status == 503 && unavailable.json["status"] as? Int == 503)
+                }
+            }
         }
     }
 
@@ -219,31 +224,34 @@ func nextMessage(_ subscription: Subscription, _ what: String) async throws -> M
             let dataB = try temporaryDirectory("notif-data-b")
             defer { removeTemporary(dataB) }
             let a = try await startService(stack.broker, data: stack.data)
-            let b = try await startService(stack.broker, data: dataB)
-            defer { Task { await a.stop(); await b.stop() } }
-            let sent = try await stack.client.subscribe("notification.sent")
-            try await stack.client.flush()
+            try await stopping({ await a.stop() }) {
+                let b = try await startService(stack.broker, data: dataB)
+                try await stopping({ await b.stop() }) {
+                    let sent = try await stack.client.subscribe("notification.sent")
+                    try await stack.client.flush()
 
-            let count = 40
-            var published = Set<String>()
-            for i in 0..<count {
-                let eventID = "queue-\(i)-" + UUID().uuidString.lowercased()
-                published.insert(eventID)
-                try await stack.login(i % 2 == 0 ? "u-ann" : "u-bob", eventID: eventID)
+                    let count = 40
+                    var published = Set<String>()
+                    for i in 0..<count {
+                        let eventID = "queue-\(i)-" + UUID().uuidString.lowercased()
+                        published.insert(eventID)
+                        try await stack.login(i % 2 == 0 ? "u-ann" : "u-bob", eventID: eventID)
+                    }
+                    var seen: [String] = []
+                    for _ in 0..<count {
+                        let message = try await nextMessage(sent, "notification.sent \(seen.count + 1) of \(count)")
+                        seen.append(try #require(jsonObject(message.payload)["source_event_id"] as? String))
+                    }
+                    #expect(Set(seen) == published && seen.count == count)
+                    let handledA = try await metric(a, #"nats_consumer_messages_total{consumer="login"}"#)
+                    let handledB = try await metric(b, #"nats_consumer_messages_total{consumer="login"}"#)
+                    #expect(handledA + handledB == Double(count))
+                    #expect(handledA > 0 && handledB > 0)
+                    let createdA = try await metric(a, #"notifications_created_total{personalized="true"}"#)
+                    let createdB = try await metric(b, #"notifications_created_total{personalized="true"}"#)
+                    #expect(createdA + createdB == Double(count))
+                }
             }
-            var seen: [String] = []
-            for _ in 0..<count {
-                let message = try await nextMessage(sent, "notification.sent \(seen.count + 1) of \(count)")
-                seen.append(try #require(jsonObject(message.payload)["source_event_id"] as? String))
-            }
-            #expect(Set(seen) == published && seen.count == count)
-            let handledA = try await metric(a, #"nats_consumer_messages_total{consumer="login"}"#)
-            let handledB = try await metric(b, #"nats_consumer_messages_total{consumer="login"}"#)
-            #expect(handledA + handledB == Double(count))
-            #expect(handledA > 0 && handledB > 0)
-            let createdA = try await metric(a, #"notifications_created_total{personalized="true"}"#)
-            let createdB = try await metric(b, #"notifications_created_total{personalized="true"}"#)
-            #expect(createdA + createdB == Double(count))
         }
     }
 }
@@ -265,40 +273,45 @@ func nextMessage(_ subscription: Subscription, _ what: String) async throws -> M
                                          configuration: configuration, logger: logger)
             service.install(on: runtime)
             let running = Task { try await runtime.run(handleSignals: false) }
-            defer { runtime.shutdown() }
-            #expect(await eventually { sink.lines.contains { $0.contains(#""message":"consuming""#) } })
+            // Whatever happens below, the runtime is shut down and awaited (its shutdown closes the store).
+            try await stopping({ runtime.shutdown(); _ = try? await running.value }) {
+                #expect(await eventually { sink.lines.contains { $0.contains(#""message":"consuming""#) } })
 
-            // Five timeouts in a row open the circuit (the runtime's policy) ...
-            for _ in 0..<5 { try await stack.login("u-ann") }
-            #expect(await eventually { service.store.count == 5 })
-            guard case .open? = runtime.breakerState(for: "auth.user.get") else {
-                Issue.record("breaker not open: \(String(describing: runtime.breakerState(for: "auth.user.get")))"); return
-            }
-            let timeouts = service.store.page(user: "u-ann", limit: 10).items
-            #expect(timeouts.allSatisfy { $0.fallbackReason == "auth unavailable: timeout" && !$0.personalized })
-            // ... then events fail fast without asking auth-service.
-            let asked = auth.requests
-            try await stack.login("u-ann")
-            #expect(await eventually { service.store.count == 6 })
-            #expect(service.store.page(user: "u-ann", limit: 1).items.first?.fallbackReason == "circuit open")
-            #expect(auth.requests == asked)
-            #expect(runtime.metrics.value("notifications_fallback_total", labels: [("reason", "circuit_open")]) == 1)
-
-            // Auth is back: after the cool-down a probe goes through and the circuit closes.
-            auth.answering = true
-            var personalised = false
-            let deadline = ContinuousClock.now + .seconds(30)
-            while !personalised && ContinuousClock.now < deadline {
-                let before = service.store.count
+                // Five timeouts in a row open the circuit (the runtime's policy) ...
+                for _ in 0..<5 { try await stack.login("u-ann") }
+                #expect(await eventually { service.store.count == 5 })
+                guard case .open? = runtime.breakerState(for: "auth.user.get") else {
+                    throw TestFailure("breaker not open: \(String(describing: runtime.breakerState(for: "auth.user.get")))")
+                }
+                let timeouts = service.store.page(user: "u-ann", limit: 10).items
+                #expect(timeouts.allSatisfy { $0.fallbackReason == "auth unavailable: timeout" && !$0.personalized })
+                // ... then events fail fast without asking auth-service.
+                let asked = auth.requests
                 try await stack.login("u-ann")
-                _ = await eventually(5) { service.store.count > before }
-                personalised = service.store.page(user: "u-ann", limit: 1).items.first?.personalized == true
-                if !personalised { try await Task.sleep(for: .milliseconds(250)) }   // pacing while the circuit is open
+                #expect(await eventually { service.store.count == 6 })
+                #expect(service.store.page(user: "u-ann", limit: 1).items.first?.fallbackReason == "circuit open")
+                #expect(auth.requests == asked)
+                #expect(runtime.metrics.value("notifications_fallback_total", labels: [("reason", "circuit_open")]) == 1)
+
+                // Auth is back: once the cool-down has passed, the next lookup is the breaker's probe;
+                // it succeeds and the circuit closes. (Polls the breaker's deadline, no fixed pacing.)
+                auth.answering = true
+                #expect(await eventually(30) {
+                    guard case .open(let until)? = runtime.breakerState(for: "auth.user.get") else { return true }
+                    return ContinuousClock.now >= until
+                })
+                var personalised = false
+                let deadline = ContinuousClock.now + .seconds(30)
+                while !personalised && ContinuousClock.now < deadline {
+                    let before = service.store.count
+                    try await stack.login("u-ann")
+                    _ = await eventually(5) { service.store.count > before }
+                    personalised = service.store.page(user: "u-ann", limit: 1).items.first?.personalized == true
+                }
+                #expect(personalised)
+                #expect(runtime.breakerState(for: "auth.user.get") == .closed)
+                #expect(service.store.page(user: "u-ann", limit: 1).items.first?.message == "Welcome back, Ann!")
             }
-            #expect(personalised)
-            #expect(runtime.breakerState(for: "auth.user.get") == .closed)
-            #expect(service.store.page(user: "u-ann", limit: 1).items.first?.message == "Welcome back, Ann!")
-            runtime.shutdown()
             try await running.value
             #expect(!service.store.isOpen)
         }

@@ -153,7 +153,11 @@ struct SSEParser {
 
 /// An SSE client on a raw socket, read on its own thread: HTTP/1.1 request, head, chunked body.
 final class SSEClient: Sendable {
-    private struct State { var status: Int?; var parser = SSEParser(); var closed = false; var raw: [UInt8] = [] }
+    /// `closed`: the reader saw the end of the stream; `descriptorClosed`: the reader closed the
+    /// socket (after which ``cancel()`` must not touch the number, which may be reused).
+    private struct State {
+        var status: Int?; var parser = SSEParser(); var closed = false; var raw: [UInt8] = []; var descriptorClosed = false
+    }
     private let state = Mutex(State())
     private let fd: Int32
 
@@ -165,19 +169,7 @@ final class SSEClient: Sendable {
 
     /// Connects and sends the request; reading runs on a new thread.
     init(port: Int, path: String = "/v1/notifications/stream", headers: [String: String], readBufferBytes: Int? = nil) throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestFailure("socket failed") }
-        if var size = readBufferBytes.map(Int32.init) {
-            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-        }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = UInt16(port).bigEndian
-        let connected = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { close(fd); throw TestFailure("connect to \(port) failed: errno \(errno)") }
+        let fd = try connectLoopback(port: port, timeoutSeconds: nil, receiveBufferBytes: readBufferBytes)
         var head = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
         for (k, v) in headers { head += "\(k): \(v)\r\n" }
         let bytes = Array((head + "\r\n").utf8)
@@ -222,7 +214,8 @@ final class SSEClient: Sendable {
                 buffer.removeFirst(lineEnd + 2 + size + 2)
             }
         }
-        state.withLock { $0.closed = true }
+        // Marked under the lock first: cancel() shuts the socket down only while it is still ours.
+        state.withLock { $0.closed = true; $0.descriptorClosed = true }
         close(fd)
     }
 
@@ -242,8 +235,14 @@ final class SSEClient: Sendable {
         }
     }
 
-    /// Ends the connection (the reader thread then closes the socket).
-    func cancel() { _ = shutdown(fd, Int32(SHUT_RDWR)) }
+    /// Ends the connection (the reader thread then closes the socket). Does nothing once the
+    /// reader has closed it: the check and the shutdown happen under the lock the reader takes
+    /// before closing, so exactly one side acts on the descriptor.
+    func cancel() {
+        state.withLock { s in
+            if !s.descriptorClosed { _ = shutdown(fd, Int32(SHUT_RDWR)) }
+        }
+    }
 
 }
 
@@ -272,4 +271,19 @@ func metric(_ service: ServiceProcess, _ sample: String) async throws -> Double 
         return Double(line.split(separator: " ").last ?? "") ?? 0
     }
     return 0
+}
+
+/// Runs `body`, then awaits `stop`, whether `body` throws or not, and rethrows: a process or
+/// runtime started for a test is stopped before the test ends (a `defer { Task { ... } }`
+/// would only start stopping it).
+func stopping<T>(_ stop: () async -> Void, _ body: () async throws -> T) async throws -> T {
+    let result: T
+    do {
+        result = try await body()
+    } catch {
+        await stop()
+        throw error
+    }
+    await stop()
+    return result
 }

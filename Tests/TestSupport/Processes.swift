@@ -190,13 +190,21 @@ public struct HTTPResult: Sendable {
     public func string(_ key: String) -> String? { json[key] as? String }
 }
 
-/// One HTTP/1.1 request over a fresh loopback connection (`Connection: close`), read to EOF.
-public func rawHTTP(port: Int, method: String, path: String, headers: [String: String] = [:], body: String? = nil) throws -> HTTPResult {
+/// A TCP socket connected to `127.0.0.1:port`; the caller owns (and closes) the descriptor.
+/// - Parameters:
+///   - timeoutSeconds: receive timeout (`SO_RCVTIMEO`); nil blocks until data or EOF.
+///   - receiveBufferBytes: `SO_RCVBUF`, set before connecting (a small one makes a slow reader).
+/// - Throws: ``TestFailure`` when the socket cannot be made or the connection is refused.
+public func connectLoopback(port: Int, timeoutSeconds: Double? = 15, receiveBufferBytes: Int? = nil) throws -> Int32 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw TestFailure("socket failed") }
-    defer { close(fd) }
-    var tv = timeval(tv_sec: 15, tv_usec: 0)
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    guard fd >= 0 else { throw TestFailure("socket failed: errno \(errno)") }
+    if let timeoutSeconds {
+        var tv = timeval(tv_sec: Int(timeoutSeconds), tv_usec: Int((timeoutSeconds - timeoutSeconds.rounded(.down)) * 1_000_000))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+    if var size = receiveBufferBytes.map(Int32.init) {
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+    }
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -204,7 +212,18 @@ public func rawHTTP(port: Int, method: String, path: String, headers: [String: S
     let connected = withUnsafePointer(to: &addr) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
-    guard connected == 0 else { throw TestFailure("connect to \(port) failed: errno \(errno)") }
+    guard connected == 0 else {
+        let code = errno
+        close(fd)
+        throw TestFailure("connect to \(port) failed: errno \(code)")
+    }
+    return fd
+}
+
+/// One HTTP/1.1 request over a fresh loopback connection (`Connection: close`), read to EOF.
+public func rawHTTP(port: Int, method: String, path: String, headers: [String: String] = [:], body: String? = nil) throws -> HTTPResult {
+    let fd = try connectLoopback(port: port, timeoutSeconds: 15)
+    defer { close(fd) }
     var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
     if let body { head += "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n" }
     for (k, v) in headers { head += "\(k): \(v)\r\n" }
