@@ -84,6 +84,9 @@ struct JSONReader {
 
     let p: UnsafeBufferPointer<UInt8>
     var i = 0
+    /// Pieces the last ``readRecordsParallel(maxRecords:what:workers:spare:minimumBytes:)`` read
+    /// in parallel (0 when it read sequentially).
+    var parallelPieces = 0
 
     init(_ bytes: UnsafeBufferPointer<UInt8>) { p = bytes }
 
@@ -484,53 +487,83 @@ struct JSONReader {
         table.rows.append(row)
     }
 
-    /// ``readRecords(maxRecords:what:)`` on `workers` threads for large arrays: one quick pass
-    /// finds where each element starts (outside strings, at the array's own level), groups of
-    /// elements are read in parallel, and the groups' fields are merged in order, so the
-    /// dataset equals the sequential one. Anything unexpected (invalid JSON, a non-object, too
-    /// many records) re-reads sequentially, which gives exactly the sequential error.
-    mutating func readRecordsParallel(maxRecords: Int, what: String, workers: Int, spare: Int = 0) throws(TransformError) -> Dataset {
+    /// ``readRecords(maxRecords:what:)`` on `workers` threads for large arrays. The bytes are cut
+    /// at guessed record boundaries (the next `}` `,` `{` after evenly spaced offsets), the pieces
+    /// are read in parallel, and their fields are merged in order, so the dataset equals the
+    /// sequential one. A guess inside a string cannot pass: the piece before it would end inside
+    /// that string (quotes within strings are escaped), and any failure (a bad guess, invalid
+    /// JSON, a non-object, a nested value) re-reads the array sequentially, which also gives
+    /// exactly the sequential error.
+    mutating func readRecordsParallel(maxRecords: Int, what: String, workers: Int, spare: Int = 0,
+                                      minimumBytes: Int = 1 << 20) throws(TransformError) -> Dataset {
         let start = i
-        guard workers > 1, let bounds = elementStarts(), bounds.starts.count <= maxRecords, bounds.starts.count >= 4096 else {
+        let n = p.count
+        parallelPieces = 0
+        guard workers > 1, peek() == UInt8(ascii: "["), n - i >= minimumBytes, let address = p.baseAddress else {
             return try readRecords(maxRecords: maxRecords, what: what, spare: spare)
         }
-        let starts = bounds.starts
-        let groupCount = min(starts.count, workers * 4)
-        let per = (starts.count + groupCount - 1) / groupCount
-        guard let address = p.baseAddress else { return try readRecords(maxRecords: maxRecords, what: what, spare: spare) }
-        let base = UnsafeRawPointer(address)
-        let total = p.count
-        let source = ByteView(base: base, count: total)
-        let tables = Parallel.map((starts.count + per - 1) / per, workers: workers) { g -> (RecordTable, Bool) in
-            let first = g * per, last = min(starts.count, first + per)
-            // The group ends at the comma before the next group, or at the closing bracket.
-            let end = last < starts.count ? starts[last] - 1 : bounds.close
-            let bytes = UnsafeBufferPointer(start: source.base.assumingMemoryBound(to: UInt8.self) + starts[first],
-                                            count: end - starts[first])
+        let open = i
+        // Piece starts: just after '[', then at each guessed boundary's '{'.
+        let pieces = workers * 4
+        var starts = [open + 1]
+        for g in 1..<pieces {
+            var k = max(open + (n - open) / pieces * g, starts[starts.count - 1] + 1)
+            var found = -1
+            while k < n - 1 {
+                if p[k] == UInt8(ascii: "}") {
+                    var j = k + 1
+                    while j < n, p[j] == 0x20 || p[j] == 0x0A || p[j] == 0x0D || p[j] == 0x09 { j += 1 }
+                    if j < n, p[j] == UInt8(ascii: ",") {
+                        j += 1
+                        while j < n, p[j] == 0x20 || p[j] == 0x0A || p[j] == 0x0D || p[j] == 0x09 { j += 1 }
+                        if j < n, p[j] == UInt8(ascii: "{") { found = j; break }
+                    }
+                }
+                k += 1
+            }
+            if found < 0 { break }
+            starts.append(found)
+        }
+        let source = ByteView(base: UnsafeRawPointer(address), count: n)
+        let boundaries = starts
+        // Each piece: its records, and for the last one the offset of the closing ']'.
+        let tables = Parallel.map(boundaries.count, workers: workers) { g -> (RecordTable, close: Int, ok: Bool) in
+            let from = boundaries[g]
+            let to = g + 1 < boundaries.count ? boundaries[g + 1] : source.count
+            let bytes = UnsafeBufferPointer(start: source.base.assumingMemoryBound(to: UInt8.self) + from, count: to - from)
             var reader = JSONReader(bytes)
             var table = RecordTable()
             do throws(TransformError) {
-                for k in first..<last {
-                    try reader.readRecord(into: &table, what: what, base: first, spare: spare)
-                    if k + 1 < last {
-                        try reader.expect(UInt8(ascii: ","), "','")
-                    }
+                while true {
+                    guard table.rows.count < maxRecords else { return (RecordTable(), -1, false) }
+                    try reader.readRecord(into: &table, what: what, base: 0, spare: spare)
+                    guard let next = reader.peek() else { return (RecordTable(), -1, false) }
+                    reader.i += 1
+                    // The array's end (later pieces, if any, lie beyond it and are ignored).
+                    if next == UInt8(ascii: "]") { return (table, from + reader.i - 1, true) }
+                    guard next == UInt8(ascii: ",") else { return (RecordTable(), -1, false) }
+                    // The piece ends exactly where the next one begins.
+                    if reader.peek() == nil { return (table, -1, true) }
                 }
-                try reader.expectEnd()
-                return (table, true)
             } catch {
-                return (RecordTable(), false)
+                return (RecordTable(), -1, false)
             }
         }
-        guard tables.allSatisfy(\.1) else {
+        // Every piece before the one that reached ']' must have ended cleanly at a comma, which
+        // also proves the next piece began at a real record.
+        guard let last = tables.firstIndex(where: { $0.close >= 0 }), tables[...last].allSatisfy(\.ok),
+              tables[...last].reduce(0, { $0 + $1.0.rows.count }) <= maxRecords else {
             i = start
             return try readRecords(maxRecords: maxRecords, what: what, spare: spare)
         }
-        // Merge: fields in first-seen order across the groups, rows remapped where needed.
+        let used = tables[...last]
+        let close = tables[last].close
+        let total = used.reduce(0) { $0 + $1.0.rows.count }
+        // Merge: fields in first-seen order across the pieces, rows remapped where needed.
         var fields: [String] = []
         var index: [String: Int] = [:]
         var maps: [[Int]?] = []
-        for (table, _) in tables {
+        for (table, _, _) in used {
             var map: [Int] = []
             for f in table.fields {
                 if let known = index[f] {
@@ -545,8 +578,8 @@ struct JSONReader {
         }
         let width = fields.count
         let remaps = maps
-        let pieces = Parallel.map(tables.count, workers: workers) { g -> [[Value]] in
-            var rows = tables[g].0.rows
+        let rowPieces = Parallel.map(used.count, workers: workers) { g -> [[Value]] in
+            var rows = used[g].0.rows
             if let map = remaps[g] {
                 for r in rows.indices {
                     var row: [Value] = []
@@ -563,45 +596,11 @@ struct JSONReader {
             return rows
         }
         var rows: [[Value]] = []
-        rows.reserveCapacity(starts.count)
-        for piece in pieces { rows.append(contentsOf: piece) }
-        i = bounds.close + 1
+        rows.reserveCapacity(total)
+        for piece in rowPieces { rows.append(contentsOf: piece) }
+        i = close + 1
+        parallelPieces = used.count
         return Dataset(fields: fields, rows: rows)
-    }
-
-    /// Offsets where the elements of the array at the cursor begin, and of its `]`; nil when the
-    /// array is empty or the scan finds no end.
-    private mutating func elementStarts() -> (starts: [Int], close: Int)? {
-        guard peek() == UInt8(ascii: "[") else { return nil }
-        var k = i + 1
-        var starts = [k]
-        var depth = 0
-        let n = p.count
-        while k < n {
-            let c = p[k]
-            if c == UInt8(ascii: "\"") {
-                k += 1
-                while k < n {
-                    let d = p[k]
-                    if d == UInt8(ascii: "\\") { k += 2; continue }
-                    if d == UInt8(ascii: "\"") { break }
-                    k += 1
-                }
-            } else if c == UInt8(ascii: "{") || c == UInt8(ascii: "[") {
-                depth += 1
-            } else if c == UInt8(ascii: "}") || c == UInt8(ascii: "]") {
-                if depth == 0 {
-                    guard c == UInt8(ascii: "]") else { return nil }
-                    return starts.count == 1 && String(decoding: UnsafeBufferPointer(rebasing: p[(i + 1)..<k]), as: UTF8.self)
-                        .allSatisfy(\.isWhitespace) ? nil : (starts, k)
-                }
-                depth -= 1
-            } else if c == UInt8(ascii: ","), depth == 0 {
-                starts.append(k + 1)
-            }
-            k += 1
-        }
-        return nil
     }
 }
 

@@ -98,11 +98,19 @@ import TestSupport
 }
 
 @Suite struct JSONDatasetParsing {
-    func read(_ text: String, workers: Int, maxRecords: Int = .max) -> Result<Dataset, TransformError> {
+    /// The dataset and where the reader stopped (the parallel reader runs at any size here).
+    func read(_ text: String, workers: Int, maxRecords: Int = .max, trailing: Bool = false,
+              expectParallel: Bool = false) -> Result<Dataset, TransformError> {
         Array(text.utf8).withUnsafeBufferPointer { b in
             var reader = JSONReader(b)
             do throws(TransformError) {
-                let d = try reader.readRecordsParallel(maxRecords: maxRecords, what: "data", workers: workers)
+                let d = try reader.readRecordsParallel(maxRecords: maxRecords, what: "data", workers: workers, minimumBytes: 0)
+                if expectParallel { #expect(reader.parallelPieces > 1, "read sequentially") }
+                if trailing {
+                    // What follows the array: a comma and another array of objects.
+                    try reader.expect(UInt8(ascii: ","), "','")
+                    _ = try reader.readValue(depth: 0)
+                }
                 try reader.expectEnd()
                 return .success(d)
             } catch {
@@ -135,7 +143,12 @@ import TestSupport
             guard case .success(let d) = sequential else { Issue.record("\(sequential)"); return }
             #expect(d.count == 6000)
             #expect(Set(d.fields) == ["id", "s", "x", "n", "late0", "late1", "late2"])
-            for workers in [2, 3, 8] { #expect(read(text, workers: workers) == sequential) }
+            for workers in [2, 3, 8] { #expect(read(text, workers: workers, expectParallel: true) == sequential) }
+            // Guessed boundaries that fall after the array (in what follows it) are ignored.
+            let followed = text + ", " + randomArray(3000, seed: seed + 10)
+            let sequentialFollowed = read(followed, workers: 1, trailing: true)
+            #expect(sequentialFollowed == sequential)
+            for workers in [2, 5] { #expect(read(followed, workers: workers, trailing: true, expectParallel: true) == sequential) }
         }
     }
 
