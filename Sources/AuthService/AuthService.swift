@@ -39,7 +39,7 @@ public final class AuthService: Sendable {
     /// in `DATA_DIR` with a prominent warning).
     /// - Throws: ``UserDirectoryError``, ``SigningKey/Failure``, `JWTError`, `CryptoError`.
     public init(configuration: Configuration, logger: Logger,
-                clock: @escaping @Sendable () -> Double = LoginLimiter.monotonicSeconds) throws {
+                clock: @escaping @Sendable () -> Double) throws {
         self.logger = logger
         let dataDirectory = configuration[AuthSettings.dataDirectory]
         let key = try SigningKey.resolve(configured: configuration[StandardSettings.jwtSecret], dataDirectory: dataDirectory)

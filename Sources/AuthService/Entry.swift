@@ -1,41 +1,20 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-import Foundation
 import ServiceKit
 
-extension AuthService {
-    /// Loads the configuration, opens the service, runs it until SIGTERM/SIGINT. Returns the
-    /// process exit status: 0 after a clean stop, 2 for a configuration error, 1 for a start-up
-    /// failure (store, key, HTTP port).
-    public static func main(arguments: [String] = Array(CommandLine.arguments.dropFirst()),
-                            environment: [String: String] = ProcessInfo.processInfo.environment) async -> Int32 {
-        let configuration: Configuration
-        do {
-            configuration = try Configuration.load(AuthSettings.all, arguments: arguments, environment: environment)
-        } catch {
-            let line = "auth-service: \(error)\n"
-            FileHandle.standardError.write(Data(line.utf8))
-            return 2
-        }
-        let name = configuration[AuthSettings.serviceName]
-        let logger = Logger(service: name, level: configuration[StandardSettings.logLevel])
-        let service: AuthService
-        do {
-            service = try AuthService(configuration: configuration, logger: logger)
-        } catch {
-            logger.critical("cannot start", ["error": .string("\(error)")])
-            return 1
-        }
-        let runtime = ServiceRuntime(name: name, version: version, configuration: configuration, logger: logger)
-        service.install(on: runtime)
-        do {
-            try await runtime.run()
-        } catch {
-            logger.critical("cannot run", ["error": .string("\(error)")])
-            service.directory.close()
-            return 1
-        }
-        return 0
+extension AuthService: ServiceProgram {
+    public static let executableName = "auth-service"
+    public static var settings: [AnySetting] { AuthSettings.all }
+    public static var serviceNameSetting: Setting<String> { AuthSettings.serviceName }
+
+    /// Opens the service with the real monotonic clock for the login limiters.
+    /// - Throws: as ``init(configuration:logger:clock:)``.
+    public convenience init(configuration: Configuration, logger: Logger) throws {
+        try self.init(configuration: configuration, logger: logger, clock: LoginLimiter.monotonicSeconds)
     }
+
+    /// Closes the user store (idempotent; normally the runtime's shutdown action did).
+    public func finish() async { directory.close() }
+
+    /// Runs the auth service as a process (see ``ServiceMain/run(_:arguments:environment:prepare:)``):
+    /// 0 after a clean stop, 2 for a configuration error, 1 for a start-up failure (store, key, HTTP port).
+    public static func main() async -> Int32 { await ServiceMain.run(AuthService.self) }
 }
