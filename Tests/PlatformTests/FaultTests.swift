@@ -211,13 +211,18 @@ private func publishLogins(_ platform: Platform, _ client: NATSClient, user: (id
         let (userID, token) = try await platform.registerAndLogin(name: "Edsger Dijkstra", email: email)
         let user = (id: userID, email: email, name: "Edsger Dijkstra")
         let client = try await NATSClient.connect(platform.natsURL)
-        let ids: [String]
         do {
-            ids = try await publishLogins(platform, client, user: user, count: 10)
+            try await exercise(platform, client, user: user, token: token)
         } catch {
             await client.close()
             throw error
         }
+        await client.close()
+    }
+
+    static func exercise(_ platform: Platform, _ client: NATSClient, user: (id: String, email: String, name: String),
+                         token: String) async throws {
+        let ids = try await publishLogins(platform, client, user: user, count: 10)
         var before: [[String: Any]] = []
         let listed = try await eventually(20) {
             before = try await platform.notifications(token: token)
@@ -242,15 +247,9 @@ private func publishLogins(_ platform: Platform, _ client: NATSClient, user: (id
         #expect(after.count == before.count)
 
         // And it works on: one more login, one more notification.
-        do {
-            let more = try await publishLogins(platform, client, user: user, count: 1)
-            #expect(try await eventually(20) {
-                try await platform.notifications(token: token).contains { $0["source_event_id"] as? String == more[0] }
-            })
-        } catch {
-            await client.close()
-            throw error
-        }
-        await client.close()
+        let more = try await publishLogins(platform, client, user: user, count: 1)
+        #expect(try await eventually(20) {
+            try await platform.notifications(token: token).contains { $0["source_event_id"] as? String == more[0] }
+        })
     }
 }
