@@ -9,8 +9,11 @@ import Synchronization
 public final class NotificationHub: Sendable {
     /// What a stream receives.
     public enum Item: Sendable, Equatable {
-        /// A new notification for the stream's user.
+        /// A new notification for the stream's user, from this instance's store.
         case notification(UserNotification)
+        /// A new notification for the stream's user that another instance created and stored
+        /// (from its `notification.sent`; it has no place in this instance's store).
+        case remote(UserNotification)
         /// Time for a keep-alive comment.
         case keepAlive
     }
@@ -93,10 +96,12 @@ public final class NotificationHub: Sendable {
     }
 
     /// Queues `notification` on every stream of its user; returns how many took it.
+    /// `fromAnotherInstance`: it was created by another instance (see ``Item/remote(_:)``).
     @discardableResult
-    public func deliver(_ notification: UserNotification) -> Int {
+    public func deliver(_ notification: UserNotification, fromAnotherInstance: Bool = false) -> Int {
         let targets = state.withLock { s in s.streams[notification.userID].map { Array($0.values) } ?? [] }
-        return targets.reduce(0) { $0 + (offer(.notification(notification), to: $1) ? 1 : 0) }
+        let item: Item = fromAnotherInstance ? .remote(notification) : .notification(notification)
+        return targets.reduce(0) { $0 + (offer(item, to: $1) ? 1 : 0) }
     }
 
     /// Queues a keep-alive on every stream.

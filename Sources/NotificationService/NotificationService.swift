@@ -25,7 +25,8 @@ public final class NotificationService: Sendable {
     public static let loginSubject = "user.logged_in"
     /// The queue group every instance joins (each event is handled by one of them).
     public static let queueGroup = "notification"
-    /// The published event.
+    /// The published event; every instance also reads it (no queue group) to push what other
+    /// instances created to its own SSE streams.
     public static let sentSubject = "notification.sent"
     /// auth-service's user lookup.
     public static let userGetSubject = "auth.user.get"
@@ -38,6 +39,9 @@ public final class NotificationService: Sendable {
     /// Most notifications replayed to a stream resumed with `Last-Event-ID`.
     public static let replayLimit = 100
 
+    /// This process's id in `notification.sent` (`instance_id`): an instance skips its own
+    /// announcements when it fans out the others'.
+    public let instanceID = UUID().uuidString.lowercased()
     /// The notifications.
     public let store: NotificationStore
     /// The open SSE streams.
@@ -115,6 +119,9 @@ public final class NotificationService: Sendable {
 
         runtime.consume("login", subject: Self.loginSubject, queue: Self.queueGroup, concurrency: concurrency) { [self] message, context in
             try await handleLogin(message.payload, context, runtime)
+        }
+        runtime.consume("sse-fanout", subject: Self.sentSubject, concurrency: 1) { [self] message, context in
+            fanOut(message.payload, logger: context.logger)
         }
         runtime.route(.get, "/v1/notifications") { [self] request, context in
             let user = try await verifier.authenticate(request, context: context)
@@ -199,7 +206,7 @@ public final class NotificationService: Sendable {
         let latency = Self.latencyMilliseconds(from: event.date, to: now)
         m.observe("notification_latency_seconds", latency / 1000)
 
-        let sent = Self.sentEvent(notification, latencyMilliseconds: latency)
+        let sent = Self.sentEvent(notification, latencyMilliseconds: latency, instance: instanceID)
         var fields: [String: JSONValue] = [
             "user_id": .string(notification.userID), "notification_id": .string(notification.id),
             "source_event_id": .string(notification.sourceEventID), "personalized": .bool(notification.personalized),
@@ -223,14 +230,35 @@ public final class NotificationService: Sendable {
         max(0, (sent.timeIntervalSince(login) * 1_000_000).rounded() / 1000)
     }
 
-    /// The `notification.sent` payload (platform contract).
-    public static func sentEvent(_ n: UserNotification, latencyMilliseconds: Double) -> JSONValue {
+    /// The `notification.sent` payload: the platform contract's fields, plus `message` and
+    /// `instance_id` (what another instance needs to push it to its own SSE streams).
+    public static func sentEvent(_ n: UserNotification, latencyMilliseconds: Double, instance: String) -> JSONValue {
         .object([
             "event_id": .string(UUID().uuidString.lowercased()), "notification_id": .string(n.id), "user_id": .string(n.userID),
             "source_event_id": .string(n.sourceEventID), "kind": .string(n.kind), "personalized": .bool(n.personalized),
             "fallback_reason": n.fallbackReason.map(JSONValue.string) ?? .null, "login_time": .string(n.loginTime),
             "time": .string(n.createdAt), "latency_ms": .double(latencyMilliseconds),
+            "message": .string(n.message), "instance_id": .string(instance),
         ])
+    }
+
+    /// Pushes a notification another instance created (a `notification.sent` payload) to this
+    /// instance's open streams of its user. Our own announcements, events of users with no
+    /// stream here and payloads without the fields a stream needs are ignored.
+    func fanOut(_ payload: [UInt8], logger: Logger) {
+        guard case .object(let o)? = JSONValue.parse(payload), let instance = o["instance_id"]?.stringValue,
+              instance != instanceID, let user = o["user_id"]?.stringValue, hub.count(user: user) > 0 else { return }
+        guard let id = o["notification_id"]?.stringValue, let source = o["source_event_id"]?.stringValue,
+              let kind = o["kind"]?.stringValue, let message = o["message"]?.stringValue,
+              case .bool(let personalized)? = o["personalized"], let login = o["login_time"]?.stringValue,
+              let time = o["time"]?.stringValue else {
+            logger.warning("notification.sent without the fields a stream needs; not pushed", ["user_id": .string(user)])
+            return
+        }
+        let n = UserNotification(id: id, userID: user, sourceEventID: source, kind: kind, message: message, personalized: personalized,
+                                 fallbackReason: o["fallback_reason"]?.stringValue, loginTime: login, createdAt: time,
+                                 readAt: nil, sequence: 0)
+        hub.deliver(n, fromAnotherInstance: true)
     }
 
     // MARK: HTTP
@@ -330,6 +358,9 @@ public final class NotificationService: Sendable {
                 case .notification(let n):
                     if n.sequence <= replayedUpTo { continue }   // already replayed
                     try await writer.send(n.serverSentEvent)
+                    metrics.increment("sse_events_sent_total")
+                case .remote(let n):
+                    try await writer.send(n.remoteServerSentEvent)
                     metrics.increment("sse_events_sent_total")
                 }
             }

@@ -67,6 +67,14 @@ public struct UserNotification: Sendable, Equatable {
     public var serverSentEvent: ServerSentEvent {
         ServerSentEvent(data: String(decoding: json.serialized, as: UTF8.self), event: "notification", id: id)
     }
+
+    /// The Server-Sent Event for a notification another instance stored: as ``serverSentEvent``
+    /// but with `"cursor": null` (its sequence belongs to the other instance's store).
+    public var remoteServerSentEvent: ServerSentEvent {
+        guard case .object(var o) = json else { return serverSentEvent }
+        o["cursor"] = .null
+        return ServerSentEvent(data: String(decoding: JSONValue.object(o).serialized, as: UTF8.self), event: "notification", id: id)
+    }
 }
 
 /// What a notification will say, before the store gives it an id and a sequence.

@@ -90,7 +90,7 @@ func nextMessage(_ subscription: Subscription, _ what: String) async throws -> M
                 #expect(announcement.headers?["traceparent"]?.hasPrefix("00-\(traceID)-") == true)
                 let payload = jsonObject(announcement.payload)
                 #expect(Set(payload.keys) == ["event_id", "notification_id", "user_id", "source_event_id", "kind", "personalized",
-                                              "fallback_reason", "login_time", "time", "latency_ms"])
+                                              "fallback_reason", "login_time", "time", "latency_ms", "message", "instance_id"])
                 #expect(payload["notification_id"] as? String == id && payload["user_id"] as? String == "u-ann")
                 #expect(payload["source_event_id"] as? String == eventID && payload["kind"] as? String == "welcome")
                 #expect(payload["personalized"] as? Bool == true && payload["fallback_reason"] is NSNull)
@@ -227,8 +227,23 @@ func nextMessage(_ subscription: Subscription, _ what: String) async throws -> M
             try await stopping({ await a.stop() }) {
                 let b = try await startService(stack.broker, data: dataB)
                 try await stopping({ await b.stop() }) {
+                    // Every consumer subscribed (logins and the SSE fan-out) on both.
+                    for service in [a, b] {
+                        #expect(try await eventually { try await service.request("GET", "/readyz").status == 200 })
+                    }
+                    // u-ann has a stream on each instance: each must get all of u-ann's
+                    // notifications, whichever instance handled the login.
+                    let streamA = try SSEClient(port: a.port, headers: try bearer("u-ann"))
+                    defer { streamA.cancel() }
+                    let streamB = try SSEClient(port: b.port, headers: try bearer("u-ann"))
+                    defer { streamB.cancel() }
+                    try await streamA.waitUntilOpen()
+                    try await streamB.waitUntilOpen()
                     let sent = try await stack.client.subscribe("notification.sent")
                     try await stack.client.flush()
+                    // The startup probes (malformed logins) count as handled messages too.
+                    let probesA = try await metric(a, #"nats_consumer_messages_total{consumer="login"}"#)
+                    let probesB = try await metric(b, #"nats_consumer_messages_total{consumer="login"}"#)
 
                     let count = 40
                     var published = Set<String>()
@@ -238,13 +253,22 @@ func nextMessage(_ subscription: Subscription, _ what: String) async throws -> M
                         try await stack.login(i % 2 == 0 ? "u-ann" : "u-bob", eventID: eventID)
                     }
                     var seen: [String] = []
+                    var annIDs = Set<String>()
                     for _ in 0..<count {
                         let message = try await nextMessage(sent, "notification.sent \(seen.count + 1) of \(count)")
-                        seen.append(try #require(jsonObject(message.payload)["source_event_id"] as? String))
+                        let payload = jsonObject(message.payload)
+                        seen.append(try #require(payload["source_event_id"] as? String))
+                        if payload["user_id"] as? String == "u-ann" { annIDs.insert(try #require(payload["notification_id"] as? String)) }
                     }
                     #expect(Set(seen) == published && seen.count == count)
-                    let handledA = try await metric(a, #"nats_consumer_messages_total{consumer="login"}"#)
-                    let handledB = try await metric(b, #"nats_consumer_messages_total{consumer="login"}"#)
+                    #expect(annIDs.count == count / 2)
+                    for (name, stream) in [("a", streamA), ("b", streamB)] {
+                        #expect(await eventually { stream.events.count >= count / 2 }, "stream on \(name): \(stream.events.count) events")
+                        #expect(Set(stream.events.compactMap(\.id)) == annIDs && stream.events.count == count / 2, "stream on \(name)")
+                        #expect(stream.events.allSatisfy { $0.json["message"] as? String == "Welcome back, Ann!" })
+                    }
+                    let handledA = try await metric(a, #"nats_consumer_messages_total{consumer="login"}"#) - probesA
+                    let handledB = try await metric(b, #"nats_consumer_messages_total{consumer="login"}"#) - probesB
                     #expect(handledA + handledB == Double(count))
                     #expect(handledA > 0 && handledB > 0)
                     let createdA = try await metric(a, #"notifications_created_total{personalized="true"}"#)
@@ -275,7 +299,12 @@ func nextMessage(_ subscription: Subscription, _ what: String) async throws -> M
             let running = Task { try await runtime.run(handleSignals: false) }
             // Whatever happens below, the runtime is shut down and awaited (its shutdown closes the store).
             try await stopping({ runtime.shutdown(); _ = try? await running.value }) {
-                #expect(await eventually { sink.lines.contains { $0.contains(#""message":"consuming""#) } })
+                // The login consumer's subscription is live at the broker: a malformed probe is refused.
+            #expect(await eventually {
+                try? await stack.client.publish(Array("probe".utf8), subject: "user.logged_in")
+                try? await stack.client.flush()
+                return sink.lines.contains { $0.contains(#""message":"login event refused""#) }
+            })
 
                 // Five timeouts in a row open the circuit (the runtime's policy) ...
                 for _ in 0..<5 { try await stack.login("u-ann") }
@@ -291,7 +320,8 @@ func nextMessage(_ subscription: Subscription, _ what: String) async throws -> M
                 #expect(await eventually { service.store.count == 6 })
                 #expect(service.store.page(user: "u-ann", limit: 1).items.first?.fallbackReason == "circuit open")
                 #expect(auth.requests == asked)
-                #expect(runtime.metrics.value("notifications_fallback_total", labels: [("reason", "circuit_open")]) == 1)
+                // (Counted by the handler just after the store lists the notification.)
+                #expect(await eventually { runtime.metrics.value("notifications_fallback_total", labels: [("reason", "circuit_open")]) == 1 })
 
                 // Auth is back: once the cool-down has passed, the next lookup is the breaker's probe;
                 // it succeeds and the circuit closes. (Polls the breaker's deadline, no fixed pacing.)

@@ -253,8 +253,31 @@ func startService(_ broker: Broker, data: String, secret: String? = testSecret, 
     if let secret { environment["JWT_SECRET"] = secret }
     for (k, v) in extra { environment[k] = v }
     let service = try await ServiceProcess.start("notification-service", environment: environment)
-    _ = try await service.child.waitForLine("the consumer subscribed") { $0.contains(#""message":"consuming""#) }
+    do {
+        try await waitForSubscriptions(service, broker)
+    } catch {
+        await service.stop()
+        throw error
+    }
     return service
+}
+
+/// Barrier: the runtime logs "consuming" once it has sent SUB, not once the broker has it, so
+/// probes go to both consumed subjects until the service shows it received one on each: a
+/// refused (malformed) login event in its log, and a message counted by the SSE fan-out
+/// consumer (which ignores it). The login probe may land on another instance of the queue
+/// group; probing continues until one reaches this one.
+func waitForSubscriptions(_ service: ServiceProcess, _ broker: Broker) async throws {
+    let client = try await NATSClient.connect(broker.url)
+    let live = await eventually(20) {
+        try? await client.publish(Array("probe".utf8), subject: "user.logged_in")
+        try? await client.publish(Array("probe".utf8), subject: "notification.sent")
+        try? await client.flush()
+        guard service.child.output.contains(where: { $0.contains(#""message":"login event refused""#) }) else { return false }
+        return ((try? await metric(service, #"nats_consumer_messages_total{consumer="sse-fanout"}"#)) ?? 0) > 0
+    }
+    await client.close()
+    if !live { throw TestFailure("notification-service did not receive probes on both subjects; output:\n" + service.child.output.suffix(20).joined(separator: "\n")) }
 }
 
 /// `GET /v1/notifications` for `user`: the notifications and the next cursor.

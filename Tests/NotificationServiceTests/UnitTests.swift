@@ -223,9 +223,10 @@ extension NotificationStore.InsertResult {
         let n = UserNotification(id: "n1", userID: "u1", sourceEventID: "e1", kind: "welcome", message: "Welcome back!",
                              personalized: false, fallbackReason: "circuit open", loginTime: "2026-11-23T17:02:14.123Z",
                              createdAt: "2026-11-23T17:02:14.200Z", readAt: nil, sequence: 4)
-        guard case .object(let o) = NotificationService.sentEvent(n, latencyMilliseconds: 77) else { Issue.record("not an object"); return }
+        guard case .object(let o) = NotificationService.sentEvent(n, latencyMilliseconds: 77, instance: "i1") else { Issue.record("not an object"); return }
         #expect(Set(o.keys) == ["event_id", "notification_id", "user_id", "source_event_id", "kind", "personalized",
-                                "fallback_reason", "login_time", "time", "latency_ms"])
+                                "fallback_reason", "login_time", "time", "latency_ms", "message", "instance_id"])
+        #expect(o["message"] == .string("Welcome back!") && o["instance_id"] == .string("i1"))
         #expect(o["notification_id"] == .string("n1") && o["source_event_id"] == .string("e1") && o["kind"] == .string("welcome"))
         #expect(o["personalized"] == .bool(false) && o["fallback_reason"] == .string("circuit open"))
         #expect(o["login_time"] == .string("2026-11-23T17:02:14.123Z") && o["time"] == .string("2026-11-23T17:02:14.200Z"))
@@ -234,7 +235,7 @@ extension NotificationStore.InsertResult {
         var personalised = n
         personalised.personalized = true
         personalised.fallbackReason = nil
-        guard case .object(let p) = NotificationService.sentEvent(personalised, latencyMilliseconds: 1) else {
+        guard case .object(let p) = NotificationService.sentEvent(personalised, latencyMilliseconds: 1, instance: "i1") else {
             Issue.record("not an object"); return
         }
         #expect(p["fallback_reason"] == .null)
@@ -507,6 +508,32 @@ final class GatedSink: Sendable {
         await #expect(throws: HTTPError(.notFound, "notification not found")) {
             try await service.markRead(request, user: "u1", metrics: MetricsRegistry())
         }
+    }
+
+    @Test func notificationsOfOtherInstancesArePushedOwnOnesAreNot() async throws {
+        let dir = try temporaryDirectory("notif-sse")
+        defer { removeTemporary(dir) }
+        let service = try Self.service(dir, buffer: 8)
+        let stream = try #require(service.hub.open(user: "u1"))
+        let logger = Logger(service: "t", level: .critical, sink: MemoryLogSink())
+        let n = UserNotification(id: "n1", userID: "u1", sourceEventID: "e1", kind: "welcome", message: "Welcome back, Ann!",
+                                 personalized: true, fallbackReason: nil, loginTime: "2026-11-23T17:02:14.123Z",
+                                 createdAt: "2026-11-23T17:02:14.200Z", readAt: nil, sequence: 7)
+        service.fanOut(NotificationService.sentEvent(n, latencyMilliseconds: 1, instance: service.instanceID).serialized, logger: logger)
+        var other = n
+        other.userID = "u2"   // nobody streams here
+        service.fanOut(NotificationService.sentEvent(other, latencyMilliseconds: 1, instance: "another").serialized, logger: logger)
+        service.fanOut(Array(#"{"instance_id":"another","user_id":"u1"}"#.utf8), logger: logger)   // fields missing
+        service.fanOut(NotificationService.sentEvent(n, latencyMilliseconds: 1, instance: "another").serialized, logger: logger)
+        stream.close()
+        var received: [NotificationHub.Item] = []
+        for await item in stream.items { received.append(item) }
+        var expected = n
+        expected.sequence = 0
+        #expect(received == [.remote(expected)])
+        let event = expected.remoteServerSentEvent
+        #expect(event.id == "n1" && event.data.contains(#""cursor":null"#) && event.data.contains("Welcome back, Ann!"))
+        service.store.close()
     }
 
     @Test func latencyIsNeverNegative() {
