@@ -7,7 +7,8 @@ import Synchronization
 /// The notification service: turns each `user.logged_in` event into a durable "welcome back"
 /// notification, personalised with the user's name from auth-service when it answers (a generic
 /// text with the reason when it does not), pushes it to the user's open Server-Sent Events
-/// streams and announces it on `notification.sent`.
+/// streams and announces it on `notification.sent`; every instance pushes the notifications the
+/// others announce to its own streams.
 ///
 /// HTTP (bearer token required): `GET /v1/notifications` (history, newest first, paged),
 /// `GET /v1/notifications/stream` (SSE), `POST /v1/notifications/{id}/read`.

@@ -77,23 +77,16 @@ public struct UserNotification: Sendable, Equatable {
     }
 }
 
-/// What a notification will say, before the store gives it an id and a sequence.
+/// What a notification will say, before the store gives it an id and a sequence (and before it
+/// is read). Each field means what the ``UserNotification`` field of the same name means.
 public struct NotificationDraft: Sendable, Equatable {
-    /// The user it is for.
     public var userID: String
-    /// The login event's id (idempotency key).
     public var sourceEventID: String
-    /// `welcome`.
     public var kind: String
-    /// The text.
     public var message: String
-    /// Whether auth-service's details were used.
     public var personalized: Bool
-    /// Why not, when not.
     public var fallbackReason: String?
-    /// The login event's `time`.
     public var loginTime: String
-    /// Creation time (ISO 8601).
     public var createdAt: String
 
     /// A draft with every field given.
