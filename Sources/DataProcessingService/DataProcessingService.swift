@@ -5,7 +5,7 @@ import ServiceKit
 import Synchronization
 
 /// The data-processing service: dataset pipelines on every core (`data.transform`,
-/// `data.jobs.submit`, `POST /v1/transform`) and the event stream (`user.>`, `notification.>` ->
+/// `data.jobs.submit`, `data.jobs.status`, `POST /v1/transform`) and the event stream (`user.>`, `notification.>` ->
 /// `events.<subject>` envelopes).
 ///
 /// Create it, ``install(on:)`` it on a ``ServiceRuntime``, run the runtime;
@@ -21,6 +21,7 @@ public final class DataProcessingService: Sendable {
     /// Most synchronous transforms at once.
     public let maxConcurrentTransforms: Int
     let jobs: JobQueue<PendingJob>
+    let registry = JobRegistry()
     private let active = Mutex(0)
     private let logger: Logger
 
@@ -42,8 +43,8 @@ public final class DataProcessingService: Sendable {
                                               "max_records": .int(Int64(limits.maxRecords))])
     }
 
-    /// Registers `POST /v1/transform`, the `data.transform` and `data.jobs.submit` endpoints and
-    /// the event consumers on `runtime`.
+    /// Registers `POST /v1/transform`, the `data.transform`, `data.jobs.submit` and
+    /// `data.jobs.status` endpoints and the event consumers on `runtime`.
     public func install(on runtime: ServiceRuntime) {
         let m = runtime.metrics
         m.declareCounter("data_transforms_total", help: "transforms by interface (nats, http, job) and status")
@@ -79,8 +80,10 @@ public final class DataProcessingService: Sendable {
             }
             let id = UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
             let job = PendingJob(id: id, body: body, context: context)
+            registry.set(id, .queued)
             switch jobs.submit(job) {
             case .rejected:
+                registry.remove(id)
                 m.increment("data_jobs_total", labels: [("result", "rejected")])
                 let (running, queued) = jobs.counts
                 throw ServiceError(code: 429, "job queue full (\(running) running, \(queued) queued; JOBS_MAX_RUNNING + JOBS_MAX_QUEUED); retry later")
@@ -94,6 +97,22 @@ public final class DataProcessingService: Sendable {
             context.logger.info("job accepted", ["job_id": .string(id)])
             let reply = JSONValue.object(["job_id": .string(id), "done_subject": .string("data.jobs.\(id).done")])
             try await request.respond(reply.serialized)
+        }
+
+        runtime.endpoint("jobs-status", subject: "data.jobs.status") { [self] request, _ in
+            guard case .object(let query)? = JSONValue.parse(request.payload), let id = query["job_id"]?.stringValue else {
+                throw ServiceError(code: 400, #"request must be {"job_id": "..."}"#)
+            }
+            switch registry.state(id) {
+            case nil:
+                throw ServiceError(code: 404, "no such job (unknown, refused, or forgotten: the service remembers the most recent jobs)")
+            case .queued?:
+                try await request.respond(JSONValue.object(["job_id": .string(id), "status": .string("queued")]).serialized)
+            case .running?:
+                try await request.respond(JSONValue.object(["job_id": .string(id), "status": .string("running")]).serialized)
+            case .finished(let message)?:
+                try await request.respond(message)
+            }
         }
 
         runtime.route(.post, "/v1/transform", bodyLimit: limits.maxInputBytes) { [self] request, context in
@@ -165,6 +184,7 @@ public final class DataProcessingService: Sendable {
 
     private func runJob(_ job: PendingJob, _ runtime: ServiceRuntime) async {
         let subject = "data.jobs.\(job.id).done"
+        registry.set(job.id, .running)
         let result = await run(job.body)
         var w = JSONWriter()
         w.raw("{\"job_id\":")
@@ -181,6 +201,7 @@ public final class DataProcessingService: Sendable {
         var outcome = result.isSuccess ? "done" : "failed"
         do {
             try await runtime.publish(w.bytes, subject: subject, context: job.context)
+            registry.set(job.id, .finished(w.bytes))
         } catch {
             // Typically a result over max_payload: say so on the done subject instead.
             outcome = "failed"
@@ -188,6 +209,7 @@ public final class DataProcessingService: Sendable {
                 "job_id": .string(job.id), "status": .string("failed"),
                 "error": .object(["status": .int(413), "message": .string("the result could not be published: \(error)")]),
             ])
+            registry.set(job.id, .finished(failure.serialized))
             do {
                 try await runtime.publish(failure.serialized, subject: subject, context: job.context)
             } catch {

@@ -88,6 +88,22 @@ import Testing
         #expect(queue.counts == (0, 0))
     }
 
+    @Test func jobRegistryIsBounded() {
+        let registry = JobRegistry(maxJobs: 3, maxBytes: 10)
+        registry.set("a", .queued)
+        registry.set("a", .running)
+        registry.set("a", .finished([1, 2, 3, 4]))
+        #expect(registry.state("a") == .finished([1, 2, 3, 4]))
+        registry.set("b", .finished(Array(repeating: 0, count: 8)))   // 12 bytes: "a" goes
+        #expect(registry.state("a") == nil)
+        #expect(registry.state("b") != nil)
+        for id in ["c", "d", "e"] { registry.set(id, .queued) }          // 4 jobs: "b" goes
+        #expect(registry.state("b") == nil)
+        #expect(registry.state("e") == .queued)
+        registry.remove("e")
+        #expect(registry.state("e") == nil)
+    }
+
     @Test func badRequestsAreClearErrors() {
         let cases: [(String, Int, String)] = [
             ("not json", 400, "must be a JSON object"),

@@ -94,6 +94,11 @@ import Testing
             let doneMessage = try #require(message)
             let result = object(doneMessage.payload)
             #expect(result["job_id"] as? String == id)
+            // data.jobs.status answers the same message once the job is done.
+            let status = try await client.request(Array(#"{"job_id":"\#(id)"}"#.utf8), subject: "data.jobs.status", timeout: .seconds(5))
+            #expect(status.payload == doneMessage.payload)
+            let unknown = try await client.request(Array(#"{"job_id":"nope"}"#.utf8), subject: "data.jobs.status", timeout: .seconds(5))
+            #expect(unknown.serviceError?.code == 404)
             #expect(result["status"] as? String == "done")
             #expect(((result["result"] as? [String: Any])?["records"] as? [Any])?.count == 2)
 
