@@ -177,9 +177,10 @@ public final class NotificationStore: Sendable {
                 fallbackReason: draft.fallbackReason, loginTime: draft.loginTime, createdAt: draft.createdAt,
                 readAt: nil, sequence: s.nextSequence))
         }
-        guard case .write(let n) = step else {
-            if case .duplicate(let existing) = step { return .duplicate(existing) }
-            throw StoreError.closed   // unreachable: Step has two cases
+        let n: UserNotification
+        switch step {
+        case .duplicate(let existing): return .duplicate(existing)
+        case .write(let fresh): n = fresh
         }
         try kv.put(Self.prefix + n.id, n.stored)   // the lock is free: readers go on meanwhile
         let victims = state.withLock { s -> [String] in
