@@ -50,7 +50,7 @@ public final class AnalyticsService: Sendable {
     /// is logged and the counts start empty).
     /// - Throws: `StoreError` (the store cannot be opened), ``HyperLogLogError``.
     public init(configuration: Configuration, logger: Logger,
-                clock: @escaping @Sendable () -> Int64 = AnalyticsEngine.systemClock) throws {
+                clock: @escaping @Sendable () -> Int64) throws {
         self.logger = logger
         let topN = configuration[AnalyticsSettings.topN]
         engine = try AnalyticsEngine(options: .init(hllPrecision: configuration[AnalyticsSettings.hllPrecision], topN: topN,

@@ -469,6 +469,16 @@ public final class ServiceRuntime: Sendable {
                 wait = min(wait * 2, .seconds(5))
                 continue
             }
+            // A PING/PONG round trip: once it returns the broker has the subscription, so
+            // readiness never reports a consumer the broker would not yet deliver to.
+            do {
+                try await client.flush()
+            } catch {
+                await subscription.unsubscribe()
+                try? await Task.sleep(for: wait)
+                wait = min(wait * 2, .seconds(5))
+                continue
+            }
             let stopping = state.withLock { s -> Bool in
                 if !s.consumersStopping { s.consumerSubscriptions[index] = subscription }
                 return s.consumersStopping
