@@ -3,12 +3,13 @@
 // Public API (stable; the broker and the HTTP server build on it):
 //
 //   final class EventLoop: @unchecked Sendable
-//     init(name: String) throws(SystemError)
+//     init(name: String, busyPoll: Duration = .zero, spinGate: SpinGate? = nil) throws(SystemError)
 //     func run()                                 // runs on the calling thread until stop()
 //     func stop()                                // any thread
 //     var isCurrent: Bool                        // any thread
 //     func execute(_ task: @escaping @Sendable () -> Void)   // any thread, FIFO per producer
 //     var wakeUpsSent: Int                       // eventfd writes (coalesced), for stats
+//     var busyPollCounts: (hits, misses, preempted)   // busy-poll outcomes, for stats
 //     -- loop thread only (or before run() starts) --
 //     func register(fd: Int32, interest: Interest, handler: IOHandler) throws(SystemError)
 //     func setInterest(fd: Int32, _ interest: Interest) throws(SystemError)
@@ -19,7 +20,7 @@
 //     static func raiseFileDescriptorLimit() -> (old: Int, new: Int)
 //   struct Interest: OptionSet { .readable, .writable }
 //   protocol IOHandler: AnyObject { readable(); writable(); hangup() }
-//   final class EventLoopGroup: Sendable        init(loopCount:) throws, start(), next(), loops, shutdown(),
+//   final class EventLoopGroup: Sendable        init(loopCount:busyPoll:) throws, start(), next(), loops, shutdown(),
 //                                               static availableCPUCount() (sched_getaffinity)
 //   struct Listener { static bind(host:port:backlog:) throws; fd; port; accept() -> AcceptResult; close() }
 //   enum Socket { connect(host:port:nonBlocking:) throws -> Int32; peerAddress; localAddress }
@@ -34,6 +35,17 @@
 // One iteration of run(): epoll_wait (no timeout; a timerfd carries the earliest deadline, an eventfd
 // carries cross-thread wake-ups) -> I/O handlers for each ready fd -> expired timers -> queued tasks ->
 // batch-end hooks (the broker flushes pending writes there: one writev per receiver per batch).
+//
+// Busy polling (`busyPoll` > 0): after a batch that handled a descriptor's I/O, the loop polls with
+// epoll_wait(timeout 0) for up to `busyPoll` before it sleeps, so a reply that comes back within
+// that window is picked up without a wake-up (in a VM an idle vCPU halts, and waking it costs an
+// IPI and a VM entry, tens of microseconds). It never spins when idle: only right after I/O, and
+// only while recent gaps between batches were short (a spin that finds nothing, or a sleep longer
+// than the window, counts against it; a few in a row stop spinning until a short gap is seen).
+// It backs off (1 ms doubling to 128 ms) when the thread was preempted since the last spin
+// (getrusage ru_nivcsw) or one poll took over 20 µs: then another thread wants this CPU (a client
+// on the same CPU, another loop, another process) and spinning would only delay it. A group lets
+// at most half its loops (at least one) spin at once (SpinGate).
 //
 // Event dispatch: level-triggered. A ready event is intersected with the interest registered *now*.
 // EPOLLERR/EPOLLHUP go to readable() when reads are of interest (the handler drains what is left and
@@ -119,15 +131,52 @@ public final class EventLoop: @unchecked Sendable {
     @exclusivity(unchecked) private var events: UnsafeMutablePointer<epoll_event>
     @exclusivity(unchecked) private var eventCapacity: Int
 
+    /// Longest busy-poll after a batch with I/O, in nanoseconds; 0 disables it.
+    private let busyPollNanos: UInt64
+    /// Busy-poll confidence: reset to `spinCredit` when I/O followed a batch within the window,
+    /// lowered by one when it did not; the loop spins only while it is above zero.
+    @exclusivity(unchecked) private var spinScore = 0
+    private static let spinCredit = 4
+    /// Busy-poll counters (loop thread writes, any thread reads; relaxed, for stats and tests).
+    private let spinHitCount = Atomic<Int>(0)
+    private let spinMissCount = Atomic<Int>(0)
+    private let spinPauseCount = Atomic<Int>(0)
+    /// Bounds how many loops of a group spin at once.
+    private let spinGate: SpinGate
+    /// No busy polling before this monotonic time: the last spin was preempted.
+    @exclusivity(unchecked) private var spinPausedUntil: UInt64 = 0
+    /// How long busy polling stays off after the last preempted spin: 1 ms, doubled by each
+    /// further preempted spin up to 128 ms, back to 0 after an undisturbed one.
+    @exclusivity(unchecked) private var spinPause: UInt64 = 0
+    /// The thread's involuntary context switches at the last check (getrusage `ru_nivcsw`).
+    @exclusivity(unchecked) private var lastInvoluntarySwitches = 0
+    /// One poll of a spin taking longer than this means the thread was descheduled meanwhile.
+    private static let preemptedNanos: UInt64 = 20_000
+    private static let minSpinPauseNanos: UInt64 = 1_000_000
+    private static let maxSpinPauseNanos: UInt64 = 128_000_000
+
     /// Generation 0 marks the loop's own eventfd and timerfd.
     private static let internalGeneration: UInt32 = 0
 
     /// Creates the epoll instance, its wake-up eventfd and its timerfd. Does not start a thread.
-    /// - Parameter name: used in logs and as the thread name.
+    /// - Parameters:
+    ///   - name: used in logs and as the thread name.
+    ///   - busyPoll: longest time to poll without sleeping after a batch that handled I/O
+    ///     (`.zero`, the default, never spins; negative counts as zero; at most one second).
+    ///   - spinGate: shared by the loops of a group to bound how many spin at once; nil: this
+    ///     loop's own (no bound beyond itself).
     /// - Throws: ``SystemError`` when epoll_create1, eventfd, timerfd_create or epoll_ctl fails
     ///   (e.g. EMFILE).
-    public init(name: String) throws(SystemError) {
+    public init(name: String, busyPoll: Duration = .zero, spinGate: SpinGate? = nil) throws(SystemError) {
         self.name = name
+        self.spinGate = spinGate ?? SpinGate(limit: 1)
+        let (seconds, attoseconds) = busyPoll.components
+        if seconds < 0 || (seconds == 0 && attoseconds <= 0) {
+            busyPollNanos = 0
+        } else {
+            // At most one second: a longer spin is a configuration mistake, not a latency setting.
+            busyPollNanos = seconds >= 1 ? 1_000_000_000 : UInt64(attoseconds / 1_000_000_000)
+        }
         let ep = csys_epoll_create()
         if ep < 0 { throw SystemError("epoll_create1", errno) }
         let wake = csys_eventfd_create()
@@ -194,16 +243,24 @@ public final class EventLoop: @unchecked Sendable {
         let (exchanged, _) = runningThread.compareExchange(expected: 0, desired: me, ordering: .acquiringAndReleasing)
         precondition(exchanged, "EventLoop.run() called while the loop is already running")
         defer { runningThread.store(0, ordering: .releasing) }
+        // True when the last batch handled a descriptor's I/O (not only timers or wake-ups).
+        var hadIO = false
         while !stopRequested.load(ordering: .acquiring) {
-            let timeout: Int32 = selfQueued ? 0 : -1
-            selfQueued = false
-            let n = epoll_wait(epfd, events, Int32(eventCapacity), timeout)
+            let n: Int32
+            if selfQueued {
+                selfQueued = false
+                n = epoll_wait(epfd, events, Int32(eventCapacity), 0)
+            } else if hadIO && busyPollNanos > 0 {
+                n = pollThenWait()
+            } else {
+                n = epoll_wait(epfd, events, Int32(eventCapacity), -1)
+            }
             if n < 0 {
                 let err = errno
                 if err == EINTR { continue }
                 fatalError("epoll_wait failed: errno \(err)")
             }
-            if n > 0 { dispatch(Int(n)) }
+            hadIO = n > 0 ? dispatch(Int(n)) : false
             runExpiredTimers()
             runTasks()
             runBatchHooks()
@@ -211,6 +268,81 @@ public final class EventLoop: @unchecked Sendable {
         runTasks()
         runBatchHooks()
         stopRequested.store(false, ordering: .releasing)
+    }
+
+    /// After a batch with I/O: spins on epoll_wait(timeout 0) for up to `busyPollNanos` while recent
+    /// gaps were short, the loop was not preempted lately and the group's spin gate has room, then
+    /// sleeps. Returns what epoll_wait returned (events, 0, or -1 with errno).
+    private func pollThenWait() -> Int32 {
+        let capacity = Int32(eventCapacity)
+        let start = csys_monotonic_ns()
+        if spinScore > 0 && start >= spinPausedUntil && !preemptedSinceLastSpin(now: start) && spinGate.enter() {
+            defer { spinGate.leave() }
+            let deadline = start &+ busyPollNanos
+            var previous = start
+            var polls = 0
+            while true {
+                let n = epoll_wait(epfd, events, capacity, 0)
+                if n != 0 {
+                    if n > 0 {
+                        spinScore = Self.spinCredit
+                        spinHitCount.add(1, ordering: .relaxed)
+                        // A spin that waited undisturbed: contention, if any, has passed.
+                        if polls > 0 { spinPause = 0 }
+                    }
+                    return n
+                }
+                polls += 1
+                let now = csys_monotonic_ns()
+                if now &- previous > Self.preemptedNanos {
+                    // Descheduled meanwhile (another thread or the hypervisor wanted this CPU).
+                    pauseSpinning(now: now)
+                    break
+                }
+                if now >= deadline || stopRequested.load(ordering: .relaxed) {
+                    spinPause = 0
+                    break
+                }
+                previous = now
+            }
+            spinScore -= 1
+            spinMissCount.add(1, ordering: .relaxed)
+            return epoll_wait(epfd, events, capacity, -1)
+        }
+        // Not spinning: time the sleep, and spin again once a gap fits the window.
+        let n = epoll_wait(epfd, events, capacity, -1)
+        if n > 0 && csys_monotonic_ns() &- start <= busyPollNanos { spinScore = Self.spinCredit }
+        return n
+    }
+
+    /// Something else wanted this CPU (a client on the same CPU, another process, the hypervisor):
+    /// spinning would only delay it. Leaves busy polling off for a while, longer each time it
+    /// happens again.
+    private func pauseSpinning(now: UInt64) {
+        spinPause = Swift.min(Swift.max(spinPause &* 2, Self.minSpinPauseNanos), Self.maxSpinPauseNanos)
+        spinPausedUntil = now &+ spinPause
+        spinPauseCount.add(1, ordering: .relaxed)
+    }
+
+    /// True (and spinning paused) when this thread was preempted since the last check: a thread
+    /// that is runnable on this CPU (e.g. a client pinned to it) preempts a spinning loop without
+    /// a long gap, so the gap check alone misses it.
+    private func preemptedSinceLastSpin(now: UInt64) -> Bool {
+        var usage = rusage()
+        // RUSAGE_THREAD (1) needs _GNU_SOURCE, which the Glibc module does not define.
+        guard getrusage(__rusage_who_t(1), &usage) == 0 else { return false }
+        let involuntary = usage.ru_nivcsw
+        defer { lastInvoluntarySwitches = involuntary }
+        if involuntary == lastInvoluntarySwitches { return false }
+        pauseSpinning(now: now)
+        return true
+    }
+
+    /// Busy polls that found I/O within the window, busy polls that gave up and slept, and of
+    /// those the ones cut short because the thread was preempted. Any thread; for stats and tests.
+    public var busyPollCounts: (hits: Int, misses: Int, preempted: Int) {
+        (spinHitCount.load(ordering: .relaxed), spinMissCount.load(ordering: .relaxed),
+         spinPauseCount.load(ordering: .relaxed))
     }
 
     /// Asks the loop to return from ``run()`` after its current iteration. Any thread.
@@ -328,8 +460,11 @@ public final class EventLoop: @unchecked Sendable {
         }
     }
 
-    private func dispatch(_ count: Int) {
+    /// Runs the handlers of `count` ready events.
+    /// - Returns: true when at least one was a registered descriptor's (not the eventfd or timerfd).
+    private func dispatch(_ count: Int) -> Bool {
         let errHup = EPOLLERR.rawValue | EPOLLHUP.rawValue
+        var handledIO = false
         for i in 0..<count {
             let token = csys_epoll_event_token(events + i)
             let mask = csys_epoll_event_mask(events + i)
@@ -342,6 +477,7 @@ public final class EventLoop: @unchecked Sendable {
             let index = Int(fd)
             guard index < registrations.count, let registration = registrations[index],
                   registration.generation == generation else { continue }
+            handledIO = true
             let handler = registration.handler
             let interest = registration.interest
             if mask & errHup != 0 {
@@ -369,6 +505,7 @@ public final class EventLoop: @unchecked Sendable {
             eventCapacity *= 2
             events = .allocate(capacity: eventCapacity)
         }
+        return handledIO
     }
 
     private func handleInternal(_ fd: Int32) {
@@ -454,4 +591,26 @@ public final class EventLoop: @unchecked Sendable {
     private func runBatchHooks() {
         for hook in batchHooks { hook() }
     }
+}
+
+/// Bounds how many event loops busy-poll at the same time (a spinning loop holds a CPU that its
+/// clients may need). Any thread.
+public final class SpinGate: Sendable {
+    private let limit: Int
+    private let spinning = Atomic<Int>(0)
+
+    /// - Parameter limit: loops allowed to spin at once (at least 1).
+    public init(limit: Int) { self.limit = Swift.max(1, limit) }
+
+    /// Takes a place; false when `limit` loops are already spinning.
+    @inline(__always)
+    func enter() -> Bool {
+        if spinning.load(ordering: .relaxed) >= limit { return false }
+        if spinning.wrappingAdd(1, ordering: .acquiringAndReleasing).newValue <= limit { return true }
+        spinning.wrappingSubtract(1, ordering: .relaxed)
+        return false
+    }
+
+    @inline(__always)
+    func leave() { spinning.wrappingSubtract(1, ordering: .relaxed) }
 }

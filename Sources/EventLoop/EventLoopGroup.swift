@@ -11,15 +11,21 @@ public final class EventLoopGroup: Sendable {
     private let counter = Atomic<UInt>(0)
 
     /// Creates the loops without starting them.
-    /// - Parameter loopCount: number of loops; nil means the number of CPUs this process may run on
-    ///   (its sched_getaffinity mask, so `taskset -c 0` gives one loop). Values below 1 count as 1.
+    /// - Parameters:
+    ///   - loopCount: number of loops; nil means the number of CPUs this process may run on
+    ///     (its sched_getaffinity mask, so `taskset -c 0` gives one loop). Values below 1 count as 1.
+    ///   - busyPoll: each loop's busy-poll window after a batch with I/O (see ``EventLoop``);
+    ///     `.zero` (the default) never spins.
     /// - Throws: ``SystemError`` when a loop cannot be created (e.g. EMFILE).
-    public init(loopCount: Int? = nil) throws(SystemError) {
+    public init(loopCount: Int? = nil, busyPoll: Duration = .zero) throws(SystemError) {
         let count = Swift.max(1, loopCount ?? EventLoopGroup.availableCPUCount())
         var loops: [EventLoop] = []
         loops.reserveCapacity(count)
+        // At most half of the loops (at least one) spin at once, so busy polling leaves CPUs to
+        // the clients and to the other loops' wake-ups.
+        let gate = SpinGate(limit: count / 2)
         for i in 0..<count {
-            loops.append(try EventLoop(name: "loop-\(i)"))
+            loops.append(try EventLoop(name: "loop-\(i)", busyPoll: busyPoll, spinGate: gate))
         }
         self.loops = loops
     }

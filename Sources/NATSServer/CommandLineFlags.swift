@@ -100,11 +100,13 @@ public enum ServerCommandLine {
     ///
     /// - Parameters:
     ///   - arguments: `CommandLine.arguments.dropFirst()`.
-    ///   - environment: where `$VAR` references of a configuration file are looked up.
+    ///   - environment: where `$VAR` references of a configuration file are looked up, and
+    ///     `NATS_BUSY_POLL_US` (``Options/busyPoll`` in microseconds, 0 = off).
     /// - Returns: what to do: run, print help, print the version, or report a valid `-t` check.
     /// - Throws: ``CommandLineError`` for an unknown flag, a flag this broker does not support
     ///   (TLS, clustering, JetStream, ...), a missing or malformed value, an unexpected positional
-    ///   argument, or a configuration file that does not load (its message starts with `file:line:column`).
+    ///   argument, a configuration file that does not load (its message starts with `file:line:column`),
+    ///   or a `NATS_BUSY_POLL_US` that is not a number of microseconds from 0 to 1000000.
     public static func parse<C: Collection>(
         _ arguments: C, environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws(CommandLineError) -> CommandLineAction
@@ -202,6 +204,12 @@ public enum ServerCommandLine {
             throw CommandLineError("--auth cannot be combined with --user/--pass")
         }
         if options.host.isEmpty { throw CommandLineError("-a needs a host address") }
+        if let text = environment["NATS_BUSY_POLL_US"] {
+            guard let micros = Int(text), micros >= 0, micros <= 1_000_000 else {
+                throw CommandLineError("invalid NATS_BUSY_POLL_US \"\(text)\": microseconds from 0 (off) to 1000000")
+            }
+            options.busyPoll = .microseconds(micros)
+        }
         return .run(options)
     }
 

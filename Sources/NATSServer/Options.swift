@@ -69,6 +69,11 @@ public struct Options: Sendable, Equatable {
 
     /// Number of event loops; `nil` means one per CPU in the process's affinity mask.
     public var eventLoopCount: Int?
+    /// How long an event loop keeps polling (without sleeping) after a batch that handled client
+    /// I/O, so a quick reply is read without a wake-up; `.zero` turns it off. Not a nats-server
+    /// setting: the executable reads it from `NATS_BUSY_POLL_US` (microseconds) when that is set.
+    /// Idle loops never spin (see ``EventLoop``).
+    public var busyPoll: Duration = .microseconds(50)
 
     /// Creates options with nats-server 2.9.10's defaults.
     public init() {}

@@ -241,7 +241,7 @@ final class Broker: Sendable {
 
         let limits = EventLoop.raiseFileDescriptorLimit()
         do {
-            group = try EventLoopGroup(loopCount: options.eventLoopCount)
+            group = try EventLoopGroup(loopCount: options.eventLoopCount, busyPoll: options.busyPoll)
         } catch {
             throw .eventLoops(error.description)
         }

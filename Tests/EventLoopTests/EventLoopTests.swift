@@ -388,3 +388,85 @@ final class ProbeHandler: IOHandler, @unchecked Sendable {
         }
     }
 }
+
+/// Echoes every byte it reads back to its socket (loop thread only).
+final class EchoHandler: IOHandler, @unchecked Sendable {
+    let fd: Int32
+    init(fd: Int32) { self.fd = fd }
+    func readable() {
+        var buffer = [UInt8](repeating: 0, count: 256)
+        while true {
+            let result = buffer.withUnsafeMutableBytes { IO.read(fd, into: $0) }
+            guard case .bytes(let n) = result else { return }
+            _ = buffer.withUnsafeBytes { IO.write(fd, UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        }
+    }
+    func writable() {}
+    func hangup() {}
+}
+
+@Suite struct EventLoopBusyPollTests {
+    /// Ping-pong of one byte with a blocking peer thread: every round trip must complete with
+    /// busy polling on (the spin finds the reply, or gives up and sleeps), in order.
+    @Test func roundTripsCompleteWithBusyPollingOn() throws {
+        let group = try EventLoopGroup(loopCount: 1, busyPoll: .milliseconds(2))
+        group.start()
+        defer { group.shutdown() }
+        let loop = group.loops[0]
+        let (local, peer) = socketPair()
+        defer { IO.close(peer) }
+        let registered = onLoop(loop) { () -> Bool in
+            (try? loop.register(fd: local, interest: .readable, handler: EchoHandler(fd: local))) != nil
+        }
+        #expect(registered == true)
+        // The peer end blocks (bounded by SO_RCVTIMEO) so the test thread does not spin itself.
+        var flags = fcntl(peer, F_GETFL)
+        flags &= ~O_NONBLOCK
+        _ = fcntl(peer, F_SETFL, flags)
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        _ = setsockopt(peer, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var echoed: [UInt8] = []
+        for i in 0..<500 {
+            var byte = UInt8(truncatingIfNeeded: i)
+            #expect(Glibc.write(peer, &byte, 1) == 1)
+            var back: UInt8 = 0
+            guard Glibc.read(peer, &back, 1) == 1 else { break }
+            echoed.append(back)
+        }
+        #expect(echoed == (0..<500).map { UInt8(truncatingIfNeeded: $0) })
+        let counts = loop.busyPollCounts
+        #expect(counts.hits >= 0 && counts.misses >= 0 && counts.preempted >= 0)
+        _ = onLoop(loop) { loop.deregister(fd: local); IO.close(local); return true }
+    }
+
+    /// An idle loop never spins: with no I/O, the spin counters stay where they are.
+    @Test func anIdleLoopDoesNotSpin() throws {
+        let group = try EventLoopGroup(loopCount: 1, busyPoll: .milliseconds(2))
+        group.start()
+        defer { group.shutdown() }
+        let loop = group.loops[0]
+        // Tasks and timers are not I/O: none of them starts a spin.
+        for _ in 0..<20 { _ = onLoop(loop) { true } }
+        let fired = Atomic<Bool>(false)
+        _ = onLoop(loop) { loop.schedule(after: .milliseconds(5)) { fired.store(true, ordering: .relaxed) }; return true }
+        #expect(eventually { fired.load(ordering: .relaxed) })
+        let counts = loop.busyPollCounts
+        #expect(counts.hits == 0 && counts.misses == 0)
+    }
+
+    @Test func busyPollingIsOffByDefault() throws {
+        let (group, loop) = try startedLoop()
+        defer { group.shutdown() }
+        let (local, peer) = socketPair()
+        defer { IO.close(peer) }
+        _ = onLoop(loop) { (try? loop.register(fd: local, interest: .readable, handler: EchoHandler(fd: local))) != nil }
+        for _ in 0..<50 {
+            _ = [UInt8]([7]).withUnsafeBytes { IO.write(peer, $0) }
+            var back: UInt8 = 0
+            #expect(eventually { Glibc.read(peer, &back, 1) == 1 })
+        }
+        let counts = loop.busyPollCounts
+        #expect(counts.hits == 0 && counts.misses == 0 && counts.preempted == 0)
+        _ = onLoop(loop) { loop.deregister(fd: local); IO.close(local); return true }
+    }
+}

@@ -257,6 +257,26 @@ struct ConfigCommandLineTests {
         return path
     }
 
+    @Test func busyPollComesFromTheEnvironment() throws {
+        guard case .run(let defaults) = try ServerCommandLine.parse([String](), environment: [:]) else {
+            Issue.record("expected .run")
+            return
+        }
+        #expect(defaults.busyPoll == .microseconds(50))
+        guard case .run(let off) = try ServerCommandLine.parse([String](), environment: ["NATS_BUSY_POLL_US": "0"]),
+              case .run(let set) = try ServerCommandLine.parse([String](), environment: ["NATS_BUSY_POLL_US": "120"]) else {
+            Issue.record("expected .run")
+            return
+        }
+        #expect(off.busyPoll == .zero)
+        #expect(set.busyPoll == .microseconds(120))
+        for bad in ["-1", "fast", "", "1000001"] {
+            #expect(throws: CommandLineError.self) {
+                try ServerCommandLine.parse([String](), environment: ["NATS_BUSY_POLL_US": bad])
+            }
+        }
+    }
+
     @Test func flagsOverrideTheFileWhateverTheirOrder() throws {
         let path = try Self.writeConfig("listen: 127.0.0.1:4999\nmax_payload: 2KB\ndebug: true")
         defer { try? FileManager.default.removeItem(atPath: path) }
