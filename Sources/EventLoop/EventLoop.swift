@@ -10,6 +10,7 @@
 //     func execute(_ task: @escaping @Sendable () -> Void)   // any thread, FIFO per producer
 //     var wakeUpsSent: Int                       // eventfd writes (coalesced), for stats
 //     var busyPollCounts: (hits, misses, preempted)   // busy-poll outcomes, for stats
+//     func noteOutput()                          // loop thread: this batch wrote (busy poll may follow)
 //     -- loop thread only (or before run() starts) --
 //     func register(fd: Int32, interest: Interest, handler: IOHandler) throws(SystemError)
 //     func setInterest(fd: Int32, _ interest: Interest) throws(SystemError)
@@ -36,7 +37,8 @@
 // carries cross-thread wake-ups) -> I/O handlers for each ready fd -> expired timers -> queued tasks ->
 // batch-end hooks (the broker flushes pending writes there: one writev per receiver per batch).
 //
-// Busy polling (`busyPoll` > 0): after a batch that handled a descriptor's I/O, the loop polls with
+// Busy polling (`busyPoll` > 0): after a batch that handled a descriptor's I/O and wrote something
+// (the handler or a batch hook called noteOutput(), so an answer may come back), the loop polls with
 // epoll_wait(timeout 0) for up to `busyPoll` before it sleeps, so a reply that comes back within
 // that window is picked up without a wake-up (in a VM an idle vCPU halts, and waking it costs an
 // IPI and a VM entry, tens of microseconds). It never spins when idle: only right after I/O, and
@@ -133,6 +135,9 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Longest busy-poll after a batch with I/O, in nanoseconds; 0 disables it.
     private let busyPollNanos: UInt64
+    /// Set by ``noteOutput()`` during a batch: only a batch that sent something (a reply may come
+    /// back soon) is followed by a spin; a one-way inbound stream never spins.
+    @exclusivity(unchecked) private var wroteOutput = false
     /// Busy-poll confidence: reset to `spinCredit` when I/O followed a batch within the window,
     /// lowered by one when it did not; the loop spins only while it is above zero.
     @exclusivity(unchecked) private var spinScore = 0
@@ -250,7 +255,7 @@ public final class EventLoop: @unchecked Sendable {
             if selfQueued {
                 selfQueued = false
                 n = epoll_wait(epfd, events, Int32(eventCapacity), 0)
-            } else if hadIO && busyPollNanos > 0 {
+            } else if hadIO && wroteOutput && busyPollNanos > 0 {
                 n = pollThenWait()
             } else {
                 n = epoll_wait(epfd, events, Int32(eventCapacity), -1)
@@ -260,6 +265,7 @@ public final class EventLoop: @unchecked Sendable {
                 if err == EINTR { continue }
                 fatalError("epoll_wait failed: errno \(err)")
             }
+            wroteOutput = false
             hadIO = n > 0 ? dispatch(Int(n)) : false
             runExpiredTimers()
             runTasks()
@@ -314,6 +320,11 @@ public final class EventLoop: @unchecked Sendable {
         if n > 0 && csys_monotonic_ns() &- start <= busyPollNanos { spinScore = Self.spinCredit }
         return n
     }
+
+    /// Tells the loop that this batch wrote to a peer, so a busy poll after it may catch the
+    /// answer. Loop thread only; a plain store.
+    @inline(__always)
+    public func noteOutput() { wroteOutput = true }
 
     /// Something else wanted this CPU (a client on the same CPU, another process, the hypervisor):
     /// spinning would only delay it. Leaves busy polling off for a while, longer each time it

@@ -442,7 +442,11 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
                     return o.buffer.pendingBytes
                 }
                 if !released.isEmpty { Self.resume(released) }
-                if written > 0 { lastWriteProgress = LoopContext.now() }
+                if written > 0 {
+                    lastWriteProgress = LoopContext.now()
+                    // A reply to what was just written may come back within the busy-poll window.
+                    context.loop.noteOutput()
+                }
                 if remaining == 0 {
                     finishedWriting()
                     return

@@ -392,13 +392,19 @@ final class ProbeHandler: IOHandler, @unchecked Sendable {
 /// Echoes every byte it reads back to its socket (loop thread only).
 final class EchoHandler: IOHandler, @unchecked Sendable {
     let fd: Int32
-    init(fd: Int32) { self.fd = fd }
+    /// Told about each echo, so a busy poll may follow it.
+    let loop: EventLoop?
+    init(fd: Int32, loop: EventLoop? = nil) {
+        self.fd = fd
+        self.loop = loop
+    }
     func readable() {
         var buffer = [UInt8](repeating: 0, count: 256)
         while true {
             let result = buffer.withUnsafeMutableBytes { IO.read(fd, into: $0) }
             guard case .bytes(let n) = result else { return }
             _ = buffer.withUnsafeBytes { IO.write(fd, UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            loop?.noteOutput()
         }
     }
     func writable() {}
@@ -416,7 +422,7 @@ final class EchoHandler: IOHandler, @unchecked Sendable {
         let (local, peer) = socketPair()
         defer { IO.close(peer) }
         let registered = onLoop(loop) { () -> Bool in
-            (try? loop.register(fd: local, interest: .readable, handler: EchoHandler(fd: local))) != nil
+            (try? loop.register(fd: local, interest: .readable, handler: EchoHandler(fd: local, loop: loop))) != nil
         }
         #expect(registered == true)
         // The peer end blocks (bounded by SO_RCVTIMEO) so the test thread does not spin itself.
