@@ -129,6 +129,7 @@ public final class ServiceRuntime: Sendable {
         metrics.declareCounter("nats_messages_out_total", help: "NATS messages sent by this service's connection")
         metrics.declareGauge("nats_connected", help: "1 while connected to NATS")
         metrics.declareCounter("outbound_request_errors_total", help: "failed NATS requests to other services by subject")
+        metrics.declareGauge("circuit_breaker_state", help: "state of the breaker guarding requests to a subject: 0 closed, 1 open, 2 half-open")
         metrics.declareCounter("nats_consumer_messages_total", help: "messages handled by consumer")
         metrics.declareCounter("nats_consumer_errors_total", help: "message handlers that threw, by consumer")
     }
@@ -589,6 +590,15 @@ public final class ServiceRuntime: Sendable {
     }
 
     private func refreshConnectionMetrics() {
+        for (subject, breaker) in state.withLock({ $0.breakers }) {
+            let value: Double
+            switch breaker.state {
+            case .closed: value = 0
+            case .open: value = 1
+            case .halfOpen: value = 2
+            }
+            metrics.set("circuit_breaker_state", labels: [("subject", subject)], to: value)
+        }
         let client = natsClient
         metrics.set("nats_connected", to: client?.isConnected == true ? 1 : 0)
         if let stats = client?.statistics {

@@ -212,4 +212,32 @@ final class Recorder: Sendable {
         try await running.value
         #expect(ran.all == ["flushed"])
     }
+
+    /// The breaker guarding requests to a subject is visible in /metrics (and breakerState).
+    @Test(.enabled(if: ReferenceBroker.available || Peers.required))
+    func theBreakerStateOfEachRequestedSubjectIsExported() async throws {
+        let natsPort = try freePort()
+        let broker = try ReferenceBroker(port: natsPort)
+        defer { broker.stop() }
+        let config = try Configuration.load([AnySetting(StandardSettings.natsURL), AnySetting(StandardSettings.httpPort)],
+                                            arguments: [], environment: ["NATS_URL": "nats://127.0.0.1:\(natsPort)", "HTTP_PORT": "0"],
+                                            workingDirectory: "/nonexistent")
+        let rt = ServiceRuntime(name: "caller", version: "0.0.1", configuration: config,
+                                logger: Logger(service: "caller", sink: MemoryLogSink()), shutdownDeadline: .seconds(5))
+        let running = Task { try await rt.run(handleSignals: false) }
+        #expect(await eventually(20) { rt.readiness.ready })
+        let port = try #require(rt.httpPort)
+        #expect(rt.breakerState(for: "nobody.home") == nil)
+        // Nobody answers: each request fails at once with no responders; five in a row open the circuit.
+        for _ in 0..<5 { _ = try? await rt.request([], subject: "nobody.home", context: nil, timeout: .seconds(1)) }
+        guard case .open = rt.breakerState(for: "nobody.home") else {
+            Issue.record("breaker not open: \(String(describing: rt.breakerState(for: "nobody.home")))")
+            rt.shutdown(); try await running.value
+            return
+        }
+        let metrics = try await http(port: port, path: "/metrics")
+        #expect(metrics.body.contains(#"circuit_breaker_state{subject="nobody.home"} 1"#))
+        rt.shutdown()
+        try await running.value
+    }
 }
