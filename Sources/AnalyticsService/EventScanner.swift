@@ -363,26 +363,13 @@ enum ISO8601 {
             return nil
         }
         guard i == end else { return nil }
-        // Days since 1970-01-01 from a civil date (Howard Hinnant's days_from_civil).
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let mp = month > 2 ? month - 3 : month + 9
-        let doy = (153 * mp + 2) / 5 + day - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        let days = era * 146_097 + doe - 719_468
+        let days = CivilDate.days(year: year, month: month, day: day)
         let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
         return seconds * 1000 + millis
     }
 
     /// Days in `month` (1...12) of `year` (proleptic Gregorian: February has 29 in leap years).
-    static func daysInMonth(_ month: Int64, year: Int64) -> Int64 {
-        switch month {
-        case 2: return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
-        case 4, 6, 9, 11: return 30
-        default: return 31
-        }
-    }
+    static func daysInMonth(_ month: Int64, year: Int64) -> Int64 { CivilDate.daysInMonth(year: year, month: month) }
 }
 
 /// JSON numbers from bytes, without Foundation.

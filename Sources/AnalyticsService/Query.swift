@@ -177,16 +177,7 @@ extension AnalyticsEngine {
         let ms = min(max(time, 0), 253_402_300_799_999)
         let seconds = floorDiv(ms, 1000), millis = floorMod(ms, 1000)
         let days = floorDiv(seconds, 86_400), rest = floorMod(seconds, 86_400)
-        // Civil date from days since 1970-01-01 (Howard Hinnant's civil_from_days).
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let day = doy - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
+        let (year, month, day) = CivilDate.date(days: days)
         var out = [UInt8]()
         out.reserveCapacity(24)
         func put(_ v: Int64, _ width: Int) {

@@ -1,3 +1,5 @@
+import ServiceKit
+
 /// Timestamps as milliseconds since the Unix epoch (UTC), parsed from the common forms and
 /// written as ISO 8601 with milliseconds (`2026-11-23T17:02:14.123Z`). No Foundation, no locale:
 /// the civil-date arithmetic is the proleptic Gregorian calendar.
@@ -143,38 +145,16 @@ public enum Timestamp {
         return digits > 0 && dots <= 1
     }
 
-    static func isLeap(_ y: Int) -> Bool { (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 }
+    static func daysInMonth(_ y: Int, _ m: Int) -> Int { Int(CivilDate.daysInMonth(year: Int64(y), month: Int64(m))) }
 
-    static func daysInMonth(_ y: Int, _ m: Int) -> Int {
-        switch m {
-        case 2: return isLeap(y) ? 29 : 28
-        case 4, 6, 9, 11: return 30
-        default: return 31
-        }
-    }
-
-    /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+    /// Days since 1970-01-01 of a proleptic Gregorian date.
     static func daysFromCivil(_ year: Int, _ month: Int, _ day: Int) -> Int64 {
-        let y = Int64(month <= 2 ? year - 1 : year)
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let m = Int64(month)
-        let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + Int64(day) - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146_097 + doe - 719_468
+        CivilDate.days(year: Int64(year), month: Int64(month), day: Int64(day))
     }
 
     /// The civil date of a day count since 1970-01-01.
-    static func civilFromDays(_ z0: Int64) -> (year: Int, month: Int, day: Int) {
-        let z = z0 + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
+    static func civilFromDays(_ days: Int64) -> (year: Int, month: Int, day: Int) {
+        let (y, m, d) = CivilDate.date(days: days)
         return (Int(y), Int(m), Int(d))
     }
 
