@@ -58,8 +58,11 @@ public struct TrieEntry<Value: AnyObject> {
 ///
 /// Each level keeps a byte-keyed hash table for literal tokens plus one slot each for `*` and `>`.
 /// A bounded cache maps subject bytes to the last match result: a hit costs one hash of the
-/// subject and allocates nothing. Inserting or removing a subscription drops the cached results it
-/// could change. When the cache is full it is swept down to a quarter of its limit.
+/// subject and allocates nothing. A subject is cached the second time it misses (a table of recent
+/// miss hashes admits it), so a stream of one-off subjects, such as the reply inbox of every
+/// request, neither allocates cache entries nor pushes out the subjects that repeat. Inserting or
+/// removing a subscription drops the cached results it could change. When the cache is full it is
+/// swept down to a quarter of its limit.
 ///
 /// Not thread-safe: the broker keeps it inside one Mutex. It has value semantics (copy-on-write
 /// arrays), so a copy is an independent trie.
@@ -86,6 +89,9 @@ public struct SubjectTrie<Value: AnyObject> {
     @usableFromInline var cache = ByteTable<MatchResult<Value>>()
     /// The most cache entries kept; 0 disables the cache.
     public let cacheLimit: Int
+    /// Hashes of subjects that missed once, direct-mapped (a power of two slots; empty when the
+    /// cache is disabled). A second miss of the same hash admits the subject into ``cache``.
+    @usableFromInline var recentMisses: [UInt64]
     @usableFromInline var sweepSeed: UInt64 = 0x2545_F491_4F6C_DD1D
 
     private var subscriptionCount = 0
@@ -97,6 +103,9 @@ public struct SubjectTrie<Value: AnyObject> {
     /// Creates an empty trie whose match cache holds at most `cacheLimit` subjects (0 disables it).
     public init(cacheLimit: Int = 1024) {
         self.cacheLimit = Swift.max(0, cacheLimit)
+        var slots = 1
+        while slots < self.cacheLimit { slots <<= 1 }
+        recentMisses = self.cacheLimit > 0 ? Array(repeating: 0, count: slots) : []
     }
 
     /// Live trie nodes, root included (for tests of pruning).
@@ -255,7 +264,8 @@ public struct SubjectTrie<Value: AnyObject> {
     @inlinable
     public mutating func match(_ subject: UnsafeRawBufferPointer) -> MatchResult<Value> {
         matches &+= 1
-        if cacheLimit > 0, let cached = cache.value(for: subject) {
+        let hash = cacheLimit > 0 ? ByteTable<MatchResult<Value>>.hash(subject) : 0
+        if cacheLimit > 0, let slot = cache.slot(of: subject, hash: hash), let cached = cache.values[slot] {
             cacheHits &+= 1
             return cached
         }
@@ -267,16 +277,26 @@ public struct SubjectTrie<Value: AnyObject> {
             Self.collect(nodes, from: 0, subject: subject, position: 0, into: &collector)
         }
         let result = MatchResult(plain: collector.plain, queues: collector.queues)
-        if cacheLimit > 0 {
+        if cacheLimit > 0 && admit(hash) {
             if cache.count >= cacheLimit {
                 sweepSeed ^= sweepSeed << 13
                 sweepSeed ^= sweepSeed >> 7
                 sweepSeed ^= sweepSeed << 17
                 cache.shrink(toAtMost: cacheLimit / 4, startingAt: Int(truncatingIfNeeded: sweepSeed >> 1))
             }
-            cache.setValue(result, for: subject)
+            cache.insertNew(key: [UInt8](subject), value: result, hash: hash)
         }
         return result
+    }
+
+    /// Whether a subject that missed the cache is stored now: true when its hash missed before,
+    /// else it is remembered for next time.
+    @inlinable @inline(__always)
+    mutating func admit(_ hash: UInt64) -> Bool {
+        let index = Int(truncatingIfNeeded: hash >> 7) & (recentMisses.count - 1)
+        if recentMisses[index] == hash { return true }
+        recentMisses[index] = hash
+        return false
     }
 
     @inlinable

@@ -132,7 +132,9 @@ final class LoopContext: @unchecked Sendable {
 /// repeated subject costs one hash and one compare, and no shared lock.
 ///
 /// Each slot remembers the trie generation it was filled at; any subscribe or unsubscribe bumps the
-/// generation and so invalidates every slot at once. Memory is bounded by the slot count.
+/// generation and so invalidates every slot at once. A subject is stored on its second miss (or when
+/// its slot still holds it from an older generation), so one-off subjects such as request inboxes
+/// neither allocate nor evict the subjects that repeat. Memory is bounded by the slot count.
 struct LocalMatchCache {
     private struct Slot {
         var hash: UInt64 = 0
@@ -143,12 +145,15 @@ struct LocalMatchCache {
     }
 
     private var slots: [Slot]
+    /// Per slot, the hash of the last subject that missed without being stored.
+    private var recentMisses: [UInt64]
     private let mask: Int
 
     /// - Parameter slots: a power of two.
     init(slots: Int) {
         precondition(slots > 0 && slots & (slots - 1) == 0, "slot count must be a power of two")
         self.slots = Array(repeating: Slot(), count: slots)
+        recentMisses = Array(repeating: 0, count: slots)
         mask = slots - 1
     }
 
@@ -190,9 +195,28 @@ struct LocalMatchCache {
         }
     }
 
+    /// Stores a result that missed, if the subject missed before; else only remembers its hash.
     mutating func store(_ subject: UnsafeRawBufferPointer, hash: UInt64, generation: UInt64,
                         result: MatchResult<Subscription>) {
         let index = Int(truncatingIfNeeded: hash) & mask
-        slots[index] = Slot(hash: hash, generation: generation, key: Array(subject), result: result)
+        let seen = recentMisses.withUnsafeMutableBufferPointer { misses -> Bool in
+            if misses[index] == hash { return true }
+            misses[index] = hash
+            return false
+        }
+        let sameSubject = slots.withUnsafeBufferPointer { all -> Bool in
+            let slot = all.baseAddress! + index
+            guard slot.pointee.hash == hash, slot.pointee.key.count == subject.count else { return false }
+            return slot.pointee.key.withUnsafeBytes { key in
+                subject.count == 0 || memcmp(key.baseAddress!, subject.baseAddress!, subject.count) == 0
+            }
+        }
+        if sameSubject {
+            // Refilled after an invalidation: the key is already there.
+            slots[index].generation = generation
+            slots[index].result = result
+        } else if seen {
+            slots[index] = Slot(hash: hash, generation: generation, key: Array(subject), result: result)
+        }
     }
 }

@@ -219,12 +219,17 @@ let cacheModes = [1024, 0]
         let trie = TrieBox()
         trie.insert(subject: "a.*", value: TestSub(1))
         trie.insert(subject: "a.b", queue: "q", value: TestSub(2))
+        // A subject is cached on its second miss: a.b misses twice, then hits twice; a.c once.
         _ = trie.match("a.b")
         _ = trie.match("a.b")
         _ = trie.match("a.c")
+        _ = trie.match("a.c")
         _ = trie.match("a.b")
+        _ = trie.match("a.b")
+        #expect(MatchView(trie.match("a.b")) == MatchView(plain: [1], queues: [[2]]))
+        #expect(MatchView(trie.match("a.c")) == MatchView(plain: [1]))
         let stats = trie.stats
-        #expect(stats.numMatches == 4)
+        #expect(stats.numMatches == 8)
         #expect(stats.numCache == 2)
         #expect(stats.cacheHitRate == 0.5)
         #expect(stats.maxFanout == 2)
@@ -232,6 +237,34 @@ let cacheModes = [1024, 0]
         #expect(stats.numSubscriptions == 2)
         #expect(stats.numInserts == 2)
         #expect(stats.numRemoves == 0)
+    }
+
+    @Test func oneOffSubjectsAreNotCachedAndDoNotEvictRepeatedOnes() {
+        let trie = TrieBox(cacheLimit: 4)
+        trie.insert(subject: "_INBOX.abc.*", value: TestSub(1))
+        trie.insert(subject: "orders", value: TestSub(2))
+        _ = trie.match("orders")
+        _ = trie.match("orders")
+        #expect(trie.stats.numCache == 1)
+        // A thousand request inboxes, each seen once: none is stored, "orders" stays.
+        for i in 0..<1000 { #expect(MatchView(trie.match("_INBOX.abc.\(i)")) == MatchView(plain: [1])) }
+        #expect(trie.stats.numCache == 1)
+        func hits() -> Int { Int((trie.stats.cacheHitRate * Double(trie.stats.numMatches)).rounded()) }
+        let hitsBefore = hits()
+        #expect(MatchView(trie.match("orders")) == MatchView(plain: [2]))
+        #expect(hits() == hitsBefore + 1)
+    }
+
+    @Test func aSubjectCachedBeforeAnInvalidationIsStoredAgainOnItsFirstMiss() {
+        let trie = TrieBox()
+        trie.insert(subject: "a.b", value: TestSub(1))
+        _ = trie.match("a.b")
+        _ = trie.match("a.b")
+        #expect(trie.stats.numCache == 1)
+        trie.insert(subject: "a.*", value: TestSub(2))
+        #expect(trie.stats.numCache == 0)
+        #expect(MatchView(trie.match("a.b")) == MatchView(plain: [1, 2]))
+        #expect(trie.stats.numCache == 1)
     }
 
     @Test func disabledCacheStoresNothingAndNeverHits() {
@@ -249,9 +282,12 @@ let cacheModes = [1024, 0]
         let trie = TrieBox(cacheLimit: limit)
         trie.insert(subject: "load.>", value: TestSub(1))
         for i in 0..<(limit * 3 + 50) {
-            let result = trie.match("load.\(i)")
-            #expect(result.plain.count == 1)
-            #expect(trie.stats.numCache <= limit)
+            // Twice each: a subject is cached on its second miss.
+            for _ in 0..<2 {
+                let result = trie.match("load.\(i)")
+                #expect(result.plain.count == 1)
+                #expect(trie.stats.numCache <= limit)
+            }
         }
         #expect(trie.stats.numCache >= 1)
         // Evicted and re-matched subjects still give correct results.
@@ -403,6 +439,7 @@ func naiveMatches(pattern: String, subject: String) -> Bool {
         var trie = SubjectTrie<TestSub>()
         trie.insert(subject: "a.*", value: TestSub(1))
         trie.insert(subject: "a.b", queue: "q", value: TestSub(2))
+        _ = trie.match("a.b")   // the first miss only marks the subject as seen
         let first = trie.match("a.b")
         let second = trie.match("a.b")
         let firstPlain = first.plain.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
