@@ -100,13 +100,15 @@ public enum ServerCommandLine {
     ///
     /// - Parameters:
     ///   - arguments: `CommandLine.arguments.dropFirst()`.
-    ///   - environment: where `$VAR` references of a configuration file are looked up, and
-    ///     `NATS_BUSY_POLL_US` (``Options/busyPoll`` in microseconds, 0 = off).
+    ///   - environment: where `$VAR` references of a configuration file are looked up,
+    ///     `NATS_BUSY_POLL_US` (``Options/busyPoll`` in microseconds, 0 = off) and
+    ///     `NATS_EVENT_LOOPS` (``Options/eventLoopCount``).
     /// - Returns: what to do: run, print help, print the version, or report a valid `-t` check.
     /// - Throws: ``CommandLineError`` for an unknown flag, a flag this broker does not support
     ///   (TLS, clustering, JetStream, ...), a missing or malformed value, an unexpected positional
     ///   argument, a configuration file that does not load (its message starts with `file:line:column`),
-    ///   or a `NATS_BUSY_POLL_US` that is not a number of microseconds from 0 to 1000000.
+    ///   a `NATS_BUSY_POLL_US` that is not a number of microseconds from 0 to 1000000, or a
+    ///   `NATS_EVENT_LOOPS` that is not a number from 1 to 1024.
     public static func parse<C: Collection>(
         _ arguments: C, environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws(CommandLineError) -> CommandLineAction
@@ -209,6 +211,12 @@ public enum ServerCommandLine {
                 throw CommandLineError("invalid NATS_BUSY_POLL_US \"\(text)\": microseconds from 0 (off) to 1000000")
             }
             options.busyPoll = .microseconds(micros)
+        }
+        if let text = environment["NATS_EVENT_LOOPS"] {
+            guard let count = Int(text), count >= 1, count <= 1024 else {
+                throw CommandLineError("invalid NATS_EVENT_LOOPS \"\(text)\": a number of event-loop threads from 1 to 1024")
+            }
+            options.eventLoopCount = count
         }
         return .run(options)
     }

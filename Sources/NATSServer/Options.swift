@@ -67,7 +67,9 @@ public struct Options: Sendable, Equatable {
     /// Wait between the lame duck INFO and the first client closed (`lame_duck_grace_period`, 10s).
     public var lameDuckGracePeriod: Duration = .seconds(10)
 
-    /// Number of event loops; `nil` means one per CPU in the process's affinity mask.
+    /// Number of event loops; `nil` means one per CPU in the process's affinity mask. Not a
+    /// nats-server setting (its counterpart is GOMAXPROCS): the executable reads it from
+    /// `NATS_EVENT_LOOPS` when that is set.
     public var eventLoopCount: Int?
     /// How long an event loop keeps polling (without sleeping) after a batch that handled client
     /// I/O, so a quick reply is read without a wake-up; `.zero` turns it off. Not a nats-server

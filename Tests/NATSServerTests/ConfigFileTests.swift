@@ -277,6 +277,21 @@ struct ConfigCommandLineTests {
         }
     }
 
+    @Test func eventLoopCountComesFromTheEnvironment() throws {
+        guard case .run(let defaults) = try ServerCommandLine.parse([String](), environment: [:]),
+              case .run(let three) = try ServerCommandLine.parse([String](), environment: ["NATS_EVENT_LOOPS": "3"]) else {
+            Issue.record("expected .run")
+            return
+        }
+        #expect(defaults.eventLoopCount == nil)
+        #expect(three.eventLoopCount == 3)
+        for bad in ["0", "-2", "many", "", "1025"] {
+            #expect(throws: CommandLineError.self) {
+                try ServerCommandLine.parse([String](), environment: ["NATS_EVENT_LOOPS": bad])
+            }
+        }
+    }
+
     @Test func flagsOverrideTheFileWhateverTheirOrder() throws {
         let path = try Self.writeConfig("listen: 127.0.0.1:4999\nmax_payload: 2KB\ndebug: true")
         defer { try? FileManager.default.removeItem(atPath: path) }
