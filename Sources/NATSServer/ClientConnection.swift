@@ -37,6 +37,17 @@ struct Outbound: ~Copyable {
     var headers = false
     /// The connection is already in some loop's pending-flush set (or its flush is queued).
     var flushQueued = false
+    /// A thread is writing this socket (between taking a snapshot of `buffer` and consuming what
+    /// it wrote): its owner loop, or a publisher's loop writing directly. One writer at a time.
+    var writing = false
+    /// A flush was asked for while `writing`: the writer writes again before it lets go.
+    var rewrite = false
+    /// Only the owner loop writes: it waits for EPOLLOUT, the connection is closing, or a direct
+    /// write from another loop could not write everything. Cleared by the owner once drained.
+    var ownerOnly = false
+    /// The owner closed the connection while a publisher's loop was writing: that writer drops the
+    /// buffer and closes the descriptor when its write returns.
+    var closePending = false
     /// Publishers that stopped reading because this connection's pending bytes passed half of
     /// max_pending (2.9.10's fast-producer stall); resumed when it drains or their timer fires.
     var stalledProducers: [ClientConnection] = []
@@ -196,6 +207,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         state = .draining(reason)
         let alreadyQueued = out.withLock { o in
             o.closed = true
+            o.ownerOnly = true
             let queued = o.flushQueued
             o.flushQueued = true
             return queued
@@ -231,14 +243,22 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         drainTimer = nil
         writeDeadlineTimer = nil
         nonisolated(unsafe) var released: [ClientConnection] = []
-        out.withLock { o in
+        let writerOnAnotherLoop = out.withLock { o -> Bool in
             o.closed = true
-            o.buffer.removeAll()
+            o.ownerOnly = true
             swap(&released, &o.stalledProducers)
+            // A publisher's loop in writev still reads the buffer and the descriptor: it frees and
+            // closes them when it returns (so the number cannot be reused under it).
+            if o.writing {
+                o.closePending = true
+                return true
+            }
+            o.buffer.removeAll()
+            return false
         }
         if !released.isEmpty { Self.resume(released) }
         context.loop.deregister(fd: fd)
-        IO.close(fd)
+        if !writerOnAnotherLoop { IO.close(fd) }
         broker.connectionClosed(self, reason: closingReason)
     }
 
@@ -418,11 +438,18 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         while state != .closed {
             var total = 0
             let count = out.withLock { o -> Int in
+                // A publisher's loop is writing: it writes again (or hands back) when its writev returns.
+                if o.writing {
+                    o.rewrite = true
+                    return -1
+                }
                 o.flushQueued = false
                 let n = o.buffer.snapshotIOVecs(into: &context.iovecs)
                 total = o.buffer.pendingBytes
+                if n > 0 { o.writing = true }
                 return n
             }
+            if count < 0 { return }
             if count == 0 {
                 finishedWriting()
                 return
@@ -430,18 +457,24 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
             var requested = 0
             for i in 0..<count { requested += context.iovecs[i].iov_len }
             let result = context.iovecs.withUnsafeBufferPointer { IO.writev(fd, $0.baseAddress!, count: count) }
-            switch result {
-            case .bytes(let written):
-                let maxPending = self.maxPending
-                nonisolated(unsafe) var released: [ClientConnection] = []
-                let remaining = out.withLock { o -> Int in
-                    o.buffer.consume(written)
-                    if !o.stalledProducers.isEmpty && (written == requested || o.buffer.pendingBytes < maxPending / 2) {
-                        swap(&released, &o.stalledProducers)
-                    }
-                    return o.buffer.pendingBytes
+            let written: Int
+            if case .bytes(let n) = result { written = n } else { written = 0 }
+            let maxPending = self.maxPending
+            nonisolated(unsafe) var released: [ClientConnection] = []
+            var again = false
+            let remaining = out.withLock { o -> Int in
+                o.writing = false
+                again = o.rewrite
+                o.rewrite = false
+                if written > 0 { o.buffer.consume(written) }
+                if !o.stalledProducers.isEmpty && (written == requested || o.buffer.pendingBytes < maxPending / 2) {
+                    swap(&released, &o.stalledProducers)
                 }
-                if !released.isEmpty { Self.resume(released) }
+                return o.buffer.pendingBytes
+            }
+            if !released.isEmpty { Self.resume(released) }
+            switch result {
+            case .bytes:
                 if written > 0 {
                     lastWriteProgress = LoopContext.now()
                     // A reply to what was just written may come back within the busy-poll window.
@@ -456,8 +489,9 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
                     return
                 }
                 // Bytes appended after the snapshot already queued another flush; only a snapshot
-                // capped at IOV_MAX vectors needs another round now.
-                if requested >= total { return }
+                // capped at IOV_MAX vectors, or a flush asked for during the write, needs another
+                // round now.
+                if requested >= total && !again { return }
             case .wouldBlock:
                 waitForWritable()
                 return
@@ -468,7 +502,93 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         }
     }
 
+    /// Writes this connection's queued bytes from a publisher's loop (not the owner's), sparing the
+    /// owner a wake-up. Only when no other thread is writing it and its owner is not waiting for
+    /// EPOLLOUT or closing; a short write, EAGAIN or an error hands the rest to the owner, which
+    /// then waits for EPOLLOUT or closes as usual. Publisher's loop thread only.
+    func writeFromOtherLoop(_ publisher: LoopContext) {
+        var rounds = 0
+        while true {
+            var total = 0
+            let count = out.withLock { o -> Int in
+                if o.writing {
+                    o.rewrite = true
+                    return -1
+                }
+                if o.ownerOnly { return -2 }
+                o.flushQueued = false
+                let n = o.buffer.snapshotIOVecs(into: &publisher.iovecs)
+                total = o.buffer.pendingBytes
+                if n > 0 { o.writing = true }
+                return n
+            }
+            if count == -1 || count == 0 { return }
+            if count == -2 {
+                context.enqueueRemoteFlush(self)
+                return
+            }
+            var requested = 0
+            for i in 0..<count { requested += publisher.iovecs[i].iov_len }
+            let result = publisher.iovecs.withUnsafeBufferPointer { IO.writev(fd, $0.baseAddress!, count: count) }
+            let written: Int
+            if case .bytes(let n) = result { written = n } else { written = 0 }
+            let maxPending = self.maxPending
+            nonisolated(unsafe) var released: [ClientConnection] = []
+            var again = false
+            var closeDescriptor = false
+            let handOff = out.withLock { o -> Bool in
+                o.writing = false
+                again = o.rewrite
+                o.rewrite = false
+                if o.closePending {
+                    o.closePending = false
+                    o.buffer.removeAll()
+                    closeDescriptor = true
+                    return false
+                }
+                if written > 0 { o.buffer.consume(written) }
+                if !o.stalledProducers.isEmpty && (written == requested || o.buffer.pendingBytes < maxPending / 2) {
+                    swap(&released, &o.stalledProducers)
+                }
+                if written < requested {
+                    // The owner takes over: it registers for EPOLLOUT (or sees the error and closes).
+                    o.ownerOnly = true
+                    o.flushQueued = true
+                    return true
+                }
+                return false
+            }
+            if closeDescriptor {
+                IO.close(fd)
+                return
+            }
+            if !released.isEmpty { Self.resume(released) }
+            if written > 0 { publisher.loop.noteOutput() }
+            if handOff {
+                context.enqueueRemoteFlush(self)
+                return
+            }
+            rounds += 1
+            if requested >= total && !again { return }
+            if rounds >= 4 {
+                // Still more to write: leave it to the owner rather than stall this publisher's
+                // loop. Always queued: a flush asked for during this write (flushQueued already
+                // set) counted on this writer and has no other turn coming.
+                out.withLock { $0.flushQueued = true }
+                context.enqueueRemoteFlush(self)
+                return
+            }
+        }
+    }
+
     private func finishedWriting() {
+        if state == .open {
+            out.withLock { o in
+                // Drained by the owner: other loops may write directly again (unless more bytes
+                // arrived meanwhile, in which case a flush is queued and clears it next time).
+                if o.buffer.pendingBytes == 0 { o.ownerOnly = false }
+            }
+        }
         if waitingForWritable {
             waitingForWritable = false
             if let writeDeadlineTimer { _ = context.loop.cancel(writeDeadlineTimer) }
@@ -481,6 +601,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     private func waitForWritable() {
         if waitingForWritable { return }
         waitingForWritable = true
+        out.withLock { $0.ownerOnly = true }
         lastWriteProgress = LoopContext.now()
         do {
             try context.loop.setInterest(fd: fd, state == .open && !readPaused ? [.readable, .writable] : .writable)

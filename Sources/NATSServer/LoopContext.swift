@@ -85,15 +85,25 @@ final class LoopContext: @unchecked Sendable {
         return result
     }
 
-    /// One writev per receiver on this loop; one wake-up per other loop. Loop thread only.
+    /// Receivers on other loops this loop writes to directly per batch; the rest are handed to
+    /// their own loops (so one publisher's batch cannot serialise a large fan-out on one thread).
+    static let directWritesPerBatch = 16
+
+    /// One writev per receiver: on this loop, and (up to ``directWritesPerBatch``) for receivers
+    /// owned by other loops, which are then spared a wake-up; beyond that, one wake-up per other
+    /// loop. Loop thread only.
     private func batchEnd() {
         if !pendingFlush.isEmpty {
             var i = 0
+            var directBudget = Self.directWritesPerBatch
             // A flush never delivers, so the set cannot grow while it is walked; index anyway.
             while i < pendingFlush.count {
                 let connection = pendingFlush[i]
                 if connection.context === self {
                     connection.flush()
+                } else if directBudget > 0 {
+                    directBudget -= 1
+                    connection.writeFromOtherLoop(self)
                 } else {
                     connection.context.enqueueRemoteFlush(connection)
                 }
