@@ -436,68 +436,40 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
 
     private func writeOut() {
         while state != .closed {
-            var total = 0
-            let count = out.withLock { o -> Int in
-                // A publisher's loop is writing: it writes again (or hands back) when its writev returns.
-                if o.writing {
-                    o.rewrite = true
-                    return -1
-                }
-                o.flushQueued = false
-                let n = o.buffer.snapshotIOVecs(into: &context.iovecs)
-                total = o.buffer.pendingBytes
-                if n > 0 { o.writing = true }
-                return n
-            }
-            if count < 0 { return }
-            if count == 0 {
+            switch writeRound(&context.iovecs, owner: true) {
+            case .busy, .ownerOnly, .closedMeanwhile:
+                // Another loop is writing; it goes again (or hands back) when its writev returns.
+                return
+            case .empty:
                 finishedWriting()
                 return
-            }
-            var requested = 0
-            for i in 0..<count { requested += context.iovecs[i].iov_len }
-            let result = context.iovecs.withUnsafeBufferPointer { IO.writev(fd, $0.baseAddress!, count: count) }
-            let written: Int
-            if case .bytes(let n) = result { written = n } else { written = 0 }
-            let maxPending = self.maxPending
-            nonisolated(unsafe) var released: [ClientConnection] = []
-            var again = false
-            let remaining = out.withLock { o -> Int in
-                o.writing = false
-                again = o.rewrite
-                o.rewrite = false
-                if written > 0 { o.buffer.consume(written) }
-                if !o.stalledProducers.isEmpty && (written == requested || o.buffer.pendingBytes < maxPending / 2) {
-                    swap(&released, &o.stalledProducers)
-                }
-                return o.buffer.pendingBytes
-            }
-            if !released.isEmpty { Self.resume(released) }
-            switch result {
-            case .bytes:
-                if written > 0 {
-                    lastWriteProgress = LoopContext.now()
-                    // A reply to what was just written may come back within the busy-poll window.
-                    context.loop.noteOutput()
-                }
-                if remaining == 0 {
-                    finishedWriting()
-                    return
-                }
-                if written < requested {
+            case .wrote(let round):
+                switch round.result {
+                case .bytes:
+                    if round.written > 0 {
+                        lastWriteProgress = LoopContext.now()
+                        // A reply to what was just written may come back within the busy-poll window.
+                        context.loop.noteOutput()
+                    }
+                    if round.remaining == 0 {
+                        finishedWriting()
+                        return
+                    }
+                    if round.written < round.requested {
+                        waitForWritable()
+                        return
+                    }
+                    // Bytes appended after the snapshot already queued another flush; only a
+                    // snapshot capped at IOV_MAX vectors, or a flush asked for during the write,
+                    // needs another round now.
+                    if !round.needsAnotherRound { return }
+                case .wouldBlock:
                     waitForWritable()
                     return
+                case .error, .eof:
+                    closeNow(.writeError)
+                    return
                 }
-                // Bytes appended after the snapshot already queued another flush; only a snapshot
-                // capped at IOV_MAX vectors, or a flush asked for during the write, needs another
-                // round now.
-                if requested >= total && !again { return }
-            case .wouldBlock:
-                waitForWritable()
-                return
-            case .error, .eof:
-                closeNow(.writeError)
-                return
             }
         }
     }
@@ -507,78 +479,116 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     /// EPOLLOUT or closing; a short write, EAGAIN or an error hands the rest to the owner, which
     /// then waits for EPOLLOUT or closes as usual. Publisher's loop thread only.
     func writeFromOtherLoop(_ publisher: LoopContext) {
-        var rounds = 0
-        while true {
-            var total = 0
-            let count = out.withLock { o -> Int in
-                if o.writing {
-                    o.rewrite = true
-                    return -1
-                }
-                if o.ownerOnly { return -2 }
-                o.flushQueued = false
-                let n = o.buffer.snapshotIOVecs(into: &publisher.iovecs)
-                total = o.buffer.pendingBytes
-                if n > 0 { o.writing = true }
-                return n
-            }
-            if count == -1 || count == 0 { return }
-            if count == -2 {
+        for _ in 0..<4 {
+            switch writeRound(&publisher.iovecs, owner: false) {
+            case .busy, .empty, .closedMeanwhile:
+                return
+            case .ownerOnly:
                 context.enqueueRemoteFlush(self)
                 return
-            }
-            var requested = 0
-            for i in 0..<count { requested += publisher.iovecs[i].iov_len }
-            let result = publisher.iovecs.withUnsafeBufferPointer { IO.writev(fd, $0.baseAddress!, count: count) }
-            let written: Int
-            if case .bytes(let n) = result { written = n } else { written = 0 }
-            let maxPending = self.maxPending
-            nonisolated(unsafe) var released: [ClientConnection] = []
-            var again = false
-            var closeDescriptor = false
-            let handOff = out.withLock { o -> Bool in
-                o.writing = false
-                again = o.rewrite
-                o.rewrite = false
-                if o.closePending {
-                    o.closePending = false
-                    o.buffer.removeAll()
-                    closeDescriptor = true
-                    return false
+            case .wrote(let round):
+                if round.written > 0 { publisher.loop.noteOutput() }
+                if round.written < round.requested {
+                    // writeRound made the socket owner-only; the owner registers for EPOLLOUT (or
+                    // sees the error and closes).
+                    context.enqueueRemoteFlush(self)
+                    return
                 }
-                if written > 0 { o.buffer.consume(written) }
-                if !o.stalledProducers.isEmpty && (written == requested || o.buffer.pendingBytes < maxPending / 2) {
-                    swap(&released, &o.stalledProducers)
-                }
-                if written < requested {
-                    // The owner takes over: it registers for EPOLLOUT (or sees the error and closes).
-                    o.ownerOnly = true
-                    o.flushQueued = true
-                    return true
-                }
-                return false
-            }
-            if closeDescriptor {
-                IO.close(fd)
-                return
-            }
-            if !released.isEmpty { Self.resume(released) }
-            if written > 0 { publisher.loop.noteOutput() }
-            if handOff {
-                context.enqueueRemoteFlush(self)
-                return
-            }
-            rounds += 1
-            if requested >= total && !again { return }
-            if rounds >= 4 {
-                // Still more to write: leave it to the owner rather than stall this publisher's
-                // loop. Always queued: a flush asked for during this write (flushQueued already
-                // set) counted on this writer and has no other turn coming.
-                out.withLock { $0.flushQueued = true }
-                context.enqueueRemoteFlush(self)
-                return
+                if !round.needsAnotherRound { return }
             }
         }
+        // Still more to write: leave it to the owner rather than stall this publisher's loop. Always
+        // queued: a flush asked for during these writes (flushQueued already set) counted on this
+        // writer and has no other turn coming.
+        out.withLock { $0.flushQueued = true }
+        context.enqueueRemoteFlush(self)
+    }
+
+    /// What one ``writeRound(_:owner:)`` did.
+    private enum WriteStep {
+        /// Another thread is writing this socket; it was asked to write again.
+        case busy
+        /// Only the owner writes now (a write from another loop only).
+        case ownerOnly
+        /// Nothing was queued.
+        case empty
+        /// The owner closed the connection during this write from another loop; the descriptor is
+        /// closed now.
+        case closedMeanwhile
+        case wrote(WriteRound)
+    }
+
+    private struct WriteRound {
+        var result: IOResult
+        var written: Int
+        var requested: Int
+        /// Pending bytes when the snapshot was taken (more than `requested` when capped at IOV_MAX).
+        var total: Int
+        /// Pending bytes after consuming what was written.
+        var remaining: Int
+        /// A flush was asked for while this round was writing.
+        var again: Bool
+
+        var needsAnotherRound: Bool { requested < total || again }
+    }
+
+    /// One snapshot, writev and consume under the one-writer rule, with `iovecs` the calling loop's
+    /// scratch. `owner`: called on the owner's loop; otherwise an owner-only socket is left alone,
+    /// and a short write makes it owner-only (the caller then asks the owner to flush).
+    private func writeRound(_ iovecs: inout [iovec], owner: Bool) -> WriteStep {
+        var total = 0
+        let count = out.withLock { o -> Int in
+            if o.writing {
+                o.rewrite = true
+                return -1
+            }
+            if !owner && o.ownerOnly { return -2 }
+            o.flushQueued = false
+            let n = o.buffer.snapshotIOVecs(into: &iovecs)
+            total = o.buffer.pendingBytes
+            if n > 0 { o.writing = true }
+            return n
+        }
+        if count == -1 { return .busy }
+        if count == -2 { return .ownerOnly }
+        if count == 0 { return .empty }
+        var requested = 0
+        for i in 0..<count { requested += iovecs[i].iov_len }
+        let result = iovecs.withUnsafeBufferPointer { IO.writev(fd, $0.baseAddress!, count: count) }
+        let written: Int
+        if case .bytes(let n) = result { written = n } else { written = 0 }
+        let maxPending = self.maxPending
+        nonisolated(unsafe) var released: [ClientConnection] = []
+        var again = false
+        var closeDescriptor = false
+        let remaining = out.withLock { o -> Int in
+            o.writing = false
+            again = o.rewrite
+            o.rewrite = false
+            if o.closePending {
+                // Only a writer on another loop sees this: the owner closed meanwhile.
+                o.closePending = false
+                o.buffer.removeAll()
+                closeDescriptor = true
+                return 0
+            }
+            if written > 0 { o.buffer.consume(written) }
+            if !o.stalledProducers.isEmpty && (written == requested || o.buffer.pendingBytes < maxPending / 2) {
+                swap(&released, &o.stalledProducers)
+            }
+            if !owner && written < requested {
+                o.ownerOnly = true
+                o.flushQueued = true
+            }
+            return o.buffer.pendingBytes
+        }
+        if closeDescriptor {
+            IO.close(fd)
+            return .closedMeanwhile
+        }
+        if !released.isEmpty { Self.resume(released) }
+        return .wrote(WriteRound(result: result, written: written, requested: requested, total: total,
+                                 remaining: remaining, again: again))
     }
 
     private func finishedWriting() {
