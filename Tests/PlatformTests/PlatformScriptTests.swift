@@ -49,16 +49,31 @@ import Glibc
     }
 
     /// SIGKILL for any component a failed test left running (their pid files in DATA/run).
-    static func killLeftovers(_ data: String) {
+    /// - Returns: per component killed, its pid and how /proc described it once the wait ended.
+    @discardableResult
+    static func killLeftovers(_ data: String) -> [String: (pid: Int32, state: String)] {
+        var killed: [String: (pid: Int32, state: String)] = [:]
         for name in ["nats-server"] + Contract.services {
             guard let text = try? String(contentsOfFile: "\(data)/run/\(name).pid", encoding: .utf8),
                   let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1,
                   let comm = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8),
                   name.hasPrefix(comm.trimmingCharacters(in: .whitespacesAndNewlines)) else { continue }
             kill(pid, SIGKILL)
-            // Until it is gone or a zombie (its new parent reaps it when it gets to it).
-            for _ in 0..<10_000 where kill(pid, 0) == 0 && !isZombie(pid) { usleep(1_000) }
+            // Until it is gone or a zombie (its new parent reaps it when it gets to it), at most 10 s.
+            let deadline = ContinuousClock.now + .seconds(10)
+            while kill(pid, 0) == 0 && !isZombie(pid) && ContinuousClock.now < deadline { usleep(1_000) }
+            killed[name] = (pid, describe([(name, pid)]))
         }
+        return killed
+    }
+
+    /// `name pid: State ..., PPid ..., comm ...` from /proc, or `gone`.
+    static func describe(_ processes: [(String, Int32)]) -> String {
+        processes.map { name, pid in
+            let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+            let fields = status.split(separator: "\n").filter { $0.hasPrefix("State:") || $0.hasPrefix("PPid:") || $0.hasPrefix("Name:") }
+            return "\(name) \(pid): " + (fields.isEmpty ? "gone" : fields.joined(separator: ", "))
+        }.joined(separator: "; ")
     }
 
     static func isZombie(_ pid: Int32) -> Bool {
@@ -91,13 +106,16 @@ import Glibc
         for name in ["nats-server"] + Contract.services { #expect(refused.error.contains("\(name) (pid ")) }
 
         // Once they are gone, their pid files are stale and the platform starts again.
-        Self.killLeftovers(data)
+        let killedState = Self.killLeftovers(data)
         let again = try await startWithSignals(Self.script, arguments: ["--no-build", "--data", data], environment: environment)
         do {
             _ = try await again.waitForLine("the platform-is-up banner after the leftovers were stopped", seconds: 90) { $0.contains("The platform is up.") }
         } catch {
             await again.stop()
-            throw error
+            // This failed once in CI (a killed auth-service still reported running): say what each
+            // leftover looked like after the kill and what its pid looks like now.
+            let now = Self.describe(killedState.keys.sorted().map { ($0, killedState[$0]!.pid) })
+            throw TestFailure("\(error)\nafter SIGKILL: \(killedState.keys.sorted().map { "\($0): \(killedState[$0]!.state)" })\nnow: \(now)")
         }
         again.process.terminate()
         let status = try await waitForExit(again.process, seconds: 60)
