@@ -53,6 +53,7 @@ let package = Package(
         .executableTarget(name: "analytics-service", dependencies: ["AnalyticsService"]),
         // The writer process of ServiceKit's SIGKILL durability test (not a product).
         .executableTarget(name: "store-torture", dependencies: ["ServiceKit"], path: "Tests/Tools/store-torture"),
+        .executableTarget(name: "nats-blast", path: "Tests/Tools/nats-blast"),
 
         // Helpers shared by the test targets (seeded random generator).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
