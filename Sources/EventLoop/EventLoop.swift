@@ -30,7 +30,7 @@
 //   struct OutboundBuffer: Sendable (CoW; keep it in a Mutex for cross-loop producers)
 //                           chunked (4 KiB growing to 64 KiB), pointer-stable; append(_:) / append(byte:) /
 //                           pendingBytes / snapshotIOVecs(into:maxVectors:) / consume(_:) / flush(to:)
-//   struct ReadBuffer: ~Copyable   read(from:) -> IOResult, bytes; 512 B start, 64 B ... 64 KiB adaptive
+//   struct ReadBuffer: ~Copyable   init(maximum:), read(from:) -> IOResult, bytes; 512 B start, 64 B ... 64 KiB (or maximum) adaptive
 //   struct FileDescriptor: ~Copyable   owning fd: consuming close() / release(), deinit closes
 //
 // One iteration of run(): epoll_wait (no timeout; a timerfd carries the earliest deadline, an eventfd

@@ -1,6 +1,7 @@
 // An adaptive read buffer, sized like nats-server 2.9.10's readLoop: it starts at 512 B, doubles
-// (up to 64 KiB) when a read fills it, and once more than two reads have used less than half of it
-// (a full read resets that count) every read that does not fill it halves it, down to 64 B.
+// (up to 64 KiB, or the maximum given) when a read fills it, and once more than two reads have used
+// less than half of it (a full read resets that count) every read that does not fill it halves it,
+// down to 64 B.
 import Glibc
 
 /// A reusable read buffer whose size follows the traffic. Owns its memory; not thread-safe.
@@ -12,8 +13,11 @@ public struct ReadBuffer: ~Copyable {
     public static let startSize = 512
     /// Smallest size it shrinks to (nats-server's minBufSize: room for PING/PONG).
     public static let minimumSize = 64
-    /// Largest size (nats-server's maxBufSize).
+    /// Largest size by default (nats-server's maxBufSize, sized for one buffer per connection).
     public static let maximumSize = 64 * 1024
+
+    /// Largest size of this buffer.
+    public let maximum: Int
 
     private var base: UnsafeMutableRawPointer
     /// Current size in bytes.
@@ -25,8 +29,11 @@ public struct ReadBuffer: ~Copyable {
     /// Short reads tolerated before shrinking (nats-server's shortsToShrink).
     private static let shortsToShrink = 2
 
-    /// Creates a buffer of ``startSize`` bytes.
-    public init() {
+    /// Creates a buffer of ``startSize`` bytes that grows up to `maximum` bytes (at least
+    /// ``startSize``). A buffer shared by many connections, such as one per event loop, can afford a
+    /// larger maximum than one per connection: fewer reads for large messages.
+    public init(maximum: Int = ReadBuffer.maximumSize) {
+        self.maximum = Swift.max(maximum, Self.startSize)
         capacity = Self.startSize
         base = .allocate(byteCount: capacity, alignment: 16)
     }
@@ -61,8 +68,8 @@ public struct ReadBuffer: ~Copyable {
             shortReads += 1
         }
         var target = capacity
-        if full && capacity < Self.maximumSize {
-            target = capacity * 2
+        if full && capacity < maximum {
+            target = Swift.min(capacity * 2, maximum)
         } else if !full && capacity > Self.minimumSize && shortReads > Self.shortsToShrink {
             target = capacity / 2
         }

@@ -311,7 +311,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
 
     func readable() {
         guard state == .open else { return }
-        var rounds = 0
+        var total = 0
         while true {
             let result = context.readBuffer.read(from: fd)
             switch result {
@@ -331,9 +331,9 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
                     stalledOn = nil
                     if pauseReading(for: receiver, pending: stalledPending) { return }
                 }
-                rounds += 1
+                total += count
                 // A short read drained the socket; level-triggered epoll reports any later data.
-                if count < context.readBuffer.capacity || rounds >= 16 { return }
+                if count < context.readBuffer.capacity || total >= LoopContext.bytesPerTurn { return }
             case .wouldBlock:
                 return
             case .eof:

@@ -20,7 +20,12 @@ final class LoopContext: @unchecked Sendable {
     unowned(unsafe) let broker: Broker
 
     /// One read buffer for every connection of this loop: a read is parsed before the next one.
-    @exclusivity(unchecked) var readBuffer = ReadBuffer()
+    /// Being one per loop, it may grow past nats-server's per-connection 64 KiB: four 16 KiB
+    /// messages per read syscall become sixteen.
+    @exclusivity(unchecked) var readBuffer = ReadBuffer(maximum: LoopContext.readBufferMaximum)
+    static let readBufferMaximum = 256 * 1024
+    /// Bytes one connection may read in one readiness turn before the loop moves on (fairness).
+    static let bytesPerTurn = 1 << 20
     /// Scratch for writev snapshots.
     @exclusivity(unchecked) var iovecs: [iovec] = []
     /// Receivers that got bytes during this batch and have not been scheduled for a flush.

@@ -295,6 +295,28 @@ func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
         #expect(shrinks.last == ReadBuffer.minimumSize)
         #expect(zip(shrinks, shrinks.dropFirst()).allSatisfy { $0.1 <= $0.0 })
     }
+
+    @Test func aReadBufferGrowsToTheMaximumItWasGivenAndNoFurther() throws {
+        let (a, b) = socketPair()
+        defer { IO.close(a); IO.close(b) }
+        var buffer = ReadBuffer(maximum: 256 * 1024)
+        let big = [UInt8](repeating: 9, count: 2_000_000)
+        var sent = 0
+        var received = 0
+        var largest = 0
+        while received < big.count {
+            if sent < big.count {
+                if case .bytes(let n) = big[sent...].withUnsafeBytes({ IO.write(b, $0) }) { sent += n }
+            }
+            if case .bytes(let n) = buffer.read(from: a) {
+                largest = max(largest, buffer.capacity)
+                #expect(n <= buffer.capacity)
+                received += n
+            }
+        }
+        #expect(largest == 256 * 1024)
+        #expect(ReadBuffer(maximum: 10).maximum == ReadBuffer.startSize)
+    }
 }
 
 @Suite struct FileDescriptorTests {
