@@ -15,14 +15,7 @@ import Testing
         }
         let platform = try await Platform.start()
         do {
-            let client = try await NATSClient.connect(platform.natsURL)
-            do {
-                try await Self.exercise(platform, client)
-            } catch {
-                await client.close()
-                throw error
-            }
-            await client.close()
+            try await platform.withClient { try await Self.exercise(platform, $0) }
         } catch {
             await platform.stop()
             throw error

@@ -27,14 +27,7 @@ private func publishLogins(_ platform: Platform, _ client: NATSClient, user: (id
             return
         }
         try await Platform.with(["auth-service", "notification-service"]) { platform in
-            let client = try await NATSClient.connect(platform.natsURL)
-            do {
-                try await Self.exercise(platform, client)
-            } catch {
-                await client.close()
-                throw error
-            }
-            await client.close()
+            try await platform.withClient { try await Self.exercise(platform, $0) }
         }
     }
 
@@ -159,8 +152,7 @@ private func publishLogins(_ platform: Platform, _ client: NATSClient, user: (id
         try await platform.startBroker()
         for name in Contract.services { try await platform.waitReady(name) }
 
-        let client = try await NATSClient.connect(platform.natsURL)
-        do {
+        try await platform.withClient { client in
             let envelopes = MessageLog(try await client.subscribe("events.user.logged_in"))
             try await client.flush()
             let ids = try await publishLogins(platform, client, user: user, count: 20)
@@ -187,11 +179,7 @@ private func publishLogins(_ platform: Platform, _ client: NATSClient, user: (id
                 return logins == ids.count + 1
             }
             #expect(counted, "analytics counted \(logins.map(String.init) ?? "nil") logins, expected \(ids.count + 1)")
-        } catch {
-            await client.close()
-            throw error
         }
-        await client.close()
     }
 }
 
@@ -210,14 +198,7 @@ private func publishLogins(_ platform: Platform, _ client: NATSClient, user: (id
         let email = uniqueEmail("crash")
         let (userID, token) = try await platform.registerAndLogin(name: "Edsger Dijkstra", email: email)
         let user = (id: userID, email: email, name: "Edsger Dijkstra")
-        let client = try await NATSClient.connect(platform.natsURL)
-        do {
-            try await exercise(platform, client, user: user, token: token)
-        } catch {
-            await client.close()
-            throw error
-        }
-        await client.close()
+        try await platform.withClient { try await exercise(platform, $0, user: user, token: token) }
     }
 
     static func exercise(_ platform: Platform, _ client: NATSClient, user: (id: String, email: String, name: String),

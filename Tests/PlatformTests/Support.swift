@@ -312,6 +312,19 @@ final class Platform: Sendable {
         await platform.stop()
     }
 
+    /// Runs `body` with a client connected to the platform's broker, and closes the client
+    /// however `body` ends.
+    func withClient(_ body: (NATSClient) async throws -> Void) async throws {
+        let client = try await NATSClient.connect(natsURL)
+        do {
+            try await body(client)
+        } catch {
+            await client.close()
+            throw error
+        }
+        await client.close()
+    }
+
     // MARK: Users and events
 
     /// Registers a user and logs in with curl; returns (user id, access token).
