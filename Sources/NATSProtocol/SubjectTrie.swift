@@ -89,9 +89,8 @@ public struct SubjectTrie<Value: AnyObject> {
     @usableFromInline var cache = ByteTable<MatchResult<Value>>()
     /// The most cache entries kept; 0 disables the cache.
     public let cacheLimit: Int
-    /// Hashes of subjects that missed once, direct-mapped (a power of two slots; empty when the
-    /// cache is disabled). A second miss of the same hash admits the subject into ``cache``.
-    @usableFromInline var recentMisses: [UInt64]
+    /// Subjects that missed once: a second miss admits the subject into ``cache``.
+    @usableFromInline var recentMisses: RecentMisses
     @usableFromInline var sweepSeed: UInt64 = 0x2545_F491_4F6C_DD1D
 
     private var subscriptionCount = 0
@@ -103,9 +102,7 @@ public struct SubjectTrie<Value: AnyObject> {
     /// Creates an empty trie whose match cache holds at most `cacheLimit` subjects (0 disables it).
     public init(cacheLimit: Int = 1024) {
         self.cacheLimit = Swift.max(0, cacheLimit)
-        var slots = 1
-        while slots < self.cacheLimit { slots <<= 1 }
-        recentMisses = self.cacheLimit > 0 ? Array(repeating: 0, count: slots) : []
+        recentMisses = RecentMisses(capacity: self.cacheLimit)
     }
 
     /// Live trie nodes, root included (for tests of pruning).
@@ -277,7 +274,7 @@ public struct SubjectTrie<Value: AnyObject> {
             Self.collect(nodes, from: 0, subject: subject, position: 0, into: &collector)
         }
         let result = MatchResult(plain: collector.plain, queues: collector.queues)
-        if cacheLimit > 0 && admit(hash) {
+        if cacheLimit > 0 && recentMisses.admit(hash) {
             if cache.count >= cacheLimit {
                 sweepSeed ^= sweepSeed << 13
                 sweepSeed ^= sweepSeed >> 7
@@ -287,16 +284,6 @@ public struct SubjectTrie<Value: AnyObject> {
             cache.insertNew(key: [UInt8](subject), value: result, hash: hash)
         }
         return result
-    }
-
-    /// Whether a subject that missed the cache is stored now: true when its hash missed before,
-    /// else it is remembered for next time.
-    @inlinable @inline(__always)
-    mutating func admit(_ hash: UInt64) -> Bool {
-        let index = Int(truncatingIfNeeded: hash >> 7) & (recentMisses.count - 1)
-        if recentMisses[index] == hash { return true }
-        recentMisses[index] = hash
-        return false
     }
 
     @inlinable

@@ -160,15 +160,15 @@ struct LocalMatchCache {
     }
 
     private var slots: [Slot]
-    /// Per slot, the hash of the last subject that missed without being stored.
-    private var recentMisses: [UInt64]
+    /// Subjects that missed once and were not stored.
+    private var recentMisses: RecentMisses
     private let mask: Int
 
     /// - Parameter slots: a power of two.
     init(slots: Int) {
         precondition(slots > 0 && slots & (slots - 1) == 0, "slot count must be a power of two")
         self.slots = Array(repeating: Slot(), count: slots)
-        recentMisses = Array(repeating: 0, count: slots)
+        recentMisses = RecentMisses(capacity: slots)
         mask = slots - 1
     }
 
@@ -199,14 +199,10 @@ struct LocalMatchCache {
     @inline(__always)
     func lookup(_ subject: UnsafeRawBufferPointer, hash: UInt64, generation: UInt64) -> MatchResult<Subscription>? {
         let index = Int(truncatingIfNeeded: hash) & mask
+        guard holds(subject, hash: hash, at: index) else { return nil }
         return slots.withUnsafeBufferPointer { all -> MatchResult<Subscription>? in
             let slot = all.baseAddress! + index
-            guard slot.pointee.generation == generation, slot.pointee.hash == hash,
-                  slot.pointee.key.count == subject.count else { return nil }
-            let same = slot.pointee.key.withUnsafeBytes { key in
-                subject.count == 0 || memcmp(key.baseAddress!, subject.baseAddress!, subject.count) == 0
-            }
-            return same ? slot.pointee.result : nil
+            return slot.pointee.generation == generation ? slot.pointee.result : nil
         }
     }
 
@@ -214,24 +210,24 @@ struct LocalMatchCache {
     mutating func store(_ subject: UnsafeRawBufferPointer, hash: UInt64, generation: UInt64,
                         result: MatchResult<Subscription>) {
         let index = Int(truncatingIfNeeded: hash) & mask
-        let seen = recentMisses.withUnsafeMutableBufferPointer { misses -> Bool in
-            if misses[index] == hash { return true }
-            misses[index] = hash
-            return false
+        if holds(subject, hash: hash, at: index) {
+            // Refilled after an invalidation: the key is already there.
+            slots[index].generation = generation
+            slots[index].result = result
+        } else if recentMisses.admit(hash) {
+            slots[index] = Slot(hash: hash, generation: generation, key: Array(subject), result: result)
         }
-        let sameSubject = slots.withUnsafeBufferPointer { all -> Bool in
+    }
+
+    /// Whether slot `index` holds `subject` (of any generation).
+    @inline(__always)
+    private func holds(_ subject: UnsafeRawBufferPointer, hash: UInt64, at index: Int) -> Bool {
+        slots.withUnsafeBufferPointer { all -> Bool in
             let slot = all.baseAddress! + index
             guard slot.pointee.hash == hash, slot.pointee.key.count == subject.count else { return false }
             return slot.pointee.key.withUnsafeBytes { key in
                 subject.count == 0 || memcmp(key.baseAddress!, subject.baseAddress!, subject.count) == 0
             }
-        }
-        if sameSubject {
-            // Refilled after an invalidation: the key is already there.
-            slots[index].generation = generation
-            slots[index].result = result
-        } else if seen {
-            slots[index] = Slot(hash: hash, generation: generation, key: Array(subject), result: result)
         }
     }
 }

@@ -501,3 +501,14 @@ func naiveMatches(pattern: String, subject: String) -> Bool {
         #expect(table.value(for: Array("k1".utf8)) == nil)
     }
 }
+
+@Suite struct RecentMissesTests {
+    @Test func aHashIsAdmittedOnItsSecondMissAndAForgottenOneStartsOver() {
+        var filter = RecentMisses(capacity: 4)
+        let a: UInt64 = 0x1234_5678_9ABC_DEF1
+        // Another hash in the same slot (same bits above the lowest seven) replaces it; 0 is never admitted.
+        let b = a ^ 1
+        let answers = [a, a, b, a, a, 0, 0].map { filter.admit($0) }
+        #expect(answers == [false, true, false, false, true, false, false])
+    }
+}
