@@ -199,9 +199,11 @@ public final class DataProcessingService: Sendable {
         }
         w.raw("}")
         var outcome = result.isSuccess ? "done" : "failed"
+        // Recorded before it is published: whoever sees the done message and asks data.jobs.status
+        // gets the same message, not "running".
+        registry.set(job.id, .finished(w.bytes))
         do {
             try await runtime.publish(w.bytes, subject: subject, context: job.context)
-            registry.set(job.id, .finished(w.bytes))
         } catch {
             // Typically a result over max_payload: say so on the done subject instead.
             outcome = "failed"
