@@ -1,0 +1,348 @@
+// ClientConnection: one client socket, owned by one event loop. This file holds its state and
+// lifecycle (start, reload, orderly and immediate close) and reading; writing, delivery, the
+// protocol operations and keep-alive are extensions in this folder. The message hot path: parse
+// from the loop's read buffer, match in the shared trie, encode straight into each receiver's
+// outbound buffer, and flush every touched receiver once per read batch.
+
+import EventLoop
+import Glibc
+import NATSProtocol
+import Synchronization
+
+/// Why a connection closed (the texts nats-server shows in /connz `reason`).
+enum CloseReason: String, Sendable {
+    case clientClosed = "Client Closed"
+    case readError = "Read Error"
+    case writeError = "Write Error"
+    case protocolViolation = "Protocol Violation"
+    case authenticationFailure = "Authentication Failure"
+    case authenticationTimeout = "Authentication Timeout"
+    case staleConnection = "Stale Connection"
+    case slowConsumerPendingBytes = "Slow Consumer (Pending Bytes)"
+    case slowConsumerWriteDeadline = "Slow Consumer (Write Deadline)"
+    case maxControlLineExceeded = "Maximum Control Line Exceeded"
+    case maxPayloadExceeded = "Maximum Message Payload Exceeded"
+    case badClientProtocol = "Bad Client Protocol Version"
+    case noRespondersRequiresHeaders = "No Responders Requires Headers"
+    case serverShutdown = "Server Shutdown"
+}
+
+/// One client connection, owned by one event loop.
+///
+/// `@unchecked Sendable`: every `var` below is touched only on `context.loop`'s thread; what other
+/// loops' publishers need is in the `out` Mutex, and `let`s are immutable.
+final class ClientConnection: IOHandler, @unchecked Sendable {
+    let cid: UInt64
+    let fd: Int32
+    let peer: PeerAddress
+    let context: LoopContext
+    /// The broker outlives its connections: shutdown closes them all before the loops stop, and
+    /// the loops are joined before the broker is released.
+    unowned(unsafe) let broker: Broker
+    /// `max_pending`, copied once (read on every delivery).
+    let maxPending: Int
+    /// `127.0.0.1:5555 - cid:7`, the prefix of this connection's log lines.
+    let logPrefix: String
+    /// `-V`: log every op received and every op sent.
+    let tracing: Bool
+    let out = Mutex(Outbound())
+
+    enum State: Equatable {
+        case open
+        /// Closing: no more reads or deliveries; queued bytes are being written.
+        case draining(CloseReason)
+        case closed
+    }
+
+    // Loop-confined and never accessed re-entrantly: no dynamic exclusivity checks on the hot path.
+    @exclusivity(unchecked) var state: State = .open
+    @exclusivity(unchecked) var parser: ClientParser
+    @exclusivity(unchecked) var options = ConnectOptions()
+    @exclusivity(unchecked) var activity = false
+    var authenticated: Bool
+    /// The user's permission checks; nil (no check at all) for users without permissions.
+    var permissions: ConnectionPermissions?
+    var subscriptions: [SidKey: Subscription] = [:]
+    /// Monitoring (/connz), loop-confined: when it connected, its last read, its inbound counts, the last PING round trip.
+    let startTime = WallClock.now()
+    var lastActivity: UInt64 = LoopContext.now()
+    var inMsgs = 0
+    var inBytes = 0
+    var rttNanos: UInt64 = 0
+    /// Not yet closed. Loop thread only.
+    var isOpen: Bool { state != .closed }
+
+    var authTimer: TimerID?
+    var pingTimer: TimerID?
+    var drainTimer: TimerID?
+    var writeDeadlineTimer: TimerID?
+    var pingsOut = 0
+    var rttKnown = false
+    var rttStart: UInt64 = 0
+    /// The client PINGed us since the last ping tick.
+    var clientPinged = false
+    var waitingForWritable = false
+    /// Reads are paused: a receiver of this publisher is over half its max_pending (fast-producer
+    /// stall, as 2.9.10's `stalledWait`, without blocking the loop thread).
+    var readPaused = false
+    var stallTimer: TimerID?
+    /// Set during a parse round when a delivery found its receiver over half max_pending.
+    @exclusivity(unchecked) var stalledOn: ClientConnection?
+    @exclusivity(unchecked) var stalledPending = 0
+    var lastWriteProgress: UInt64 = 0
+
+    init(cid: UInt64, fd: Int32, peer: PeerAddress, context: LoopContext, broker: Broker) {
+        self.cid = cid
+        self.fd = fd
+        self.peer = peer
+        self.context = context
+        self.broker = broker
+        self.logPrefix = "\(peer) - cid:\(cid)"
+        self.tracing = broker.logger.traceEnabled
+        self.maxPending = broker.options.maxPending
+        let options = broker.options
+        parser = ClientParser(maxControlLine: options.maxControlLine, maxPayload: options.maxPayload)
+        authenticated = !options.authRequired
+        parser.requireConnectFirst = options.authRequired
+    }
+
+    // MARK: Lifecycle
+
+    /// Registers the socket, sends INFO and starts the keep-alive and auth timers. Loop thread only.
+    /// - Throws: ``SystemError`` when the descriptor cannot be registered.
+    func start() throws(SystemError) {
+        try context.loop.register(fd: fd, interest: .readable, handler: self)
+        let info = broker.info
+        appendControl { buffer in info.write(to: &buffer, clientID: cid, clientIP: peer.ip) }
+        schedulePingTimer(first: true)
+        if broker.options.authRequired {
+            authTimer = context.loop.schedule(after: broker.options.authTimeout) { [self] in
+                authTimer = nil
+                if state == .open && !authenticated {
+                    broker.logger.debug("\(logPrefix) - Authentication Timeout")
+                    sendError(.authenticationTimeout, reason: .authenticationTimeout)
+                }
+            }
+        }
+    }
+
+    /// After a reload: re-checks this client's CONNECT credentials against the new options and
+    /// takes the new permissions; closes with Authorization Violation when they no longer pass.
+    /// Subscriptions the new permissions deny are removed with a Permissions Violation (the
+    /// connection stays), as 2.9.10 does. Loop thread only.
+    func applyReload() {
+        guard state == .open, authenticated else { return }
+        guard broker.options.authRequired else {
+            permissions = nil
+            return
+        }
+        let (accepted, userPermissions) = broker.authenticate(options)
+        guard accepted else {
+            let who = options.user.isEmpty ? "" : " - User \"\(options.user)\""
+            broker.logger.error("\(logPrefix) - authentication error\(who)")
+            sendError(.authorizationViolation, reason: .authenticationFailure)
+            return
+        }
+        permissions = userPermissions.map(ConnectionPermissions.init)
+        guard let permissions else { return }
+        for (key, sub) in subscriptions {
+            let allowed = sub.subject.withUnsafeBytes { subject in
+                permissions.canSubscribe(subject)
+                    && !(sub.queue ?? []).withUnsafeBytes { Self.isSystemQueue($0) }
+            }
+            if allowed { continue }
+            remove(sub, key: key)
+            let subject = String(decoding: sub.subject, as: UTF8.self)
+            let sid = String(decoding: sub.sid, as: UTF8.self)
+            let user = options.user.isEmpty ? "" : " for User \"\(options.user)\""
+            broker.logger.notice("Removed sub \"\(subject)\" (sid \"\(sid)\")\(user) - not authorized")
+            let text = "Permissions Violation for Subscription to \"\(subject)\" (sid \"\(sid)\")"
+            if tracing { traceOut("-ERR '\(text)'") }
+            appendControl(bytes: Array("-ERR '\(text)'\r\n".utf8))
+        }
+    }
+
+    /// Sends the lame duck INFO (`"ldm":true`) when the client CONNECTed with protocol 1 or later,
+    /// as 2.9.10 does. Loop thread only.
+    func sendLameDuckInfo() {
+        guard state == .open, options.protocolVersion >= 1 else { return }
+        if tracing { traceOut("INFO ldm") }
+        let info = broker.info
+        appendControl { buffer in info.write(to: &buffer, clientID: cid, clientIP: peer.ip, lameDuck: true) }
+    }
+
+    /// Starts an orderly close: stops reading and routing, writes what is queued (bounded by a
+    /// short deadline), then closes. Loop thread only.
+    func closeAfterFlush(_ reason: CloseReason) {
+        guard state == .open else { return }
+        state = .draining(reason)
+        let alreadyQueued = out.withLock { o in
+            o.closed = true
+            o.ownerOnly = true
+            let queued = o.flushQueued
+            o.flushQueued = true
+            return queued
+        }
+        cancelTimers()
+        removeAllSubscriptions()
+        if !waitingForWritable {
+            try? context.loop.setInterest(fd: fd, [])
+        }
+        if !alreadyQueued { context.pendingFlush.append(self) }
+        let limit = min(broker.options.writeDeadline, .seconds(2))
+        drainTimer = context.loop.schedule(after: limit) { [self] in
+            drainTimer = nil
+            if case .draining(let reason) = state { closeNow(reason) }
+        }
+    }
+
+    /// Closes at once, dropping queued bytes. Loop thread only.
+    func closeNow(_ reason: CloseReason) {
+        let closingReason: CloseReason
+        switch state {
+        case .closed: return
+        case .open:
+            closingReason = reason
+            removeAllSubscriptions()
+        case .draining(let drainReason):
+            closingReason = drainReason
+        }
+        state = .closed
+        cancelTimers()
+        if let drainTimer { _ = context.loop.cancel(drainTimer) }
+        if let writeDeadlineTimer { _ = context.loop.cancel(writeDeadlineTimer) }
+        drainTimer = nil
+        writeDeadlineTimer = nil
+        nonisolated(unsafe) var released: [ClientConnection] = []
+        let writerOnAnotherLoop = out.withLock { o -> Bool in
+            o.closed = true
+            o.ownerOnly = true
+            swap(&released, &o.stalledProducers)
+            // A publisher's loop in writev still reads the buffer and the descriptor: it frees and
+            // closes them when it returns (so the number cannot be reused under it).
+            if o.writing {
+                o.closePending = true
+                return true
+            }
+            o.buffer.removeAll()
+            return false
+        }
+        if !released.isEmpty { Self.resume(released) }
+        context.loop.deregister(fd: fd)
+        if !writerOnAnotherLoop { IO.close(fd) }
+        broker.connectionClosed(self, reason: closingReason)
+    }
+
+    func cancelTimers() {
+        if let stallTimer { _ = context.loop.cancel(stallTimer) }
+        stallTimer = nil
+        if let authTimer { _ = context.loop.cancel(authTimer) }
+        if let pingTimer { _ = context.loop.cancel(pingTimer) }
+        authTimer = nil
+        pingTimer = nil
+    }
+
+    func removeAllSubscriptions() {
+        guard !subscriptions.isEmpty else { return }
+        let all = Array(subscriptions.values)
+        out.withLock { _ in for sub in all { sub.removed = true } }
+        broker.mutateSubscriptions { trie in
+            for sub in all { trie.remove(subject: sub.subject, queue: sub.queue, value: sub) }
+        }
+        subscriptions.removeAll()
+    }
+
+    /// Sends `error`; closes after flushing when 2.9.10 closes for it. Loop thread only.
+    func sendError(_ error: ServerError, reason: CloseReason = .protocolViolation) {
+        if tracing { traceOut("-ERR '\(error.text)'") }
+        appendControl(bytes: error.wireLine)
+        if error.closesConnection { closeAfterFlush(reason) }
+    }
+
+    // MARK: Tracing (-V)
+
+    /// Logs an op received, nats-server style: `"<<- [SUB foo 1]"`. Empty arguments are skipped.
+    func traceIn(_ op: String, _ arguments: String...) {
+        let parts = arguments.filter { !$0.isEmpty }
+        let text = parts.isEmpty ? op : op + " " + parts.joined(separator: " ")
+        broker.logger.trace("\(logPrefix) - \"<<- [\(text)]\"")
+    }
+
+    /// Logs a payload received.
+    func tracePayload(_ payload: UnsafeRawBufferPointer) {
+        broker.logger.trace("\(logPrefix) - \"<<- MSG_PAYLOAD: [\(ServerError.goQuoted(String(decoding: payload, as: UTF8.self)))]\"")
+    }
+
+    /// Logs an op sent: `"->> [MSG foo 1 2]"`.
+    func traceOut(_ text: String) {
+        broker.logger.trace("\(logPrefix) - \"->> [\(text)]\"")
+    }
+
+    // MARK: IOHandler
+
+    func readable() {
+        guard state == .open else { return }
+        var total = 0
+        while true {
+            let result = context.readBuffer.read(from: fd)
+            switch result {
+            case .bytes(let count):
+                lastActivity = LoopContext.now()
+                var handler = OpDispatch(connection: self)
+                let parsed = parser.parse(context.readBuffer.bytes, into: &handler)
+                switch parsed {
+                case .ok: break
+                case .stopped: return
+                case .error(let error):
+                    handleParseError(error)
+                    return
+                }
+                guard state == .open else { return }
+                if let receiver = stalledOn {
+                    stalledOn = nil
+                    if pauseReading(for: receiver, pending: stalledPending) { return }
+                }
+                total += count
+                // A short read drained the socket; level-triggered epoll reports any later data.
+                if count < context.readBuffer.capacity || total >= LoopContext.bytesPerTurn { return }
+            case .wouldBlock:
+                return
+            case .eof:
+                closeNow(.clientClosed)
+                return
+            case .error(let code):
+                broker.logger.debug("\(logPrefix) - Read error: errno \(code)")
+                closeNow(.readError)
+                return
+            }
+        }
+    }
+
+    func writable() {
+        writeOut()
+    }
+
+    func hangup() {
+        closeNow(.clientClosed)
+    }
+
+    func handleParseError(_ error: ClientParseError) {
+        switch error {
+        case .unknownOperation:
+            broker.logger.error("\(logPrefix) - Client parser ERROR: unknown protocol operation")
+            sendError(.unknownProtocolOperation, reason: .protocolViolation)
+        case .authorizationViolation:
+            broker.logger.error("\(logPrefix) - Authorization Error")
+            sendError(.authorizationViolation, reason: .authenticationFailure)
+        case .maxControlLineExceeded:
+            broker.logger.error("\(logPrefix) - maximum control line exceeded")
+            sendError(.maxControlLineExceeded, reason: .maxControlLineExceeded)
+        case .maxPayloadViolation:
+            broker.logger.error("\(logPrefix) - Maximum Payload Violation")
+            sendError(.maxPayloadViolation, reason: .maxPayloadExceeded)
+        case .badArguments(let verb):
+            broker.logger.error("\(logPrefix) - Client parser ERROR: bad \(verb) arguments")
+            closeAfterFlush(.protocolViolation)
+        }
+    }
+}
