@@ -78,10 +78,9 @@ extension ClientConnection {
             o.outMsgs &+= 1
             o.outBytes &+= body
             let pending = o.buffer.pendingBytes > maxPending / 2 ? o.buffer.pendingBytes : 0
-            if o.flushQueued {
+            guard o.write.requestFlush() else {
                 return EnqueueResult(outcome: .queued, bytes: body, requestRemoval: requestRemoval, stallPending: pending)
             }
-            o.flushQueued = true
             return EnqueueResult(outcome: .needsFlush, bytes: body, requestRemoval: requestRemoval, stallPending: pending)
         }
         if result.requestRemoval { requestRemoval(sub) }
@@ -145,7 +144,7 @@ extension ClientConnection {
         }
         guard registered else { return false }
         readPaused = true
-        try? context.loop.setInterest(fd: fd, waitingForWritable ? .writable : [])
+        guard setInterest(waitingForWritable ? .writable : [], orClose: .readError) else { return true }
         let ttl = Self.stallDuration(pending: pending, maxPending: maxPending)
         stallTimer = context.loop.schedule(after: ttl) { [self] in
             stallTimer = nil
@@ -162,7 +161,7 @@ extension ClientConnection {
         if let stallTimer { _ = context.loop.cancel(stallTimer) }
         stallTimer = nil
         guard state == .open else { return }
-        try? context.loop.setInterest(fd: fd, waitingForWritable ? [.readable, .writable] : .readable)
+        setInterest(waitingForWritable ? [.readable, .writable] : .readable, orClose: .readError)
     }
 
     /// Resumes stalled publishers, each on its own loop. Any loop thread.

@@ -25,9 +25,7 @@ extension ClientConnection {
                 o.closed = true
                 return .slowConsumer
             }
-            if o.flushQueued { return .queued }
-            o.flushQueued = true
-            return .needsFlush
+            return o.write.requestFlush() ? .needsFlush : .queued
         }
         switch outcome {
         case .needsFlush: context.pendingFlush.append(self)
@@ -60,7 +58,7 @@ extension ClientConnection {
         if state == .closed { return }
         if waitingForWritable {
             // EPOLLOUT will come; writable() writes everything then.
-            out.withLock { $0.flushQueued = false }
+            out.withLock { $0.write.flushDeferredToWritable() }
             return
         }
         writeOut()
@@ -68,7 +66,7 @@ extension ClientConnection {
 
     func writeOut() {
         while state != .closed {
-            switch writeRound(&context.iovecs, owner: true) {
+            switch writeRound(&context.iovecs, by: .owner) {
             case .busy, .ownerOnly, .closedMeanwhile:
                 // Another loop is writing; it goes again (or hands back) when its writev returns.
                 return
@@ -112,7 +110,7 @@ extension ClientConnection {
     /// then waits for EPOLLOUT or closes as usual. Publisher's loop thread only.
     func writeFromOtherLoop(_ publisher: LoopContext) {
         for _ in 0..<4 {
-            switch writeRound(&publisher.iovecs, owner: false) {
+            switch writeRound(&publisher.iovecs, by: .otherLoop) {
             case .busy, .empty, .closedMeanwhile:
                 return
             case .ownerOnly:
@@ -120,9 +118,8 @@ extension ClientConnection {
                 return
             case .wrote(let round):
                 if round.written > 0 { publisher.loop.noteOutput() }
-                if round.written < round.requested {
-                    // writeRound made the socket owner-only; the owner registers for EPOLLOUT (or
-                    // sees the error and closes).
+                if round.handBack {
+                    // The owner registers for EPOLLOUT (or sees the error and closes).
                     context.enqueueRemoteFlush(self)
                     return
                 }
@@ -130,13 +127,13 @@ extension ClientConnection {
             }
         }
         // Still more to write: leave it to the owner rather than stall this publisher's loop. Always
-        // queued: a flush asked for during these writes (flushQueued already set) counted on this
+        // queued: a flush asked for during these writes (already marked queued) counted on this
         // writer and has no other turn coming.
-        out.withLock { $0.flushQueued = true }
+        out.withLock { $0.write.handBackToOwner() }
         context.enqueueRemoteFlush(self)
     }
 
-    /// What one ``writeRound(_:owner:)`` did.
+    /// What one ``writeRound(_:by:)`` did.
     enum WriteStep {
         /// Another thread is writing this socket; it was asked to write again.
         case busy
@@ -160,30 +157,32 @@ extension ClientConnection {
         var remaining: Int
         /// A flush was asked for while this round was writing.
         var again: Bool
+        /// A short write from another loop made the socket owner-only: ask the owner to flush.
+        var handBack: Bool
 
         var needsAnotherRound: Bool { requested < total || again }
     }
 
-    /// One snapshot, writev and consume under the one-writer rule, with `iovecs` the calling loop's
-    /// scratch. `owner`: called on the owner's loop; otherwise an owner-only socket is left alone,
-    /// and a short write makes it owner-only (the caller then asks the owner to flush).
-    func writeRound(_ iovecs: inout [iovec], owner: Bool) -> WriteStep {
+    /// One snapshot, writev and consume under the one-writer rule (``WriteOwnership``), with
+    /// `iovecs` the calling loop's scratch. `side`: the owner's loop, or a publisher's loop, which
+    /// leaves an owner-only socket alone and hands it back after a short write.
+    func writeRound(_ iovecs: inout [iovec], by side: SocketWriter) -> WriteStep {
         var total = 0
-        let count = out.withLock { o -> Int in
-            if o.writing {
-                o.rewrite = true
-                return -1
+        var count = 0
+        let start = out.withLock { o -> WriteOwnership.Start in
+            let start = o.write.beginWrite(by: side, hasBytes: o.buffer.pendingBytes > 0)
+            if start == .write {
+                count = o.buffer.snapshotIOVecs(into: &iovecs)
+                total = o.buffer.pendingBytes
             }
-            if !owner && o.ownerOnly { return -2 }
-            o.flushQueued = false
-            let n = o.buffer.snapshotIOVecs(into: &iovecs)
-            total = o.buffer.pendingBytes
-            if n > 0 { o.writing = true }
-            return n
+            return start
         }
-        if count == -1 { return .busy }
-        if count == -2 { return .ownerOnly }
-        if count == 0 { return .empty }
+        switch start {
+        case .write: break
+        case .busy: return .busy
+        case .ownerOnly: return .ownerOnly
+        case .empty: return .empty
+        }
         var requested = 0
         for i in 0..<count { requested += iovecs[i].iov_len }
         let result = iovecs.withUnsafeBufferPointer { IO.writev(fd, $0.baseAddress!, count: count) }
@@ -191,36 +190,27 @@ extension ClientConnection {
         if case .bytes(let n) = result { written = n } else { written = 0 }
         let maxPending = self.maxPending
         nonisolated(unsafe) var released: [ClientConnection] = []
-        var again = false
-        var closeDescriptor = false
+        var end = WriteOwnership.End.closeDescriptor
         let remaining = out.withLock { o -> Int in
-            o.writing = false
-            again = o.rewrite
-            o.rewrite = false
-            if o.closePending {
-                // Only a writer on another loop sees this: the owner closed meanwhile.
-                o.closePending = false
+            end = o.write.endWrite(by: side, written: written, requested: requested)
+            guard case .consume = end else {
                 o.buffer.removeAll()
-                closeDescriptor = true
                 return 0
             }
             if written > 0 { o.buffer.consume(written) }
             if !o.stalledProducers.isEmpty && (written == requested || o.buffer.pendingBytes < maxPending / 2) {
                 swap(&released, &o.stalledProducers)
             }
-            if !owner && written < requested {
-                o.ownerOnly = true
-                o.flushQueued = true
-            }
             return o.buffer.pendingBytes
         }
-        if closeDescriptor {
+        guard case .consume(let again, let handBack) = end else {
+            // The owner closed during this write (only a writer on another loop sees this).
             IO.close(fd)
             return .closedMeanwhile
         }
         if !released.isEmpty { Self.resume(released) }
         return .wrote(WriteRound(result: result, written: written, requested: requested, total: total,
-                                 remaining: remaining, again: again))
+                                 remaining: remaining, again: again, handBack: handBack))
     }
 
     func finishedWriting() {
@@ -228,14 +218,14 @@ extension ClientConnection {
             out.withLock { o in
                 // Drained by the owner: other loops may write directly again (unless more bytes
                 // arrived meanwhile, in which case a flush is queued and clears it next time).
-                if o.buffer.pendingBytes == 0 { o.ownerOnly = false }
+                if o.buffer.pendingBytes == 0 { o.write.drainedByOwner() }
             }
         }
         if waitingForWritable {
             waitingForWritable = false
             if let writeDeadlineTimer { _ = context.loop.cancel(writeDeadlineTimer) }
             writeDeadlineTimer = nil
-            try? context.loop.setInterest(fd: fd, state == .open && !readPaused ? .readable : [])
+            setInterest(state == .open && !readPaused ? .readable : [], orClose: .writeError)
         }
         if case .draining(let reason) = state { closeNow(reason) }
     }
@@ -243,12 +233,9 @@ extension ClientConnection {
     func waitForWritable() {
         if waitingForWritable { return }
         waitingForWritable = true
-        out.withLock { $0.ownerOnly = true }
+        out.withLock { $0.write.ownerWaitsForWritable() }
         lastWriteProgress = LoopContext.now()
-        do {
-            try context.loop.setInterest(fd: fd, state == .open && !readPaused ? [.readable, .writable] : .writable)
-        } catch {
-            closeNow(.writeError)
+        guard setInterest(state == .open && !readPaused ? [.readable, .writable] : .writable, orClose: .writeError) else {
             return
         }
         scheduleWriteDeadline(after: broker.options.writeDeadline)

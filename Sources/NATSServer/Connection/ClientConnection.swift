@@ -178,16 +178,12 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         state = .draining(reason)
         let alreadyQueued = out.withLock { o in
             o.closed = true
-            o.ownerOnly = true
-            let queued = o.flushQueued
-            o.flushQueued = true
-            return queued
+            return !o.write.beginDraining()
         }
         cancelTimers()
         removeAllSubscriptions()
-        if !waitingForWritable {
-            try? context.loop.setInterest(fd: fd, [])
-        }
+        // Stop reading (a failure closes at once: level-triggered readiness would spin).
+        if !waitingForWritable && !setInterest([], orClose: reason) { return }
         if !alreadyQueued { context.pendingFlush.append(self) }
         let limit = min(broker.options.writeDeadline, .seconds(2))
         drainTimer = context.loop.schedule(after: limit) { [self] in
@@ -214,23 +210,36 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         drainTimer = nil
         writeDeadlineTimer = nil
         nonisolated(unsafe) var released: [ClientConnection] = []
-        let writerOnAnotherLoop = out.withLock { o -> Bool in
+        let closing = out.withLock { o -> WriteOwnership.Close in
             o.closed = true
-            o.ownerOnly = true
             swap(&released, &o.stalledProducers)
             // A publisher's loop in writev still reads the buffer and the descriptor: it frees and
             // closes them when it returns (so the number cannot be reused under it).
-            if o.writing {
-                o.closePending = true
-                return true
-            }
-            o.buffer.removeAll()
-            return false
+            let closing = o.write.close()
+            if closing == .closeNow { o.buffer.removeAll() }
+            return closing
         }
         if !released.isEmpty { Self.resume(released) }
         context.loop.deregister(fd: fd)
-        if !writerOnAnotherLoop { IO.close(fd) }
+        if closing == .closeNow { IO.close(fd) }
         broker.connectionClosed(self, reason: closingReason)
+    }
+
+    /// Sets the readiness this connection waits for. A failed epoll_ctl (ENOMEM) would leave it
+    /// waiting for the wrong events, a paused publisher never read again or EPOLLOUT reported with
+    /// nothing to write, so the error is logged and the connection closed with `reason`.
+    /// Loop thread only.
+    /// - Returns: false when the connection was closed.
+    @discardableResult
+    func setInterest(_ interest: Interest, orClose reason: CloseReason) -> Bool {
+        do {
+            try context.loop.setInterest(fd: fd, interest)
+            return true
+        } catch {
+            broker.logger.error("\(logPrefix) - Event registration failed: \(error.description)")
+            closeNow(reason)
+            return false
+        }
     }
 
     func cancelTimers() {

@@ -14,19 +14,8 @@ struct Outbound: ~Copyable {
     var closed = false
     /// The client negotiated headers: deliver HMSG, else strip headers and deliver MSG.
     var headers = false
-    /// The connection is already in some loop's pending-flush set (or its flush is queued).
-    var flushQueued = false
-    /// A thread is writing this socket (between taking a snapshot of `buffer` and consuming what
-    /// it wrote): its owner loop, or a publisher's loop writing directly. One writer at a time.
-    var writing = false
-    /// A flush was asked for while `writing`: the writer writes again before it lets go.
-    var rewrite = false
-    /// Only the owner loop writes: it waits for EPOLLOUT, the connection is closing, or a direct
-    /// write from another loop could not write everything. Cleared by the owner once drained.
-    var ownerOnly = false
-    /// The owner closed the connection while a publisher's loop was writing: that writer drops the
-    /// buffer and closes the descriptor when its write returns.
-    var closePending = false
+    /// Who may write the socket, and whether a flush is queued (the one-writer rule).
+    var write = WriteOwnership()
     /// Publishers that stopped reading because this connection's pending bytes passed half of
     /// max_pending (2.9.10's fast-producer stall); resumed when it drains or their timer fires.
     var stalledProducers: [ClientConnection] = []
