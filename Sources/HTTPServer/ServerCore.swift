@@ -69,10 +69,21 @@ final class ServerCore: IOHandler {
 
     private func backOffAccepting() {
         guard accepting, !listenerClosed else { return }
+        // A failed pause leaves the listener watched: the next turn accepts (and backs off) again.
         do { try loop.setInterest(fd: listener.fd, []) } catch { return }
+        resumeAccepting()
+    }
+
+    /// Watches the listener again after 100 ms; a failure is retried, since giving up would stop
+    /// the server from accepting for good.
+    private func resumeAccepting() {
         loop.schedule(after: .milliseconds(100)) { [weak self] in
             guard let self, self.accepting, !self.listenerClosed else { return }
-            try? self.loop.setInterest(fd: self.listener.fd, .readable)
+            do {
+                try self.loop.setInterest(fd: self.listener.fd, .readable)
+            } catch {
+                self.resumeAccepting()
+            }
         }
     }
 

@@ -341,12 +341,29 @@ final class Broker: Sendable {
         }
     }
 
+    /// Stops watching the listener for a moment (EMFILE/ENFILE: the pending connection stays
+    /// queued and the listener readable). When even that fails, the next turn tries the accept
+    /// again, which is the same back-off a little sooner. Accept loop thread only.
     private func pauseAccepting() {
         let loop = group.loops[0]
-        try? loop.setInterest(fd: listener.fd, [])
+        do {
+            try loop.setInterest(fd: listener.fd, [])
+        } catch {
+            logger.debug("Pausing the client listener failed: \(error.description)")
+        }
+        resumeAccepting(on: loop)
+    }
+
+    /// Watches the listener again after 10 ms; a failure is retried, since giving up would stop
+    /// the broker from accepting for good.
+    private func resumeAccepting(on loop: EventLoop) {
         loop.schedule(after: .milliseconds(10)) { [self] in
-            if accepting.load(ordering: .acquiring) {
-                try? loop.setInterest(fd: listener.fd, .readable)
+            guard accepting.load(ordering: .acquiring) else { return }
+            do {
+                try loop.setInterest(fd: listener.fd, .readable)
+            } catch {
+                logger.error("Resuming the client listener failed: \(error); retrying")
+                resumeAccepting(on: loop)
             }
         }
     }
