@@ -60,6 +60,9 @@ public final class Server: Sendable {
     private let core = Mutex<Broker?>(nil)
     private let started = Atomic<Bool>(false)
 
+    /// The running broker; nil before ``start()`` and after ``shutdown()``.
+    var runningBroker: Broker? { core.withLock { $0 } }
+
     /// Creates a server; nothing is bound until ``start()``.
     /// - Parameters:
     ///   - options: configuration; ``Options/noLog`` silences logging unless `logger` is given.
