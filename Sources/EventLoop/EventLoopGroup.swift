@@ -87,9 +87,10 @@ private final class ThreadBody {
     }
 }
 
-/// Starts a joinable pthread running `body`. Traps if the thread cannot be created (EAGAIN: the
+/// Starts a joinable pthread named `name` (at most 15 bytes are kept) running `body`; detach it
+/// with `pthread_detach` when nobody joins it. Traps if the thread cannot be created (EAGAIN: the
 /// process is out of threads, which a fixed-size group cannot recover from).
-func spawnThread(name: String, _ body: @escaping @Sendable () -> Void) -> pthread_t {
+public func spawnThread(name: String, _ body: @escaping @Sendable () -> Void) -> pthread_t {
     let box = Unmanaged.passRetained(ThreadBody(name: name, body: body)).toOpaque()
     var thread = pthread_t()
     let rc = pthread_create(&thread, nil, { raw in

@@ -1,7 +1,6 @@
 // `nats-server --signal <command>[=<pid|pidfile>]`: send a signal to a running broker, as
 // nats-server 2.9.10 does (`server/signal.go`).
 
-import Foundation
 import Glibc
 
 /// A `--signal` request from the command line.
@@ -60,8 +59,11 @@ public struct SignalCommand: Equatable, Sendable {
         }
         // A number is a pid; anything else is a pid file (nats-server tries the file first).
         var text = target
-        if let contents = try? String(contentsOfFile: target, encoding: .utf8) {
-            text = contents.trimmingCharacters(in: .whitespacesAndNewlines)
+        if let contents = Self.readFile(target) {
+            var trimmed = Substring(contents)
+            while trimmed.first?.isWhitespace == true { trimmed.removeFirst() }
+            while trimmed.last?.isWhitespace == true { trimmed.removeLast() }
+            text = String(trimmed)
         }
         guard let pid = pid_t(text), pid > 0 else { throw CommandLineError("invalid pid: \(text)") }
         return pid
@@ -70,13 +72,34 @@ public struct SignalCommand: Equatable, Sendable {
     /// Pids whose `/proc/<pid>/comm` is `name` (truncated to 15 bytes as the kernel does).
     static func processes(named name: String) -> [pid_t] {
         let comm = String(name.utf8.prefix(15)) ?? name
-        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+        guard let directory = opendir("/proc") else { return [] }
+        defer { closedir(directory) }
         var pids: [pid_t] = []
-        for entry in entries {
-            guard let pid = pid_t(entry) else { continue }
-            guard let text = try? String(contentsOfFile: "/proc/\(entry)/comm", encoding: .utf8) else { continue }
-            if text.trimmingCharacters(in: .newlines) == comm { pids.append(pid) }
+        while let entry = readdir(directory) {
+            let entryName = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            guard let pid = pid_t(entryName) else { continue }
+            guard let text = readFile("/proc/\(entryName)/comm") else { continue }
+            if text.hasSuffix("\n") ? text.dropLast() == comm : text == comm { pids.append(pid) }
         }
         return pids.sorted()
+    }
+
+    /// The contents of a small file (a pid file, a `/proc` entry), or nil when it cannot be read.
+    static func readFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while bytes.count < 1 << 20 {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { return nil }
+            if n == 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }

@@ -1,6 +1,5 @@
-// nats-server: parse flags, build the broker, run until SIGINT/SIGTERM.
+// nats-server: parse flags, build the broker, handle signals until one stops it.
 
-import Foundation
 import Glibc
 import NATSServer
 
@@ -10,9 +9,10 @@ func fail(_ message: String) -> Never {
     exit(1)
 }
 
+let arguments = Array(CommandLine.arguments.dropFirst())
 let action: CommandLineAction
 do {
-    action = try ServerCommandLine.parse(CommandLine.arguments.dropFirst())
+    action = try ServerCommandLine.parse(arguments)
 } catch {
     fail("\(error.message)\nRun 'nats-server --help' for the supported flags.")
 }
@@ -39,15 +39,8 @@ case .run(let parsed):
     options = parsed
 }
 
-// Block the shutdown signals before any thread starts, so only sigwait below receives them.
-var shutdownSignals = sigset_t()
-sigemptyset(&shutdownSignals)
-sigaddset(&shutdownSignals, SIGINT)
-sigaddset(&shutdownSignals, SIGTERM)
-sigaddset(&shutdownSignals, SIGUSR2)
-sigaddset(&shutdownSignals, SIGUSR1)
-sigaddset(&shutdownSignals, SIGHUP)
-pthread_sigmask(SIG_BLOCK, &shutdownSignals, nil)
+// Before any thread starts, so that only the handler's sigwait receives them.
+SignalHandler.blockTrappedSignals()
 
 let logger: Logger
 do {
@@ -73,59 +66,5 @@ do {
     exit(1)
 }
 
-/// SIGHUP: reads the configuration again (the same command line, so flags still win over the
-/// file) and applies it (``Server/reload(_:)``). A file that does not load, or a change that
-/// needs a restart, is reported and the running configuration kept.
-func reload() {
-    let fresh: Options
-    do {
-        guard case .run(let parsed) = try ServerCommandLine.parse(CommandLine.arguments.dropFirst()) else { return }
-        fresh = parsed
-    } catch {
-        logger.error("Failed to reload server configuration: \(error.message)")
-        return
-    }
-    do {
-        try server.reload(fresh)
-    } catch {
-        logger.error("Failed to reload server configuration: \(error.description)")
-    }
-}
-
-/// Lame duck mode runs on its own thread so SIGINT/SIGTERM still stop the server meanwhile.
-func startLameDuckMode() {
-    Thread.detachNewThread { [server, processFiles] in
-        server.enterLameDuckMode()
-        processFiles.remove()
-        Glibc.exit(0)
-    }
-}
-
-nonisolated(unsafe) var lameDuckStarted = false  // main thread only
-while true {
-    var received: Int32 = 0
-    guard sigwait(&shutdownSignals, &received) == 0 else { continue }
-    switch received {
-    case SIGUSR1:
-        logger.debug("Trapped \"user defined signal 1\" signal")
-        do {
-            try logger.reopen()
-        } catch {
-            logger.error("Error re-opening log file: \(error.description)")
-        }
-    case SIGHUP:
-        logger.debug("Trapped \"hangup\" signal")
-        reload()
-    case SIGUSR2:
-        logger.debug("Trapped \"user defined signal 2\" signal")
-        if !lameDuckStarted {
-            lameDuckStarted = true
-            startLameDuckMode()
-        }
-    default:
-        logger.debug("Trapped \"\(received == SIGINT ? "interrupt" : "terminated")\" signal")
-        server.shutdown()
-        processFiles.remove()
-        exit(0)
-    }
-}
+SignalHandler(server: server, logger: logger, arguments: arguments, processFiles: processFiles).run()
+exit(0)
