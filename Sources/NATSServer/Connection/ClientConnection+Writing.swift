@@ -170,11 +170,9 @@ extension ClientConnection {
         var total = 0
         var count = 0
         let start = out.withLock { o -> WriteOwnership.Start in
-            let start = o.write.beginWrite(by: side, hasBytes: o.buffer.pendingBytes > 0)
-            if start == .write {
-                count = o.buffer.snapshotIOVecs(into: &iovecs)
-                total = o.buffer.pendingBytes
-            }
+            total = o.buffer.pendingBytes
+            let start = o.write.beginWrite(by: side, hasBytes: total > 0)
+            if start == .write { count = o.buffer.snapshotIOVecs(into: &iovecs) }
             return start
         }
         switch start {
