@@ -1,6 +1,5 @@
 import Dispatch
 import EventLoop
-import Foundation
 import Synchronization
 
 /// A small HTTP/1.1 server on an `EventLoop`: keep-alive, pipelining (answered in order), chunked request
@@ -195,7 +194,7 @@ public final class HTTPServer: Sendable {
             running.loop.execute {
                 core.value.beginShutdown {
                     // Off the loop thread: joining the loop from itself would deadlock.
-                    Thread.detachNewThread { self.finishStopping(running, done) }
+                    DispatchQueue.global().async { self.finishStopping(running, done) }
                 }
             }
         }
