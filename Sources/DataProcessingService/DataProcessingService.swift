@@ -171,14 +171,24 @@ public final class DataProcessingService: Sendable {
 
     // MARK: Jobs
 
+    /// Runs `job`, then the queued jobs, one after another, as a child of the runtime's run: at
+    /// shutdown the job in progress finishes (a transform is bounded by its time budget) and the
+    /// queued ones are not started.
     private func startJob(_ job: PendingJob, _ runtime: ServiceRuntime) {
-        Task { [self] in
+        let started = runtime.spawn("data job \(job.id)") { [self] in
             var next: PendingJob? = job
             while let current = next {
                 await runJob(current, runtime)
                 next = jobs.finished()
                 updateJobGauges(runtime.metrics)
+                if Task.isCancelled, let skipped = next {
+                    job.context.logger.warning("queued job not started: the service is stopping", ["job_id": .string(skipped.id)])
+                    next = nil
+                }
             }
+        }
+        if !started {
+            job.context.logger.error("job not started: the service has stopped", ["job_id": .string(job.id)])
         }
     }
 

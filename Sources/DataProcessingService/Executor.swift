@@ -274,140 +274,178 @@ extension Pipeline {
         return stats
     }
 
+    /// How one row operation ended on a chunk.
+    private enum RowOpEnd {
+        case completed
+        /// The time budget ran out.
+        case timedOut
+        /// Record `record` (chunk index) failed: the request fails with `status`.
+        case failed(record: Int, status: Int, detail: String, names: Bool = true)
+    }
+
     /// Applies `ops` to one chunk, op by op.
     private static func process(_ rows: inout [[Value]], _ ops: [RowOperation], _ options: ExecutionOptions) -> ChunkOutcome {
         var outcome = ChunkOutcome(ops: Array(repeating: OpChunkStats(), count: ops.count))
-        func fail(_ k: Int, _ r: Int, _ status: Int, _ detail: String, names: Bool = true) -> ChunkOutcome {
-            var o = outcome
-            o.failure = ChunkFailure(op: k, record: r, status: status, detail: detail, names: names)
-            return o
-        }
         if options.expired { outcome.timedOut = true; return outcome }
         for (k, op) in ops.enumerated() {
             outcome.ops[k].recordsIn = rows.count
+            let end: RowOpEnd
             switch op {
-            case .validate(let spec):
-                var kept = 0
-                var problems: [String] = []
-                let rules = spec.rules.map { $0 }   // this thread's own array (see group)
-                for r in rows.indices {
-                    if r & 1023 == 1023, options.expired { outcome.timedOut = true; return outcome }
-                    problems.removeAll(keepingCapacity: true)
-                    for i in rules.indices { rules[i].check(rules[i].column.map { rows[r][$0] } ?? .null, into: &problems) }
-                    if problems.isEmpty {
-                        if kept != r { rows.swapAt(kept, r) }
-                        kept += 1
-                    } else if spec.failFast {
-                        return fail(k, r, 422, "validation failed: " + problems.joined(separator: "; "))
-                    } else {
-                        outcome.ops[k].rejected += 1
-                        if outcome.ops[k].rejections.count < options.maxReportedRejections {
-                            outcome.ops[k].rejections.append(Rejection(record: r, errors: problems))
-                        }
-                    }
-                }
-                rows.removeLast(rows.count - kept)
-
-            case .filter(let shared):
-                let expression = shared.privateCopy()
-                var kept = 0
-                for r in rows.indices {
-                    if r & 1023 == 1023, options.expired { outcome.timedOut = true; return outcome }
-                    let keep: Bool
-                    do throws(EvaluationError) {
-                        switch try expression.evaluate(rows[r]) {
-                        case .bool(let b): keep = b
-                        case .null: keep = false
-                        case let other:
-                            return fail(k, r, 422, "where: the filter gave \(other.typeName), not a boolean")
-                        }
-                    } catch {
-                        return fail(k, r, 422, "where: \(error.description)")
-                    }
-                    if keep {
-                        if kept != r { rows.swapAt(kept, r) }
-                        kept += 1
-                    }
-                }
-                rows.removeLast(rows.count - kept)
-
-            case .project(let columns):
-                let identity = columns.count == (rows.first?.count ?? columns.count) && columns.enumerated().allSatisfy { $0 == $1 }
-                if identity { break }
-                for r in rows.indices {
-                    if r & 1023 == 1023, options.expired { outcome.timedOut = true; return outcome }
-                    let old = rows[r]
-                    rows[r] = columns.map { old[$0] }
-                }
-
-            case .derive(let derivations):
-                let expressions = derivations.map { $0.expression.privateCopy() }
-                let columns = derivations.map(\.column)
-                let appended = derivations.filter(\.appends).count
-                for r in rows.indices {
-                    if r & 1023 == 1023, options.expired { outcome.timedOut = true; return outcome }
-                    if appended > 0 { rows[r].reserveCapacity(rows[r].count + appended) }
-                    for i in expressions.indices {
-                        let v: Value
-                        do throws(EvaluationError) {
-                            v = try expressions[i].evaluate(rows[r])
-                        } catch {
-                            return fail(k, r, 422, "'\(derivations[i].name)': \(error.description)")
-                        }
-                        if columns[i] == rows[r].count { rows[r].append(v) } else { rows[r][columns[i]] = v }
-                    }
-                }
-
-            case .normalize(let shared):
-                let columns = shared.map(\.column)
-                let plans = shared.map { $0.ops.map { $0 } }   // this thread's own arrays (see group)
-                for r in rows.indices {
-                    if r & 1023 == 1023, options.expired { outcome.timedOut = true; return outcome }
-                    for p in plans.indices {
-                        let (v, failed) = normalized(rows[r][columns[p]], plans[p])
-                        rows[r][columns[p]] = v
-                        if failed { outcome.ops[k].unparseable += 1 }
-                    }
-                }
-
-            case .join(let spec):
-                var out: [[Value]] = []
-                out.reserveCapacity(rows.count)
-                let table = spec.table
-                let carried = table.carried.map { $0 }, leftColumns = spec.leftColumns.map { $0 }   // see group
-                let width = carried.count
-                var key: [Value] = []
-                for r in rows.indices {
-                    if r & 1023 == 1023, options.expired { outcome.timedOut = true; return outcome }
-                    key.removeAll(keepingCapacity: true)
-                    var hasNull = false
-                    for c in leftColumns {
-                        let v = rows[r][c]
-                        if v.isNull { hasNull = true }
-                        key.append(v)
-                    }
-                    let matches = hasNull ? nil : table.buckets[key]
-                    if let matches {
-                        for m in matches {
-                            var row = rows[r]
-                            row.reserveCapacity(row.count + width)
-                            for c in carried { row.append(table.rows[m][c]) }
-                            out.append(row)
-                        }
-                    } else if spec.keepUnmatched {
-                        var row = rows[r]
-                        row.append(contentsOf: repeatElement(Value.null, count: width))
-                        out.append(row)
-                    }
-                    if out.count > options.maxRecords {
-                        return fail(k, r, 413, "more than \(options.maxRecords) records (limit MAX_RECORDS)", names: false)
-                    }
-                }
-                rows = out
+            case .validate(let spec): end = validate(&rows, spec, &outcome.ops[k], options)
+            case .filter(let expression): end = filter(&rows, expression, options)
+            case .project(let columns): end = project(&rows, columns, options)
+            case .derive(let derivations): end = derive(&rows, derivations, options)
+            case .normalize(let plans): end = normalize(&rows, plans, &outcome.ops[k], options)
+            case .join(let spec): end = join(&rows, spec, options)
+            }
+            switch end {
+            case .completed:
+                continue
+            case .timedOut:
+                outcome.timedOut = true
+                return outcome
+            case .failed(let record, let status, let detail, let names):
+                outcome.failure = ChunkFailure(op: k, record: record, status: status, detail: detail, names: names)
+                return outcome
             }
         }
         outcome.rows = rows
         return outcome
+    }
+
+    // Each row operation checks the time budget every 1024 records.
+
+    private static func validate(_ rows: inout [[Value]], _ spec: ValidateSpec, _ stats: inout OpChunkStats,
+                                 _ options: ExecutionOptions) -> RowOpEnd {
+        var kept = 0
+        var problems: [String] = []
+        let rules = spec.rules.map { $0 }   // this thread's own array (see group)
+        for r in rows.indices {
+            if r & 1023 == 1023, options.expired { return .timedOut }
+            problems.removeAll(keepingCapacity: true)
+            for i in rules.indices { rules[i].check(rules[i].column.map { rows[r][$0] } ?? .null, into: &problems) }
+            if problems.isEmpty {
+                if kept != r { rows.swapAt(kept, r) }
+                kept += 1
+            } else if spec.failFast {
+                return .failed(record: r, status: 422, detail: "validation failed: " + problems.joined(separator: "; "))
+            } else {
+                stats.rejected += 1
+                if stats.rejections.count < options.maxReportedRejections {
+                    stats.rejections.append(Rejection(record: r, errors: problems))
+                }
+            }
+        }
+        rows.removeLast(rows.count - kept)
+        return .completed
+    }
+
+    private static func filter(_ rows: inout [[Value]], _ shared: Expression, _ options: ExecutionOptions) -> RowOpEnd {
+        let expression = shared.privateCopy()
+        var kept = 0
+        for r in rows.indices {
+            if r & 1023 == 1023, options.expired { return .timedOut }
+            let keep: Bool
+            do throws(EvaluationError) {
+                switch try expression.evaluate(rows[r]) {
+                case .bool(let b): keep = b
+                case .null: keep = false
+                case let other:
+                    return .failed(record: r, status: 422, detail: "where: the filter gave \(other.typeName), not a boolean")
+                }
+            } catch {
+                return .failed(record: r, status: 422, detail: "where: \(error.description)")
+            }
+            if keep {
+                if kept != r { rows.swapAt(kept, r) }
+                kept += 1
+            }
+        }
+        rows.removeLast(rows.count - kept)
+        return .completed
+    }
+
+    private static func project(_ rows: inout [[Value]], _ columns: [Int], _ options: ExecutionOptions) -> RowOpEnd {
+        let identity = columns.count == (rows.first?.count ?? columns.count) && columns.enumerated().allSatisfy { $0 == $1 }
+        if identity { return .completed }
+        for r in rows.indices {
+            if r & 1023 == 1023, options.expired { return .timedOut }
+            let old = rows[r]
+            rows[r] = columns.map { old[$0] }
+        }
+        return .completed
+    }
+
+    private static func derive(_ rows: inout [[Value]], _ derivations: [Derivation], _ options: ExecutionOptions) -> RowOpEnd {
+        let expressions = derivations.map { $0.expression.privateCopy() }
+        let columns = derivations.map(\.column)
+        let appended = derivations.filter(\.appends).count
+        for r in rows.indices {
+            if r & 1023 == 1023, options.expired { return .timedOut }
+            if appended > 0 { rows[r].reserveCapacity(rows[r].count + appended) }
+            for i in expressions.indices {
+                let v: Value
+                do throws(EvaluationError) {
+                    v = try expressions[i].evaluate(rows[r])
+                } catch {
+                    return .failed(record: r, status: 422, detail: "'\(derivations[i].name)': \(error.description)")
+                }
+                if columns[i] == rows[r].count { rows[r].append(v) } else { rows[r][columns[i]] = v }
+            }
+        }
+        return .completed
+    }
+
+    private static func normalize(_ rows: inout [[Value]], _ shared: [NormalizePlan], _ stats: inout OpChunkStats,
+                                  _ options: ExecutionOptions) -> RowOpEnd {
+        let columns = shared.map(\.column)
+        let plans = shared.map { $0.ops.map { $0 } }   // this thread's own arrays (see group)
+        for r in rows.indices {
+            if r & 1023 == 1023, options.expired { return .timedOut }
+            for p in plans.indices {
+                let (v, failed) = normalized(rows[r][columns[p]], plans[p])
+                rows[r][columns[p]] = v
+                if failed { stats.unparseable += 1 }
+            }
+        }
+        return .completed
+    }
+
+    private static func join(_ rows: inout [[Value]], _ spec: JoinSpec, _ options: ExecutionOptions) -> RowOpEnd {
+        var out: [[Value]] = []
+        out.reserveCapacity(rows.count)
+        let table = spec.table
+        let carried = table.carried.map { $0 }, leftColumns = spec.leftColumns.map { $0 }   // see group
+        let width = carried.count
+        var key: [Value] = []
+        for r in rows.indices {
+            if r & 1023 == 1023, options.expired { return .timedOut }
+            key.removeAll(keepingCapacity: true)
+            var hasNull = false
+            for c in leftColumns {
+                let v = rows[r][c]
+                if v.isNull { hasNull = true }
+                key.append(v)
+            }
+            let matches = hasNull ? nil : table.buckets[key]
+            if let matches {
+                for m in matches {
+                    var row = rows[r]
+                    row.reserveCapacity(row.count + width)
+                    for c in carried { row.append(table.rows[m][c]) }
+                    out.append(row)
+                }
+            } else if spec.keepUnmatched {
+                var row = rows[r]
+                row.append(contentsOf: repeatElement(Value.null, count: width))
+                out.append(row)
+            }
+            if out.count > options.maxRecords {
+                return .failed(record: r, status: 413, detail: "more than \(options.maxRecords) records (limit MAX_RECORDS)", names: false)
+            }
+        }
+        rows = out
+        return .completed
     }
 
     /// One value through a list of normalizations; `failed` when `timestamp` could not read a non-null value.

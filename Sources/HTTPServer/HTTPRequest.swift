@@ -1,5 +1,3 @@
-import Foundation
-
 /// A complete HTTP request as a route handler sees it.
 public struct HTTPRequest: Sendable {
     /// The request method.
@@ -36,16 +34,6 @@ public struct HTTPRequest: Sendable {
         self.pathParameters = [:]
         self.remoteAddress = remoteAddress
         self.version = version
-    }
-
-    /// Decodes the body as JSON.
-    /// - Throws: `HTTPError` 400 when the body is not valid JSON for `T`.
-    public func decodeJSON<T: Decodable>(_ type: T.Type = T.self, decoder: JSONDecoder = JSONDecoder()) throws -> T {
-        do {
-            return try decoder.decode(T.self, from: Data(body))
-        } catch {
-            throw HTTPError(.badRequest, "invalid JSON body: \(error)")
-        }
     }
 
     /// The body as UTF-8 text.

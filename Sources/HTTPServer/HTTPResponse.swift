@@ -1,5 +1,3 @@
-import Foundation
-
 /// A response: status, header fields and either a body or a Server-Sent Events stream.
 public struct HTTPResponse: Sendable {
     /// The status.
@@ -35,15 +33,6 @@ public struct HTTPResponse: Sendable {
     /// A plain-text response (`text/plain; charset=utf-8`).
     public static func text(_ text: String, status: HTTPStatus = .ok) -> HTTPResponse {
         HTTPResponse(status: status, headers: ["Content-Type": "text/plain; charset=utf-8"], body: Array(text.utf8))
-    }
-
-    /// A JSON response of an `Encodable` value.
-    /// - Throws: whatever `JSONEncoder.encode` throws for `value`.
-    public static func json<T: Encodable>(
-        _ value: T, status: HTTPStatus = .ok, encoder: JSONEncoder = JSONEncoder()
-    ) throws -> HTTPResponse {
-        let data = try encoder.encode(value)
-        return HTTPResponse(status: status, headers: ["Content-Type": "application/json"], body: Array(data))
     }
 
     /// A JSON response from bytes that already hold JSON.

@@ -1,6 +1,5 @@
 import Dispatch
 import EventLoop
-import Foundation
 import Synchronization
 
 /// A small HTTP/1.1 server on an `EventLoop`: keep-alive, pipelining (answered in order), chunked request
@@ -194,8 +193,10 @@ public final class HTTPServer: Sendable {
             let core = running.core
             running.loop.execute {
                 core.value.beginShutdown {
-                    // Off the loop thread: joining the loop from itself would deadlock.
-                    Thread.detachNewThread { self.finishStopping(running, done) }
+                    // Off the loop thread: joining the loop from itself would deadlock. Not on
+                    // DispatchQueue.global() either: Swift's tasks run on its few threads here, and
+                    // the join would hold one of them; a queue of our own gets a thread of its own.
+                    DispatchQueue(label: "HTTPServer.stop").async { self.finishStopping(running, done) }
                 }
             }
         }

@@ -1,5 +1,3 @@
-import Foundation
-
 /// Parses the nats.conf format of nats-server 2.9.10 into an ordered tree whose every node knows
 /// its `file:line:column`.
 ///
@@ -33,7 +31,7 @@ public enum ConfigParser {
     ///   that cannot be read or is too large, a syntax error, an unresolved variable, a bad include.
     public static func parse(
         contentsOf path: String,
-        environment: [String: String] = ProcessInfo.processInfo.environment
+        environment: [String: String] = ProcessEnvironment.current
     ) throws(ConfigError) -> ConfigMap {
         try parseFile(path, displayName: path, environment: environment, depth: 0, includedFrom: nil)
     }
@@ -54,7 +52,7 @@ public enum ConfigParser {
     ) throws(ConfigError) -> ConfigMap {
         var parser = Parser(
             bytes: Array(text.utf8), file: file,
-            directory: baseDirectory ?? FileManager.default.currentDirectoryPath,
+            directory: baseDirectory ?? HostFiles.currentDirectory,
             environment: environment, includeDepth: 0)
         return try parser.parseDocument()
     }
@@ -66,23 +64,24 @@ public enum ConfigParser {
         guard depth <= maxIncludeDepth else {
             throw ConfigError("includes nested more than \(maxIncludeDepth) deep (an include cycle?)", at: includedFrom)
         }
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            let reason = FileManager.default.fileExists(atPath: path) ? "permission denied" : "no such file"
-            throw ConfigError("cannot open configuration file '\(displayName)': \(reason)", at: includedFrom)
-        }
-        defer { try? handle.close() }
-        let data: Data
+        let data: [UInt8]
         do {
-            data = try handle.read(upToCount: maxFileSize + 1) ?? Data()
+            data = try HostFiles.read(path, limit: maxFileSize + 1)
         } catch {
-            throw ConfigError("cannot read configuration file '\(displayName)': \(error)", at: includedFrom)
+            switch error {
+            case .cannotOpen(let exists):
+                let reason = exists ? "permission denied" : "no such file"
+                throw ConfigError("cannot open configuration file '\(displayName)': \(reason)", at: includedFrom)
+            case .cannotRead(let reason):
+                throw ConfigError("cannot read configuration file '\(displayName)': \(reason)", at: includedFrom)
+            }
         }
         guard data.count <= maxFileSize else {
             throw ConfigError("configuration file '\(displayName)' is larger than \(maxFileSize) bytes", at: includedFrom)
         }
         var parser = Parser(
-            bytes: [UInt8](data), file: displayName,
-            directory: (path as NSString).deletingLastPathComponent,
+            bytes: data, file: displayName,
+            directory: HostFiles.directory(of: path),
             environment: environment, includeDepth: depth)
         return try parser.parseDocument()
     }
@@ -287,8 +286,7 @@ private struct Parser {
             path = String(decoding: bytes[from..<pos], as: UTF8.self)
         }
         guard !path.isEmpty else { throw ConfigError("include needs a file name", at: pathLocation) }
-        let full = ((path.hasPrefix("/") ? path : (directory as NSString).appendingPathComponent(path)) as NSString)
-            .standardizingPath
+        let full = HostFiles.resolve(path, relativeTo: directory)
         let included = try ConfigParser.parseFile(
             full, displayName: full, environment: environment,
             depth: includeDepth + 1, includedFrom: keyLocation)

@@ -3,7 +3,6 @@
 // unless written `-name=false`. Flags this broker does not implement are refused, never ignored.
 // With `-c FILE` the file is read first and the flags are applied on top of it, as nats-server does.
 
-import Foundation
 import NATSConfig
 
 /// What the command line asks the executable to do.
@@ -110,7 +109,7 @@ public enum ServerCommandLine {
     ///   a `NATS_BUSY_POLL_US` that is not a number of microseconds from 0 to 1000000, or a
     ///   `NATS_EVENT_LOOPS` that is not a number from 1 to 1024.
     public static func parse<C: Collection>(
-        _ arguments: C, environment: [String: String] = ProcessInfo.processInfo.environment
+        _ arguments: C, environment: [String: String] = ProcessEnvironment.current
     ) throws(CommandLineError) -> CommandLineAction
     where C.Element == String {
         // Flags are applied to scratch options at once (so bad values fail here), and recorded so

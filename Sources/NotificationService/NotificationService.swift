@@ -53,7 +53,6 @@ public final class NotificationService: Sendable {
     private let secret: String?
     private let logger: Logger
     private let metricsSlot = MetricsSlot()
-    private let ticker = Mutex<Task<Void, Never>?>(nil)
 
     /// Holds the runtime's registry once installed (the hub reports to it).
     private final class MetricsSlot: Sendable {
@@ -139,19 +138,15 @@ public final class NotificationService: Sendable {
         runtime.addReadinessCheck("storage") { [store] in store.isOpen }
 
         let hub = self.hub, interval = keepAliveInterval
-        ticker.withLock {
-            $0 = Task {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: interval)
-                    hub.keepAlive()
-                }
+        // A child of the runtime's run: cancelled and awaited when the service stops.
+        runtime.spawn("sse keep-alive") {
+            while true {
+                do { try await Task.sleep(for: interval) } catch { return }
+                hub.keepAlive()
             }
         }
         runtime.onShutdown("notification store") { [store] in store.close() }
-        runtime.onShutdown("sse streams") { [self] in
-            ticker.withLock { $0?.cancel() }
-            hub.closeAll()
-        }
+        runtime.onShutdown("sse streams") { [hub] in hub.closeAll() }
     }
 
     // MARK: Events

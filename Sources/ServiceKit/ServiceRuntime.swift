@@ -50,7 +50,9 @@ public enum ServiceRuntimeError: Error, Sendable, Equatable, CustomStringConvert
 /// it returns after a signal (or ``shutdown()``) once everything stopped in reverse start order
 /// (HTTP intake, then NATS drain and the consumers' in-flight handlers, then the shutdown actions,
 /// last registered first), each step bounded by what is left of ``shutdownDeadline``; the last
-/// quarter of it is kept for the shutdown actions.
+/// quarter of it is kept for the shutdown actions. Background work a service starts with
+/// ``spawn(_:_:)``, and any step that overran its deadline, runs as a child task of ``run()``:
+/// after the steps it is cancelled, and `run()` returns only once it has ended.
 public final class ServiceRuntime: Sendable {
     /// Service name (in logs, metrics and `$SRV`).
     public let name: String
@@ -104,8 +106,18 @@ public final class ServiceRuntime: Sendable {
         var service: Service?
         var server: HTTPServer?
         var breakers: [String: CircuitBreaker] = [:]
+        /// Children of `run()` started and not yet ended.
+        var runningChildren = 0
     }
     private let state = Mutex(State())
+
+    /// Work for `run()` to start as a child task: buffered until `run()` starts, finished when its
+    /// shutdown steps are done.
+    private struct Child: Sendable {
+        var name: String
+        var work: @Sendable () async -> Void
+    }
+    private let children = AsyncStream<Child>.makeStream()
 
     /// - Parameters:
     ///   - name: the service name.
@@ -184,6 +196,20 @@ public final class ServiceRuntime: Sendable {
         state.withLock { $0.shutdownActions.append((name, action)) }
     }
 
+    /// Runs `work` as a child task of ``run()``, so it does not outlive the service: once the
+    /// shutdown steps are done it is cancelled, and `run()` returns only after it has ended (work
+    /// that ignores cancellation holds `run()` up). Work added before `run()` starts when `run()`
+    /// does.
+    /// - Parameters:
+    ///   - name: label in the shutdown log.
+    ///   - work: the task's body; it should end soon after it is cancelled.
+    /// - Returns: false, and `work` never runs, when `run()` has already finished its shutdown.
+    @discardableResult
+    public func spawn(_ name: String, _ work: @escaping @Sendable () async -> Void) -> Bool {
+        if case .enqueued = children.continuation.yield(Child(name: name, work: work)) { return true }
+        return false
+    }
+
     // MARK: State
 
     /// The bound HTTP port while running.
@@ -258,6 +284,34 @@ public final class ServiceRuntime: Sendable {
             guard !s.running else { throw ServiceRuntimeError.alreadyRunning }
             s.running = true
         }
+        // The steps run as one child; the body starts the spawned work as further children until
+        // the steps are done, then cancels what is left. Leaving the group awaits all of it.
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask {
+                defer { self.children.continuation.finish() }
+                try await self.serve(handleSignals: handleSignals)
+            }
+            for await child in children.stream {
+                group.addTask { await self.runChild(child) }
+            }
+            let left = state.withLock { $0.runningChildren }
+            if left > 0 {
+                logger.info("cancelling background tasks", ["tasks": .int(Int64(left))])
+            }
+            group.cancelAll()
+        }
+        logger.info("stopped")
+    }
+
+    private func runChild(_ child: Child) async {
+        state.withLock { $0.runningChildren += 1 }
+        defer { state.withLock { $0.runningChildren -= 1 } }
+        await child.work()
+        if Task.isCancelled { logger.debug("background task ended after cancellation", ["task": .string(child.name)]) }
+    }
+
+    /// Starts HTTP and NATS, waits for the stop request, then runs the shutdown steps.
+    private func serve(handleSignals: Bool) async throws {
         var signalSources: [any DispatchSourceSignal] = []
         if handleSignals {
             for number in [SIGTERM, SIGINT] {
@@ -308,21 +362,20 @@ public final class ServiceRuntime: Sendable {
         let deadline = ContinuousClock.now + shutdownDeadline
         let intakeDeadline = deadline - shutdownDeadline / 4
         logger.info("shutting down")
-        if !(await ServiceRuntime.within(intakeDeadline, { await server.shutdown() })) {
+        if !(await within(intakeDeadline, { await server.shutdown() })) {
             logger.error("HTTP server did not stop before the deadline")
         }
         connector.cancel()
-        if !(await ServiceRuntime.within(intakeDeadline, { await connector.value })) {
+        if !(await within(intakeDeadline, { await connector.value })) {
             logger.error("NATS connection attempt did not stop before the deadline")
         }
         await stopNATS(deadline: intakeDeadline)
         let actions = state.withLock { $0.shutdownActions }
         for (name, action) in actions.reversed() {
-            if !(await ServiceRuntime.within(deadline, action)) {
+            if !(await within(deadline, action)) {
                 logger.error("shutdown action did not finish before the deadline", ["action": .string(name)])
             }
         }
-        logger.info("stopped")
     }
 
     /// Asks a running ``run()`` to shut down (what SIGTERM does). Safe from any thread, any time.
@@ -346,7 +399,7 @@ public final class ServiceRuntime: Sendable {
         let subscriptions = live.sorted { $0.key < $1.key }.map(\.value)
         // Consumers still (re)subscribing have nothing in flight: stop their retry loops.
         for (index, task) in consumerTasks.enumerated() where live[index] == nil { task.cancel() }
-        if let service, !(await ServiceRuntime.within(deadline, { await service.stop() })) {
+        if let service, !(await within(deadline, { await service.stop() })) {
             logger.error("service endpoints did not stop before the deadline")
         }
         if !subscriptions.isEmpty {
@@ -361,7 +414,7 @@ public final class ServiceRuntime: Sendable {
                 await subscription.unsubscribe()
             }
         }
-        if !(await ServiceRuntime.within(deadline, { for task in consumerTasks { await task.value } })) {
+        if !(await within(deadline, { for task in consumerTasks { await task.value } })) {
             logger.error("message handlers did not finish before the deadline")
             for task in consumerTasks { task.cancel() }
         }
@@ -376,24 +429,32 @@ public final class ServiceRuntime: Sendable {
         }
     }
 
-    /// Runs `work`, returning false if `deadline` passed first (the work is then left running).
-    static func within(_ deadline: ContinuousClock.Instant, _ work: @escaping @Sendable () async -> Void) async -> Bool {
-        let done = Atomic(false)
-        let finished = AsyncStream<Bool>.makeStream()
-        let worker = Task {
+    /// Runs `work` as a child of `run()`, returning false if `deadline` passed first: the work is
+    /// then left running, and cancelled and awaited when `run()` ends.
+    func within(_ deadline: ContinuousClock.Instant, _ work: @escaping @Sendable () async -> Void) async -> Bool {
+        let finished = AsyncStream<Void>.makeStream()
+        guard spawn("shutdown step past its deadline", {
             await work()
-            done.store(true, ordering: .releasing)
-            finished.continuation.yield(true)
+            finished.continuation.finish()
+        }) else {
+            // After run(): nothing to be a child of.
+            await work()
+            return true
         }
-        let timer = Task {
-            try? await Task.sleep(until: deadline, clock: .continuous)
-            finished.continuation.yield(false)
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                // The stream ends when the work does, or early when this waiter is cancelled.
+                for await _ in finished.stream {}
+                return !Task.isCancelled
+            }
+            group.addTask {
+                try? await Task.sleep(until: deadline, clock: .continuous)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
         }
-        var result = false
-        for await value in finished.stream { result = value; break }
-        timer.cancel()
-        _ = worker
-        return result || done.load(ordering: .acquiring)
     }
 
     /// Connects with retry (capped exponential backoff) until connected or cancelled, then

@@ -65,6 +65,17 @@ import Testing
         #expect(e?.message.contains("TIME_BUDGET_MS") == true)
     }
 
+    /// The operations the error lists are the ones the compiler knows: each one listed compiles
+    /// (with a missing option it fails on that option, not as unknown), and the text is unchanged.
+    @Test func theUnknownOpErrorListsEveryOperation() {
+        let e = status(#"{"data":[{"a":1}],"pipeline":[{"op":"explode"}]}"#, TransformLimits())
+        #expect(e == TransformError(422, "pipeline step 1 (explode): unknown op 'explode' (known: validate, filter, project, rename, derive, normalize, dedup, sort, group, join, limit)"))
+        for operation in Operation.allCases {
+            let e = status(#"{"data":[{"a":1}],"pipeline":[{"op":"\#(operation.rawValue)"}]}"#, TransformLimits())
+            #expect(e?.message.contains("unknown op") != true, "\(operation)")
+        }
+    }
+
     @Test func nestingDepthOfJSONAndExpressions() {
         let deep = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
         #expect(status(#"{"data":[],"pipeline":\#(deep)}"#, TransformLimits())?.status == 400)

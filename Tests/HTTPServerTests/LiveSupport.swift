@@ -188,7 +188,7 @@ func liveRouter() -> HTTPRouter {
     var router = HTTPRouter()
     router.get("/hello") { _ in .text("hello") }
     router.get("/v1/items/{id}") { request in
-        try .json(["id": request.pathParameters["id"] ?? "", "q": request.query["q"] ?? ""])
+        .json(bytes: Array(try JSONEncoder().encode(["id": request.pathParameters["id"] ?? "", "q": request.query["q"] ?? ""])))
     }
     router.post("/echo", bodyLimit: 64) { request in
         HTTPResponse(status: .ok, headers: ["Content-Type": "application/octet-stream"], body: request.body)

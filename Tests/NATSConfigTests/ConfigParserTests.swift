@@ -330,3 +330,45 @@ struct ConfigSampleTests {
         #expect(try map["cluster"]?.map(for: "cluster")["name"]?.value == .string("demo"))
     }
 }
+
+/// The parser reads files, paths and the environment with Glibc (the broker links no Foundation);
+/// these pin that it reads them as Foundation did before.
+@Suite("nats.conf host access matches Foundation")
+struct ConfigHostTests {
+    @Test func theEnvironmentIsProcessInfos() {
+        #expect(ProcessEnvironment.current == ProcessInfo.processInfo.environment)
+    }
+
+    @Test func theCurrentFolderIsFileManagers() {
+        #expect(HostFiles.currentDirectory == FileManager.default.currentDirectoryPath)
+    }
+
+    @Test func theFolderOfAPathIsNSStringsDeletingLastPathComponent() {
+        for path in ["/etc/nats.conf", "/nats.conf", "nats.conf", "a/b/c.conf", "a//b//c.conf", "/a/b/", "/", ""] {
+            #expect(HostFiles.directory(of: path) == (path as NSString).deletingLastPathComponent, "\(path)")
+        }
+    }
+
+    @Test func anIncludePathResolvesAsNSStringStandardizedIt() throws {
+        let dir = try temporaryFolder()
+        try FileManager.default.createDirectory(atPath: dir + "/real/deeper", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: dir + "/absolute-link", withDestinationPath: dir + "/real")
+        try FileManager.default.createSymbolicLink(atPath: dir + "/relative-link", withDestinationPath: "real/deeper")
+        let includes = ["users.conf", "./users.conf", "../users.conf", "a/./b/../c.conf", ".//x//y.conf/", "/etc/../etc/./x.conf",
+                        "absolute-link/x.conf", "absolute-link/../x.conf", "relative-link/x.conf", "relative-link/../../x.conf",
+                        "~/x.conf", "~root/x.conf", "~no-such-user-here/x.conf", "..", ".", "/"]
+        for directory in [dir, dir + "/real/", "", "rel/dir", "/"] {
+            for path in includes {
+                let joined = path.hasPrefix("/") ? path : (directory as NSString).appendingPathComponent(path)
+                let expected = (joined as NSString).standardizingPath
+                #expect(HostFiles.resolve(path, relativeTo: directory) == expected, "\(directory) + \(path)")
+            }
+        }
+    }
+
+    @Test func aFolderIsReportedAsUnreadable() throws {
+        let dir = try temporaryFolder()
+        let error = try #require(throws: ConfigError.self) { try ConfigParser.parse(contentsOf: dir, environment: [:]) }
+        #expect(error.message == "cannot read configuration file '\(dir)': Is a directory")
+    }
+}

@@ -187,6 +187,46 @@ final class Recorder: Sendable {
         #expect(sink.lines.contains { $0.contains("shutdown action did not finish before the deadline") && $0.contains("hangs") })
     }
 
+    /// Work a service spawns, and a shutdown step left running past its deadline, are children of
+    /// run(): after the shutdown steps they are cancelled, and run() returns only once they ended.
+    @Test func shutdownCancelsAndAwaitsSpawnedWorkAndOverrunSteps() async throws {
+        let config = try Configuration.load([AnySetting(StandardSettings.natsURL), AnySetting(StandardSettings.httpPort)],
+                                            arguments: [], environment: ["NATS_URL": "nats://127.0.0.1:\(try freePort())", "HTTP_PORT": "0"],
+                                            workingDirectory: "/nonexistent")
+        let sink = MemoryLogSink()
+        let rt = ServiceRuntime(name: "children", version: "0.0.1", configuration: config,
+                                logger: Logger(service: "children", sink: sink), shutdownDeadline: .milliseconds(300))
+        let events = Recorder()
+        let release = Gate()
+        /// Waits until the task is cancelled, records it, then holds until the test opens the gate.
+        @Sendable func holdUntilCancelled(_ name: String) async {
+            while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+            events.append("\(name) cancelled")
+            await release.enter()
+            events.append("\(name) ended")
+        }
+        #expect(rt.spawn("worker") {
+            events.append("worker started")
+            await holdUntilCancelled("worker")
+        })
+        rt.onShutdown("slow step") { await holdUntilCancelled("step") }
+        let running = Task {
+            try await rt.run(handleSignals: false)
+            events.append("run returned")
+        }
+        #expect(await eventually { events.all.contains("worker started") && rt.httpPort != nil })
+        rt.shutdown()
+        #expect(await eventually { Set(events.all).isSuperset(of: ["worker cancelled", "step cancelled"]) })
+        #expect(!events.all.contains("run returned"), "run() returned while its children were still running")
+        release.open()
+        try await running.value
+        #expect(events.all.last == "run returned")
+        #expect(Set(events.all).isSuperset(of: ["worker ended", "step ended"]))
+        #expect(sink.lines.contains { $0.contains("shutdown action did not finish before the deadline") && $0.contains("slow step") })
+        #expect(sink.lines.contains { $0.contains("cancelling background tasks") })
+        #expect(!rt.spawn("too late") {}, "work spawned after run() ended is refused")
+    }
+
     /// A drain that cannot finish (the broker is gone) must not use the time kept for the
     /// service's own shutdown actions, such as flushing its store.
     @Test(.enabled(if: ReferenceBroker.available || Peers.required))
