@@ -55,7 +55,8 @@ let package = Package(
         .executableTarget(name: "store-torture", dependencies: ["ServiceKit"], path: "Tests/Tools/store-torture"),
         .executableTarget(name: "nats-blast", path: "Tests/Tools/nats-blast"),
 
-        // Helpers shared by the test targets (seeded random generator).
+        // Helpers shared by the test targets: child processes (built executables, brokers, services) on
+        // free ports, a raw-socket HTTP client, deadline-bounded waits, a seeded random generator.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "NATSProtocolTests", dependencies: ["NATSProtocol", "TestSupport"]),
         .testTarget(name: "NATSConfigTests", dependencies: ["NATSConfig"], exclude: ["Fixtures"]),

@@ -1,35 +1,59 @@
 #!/usr/bin/env bash
-# Fuzzes ClientParser and ServerParser with libFuzzer + AddressSanitizer for a bounded time each.
-# Usage: scripts/fuzz.sh [seconds] [client|server|all]   (default: 30 seconds, all).
-# Builds into .build-fuzz/ with swiftc directly (no SwiftPM), from the parser sources only.
-# Exits non-zero on a build failure or when a target finds a crash (its input is left in .build-fuzz/).
-set -euo pipefail
-cd "$(dirname "$0")/.."
+# Fuzzes the parsers with libFuzzer + AddressSanitizer for a bounded time each: ClientParser and
+# ServerParser (NATSProtocol) and HTTPRequestParser (HTTPServer).
+# Usage: scripts/fuzz.sh [seconds] [client|server|http|all]   (default: 30 seconds each, all).
+# Each target is built into .build-fuzz/ with swiftc directly (no SwiftPM), from its fuzz entry point
+# and the parser's own sources only. Every target selected runs even when an earlier one fails.
+# Exits non-zero on a build failure or when a target finds a crash (its input is left in
+# .build-fuzz/<target>-crash-...), 2 for a usage error.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
 seconds="${1:-30}"
 which="${2:-all}"
+[[ $seconds =~ ^[0-9]+$ ]] || { echo "usage: $0 [seconds] [client|server|http|all]" >&2; exit 2; }
+case "$which" in
+    client|server|http|all) ;;
+    *) echo "usage: $0 [seconds] [client|server|http|all]" >&2; exit 2 ;;
+esac
 out=.build-fuzz
-mkdir -p "$out"
-sources=(Sources/NATSProtocol/ParserSupport.swift Sources/NATSProtocol/ClientParser.swift Sources/NATSProtocol/ServerParser.swift)
+mkdir -p "$out" || exit 1
+nats_sources=(Sources/NATSProtocol/ParserSupport.swift Sources/NATSProtocol/ClientParser.swift Sources/NATSProtocol/ServerParser.swift)
+http_sources=(Sources/HTTPServer/HTTPHeaders.swift Sources/HTTPServer/HTTPTypes.swift
+              Sources/HTTPServer/HTTPParseError.swift Sources/HTTPServer/HTTPRequestParser.swift)
+failed=()
 
-run() {  # name  module  main  seed-dir
-    local name="$1" module="$2" main="$3" seeds="$4"
+# run NAME MODULE SEED_DIR SWIFTC_ARGUMENTS...: builds one target and fuzzes it for $seconds.
+run() {
+    local name=$1 module=$2 seeds=$3
+    shift 3
     echo "== building $name"
-    swiftc -sanitize=fuzzer,address -parse-as-library -O -swift-version 6 \
-        -module-name "$module" -o "$out/$name" "$main" "${sources[@]}"
+    if ! swiftc -sanitize=fuzzer,address -parse-as-library -O -swift-version 6 \
+        -module-name "$module" -o "$out/$name" "$@"; then
+        failed+=("$name (build)")
+        return
+    fi
     mkdir -p "$out/corpus-$name"
-    cp -n "$seeds"/* "$out/corpus-$name/" 2>/dev/null || true
+    cp -n "$seeds"/* "$out/corpus-$name/" 2> /dev/null || true
     echo "== fuzzing $name for ${seconds}s"
-    # The working corpus grows in $out/corpus-$name; $seeds holds the seeds only. The Swift backtracer is
-    # off so libFuzzer's own crash handler saves the input at once.
+    # The working corpus grows in $out/corpus-$name; $seeds holds the seeds only. The Swift
+    # backtracer is off so libFuzzer's own crash handler saves the input at once.
     SWIFT_BACKTRACE=enable=no "$out/$name" -max_total_time="$seconds" -max_len=4096 -artifact_prefix="$out/$name-" \
-        "$out/corpus-$name" "$seeds"
+        "$out/corpus-$name" "$seeds" || failed+=("$name")
 }
 
-case "$which" in
-    client|all) run client-parser-fuzz ClientParserFuzz Fuzz/ClientParserFuzz/main.swift Fuzz/corpus/client ;;
-esac
-case "$which" in
-    server|all) run server-parser-fuzz ServerParserFuzz Fuzz/ServerParserFuzz/main.swift Fuzz/corpus/server ;;
-    client) ;;
-    *) echo "usage: $0 [seconds] [client|server|all]" >&2; exit 2 ;;
-esac
+if [[ $which == client || $which == all ]]; then
+    run client-parser-fuzz ClientParserFuzz Fuzz/corpus/client Fuzz/ClientParserFuzz/main.swift "${nats_sources[@]}"
+fi
+if [[ $which == server || $which == all ]]; then
+    run server-parser-fuzz ServerParserFuzz Fuzz/corpus/server Fuzz/ServerParserFuzz/main.swift "${nats_sources[@]}"
+fi
+if [[ $which == http || $which == all ]]; then
+    # The HTTP parser's sources use `package` access: they need the package name.
+    run http-parser-fuzz HTTPParserFuzz Fuzz/corpus/http -package-name microservices_nats \
+        Fuzz/HTTPParserFuzz/HTTPParserFuzz.swift "${http_sources[@]}"
+fi
+
+if ((${#failed[@]})); then
+    echo "fuzz: FAILED: ${failed[*]}" >&2
+    exit 1
+fi

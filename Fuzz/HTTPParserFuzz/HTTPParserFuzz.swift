@@ -1,4 +1,4 @@
-// libFuzzer target for HTTPRequestParser. Built by scripts/fuzz-http.sh together with the parser's
+// libFuzzer target for HTTPRequestParser. Built by scripts/fuzz.sh (target http) together with the parser's
 // source files (no package, no Foundation).
 //
 // Oracle: no crash, and feeding the input whole or split in two (at a point taken from the input) gives

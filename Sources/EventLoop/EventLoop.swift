@@ -4,6 +4,7 @@
 //
 //   final class EventLoop: @unchecked Sendable
 //     init(name: String, busyPoll: Duration = .zero, spinGate: SpinGate? = nil) throws(SystemError)
+//     let name: String
 //     func run()                                 // runs on the calling thread until stop()
 //     func stop()                                // any thread
 //     var isCurrent: Bool                        // any thread
@@ -14,23 +15,30 @@
 //     -- loop thread only (or before run() starts) --
 //     func register(fd: Int32, interest: Interest, handler: IOHandler) throws(SystemError)
 //     func setInterest(fd: Int32, _ interest: Interest) throws(SystemError)
+//     func interest(fd: Int32) -> Interest?      // nil when fd is not registered
 //     func deregister(fd: Int32)                 // call before closing fd
 //     func schedule(after: Duration, _ body: @escaping () -> Void) -> TimerID
 //     func cancel(_ id: TimerID) -> Bool
+//     var pendingTimerCount: Int
 //     func onBatchEnd(_ hook: @escaping () -> Void)
-//     static func raiseFileDescriptorLimit() -> (old: Int, new: Int)
+//   final class SpinGate: Sendable   init(limit:): how many loops of a group may busy-poll at once
 //   struct Interest: OptionSet { .readable, .writable }
 //   protocol IOHandler: AnyObject { readable(); writable(); hangup() }
-//   final class EventLoopGroup: Sendable        init(loopCount:busyPoll:) throws, start(), next(), loops, shutdown(),
-//                                               static availableCPUCount() (sched_getaffinity)
-//   struct Listener { static bind(host:port:backlog:) throws; fd; port; accept() -> AcceptResult; close() }
-//   enum Socket { connect(host:port:nonBlocking:) throws -> Int32; peerAddress; localAddress }
-//   enum IO { read(_:into:), writev(_:_:count:), write(_:_:), close(_:) } -> IOResult
+//   final class EventLoopGroup: Sendable        init(loopCount:busyPoll:) throws(SystemError), start(), next(), loops,
+//                                               shutdown(), static availableCPUCount() (sched_getaffinity),
+//                                               static cpuCount(affinityMask:)
+//   struct Listener: Sendable { static bind(host:port:backlog:) throws; fd; port; accept() -> AcceptResult; close() }
+//   enum Socket { connect(host:port:nonBlocking:) throws -> Int32; peerAddress(_:); localAddress(_:) -> PeerAddress? }
+//     (bind and connect throw AddressResolutionError or SystemError)
+//   enum IO { read(_:into:), writev(_:_:count:), write(_:_:) -> IOResult; close(_:); maxVectors;
+//             raiseFileDescriptorLimit() -> (old: Int, new: Int) }
 //     IOResult: .bytes(n) / .wouldBlock / .eof / .error(errno); EINTR retried; EBADF/EFAULT trap.
 //   struct OutboundBuffer: Sendable (CoW; keep it in a Mutex for cross-loop producers)
 //                           chunked (4 KiB growing to 64 KiB), pointer-stable; append(_:) / append(byte:) /
-//                           pendingBytes / snapshotIOVecs(into:maxVectors:) / consume(_:) / flush(to:)
-//   struct ReadBuffer: ~Copyable   init(maximum:), read(from:) -> IOResult, bytes; 512 B start, 64 B ... 64 KiB (or maximum) adaptive
+//                           pendingBytes / isEmpty / snapshotIOVecs(into:maxVectors:) / consume(_:) /
+//                           removeAll() / flush(to:) -> FlushResult (.done / .partial(remaining:) / .error(errno))
+//   struct ReadBuffer: ~Copyable   init(maximum:), read(from:) -> IOResult, bytes, capacity; 512 B start,
+//                                  64 B ... 64 KiB (or maximum) adaptive
 //   struct FileDescriptor: ~Copyable   owning fd: consuming close() / release(), deinit closes
 //
 // One iteration of run(): epoll_wait (no timeout; a timerfd carries the earliest deadline, an eventfd

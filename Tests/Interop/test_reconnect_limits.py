@@ -52,7 +52,8 @@ def test_client_reconnects_after_broker_restart_and_subscriptions_work_again(kin
 
 @pytest.mark.parametrize("kind", BROKERS)
 def test_configured_max_payload_is_announced_and_enforced_by_the_client(kind):
-    """Needs a config file: runs against our broker once it declares the `config` capability."""
+    """Needs a config file (max_payload is a config-only limit): runs against our broker when it has
+    the `config` capability (see conftest.capabilities)."""
     broker = Broker(kind, config_lines=["max_payload: 1KB"]).start()
     try:
         async def body():

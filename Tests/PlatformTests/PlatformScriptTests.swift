@@ -123,6 +123,68 @@ import Glibc
         if status == nil { await again.stop() }
     }
 
+    /// `scripts/platform | tee log`, then Ctrl-C: the terminal's SIGINT ends `tee` first, so the pipe
+    /// is closed by the time the script writes "SIGINT received". That write must fail rather than
+    /// kill the script (SIGPIPE), which would leave every component running.
+    @Test func stopsEverythingOnCtrlCAfterTheReaderOfItsOutputExited() async throws {
+        guard Curl.path != nil else {
+            if peersRequired { Issue.record("REQUIRE_PEERS=1 but curl is missing") }
+            return
+        }
+        let data = try temporaryDirectory("platform-pipe")
+        defer {
+            Self.killLeftovers(data)
+            removeTemporary(data)
+        }
+        let ports = try Self.freePorts()
+        var environment = try Self.environment(ports)
+        environment["PLATFORM_SCRIPT"] = Self.script
+        environment["PLATFORM_DATA"] = data
+        // The reader passes lines on up to the banner and exits; its group then closes its copy of
+        // the pipe too before saying so, and the shell's status is the platform's.
+        let shell = """
+            "$PLATFORM_SCRIPT" --no-build --data "$PLATFORM_DATA" \
+                | { sed '/The platform is up\\./q'; exec 0<&-; echo "reader gone"; }
+            exit "${PIPESTATUS[0]}"
+            """
+        let run = try await startWithSignals("/bin/bash", arguments: ["-c", shell], environment: environment)
+        var components: [(String, Int32)] = []
+        let platform: Int32
+        do {
+            _ = try await run.waitForLine("the platform-is-up banner", seconds: 90) { $0.contains("The platform is up.") }
+            _ = try await run.waitForLine("the reader's exit", seconds: 30) { $0 == "reader gone" }
+            func pid(_ name: String) throws -> Int32 {
+                let text = try String(contentsOfFile: "\(data)/run/\(name).pid", encoding: .utf8)
+                guard let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1 else {
+                    throw TestFailure("\(data)/run/\(name).pid holds no pid: '\(text)'")
+                }
+                return pid
+            }
+            platform = try pid("platform")
+            components = try (["nats-server"] + Contract.services).map { ($0, try pid($0)) }
+        } catch {
+            await run.stop()
+            throw error
+        }
+
+        kill(platform, SIGINT)
+        let scriptGone = await eventually(60) { kill(platform, 0) != 0 || Self.isZombie(platform) }
+        #expect(scriptGone, "scripts/platform still runs 60 s after SIGINT")
+        let pids = components
+        let gone = await eventually(30) { pids.allSatisfy { kill($0.1, 0) != 0 || Self.isZombie($0.1) } }
+        #expect(gone, "still running after the platform ended: \(Self.describe(pids.filter { kill($0.1, 0) == 0 && !Self.isZombie($0.1) }))")
+        // Foundation sees the shell exit only once every process that inherited its descriptors is
+        // gone, leftovers included: stop those before reading the status.
+        Self.killLeftovers(data)
+        let status = try await waitForExit(run.process, seconds: 30)
+        if status == nil { kill(run.process.processIdentifier, SIGKILL) }
+        #expect(status == 0, "the platform's exit status after Ctrl-C: \(status.map(String.init) ?? "unknown (the shell did not end)")")
+        for (_, port) in ports { #expect(!Self.listening(port), "port \(port) still served after the stop") }
+        // The component logs go on to DATA/logs once the terminal side is gone: the broker's last line is there.
+        let brokerLog = (try? String(contentsOfFile: "\(data)/logs/nats-server.log", encoding: .utf8)) ?? ""
+        #expect(brokerLog.contains("Server Exiting"), "the broker's shutdown is missing from its log:\n\(brokerLog.suffix(500))")
+    }
+
     @Test func aPortInUseIsNamedWithTheVariableThatMovesItAndNothingStarts() async throws {
         let data = try temporaryDirectory("platform-busy")
         defer { removeTemporary(data) }
