@@ -3,6 +3,7 @@
 // every touched receiver once per read batch.
 
 import EventLoop
+import Formats
 import Glibc
 import NATSProtocol
 import Synchronization
@@ -1079,7 +1080,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
 
     fileprivate func handleInfo(json: UnsafeRawBufferPointer) -> Bool {
         do {
-            _ = try JSONReader.parse(json)
+            _ = try JSON.parse(json.assumingMemoryBound(to: UInt8.self))
             return true
         } catch {
             broker.logger.error("\(logPrefix) - Client parser ERROR: INFO: \(error.message)")
