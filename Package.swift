@@ -21,6 +21,8 @@ let package = Package(
         .target(name: "CSystem"),
         // The wire protocol with no I/O: parsers, encoder, subjects, subject trie, headers.
         .target(name: "NATSProtocol"),
+        // JSON (value, reader, writer, escaping), RFC 3339 time and calendar arithmetic, without Foundation.
+        .target(name: "Formats"),
         // nats.conf syntax: parsed into a tree whose nodes know their file:line (no server knowledge).
         .target(name: "NATSConfig"),
         // epoll reactor, sockets, timers, outbound buffers flushed with writev.
@@ -28,21 +30,21 @@ let package = Package(
         // Small HTTP/1.1 server (broker monitoring, services).
         .target(name: "HTTPServer", dependencies: ["EventLoop", "CSystem"]),
         // The broker: connections, routing, auth, limits, monitoring.
-        .target(name: "NATSServer", dependencies: ["NATSProtocol", "NATSConfig", "EventLoop", "HTTPServer", "CSystem"]),
+        .target(name: "NATSServer", dependencies: ["NATSProtocol", "NATSConfig", "EventLoop", "HTTPServer", "CSystem", "Formats"]),
         // The async/await client library.
         .target(name: "NATSClient", dependencies: ["NATSProtocol", "CSystem"]),
 
         // Shared service runtime: configuration, logging, crypto, durable store, health, metrics, shutdown.
-        .target(name: "ServiceKit", dependencies: ["NATSClient", "HTTPServer"]),
+        .target(name: "ServiceKit", dependencies: ["NATSClient", "HTTPServer", "Formats"]),
 
         // The auth service's logic (users, passwords, tokens, HTTP API, NATS endpoints); its main is thin.
-        .target(name: "AuthService", dependencies: ["ServiceKit", "NATSClient", "HTTPServer"]),
+        .target(name: "AuthService", dependencies: ["ServiceKit", "NATSClient", "HTTPServer", "Formats"]),
         // Notifications: user.logged_in -> personalised notification, stored, streamed over SSE.
-        .target(name: "NotificationService", dependencies: ["ServiceKit", "NATSClient", "HTTPServer"]),
+        .target(name: "NotificationService", dependencies: ["ServiceKit", "NATSClient", "HTTPServer", "Formats"]),
         // Dataset pipelines (data.transform, jobs) on every core; event normalisation for analytics.
-        .target(name: "DataProcessingService", dependencies: ["ServiceKit", "NATSClient", "HTTPServer"]),
+        .target(name: "DataProcessingService", dependencies: ["ServiceKit", "NATSClient", "HTTPServer", "Formats"]),
         // Live aggregates over the event streams: sliding windows, HyperLogLog, top-N, latency.
-        .target(name: "AnalyticsService", dependencies: ["ServiceKit", "NATSClient", "HTTPServer"]),
+        .target(name: "AnalyticsService", dependencies: ["ServiceKit", "NATSClient", "HTTPServer", "Formats"]),
 
         // Thin mains.
         .executableTarget(name: "nats-server", dependencies: ["NATSServer"]),
@@ -59,6 +61,7 @@ let package = Package(
         // free ports, a raw-socket HTTP client, deadline-bounded waits, a seeded random generator.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "NATSProtocolTests", dependencies: ["NATSProtocol", "TestSupport"]),
+        .testTarget(name: "FormatsTests", dependencies: ["Formats", "TestSupport"]),
         .testTarget(name: "NATSConfigTests", dependencies: ["NATSConfig"], exclude: ["Fixtures"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "TestSupport"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "TestSupport"]),

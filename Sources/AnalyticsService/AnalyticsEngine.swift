@@ -104,7 +104,7 @@ public final class AnalyticsEngine: Sendable {
 
     /// The system wall clock in Unix milliseconds.
     public static let systemClock: @Sendable () -> Int64 = {
-        let t = Logger.systemTime()
+        let t = ServiceLogger.systemTime()
         return t.seconds * 1000 + Int64(t.nanoseconds / 1_000_000)
     }
 

@@ -35,7 +35,7 @@ public final class AnalyticsService: Sendable {
     public let engine: AnalyticsEngine
     /// The snapshot store under `DATA_DIR`.
     public let store: KeyValueStore
-    private let logger: Logger
+    private let logger: ServiceLogger
     private let snapshotInterval: Int
     private let concurrency: Int
     private struct State {
@@ -49,7 +49,7 @@ public final class AnalyticsService: Sendable {
     /// Opens the store under `DATA_DIR` and restores the last snapshot (an unreadable snapshot
     /// is logged and the counts start empty).
     /// - Throws: `StoreError` (the store cannot be opened), ``HyperLogLogError``.
-    public init(configuration: Configuration, logger: Logger,
+    public init(configuration: Configuration, logger: ServiceLogger,
                 clock: @escaping @Sendable () -> Int64) throws {
         self.logger = logger
         let topN = configuration[AnalyticsSettings.topN]

@@ -7,7 +7,7 @@ extension AnalyticsService: ServiceProgram {
 
     /// Opens the service on the system clock, restoring the last snapshot.
     /// - Throws: as ``init(configuration:logger:clock:)``.
-    public convenience init(configuration: Configuration, logger: Logger) throws {
+    public convenience init(configuration: Configuration, logger: ServiceLogger) throws {
         try self.init(configuration: configuration, logger: logger, clock: AnalyticsEngine.systemClock)
     }
 

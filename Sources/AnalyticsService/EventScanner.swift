@@ -1,6 +1,7 @@
 // Decoding events straight from their bytes: the few fields analytics needs are located in the
 // payload by a purpose-built scanner instead of building a JSON tree per event.
 
+import Formats
 import ServiceKit
 
 /// What analytics takes from one event. Strings are byte ranges into ``bytes`` (the payload
@@ -110,7 +111,7 @@ public enum EventScanner {
         func time(_ value: JSONValue?) -> Int64? {
             guard case .string(let s)? = value else { return nil }
             let utf8 = Array(s.utf8)
-            return utf8.withUnsafeBufferPointer { ISO8601.milliseconds($0, 0..<utf8.count) }
+            return utf8.withUnsafeBufferPointer { RFC3339.parse($0)?.milliseconds }
         }
         var fields = Fields()
         fields.eventID = place(top["event_id"])
@@ -213,14 +214,14 @@ public enum EventScanner {
         mutating func timeValue(_ escaped: inout Bool) -> Int64?? {
             guard let value = stringValue(&escaped) else { return .none }
             guard let range = value else { return .some(nil) }
-            return .some(ISO8601.milliseconds(p, range))
+            return .some(RFC3339.parse(UnsafeBufferPointer(rebasing: p[range]))?.milliseconds)
         }
 
         /// A number of interest; `.some(nil)` when present but not a number.
         mutating func numberValue() -> Double?? {
             let start = i
             guard skipValue() else { return .none }
-            return .some(JSONNumber.parse(p, start..<i))
+            return .some(JSONNumber.double(UnsafeBufferPointer(rebasing: p[start..<i])))
         }
 
         /// Which key of interest `range` is (0 when none).
@@ -303,128 +304,6 @@ public enum EventScanner {
             }
             return ok ? f : nil
         }
-    }
-}
-
-/// ISO 8601 / RFC 3339 timestamps from bytes, without Foundation.
-enum ISO8601 {
-    /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` (also a space or `t` for `T`, `z` for `Z`) as
-    /// Unix milliseconds; nil when malformed or out of range.
-    static func milliseconds(_ p: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Int64? {
-        var i = range.lowerBound
-        let end = range.upperBound
-        func digits(_ n: Int) -> Int64? {
-            guard i + n <= end else { return nil }
-            var v: Int64 = 0
-            for k in 0..<n {
-                let d = p[i + k] &- 0x30
-                guard d < 10 else { return nil }
-                v = v * 10 + Int64(d)
-            }
-            i += n
-            return v
-        }
-        func expect(_ c: UInt8) -> Bool {
-            guard i < end, p[i] == c else { return false }
-            i += 1
-            return true
-        }
-        guard let year = digits(4), expect(UInt8(ascii: "-")), let month = digits(2), expect(UInt8(ascii: "-")),
-              let day = digits(2) else { return nil }
-        guard i < end, p[i] == UInt8(ascii: "T") || p[i] == UInt8(ascii: "t") || p[i] == 0x20 else { return nil }
-        i += 1
-        guard let hour = digits(2), expect(UInt8(ascii: ":")), let minute = digits(2), expect(UInt8(ascii: ":")),
-              let second = digits(2) else { return nil }
-        guard (1...12).contains(month), day >= 1, day <= daysInMonth(month, year: year), hour < 24, minute < 60, second < 61 else {
-            return nil
-        }
-        var millis: Int64 = 0
-        if i < end, p[i] == UInt8(ascii: ".") {
-            i += 1
-            var scale: Int64 = 100
-            let start = i
-            while i < end, p[i] &- 0x30 < 10 {
-                millis += Int64(p[i] &- 0x30) * scale
-                scale /= 10
-                i += 1
-            }
-            guard i > start else { return nil }
-        }
-        var offsetSeconds: Int64 = 0
-        guard i < end else { return nil }
-        if p[i] == UInt8(ascii: "Z") || p[i] == UInt8(ascii: "z") {
-            i += 1
-        } else if p[i] == UInt8(ascii: "+") || p[i] == UInt8(ascii: "-") {
-            let sign: Int64 = p[i] == UInt8(ascii: "+") ? 1 : -1
-            i += 1
-            guard let oh = digits(2), expect(UInt8(ascii: ":")), let om = digits(2), oh < 24, om < 60 else { return nil }
-            offsetSeconds = sign * (oh * 3600 + om * 60)
-        } else {
-            return nil
-        }
-        guard i == end else { return nil }
-        let days = CivilDate.days(year: year, month: month, day: day)
-        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
-        return seconds * 1000 + millis
-    }
-
-    /// Days in `month` (1...12) of `year` (proleptic Gregorian: February has 29 in leap years).
-    static func daysInMonth(_ month: Int64, year: Int64) -> Int64 { CivilDate.daysInMonth(year: year, month: month) }
-}
-
-/// JSON numbers from bytes, without Foundation.
-enum JSONNumber {
-    /// The number in `range` (`-?int(.frac)?([eE][+-]?exp)?`); nil when it is not one.
-    static func parse(_ p: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Double? {
-        var i = range.lowerBound
-        let end = range.upperBound
-        guard i < end else { return nil }
-        var negative = false
-        if p[i] == UInt8(ascii: "-") { negative = true; i += 1 }
-        var mantissa: UInt64 = 0
-        var exponent = 0
-        var digitsSeen = 0
-        while i < end, p[i] &- 0x30 < 10 {
-            if mantissa < 1_000_000_000_000_000_000 { mantissa = mantissa * 10 + UInt64(p[i] &- 0x30) } else { exponent += 1 }
-            digitsSeen += 1
-            i += 1
-        }
-        guard digitsSeen > 0 else { return nil }
-        if i < end, p[i] == UInt8(ascii: ".") {
-            i += 1
-            let start = i
-            while i < end, p[i] &- 0x30 < 10 {
-                if mantissa < 1_000_000_000_000_000_000 { mantissa = mantissa * 10 + UInt64(p[i] &- 0x30); exponent -= 1 }
-                i += 1
-            }
-            guard i > start else { return nil }
-        }
-        if i < end, p[i] == UInt8(ascii: "e") || p[i] == UInt8(ascii: "E") {
-            i += 1
-            var expNegative = false
-            if i < end, p[i] == UInt8(ascii: "+") || p[i] == UInt8(ascii: "-") { expNegative = p[i] == UInt8(ascii: "-"); i += 1 }
-            let start = i
-            var e = 0
-            while i < end, p[i] &- 0x30 < 10 {
-                if e < 10_000 { e = e * 10 + Int(p[i] &- 0x30) }
-                i += 1
-            }
-            guard i > start else { return nil }
-            exponent += expNegative ? -e : e
-        }
-        guard i == end else { return nil }
-        var value = Double(mantissa)
-        if exponent != 0 {
-            // Powers of ten beyond ±308 saturate to inf / 0, which callers reject or clamp.
-            var power = 1.0, base = 10.0, n = abs(exponent)
-            while n > 0 {
-                if n & 1 == 1 { power *= base }
-                base *= base
-                n >>= 1
-            }
-            value = exponent > 0 ? value * power : value / power
-        }
-        return negative ? -value : value
     }
 }
 

@@ -1,3 +1,4 @@
+import Formats
 import ServiceKit
 
 /// A query that cannot be answered: `status` is 400 (bad request or window) or 404 (unknown
@@ -174,21 +175,6 @@ extension AnalyticsEngine {
     /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for Unix milliseconds (UTC, proleptic Gregorian).
     /// Times outside years 1970...9999 are clamped into them.
     static func iso8601(_ time: Int64) -> String {
-        let ms = min(max(time, 0), 253_402_300_799_999)
-        let seconds = floorDiv(ms, 1000), millis = floorMod(ms, 1000)
-        let days = floorDiv(seconds, 86_400), rest = floorMod(seconds, 86_400)
-        let (year, month, day) = CivilDate.date(days: days)
-        var out = [UInt8]()
-        out.reserveCapacity(24)
-        func put(_ v: Int64, _ width: Int) {
-            var digits = [UInt8](repeating: 0x30, count: width)
-            var x = v
-            for k in stride(from: width - 1, through: 0, by: -1) { digits[k] = 0x30 + UInt8(x % 10); x /= 10 }
-            out.append(contentsOf: digits)
-        }
-        put(year, 4); out.append(0x2D); put(month, 2); out.append(0x2D); put(day, 2); out.append(0x54)
-        put(rest / 3600, 2); out.append(0x3A); put(rest / 60 % 60, 2); out.append(0x3A); put(rest % 60, 2)
-        out.append(0x2E); put(millis, 3); out.append(0x5A)
-        return String(decoding: out, as: UTF8.self)
+        RFC3339.format(UnixTime(milliseconds: min(max(time, 0), 253_402_300_799_999)), fractionDigits: 3)
     }
 }

@@ -1,3 +1,4 @@
+import Formats
 import Foundation
 import HTTPServer
 import NATSClient
@@ -33,12 +34,12 @@ public final class AuthService: Sendable {
     public let accountLimiter: LoginLimiter
     /// Failed logins per client address.
     public let addressLimiter: LoginLimiter
-    private let logger: Logger
+    private let logger: ServiceLogger
 
     /// Opens the store under `DATA_DIR` and the signing key (`JWT_SECRET`, or a key generated
     /// in `DATA_DIR` with a prominent warning).
     /// - Throws: ``UserDirectoryError``, ``SigningKey/Failure``, `JWTError`, `CryptoError`.
-    public init(configuration: Configuration, logger: Logger,
+    public init(configuration: Configuration, logger: ServiceLogger,
                 clock: @escaping @Sendable () -> Double) throws {
         self.logger = logger
         let dataDirectory = configuration[AuthSettings.dataDirectory]
@@ -312,6 +313,6 @@ public final class AuthService: Sendable {
     }
 
     static func now() -> String {
-        Date().formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+        RFC3339.format(.now(), fractionDigits: 3)
     }
 }

@@ -7,7 +7,7 @@ extension AuthService: ServiceProgram {
 
     /// Opens the service with the real monotonic clock for the login limiters.
     /// - Throws: as ``init(configuration:logger:clock:)``.
-    public convenience init(configuration: Configuration, logger: Logger) throws {
+    public convenience init(configuration: Configuration, logger: ServiceLogger) throws {
         try self.init(configuration: configuration, logger: logger, clock: LoginLimiter.monotonicSeconds)
     }
 

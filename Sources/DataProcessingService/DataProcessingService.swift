@@ -1,3 +1,4 @@
+import Formats
 import Foundation
 import HTTPServer
 import NATSClient
@@ -23,10 +24,10 @@ public final class DataProcessingService: Sendable {
     let jobs: JobQueue<PendingJob>
     let registry = JobRegistry()
     private let active = Mutex(0)
-    private let logger: Logger
+    private let logger: ServiceLogger
 
     /// Reads the settings (WORKERS 0 becomes the CPU count of the affinity mask).
-    public init(configuration: Configuration, logger: Logger) {
+    public init(configuration: Configuration, logger: ServiceLogger) {
         let configured = configuration[DataProcessingSettings.workers]
         limits = TransformLimits(maxInputBytes: configuration[DataProcessingSettings.maxInputBytes],
                                  maxRecords: configuration[DataProcessingSettings.maxRecords],
@@ -205,7 +206,7 @@ public final class DataProcessingService: Sendable {
             w.bytes.append(contentsOf: bytes)
         case .failure(let error):
             w.raw(",\"status\":\"failed\",\"error\":")
-            w.node(.object([JSONMember("status", .int(Int64(error.status))), JSONMember("message", .string(error.message))]))
+            w.value(.object([JSONMember("status", .int(Int64(error.status))), JSONMember("message", .string(error.message))]))
         }
         w.raw("}")
         var outcome = result.isSuccess ? "done" : "failed"
@@ -241,7 +242,7 @@ public final class DataProcessingService: Sendable {
     // MARK: Events
 
     private func normalise(_ message: Message, _ context: RequestContext, _ runtime: ServiceRuntime) async {
-        let now = Logger.systemTime()
+        let now = ServiceLogger.systemTime()
         let receivedAt = now.seconds * 1000 + Int64(now.nanoseconds / 1_000_000)
         let source = String(message.subject.prefix { $0 != "." })
         switch EventNormalizer.envelope(subject: message.subject, payload: message.payload, receivedAt: receivedAt) {

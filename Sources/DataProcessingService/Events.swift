@@ -24,7 +24,7 @@ public enum EventNormalizer {
         guard let eventID = data["event_id"]?.stringValue, !eventID.isEmpty else { return .failure(.missingEventID) }
         var enrichment: [String: JSONValue] = [:]
         let occurred: Int64
-        if let time = data["time"].flatMap(value), let ms = Timestamp.milliseconds(time) {
+        if let time = data["time"].flatMap(value), let ms = DatasetTime.milliseconds(time) {
             occurred = ms
             enrichment["occurred_at_source"] = .string("time")
         } else {
@@ -39,10 +39,10 @@ public enum EventNormalizer {
                 if !domain.isEmpty { enrichment["email_domain"] = .string(String(domain)) }
             }
         }
-        enrichment["hour_of_day"] = .int(Int64(Timestamp.hourOfDay(occurred)))
-        enrichment["weekday"] = .string(Timestamp.weekday(occurred))
-        enrichment["date"] = .string(Timestamp.date(occurred))
-        if let login = data["login_time"].flatMap(value), let ms = Timestamp.milliseconds(login), let text = Timestamp.format(ms) {
+        enrichment["hour_of_day"] = .int(Int64(DatasetTime.hourOfDay(occurred)))
+        enrichment["weekday"] = .string(DatasetTime.weekday(occurred))
+        enrichment["date"] = .string(DatasetTime.date(occurred))
+        if let login = data["login_time"].flatMap(value), let ms = DatasetTime.milliseconds(login), let text = DatasetTime.format(ms) {
             enrichment["login_time"] = .string(text)
         }
         let userID: JSONValue
@@ -55,8 +55,8 @@ public enum EventNormalizer {
             "event_id": .string(eventID),
             "type": .string(subject),
             "user_id": userID,
-            "occurred_at": .string(Timestamp.format(occurred) ?? ""),
-            "received_at": .string(Timestamp.format(receivedAt) ?? ""),
+            "occurred_at": .string(DatasetTime.format(occurred) ?? ""),
+            "received_at": .string(DatasetTime.format(receivedAt) ?? ""),
             "source_subject": .string(subject),
             "data": .object(data),
             "enrichment": .object(enrichment),

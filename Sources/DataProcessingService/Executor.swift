@@ -455,7 +455,7 @@ extension Pipeline {
             switch op {
             case .timestamp:
                 if v.isNull { continue }
-                guard let ms = Timestamp.milliseconds(v), let text = Timestamp.format(ms) else { return (.null, true) }
+                guard let ms = DatasetTime.milliseconds(v), let text = DatasetTime.format(ms) else { return (.null, true) }
                 v = .string(text)
             case .trim, .lower, .upper, .collapse_spaces:
                 guard case .string(let s) = v else { continue }

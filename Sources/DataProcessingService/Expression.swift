@@ -370,12 +370,12 @@ indirect enum Node: Sendable {
             case .null: return .null
             }
         case .timestamp, .hour, .weekday, .date:
-            guard let ms = Timestamp.milliseconds(x) else { return .null }
+            guard let ms = DatasetTime.milliseconds(x) else { return .null }
             switch f {
-            case .timestamp: return Timestamp.format(ms).map(Value.string) ?? .null
-            case .hour: return .int(Int64(Timestamp.hourOfDay(ms)))
-            case .weekday: return .string(Timestamp.weekday(ms))
-            default: return .string(Timestamp.date(ms))
+            case .timestamp: return DatasetTime.format(ms).map(Value.string) ?? .null
+            case .hour: return .int(Int64(DatasetTime.hourOfDay(ms)))
+            case .weekday: return .string(DatasetTime.weekday(ms))
+            default: return .string(DatasetTime.date(ms))
             }
         default:
             return .null

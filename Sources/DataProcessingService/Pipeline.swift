@@ -1,3 +1,5 @@
+import Formats
+
 /// A pipeline compiled against the input's fields: every field reference resolved to a column,
 /// every expression parsed once. Build it with ``compile(_:fields:joinWith:maxSteps:)`` and run it
 /// with ``run(_:options:)`` (see Executor.swift).
@@ -37,7 +39,7 @@ public struct Pipeline: Sendable {
     /// - Throws: ``TransformError`` 422 naming the step (1-based), its op and what is wrong
     ///   (unknown op or field, bad expression with its position, bad option); 422 when there are
     ///   more than `maxSteps` steps.
-    public static func compile(_ spec: [JSONNode], fields: [String], joinWith: Dataset? = nil,
+    public static func compile(_ spec: [JSON], fields: [String], joinWith: Dataset? = nil,
                                maxSteps: Int = 64) throws(TransformError) -> Pipeline {
         guard spec.count <= maxSteps else {
             throw TransformError(422, "pipeline has \(spec.count) steps; the limit is \(maxSteps) (MAX_PIPELINE_STEPS)")
@@ -120,7 +122,7 @@ struct FieldRule: Sendable {
     var maxLength: Int?
     var oneOf: [Value]?
 
-    static func compile(_ field: String, _ node: JSONNode, column: Int?) throws(Pipeline.StepError) -> FieldRule {
+    static func compile(_ field: String, _ node: JSON, column: Int?) throws(Pipeline.StepError) -> FieldRule {
         // Shorthand: "age": "int".
         if let t = node.stringValue {
             guard let kind = Kind(rawValue: t) else { throw Pipeline.StepError("unknown type '\(t)' for '\(field)'") }
@@ -181,7 +183,7 @@ struct FieldRule: Sendable {
         case .string: if case .string = value {} else { problems.append("\(field): expected string, got \(value.typeName)"); return }
         case .bool: if case .bool = value {} else { problems.append("\(field): expected bool, got \(value.typeName)"); return }
         case .timestamp:
-            if Timestamp.milliseconds(value) == nil { problems.append("\(field): not a timestamp"); return }
+            if DatasetTime.milliseconds(value) == nil { problems.append("\(field): not a timestamp"); return }
         }
         if let d = value.numeric {
             if let min, d < min { problems.append("\(field): \(value.text) is below the minimum \(Self.label(min))") }
@@ -287,7 +289,7 @@ struct JoinSpec: Sendable {
     var table: JoinTable
     var keepUnmatched: Bool
 
-    static func list(_ node: JSONNode) throws(Pipeline.StepError) -> [String] {
+    static func list(_ node: JSON) throws(Pipeline.StepError) -> [String] {
         if let s = node.stringValue { return [s] }
         guard let a = node.elements else { throw Pipeline.StepError("join keys must be field names") }
         var out: [String] = []

@@ -1,3 +1,5 @@
+import Formats
+
 /// The operations a pipeline step may name (its `"op"`), in the order the "unknown op" error lists
 /// them. ``StepCompiler/compile(_:)`` switches over every case, so an operation cannot be listed
 /// without a compiler nor compiled without being listed.
@@ -9,7 +11,7 @@ enum Operation: String, CaseIterable, Sendable {
 /// One function per operation.
 struct StepCompiler {
     /// The step's JSON object.
-    let node: JSONNode
+    let node: JSON
     /// The fields at the step's input; the compile functions change it to the step's output fields.
     var schema: [String]
     /// The request's `join_with` dataset, if any.
@@ -151,7 +153,7 @@ struct StepCompiler {
         var plan: [NormalizePlan] = []
         for m in members {
             var ops: [NormalizeOp] = []
-            let list = m.value.stringValue.map { [JSONNode.string($0)] } ?? m.value.elements ?? []
+            let list = m.value.stringValue.map { [JSON.string($0)] } ?? m.value.elements ?? []
             guard !list.isEmpty else { throw StepError("normalizations for '\(m.key)' must be a name or a list of names") }
             for e in list {
                 guard let name = e.stringValue, let op = NormalizeOp(rawValue: name) else {

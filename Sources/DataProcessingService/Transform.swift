@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Dispatch
+import Formats
 
 /// The limits and parallelism one transform runs with.
 public struct TransformLimits: Sendable {
@@ -49,7 +50,7 @@ public struct TransformLimits: Sendable {
 struct TransformRequest: Sendable {
     var data: Dataset
     var joinWith: Dataset?
-    var pipeline: [JSONNode]
+    var pipeline: [JSON]
 
     /// Parses a request body: `{"format": "json"|"csv", "data": [...] | "...", "csv": "...",
     /// "csv_types": "infer"|"strings", "pipeline": [...], "join_with": [...] | "..." | {...}}`.
@@ -57,7 +58,7 @@ struct TransformRequest: Sendable {
     ///   (missing or ill-typed members, bad CSV shape).
     static func parse(_ body: [UInt8], maxRecords: Int, workers: Int = 1) throws(TransformError) -> TransformRequest {
         let parsed: Result<([JSONMember], [String: Dataset]), TransformError> = body.withUnsafeBufferPointer { buffer in
-            var reader = JSONReader(buffer)
+            var reader = DatasetReader(buffer)
             var members: [JSONMember] = []
             var datasets: [String: Dataset] = [:]
             do throws(TransformError) {
@@ -93,7 +94,7 @@ struct TransformRequest: Sendable {
             }
         }
         let (members, datasets) = try parsed.get()
-        let object = JSONNode.object(members)
+        let object = JSON.object(members)
 
         let typing: CSVReader.Typing
         switch object["csv_types"]?.stringValue ?? "infer" {
@@ -142,7 +143,7 @@ struct TransformRequest: Sendable {
             }
         }
 
-        let pipeline: [JSONNode]
+        let pipeline: [JSON]
         switch object["pipeline"] {
         case nil, .null?: pipeline = []
         case .array(let steps)?: pipeline = steps
@@ -152,7 +153,7 @@ struct TransformRequest: Sendable {
     }
 
     /// How many fields the derive steps of `pipeline` may add (at most 8; a capacity hint only).
-    static func derivedFieldCount(_ pipeline: JSONNode?) -> Int {
+    static func derivedFieldCount(_ pipeline: JSON?) -> Int {
         guard let steps = pipeline?.elements else { return 0 }
         var n = 0
         for step in steps where step["op"]?.stringValue == "derive" {
@@ -162,7 +163,7 @@ struct TransformRequest: Sendable {
     }
 
     /// A dataset from already-parsed JSON objects.
-    static func dataset(_ elements: [JSONNode], maxRecords: Int, what: String) throws(TransformError) -> Dataset {
+    static func dataset(_ elements: [JSON], maxRecords: Int, what: String) throws(TransformError) -> Dataset {
         guard elements.count <= maxRecords else {
             throw TransformError(413, "\(what): more than \(maxRecords) records (limit MAX_RECORDS)")
         }
@@ -226,24 +227,24 @@ public enum Transform {
         let ran = ContinuousClock.now
         var w = JSONWriter(capacity: 64 + result.dataset.count * 16 * max(1, result.dataset.fields.count))
         w.raw("{\"fields\":")
-        w.node(.array(result.dataset.fields.map(JSONNode.string)))
+        w.value(.array(result.dataset.fields.map(JSON.string)))
         w.raw(",\"records\":")
         w.records(result.dataset)
         try options.checkBudget()
         w.raw(",\"stats\":")
-        w.node(stats(result, input: inputCount, limits: limits, chunk: chunk,
+        w.value(stats(result, input: inputCount, limits: limits, chunk: chunk,
                      parse: parsed - started, run: ran - parsed, write: ContinuousClock.now - ran))
         w.raw("}")
         return w.bytes
     }
 
     static func stats(_ result: PipelineResult, input: Int, limits: TransformLimits, chunk: Int,
-                      parse: Duration, run: Duration, write: Duration) -> JSONNode {
-        func ms(_ d: Duration) -> JSONNode {
+                      parse: Duration, run: Duration, write: Duration) -> JSON {
+        func ms(_ d: Duration) -> JSON {
             let v = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
             return .double((v * 1000).rounded() / 1000)
         }
-        let steps: [JSONNode] = result.steps.enumerated().map { k, s in
+        let steps: [JSON] = result.steps.enumerated().map { k, s in
             var m = [JSONMember("op", .string(s.op)), JSONMember("records_in", .int(Int64(s.recordsIn))),
                      JSONMember("records_out", .int(Int64(s.recordsOut)))]
             if k < result.timings.count {
@@ -253,7 +254,7 @@ public enum Transform {
             if s.op == "validate" {
                 m.append(JSONMember("rejected", .int(Int64(s.rejected))))
                 m.append(JSONMember("rejections", .array(s.rejections.map { r in
-                    .object([JSONMember("record", .int(Int64(r.record))), JSONMember("errors", .array(r.errors.map(JSONNode.string)))])
+                    .object([JSONMember("record", .int(Int64(r.record))), JSONMember("errors", .array(r.errors.map(JSON.string)))])
                 })))
             }
             if s.op == "normalize" { m.append(JSONMember("unparseable", .int(Int64(s.unparseable)))) }

@@ -1,6 +1,8 @@
 // CONNECT: the client's options, decoded the way nats-server 2.9.10 decodes them
 // (Go encoding/json into a struct that starts from the defaults).
 
+import Formats
+
 /// The options a client sends in CONNECT.
 ///
 /// Before any CONNECT a client has the defaults `verbose`, `pedantic` and `echo` all true. A CONNECT
@@ -35,9 +37,9 @@ struct ConnectOptions: Equatable, Sendable {
     /// - Throws: ``DecodeError`` when the JSON is malformed, is not an object, or gives a known
     ///   key a value of the wrong type.
     mutating func apply(json: UnsafeRawBufferPointer) throws(DecodeError) {
-        let value: JSONValue
+        let value: JSON
         do {
-            value = try JSONReader.parse(json)
+            value = try JSON.parse(json.assumingMemoryBound(to: UInt8.self))
         } catch {
             throw DecodeError(message: "malformed JSON: \(error.message) at offset \(error.offset)")
         }
@@ -45,13 +47,13 @@ struct ConnectOptions: Equatable, Sendable {
             throw DecodeError(message: "CONNECT argument is not a JSON object")
         }
         var updated = self
-        for (key, member) in members {
-            try updated.set(key: key.lowercased(), member)
+        for member in members {
+            try updated.set(key: member.key.lowercased(), member.value)
         }
         self = updated
     }
 
-    private mutating func set(key: String, _ value: JSONValue) throws(DecodeError) {
+    private mutating func set(key: String, _ value: JSON) throws(DecodeError) {
         switch key {
         case "verbose": try assign(&verbose, value, key)
         case "pedantic": try assign(&pedantic, value, key)
@@ -73,11 +75,10 @@ struct ConnectOptions: Equatable, Sendable {
         case "protocol":
             switch value {
             case .null: break
-            case .number(let text):
-                guard let number = Int(text) else {
-                    throw DecodeError(message: "protocol must be an integer, got \(text)")
-                }
-                protocolVersion = number
+            case .int(let number):
+                protocolVersion = Int(number)
+            case .double(let number):
+                throw DecodeError(message: "protocol must be an integer, got \(number)")
             default: throw DecodeError(message: "protocol must be a number")
             }
         default:
@@ -85,7 +86,7 @@ struct ConnectOptions: Equatable, Sendable {
         }
     }
 
-    private func assign(_ field: inout Bool, _ value: JSONValue, _ key: String) throws(DecodeError) {
+    private func assign(_ field: inout Bool, _ value: JSON, _ key: String) throws(DecodeError) {
         switch value {
         case .null: break
         case .bool(let flag): field = flag
@@ -93,7 +94,7 @@ struct ConnectOptions: Equatable, Sendable {
         }
     }
 
-    private func assign(_ field: inout String, _ value: JSONValue, _ key: String) throws(DecodeError) {
+    private func assign(_ field: inout String, _ value: JSON, _ key: String) throws(DecodeError) {
         switch value {
         case .null: break
         case .string(let text): field = text

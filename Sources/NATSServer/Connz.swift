@@ -230,7 +230,7 @@ extension Broker {
         list.sort(by: Self.connzOrder(query.sort, now: now))
         let total = list.count
         let page = query.offset < total ? Array(list[query.offset..<min(total, query.offset + query.limit)]) : []
-        var json = JSONWriter()
+        var json = GoJSONObject()
         json.add("server_id", serverID)
         json.add("now", now.rfc3339)
         json.add("num_connections", page.count)
@@ -262,9 +262,9 @@ extension Broker {
         }
     }
 
-    private static func connectionJSON(_ c: ConnectionInfo, now: WallClock, subs: ConnzQuery.Subs) -> JSONWriter {
+    private static func connectionJSON(_ c: ConnectionInfo, now: WallClock, subs: ConnzQuery.Subs) -> GoJSONObject {
         let end = c.stop ?? now
-        var json = JSONWriter()
+        var json = GoJSONObject()
         json.add("cid", Int(truncatingIfNeeded: c.cid))
         json.add("kind", "Client")
         json.add("type", "nats")
@@ -298,8 +298,8 @@ extension Broker {
         return json
     }
 
-    static func subscriptionJSON(_ s: SubscriptionInfo, account: Bool) -> JSONWriter {
-        var json = JSONWriter()
+    static func subscriptionJSON(_ s: SubscriptionInfo, account: Bool) -> GoJSONObject {
+        var json = GoJSONObject()
         if account { json.add("account", "$G") }
         json.add("subject", s.subject)
         if let queue = s.queue { json.add("qgroup", queue) }
@@ -328,7 +328,7 @@ extension Broker {
         let (stats, entries) = subscriptions.withLock { trie in
             (trie.stats, listed ? trie.allSubscriptions().map(\.value) : [])
         }
-        var json = JSONWriter()
+        var json = GoJSONObject()
         if listed {
             json.add("server_id", serverID)
             json.add("now", WallClock.now().rfc3339)
@@ -367,7 +367,7 @@ extension Broker {
 
     /// The /routez document (this broker has no routes).
     func routezJSON() -> String {
-        var json = JSONWriter()
+        var json = GoJSONObject()
         json.add("server_id", serverID)
         json.add("now", WallClock.now().rfc3339)
         json.add("num_routes", 0)
@@ -378,7 +378,7 @@ extension Broker {
     /// The /accountz document; with `acc` the account's detail.
     /// - Throws: ``MonitorArgumentError`` for an unknown account.
     func accountzJSON(_ query: HTTPQuery) throws(MonitorArgumentError) -> String {
-        var json = JSONWriter()
+        var json = GoJSONObject()
         json.add("server_id", serverID)
         json.add("now", WallClock.now().rfc3339)
         json.add("system_account", "$SYS")
@@ -390,7 +390,7 @@ extension Broker {
             throw MonitorArgumentError(message: "Account \(account) does not exist")
         }
         let stats = statistics()
-        var detail = JSONWriter()
+        var detail = GoJSONObject()
         detail.add("account_name", account)
         detail.add("update_time", startTime.rfc3339)
         detail.add("expired", false)

@@ -40,7 +40,7 @@ public struct ProcessFiles: Sendable {
             try Self.writeFile(pidFile, "\(getpid())")
         }
         if let portsFile {
-            var json = JSONWriter()
+            var json = GoJSONObject()
             json.add("nats", strings: Self.addresses(for: host).map { "nats://\($0):\(clientPort)" })
             if let monitoringPort {
                 json.add("monitoring", strings: Self.addresses(for: httpHost).map { "http://\($0):\(monitoringPort)" })

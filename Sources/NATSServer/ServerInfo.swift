@@ -9,7 +9,7 @@ struct InfoTemplate: Sendable {
     let prefix: [UInt8]
 
     init(serverID: String, serverName: String, host: String, port: Int, authRequired: Bool, maxPayload: Int) {
-        var json = JSONWriter()
+        var json = GoJSONObject()
         json.add("server_id", serverID)
         json.add("server_name", serverName)
         json.add("version", ServerVersion.compatible)
@@ -33,7 +33,7 @@ struct InfoTemplate: Sendable {
         sink.append(decimal: clientID)
         var ip: [UInt8] = []
         ip.append(contentsOf: ",\"client_ip\":".utf8)
-        JSONWriter.appendQuoted(clientIP, to: &ip)
+        GoJSONObject.appendQuoted(clientIP, to: &ip)
         if lameDuck { ip.append(contentsOf: ",\"ldm\":true".utf8) }
         ip.append(contentsOf: "} \r\n".utf8)
         ip.withUnsafeBytes { sink.append($0) }

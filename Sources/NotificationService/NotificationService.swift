@@ -1,3 +1,4 @@
+import Formats
 import Foundation
 import HTTPServer
 import NATSClient
@@ -51,7 +52,7 @@ public final class NotificationService: Sendable {
     private let concurrency: Int
     private let keepAliveInterval: Duration
     private let secret: String?
-    private let logger: Logger
+    private let logger: ServiceLogger
     private let metricsSlot = MetricsSlot()
 
     /// Holds the runtime's registry once installed (the hub reports to it).
@@ -62,7 +63,7 @@ public final class NotificationService: Sendable {
 
     /// Opens the store under `DATA_DIR`.
     /// - Throws: ``StoreError`` when the store cannot be opened.
-    public init(configuration: Configuration, logger: Logger) throws {
+    public init(configuration: Configuration, logger: ServiceLogger) throws {
         self.logger = logger
         let dataDirectory = configuration[NotificationSettings.dataDirectory]
         store = try NotificationStore(directory: dataDirectory, maxPerUser: configuration[NotificationSettings.maxPerUser],
@@ -185,7 +186,7 @@ public final class NotificationService: Sendable {
         let now = Date()
         let draft = NotificationDraft(userID: event.userID, sourceEventID: event.eventID, message: outcome.message,
                                       personalized: outcome.personalized, fallbackReason: outcome.fallbackReason,
-                                      loginTime: event.time, createdAt: Timestamp.format(now))
+                                      loginTime: event.time, createdAt: RFC3339.format(now))
         guard case .created(let notification, let evicted) = try await store.insert(draft) else {
             m.increment("notifications_duplicates_total")
             context.logger.debug("duplicate login event ignored", ["event_id": .string(event.eventID), "user_id": .string(event.userID)])
@@ -241,7 +242,7 @@ public final class NotificationService: Sendable {
     /// Pushes a notification another instance created (a `notification.sent` payload) to this
     /// instance's open streams of its user. Our own announcements, events of users with no
     /// stream here and payloads without the fields a stream needs are ignored.
-    func fanOut(_ payload: [UInt8], logger: Logger) {
+    func fanOut(_ payload: [UInt8], logger: ServiceLogger) {
         guard case .object(let o)? = JSONValue.parse(payload), let instance = o["instance_id"]?.stringValue,
               instance != instanceID, let user = o["user_id"]?.stringValue, hub.count(user: user) > 0 else { return }
         guard let id = o["notification_id"]?.stringValue, let source = o["source_event_id"]?.stringValue,
@@ -279,7 +280,7 @@ public final class NotificationService: Sendable {
         guard let id = request.pathParameters["id"] else { throw HTTPError(.notFound, "notification not found") }
         let marked: UserNotification?
         do {
-            marked = try await store.markRead(id: id, user: user, at: Timestamp.format(Date()))
+            marked = try await store.markRead(id: id, user: user, at: RFC3339.format(Date()))
         } catch StoreError.closed {
             throw HTTPError(.serviceUnavailable, "the service is shutting down", headers: ["Retry-After": "5"])
         }
@@ -323,7 +324,7 @@ public final class NotificationService: Sendable {
     /// response is dropped without its producer running (connection closed first), so a stream
     /// never outlives its response.
     /// - Throws: `HTTPError` 429 when the user already has the most streams allowed.
-    func stream(_ request: HTTPRequest, user: String, logger: Logger, metrics: MetricsRegistry) throws(HTTPError) -> HTTPResponse {
+    func stream(_ request: HTTPRequest, user: String, logger: ServiceLogger, metrics: MetricsRegistry) throws(HTTPError) -> HTTPResponse {
         guard let opened = hub.open(user: user) else {
             throw HTTPError(.tooManyRequests, "too many open notification streams for this user", headers: ["Retry-After": "5"])
         }

@@ -1,3 +1,4 @@
+import Formats
 import Foundation
 import HTTPServer
 import ServiceKit
@@ -133,24 +134,23 @@ public struct LoginEvent: Sendable, Equatable {
         eventID = try identifier("event_id")
         userID = try identifier("user_id")
         guard let time = o["time"]?.stringValue else { throw Invalid(description: "time is missing or not a string") }
-        guard let date = Timestamp.parse(time) else { throw Invalid(description: "time is not ISO 8601") }
+        guard let date = RFC3339.date(time) else { throw Invalid(description: "time is not ISO 8601") }
         self.time = time
         self.date = date
     }
 }
 
-/// ISO 8601 UTC timestamps as the platform writes them.
-public enum Timestamp {
-    /// `date` as `2026-11-23T17:02:14.123Z`.
-    public static func format(_ date: Date) -> String {
-        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+/// The platform's timestamps as dates: RFC 3339 in UTC with milliseconds (`2026-11-23T17:02:14.123Z`).
+extension RFC3339 {
+    /// `date` with its milliseconds (the rest dropped, towards the past).
+    static func format(_ date: Date) -> String {
+        format(UnixTime(milliseconds: Int64((date.timeIntervalSince1970 * 1000).rounded(.down))), fractionDigits: 3)
     }
 
-    /// Parses ISO 8601 with or without fractional seconds; nil otherwise.
-    public static func parse(_ text: String) -> Date? {
-        guard text.utf8.count <= 64 else { return nil }
-        if let date = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text) { return date }
-        return try? Date.ISO8601FormatStyle().parse(text)
+    /// The date of an RFC 3339 timestamp, with or without fractional seconds; nil otherwise.
+    static func date(_ text: String) -> Date? {
+        guard text.utf8.count <= 64, let time = parse(text) else { return nil }
+        return Date(timeIntervalSince1970: Double(time.seconds) + Double(time.nanoseconds) / 1e9)
     }
 }
 

@@ -1,7 +1,9 @@
-import Foundation
+import Formats
 
 /// A JSON value for data whose shape is not fixed at compile time (custom JWT claims,
-/// configuration files, log fields).
+/// configuration files, log fields): objects are dictionaries, so values hash and compare
+/// regardless of member order. Read and written with Formats' ``Formats/JSON`` reader and writer,
+/// which keep the order where it matters.
 public enum JSONValue: Sendable, Equatable, Hashable, Codable {
     /// `null`.
     case null
@@ -42,18 +44,64 @@ public enum JSONValue: Sendable, Equatable, Hashable, Codable {
         }
     }
 
-    /// Parses one JSON document. Returns nil for invalid JSON.
+    /// Parses one JSON document. Returns nil for invalid JSON (``Formats/JSON/parse(_:maxDepth:)-([UInt8],_)``
+    /// says why, for callers that need it); a repeated object key keeps its last value.
     public static func parse(_ bytes: [UInt8]) -> JSONValue? {
-        try? JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+        guard let document = try? JSON.parse(bytes) else { return nil }
+        return JSONValue(document)
     }
 
-    /// Compact JSON with sorted object keys (deterministic output).
+    /// The value of a parsed document (objects lose their member order).
+    public init(_ document: JSON) {
+        switch document {
+        case .null: self = .null
+        case .bool(let b): self = .bool(b)
+        case .int(let i): self = .int(i)
+        case .double(let d): self = .double(d)
+        case .string(let s): self = .string(s)
+        case .array(let a): self = .array(a.map(JSONValue.init))
+        case .object(let members):
+            var object: [String: JSONValue] = [:]
+            for m in members { object[m.key] = JSONValue(m.value) }
+            self = .object(object)
+        }
+    }
+
+    /// Compact JSON with sorted object keys (deterministic output); non-finite doubles become null.
     public var serialized: [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        // Encoding a JSONValue cannot fail except for non-finite doubles, which become null.
-        if let data = try? encoder.encode(self) { return Array(data) }
-        return Array("null".utf8)
+        var out: [UInt8] = []
+        write(to: &out)
+        return out
+    }
+
+    /// Appends ``serialized`` to `out`.
+    public func write(to out: inout [UInt8]) {
+        switch self {
+        case .null: out.append(contentsOf: "null".utf8)
+        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case .int(let i): JSONWriter.appendDecimal(i, to: &out)
+        case .double(let d):
+            var writer = JSONWriter(capacity: 0)
+            writer.double(d)
+            out.append(contentsOf: writer.bytes)
+        case .string(let s): JSONWriter.appendQuoted(s, to: &out)
+        case .array(let items):
+            out.append(UInt8(ascii: "["))
+            for (i, item) in items.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                item.write(to: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .object(let members):
+            out.append(UInt8(ascii: "{"))
+            for (i, key) in members.keys.sorted().enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                JSONWriter.appendQuoted(key, to: &out)
+                out.append(UInt8(ascii: ":"))
+                (members[key] ?? .null).write(to: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
     }
 
     /// The string for `.string`, else nil.

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Formats
 import Synchronization
 
 /// Log severity, lowest first (the swift-log levels).
@@ -89,11 +90,11 @@ public final class MemoryLogSink: LogSink {
 /// evaluated only when the level is enabled.
 ///
 /// ```swift
-/// let log = Logger(service: "auth", level: .info)
+/// let log = ServiceLogger(service: "auth", level: .info)
 /// log.info("user registered", ["user_id": .string(id)])
 /// let traced = log.with(traceID: "4bf92f3577b34da6a3ce929d0e0e4736")
 /// ```
-public struct Logger: Sendable {
+public struct ServiceLogger: Sendable {
     /// The service name on every line.
     public var service: String
     /// Lines below this level are skipped (their message is never built).
@@ -111,7 +112,7 @@ public struct Logger: Sendable {
     ///   - sink: where lines go (stdout by default).
     ///   - now: wall-clock time as Unix seconds and nanoseconds (injectable for tests).
     public init(service: String, level: LogLevel = .info, sink: any LogSink = FileDescriptorLogSink.standardOutput,
-                now: @escaping @Sendable () -> (seconds: Int64, nanoseconds: Int) = Logger.systemTime) {
+                now: @escaping @Sendable () -> (seconds: Int64, nanoseconds: Int) = ServiceLogger.systemTime) {
         self.service = service
         self.level = level
         self.traceID = nil
@@ -128,14 +129,14 @@ public struct Logger: Sendable {
     }
 
     /// A copy whose lines carry `traceID`.
-    public func with(traceID: String?) -> Logger {
+    public func with(traceID: String?) -> ServiceLogger {
         var copy = self
         copy.traceID = traceID
         return copy
     }
 
     /// A copy whose lines carry `value` under `key`.
-    public func with(field key: String, _ value: JSONValue) -> Logger {
+    public func with(field key: String, _ value: JSONValue) -> ServiceLogger {
         var copy = self
         copy.fields[key] = value
         return copy
@@ -154,20 +155,20 @@ public struct Logger: Sendable {
         var out = [UInt8]()
         out.reserveCapacity(160)
         out.append(contentsOf: #"{"time":""#.utf8)
-        out.append(contentsOf: Logger.rfc3339(seconds: t.seconds, nanoseconds: t.nanoseconds).utf8)
+        RFC3339.append(UnixTime(seconds: t.seconds, nanoseconds: Int32(clamping: t.nanoseconds)), fractionDigits: 6, to: &out)
         out.append(contentsOf: #"","level":""#.utf8)
         out.append(contentsOf: level.description.utf8)
         out.append(contentsOf: #"","service":"#.utf8)
-        JSONWriter.string(service, into: &out)
+        JSONWriter.appendQuoted(service, to: &out)
         out.append(contentsOf: #","message":"#.utf8)
-        JSONWriter.string(message(), into: &out)
+        JSONWriter.appendQuoted(message(), to: &out)
         if let traceID {
             out.append(contentsOf: #","trace_id":"#.utf8)
-            JSONWriter.string(traceID, into: &out)
+            JSONWriter.appendQuoted(traceID, to: &out)
         }
         if !merged.isEmpty {
             out.append(contentsOf: #","fields":"#.utf8)
-            JSONWriter.value(.object(merged), into: &out)
+            JSONValue.object(merged).write(to: &out)
         }
         out.append(contentsOf: "}\n".utf8)
         sink.write(line: out)
@@ -187,66 +188,4 @@ public struct Logger: Sendable {
     public func error(_ message: @autoclosure () -> String, _ fields: @autoclosure () -> [String: JSONValue] = [:]) { log(.error, message(), fields()) }
     /// Logs at `critical`.
     public func critical(_ message: @autoclosure () -> String, _ fields: @autoclosure () -> [String: JSONValue] = [:]) { log(.critical, message(), fields()) }
-
-    /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` for a Unix time (proleptic Gregorian, UTC).
-    static func rfc3339(seconds: Int64, nanoseconds: Int) -> String {
-        var days = seconds / 86_400
-        var rest = seconds % 86_400
-        if rest < 0 { rest += 86_400; days -= 1 }
-        let (year, month, day) = CivilDate.date(days: days)
-        func pad(_ v: Int64, _ width: Int) -> String {
-            let s = String(v)
-            return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
-        }
-        let micros = Int64(max(0, min(999_999_999, nanoseconds)) / 1000)
-        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(rest / 3600, 2)):\(pad(rest / 60 % 60, 2)):\(pad(rest % 60, 2)).\(pad(micros, 6))Z"
-    }
-}
-
-/// Compact JSON output without Foundation (sorted object keys, RFC 8259 escaping).
-enum JSONWriter {
-    static func string(_ s: String, into out: inout [UInt8]) {
-        let hex = Array("0123456789abcdef".utf8)
-        out.append(UInt8(ascii: "\""))
-        for b in s.utf8 {
-            switch b {
-            case UInt8(ascii: "\""): out.append(contentsOf: [92, 34])
-            case UInt8(ascii: "\\"): out.append(contentsOf: [92, 92])
-            case 0x0a: out.append(contentsOf: [92, UInt8(ascii: "n")])
-            case 0x0d: out.append(contentsOf: [92, UInt8(ascii: "r")])
-            case 0x09: out.append(contentsOf: [92, UInt8(ascii: "t")])
-            case 0..<0x20, 0x7f:
-                out.append(contentsOf: Array(#"\u00"#.utf8))
-                out.append(hex[Int(b >> 4)]); out.append(hex[Int(b & 15)])
-            default: out.append(b)
-            }
-        }
-        out.append(UInt8(ascii: "\""))
-    }
-
-    static func value(_ v: JSONValue, into out: inout [UInt8]) {
-        switch v {
-        case .null: out.append(contentsOf: "null".utf8)
-        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
-        case .int(let i): out.append(contentsOf: String(i).utf8)
-        case .double(let d): out.append(contentsOf: (d.isFinite ? "\(d)" : "null").utf8)
-        case .string(let s): string(s, into: &out)
-        case .array(let items):
-            out.append(UInt8(ascii: "["))
-            for (i, item) in items.enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                value(item, into: &out)
-            }
-            out.append(UInt8(ascii: "]"))
-        case .object(let members):
-            out.append(UInt8(ascii: "{"))
-            for (i, key) in members.keys.sorted().enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                string(key, into: &out)
-                out.append(UInt8(ascii: ":"))
-                value(members[key] ?? .null, into: &out)
-            }
-            out.append(UInt8(ascii: "}"))
-        }
-    }
 }

@@ -16,7 +16,7 @@ public protocol ServiceProgram: Sendable {
     static var version: String { get }
     /// Opens the service (stores, keys...).
     /// - Throws: whatever makes the service unable to start; logged, exit status 1.
-    init(configuration: Configuration, logger: Logger) throws
+    init(configuration: Configuration, logger: ServiceLogger) throws
     /// Registers routes, endpoints, consumers, readiness checks and shutdown actions.
     func install(on runtime: ServiceRuntime)
     /// Called once the runtime has stopped or failed to start: releases what ``install(on:)``'s
@@ -43,7 +43,7 @@ public enum ServiceMain {
         _ program: Program.Type,
         arguments: [String] = Array(CommandLine.arguments.dropFirst()),
         environment: [String: String] = ProcessInfo.processInfo.environment,
-        prepare: (Program, Configuration, Logger) -> Void = { _, _, _ in }
+        prepare: (Program, Configuration, ServiceLogger) -> Void = { _, _, _ in }
     ) async -> Int32 {
         let configuration: Configuration
         do {
@@ -53,7 +53,7 @@ public enum ServiceMain {
             return 2
         }
         let name = configuration[Program.serviceNameSetting]
-        let logger = Logger(service: name, level: configuration[StandardSettings.logLevel])
+        let logger = ServiceLogger(service: name, level: configuration[StandardSettings.logLevel])
         let service: Program
         do {
             service = try Program(configuration: configuration, logger: logger)

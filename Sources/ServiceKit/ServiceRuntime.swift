@@ -13,7 +13,7 @@ public struct RequestContext: Sendable {
     /// This request's span. Send `trace.traceparent` downstream (``ServiceRuntime`` does it for you).
     public let trace: TraceContext
     /// The service logger with `trace_id` set.
-    public let logger: Logger
+    public let logger: ServiceLogger
 }
 
 /// An error a NATS endpoint handler throws to answer with a service error (`Nats-Service-Error`
@@ -61,7 +61,7 @@ public final class ServiceRuntime: Sendable {
     /// The loaded settings.
     public let configuration: Configuration
     /// The service logger (no trace id; handlers get a traced copy in ``RequestContext``).
-    public let logger: Logger
+    public let logger: ServiceLogger
     /// The registry `/metrics` renders; services may add their own families.
     public let metrics = MetricsRegistry()
     /// The bound on the whole shutdown.
@@ -125,12 +125,12 @@ public final class ServiceRuntime: Sendable {
     ///   - configuration: loaded settings (reads ``StandardSettings``).
     ///   - logger: the service logger (a stdout logger at the configured level by default).
     ///   - shutdownDeadline: the bound on the whole shutdown.
-    public init(name: String, version: String, configuration: Configuration, logger: Logger? = nil,
+    public init(name: String, version: String, configuration: Configuration, logger: ServiceLogger? = nil,
                 shutdownDeadline: Duration = .seconds(20)) {
         self.name = name
         self.version = version
         self.configuration = configuration
-        self.logger = logger ?? Logger(service: name, level: configuration[StandardSettings.logLevel])
+        self.logger = logger ?? ServiceLogger(service: name, level: configuration[StandardSettings.logLevel])
         self.shutdownDeadline = shutdownDeadline
         metrics.declareCounter("http_requests_total", help: "HTTP requests by method, route and status")
         metrics.declareHistogram("http_request_duration_seconds", help: "HTTP request latency by method and route")

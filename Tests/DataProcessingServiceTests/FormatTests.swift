@@ -1,4 +1,5 @@
 @testable import DataProcessingService
+import Formats
 import Testing
 import TestSupport
 
@@ -68,32 +69,32 @@ import TestSupport
         ("9999-12-31T23:59:59.999Z", "9999-12-31T23:59:59.999Z"),
     ])
     func parsesCommonForms(_ input: String, _ expected: String) {
-        #expect(Timestamp.normalized(.string(input)) == expected)
+        #expect(DatasetTime.normalized(.string(input)) == expected)
     }
 
     @Test func numbersAreEpochSecondsOrMilliseconds() {
-        #expect(Timestamp.normalized(.int(1_700_000_000)) == "2023-11-14T22:13:20.000Z")
-        #expect(Timestamp.normalized(.int(1_700_000_000_123)) == "2023-11-14T22:13:20.123Z")
-        #expect(Timestamp.normalized(.double(1_700_000_000.25)) == "2023-11-14T22:13:20.250Z")
+        #expect(DatasetTime.normalized(.int(1_700_000_000)) == "2023-11-14T22:13:20.000Z")
+        #expect(DatasetTime.normalized(.int(1_700_000_000_123)) == "2023-11-14T22:13:20.123Z")
+        #expect(DatasetTime.normalized(.double(1_700_000_000.25)) == "2023-11-14T22:13:20.250Z")
     }
 
     @Test(arguments: ["", "yesterday", "2026-13-01", "2026-02-29", "2026-11-31T00:00:00Z", "2026-11-23T24:00:00Z",
                       "2026-11-23T17:60", "2026-11-23X17:02", "2026-11-23T17:02:14+25:00", "2026-11-23T17:02:14Zjunk",
                       "26-11-23", "1e5", "2026-11-23T17:02:14.Z", "10000-01-01"])
     func refusesWhatIsNotATimestamp(_ input: String) {
-        #expect(Timestamp.normalized(.string(input)) == nil)
+        #expect(DatasetTime.normalized(.string(input)) == nil)
     }
 
     @Test func calendarRoundTrip() {
         var g = SeededGenerator(seed: 9)
         for _ in 0..<2000 {
-            let ms = Int64.random(in: Timestamp.minMilliseconds...Timestamp.maxMilliseconds, using: &g)
-            guard let text = Timestamp.format(ms) else { Issue.record("no format for \(ms)"); continue }
-            #expect(Timestamp.parse(text) == ms, "\(text)")
+            let ms = Int64.random(in: DatasetTime.minMilliseconds...DatasetTime.maxMilliseconds, using: &g)
+            guard let text = DatasetTime.format(ms) else { Issue.record("no format for \(ms)"); continue }
+            #expect(DatasetTime.parse(text) == ms, "\(text)")
         }
-        #expect(Timestamp.weekday(0) == "thursday")
-        #expect(Timestamp.weekday(-1) == "wednesday")
-        #expect(Timestamp.hourOfDay(-1) == 23)
+        #expect(DatasetTime.weekday(0) == "thursday")
+        #expect(DatasetTime.weekday(-1) == "wednesday")
+        #expect(DatasetTime.hourOfDay(-1) == 23)
     }
 }
 
@@ -102,7 +103,7 @@ import TestSupport
     func read(_ text: String, workers: Int, maxRecords: Int = .max, trailing: Bool = false,
               expectParallel: Bool = false) -> Result<Dataset, TransformError> {
         Array(text.utf8).withUnsafeBufferPointer { b in
-            var reader = JSONReader(b)
+            var reader = DatasetReader(b)
             do throws(TransformError) {
                 let d = try reader.readRecordsParallel(maxRecords: maxRecords, what: "data", workers: workers, minimumBytes: 0)
                 if expectParallel { #expect(reader.parallelPieces > 1, "read sequentially") }

@@ -2,24 +2,25 @@
 // the same pipeline sequentially and chunked in parallel.
 
 @testable import DataProcessingService
+import Formats
 import TestSupport
 
 /// A pipeline spec (a JSON array of steps) parsed into nodes.
-func steps(_ json: String) throws -> [JSONNode] {
-    guard case .array(let a) = try JSONReader.parse(Array(json.utf8)) else { throw TestFailure("not an array: \(json)") }
+func steps(_ json: String) throws -> [JSON] {
+    guard case .array(let a) = try DatasetReader.parse(Array(json.utf8)) else { throw TestFailure("not an array: \(json)") }
     return a
 }
 
 /// A dataset from a JSON array of objects.
 func dataset(_ json: String) throws -> Dataset {
     try Array(json.utf8).withUnsafeBufferPointer { b throws -> Dataset in
-        var reader = JSONReader(b)
+        var reader = DatasetReader(b)
         return try reader.readRecords(maxRecords: .max)
     }
 }
 
 /// Compiles and runs `spec`; the outcome (result or error) so runs can be compared.
-func outcome(_ spec: [JSONNode], _ data: Dataset, joinWith: Dataset? = nil, workers: Int = 1,
+func outcome(_ spec: [JSON], _ data: Dataset, joinWith: Dataset? = nil, workers: Int = 1,
              chunkSize: Int = .max, maxRecords: Int = .max) -> Result<PipelineResult, TransformError> {
     do throws(TransformError) {
         let pipeline = try Pipeline.compile(spec, fields: data.fields, joinWith: joinWith)
@@ -57,8 +58,8 @@ func randomDataset(_ count: Int, seed: UInt64) -> Dataset {
         switch Int.random(in: 0..<5, using: &g) {
         case 0: t = .int(epoch)
         case 1: t = .int(epoch * 1000 + Int64.random(in: 0..<1000, using: &g))
-        case 2: t = .string(Timestamp.format(epoch * 1000).map { String($0.prefix(19)).replacing("T", with: " ") } ?? "")
-        case 3: t = .string(Timestamp.format(epoch * 1000 + 123) ?? "")
+        case 2: t = .string(DatasetTime.format(epoch * 1000).map { String($0.prefix(19)).replacing("T", with: " ") } ?? "")
+        case 3: t = .string(DatasetTime.format(epoch * 1000 + 123) ?? "")
         default: t = .string("not a time")
         }
         rows.append([.int(Int64(i)), key, n, x, .string(word), email, t])

@@ -170,8 +170,8 @@ struct GeneratedTextTests {
         #expect(line == #"INFO {"server_id":"NABC","server_name":"n\"x","version":"2.9.10","proto":1,"go":"\#(ServerVersion.runtime)","host":"0.0.0.0","port":4222,"headers":true,"auth_required":true,"max_payload":1024,"client_id":7,"client_ip":"10.0.0.1"} "# + "\r\n")
     }
 
-    @Test func jsonWriterEscapesLikeGo() {
-        var json = JSONWriter()
+    @Test func goJSONObjectEscapesLikeGo() {
+        var json = GoJSONObject()
         json.add("s", "<a&b>\t\u{1}")
         #expect(json.string() == #"{"s":"\u003ca\u0026b\u003e\t\u0001"}"#)
     }

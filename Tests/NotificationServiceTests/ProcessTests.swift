@@ -291,7 +291,7 @@ func nextMessage(_ subscription: Subscription, _ what: String) async throws -> M
                 "NATS_URL": stack.broker.url, "DATA_DIR": stack.data, "HTTP_PORT": "0", "JWT_SECRET": testSecret,
                 "AUTH_TIMEOUT_MS": "1000", "LOG_LEVEL": "info",
             ], workingDirectory: stack.data)
-            let logger = Logger(service: "notification", level: .info, sink: sink)
+            let logger = ServiceLogger(service: "notification", level: .info, sink: sink)
             let service = try NotificationService(configuration: configuration, logger: logger)
             let runtime = ServiceRuntime(name: "notification", version: NotificationService.version,
                                          configuration: configuration, logger: logger)

@@ -2,6 +2,7 @@
 // Server-Sent Events reader, tokens, and the service process with test settings. The generic
 // process, HTTP and wait helpers are in TestSupport.
 
+import Formats
 import Foundation
 import NATSClient
 @testable import NotificationService
@@ -26,7 +27,7 @@ func bearer(_ user: String) throws -> [String: String] { ["Authorization": "Bear
 func loginEvent(user: String, eventID: String = UUID().uuidString.lowercased(), time: Date = Date()) -> [UInt8] {
     JSONValue.object([
         "event_id": .string(eventID), "user_id": .string(user), "email": .string("\(user)@example.com"),
-        "name": .string("event-name-not-used"), "time": .string(Timestamp.format(time)), "client_address": .string("127.0.0.1"),
+        "name": .string("event-name-not-used"), "time": .string(RFC3339.format(time)), "client_address": .string("127.0.0.1"),
     ]).serialized
 }
 

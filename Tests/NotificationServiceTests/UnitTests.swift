@@ -1,3 +1,4 @@
+import Formats
 import Foundation
 import HTTPServer
 import NATSClient
@@ -10,7 +11,7 @@ import Testing
 private func draft(_ user: String, event: String, message: String = "Welcome back!") -> NotificationDraft {
     NotificationDraft(userID: user, sourceEventID: event, message: message, personalized: false,
                       fallbackReason: "auth unavailable: timeout", loginTime: "2026-11-23T17:02:14.123Z",
-                      createdAt: Timestamp.format(Date()))
+                      createdAt: RFC3339.format(Date()))
 }
 
 extension NotificationStore.InsertResult {
@@ -417,7 +418,7 @@ final class GatedSink: Sendable {
         let configuration = try Configuration.load(NotificationSettings.all, arguments: [], environment: [
             "DATA_DIR": dir, "JWT_SECRET": testSecret, "SSE_BUFFER_EVENTS": String(buffer),
         ], workingDirectory: dir)
-        return try NotificationService(configuration: configuration, logger: Logger(service: "notification", level: .critical, sink: MemoryLogSink()))
+        return try NotificationService(configuration: configuration, logger: ServiceLogger(service: "notification", level: .critical, sink: MemoryLogSink()))
     }
 
     static func producer(_ response: HTTPResponse) throws -> @Sendable (ServerSentEventWriter) async throws -> Void {
@@ -435,7 +436,7 @@ final class GatedSink: Sendable {
         }
         let sink = GatedSink()
         let response = try service.stream(HTTPRequest(method: .get, target: "/v1/notifications/stream", headers: ["Last-Event-ID": created[0].id]),
-                                          user: "u1", logger: Logger(service: "t", level: .critical, sink: MemoryLogSink()), metrics: MetricsRegistry())
+                                          user: "u1", logger: ServiceLogger(service: "t", level: .critical, sink: MemoryLogSink()), metrics: MetricsRegistry())
         #expect(response.headers["Content-Type"] == "text/event-stream")
         let produce = try Self.producer(response)
         let task = Task { try await produce(ServerSentEventWriter { await sink.write($0) }) }
@@ -462,7 +463,7 @@ final class GatedSink: Sendable {
         let service = try Self.service(dir, buffer: 2)
         let open = (0..<service.hub.maxPerUser).compactMap { _ in service.hub.open(user: "u1") }
         #expect(open.count == 8)
-        let logger = Logger(service: "t", level: .critical, sink: MemoryLogSink())
+        let logger = ServiceLogger(service: "t", level: .critical, sink: MemoryLogSink())
         #expect(throws: HTTPError(.tooManyRequests, "too many open notification streams for this user", headers: ["Retry-After": "5"])) {
             try service.stream(HTTPRequest(method: .get, target: "/v1/notifications/stream"), user: "u1", logger: logger, metrics: MetricsRegistry())
         }
@@ -477,7 +478,7 @@ final class GatedSink: Sendable {
         defer { removeTemporary(dir) }
         let service = try Self.service(dir, buffer: 2)
         let open = (0..<(service.hub.maxPerUser - 1)).compactMap { _ in service.hub.open(user: "u1") }
-        let logger = Logger(service: "t", level: .critical, sink: MemoryLogSink())
+        let logger = ServiceLogger(service: "t", level: .critical, sink: MemoryLogSink())
         let request = HTTPRequest(method: .get, target: "/v1/notifications/stream")
         // Two requests for the last place before either response is written: one 200, one 429.
         var first: HTTPResponse? = try service.stream(request, user: "u1", logger: logger, metrics: MetricsRegistry())
@@ -515,7 +516,7 @@ final class GatedSink: Sendable {
         defer { removeTemporary(dir) }
         let service = try Self.service(dir, buffer: 8)
         let stream = try #require(service.hub.open(user: "u1"))
-        let logger = Logger(service: "t", level: .critical, sink: MemoryLogSink())
+        let logger = ServiceLogger(service: "t", level: .critical, sink: MemoryLogSink())
         let n = UserNotification(id: "n1", userID: "u1", sourceEventID: "e1", kind: "welcome", message: "Welcome back, Ann!",
                                  personalized: true, fallbackReason: nil, loginTime: "2026-11-23T17:02:14.123Z",
                                  createdAt: "2026-11-23T17:02:14.200Z", readAt: nil, sequence: 7)
@@ -548,7 +549,7 @@ final class GatedSink: Sendable {
         let service = try Self.service(dir, buffer: 2)
         let sink = GatedSink()
         let response = try service.stream(HTTPRequest(method: .get, target: "/v1/notifications/stream"),
-                                          user: "u1", logger: Logger(service: "t", level: .critical, sink: MemoryLogSink()), metrics: MetricsRegistry())
+                                          user: "u1", logger: ServiceLogger(service: "t", level: .critical, sink: MemoryLogSink()), metrics: MetricsRegistry())
         let produce = try Self.producer(response)
         let task = Task { try await produce(ServerSentEventWriter { await sink.write($0) }) }
         #expect(await eventually(5) { service.hub.count(user: "u1") == 1 && sink.text.hasPrefix(": notifications") })
@@ -572,7 +573,7 @@ final class GatedSink: Sendable {
         #expect(sink.events.map(\.id) == [notes[0].id])
         // A new stream is accepted again.
         #expect(try service.stream(HTTPRequest(method: .get, target: "/v1/notifications/stream"), user: "u1",
-                                   logger: Logger(service: "t", level: .critical, sink: MemoryLogSink()), metrics: MetricsRegistry()).status == .ok)
+                                   logger: ServiceLogger(service: "t", level: .critical, sink: MemoryLogSink()), metrics: MetricsRegistry()).status == .ok)
         service.store.close()
     }
 }

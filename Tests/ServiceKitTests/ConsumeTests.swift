@@ -16,7 +16,7 @@ import TestSupport
             arguments: [], environment: ["NATS_URL": "nats://127.0.0.1:\(natsPort)", "HTTP_PORT": "0", "LOG_LEVEL": "debug"],
             workingDirectory: "/nonexistent")
         let rt = ServiceRuntime(name: name, version: "1.0.0", configuration: config,
-                                logger: Logger(service: name, level: .debug, sink: sink), shutdownDeadline: .seconds(10))
+                                logger: ServiceLogger(service: name, level: .debug, sink: sink), shutdownDeadline: .seconds(10))
         rt.consume("work", subject: "work.>", queue: "workers", concurrency: concurrency) { message, context in
             let body = String(decoding: message.payload, as: UTF8.self)
             if body == "fail" { throw ServiceError(code: 500, "asked to fail") }
@@ -124,7 +124,7 @@ import TestSupport
                                             workingDirectory: "/nonexistent")
         let sink = MemoryLogSink()
         let rt = ServiceRuntime(name: "late", version: "1.0.0", configuration: config,
-                                logger: Logger(service: "late", sink: sink), shutdownDeadline: .seconds(10))
+                                logger: ServiceLogger(service: "late", sink: sink), shutdownDeadline: .seconds(10))
         let gate = Gate()
         rt.consume("work", subject: "work.>", concurrency: 3) { message, context in
             await gate.enter()

@@ -14,7 +14,7 @@ import Testing
 
     @Test func writesOneJSONObjectPerLineWithTheStandardKeys() throws {
         let sink = MemoryLogSink()
-        let log = Logger(service: "auth", level: .info, sink: sink, now: fixedTime)
+        let log = ServiceLogger(service: "auth", level: .info, sink: sink, now: fixedTime)
         log.info("user registered", ["user_id": .string("u1"), "attempt": .int(2)])
         try #require(sink.lines.count == 1)
         #expect(sink.lines[0] == #"{"time":"2025-11-23T15:00:07.123456Z","level":"info","service":"auth","message":"user registered","fields":{"attempt":2,"user_id":"u1"}}"#)
@@ -24,7 +24,7 @@ import Testing
 
     @Test func traceIDAppearsOnlyWhenSetAndBaseFieldsMerge() throws {
         let sink = MemoryLogSink()
-        let base = Logger(service: "svc", sink: sink, now: fixedTime).with(field: "region", .string("eu"))
+        let base = ServiceLogger(service: "svc", sink: sink, now: fixedTime).with(field: "region", .string("eu"))
         base.warning("plain")
         base.with(traceID: "4bf92f3577b34da6a3ce929d0e0e4736").error("traced", ["region": .string("us")])
         let first = try decode(sink.lines[0]), second = try decode(sink.lines[1])
@@ -37,7 +37,7 @@ import Testing
 
     @Test func disabledLevelsNeverBuildTheirMessage() {
         let sink = MemoryLogSink()
-        let log = Logger(service: "svc", level: .warning, sink: sink, now: fixedTime)
+        let log = ServiceLogger(service: "svc", level: .warning, sink: sink, now: fixedTime)
         let built = Mutex(0)
         func expensive() -> String { built.withLock { $0 += 1 }; return "built" }
         log.trace(expensive()); log.debug(expensive()); log.info(expensive()); log.notice(expensive())
@@ -50,7 +50,7 @@ import Testing
 
     @Test func escapesQuotesBackslashesAndControlCharacters() throws {
         let sink = MemoryLogSink()
-        Logger(service: "s\"v", sink: sink, now: fixedTime).info("a \"q\" \\ \n\t\u{01} é", ["k\n": .string("\u{7f}")])
+        ServiceLogger(service: "s\"v", sink: sink, now: fixedTime).info("a \"q\" \\ \n\t\u{01} é", ["k\n": .string("\u{7f}")])
         let line = sink.lines[0]
         #expect(!line.contains("\n"))
         let object = try decode(line)
@@ -59,16 +59,9 @@ import Testing
         #expect(object["fields"] == .object(["k\n": .string("\u{7f}")]))
     }
 
-    @Test func rfc3339CoversEpochLeapDaysAndPreEpochTimes() {
-        #expect(Logger.rfc3339(seconds: 0, nanoseconds: 0) == "1970-01-01T00:00:00.000000Z")
-        #expect(Logger.rfc3339(seconds: 951_782_400, nanoseconds: 5_000) == "2000-02-29T00:00:00.000005Z")
-        #expect(Logger.rfc3339(seconds: 4_102_444_799, nanoseconds: 999_999_999) == "2099-12-31T23:59:59.999999Z")
-        #expect(Logger.rfc3339(seconds: -1, nanoseconds: 0) == "1969-12-31T23:59:59.000000Z")
-    }
-
     @Test func realClockProducesAParseableUTCTimestamp() throws {
         let sink = MemoryLogSink()
-        Logger(service: "svc", sink: sink).info("now")
+        ServiceLogger(service: "svc", sink: sink).info("now")
         let object = try decode(sink.lines[0])
         let time = try #require(object["time"]?.stringValue)
         let formatter = ISO8601DateFormatter()
@@ -79,7 +72,7 @@ import Testing
 
     @Test func concurrentLoggersNeverInterleaveLines() async throws {
         let sink = MemoryLogSink()
-        let log = Logger(service: "svc", sink: sink, now: fixedTime)
+        let log = ServiceLogger(service: "svc", sink: sink, now: fixedTime)
         await withTaskGroup(of: Void.self) { group in
             for task in 0..<8 {
                 group.addTask { for i in 0..<200 { log.info("task \(task) line \(i)", ["pad": .string(String(repeating: "x", count: 300))]) } }
@@ -94,7 +87,7 @@ import Testing
         try #require(pipe(&fds) == 0)
         defer { close(fds[0]) }
         let sink = FileDescriptorLogSink(fd: fds[1])
-        Logger(service: "svc", sink: sink, now: fixedTime).notice("to the pipe")
+        ServiceLogger(service: "svc", sink: sink, now: fixedTime).notice("to the pipe")
         close(fds[1])
         let data = FileHandle(fileDescriptor: fds[0]).readDataToEndOfFile()
         let text = String(decoding: data, as: UTF8.self)

@@ -20,7 +20,7 @@ final class Recorder: Sendable {
             arguments: [], environment: ["NATS_URL": "nats://127.0.0.1:\(natsPort)", "HTTP_PORT": "0", "LOG_LEVEL": "debug"],
             workingDirectory: "/nonexistent")
         let rt = ServiceRuntime(name: "demo", version: "1.2.3", configuration: config,
-                                logger: Logger(service: "demo", level: .debug, sink: sink), shutdownDeadline: .seconds(10))
+                                logger: ServiceLogger(service: "demo", level: .debug, sink: sink), shutdownDeadline: .seconds(10))
         rt.route(.post, "/v1/things") { request, ctx in
             ctx.logger.info("creating thing")
             try await rt.publish(request.body, subject: "thing.created", context: ctx)
@@ -175,7 +175,7 @@ final class Recorder: Sendable {
                                             workingDirectory: "/nonexistent")
         let sink = MemoryLogSink()
         let rt = ServiceRuntime(name: "hung", version: "0.0.1", configuration: config,
-                                logger: Logger(service: "hung", sink: sink), shutdownDeadline: .milliseconds(300))
+                                logger: ServiceLogger(service: "hung", sink: sink), shutdownDeadline: .milliseconds(300))
         let ran = Recorder()
         rt.onShutdown("quick") { ran.append("quick") }
         rt.onShutdown("hangs") { try? await Task.sleep(for: .seconds(3600)) }
@@ -195,7 +195,7 @@ final class Recorder: Sendable {
                                             workingDirectory: "/nonexistent")
         let sink = MemoryLogSink()
         let rt = ServiceRuntime(name: "children", version: "0.0.1", configuration: config,
-                                logger: Logger(service: "children", sink: sink), shutdownDeadline: .milliseconds(300))
+                                logger: ServiceLogger(service: "children", sink: sink), shutdownDeadline: .milliseconds(300))
         let events = Recorder()
         let release = Gate()
         /// Waits until the task is cancelled, records it, then holds until the test opens the gate.
@@ -237,7 +237,7 @@ final class Recorder: Sendable {
                                             arguments: [], environment: ["NATS_URL": "nats://127.0.0.1:\(natsPort)", "HTTP_PORT": "0"],
                                             workingDirectory: "/nonexistent")
         let rt = ServiceRuntime(name: "flush", version: "0.0.1", configuration: config,
-                                logger: Logger(service: "flush", sink: MemoryLogSink()), shutdownDeadline: .seconds(2))
+                                logger: ServiceLogger(service: "flush", sink: MemoryLogSink()), shutdownDeadline: .seconds(2))
         let ran = Recorder()
         rt.consume("work", subject: "work.>") { _, _ in }
         rt.onShutdown("flush store") {
@@ -263,7 +263,7 @@ final class Recorder: Sendable {
                                             arguments: [], environment: ["NATS_URL": "nats://127.0.0.1:\(natsPort)", "HTTP_PORT": "0"],
                                             workingDirectory: "/nonexistent")
         let rt = ServiceRuntime(name: "caller", version: "0.0.1", configuration: config,
-                                logger: Logger(service: "caller", sink: MemoryLogSink()), shutdownDeadline: .seconds(5))
+                                logger: ServiceLogger(service: "caller", sink: MemoryLogSink()), shutdownDeadline: .seconds(5))
         let running = Task { try await rt.run(handleSignals: false) }
         #expect(await eventually(20) { rt.readiness.ready })
         let port = try #require(rt.httpPort)

@@ -2,6 +2,7 @@
 // and -ERR from the client, and OpDispatch, which forwards the parser's callbacks to them.
 
 import EventLoop
+import Formats
 import Glibc
 import NATSProtocol
 import Synchronization
@@ -220,7 +221,7 @@ extension ClientConnection {
 
     func handleInfo(json: UnsafeRawBufferPointer) -> Bool {
         do {
-            _ = try JSONReader.parse(json)
+            _ = try JSON.parse(json.assumingMemoryBound(to: UInt8.self))
             return true
         } catch {
             broker.logger.error("\(logPrefix) - Client parser ERROR: INFO: \(error.message)")

@@ -1,6 +1,6 @@
 /// Proleptic Gregorian calendar arithmetic on day counts since 1970-01-01 (Howard Hinnant's
-/// `days_from_civil` / `civil_from_days`), shared by every service that reads or writes
-/// ISO 8601 timestamps without Foundation's formatters on its hot path.
+/// `days_from_civil` / `civil_from_days`), under ``RFC3339`` and every caller that splits a
+/// timestamp into its date.
 public enum CivilDate {
     /// Days since 1970-01-01 of `year`-`month`-`day` (month 1...12; the day is not checked).
     public static func days(year: Int64, month: Int64, day: Int64) -> Int64 {

@@ -1,5 +1,5 @@
 import Testing
-@testable import ServiceKit
+import Formats
 
 @Suite struct CivilDateTests {
     @Test func knownDatesAndTheirDayCounts() {
