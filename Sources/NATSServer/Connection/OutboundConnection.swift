@@ -234,7 +234,7 @@ extension OutboundConnection {
         nonisolated(unsafe) var released: [ClientConnection] = []
         var end = WriteOwnership.End.closeDescriptor
         let remaining = out.withLock { o -> Int in
-            end = o.write.endWrite(by: side, written: written, requested: requested)
+            end = o.write.endWrite(written: written, requested: requested)
             guard case .consume = end else {
                 o.buffer.removeAll()
                 return 0
