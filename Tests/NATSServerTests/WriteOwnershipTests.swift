@@ -31,7 +31,7 @@ struct WriteOwnershipTests {
         _ = state.requestFlush()
         #expect(state.beginWrite(by: .owner, hasBytes: true) == .write)
         #expect(state.writer == .owner)
-        #expect(state.endWrite(by: .owner, written: 100, requested: 100) == .consume(again: false, handBack: false))
+        #expect(state.endWrite(written: 100, requested: 100) == .consume(again: false, handBack: false))
         #expect(state == WriteOwnership())
     }
 
@@ -40,18 +40,18 @@ struct WriteOwnershipTests {
         #expect(state.beginWrite(by: .otherLoop, hasBytes: true) == .write)
         #expect(state.beginWrite(by: .owner, hasBytes: true) == .busy)
         #expect(state.beginWrite(by: .otherLoop, hasBytes: true) == .busy)
-        #expect(state.writer == .otherLoop)
-        #expect(state.endWrite(by: .otherLoop, written: 10, requested: 10) == .consume(again: true, handBack: false))
+        #expect(state.writing == .otherLoop(rewrite: true, closePending: false))
+        #expect(state.endWrite(written: 10, requested: 10) == .consume(again: true, handBack: false))
         #expect(!state.rewrite)
         // The request was served: the next round goes on without another "again".
         #expect(state.beginWrite(by: .otherLoop, hasBytes: true) == .write)
-        #expect(state.endWrite(by: .otherLoop, written: 10, requested: 10) == .consume(again: false, handBack: false))
+        #expect(state.endWrite(written: 10, requested: 10) == .consume(again: false, handBack: false))
     }
 
     @Test func aShortWriteByTheOwnerKeepsItsOwnership() {
         var state = WriteOwnership()
         #expect(state.beginWrite(by: .owner, hasBytes: true) == .write)
-        #expect(state.endWrite(by: .owner, written: 40, requested: 100) == .consume(again: false, handBack: false))
+        #expect(state.endWrite(written: 40, requested: 100) == .consume(again: false, handBack: false))
         #expect(!state.ownerOnly)
         // The owner then waits for EPOLLOUT, and other loops keep out until it has drained.
         state.ownerWaitsForWritable()
@@ -62,14 +62,14 @@ struct WriteOwnershipTests {
         var state = WriteOwnership()
         _ = state.requestFlush()
         #expect(state.beginWrite(by: .otherLoop, hasBytes: true) == .write)
-        #expect(state.endWrite(by: .otherLoop, written: 40, requested: 100) == .consume(again: false, handBack: true))
+        #expect(state.endWrite(written: 40, requested: 100) == .consume(again: false, handBack: true))
         #expect(state.ownerOnly)
         // Marked queued: the owner's flush is on its way, so new bytes need no other request.
         #expect(state.flushQueued)
         #expect(state.requestFlush() == false)
         #expect(state.beginWrite(by: .otherLoop, hasBytes: true) == .ownerOnly)
         #expect(state.beginWrite(by: .owner, hasBytes: true) == .write)
-        #expect(state.endWrite(by: .owner, written: 60, requested: 60) == .consume(again: false, handBack: false))
+        #expect(state.endWrite(written: 60, requested: 60) == .consume(again: false, handBack: false))
         // Still owner-only until the owner saw the buffer drained.
         #expect(state.beginWrite(by: .otherLoop, hasBytes: true) == .ownerOnly)
         state.drainedByOwner()
@@ -79,7 +79,7 @@ struct WriteOwnershipTests {
     @Test func eagainFromAnotherLoopHandsTheSocketToItsOwner() {
         var state = WriteOwnership()
         #expect(state.beginWrite(by: .otherLoop, hasBytes: true) == .write)
-        #expect(state.endWrite(by: .otherLoop, written: 0, requested: 100) == .consume(again: false, handBack: true))
+        #expect(state.endWrite(written: 0, requested: 100) == .consume(again: false, handBack: true))
         #expect(state.ownerOnly)
         #expect(state.writer == .none)
     }
@@ -87,7 +87,7 @@ struct WriteOwnershipTests {
     @Test func anotherLoopThatUsedItsRoundsHandsBackAQueuedFlush() {
         var state = WriteOwnership()
         #expect(state.beginWrite(by: .otherLoop, hasBytes: true) == .write)
-        #expect(state.endWrite(by: .otherLoop, written: 100, requested: 100) == .consume(again: false, handBack: false))
+        #expect(state.endWrite(written: 100, requested: 100) == .consume(again: false, handBack: false))
         state.handBackToOwner()
         #expect(state.flushQueued)
         #expect(!state.ownerOnly)
@@ -127,11 +127,31 @@ struct WriteOwnershipTests {
         #expect(state.close() == .leftToWriter)
         #expect(state.closePending)
         // Whatever the write did, the writer drops the buffer and closes the descriptor.
-        #expect(state.endWrite(by: .otherLoop, written: 40, requested: 100) == .closeDescriptor)
+        #expect(state.endWrite(written: 40, requested: 100) == .closeDescriptor)
         #expect(!state.closePending)
         #expect(state.writer == .none)
         // Nobody else writes the closed socket.
         #expect(state.beginWrite(by: .otherLoop, hasBytes: true) == .ownerOnly)
+    }
+
+    @Test func aFlushAskedForAfterTheCloseDoesNotKeepTheDescriptorOpen() {
+        var state = WriteOwnership()
+        #expect(state.beginWrite(by: .otherLoop, hasBytes: true) == .write)
+        #expect(state.close() == .leftToWriter)
+        #expect(state.beginWrite(by: .owner, hasBytes: true) == .busy)
+        #expect(state.writing == .otherLoop(rewrite: true, closePending: true))
+        #expect(state.endWrite(written: 100, requested: 100) == .closeDescriptor)
+        #expect(state.writing == .idle)
+    }
+
+    @Test func theOwnerNeverLeavesItsOwnCloseToAWriter() {
+        // The owner's close and its writev run on one thread: a close never lands inside its own
+        // write, so only another loop's writer defers the descriptor.
+        var state = WriteOwnership()
+        #expect(state.beginWrite(by: .owner, hasBytes: true) == .write)
+        #expect(state.close() == .closeNow)
+        #expect(!state.closePending)
+        #expect(state.ownerOnly)
     }
 
     @Test func aFlushAskedForBeforeTheCloseDoesNotKeepTheDescriptorOpen() {
@@ -139,6 +159,6 @@ struct WriteOwnershipTests {
         #expect(state.beginWrite(by: .otherLoop, hasBytes: true) == .write)
         #expect(state.beginWrite(by: .owner, hasBytes: true) == .busy)
         #expect(state.close() == .leftToWriter)
-        #expect(state.endWrite(by: .otherLoop, written: 100, requested: 100) == .closeDescriptor)
+        #expect(state.endWrite(written: 100, requested: 100) == .closeDescriptor)
     }
 }

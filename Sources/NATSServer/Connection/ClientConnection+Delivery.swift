@@ -91,7 +91,7 @@ extension ClientConnection {
         }
         switch result.outcome {
         case .needsFlush:
-            publisher.pendingFlush.append(self)
+            scheduleFlush(on: publisher)
         case .queued:
             break
         case .closed:

@@ -1,46 +1,22 @@
-// ClientConnection, writing: queueing control lines, flushing with writev under the one-writer
-// rule (WriteOwnership), the direct write from a publisher's loop, EPOLLOUT and the write deadline.
+// ClientConnection, writing: the client's side of OutboundConnection (its pending-flush set, its
+// slow-consumer logging) and +OK. The writing itself is OutboundConnection's.
 
 import EventLoop
-import Glibc
 import NATSProtocol
-import Synchronization
 
-extension ClientConnection {
-    // MARK: Outbound (owner side)
-
-    /// Appends protocol bytes for this client (INFO, +OK, PONG, PING, -ERR). Loop thread only.
-    /// The same max-pending rule applies as for messages.
-    func appendControl(bytes: [UInt8]) {
-        appendControl { buffer in bytes.withUnsafeBytes { buffer.append($0) } }
-    }
-
-    func appendControl(_ encode: (inout OutboundBuffer) -> Void) {
-        let maxPending = self.maxPending
-        let outcome: EnqueueOutcome = out.withLock { o in
-            if o.closed { return .closed }
-            let before = o.buffer.pendingBytes
-            encode(&o.buffer)
-            if o.buffer.pendingBytes > maxPending && before > 0 {
-                o.closed = true
-                return .slowConsumer
-            }
-            return o.write.requestFlush() ? .needsFlush : .queued
-        }
-        switch outcome {
-        case .needsFlush: context.pendingFlush.append(self)
-        case .queued, .closed: break
-        case .slowConsumer: slowConsumerDetected()
-        }
-    }
-
+extension ClientConnection: OutboundConnection {
     func sendOK() {
         if tracing { traceOut("OK") }
         appendControl { Encoder.ok(&$0) }
     }
 
-    enum EnqueueOutcome {
-        case needsFlush, queued, closed, slowConsumer
+    @inline(__always)
+    func scheduleFlush(on publisher: LoopContext) {
+        publisher.pendingFlush.append(self)
+    }
+
+    func askOwnerToFlush() {
+        context.enqueueRemoteFlush(self)
     }
 
     /// Called when this connection exceeded max_pending (on any loop). Counts and logs it, then
@@ -53,211 +29,10 @@ extension ClientConnection {
         context.loop.execute { [self] in closeNow(.slowConsumerPendingBytes) }
     }
 
-    /// Flushes queued bytes with one writev (more if the snapshot was capped). Loop thread only.
-    func flush() {
-        if state == .closed { return }
-        if waitingForWritable {
-            // EPOLLOUT will come; writable() writes everything then.
-            out.withLock { $0.write.flushDeferredToWritable() }
-            return
-        }
-        writeOut()
-    }
-
-    func writeOut() {
-        while state != .closed {
-            switch writeRound(&context.iovecs, by: .owner) {
-            case .busy, .ownerOnly, .closedMeanwhile:
-                // Another loop is writing; it goes again (or hands back) when its writev returns.
-                return
-            case .empty:
-                finishedWriting()
-                return
-            case .wrote(let round):
-                switch round.result {
-                case .bytes:
-                    if round.written > 0 {
-                        lastWriteProgress = LoopContext.now()
-                        // A reply to what was just written may come back within the busy-poll window.
-                        context.loop.noteOutput()
-                    }
-                    if round.remaining == 0 {
-                        finishedWriting()
-                        return
-                    }
-                    if round.written < round.requested {
-                        waitForWritable()
-                        return
-                    }
-                    // Bytes appended after the snapshot already queued another flush; only a
-                    // snapshot capped at IOV_MAX vectors, or a flush asked for during the write,
-                    // needs another round now.
-                    if !round.needsAnotherRound { return }
-                case .wouldBlock:
-                    waitForWritable()
-                    return
-                case .error, .eof:
-                    closeNow(.writeError)
-                    return
-                }
-            }
-        }
-    }
-
-    /// Writes this connection's queued bytes from a publisher's loop (not the owner's), sparing the
-    /// owner a wake-up. Only when no other thread is writing it and its owner is not waiting for
-    /// EPOLLOUT or closing; a short write, EAGAIN or an error hands the rest to the owner, which
-    /// then waits for EPOLLOUT or closes as usual. Publisher's loop thread only.
-    func writeFromOtherLoop(_ publisher: LoopContext) {
-        for _ in 0..<4 {
-            switch writeRound(&publisher.iovecs, by: .otherLoop) {
-            case .busy, .empty, .closedMeanwhile:
-                return
-            case .ownerOnly:
-                context.enqueueRemoteFlush(self)
-                return
-            case .wrote(let round):
-                if round.written > 0 { publisher.loop.noteOutput() }
-                if round.handBack {
-                    // The owner registers for EPOLLOUT (or sees the error and closes).
-                    context.enqueueRemoteFlush(self)
-                    return
-                }
-                if !round.needsAnotherRound { return }
-            }
-        }
-        // Still more to write: leave it to the owner rather than stall this publisher's loop. Always
-        // queued: a flush asked for during these writes (already marked queued) counted on this
-        // writer and has no other turn coming.
-        out.withLock { $0.write.handBackToOwner() }
-        context.enqueueRemoteFlush(self)
-    }
-
-    /// What one ``writeRound(_:by:)`` did.
-    enum WriteStep {
-        /// Another thread is writing this socket; it was asked to write again.
-        case busy
-        /// Only the owner writes now (a write from another loop only).
-        case ownerOnly
-        /// Nothing was queued.
-        case empty
-        /// The owner closed the connection during this write from another loop; the descriptor is
-        /// closed now.
-        case closedMeanwhile
-        case wrote(WriteRound)
-    }
-
-    struct WriteRound {
-        var result: IOResult
-        var written: Int
-        var requested: Int
-        /// Pending bytes when the snapshot was taken (more than `requested` when capped at IOV_MAX).
-        var total: Int
-        /// Pending bytes after consuming what was written.
-        var remaining: Int
-        /// A flush was asked for while this round was writing.
-        var again: Bool
-        /// A short write from another loop made the socket owner-only: ask the owner to flush.
-        var handBack: Bool
-
-        var needsAnotherRound: Bool { requested < total || again }
-    }
-
-    /// One snapshot, writev and consume under the one-writer rule (``WriteOwnership``), with
-    /// `iovecs` the calling loop's scratch. `side`: the owner's loop, or a publisher's loop, which
-    /// leaves an owner-only socket alone and hands it back after a short write.
-    func writeRound(_ iovecs: inout [iovec], by side: SocketWriter) -> WriteStep {
-        var total = 0
-        var count = 0
-        let start = out.withLock { o -> WriteOwnership.Start in
-            total = o.buffer.pendingBytes
-            let start = o.write.beginWrite(by: side, hasBytes: total > 0)
-            if start == .write { count = o.buffer.snapshotIOVecs(into: &iovecs) }
-            return start
-        }
-        switch start {
-        case .write: break
-        case .busy: return .busy
-        case .ownerOnly: return .ownerOnly
-        case .empty: return .empty
-        }
-        var requested = 0
-        for i in 0..<count { requested += iovecs[i].iov_len }
-        let result = iovecs.withUnsafeBufferPointer { IO.writev(fd, $0.baseAddress!, count: count) }
-        let written: Int
-        if case .bytes(let n) = result { written = n } else { written = 0 }
-        let maxPending = self.maxPending
-        nonisolated(unsafe) var released: [ClientConnection] = []
-        var end = WriteOwnership.End.closeDescriptor
-        let remaining = out.withLock { o -> Int in
-            end = o.write.endWrite(by: side, written: written, requested: requested)
-            guard case .consume = end else {
-                o.buffer.removeAll()
-                return 0
-            }
-            if written > 0 { o.buffer.consume(written) }
-            if !o.stalledProducers.isEmpty && (written == requested || o.buffer.pendingBytes < maxPending / 2) {
-                swap(&released, &o.stalledProducers)
-            }
-            return o.buffer.pendingBytes
-        }
-        guard case .consume(let again, let handBack) = end else {
-            // The owner closed during this write (only a writer on another loop sees this).
-            IO.close(fd)
-            return .closedMeanwhile
-        }
-        if !released.isEmpty { Self.resume(released) }
-        return .wrote(WriteRound(result: result, written: written, requested: requested, total: total,
-                                 remaining: remaining, again: again, handBack: handBack))
-    }
-
-    func finishedWriting() {
-        if state == .open {
-            out.withLock { o in
-                // Drained by the owner: other loops may write directly again (unless more bytes
-                // arrived meanwhile, in which case a flush is queued and clears it next time).
-                if o.buffer.pendingBytes == 0 { o.write.drainedByOwner() }
-            }
-        }
-        if waitingForWritable {
-            waitingForWritable = false
-            if let writeDeadlineTimer { _ = context.loop.cancel(writeDeadlineTimer) }
-            writeDeadlineTimer = nil
-            setInterest(state == .open && !readPaused ? .readable : [], orClose: .writeError)
-        }
-        if case .draining(let reason) = state { closeNow(reason) }
-    }
-
-    func waitForWritable() {
-        if waitingForWritable { return }
-        waitingForWritable = true
-        out.withLock { $0.write.ownerWaitsForWritable() }
-        lastWriteProgress = LoopContext.now()
-        guard setInterest(state == .open && !readPaused ? [.readable, .writable] : .writable, orClose: .writeError) else {
-            return
-        }
-        scheduleWriteDeadline(after: broker.options.writeDeadline)
-    }
-
-    func scheduleWriteDeadline(after delay: Duration) {
-        writeDeadlineTimer = context.loop.schedule(after: delay) { [self] in
-            writeDeadlineTimer = nil
-            guard waitingForWritable, state != .closed else { return }
-            let deadline = UInt64(max(0, broker.options.writeDeadline.nanoseconds))
-            let stalled = LoopContext.now() &- lastWriteProgress
-            if stalled >= deadline {
-                if case .draining(let reason) = state {
-                    closeNow(reason)
-                    return
-                }
-                let pending = out.withLock { $0.buffer.pendingBytes }
-                broker.slowConsumers.wrappingAdd(1, ordering: .relaxed)
-                broker.logger.notice(
-                    "\(logPrefix) - Slow Consumer Detected: WriteDeadline of \(goDuration(broker.options.writeDeadline)) exceeded with \(pending) total bytes pending")
-                closeNow(.slowConsumerWriteDeadline)
-            } else {
-                scheduleWriteDeadline(after: .nanoseconds(Int64(deadline - stalled)))
-            }
-        }
+    func writeDeadlineExceeded(pending: Int) {
+        broker.slowConsumers.wrappingAdd(1, ordering: .relaxed)
+        broker.logger.notice(
+            "\(logPrefix) - Slow Consumer Detected: WriteDeadline of \(goDuration(broker.options.writeDeadline)) exceeded with \(pending) total bytes pending")
+        closeNow(.slowConsumerWriteDeadline)
     }
 }

@@ -47,12 +47,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     let tracing: Bool
     let out = Mutex(Outbound())
 
-    enum State: Equatable {
-        case open
-        /// Closing: no more reads or deliveries; queued bytes are being written.
-        case draining(CloseReason)
-        case closed
-    }
+    typealias State = ConnectionState
 
     // Loop-confined and never accessed re-entrantly: no dynamic exclusivity checks on the hot path.
     @exclusivity(unchecked) var state: State = .open

@@ -13,9 +13,8 @@
 // - An owner that closes while another loop is in writev leaves freeing the buffer and closing the
 //   descriptor to that writer, so the descriptor number cannot be reused under it.
 
-/// Who is writing a socket.
+/// Which side writes a socket.
 enum SocketWriter: Equatable, Sendable {
-    case none
     /// The loop that owns the connection.
     case owner
     /// A publisher's loop writing directly, sparing the owner a wake-up.
@@ -25,21 +24,49 @@ enum SocketWriter: Equatable, Sendable {
 /// The write ownership of one connection (see the file comment for the rules). A plain value:
 /// the connection keeps it in `Outbound`, under its one lock.
 struct WriteOwnership: Equatable, Sendable {
-    /// The thread in writev, between its snapshot and consuming what it wrote.
-    private(set) var writer = SocketWriter.none
-    /// A flush was asked for while `writer` was writing: it writes again before it lets go.
-    private(set) var rewrite = false
+    /// The thread in writev, between its snapshot and consuming what it wrote, with what was asked
+    /// of it meanwhile; a request to write again or a pending close exists only while one writes.
+    enum Writing: Equatable, Sendable {
+        case idle
+        /// `rewrite`: a flush was asked for during the write; it writes again before it lets go.
+        case owner(rewrite: Bool)
+        /// `closePending`: the owner closed during this write; this writer closes the descriptor.
+        case otherLoop(rewrite: Bool, closePending: Bool)
+    }
+
+    private(set) var writing = Writing.idle
     /// The connection is in some loop's pending-flush set, or its flush is queued with the owner.
     private(set) var flushQueued = false
     /// Only the owner writes: it waits for EPOLLOUT, the connection is closing, or a write from
     /// another loop could not write everything.
     private(set) var ownerOnly = false
-    /// The owner closed while another loop's writer was in writev; that writer closes.
-    private(set) var closePending = false
+
+    /// The side in writev, nil when none is.
+    var writer: SocketWriter? {
+        switch writing {
+        case .idle: nil
+        case .owner: .owner
+        case .otherLoop: .otherLoop
+        }
+    }
+
+    /// A flush was asked for while the current writer was writing.
+    var rewrite: Bool {
+        switch writing {
+        case .idle: false
+        case .owner(let rewrite), .otherLoop(let rewrite, _): rewrite
+        }
+    }
+
+    /// The owner closed while another loop's writer was in writev.
+    var closePending: Bool {
+        if case .otherLoop(_, true) = writing { return true }
+        return false
+    }
 
     /// What ``beginWrite(by:hasBytes:)`` allows.
     enum Start: Equatable {
-        /// Snapshot the buffer and writev; call ``endWrite(by:written:requested:)`` after.
+        /// Snapshot the buffer and writev; call ``endWrite(written:requested:)`` after.
         case write
         /// Another thread is writing; it was asked to write again.
         case busy
@@ -49,7 +76,7 @@ struct WriteOwnership: Equatable, Sendable {
         case empty
     }
 
-    /// What the writer does after ``endWrite(by:written:requested:)``.
+    /// What the writer does after ``endWrite(written:requested:)``.
     enum End: Equatable {
         /// Consume what was written (the lock is still held). `again`: a flush was asked for
         /// during the write. `handBack`: another loop's short write made the socket owner-only;
@@ -79,34 +106,41 @@ struct WriteOwnership: Equatable, Sendable {
     /// A writer on `side` wants to write; `hasBytes`: the buffer holds pending bytes.
     @inline(__always)
     mutating func beginWrite(by side: SocketWriter, hasBytes: Bool) -> Start {
-        if writer != .none {
-            rewrite = true
+        switch writing {
+        case .idle: break
+        case .owner:
+            writing = .owner(rewrite: true)
+            return .busy
+        case .otherLoop(_, let closePending):
+            writing = .otherLoop(rewrite: true, closePending: closePending)
             return .busy
         }
         if side == .otherLoop && ownerOnly { return .ownerOnly }
         flushQueued = false
         guard hasBytes else { return .empty }
-        writer = side
+        writing = side == .owner ? .owner(rewrite: false) : .otherLoop(rewrite: false, closePending: false)
         return .write
     }
 
-    /// The writer on `side` returned from writev having written `written` of `requested` bytes
-    /// (0 for EAGAIN or an error).
+    /// The writer returned from writev having written `written` of `requested` bytes (0 for EAGAIN
+    /// or an error). Which side it was is in `writing`.
     @inline(__always)
-    mutating func endWrite(by side: SocketWriter, written: Int, requested: Int) -> End {
-        writer = .none
-        let again = rewrite
-        rewrite = false
-        if closePending {
-            closePending = false
+    mutating func endWrite(written: Int, requested: Int) -> End {
+        let ended = writing
+        writing = .idle
+        switch ended {
+        case .idle, .owner(rewrite: false):
+            return .consume(again: false, handBack: false)
+        case .owner(rewrite: true):
+            return .consume(again: true, handBack: false)
+        case .otherLoop(_, closePending: true):
             return .closeDescriptor
-        }
-        if side == .otherLoop && written < requested {
+        case .otherLoop(let again, closePending: false):
+            guard written < requested else { return .consume(again: again, handBack: false) }
             ownerOnly = true
             flushQueued = true
             return .consume(again: again, handBack: true)
         }
-        return .consume(again: again, handBack: false)
     }
 
     /// The owner's flush found it is waiting for EPOLLOUT: writable() writes then, so the queued
@@ -138,13 +172,12 @@ struct WriteOwnership: Equatable, Sendable {
         return requestFlush()
     }
 
-    /// The owner closes the connection.
+    /// The owner closes the connection. The owner never closes inside its own writev (both run
+    /// on its loop thread), so only another loop's writer can be in flight.
     mutating func close() -> Close {
         ownerOnly = true
-        if writer != .none {
-            closePending = true
-            return .leftToWriter
-        }
-        return .closeNow
+        guard case .otherLoop(let rewrite, _) = writing else { return .closeNow }
+        writing = .otherLoop(rewrite: rewrite, closePending: true)
+        return .leftToWriter
     }
 }
