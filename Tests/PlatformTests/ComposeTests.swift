@@ -7,9 +7,9 @@ import Testing
 @Suite struct ComposeTests {
     static let services = ["nats"] + Contract.services
 
-    /// `docker-compose -f docker-compose.yml config` with `environment`; nil when docker-compose is
-    /// absent (a failure when REQUIRE_PEERS=1).
-    static func config(_ environment: [String: String] = [:]) async throws -> YAMLNode? {
+    /// `docker-compose -f <file> ... config` (docker-compose.yml unless `files` says otherwise) with
+    /// `environment`; nil when docker-compose is absent (a failure when REQUIRE_PEERS=1).
+    static func config(_ environment: [String: String] = [:], files: [String] = ["docker-compose.yml"]) async throws -> YAMLNode? {
         guard let compose = findExecutable("docker-compose") else {
             if peersRequired { Issue.record("REQUIRE_PEERS=1 but docker-compose is not installed (.ci/run installs Debian's)") }
             return nil
@@ -17,7 +17,7 @@ import Testing
         var env = ProcessInfo.processInfo.environment
         for key in ["JWT_SECRET", "LOG_LEVEL", "SWIFT_IMAGE", "COMPOSE_FILE", "COMPOSE_PROJECT_NAME"] { env[key] = nil }
         for (key, value) in environment { env[key] = value }
-        let result = try await runCommand(compose, ["-f", "docker-compose.yml", "config"], environment: env,
+        let result = try await runCommand(compose, files.flatMap { ["-f", $0] } + ["config"], environment: env,
                                           directory: repositoryRoot, timeout: 60)
         guard result.status == 0 else {
             throw TestFailure("docker-compose config exited with \(result.status):\n\(result.error)\(result.output)")
@@ -146,6 +146,49 @@ import Testing
         for name in Contract.services { #expect(services.contains("\(name))"), "Dockerfile accepts SERVICE=\(name)") }
         let ignore = try Self.text(".dockerignore").split(separator: "\n").map(String.init)
         #expect(ignore.contains(".build") && ignore.contains(".git") && ignore.contains("/data"))
+    }
+
+    /// The test-only override scripts/compose-check runs with: every service of docker-compose.yml
+    /// (a new one too) on the host network, built on it, and reaching the broker on the loopback.
+    @Test func theComposeCheckOverridePutsEveryServiceOnTheHostNetwork() async throws {
+        guard let config = try await Self.config(files: ["docker-compose.yml", "scripts/compose-check.host-network.yml"]),
+              let services = config["services"] else { return }
+        #expect(Set(services.keys) == Set(Self.services), "the override adds no service and misses none")
+        for name in Self.services {
+            #expect(services[name]?["network_mode"]?.string == "host", "\(name): network_mode")
+            #expect(services[name]?["build"]?["network"]?.string == "host", "\(name): build network")
+            if name != "nats" {
+                #expect(services[name]?["environment"]?["NATS_URL"]?.string == "nats://services:change-me@127.0.0.1:4222",
+                        "\(name): NATS_URL on the loopback")
+            }
+        }
+    }
+
+    @Test func dockerfilesBuildOfflineShareTheRuntimeLayersAndStripTheBinary() throws {
+        for path in ["Dockerfile", "nats-server/Dockerfile"] {
+            let text = try Self.text(path)
+            // A syntax directive makes BuildKit fetch its frontend image from a registry.
+            #expect(!text.contains("# syntax="), "\(path): syntax directive")
+            #expect(text.contains("strip --strip-all"), "\(path): the installed binary is stripped")
+        }
+        // Up to the COPY of the binary, the runtime stage must not depend on SERVICE, or its package
+        // layer is built once per service instead of once.
+        let services = try Self.text("Dockerfile")
+        let runtime = try #require(services.components(separatedBy: "\nFROM ${RUNTIME_IMAGE}\n").dropFirst().first)
+        let beforeCopy = try #require(runtime.components(separatedBy: "COPY --from=build").first)
+        #expect(!beforeCopy.contains("SERVICE"), "runtime stage before COPY: \(beforeCopy)")
+        // The build stages are the same up to the compilation of every product, so the five images
+        // share one compilation through the build cache.
+        func buildUpToCompilation(_ text: String) -> [String] {
+            let instructions = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+                .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+            let stage = instructions.drop { !$0.hasPrefix("FROM ${SWIFT_IMAGE} AS build") }
+            guard let end = stage.firstIndex(where: { $0.hasPrefix("RUN swift build") }) else { return [] }
+            return Array(stage[...end])
+        }
+        let shared = buildUpToCompilation(services)
+        #expect(shared.last == "RUN swift build -c release --static-swift-stdlib", "\(shared)")
+        #expect(shared == buildUpToCompilation(try Self.text("nats-server/Dockerfile")))
     }
 
     @Test func miniYAMLReadsWhatComposePrints() throws {

@@ -7,14 +7,15 @@
 # tests compare against; Debian bookworm's package), curl (PlatformTests, scripts/platform),
 # docker-compose (PlatformTests validate docker-compose.yml with `docker-compose config`; no Docker
 # engine needed), python3 with pytest, nats-py (the interop suite) and prometheus_client
-# (MonitoringEndpointTests parse /metrics with it).
+# (MonitoringEndpointTests parse /metrics with it), kubernetes-validate and pyyaml (Tests/Deploy
+# checks deploy/kubernetes against the API schema; the schemas ship in the package, so it runs offline).
 # Debian packages need root (or sudo without a password); the Python packages go to the user's
 # site when pip cannot write the system's.
 
 peers_label=${peers_label:-${0##*/}}
-peers_pip_packages=(nats-py pytest prometheus_client)
+peers_pip_packages=(nats-py pytest prometheus_client kubernetes-validate pyyaml)
 
-peers_have_python_modules() { python3 -c 'import nats, pytest, prometheus_client' > /dev/null 2>&1; }
+peers_have_python_modules() { python3 -c 'import nats, pytest, prometheus_client, kubernetes_validate, yaml' > /dev/null 2>&1; }
 
 # peers_missing: sets peers_apt (Debian packages to install) and peers_pip (pip packages) to what is
 # missing here.
