@@ -1,4 +1,4 @@
-// ProtocolBench: micro-benchmarks for NATSProtocol (parser, subject trie, encoder).
+// ProtocolBench: micro-benchmarks for NATSProtocol (both parsers, subject trie, encoder).
 // Not a SwiftPM target: scripts/microbench.sh compiles this file together with
 // Sources/NATSProtocol/*.swift using `swiftc -O` and runs it. Reports numbers only; asserts nothing.
 
@@ -81,6 +81,55 @@ func benchParser(payloadSize: Int, chunkSize: Int) -> UInt64 {
     let checksum = UInt64(handler.payloadBytes)
     let perRound = handler.messages / 6
     print("parser  PUB \(pad(String(payloadSize) + "B", 5)) chunks \(pad(String(chunkSize), 6))  "
+        + "\(format(Double(stream.count) / time / 1e6)) MB/s  \(format(Double(perRound) / time / 1e6, decimals: 2)) M msgs/s")
+    return checksum
+}
+
+/// Counts what the client library's parser delivers.
+struct CountingServerHandler: ServerOpHandler {
+    var messages = 0
+    var payloadBytes = 0
+    mutating func info(json: UnsafeRawBufferPointer) -> Bool { true }
+    mutating func msg(subject: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
+                      payload: UnsafeRawBufferPointer) -> Bool {
+        messages += 1
+        payloadBytes += payload.count + subject.count
+        return true
+    }
+    mutating func hmsg(subject: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
+                       headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) -> Bool {
+        messages += 1
+        payloadBytes += headers.count + payload.count
+        return true
+    }
+    mutating func ping() -> Bool { true }
+    mutating func pong() -> Bool { true }
+    mutating func ok() -> Bool { true }
+    mutating func err(message: UnsafeRawBufferPointer) -> Bool { true }
+}
+
+/// The client side: MSG frames through `ServerParser`, cut into `chunkSize` reads.
+func benchServerParser(payloadSize: Int, chunkSize: Int) -> UInt64 {
+    var stream: [UInt8] = []
+    let payload = [UInt8](repeating: 0x61, count: payloadSize)
+    while stream.count < 8 << 20 {
+        Encoder.msg(&stream, subject: "bench.subject.\(stream.count % 7)", sid: "1", payload: payload)
+    }
+    var handler = CountingServerHandler()
+    let time = best {
+        var parser = ServerParser()
+        stream.withUnsafeBytes { all in
+            var offset = 0
+            while offset < all.count {
+                let end = min(offset + chunkSize, all.count)
+                _ = parser.parse(UnsafeRawBufferPointer(rebasing: all[offset..<end]), into: &handler)
+                offset = end
+            }
+        }
+    }
+    let checksum = UInt64(handler.payloadBytes)
+    let perRound = handler.messages / 6
+    print("parser  MSG \(pad(String(payloadSize) + "B", 5)) chunks \(pad(String(chunkSize), 6))  "
         + "\(format(Double(stream.count) / time / 1e6)) MB/s  \(format(Double(perRound) / time / 1e6, decimals: 2)) M msgs/s")
     return checksum
 }
@@ -213,7 +262,7 @@ func benchEncoder(payloadSize: Int) -> UInt64 {
 
 // MARK: - main
 
-// Optional arguments pick sections: parser, trie, encoder (default: all).
+// Optional arguments pick sections: parser, msgparser, trie, encoder (default: all).
 let sections = Set(CommandLine.arguments.dropFirst())
 func wanted(_ section: String) -> Bool { sections.isEmpty || sections.contains(section) }
 
@@ -221,6 +270,11 @@ print("ProtocolBench (best of several rounds; single thread)")
 if wanted("parser") {
 for (payload, chunk) in [(16, 65536), (128, 65536), (1024, 65536), (128, 1500)] {
     sink &+= benchParser(payloadSize: payload, chunkSize: chunk)
+}
+}
+if wanted("msgparser") {
+for (payload, chunk) in [(16, 65536), (128, 65536), (1024, 65536), (128, 1500)] {
+    sink &+= benchServerParser(payloadSize: payload, chunkSize: chunk)
 }
 }
 if wanted("trie") {

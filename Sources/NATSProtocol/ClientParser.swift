@@ -106,35 +106,35 @@ extension ClientOpHandler {
 /// Not thread-safe: one connection, one thread.
 public struct ClientParser: Sendable {
     /// Longest argument line accepted (CONNECT JSON included); longer is `.maxControlLineExceeded`.
-    public var maxControlLine: Int
+    public var maxControlLine: Int {
+        get { framer.maxControlLine }
+        set { framer.maxControlLine = newValue }
+    }
     /// Largest PUB/HPUB total size accepted; larger is `.maxPayloadViolation`.
     public var maxPayload: Int
     /// When true (auth required and no CONNECT seen yet), any op other than CONNECT fails with
     /// `.authorizationViolation` at its first byte, as nats-server 2.9.10 does. Cleared by CONNECT.
-    public var requireConnectFirst: Bool = false
+    public var requireConnectFirst: Bool {
+        get { framer.connectFirst }
+        set { framer.connectFirst = newValue }
+    }
 
     // Internal for @inlinable: parse is specialised for the caller's handler type (the broker's),
     // so handler calls are direct and the op path inlines; unspecialised it went through witness tables.
-    @usableFromInline var state: State = .start
-    @usableFromInline var word: Word = .pub
-    @usableFromInline var wordPos = 0
-    @usableFromInline var split = SplitBuffer()
-    @usableFromInline var argSawCR = false
+    @usableFromInline var framer: LineFramer<Word>
     @usableFromInline var head = MessageHead()
-    @usableFromInline var payloadOffset = 0
-    @usableFromInline var payloadHave = 0
     @usableFromInline var failure: ClientParseError?
 
     /// Creates a parser with the 2.9.10 defaults (4 KiB control line, 1 MiB payload).
     public init(maxControlLine: Int = 4096, maxPayload: Int = 1_048_576) {
-        self.maxControlLine = maxControlLine
+        self.framer = LineFramer(maxControlLine: maxControlLine, word: .pub)
         self.maxPayload = maxPayload
     }
 
     /// Bytes held for a frame split across calls (for tests and monitoring).
-    public var bufferedByteCount: Int { split.count }
+    public var bufferedByteCount: Int { framer.split.count }
     /// Capacity of the split-frame buffer (for tests: it must stay bounded).
-    public var bufferCapacity: Int { split.capacity }
+    public var bufferCapacity: Int { framer.split.capacity }
 
     /// Feeds bytes; calls the handler once per complete op, in order.
     /// - Returns: `.ok` when all bytes were consumed, `.stopped` when a handler returned false,
@@ -142,117 +142,33 @@ public struct ClientParser: Sendable {
     @inlinable
     public mutating func parse<H: ClientOpHandler>(_ bytes: UnsafeRawBufferPointer, into handler: inout H) -> ClientParseResult {
         if let f = failure { return .error(f) }
-        let n = bytes.count
         var i = 0
-        while i < n {
-            switch state {
-            case .start:
-                let b = bytes[i]
-                if requireConnectFirst && b != 0x43 && b != 0x63 { return fail(.authorizationViolation) }
-                switch ASCII.upper(b) {
-                case 0x43: word = .connect; wordPos = 1; state = .word  // C
-                case 0x50: state = .p                                   // P
-                case 0x48: state = .h                                   // H
-                case 0x53: word = .sub; wordPos = 1; state = .word      // S
-                case 0x55: word = .unsub; wordPos = 1; state = .word    // U
-                case 0x49: word = .info; wordPos = 1; state = .word     // I
-                case 0x2B: word = .ok; wordPos = 1; state = .word       // +
-                case 0x2D: word = .err; wordPos = 1; state = .word      // -
-                default: return fail(.unknownOperation)
-                }
-                i += 1
-            case .p:
-                switch ASCII.upper(bytes[i]) {
-                case 0x55: word = .pub    // U
-                case 0x49: word = .ping   // I
-                case 0x4F: word = .pong   // O
-                default: return fail(.unknownOperation)
-                }
-                wordPos = 2; state = .word; i += 1
-            case .h:
-                switch ASCII.upper(bytes[i]) {
-                case 0x50: word = .hpub   // P
-                case 0x4D: word = .hmsg   // M
-                default: return fail(.unknownOperation)
-                }
-                wordPos = 2; state = .word; i += 1
-            case .word:
-                let spelling = word.spelling
-                guard ASCII.upper(bytes[i]) == spelling.utf8Start[wordPos] else { return fail(.unknownOperation) }
-                wordPos += 1
-                i += 1
-                if wordPos == spelling.utf8CodeUnitCount {
-                    switch word {
-                    case .connect, .info: state = .blanks
-                    case .ping, .pong, .ok: state = .skipLine
-                    default: state = .needBlank
-                    }
-                }
-            case .needBlank:
-                guard ASCII.isBlank(bytes[i]) else { return fail(.unknownOperation) }
-                state = .blanks
-                i += 1
-            case .blanks:
-                while i < n && ASCII.isBlank(bytes[i]) { i += 1 }
-                if i == n { break }
-                // The first byte of the argument line is taken whatever it is (parser.go *_SPC states).
-                let first = i
-                if let lf = bytes.firstLF(from: first + 1) {
-                    var end = lf
-                    if lf - 1 > first && (bytes[lf - 1] == ASCII.cr || bytes.containsCR(first + 1, lf)) { end = lf - 1 }
-                    i = lf + 1
-                    if let r = completeLine(bytes.slice(first, end), inSplit: false, bytes, &i, &handler) { return r }
-                } else {
-                    if n - first > maxControlLine + 1 { return fail(.maxControlLineExceeded) }
-                    split.reset()
-                    split.append(bytes.slice(first, n))
-                    argSawCR = bytes.containsCR(first + 1, n)
-                    state = .arg
-                    i = n
-                }
-            case .arg:
-                let lf = bytes.firstLF(from: i)
-                let end = lf ?? n
-                if split.count + (end - i) > maxControlLine + 1 { return fail(.maxControlLineExceeded) }
-                split.append(bytes.slice(i, end))
-                if !argSawCR { argSawCR = bytes.containsCR(i, end) }
-                guard let lf else { i = n; break }
-                i = lf + 1
-                let line = split.view(0, split.count - (argSawCR ? 1 : 0))
-                if let r = completeLine(line, inSplit: true, bytes, &i, &handler) { return r }
-            case .skipLine:
-                guard let lf = bytes.firstLF(from: i) else { i = n; break }
-                i = lf + 1
-                state = .start
+        while true {
+            switch framer.next(bytes, &i) {
+            case .end:
+                return .ok
+            case .line(let line, let inSplit):
+                if let r = completeLine(line, inSplit: inSplit, bytes, &i, &handler) { return r }
+            case .bare:
                 let go: Bool
-                switch word {
+                switch framer.word {
                 case .ping: go = handler.ping()
                 case .pong: go = handler.pong()
                 default: go = handler.ok()
                 }
                 if !go { return .stopped }
-            case .payload:
-                let take = Swift.min(head.size - payloadHave, n - i)
-                split.append(bytes.slice(i, i + take))
-                payloadHave += take
-                i += take
-                if payloadHave == head.size { state = .endR }
-            case .endR:
-                guard bytes[i] == ASCII.cr else { return fail(.unknownOperation) }
-                state = .endN
-                i += 1
-            case .endN:
-                guard bytes[i] == ASCII.lf else { return fail(.unknownOperation) }
-                i += 1
-                state = .start
-                let all = split.view(0, split.count)
-                let body = split.view(payloadOffset, head.size)
-                let go = deliver(head, line: all, body: body, &handler)
-                split.reset()
+            case .message(let line, let body):
+                let go = deliver(head, line: line, body: body, &handler)
+                framer.endLine(inSplit: true)
                 if !go { return .stopped }
+            case .failure(let f):
+                switch f {
+                case .unknownOperation: return fail(.unknownOperation)
+                case .controlLineTooLong: return fail(.maxControlLineExceeded)
+                case .connectFirst: return fail(.authorizationViolation)
+                }
             }
         }
-        return .ok
     }
 
     // MARK: - Internals
@@ -260,7 +176,7 @@ public struct ClientParser: Sendable {
     @usableFromInline
     mutating func fail(_ e: ClientParseError) -> ClientParseResult {
         failure = e
-        split.reset()
+        framer.abandon()
         return .error(e)
     }
 
@@ -268,10 +184,9 @@ public struct ClientParser: Sendable {
     /// payload found in `bytes`. Returns nil to continue parsing.
     @inlinable
     mutating func completeLine<H: ClientOpHandler>(_ line: UnsafeRawBufferPointer, inSplit: Bool,
-                                                          _ bytes: UnsafeRawBufferPointer, _ next: inout Int,
-                                                          _ handler: inout H) -> ClientParseResult? {
-        if line.count > maxControlLine { return fail(.maxControlLineExceeded) }
-        state = .start
+                                                   _ bytes: UnsafeRawBufferPointer, _ next: inout Int,
+                                                   _ handler: inout H) -> ClientParseResult? {
+        let word = framer.word
         var go = true
         switch word {
         case .connect:
@@ -321,45 +236,26 @@ public struct ClientParser: Sendable {
                 }
                 if h.size > maxPayload { return fail(.maxPayloadViolation) }
             }
-            return beginPayload(h, line: line, inSplit: inSplit, bytes, &next, &handler)
+            switch framer.beginPayload(size: h.size, line: line, inSplit: inSplit, bytes, &next) {
+            case .here(let body):
+                go = deliver(h, line: line, body: body, &handler)
+            case .pending:
+                head = h
+                return nil
+            case .badEnd:
+                return fail(.unknownOperation)
+            }
         case .ping, .pong, .ok:
             break  // not reached: these have no argument line
         }
-        if inSplit { split.reset() }
+        framer.endLine(inSplit: inSplit)
         return go ? nil : .stopped
-    }
-
-    /// After a PUB/HPUB line: delivers at once when payload and CRLF are all in `bytes`, else copies the
-    /// line (if not already held) and what there is of the payload into the split buffer.
-    @inlinable
-    mutating func beginPayload<H: ClientOpHandler>(_ h: MessageHead, line: UnsafeRawBufferPointer, inSplit: Bool,
-                                                          _ bytes: UnsafeRawBufferPointer, _ next: inout Int,
-                                                          _ handler: inout H) -> ClientParseResult? {
-        let p = next
-        let n = bytes.count
-        if n - p >= h.size + 2 {
-            guard bytes[p + h.size] == ASCII.cr, bytes[p + h.size + 1] == ASCII.lf else { return fail(.unknownOperation) }
-            next = p + h.size + 2
-            let go = deliver(h, line: line, body: bytes.slice(p, p + h.size), &handler)
-            if inSplit { split.reset() }
-            return go ? nil : .stopped
-        }
-        if !inSplit {
-            split.reset()
-            split.append(line)
-        }
-        head = h
-        payloadOffset = split.count
-        payloadHave = 0
-        split.reserve(total: payloadOffset + h.size)
-        state = h.size > 0 ? .payload : .endR
-        return nil
     }
 
     /// Calls the handler for a complete message. `line` is the argument line `h`'s ranges refer to.
     @inlinable
     func deliver<H: ClientOpHandler>(_ h: MessageHead, line: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer,
-                                            _ handler: inout H) -> Bool {
+                                     _ handler: inout H) -> Bool {
         switch h.kind {
         case .plain:
             return handler.pub(subject: line.view(h.subject), reply: line.view(h.reply), payload: body)
@@ -371,16 +267,13 @@ public struct ClientParser: Sendable {
         }
     }
 
+    /// The client op names. PUB stands for every name that begins with P until a letter says otherwise;
+    /// HPUB for those with H.
     @usableFromInline
-    enum State: UInt8, Sendable {
-        case start, p, h, word, needBlank, blanks, arg, skipLine, payload, endR, endN
-    }
-
-    @usableFromInline
-    enum Word: UInt8, Sendable {
+    enum Word: UInt8, OpWord {
         case connect, hpub, hmsg, pub, ping, pong, sub, unsub, info, ok, err
 
-        @inlinable
+        @inlinable @inline(__always)
         var spelling: StaticString {
             switch self {
             case .connect: "CONNECT"
@@ -394,6 +287,42 @@ public struct ClientParser: Sendable {
             case .info: "INFO"
             case .ok: "+OK"
             case .err: "-ERR"
+            }
+        }
+
+        @inlinable @inline(__always)
+        var tail: WordTail {
+            switch self {
+            case .connect, .info: .arguments
+            case .ping, .pong, .ok: .ignoredLine
+            case .hpub, .hmsg, .pub, .sub, .unsub, .err: .blankThenArguments
+            }
+        }
+
+        @inlinable @inline(__always)
+        static func lead(_ byte: UInt8, connectFirst: Bool) -> OpLead<Word> {
+            if connectFirst && byte != 0x43 && byte != 0x63 { return .refused }
+            switch ASCII.upper(byte) {
+            case 0x43: return .word(.connect)  // C
+            case 0x50: return .word(.pub)      // P (PING and PONG through `instead`)
+            case 0x48: return .word(.hpub)     // H (HMSG through `instead`)
+            case 0x53: return .word(.sub)      // S
+            case 0x55: return .word(.unsub)    // U
+            case 0x49: return .word(.info)     // I
+            case 0x2B: return .word(.ok)       // +
+            case 0x2D: return .word(.err)      // -
+            default: return .unknown
+            }
+        }
+
+        @inlinable @inline(__always)
+        static func instead(of word: Word, at position: Int, _ upper: UInt8) -> Word? {
+            guard position == 1 else { return nil }
+            switch (word, upper) {
+            case (.pub, 0x49): return .ping   // PI
+            case (.pub, 0x4F): return .pong   // PO
+            case (.hpub, 0x4D): return .hmsg  // HM
+            default: return nil
             }
         }
     }

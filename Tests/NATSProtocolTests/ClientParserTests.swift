@@ -63,6 +63,7 @@ let validClientCases: [ClientCase] = [
     ClientCase("ping\n", [.ping]),
     ClientCase("PINGX garbage\r\n", [.ping]),                                       // bytes to LF ignored
     ClientCase("PONG\r\nPoNg\r\n", [.pong, .pong]),
+    ClientCase("pInG\r\npOnG\r\nhMsG x\r\n\r\n", [.ping, .pong, .pub("", "")]),
     ClientCase("+OK\r\n+ok junk\n", [.ok, .ok]),
     ClientCase("INFO {}\r\n", [.info("{}")]),
     ClientCase("INFO \t {\"x\":1}\r\n", [.info("{\"x\":1}")]),
@@ -84,6 +85,14 @@ let failingClientCases: [ClientCase] = [
     ClientCase("PIN\r\n", [], .error(.unknownOperation)),
     ClientCase("PUB\r\n", [], .error(.unknownOperation)),
     ClientCase("PUBX\r\n", [], .error(.unknownOperation)),
+    // Names that share a first letter part only at the second: a later letter of another name fails.
+    ClientCase("PUNG\r\n", [], .error(.unknownOperation)),
+    ClientCase("PIB foo 1\r\nx\r\n", [], .error(.unknownOperation)),
+    ClientCase("POB foo 1\r\nx\r\n", [], .error(.unknownOperation)),
+    ClientCase("PINB\r\n", [], .error(.unknownOperation)),
+    ClientCase("HMUB foo 0 0\r\n\r\n", [], .error(.unknownOperation)),
+    ClientCase("HPSG foo 1 0 0\r\n\r\n", [], .error(.unknownOperation)),
+    ClientCase("HX\r\n", [], .error(.unknownOperation)),
     ClientCase("UNSUB\r\n", [], .error(.unknownOperation)),
     ClientCase("UNSUB_2\r\n", [], .error(.unknownOperation)),
     ClientCase("-ERR\r\n", [], .error(.unknownOperation)),
