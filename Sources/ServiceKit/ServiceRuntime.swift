@@ -111,13 +111,20 @@ public final class ServiceRuntime: Sendable {
     }
     private let state = Mutex(State())
 
-    /// Work for `run()` to start as a child task: buffered until `run()` starts, finished when its
-    /// shutdown steps are done.
+    /// Work for `run()` to start as a child task, buffered until `run()` starts.
     private struct Child: Sendable {
         var name: String
         var work: @Sendable () async -> Void
     }
-    private let children = AsyncStream<Child>.makeStream()
+    /// The service's own background work (``spawn(_:_:)``): finished, cancelled and awaited once
+    /// intake has stopped and before the NATS connection drains, so that work still in progress
+    /// (a job publishing its result) can use the connection.
+    private let workers = AsyncStream<Child>.makeStream()
+    /// Ends when every worker has ended.
+    private let workersEnded = AsyncStream<Void>.makeStream()
+    /// Shutdown steps left running past their deadline (``within(_:_:)``): finished when the
+    /// shutdown steps are done, then cancelled.
+    private let overruns = AsyncStream<Child>.makeStream()
 
     /// - Parameters:
     ///   - name: the service name.
@@ -196,17 +203,18 @@ public final class ServiceRuntime: Sendable {
         state.withLock { $0.shutdownActions.append((name, action)) }
     }
 
-    /// Runs `work` as a child task of ``run()``, so it does not outlive the service: once the
-    /// shutdown steps are done it is cancelled, and `run()` returns only after it has ended (work
-    /// that ignores cancellation holds `run()` up). Work added before `run()` starts when `run()`
-    /// does.
+    /// Runs `work` as a child task of ``run()``, so it does not outlive the service: at shutdown,
+    /// once HTTP, the endpoints and the consumers have stopped and before the NATS connection
+    /// drains, it is cancelled and awaited (within the intake part of the deadline; work that is
+    /// still running then is cancelled again when `run()` ends, and `run()` returns only after it
+    /// has ended). Work added before `run()` starts when `run()` does.
     /// - Parameters:
     ///   - name: label in the shutdown log.
     ///   - work: the task's body; it should end soon after it is cancelled.
-    /// - Returns: false, and `work` never runs, when `run()` has already finished its shutdown.
+    /// - Returns: false, and `work` never runs, once `run()` has stopped its background work.
     @discardableResult
     public func spawn(_ name: String, _ work: @escaping @Sendable () async -> Void) -> Bool {
-        if case .enqueued = children.continuation.yield(Child(name: name, work: work)) { return true }
+        if case .enqueued = workers.continuation.yield(Child(name: name, work: work)) { return true }
         return false
     }
 
@@ -284,14 +292,27 @@ public final class ServiceRuntime: Sendable {
             guard !s.running else { throw ServiceRuntimeError.alreadyRunning }
             s.running = true
         }
-        // The steps run as one child; the body starts the spawned work as further children until
-        // the steps are done, then cancels what is left. Leaving the group awaits all of it.
+        // The steps run as one child, the service's workers in a group of their own that serve()
+        // stops before NATS drains; the body starts overrun steps as further children until the
+        // steps are done, then cancels what is left. Leaving the group awaits all of it.
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
-                defer { self.children.continuation.finish() }
+                defer {
+                    self.workers.continuation.finish()
+                    self.overruns.continuation.finish()
+                }
                 try await self.serve(handleSignals: handleSignals)
             }
-            for await child in children.stream {
+            group.addTask {
+                await withDiscardingTaskGroup { workerGroup in
+                    for await child in self.workers.stream {
+                        workerGroup.addTask { await self.runChild(child) }
+                    }
+                    workerGroup.cancelAll()
+                }
+                self.workersEnded.continuation.finish()
+            }
+            for await child in overruns.stream {
                 group.addTask { await self.runChild(child) }
             }
             let left = state.withLock { $0.runningChildren }
@@ -418,6 +439,11 @@ public final class ServiceRuntime: Sendable {
             logger.error("message handlers did not finish before the deadline")
             for task in consumerTasks { task.cancel() }
         }
+        // Nothing new comes in now: stop the service's workers while the connection is still up.
+        workers.continuation.finish()
+        if !(await within(deadline, { for await _ in self.workersEnded.stream {} })) {
+            logger.error("background work did not stop before the deadline")
+        }
         if let client {
             let left = deadline - ContinuousClock.now
             do {
@@ -433,10 +459,11 @@ public final class ServiceRuntime: Sendable {
     /// then left running, and cancelled and awaited when `run()` ends.
     func within(_ deadline: ContinuousClock.Instant, _ work: @escaping @Sendable () async -> Void) async -> Bool {
         let finished = AsyncStream<Void>.makeStream()
-        guard spawn("shutdown step past its deadline", {
+        let overrun = Child(name: "shutdown step past its deadline") {
             await work()
             finished.continuation.finish()
-        }) else {
+        }
+        guard case .enqueued = overruns.continuation.yield(overrun) else {
             // After run(): nothing to be a child of.
             await work()
             return true

@@ -154,6 +154,55 @@ import TestSupport
         await peer.close()
     }
 
+    /// A spawned worker (a data-processing job runner, say) is stopped before the connection
+    /// drains: the work it has in progress when it sees the cancellation can still publish.
+    @Test(.enabled(if: ReferenceBroker.available || Peers.required))
+    func spawnedWorkIsStoppedWhileTheConnectionIsStillUp() async throws {
+        let natsPort = try freePort()
+        let broker = try ReferenceBroker(port: natsPort)
+        defer { broker.stop() }
+        let url = "nats://127.0.0.1:\(natsPort)"
+        var connected: NATSClient?
+        #expect(await eventually(20) {
+            connected = try? await NATSClient.connect(.init(servers: [url]))
+            return connected != nil
+        })
+        let peer = try #require(connected)
+        let done = try await peer.subscribe("worker.done")
+        try await peer.flush()
+
+        let config = try Configuration.load([AnySetting(StandardSettings.natsURL), AnySetting(StandardSettings.httpPort)],
+                                            arguments: [], environment: ["NATS_URL": url, "HTTP_PORT": "0"],
+                                            workingDirectory: "/nonexistent")
+        let sink = MemoryLogSink()
+        let rt = ServiceRuntime(name: "worker", version: "1.0.0", configuration: config,
+                                logger: ServiceLogger(service: "worker", sink: sink), shutdownDeadline: .seconds(10))
+        let events = Recorder()
+        rt.consume("intake", subject: "intake.>") { _, _ in }
+        #expect(rt.spawn("finishes its job at shutdown") {
+            events.append("started")
+            while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+            do {
+                try await rt.publish(Array("result".utf8), subject: "worker.done", context: nil)
+                events.append("published")
+            } catch {
+                events.append("publish failed: \(error)")
+            }
+        })
+        let running = Task { try await rt.run(handleSignals: false) }
+        #expect(await eventually(20) { rt.readiness.ready && events.all == ["started"] })
+        rt.shutdown()
+        let result = try await within(20, "the worker's result") {
+            for try await m in done { return String(decoding: m.payload, as: UTF8.self) }
+            return ""
+        }
+        #expect(result == "result")
+        try await running.value
+        #expect(events.all == ["started", "published"])
+        #expect(!sink.lines.contains { $0.contains("background work did not stop before the deadline") })
+        await peer.close()
+    }
+
     /// Readiness waits for the consumers' subscriptions, not just the connection.
     @Test(.enabled(if: ReferenceBroker.available || Peers.required))
     func readinessReportsTheSubscriptions() async throws {
