@@ -27,6 +27,8 @@
 //   final class EventLoopGroup: Sendable        init(loopCount:busyPoll:) throws(SystemError), start(), next(), loops,
 //                                               shutdown(), static availableCPUCount() (sched_getaffinity),
 //                                               static cpuCount(affinityMask:)
+//   func spawnThread(name:_:) -> pthread_t      a named, joinable pthread (the loops' threads; the broker's
+//                                               lame-duck thread)
 //   struct Listener: Sendable { static bind(host:port:backlog:) throws; fd; port; accept() -> AcceptResult; close() }
 //   enum Socket { connect(host:port:nonBlocking:) throws -> Int32; peerAddress(_:); localAddress(_:) -> PeerAddress? }
 //     (bind and connect throw AddressResolutionError or SystemError)

@@ -137,6 +137,8 @@ public struct JSONReader {
         }
     }
 
+    /// Consumes `word` (`true`, `false`, `null`) at the cursor.
+    /// - Throws: ``JSONError`` when the input differs from `word` or ends inside it.
     @usableFromInline
     mutating func literal(_ word: StaticString) throws(JSONError) {
         let n = word.utf8CodeUnitCount
@@ -212,6 +214,8 @@ public struct JSONReader {
         throw error("unterminated string")
     }
 
+    /// Reads the four hex digits of a `\u` escape.
+    /// - Throws: ``JSONError`` when fewer than four hex digits follow.
     @usableFromInline
     mutating func readHex4() throws(JSONError) -> UInt32 {
         guard index + 4 <= bytes.count else { throw error("truncated \\u escape") }

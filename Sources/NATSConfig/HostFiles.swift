@@ -21,10 +21,10 @@ public enum ProcessEnvironment {
     }
 }
 
-/// Files and paths, as the parser uses them.
-enum HostFiles {
+/// Files and paths, as the parser uses them (and the broker, for pid files and `/proc`).
+public enum HostFiles {
     /// Why a file could not be read.
-    enum ReadError: Error {
+    public enum ReadError: Error {
         /// The file cannot be opened: `exists` tells "permission denied" from "no such file".
         case cannotOpen(exists: Bool)
         /// A read failed (e.g. the path is a folder): the `errno` text.
@@ -40,7 +40,7 @@ enum HostFiles {
 
     /// Reads up to `limit` bytes of the file at `path`.
     /// - Throws: ``ReadError``.
-    static func read(_ path: String, limit: Int) throws(ReadError) -> [UInt8] {
+    public static func read(_ path: String, limit: Int) throws(ReadError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .cannotOpen(exists: access(path, F_OK) == 0) }
         defer { close(fd) }
@@ -70,15 +70,16 @@ enum HostFiles {
         return last == 0 ? "/" : String(decoding: bytes[0..<last], as: UTF8.self)
     }
 
-    /// `path` itself when absolute, else joined to `directory`; then standardized the way
-    /// nats-server's Swift predecessor did it (Foundation's `standardizingPath` on Linux), so include
-    /// paths in messages and locations read as before:
+    /// `path` itself when absolute, else joined to `directory`; then standardized as Foundation's
+    /// `standardizingPath` does on Linux, so that include paths in error locations stay the same
+    /// for users whose configurations relied on it:
     /// - a leading `~` or `~user` becomes that home folder;
     /// - empty and `.` segments are dropped, except a relative path's first segment, which is kept;
     /// - in an absolute path `..` removes the segment before it; in a relative one it is kept;
     /// - when the path so far, after a segment other than the first, is a symbolic link with an
-    ///   absolute target, the target replaces it; a relative target is left alone (Foundation looked
-    ///   such a target up from the working folder, not from the link's folder, and so mostly missed it).
+    ///   absolute target, the target replaces it; a relative target is left alone (resolving it from
+    ///   the working folder, as Foundation does, would make the answer depend on where the broker
+    ///   was started).
     static func resolve(_ path: String, relativeTo directory: String) -> String {
         let joined = path.hasPrefix("/") || directory.isEmpty ? path : directory + "/" + path
         let expanded = expandingTilde(joined)

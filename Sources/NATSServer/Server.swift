@@ -345,14 +345,16 @@ final class Broker: Sendable {
     }
 
     /// Stops watching the listener for a moment (EMFILE/ENFILE: the pending connection stays
-    /// queued and the listener readable). When even that fails, the next turn tries the accept
-    /// again, which is the same back-off a little sooner. Accept loop thread only.
+    /// queued and the listener readable). When even that fails (the kernel is out of memory) the
+    /// listener is still watched, so there is nothing to resume: the next turns accept again
+    /// without a pause until a descriptor or memory frees up. Accept loop thread only.
     private func pauseAccepting() {
         let loop = group.loops[0]
         do {
             try loop.setInterest(fd: listener.fd, [])
         } catch {
             logger.debug("Pausing the client listener failed: \(error.description)")
+            return
         }
         resumeAccepting(on: loop)
     }

@@ -2,6 +2,7 @@
 // nats-server 2.9.10 does (`server/signal.go`).
 
 import Glibc
+import NATSConfig
 
 /// A `--signal` request from the command line.
 public struct SignalCommand: Equatable, Sendable {
@@ -88,18 +89,7 @@ public struct SignalCommand: Equatable, Sendable {
 
     /// The contents of a small file (a pid file, a `/proc` entry), or nil when it cannot be read.
     static func readFile(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while bytes.count < 1 << 20 {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n >= 0 else { return nil }
-            if n == 0 { break }
-            bytes.append(contentsOf: chunk[0..<n])
-        }
+        guard let bytes = try? HostFiles.read(path, limit: 1 << 20) else { return nil }
         return String(decoding: bytes, as: UTF8.self)
     }
 }

@@ -7,7 +7,7 @@ import NATSProtocol
 extension OutboundBuffer: ByteSink {}
 
 /// The part of a connection other loops touch: its outbound bytes and what a publisher must know
-/// to encode for it. Guarded by `ClientConnection.out`.
+/// to encode for it. Guarded by the owning connection's `out` lock (``OutboundConnection/out``).
 struct Outbound: ~Copyable {
     var buffer = OutboundBuffer()
     /// No more bytes are accepted (closing, closed, or slow consumer).

@@ -1,8 +1,9 @@
-// OutboundConnection: the writing half every kind of broker connection shares (a client today; a
-// route or a TLS connection next). Queueing control lines, flushing with writev under the
+// OutboundConnection: the writing half every kind of broker connection shares (clients; routes
+// and TLS connections are to conform too). Queueing control lines, flushing with writev under the
 // one-writer rule (WriteOwnership), the direct write from a publisher's loop, EPOLLOUT and the
-// write deadline live here once; what differs per kind (closing, logging, the loop's pending-flush
-// set) is reached through the protocol's requirements.
+// write deadline live here; what differs per kind (closing, logging, the loop's pending-flush
+// set) is reached through the protocol's requirements. Still tied to clients: the loop's
+// pending-flush list and the stalled producers are lists of ClientConnection.
 //
 // The requirements are met by a final class and every call site names the concrete type, so these
 // extension methods are specialised for it: no existential, no witness-table call on the hot path.
