@@ -28,7 +28,7 @@ let package = Package(
         // epoll reactor, sockets, timers, outbound buffers flushed with writev.
         .target(name: "EventLoop", dependencies: ["CSystem"]),
         // Small HTTP/1.1 server (broker monitoring, services).
-        .target(name: "HTTPServer", dependencies: ["EventLoop", "CSystem"]),
+        .target(name: "HTTPServer", dependencies: ["EventLoop", "CSystem", "Formats"]),
         // The broker: connections, routing, auth, limits, monitoring.
         .target(name: "NATSServer", dependencies: ["NATSProtocol", "NATSConfig", "EventLoop", "HTTPServer", "CSystem", "Formats"]),
         // The async/await client library.

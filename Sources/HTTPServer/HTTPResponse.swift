@@ -1,3 +1,5 @@
+import Formats
+
 /// A response: status, header fields and either a body or a Server-Sent Events stream.
 public struct HTTPResponse: Sendable {
     /// The status.
@@ -43,7 +45,7 @@ public struct HTTPResponse: Sendable {
     /// The project's error shape: `{"error":"<message>","status":<code>}`.
     public static func error(_ status: HTTPStatus, _ message: String) -> HTTPResponse {
         var body = Array(#"{"error":"#.utf8)
-        JSONText.appendQuoted(message, to: &body)
+        JSONWriter.appendQuoted(message, to: &body)
         body.append(contentsOf: Array(#","status":\#(status.code)}"#.utf8))
         return HTTPResponse(status: status, headers: ["Content-Type": "application/json"], body: body)
     }
@@ -84,25 +86,4 @@ public struct HTTPError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { "HTTP \(status.code): \(message)" }
-}
-
-/// Minimal JSON string quoting (so error bodies need no encoder).
-enum JSONText {
-    static func appendQuoted(_ text: String, to out: inout [UInt8]) {
-        out.append(0x22)
-        for b in text.utf8 {
-            switch b {
-            case 0x22: out.append(contentsOf: [0x5C, 0x22])
-            case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
-            case 0x0A: out.append(contentsOf: [0x5C, 0x6E])
-            case 0x0D: out.append(contentsOf: [0x5C, 0x72])
-            case 0x09: out.append(contentsOf: [0x5C, 0x74])
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 0xF)]])
-            default: out.append(b)
-            }
-        }
-        out.append(0x22)
-    }
 }

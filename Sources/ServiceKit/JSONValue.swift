@@ -76,31 +76,23 @@ public enum JSONValue: Sendable, Equatable, Hashable, Codable {
 
     /// Appends ``serialized`` to `out`.
     public func write(to out: inout [UInt8]) {
+        var writer = JSONWriter(capacity: 0)
+        swap(&writer.bytes, &out)
+        writer.value(document)
+        swap(&writer.bytes, &out)
+    }
+
+    /// The value as a Formats document, object members sorted by key.
+    public var document: JSON {
         switch self {
-        case .null: out.append(contentsOf: "null".utf8)
-        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
-        case .int(let i): JSONWriter.appendDecimal(i, to: &out)
-        case .double(let d):
-            var writer = JSONWriter(capacity: 0)
-            writer.double(d)
-            out.append(contentsOf: writer.bytes)
-        case .string(let s): JSONWriter.appendQuoted(s, to: &out)
-        case .array(let items):
-            out.append(UInt8(ascii: "["))
-            for (i, item) in items.enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                item.write(to: &out)
-            }
-            out.append(UInt8(ascii: "]"))
+        case .null: return .null
+        case .bool(let b): return .bool(b)
+        case .int(let i): return .int(i)
+        case .double(let d): return .double(d)
+        case .string(let s): return .string(s)
+        case .array(let items): return .array(items.map(\.document))
         case .object(let members):
-            out.append(UInt8(ascii: "{"))
-            for (i, key) in members.keys.sorted().enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                JSONWriter.appendQuoted(key, to: &out)
-                out.append(UInt8(ascii: ":"))
-                (members[key] ?? .null).write(to: &out)
-            }
-            out.append(UInt8(ascii: "}"))
+            return .object(members.sorted { $0.key < $1.key }.map { JSONMember($0.key, $0.value.document) })
         }
     }
 
