@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Synchronization
+import TestSupport
 import Testing
 @testable import HTTPServer
 
@@ -300,6 +301,11 @@ struct LiveServerTests {
 
     @Test func gracefulShutdownFinishesInFlightRequestsAndEndsStreams() async throws {
         var router = liveRouter()
+        let held = Gate()
+        router.get("/held") { _ in
+            await held.enter()
+            return .text("released")
+        }
         router.get("/stream") { _ in
             .serverSentEvents { writer in
                 try await writer.send(data: "first")
@@ -312,7 +318,7 @@ struct LiveServerTests {
         // A request whose handler is still running when shutdown begins, and an open event stream.
         let slowClient = try await offPool { () -> TestClient in
             let client = try TestClient(port: port)
-            try client.send("GET /slow/300 HTTP/1.1\r\nHost: t\r\n\r\n")
+            try client.send("GET /held HTTP/1.1\r\nHost: t\r\n\r\n")
             return client
         }
         let streamClient = try await offPool { () -> TestClient in
@@ -322,16 +328,14 @@ struct LiveServerTests {
             _ = try client.readChunks { $0.contains("data: first") }
             return client
         }
-        // Barrier: the slow request is in flight once another request on a fresh connection was answered.
-        let probe = try await offPool {
-            let client = try TestClient(port: port)
-            try client.send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
-            return try client.readResponse().status
-        }
-        #expect(probe == 200)
-        await server.shutdown()
+        #expect(await eventually { held.waiting == 1 }, "the held request reached its handler")
+        // Shutdown has begun once the listener is closed; only then may the handler answer.
+        let stopping = Task { await server.shutdown() }
+        #expect(await eventually { (try? TestClient(port: port)) == nil }, "the listener closed")
+        held.open()
+        await stopping.value
         let (slow, slowClosed) = try await offPool { (try slowClient.readResponse(), try slowClient.isClosedByServer()) }
-        #expect(slow.text == "slept 300")
+        #expect(slow.text == "released")
         #expect(slow.header("Connection") == "close")
         #expect(slowClosed)
         let streamEnded = try await offPool { () -> Bool in

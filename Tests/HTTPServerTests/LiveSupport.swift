@@ -1,20 +1,9 @@
 import Dispatch
 import Foundation
 import Glibc
+import TestSupport
 import Testing
 @testable import HTTPServer
-
-/// Runs blocking socket work on a thread of its own. Not on the Swift cooperative pool (the server's
-/// handlers need it) and not on Dispatch's global queues either: on Linux those are as narrow as the CPU
-/// count and the Swift executor shares them, so two blocked reads would starve the handlers.
-func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        let thread = Thread {
-            continuation.resume(with: Result { try body() })
-        }
-        thread.start()
-    }
-}
 
 struct ClientError: Error, CustomStringConvertible {
     var description: String
