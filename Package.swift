@@ -58,6 +58,8 @@ let package = Package(
         // The writer process of ServiceKit's SIGKILL durability test (not a product).
         .executableTarget(name: "store-torture", dependencies: ["ServiceKit"], path: "Tests/Tools/store-torture"),
         .executableTarget(name: "nats-blast", path: "Tests/Tools/nats-blast"),
+        // Append, recovery and read-back rates of the JetStream file store, and its memory per message.
+        .executableTarget(name: "jetstream-bench", dependencies: ["JetStream"], path: "Tests/Tools/jetstream-bench"),
 
         // Helpers shared by the test targets: child processes (built executables, brokers, services) on
         // free ports, a raw-socket HTTP client, deadline-bounded waits, a seeded random generator.

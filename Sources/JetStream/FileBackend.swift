@@ -119,7 +119,11 @@ final class FileBackend: StoreBackend {
                 }
                 switch record.kind {
                 case .message:
-                    guard record.sequence > lastSeen else { damage = "sequence \(record.sequence) after \(lastSeen)"; break }
+                    // An intact record out of order is not something a crash leaves: refuse it.
+                    guard record.sequence > lastSeen else {
+                        throw .corrupt(path: block.path, offset: Int64(offset),
+                                       reason: "message sequence \(record.sequence) after \(lastSeen)")
+                    }
                     lastSeen = record.sequence
                     block.lastMessage = record.sequence
                     let subject = data.withUnsafeBytes {
@@ -134,7 +138,6 @@ final class FileBackend: StoreBackend {
                     writtenFloor = max(writtenFloor, record.sequence)
                     try apply(.floor(first: record.sequence, lastTime: record.timestamp))
                 }
-                if damage != nil { break }
                 offset += record.length
             }
             guard let damage else { continue }

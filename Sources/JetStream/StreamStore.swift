@@ -331,6 +331,8 @@ public final class StreamStore {
 
     /// Removes the messages older than `max_age` at `now` (nanoseconds since the epoch) and returns
     /// how many; the owner calls it from a timer (see ``nextExpiry``), and opening a file store does it.
+    /// It works from the front and stops at the first message young enough, since stored times do
+    /// not go back (the owner stamps them).
     /// - Throws: ``StreamStoreError/closed``, and for the file backend ``StreamStoreError/io(operation:path:errno:)``
     ///   or ``StreamStoreError/failed(path:)``.
     @discardableResult

@@ -207,26 +207,68 @@ func snapshot(_ store: StreamStore) throws -> (StreamState, [StoredMessage], [St
         #expect(try reopened.load(1).payload == [1])
     }
 
-    /// Not a test: `JETSTREAM_BENCH=1 swift test --filter appendThroughput` prints append and reload
-    /// rates of the file backend (no timed assertion).
-    @Test(.enabled(if: ProcessInfo.processInfo.environment["JETSTREAM_BENCH"] != nil))
-    func appendThroughput() throws {
-        let root = try temporaryDirectory("jsbench")
+    @Test func aTornRemovalRecordIsCutAndTheMessageComesBack() throws {
+        let root = try temporaryDirectory("jsstore")
         defer { removeTemporary(root) }
-        let count = 500_000
-        for size in [16, 128, 1024] {
-            let dir = root + "/\(size)"
-            let store = try StreamStore(directory: dir, limits: StreamLimits(), now: 0)
-            let payload = [UInt8](repeating: 0x61, count: size)
-            let t0 = Date()
-            for i in 0..<count { try store.store(subject: "bench.\(i % 16)", payload: payload, timestamp: Int64(i)) }
-            store.close()
-            let t1 = Date()
+        let source = root + "/source"
+        let store = try StreamStore(directory: source, limits: StreamLimits(), now: 0)
+        for i in 1...3 { try store.store(subject: "s", payload: [UInt8(i)], timestamp: Int64(i)) }
+        try store.remove(2)  // the last write: one 30-byte removal record
+        store.close()
+        let whole = try fileBytes(source + "/1.blk")
+        let start = whole.count - 30
+        for cut in start..<whole.count {
+            let dir = root + "/cut\(cut)"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try writeBytes(Array(whole[0..<cut]), to: dir + "/1.blk")
             let reopened = try StreamStore(directory: dir, limits: StreamLimits(), now: 0)
-            let t2 = Date()
+            #expect(reopened.state.messages == 3, "cut at \(cut)")
+            #expect(try reopened.load(2).payload == [2], "cut at \(cut)")
+            #expect(try fileBytes(dir + "/1.blk").count == start, "cut at \(cut)")
             reopened.close()
-            let append = Double(count) / t1.timeIntervalSince(t0)
-            print("jsbench payload=\(size) append \(Int(append)) msg/s (\(Int(append * Double(size) / 1_048_576)) MiB/s), reopen \(count) msgs in \(Int(t2.timeIntervalSince(t1) * 1000)) ms")
+            removeTemporary(dir)
+        }
+        let intact = try StreamStore(directory: source, limits: StreamLimits(), now: 0)
+        defer { intact.close() }
+        #expect(throws: StreamStoreError.notFound) { try intact.load(2) }
+    }
+
+    @Test func damageInABlockThatIsNotTheLastIsRefused() throws {
+        let root = try temporaryDirectory("jsstore")
+        defer { removeTemporary(root) }
+        let options = FileStoreOptions(blockSize: 200)
+        let store = try StreamStore(directory: root, limits: StreamLimits(), options: options, now: 0)
+        for i in 1...20 { try store.store(subject: "s", payload: Array(repeating: UInt8(i), count: 30), timestamp: Int64(i)) }
+        store.close()
+        #expect(try blockFiles(root).count > 2)
+        // A cut tail in the first block is not a crash artefact: later blocks were written after it.
+        let first = root + "/1.blk"
+        let bytes = try fileBytes(first)
+        try writeBytes(Array(bytes.dropLast(3)), to: first)
+        #expect {
+            try StreamStore(directory: root, limits: StreamLimits(), options: options, now: 0)
+        } throws: { error in
+            guard case StreamStoreError.corrupt(let file, _, _) = error else { return false }
+            return file == first
+        }
+    }
+
+    @Test func damageFoundWhenLoadingIsReportedNotReturned() throws {
+        let root = try temporaryDirectory("jsstore")
+        defer { removeTemporary(root) }
+        let store = try StreamStore(directory: root, limits: StreamLimits(), now: 0)
+        defer { store.close() }
+        try store.store(subject: "s", payload: Array("intact".utf8), timestamp: 1)
+        try store.sync()
+        var bytes = try fileBytes(root + "/1.blk")
+        bytes[24] ^= 0xFF  // the first payload byte ("s" is one byte at offset 22, payload from 23)
+        bytes[23] ^= 0xFF
+        try writeBytes(bytes, to: root + "/1.blk")
+        #expect {
+            try store.load(1)
+        } throws: { error in
+            guard case StreamStoreError.corrupt(let file, let offset, _) = error else { return false }
+            return file == root + "/1.blk" && offset == 0
         }
     }
 }
