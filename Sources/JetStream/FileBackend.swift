@@ -223,6 +223,8 @@ final class FileBackend: StoreBackend {
         UInt64(22 + subjectLength + payload + 8 + (headers > 0 ? 4 + headers : 0))
     }
 
+    func replacementFits(replacedSize: UInt64, rawSize: UInt64) -> Bool { replacedSize > rawSize }
+
     /// Appends one record to `buffer`.
     private static func encode(into buffer: inout [UInt8], kind: Kind, sequence: UInt64, timestamp: Int64,
                                subject: String, headers: [UInt8], payload: [UInt8]) {

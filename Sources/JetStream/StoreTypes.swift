@@ -89,7 +89,8 @@ public struct StreamState: Sendable, Equatable {
 public enum StreamStoreError: Error, Equatable, Sendable, CustomStringConvertible {
     /// Discard new and `max_msgs` reached: 10077 (JSStreamStoreFailedF, "maximum messages exceeded").
     case maximumMessagesExceeded
-    /// Discard new and `max_bytes` would be reached: 10077 ("maximum bytes exceeded").
+    /// Discard new and `max_bytes` would be reached (bytes + headers + payload >= max_bytes):
+    /// 10077 ("maximum bytes exceeded").
     case maximumBytesExceeded
     /// Discard new per subject and the subject holds `max_msgs_per_subject`: 10077
     /// ("maximum messages per subject exceeded").
@@ -99,6 +100,9 @@ public enum StreamStoreError: Error, Equatable, Sendable, CustomStringConvertibl
     case messageTooLarge(size: Int, limit: Int)
     /// Empty subject, or one longer than a record can hold (65,535 bytes).
     case invalidSubject
+    /// A purge with both a sequence and `keep` (2.9.10's ErrPurgeArgMismatch; its API refuses such
+    /// a request before it reaches the store).
+    case invalidPurge
     /// No message at that sequence or for that subject: 10037 (JSNoMessageFoundErr) on a get,
     /// 10057 (JSStreamMsgDeleteFailedF) on a delete.
     case notFound
@@ -119,6 +123,7 @@ public enum StreamStoreError: Error, Equatable, Sendable, CustomStringConvertibl
         case .maximumMessagesPerSubjectExceeded: return "maximum messages per subject exceeded"
         case .messageTooLarge(let size, let limit): return "message size exceeds maximum allowed (\(size) > \(limit))"
         case .invalidSubject: return "invalid subject"
+        case .invalidPurge: return "sequence and keep can not both be set"
         case .notFound: return "no message found"
         case .closed: return "stream store closed"
         case .io(let op, let path, let e): return "stream store: \(op) \(path): \(String(cString: strerror(e))) (errno \(e))"

@@ -42,6 +42,10 @@ enum ReplayRecord {
 protocol StoreBackend: AnyObject {
     /// The size a message counts for in `bytes` and `max_bytes`.
     func messageSize(subjectLength: Int, headers: Int, payload: Int) -> UInt64
+    /// Discard new at the subject limit with max_bytes reached: whether removing a message of
+    /// `replacedSize` (counted) makes room for one of `rawSize` (headers + payload). 2.9.10's
+    /// memory store refuses when replaced < raw, its file store when replaced <= raw.
+    func replacementFits(replacedSize: UInt64, rawSize: UInt64) -> Bool
     /// Keeps the message; returns its location. Nothing is kept when it throws.
     func append(sequence: UInt64, timestamp: Int64, subject: String, headers: [UInt8], payload: [UInt8],
                 pendingSize: UInt64) throws(StreamStoreError) -> (block: UInt32, offset: UInt32)
@@ -185,11 +189,14 @@ public final class StreamStore {
             if limits.maxMessages > 0 && figures.messages >= UInt64(limits.maxMessages) && !atSubjectLimit {
                 throw .maximumMessagesExceeded
             }
-            // 2.9.10 refuses when the new total would reach max_bytes, not only exceed it.
-            if limits.maxBytes > 0 && figures.bytes + size >= UInt64(limits.maxBytes) {
-                guard atSubjectLimit, let id = existing else { throw .maximumBytesExceeded }
-                let oldest = entry(at: freshFirst(id))
-                if oldest == nil || UInt64(oldest!.bytes) < size { throw .maximumBytesExceeded }
+            // 2.9.10 adds the raw headers + payload (not the counted size) and refuses when the
+            // total would reach max_bytes, not only exceed it; at the subject limit it lets the
+            // message replace that subject's oldest when the oldest's counted size is large enough.
+            let raw = UInt64(headers.count + payload.count)
+            if limits.maxBytes > 0 && figures.bytes + raw >= UInt64(limits.maxBytes) {
+                guard atSubjectLimit, let id = existing, let oldest = entry(at: freshFirst(id)),
+                      backend.replacementFits(replacedSize: UInt64(oldest.bytes), rawSize: raw)
+                else { throw .maximumBytesExceeded }
             }
         }
 
@@ -286,10 +293,12 @@ public final class StreamStore {
     /// everything; or, with `upTo` > 1, everything below `upTo`; or, with `keep` > 0, everything
     /// below `last - keep + 1` (so interior gaps can leave fewer than `keep`). With a filter: the
     /// matching messages below `upTo` (when > 1), or all matching but the newest `keep`.
-    /// - Throws: as ``compact(below:)``.
+    /// - Throws: ``StreamStoreError/invalidPurge`` for `upTo` > 1 together with `keep` > 0, else as
+    ///   ``compact(below:)``.
     @discardableResult
     public func purge(subject filter: String = "", upTo sequence: UInt64 = 0, keep: UInt64 = 0) throws(StreamStoreError) -> UInt64 {
         guard !isClosed else { throw .closed }
+        guard sequence <= 1 || keep == 0 else { throw .invalidPurge }
         let matcher = SubjectFilter(filter)
         if matcher.isAll {
             if keep == 0 && sequence <= 1 { return try compact(below: figures.lastSequence + 1) }
@@ -491,6 +500,11 @@ public final class StreamStore {
 
     private func freshFirst(_ id: UInt32) -> UInt64 {
         let i = Int(id)
+        if subjects[i].firstStale && subjects[i].messages == 1 && !subjects[i].lastStale {
+            // One message left (a KV key with history 1): it is the last, no scan needed.
+            subjects[i].first = subjects[i].last
+            subjects[i].firstStale = false
+        }
         if subjects[i].firstStale {
             var seq = subjects[i].first + 1
             while entry(at: seq)?.subject != id { seq += 1 }
@@ -502,6 +516,10 @@ public final class StreamStore {
 
     private func freshLast(_ id: UInt32) -> UInt64 {
         let i = Int(id)
+        if subjects[i].lastStale && subjects[i].messages == 1 && !subjects[i].firstStale {
+            subjects[i].last = subjects[i].first
+            subjects[i].lastStale = false
+        }
         if subjects[i].lastStale {
             var seq = subjects[i].last - 1
             while entry(at: seq)?.subject != id { seq -= 1 }
@@ -594,6 +612,8 @@ final class MemoryBackend: StoreBackend {
     func messageSize(subjectLength: Int, headers: Int, payload: Int) -> UInt64 {
         UInt64(subjectLength + headers + payload + 16)
     }
+
+    func replacementFits(replacedSize: UInt64, rawSize: UInt64) -> Bool { replacedSize >= rawSize }
 
     func append(sequence: UInt64, timestamp: Int64, subject: String, headers: [UInt8], payload: [UInt8],
                 pendingSize: UInt64) throws(StreamStoreError) -> (block: UInt32, offset: UInt32) {
