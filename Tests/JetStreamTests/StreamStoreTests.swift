@@ -339,6 +339,20 @@ func withHarness(_ backend: Backend, limits: StreamLimits = StreamLimits(), _ bo
         }
     }
 
+    @Test(arguments: Backend.allCases)
+    func aLongRunningStreamKeepsItsIndexConsistent(_ backend: Backend) throws {
+        // Enough traffic that the index drops its dead front many times over.
+        try withHarness(backend, limits: StreamLimits(maxMessages: 100, maxMessagesPerSubject: 30)) { h in
+            for i in 1...20_000 { try h.put("s.\(i % 7)", "m\(i)", at: Int64(i)) }
+            let state = h.store.state
+            #expect(state.messages == 100 && state.firstSequence == 19_901 && state.lastSequence == 20_000)
+            #expect(try h.text(19_901) == "m19901" && h.text(20_000) == "m20000")
+            #expect(try h.store.last(bySubject: "s.3").sequence == 19_995)
+            #expect(try h.store.next(bySubject: "s.3", from: 0).sequence == 19_904)
+            #expect(h.store.subjectCounts().values.reduce(0, +) == 100)
+        }
+    }
+
     @Test func indexCostsTwentyFourBytesPerMessage() {
         #expect(MemoryLayout<IndexEntry>.stride == 24)
     }
