@@ -108,7 +108,7 @@ public final class StreamStore {
             _ = expireFront(now: now)
             try backend.flush()
         } catch {
-            file.close()
+            close()
             throw error
         }
     }
