@@ -31,6 +31,8 @@ let package = Package(
         .target(name: "HTTPServer", dependencies: ["EventLoop", "CSystem", "Formats"]),
         // The broker: connections, routing, auth, limits, monitoring.
         .target(name: "NATSServer", dependencies: ["NATSProtocol", "NATSConfig", "EventLoop", "HTTPServer", "CSystem", "Formats"]),
+        // JetStream: a stream's message store (memory and file backends, limits, recovery).
+        .target(name: "JetStream", dependencies: ["NATSProtocol"]),
         // The async/await client library.
         .target(name: "NATSClient", dependencies: ["NATSProtocol", "CSystem"]),
 
@@ -56,11 +58,14 @@ let package = Package(
         // The writer process of ServiceKit's SIGKILL durability test (not a product).
         .executableTarget(name: "store-torture", dependencies: ["ServiceKit"], path: "Tests/Tools/store-torture"),
         .executableTarget(name: "nats-blast", path: "Tests/Tools/nats-blast"),
+        // Append, recovery and read-back rates of the JetStream file store, and its memory per message.
+        .executableTarget(name: "jetstream-bench", dependencies: ["JetStream"], path: "Tests/Tools/jetstream-bench"),
 
         // Helpers shared by the test targets: child processes (built executables, brokers, services) on
         // free ports, a raw-socket HTTP client, deadline-bounded waits, a seeded random generator.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "NATSProtocolTests", dependencies: ["NATSProtocol", "TestSupport"]),
+        .testTarget(name: "JetStreamTests", dependencies: ["JetStream", "TestSupport"]),
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "TestSupport"]),
         .testTarget(name: "NATSConfigTests", dependencies: ["NATSConfig"], exclude: ["Fixtures"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "TestSupport"]),
