@@ -31,8 +31,8 @@ let package = Package(
         .target(name: "HTTPServer", dependencies: ["EventLoop", "CSystem", "Formats"]),
         // The broker: connections, routing, auth, limits, monitoring.
         .target(name: "NATSServer", dependencies: ["NATSProtocol", "NATSConfig", "EventLoop", "HTTPServer", "CSystem", "Formats"]),
-        // JetStream: a stream's message store (memory and file backends, limits, recovery).
-        .target(name: "JetStream", dependencies: ["NATSProtocol"]),
+        // JetStream: a stream's message store (memory and file backends, limits, recovery), the API's errors and JSON.
+        .target(name: "JetStream", dependencies: ["NATSProtocol", "Formats"]),
         // The async/await client library.
         .target(name: "NATSClient", dependencies: ["NATSProtocol", "CSystem"]),
 
@@ -65,7 +65,7 @@ let package = Package(
         // free ports, a raw-socket HTTP client, deadline-bounded waits, a seeded random generator.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "NATSProtocolTests", dependencies: ["NATSProtocol", "TestSupport"]),
-        .testTarget(name: "JetStreamTests", dependencies: ["JetStream", "TestSupport"]),
+        .testTarget(name: "JetStreamTests", dependencies: ["JetStream", "Formats", "TestSupport"]),
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "TestSupport"]),
         .testTarget(name: "NATSConfigTests", dependencies: ["NATSConfig"], exclude: ["Fixtures"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "TestSupport"]),
