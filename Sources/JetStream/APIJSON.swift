@@ -112,6 +112,19 @@ public struct StreamInfoState: Sendable, Equatable {
     }
 }
 
+/// `total`, `offset` and `limit` of a paged (or, for INFO, possibly paged) response.
+public struct APIPaging: Sendable, Equatable {
+    public var total: Int
+    public var offset: Int
+    public var limit: Int
+
+    public init(total: Int = 0, offset: Int = 0, limit: Int = 0) {
+        self.total = total
+        self.offset = offset
+        self.limit = limit
+    }
+}
+
 /// The JSON of the JetStream API's replies, byte for byte as 2.9.10 writes them.
 public enum JetStreamAPIResponse {
     /// `io.nats.jetstream.api.v1.<kind>`.
@@ -128,12 +141,18 @@ public enum JetStreamAPIResponse {
     }
 
     /// A stream info response (`stream_create_response`, `stream_update_response`,
-    /// `stream_info_response`): type, config, created, state, then `domain` when set and
-    /// `did_create` for a create.
+    /// `stream_info_response`): type, `total`/`offset`/`limit` when `paging` is given (2.9.10's
+    /// INFO carries them, zeros unless a subjects filter was asked for), config, created, state,
+    /// then `domain` when set and `did_create` for a create.
     public static func streamInfo(_ kind: String, config: StreamConfig, created: Int64, state: StreamInfoState,
-                                  domain: String = "", didCreate: Bool = false) -> [UInt8] {
+                                  paging: APIPaging? = nil, domain: String = "", didCreate: Bool = false) -> [UInt8] {
         var w = JetStreamJSON.ObjectWriter()
         w.string("type", type(kind))
+        if let paging {
+            w.int("total", Int64(paging.total))
+            w.int("offset", Int64(paging.offset))
+            w.int("limit", Int64(paging.limit))
+        }
         var c: [UInt8] = []
         config.write(to: &c)
         w.raw("config", c)
