@@ -65,15 +65,21 @@ public struct JetStreamAPIError: Error, Sendable, Equatable, CustomStringConvert
     public static let noMessageFound = JetStreamAPIError(code: 404, errCode: 10037, text: "no message found")
     /// 10039 JSNotEnabledForAccountErr.
     public static let notEnabledForAccount = JetStreamAPIError(code: 503, errCode: 10039, text: "JetStream not enabled for account")
+    /// 10043 JSSequenceNotFoundErrF: MSG.DELETE of a sequence the store no longer holds.
+    public static func sequenceNotFound(_ seq: UInt64) -> JetStreamAPIError {
+        .init(code: 400, errCode: 10043, text: "sequence \(seq) not found")
+    }
     /// 10049 JSStreamCreateErrF: a create failed for a reason that has no error of its own.
     public static func streamCreate(_ err: String) -> JetStreamAPIError { .init(code: 500, errCode: 10049, text: err) }
+    /// 10051 JSStreamGeneralErrorF: a purge the store refused (`{err}` is why).
+    public static func streamGeneral(_ err: String) -> JetStreamAPIError { .init(code: 500, errCode: 10051, text: err) }
     /// 10052 JSStreamInvalidConfigF: the configuration breaks a rule (`{err}` says which).
     public static func streamInvalidConfig(_ err: String) -> JetStreamAPIError { .init(code: 500, errCode: 10052, text: err) }
     /// 10054 JSStreamMessageExceedsMaximumErr.
     public static let messageExceedsMaximum = JetStreamAPIError(code: 400, errCode: 10054, text: "message size exceeds maximum allowed")
     /// 10056 JSStreamMismatchErr: the name in the subject is not the name in the body.
     public static let streamMismatch = JetStreamAPIError(code: 400, errCode: 10056, text: "stream name in subject does not match request")
-    /// 10057 JSStreamMsgDeleteFailedF.
+    /// 10057 JSStreamMsgDeleteFailedF ("message delete not permitted" for deny_delete, or the store's reason).
     public static func streamMessageDeleteFailed(_ err: String) -> JetStreamAPIError { .init(code: 500, errCode: 10057, text: err) }
     /// 10058 JSStreamNameExistErr.
     public static let streamNameExists = JetStreamAPIError(
@@ -112,7 +118,7 @@ public struct JetStreamAPIError: Error, Sendable, Equatable, CustomStringConvert
         code: 400, errCode: 10100, text: "filtered consumer not unique on workqueue stream")
     /// 10109 JSStreamSealedErr.
     public static let streamSealed = JetStreamAPIError(code: 400, errCode: 10109, text: "invalid operation on sealed stream")
-    /// 10110 JSStreamPurgeFailedF.
+    /// 10110 JSStreamPurgeFailedF ("stream purge not permitted" for deny_purge).
     public static func streamPurgeFailed(_ err: String) -> JetStreamAPIError { .init(code: 500, errCode: 10110, text: err) }
     /// 10111 JSStreamRollupFailedF.
     public static func streamRollupFailed(_ err: String) -> JetStreamAPIError { .init(code: 500, errCode: 10111, text: err) }
@@ -143,24 +149,46 @@ public enum StoreErrorContext: Sendable {
 }
 
 extension StreamStoreError {
-    /// The API error 2.9.10 answers with when its store fails this way during `context`.
+    /// The API error 2.9.10 answers with when its store fails this way during `context`. A
+    /// missing message on MSG.DELETE depends on more than the error: use
+    /// ``JetStreamAPIError/messageDeleteMissing(sequence:lastSequence:storage:)`` for it.
     public func apiError(in context: StoreErrorContext) -> JetStreamAPIError {
         switch (self, context) {
         case (.messageTooLarge, _):
             return .messageExceedsMaximum
+        case (.invalidPurge, _):
+            // 2.9.10's API refuses a purge with both seq and keep before the store sees it.
+            return .badRequest
         case (.notFound, .messageGet):
             return .noMessageFound
-        case (.notFound, .messageDelete):
-            return .streamMessageDeleteFailed("no message found")
         case (_, .messageDelete):
             return .streamMessageDeleteFailed(description)
         case (_, .purge):
-            return .streamPurgeFailed(description)
+            return .streamGeneral(description)
         case (.notFound, _):
             return .noMessageFound
         default:
             // Limits with discard new, and any I/O failure: the store refused the message.
             return .streamStoreFailed(description)
+        }
+    }
+}
+
+extension JetStreamAPIError {
+    /// What 2.9.10 answers MSG.DELETE of a sequence its store does not hold: a memory store says
+    /// only "not removed" (10043); a file store fails with "no message found" for sequence 0, with
+    /// "stream store EOF" past the last sequence (both 10057), and says "not removed" (10043) for
+    /// a sequence that is already gone. (2.9.10's file store also answers "no message found" when
+    /// every message of the block that held the sequence is gone; our store has no such blocks, so
+    /// that case answers 10043 here.)
+    public static func messageDeleteMissing(sequence: UInt64, lastSequence: UInt64, storage: StorageType) -> JetStreamAPIError {
+        switch storage {
+        case .memory:
+            return .sequenceNotFound(sequence)
+        case .file:
+            if sequence == 0 { return .streamMessageDeleteFailed("no message found") }
+            if sequence > lastSequence { return .streamMessageDeleteFailed("stream store EOF") }
+            return .sequenceNotFound(sequence)
         }
     }
 }

@@ -140,6 +140,36 @@ public enum JetStreamAPIResponse {
         return w.finished()
     }
 
+    /// `{"type":"io.nats.jetstream.api.v1.<kind>","success":true}`: a stream or consumer DELETE, a
+    /// MSG.DELETE.
+    public static func success(_ kind: String) -> [UInt8] {
+        var w = JetStreamJSON.ObjectWriter()
+        w.string("type", type(kind))
+        w.bool("success", true)
+        return w.finished()
+    }
+
+    /// A PURGE's answer: `{"type":..,"success":true,"purged":n}`, or on failure
+    /// `{"type":..,"error":{...},"purged":0}` (2.9.10 always writes `purged`).
+    public static func purge(purged: UInt64) -> [UInt8] {
+        var w = JetStreamJSON.ObjectWriter()
+        w.string("type", type("stream_purge_response"))
+        w.bool("success", true)
+        w.uint("purged", purged)
+        return w.finished()
+    }
+
+    /// A PURGE that failed (see ``purge(purged:)``).
+    public static func purgeError(_ error: JetStreamAPIError) -> [UInt8] {
+        var w = JetStreamJSON.ObjectWriter()
+        w.string("type", type("stream_purge_response"))
+        var e: [UInt8] = []
+        error.write(to: &e)
+        w.raw("error", e)
+        w.int("purged", 0)
+        return w.finished()
+    }
+
     /// A stream info response (`stream_create_response`, `stream_update_response`,
     /// `stream_info_response`): type, `total`/`offset`/`limit` when `paging` is given (2.9.10's
     /// INFO carries them, zeros unless a subjects filter was asked for), config, created, state,

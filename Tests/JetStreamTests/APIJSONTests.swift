@@ -151,6 +151,13 @@ private func createError(_ name: String, _ body: String, existing: [StreamConfig
         #expect(StreamStoreError.messageTooLarge(size: 10, limit: 5).apiError(in: .publish) == .messageExceedsMaximum)
         #expect(StreamStoreError.notFound.apiError(in: .messageGet) == .noMessageFound)
         #expect(StreamStoreError.notFound.apiError(in: .messageDelete) == .streamMessageDeleteFailed("no message found"))
-        #expect(StreamStoreError.invalidPurge.apiError(in: .purge).errCode == 10110)
+        #expect(StreamStoreError.invalidPurge.apiError(in: .purge) == .badRequest)
+        #expect(StreamStoreError.closed.apiError(in: .purge) == .streamGeneral("stream store closed"))
+        #expect(JetStreamAPIError.messageDeleteMissing(sequence: 3, lastSequence: 9, storage: .memory) == .sequenceNotFound(3))
+        #expect(JetStreamAPIError.messageDeleteMissing(sequence: 0, lastSequence: 9, storage: .file)
+                == .streamMessageDeleteFailed("no message found"))
+        #expect(JetStreamAPIError.messageDeleteMissing(sequence: 10, lastSequence: 9, storage: .file)
+                == .streamMessageDeleteFailed("stream store EOF"))
+        #expect(JetStreamAPIError.messageDeleteMissing(sequence: 4, lastSequence: 9, storage: .file).text == "sequence 4 not found")
     }
 }

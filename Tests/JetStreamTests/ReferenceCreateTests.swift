@@ -174,6 +174,19 @@ private func normalized(_ json: String) -> String {
                                                    state: StreamInfoState(state), paging: APIPaging())
         #expect(normalizedTimes(String(decoding: ours, as: UTF8.self)) == normalizedTimes(info))
         #expect(normalizedTimes(info).contains(#""first_ts":"<time>""#))
+
+        // MSG.DELETE and PURGE answers, and the errors of a file stream for missing sequences.
+        func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
+        let deleteKind = "stream_msg_delete_response"
+        #expect(try connection.request("$JS.API.STREAM.MSG.DELETE.A", #"{"seq":2}"#) == text(JetStreamAPIResponse.success(deleteKind)))
+        for sequence: UInt64 in [2, 99] {
+            let missing = JetStreamAPIError.messageDeleteMissing(sequence: sequence, lastSequence: 2, storage: .file)
+            #expect(try connection.request("$JS.API.STREAM.MSG.DELETE.A", #"{"seq":\#(sequence)}"#)
+                    == text(JetStreamAPIResponse.error(deleteKind, missing)))
+        }
+        #expect(try connection.request("$JS.API.STREAM.PURGE.A", #"{"seq":1,"keep":1}"#)
+                == text(JetStreamAPIResponse.purgeError(StreamStoreError.invalidPurge.apiError(in: .purge))))
+        #expect(try connection.request("$JS.API.STREAM.PURGE.A", "") == text(JetStreamAPIResponse.purge(purged: 1)))
     }
 }
 
