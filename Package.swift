@@ -23,6 +23,8 @@ let package = Package(
         .target(name: "NATSProtocol"),
         // JSON (value, reader, writer, escaping), RFC 3339 time and calendar arithmetic, without Foundation.
         .target(name: "Formats"),
+        // POSIX file calls that retry EINTR and name the failing path (the service store, the JetStream store).
+        .target(name: "POSIXFiles"),
         // nats.conf syntax: parsed into a tree whose nodes know their file:line (no server knowledge).
         .target(name: "NATSConfig"),
         // epoll reactor, sockets, timers, outbound buffers flushed with writev.
@@ -32,12 +34,12 @@ let package = Package(
         // The broker: connections, routing, auth, limits, monitoring.
         .target(name: "NATSServer", dependencies: ["NATSProtocol", "NATSConfig", "EventLoop", "HTTPServer", "CSystem", "Formats"]),
         // JetStream: a stream's message store (memory and file backends, limits, recovery), the API's errors and JSON.
-        .target(name: "JetStream", dependencies: ["NATSProtocol", "Formats"]),
+        .target(name: "JetStream", dependencies: ["NATSProtocol", "Formats", "POSIXFiles"]),
         // The async/await client library.
         .target(name: "NATSClient", dependencies: ["NATSProtocol", "CSystem"]),
 
         // Shared service runtime: configuration, logging, crypto, durable store, health, metrics, shutdown.
-        .target(name: "ServiceKit", dependencies: ["NATSClient", "HTTPServer", "Formats"]),
+        .target(name: "ServiceKit", dependencies: ["NATSClient", "HTTPServer", "Formats", "POSIXFiles"]),
 
         // The auth service's logic (users, passwords, tokens, HTTP API, NATS endpoints); its main is thin.
         .target(name: "AuthService", dependencies: ["ServiceKit", "NATSClient", "HTTPServer", "Formats"]),

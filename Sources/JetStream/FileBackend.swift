@@ -73,7 +73,7 @@ final class FileBackend: StoreBackend {
         self.directory = directory
         self.options = options
         self.lastSync = monotonicNanoseconds()
-        try BlockIO.makeDirectory(directory)
+        try BlockIO.makeDirectories(directory)
         var numbers: [UInt32] = []
         for name in try BlockIO.list(directory) where name.hasSuffix(".blk") {
             if let n = UInt32(name.dropLast(4)), n > 0 { numbers.append(n) }
@@ -330,7 +330,7 @@ final class FileBackend: StoreBackend {
             Glibc.close(dead.fd)
             dead.fd = -1
             // A failed unlink leaves a block whose records are all below the floor: harmless on replay.
-            try? BlockIO.unlink(dead.path)
+            try? BlockIO.remove(dead.path)
         }
     }
 
