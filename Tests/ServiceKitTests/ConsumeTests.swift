@@ -108,12 +108,7 @@ import TestSupport
         let broker = try ReferenceBroker(port: natsPort)
         defer { broker.stop() }
         let url = "nats://127.0.0.1:\(natsPort)"
-        var connected: NATSClient?
-        #expect(await eventually(20) {
-            connected = try? await NATSClient.connect(.init(servers: [url]))
-            return connected != nil
-        })
-        let peer = try #require(connected)
+        let peer = try await connectWhenUp(url)
         let echo = try await peer.subscribe("echo")
         let responder = Task { for try await m in echo { try await m.respond(Array("echo:".utf8) + m.payload) } }
         let done = try await peer.subscribe("done")
@@ -162,12 +157,7 @@ import TestSupport
         let broker = try ReferenceBroker(port: natsPort)
         defer { broker.stop() }
         let url = "nats://127.0.0.1:\(natsPort)"
-        var connected: NATSClient?
-        #expect(await eventually(20) {
-            connected = try? await NATSClient.connect(.init(servers: [url]))
-            return connected != nil
-        })
-        let peer = try #require(connected)
+        let peer = try await connectWhenUp(url)
         let done = try await peer.subscribe("worker.done")
         try await peer.flush()
 
@@ -218,4 +208,14 @@ import TestSupport
         try await running.value
         #expect(rt.readiness.checks["subscriptions"] == false)
     }
+}
+
+/// A client connected to `url`, retried until the broker that was just started accepts.
+private func connectWhenUp(_ url: String) async throws -> NATSClient {
+    var connected: NATSClient?
+    #expect(await eventually(20) {
+        connected = try? await NATSClient.connect(.init(servers: [url]))
+        return connected != nil
+    })
+    return try #require(connected)
 }
