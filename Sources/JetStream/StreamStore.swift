@@ -210,7 +210,43 @@ public final class StreamStore {
         return sequence
     }
 
+    /// Uses the next sequence without storing a message and returns it (2.9.10's SkipMsg: an
+    /// interest stream with no consumer for the subject). The skip is written as a floor when the
+    /// stream is empty, else as the removal of that sequence, which replay reads as a skip.
+    /// - Throws: ``StreamStoreError/closed``, and for the file backend ``StreamStoreError/io(operation:path:errno:)``
+    ///   or ``StreamStoreError/failed(path:)``.
+    @discardableResult
+    public func skip(timestamp: Int64 = wallClockNanoseconds()) throws(StreamStoreError) -> UInt64 {
+        guard !isClosed else { throw .closed }
+        let sequence = figures.lastSequence + 1
+        if figures.messages == 0 {
+            _ = compactIndex(below: sequence + 1)
+            figures.lastTime = timestamp
+            backend.noteFloor(first: sequence + 1, lastTime: timestamp)
+        } else {
+            entries.append(IndexEntry(timestamp: timestamp, block: 0, offset: 0, subject: IndexEntry.removed, bytes: 0))
+            figures.lastSequence = sequence
+            figures.lastTime = timestamp
+            backend.noteRemoval(sequence: sequence, timestamp: timestamp)
+        }
+        try backend.flush()
+        return sequence
+    }
+
     // MARK: Reading
+
+    /// The sequences between the first and the last that hold no message (StreamInfo's
+    /// `deleted_details`), ascending.
+    public var deletedSequences: [UInt64] {
+        guard figures.messages > 0 else { return [] }
+        var out: [UInt64] = []
+        var seq = figures.firstSequence
+        while seq <= figures.lastSequence {
+            if entry(at: seq) == nil { out.append(seq) }
+            seq += 1
+        }
+        return out
+    }
 
     /// The message at `sequence`.
     /// - Throws: ``StreamStoreError/notFound`` (10037), ``StreamStoreError/closed``, and for the file
@@ -575,7 +611,13 @@ public final class StreamStore {
             if figures.messages == 0 && sequence < figures.firstSequence { return }
             _ = insert(sequence: sequence, timestamp: timestamp, subject: subject, bytes: bytes, block: block, offset: offset)
         case .removal(let sequence):
-            _ = drop(sequence)
+            if !drop(sequence) && figures.messages > 0 && sequence > figures.lastSequence {
+                // A skipped sequence after the last message (see skip(timestamp:)).
+                while base + UInt64(entries.count) <= sequence {
+                    entries.append(IndexEntry(timestamp: 0, block: 0, offset: 0, subject: IndexEntry.removed, bytes: 0))
+                }
+                figures.lastSequence = sequence
+            }
         case .floor(let first, let lastTime):
             figures.lastTime = max(figures.lastTime, lastTime)
             _ = compactIndex(below: first)
