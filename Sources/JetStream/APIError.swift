@@ -188,17 +188,18 @@ extension StreamStoreError {
 
 extension JetStreamAPIError {
     /// What 2.9.10 answers MSG.DELETE of a sequence its store does not hold: a memory store says
-    /// only "not removed" (10043); a file store fails with "no message found" for sequence 0, with
-    /// "stream store EOF" past the last sequence (both 10057), and says "not removed" (10043) for
-    /// a sequence that is already gone. (2.9.10's file store also answers "no message found" when
-    /// every message of the block that held the sequence is gone; our store has no such blocks, so
-    /// that case answers 10043 here.)
-    public static func messageDeleteMissing(sequence: UInt64, lastSequence: UInt64, storage: StorageType) -> JetStreamAPIError {
+    /// only "not removed" (10043); a file store fails with "no message found" for sequence 0 or one
+    /// below the stream's first sequence, with "stream store EOF" past the last sequence (both
+    /// 10057), and says "not removed" (10043) for a sequence inside the stream that is already
+    /// gone. (2.9.10's file store also answers "no message found" when every message of the block
+    /// that held the sequence is gone; our store has no such blocks, so that case answers 10043 here.)
+    public static func messageDeleteMissing(sequence: UInt64, firstSequence: UInt64 = 0, lastSequence: UInt64,
+                                            storage: StorageType) -> JetStreamAPIError {
         switch storage {
         case .memory:
             return .sequenceNotFound(sequence)
         case .file:
-            if sequence == 0 { return .streamMessageDeleteFailed("no message found") }
+            if sequence == 0 || sequence < firstSequence { return .streamMessageDeleteFailed("no message found") }
             if sequence > lastSequence { return .streamMessageDeleteFailed("stream store EOF") }
             return .sequenceNotFound(sequence)
         }

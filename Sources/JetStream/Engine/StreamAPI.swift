@@ -236,9 +236,22 @@ extension JetStreamEngine {
 
     private func streamInfo(_ name: String, _ message: InboundMessage) -> [EngineAction] {
         let kind = "stream_info_response"
+        // INFO's response embeds the paging fields without omitempty, so its errors carry them too.
+        func failed(_ error: JetStreamAPIError) -> [EngineAction] {
+            apiErrors += 1
+            var w = JetStreamJSON.ObjectWriter()
+            w.string("type", JetStreamAPIResponse.type(kind))
+            var e: [UInt8] = []
+            error.write(to: &e)
+            w.raw("error", e)
+            w.int("total", 0)
+            w.int("offset", 0)
+            w.int("limit", 0)
+            return answer(message.reply, w.finished())
+        }
         let request: StreamInfoRequest
-        do { request = try StreamInfoRequest(message.payload) } catch { return fail(message.reply, kind, error) }
-        guard let stream = streams[name] else { return fail(message.reply, kind, .streamNotFound) }
+        do { request = try StreamInfoRequest(message.payload) } catch { return failed(error) }
+        guard let stream = streams[name] else { return failed(.streamNotFound) }
         var paging = APIPaging()
         var details: [(String, UInt64)]?
         if !request.subjectsFilter.isEmpty {
@@ -399,8 +412,9 @@ extension JetStreamEngine {
         do {
             try stream.store.remove(request.sequence)
         } catch .notFound {
-            let error = JetStreamAPIError.messageDeleteMissing(sequence: request.sequence,
-                                                               lastSequence: stream.store.state.lastSequence,
+            let state = stream.store.state
+            let error = JetStreamAPIError.messageDeleteMissing(sequence: request.sequence, firstSequence: state.firstSequence,
+                                                               lastSequence: state.lastSequence,
                                                                storage: stream.config.storage)
             return answer(message.reply, JetStreamAPIResponse.error(kind, error))
         } catch {
