@@ -111,35 +111,8 @@ private func normalized(_ text: String) -> String {
     /// the requests 2.9.10 does not answer get no answer from ours either.
     @Test(.enabled(if: ReferencePeer.available || ReferencePeer.required, "nats-server 2.9.10 is not installed"))
     func sessionAnswersMatchTheReference() async throws {
-        guard ReferencePeer.available else {
-            Issue.record("nats-server 2.9.10 not found at \(ReferencePeer.path) but REQUIRE_PEERS=1")
-            return
-        }
-        let referenceDirectory = try temporaryDirectory("jsengine-ref")
-        defer { removeTemporary(referenceDirectory) }
-        let port = try freePort()
-        let maxMemory: Int64 = 1 << 30
-        let maxStore: Int64 = 10 << 30
-        let configPath = referenceDirectory + "/js.conf"
-        try """
-        listen: 127.0.0.1:\(port)
-        jetstream {
-          store_dir: "\(referenceDirectory)/store"
-          max_memory_store: \(maxMemory)
-          max_file_store: \(maxStore)
-        }
-        """.write(toFile: configPath, atomically: true, encoding: .utf8)
-        let broker = try ChildProcess(executable: ReferencePeer.path, arguments: ["-c", configPath],
-                                      environment: ProcessInfo.processInfo.environment)
-        defer { kill(broker.process.processIdentifier, SIGKILL) }
-        _ = try await broker.waitForLine("ready line") { $0.contains("Server is ready") }
-        let connection = try ReferenceConnection(port: port)
-
-        let ours = try EngineHarness("jsengine-ours", maxMemory: maxMemory, maxStore: maxStore)
-        try ours.start()
-
         let big = String(repeating: "z", count: 1100)
-        let steps: [Step] = [
+        try await compare(domain: "", steps: [
             Step(subject: "$JS.API.INFO"),
             Step(subject: "$JS.API.STREAM.CREATE.S1",
                  body: #"{"name":"S1","subjects":["s1.*"],"allow_direct":true,"allow_rollup_hdrs":true,"max_msg_size":1024}"#),
@@ -220,8 +193,83 @@ private func normalized(_ text: String) -> String {
             Step(subject: "$JS.API.STREAM.INFO", answered: false),
             Step(subject: "$JS.API.STREAM.NAMES.X", answered: false),
             Step(subject: "$JS.API.DIRECT.GET.R", body: #"{"seq":1}"#, answered: false),
+            Step(subject: "$JS.API.STREAM.NAMES", body: "["),
+            Step(subject: "$JS.API.STREAM.LIST", body: #"{"offset":"a"}"#),
+            Step(subject: "$JS.API.STREAM.LIST", body: #"{"offset":1,"subject":"k.x"}"#),
+            Step(subject: "$JS.API.STREAM.PURGE.K", body: "x"),
+            Step(subject: "$JS.API.STREAM.PURGE.K", body: #"{"seq":-1}"#),
+            Step(subject: "$JS.API.STREAM.PURGE.NOPE"),
+            Step(subject: "$JS.API.STREAM.MSG.DELETE.K", body: "x"),
+            Step(subject: "$JS.API.STREAM.MSG.DELETE.K", body: #"{"seq":1.5}"#),
+            Step(subject: "$JS.API.STREAM.MSG.DELETE.K", body: #"{"seq":0}"#),
+            Step(subject: "$JS.API.STREAM.MSG.DELETE.K", body: #"{"seq":50}"#),
+            Step(subject: "$JS.API.STREAM.MSG.DELETE.NOPE", body: #"{"seq":1}"#),
+            Step(subject: "$JS.API.STREAM.MSG.GET.K", body: "[1]"),
+            Step(subject: "$JS.API.STREAM.MSG.GET.K", body: "null"),
+            Step(subject: "$JS.API.STREAM.MSG.GET.K", body: #"{"last_by_subj":"k.a","next_by_subj":"k.a"}"#),
+            Step(subject: "$JS.API.STREAM.MSG.GET.NOPE", body: #"{"seq":1}"#),
+            Step(subject: "$JS.API.STREAM.UPDATE.K", body: "x"),
+            Step(subject: "$JS.API.STREAM.UPDATE.K", body: #"{"name":"J"}"#),
+            Step(subject: "$JS.API.STREAM.UPDATE.NOPE", body: #"{"name":"NOPE"}"#),
+            Step(subject: "$JS.API.STREAM.UPDATE.K", body: #"{"name":"K","subjects":["r.x"]}"#),
+            Step(subject: "$JS.API.STREAM.UPDATE.K", body: #"{"name":"K","subjects":["k.>"],"max_consumers":5}"#),
+            Step(subject: "$JS.API.STREAM.UPDATE.K", body: #"{"name":"K","subjects":["k.>"],"retention":"workqueue"}"#),
+            Step(subject: "$JS.API.STREAM.UPDATE.R", body: #"{"name":"R","subjects":["r.>"],"deny_purge":true}"#),
+            Step(subject: "$JS.API.STREAM.INFO.K", body: #"{"offset":"a"}"#),
+            Step(subject: "$JS.API.STREAM.INFO.K", body: #"{"subjects_filter":"k.*","offset":1}"#),
+            Step(subject: "$JS.API.STREAM.DELETE.NOPE"),
+            Step(subject: "$JS.API.INFO", body: "ignored"),
+        ])
+    }
+
+    /// With a JetStream domain: account info, PubAcks, stream info, update and list carry it.
+    @Test(.enabled(if: ReferencePeer.available || ReferencePeer.required, "nats-server 2.9.10 is not installed"))
+    func domainAnswersMatchTheReference() async throws {
+        try await compare(domain: "hub", steps: [
             Step(subject: "$JS.API.INFO"),
-        ]
+            Step(subject: "$JS.API.STREAM.CREATE.D", body: #"{"name":"D","subjects":["d.*"]}"#),
+            Step(subject: "d.a", body: "1"),
+            Step(subject: "d.a", body: "1", headers: [("Nats-Msg-Id", "one")]),
+            Step(subject: "d.a", body: "1", headers: [("Nats-Msg-Id", "one")]),
+            Step(subject: "d.a", body: "1", headers: [("Nats-Expected-Last-Sequence", "abc")]),
+            Step(subject: "$JS.API.STREAM.INFO.D"),
+            Step(subject: "$JS.API.STREAM.UPDATE.D", body: #"{"name":"D","subjects":["d.*"],"max_msgs":10}"#),
+            Step(subject: "$JS.API.STREAM.LIST"),
+            Step(subject: "$JS.API.STREAM.NAMES"),
+            Step(subject: "$JS.API.INFO"),
+        ])
+    }
+
+    /// Runs `steps` against nats-server 2.9.10 (with `domain`) and our engine and compares every answer.
+    private func compare(domain: String, steps: [Step]) async throws {
+        guard ReferencePeer.available else {
+            Issue.record("nats-server 2.9.10 not found at \(ReferencePeer.path) but REQUIRE_PEERS=1")
+            return
+        }
+        let referenceDirectory = try temporaryDirectory("jsengine-ref")
+        defer { removeTemporary(referenceDirectory) }
+        let port = try freePort()
+        let maxMemory: Int64 = 1 << 30
+        let maxStore: Int64 = 10 << 30
+        let configPath = referenceDirectory + "/js.conf"
+        try """
+        listen: 127.0.0.1:\(port)
+        jetstream {
+          store_dir: "\(referenceDirectory)/store"
+          max_memory_store: \(maxMemory)
+          max_file_store: \(maxStore)
+          \(domain.isEmpty ? "" : "domain: \(domain)")
+        }
+        """.write(toFile: configPath, atomically: true, encoding: .utf8)
+        let broker = try ChildProcess(executable: ReferencePeer.path, arguments: ["-c", configPath],
+                                      environment: ProcessInfo.processInfo.environment)
+        defer { kill(broker.process.processIdentifier, SIGKILL) }
+        _ = try await broker.waitForLine("ready line") { $0.contains("Server is ready") }
+        let connection = try ReferenceConnection(port: port)
+
+        let ours = try EngineHarness("jsengine-ours", maxMemory: maxMemory, maxStore: maxStore, domain: domain)
+        try ours.start()
+
         for (k, step) in steps.enumerated() {
             let reply = "_INBOX.ref.\(k)"
             try connection.publish(step, reply: reply)

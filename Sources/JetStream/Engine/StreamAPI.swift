@@ -60,6 +60,22 @@ extension JetStreamEngine {
         return answer(reply, JetStreamAPIResponse.error(kind, error))
     }
 
+    /// An error of a response that embeds the paging fields without omitempty (INFO, NAMES, LIST):
+    /// 2.9.10 writes them as zeros after the error, then `streams` as `null` for NAMES or `[]` for LIST.
+    func failPaged(_ reply: String, _ kind: String, _ error: JetStreamAPIError, streams: String? = nil) -> [EngineAction] {
+        apiErrors += 1
+        var w = JetStreamJSON.ObjectWriter()
+        w.string("type", JetStreamAPIResponse.type(kind))
+        var e: [UInt8] = []
+        error.write(to: &e)
+        w.raw("error", e)
+        w.int("total", 0)
+        w.int("offset", 0)
+        w.int("limit", 0)
+        if let streams { w.raw("streams", Array(streams.utf8)) }
+        return answer(reply, w.finished())
+    }
+
     /// Counts the consumer half's API answers: a reply to the request whose JSON is a consumer
     /// response, an error when it carries one.
     private func countConsumerResponses(_ actions: [EngineAction], reply: String) {
@@ -236,19 +252,7 @@ extension JetStreamEngine {
 
     private func streamInfo(_ name: String, _ message: InboundMessage) -> [EngineAction] {
         let kind = "stream_info_response"
-        // INFO's response embeds the paging fields without omitempty, so its errors carry them too.
-        func failed(_ error: JetStreamAPIError) -> [EngineAction] {
-            apiErrors += 1
-            var w = JetStreamJSON.ObjectWriter()
-            w.string("type", JetStreamAPIResponse.type(kind))
-            var e: [UInt8] = []
-            error.write(to: &e)
-            w.raw("error", e)
-            w.int("total", 0)
-            w.int("offset", 0)
-            w.int("limit", 0)
-            return answer(message.reply, w.finished())
-        }
+        func failed(_ error: JetStreamAPIError) -> [EngineAction] { failPaged(message.reply, kind, error) }
         let request: StreamInfoRequest
         do { request = try StreamInfoRequest(message.payload) } catch { return failed(error) }
         guard let stream = streams[name] else { return failed(.streamNotFound) }
@@ -279,7 +283,9 @@ extension JetStreamEngine {
     private func streamNames(_ message: InboundMessage) -> [EngineAction] {
         let kind = "stream_names_response"
         let request: StreamListRequest
-        do { request = try StreamListRequest(message.payload) } catch { return fail(message.reply, kind, error) }
+        do { request = try StreamListRequest(message.payload) } catch {
+            return failPaged(message.reply, kind, error, streams: "null")
+        }
         let all = selected(request)
         let offset = min(max(request.offset, 0), all.count)
         let page = all[offset...].prefix(JetStreamEngine.namesLimit)
@@ -306,7 +312,9 @@ extension JetStreamEngine {
     private func streamList(_ message: InboundMessage) -> [EngineAction] {
         let kind = "stream_list_response"
         let request: StreamListRequest
-        do { request = try StreamListRequest(message.payload) } catch { return fail(message.reply, kind, error) }
+        do { request = try StreamListRequest(message.payload) } catch {
+            return failPaged(message.reply, kind, error, streams: "[]")
+        }
         let all = selected(request)
         let offset = min(max(request.offset, 0), all.count)
         let page = all[offset...].prefix(JetStreamEngine.listLimit)
