@@ -301,6 +301,77 @@ public final class StreamStore {
         throw .notFound
     }
 
+    // MARK: Consumer queries (index only, no payload reads)
+
+    /// The subject stored at `sequence`, or nil when no message is there.
+    public func subject(at sequence: UInt64) -> String? {
+        guard !isClosed, let e = entry(at: sequence) else { return nil }
+        return subjects[Int(e.subject)].name
+    }
+
+    /// The number of messages at or after `start` whose subject matches `filter` ("" or ">" for any),
+    /// and the last such sequence (0 when there is none): a consumer's `num_pending`.
+    public func pending(filter: String, from start: UInt64) -> (count: UInt64, last: UInt64) {
+        guard !isClosed, figures.messages > 0 else { return (0, 0) }
+        let matcher = SubjectFilter(filter)
+        let first = max(start, figures.firstSequence)
+        guard first <= figures.lastSequence else { return (0, 0) }
+        if matcher.isAll && first == figures.firstSequence {
+            return (figures.messages, freshLastSequence())
+        }
+        if matcher.isAll && figures.lastSequence - figures.firstSequence + 1 == figures.messages {
+            // No gaps: a plain difference.
+            return (figures.lastSequence - first + 1, figures.lastSequence)
+        }
+        if !matcher.hasWildcard && !matcher.isAll {
+            guard let id = subjectIDs[filter] else { return (0, 0) }
+            let info = subjects[Int(id)]
+            if first <= freshFirst(id) { return (info.messages, freshLast(id)) }
+        }
+        var count: UInt64 = 0, last: UInt64 = 0
+        var cache: [UInt32: Bool] = [:]
+        var seq = first
+        while seq <= figures.lastSequence {
+            if let e = entry(at: seq) {
+                let hit: Bool
+                if let known = cache[e.subject] { hit = known } else {
+                    hit = matcher.matches(subjects[Int(e.subject)].name)
+                    cache[e.subject] = hit
+                }
+                if hit { count += 1; last = seq }
+            }
+            seq += 1
+        }
+        return (count, last)
+    }
+
+    /// The last sequence of every subject matching `filter`: deliver policy `last_per_subject`.
+    public func lastSequences(filter: String) -> [String: UInt64] {
+        guard !isClosed else { return [:] }
+        let matcher = SubjectFilter(filter)
+        var result: [String: UInt64] = [:]
+        for (name, id) in subjectIDs where matcher.matches(name) { result[name] = freshLast(id) }
+        return result
+    }
+
+    /// The first sequence stored at or after `time` (nanoseconds since the epoch), or the last
+    /// sequence + 1 when every message is older: deliver policy `by_start_time` (2.9.10's GetSeqFromTime).
+    public func firstSequence(atOrAfter time: Int64) -> UInt64 {
+        guard !isClosed, figures.messages > 0 else { return figures.lastSequence + 1 }
+        var seq = figures.firstSequence
+        while seq <= figures.lastSequence {
+            if let e = entry(at: seq), e.timestamp >= time { return seq }
+            seq += 1
+        }
+        return figures.lastSequence + 1
+    }
+
+    private func freshLastSequence() -> UInt64 {
+        var seq = figures.lastSequence
+        while seq > figures.firstSequence && entry(at: seq) == nil { seq -= 1 }
+        return seq
+    }
+
     // MARK: Removing
 
     /// Removes the message at `sequence` (MSG.DELETE); the removal is written before returning.
