@@ -66,7 +66,7 @@ public struct JetStreamAPIError: Error, Sendable, Equatable, CustomStringConvert
         code: 500, errCode: 10028, text: "insufficient memory resources available")
     /// 10037 JSNoMessageFoundErr.
     public static let noMessageFound = JetStreamAPIError(code: 404, errCode: 10037, text: "no message found")
-    /// 10038 JSNotEmptyRequestErr: STREAM.DELETE with a body.
+    /// 10038 JSNotEmptyRequestErr: STREAM.DELETE, consumer INFO and DELETE with a body.
     public static let notEmptyRequest = JetStreamAPIError(code: 400, errCode: 10038, text: "expected an empty request payload")
     /// 10039 JSNotEnabledForAccountErr.
     public static let notEnabledForAccount = JetStreamAPIError(code: 503, errCode: 10039, text: "JetStream not enabled for account")

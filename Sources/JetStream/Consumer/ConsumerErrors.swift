@@ -74,6 +74,4 @@ extension JetStreamAPIError {
     /// 10132 JSConsumerCreateDurableAndNameMismatch.
     public static let consumerDurableAndNameMismatch = JetStreamAPIError(
         code: 400, errCode: 10132, text: "Consumer Durable and Name have to be equal if both are provided")
-    /// 10038 JSNotEmptyRequestErr: consumer INFO and DELETE take no body.
-    public static let notEmptyRequest = JetStreamAPIError(code: 400, errCode: 10038, text: "expected an empty request payload")
 }
