@@ -32,7 +32,7 @@ let package = Package(
         // Small HTTP/1.1 server (broker monitoring, services).
         .target(name: "HTTPServer", dependencies: ["EventLoop", "CSystem", "Formats"]),
         // The broker: connections, routing, auth, limits, monitoring.
-        .target(name: "NATSServer", dependencies: ["NATSProtocol", "NATSConfig", "EventLoop", "HTTPServer", "CSystem", "Formats"]),
+        .target(name: "NATSServer", dependencies: ["NATSProtocol", "NATSConfig", "EventLoop", "HTTPServer", "CSystem", "Formats", "JetStream"]),
         // JetStream: a stream's message store (memory and file backends, limits, recovery), the API's errors and JSON.
         .target(name: "JetStream", dependencies: ["NATSProtocol", "Formats", "POSIXFiles"]),
         // The async/await client library.
