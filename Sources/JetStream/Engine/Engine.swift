@@ -123,6 +123,10 @@ public final class JetStreamEngine {
     var apiTotal: UInt64 = 0
     var apiErrors: UInt64 = 0
     var nextSync: Int64 = .max
+    /// Bytes that left file streams through a purge with a subject filter: 2.9.10's file store
+    /// does not report those to the account, whose `storage` keeps counting them (clients see it
+    /// in account info and /jsz), so ours does too.
+    var unreleasedStorage: UInt64 = 0
 
     static let routeCacheLimit = 8192
 
@@ -323,6 +327,7 @@ public final class JetStreamEngine {
         var s = JetStreamStatistics()
         s.apiTotal = apiTotal
         s.apiErrors = apiErrors
+        s.storage = unreleasedStorage
         for name in streams.keys.sorted() {
             guard let stream = streams[name] else { continue }
             let state = stream.store.state
@@ -346,9 +351,22 @@ public final class JetStreamEngine {
         return s
     }
 
+    /// A purge; one with a subject filter on a file stream leaves its bytes in the account's usage
+    /// (see ``unreleasedStorage``).
+    /// - Throws: what ``StreamStore/purge(subject:upTo:keep:)`` throws.
+    func filteredPurge(_ stream: EngineStream, subject: String, upTo sequence: UInt64 = 0,
+                       keep: UInt64 = 0) throws(StreamStoreError) -> UInt64 {
+        let before = stream.store.state.bytes
+        let purged = try stream.store.purge(subject: subject, upTo: sequence, keep: keep)
+        if stream.config.storage == .file && !subject.isEmpty && subject != ">" {
+            unreleasedStorage += before - min(before, stream.store.state.bytes)
+        }
+        return purged
+    }
+
     /// Bytes in use and reserved (max_bytes of streams that set one) for a storage type.
     func usage(_ storage: StorageType) -> (used: Int64, reserved: Int64) {
-        var used: Int64 = 0
+        var used: Int64 = storage == .file ? Int64(unreleasedStorage) : 0
         var reserved: Int64 = 0
         for stream in streams.values where stream.config.storage == storage {
             used += Int64(stream.store.state.bytes)

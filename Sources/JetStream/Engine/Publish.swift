@@ -86,7 +86,7 @@ extension JetStreamEngine {
         switch rollup {
         case .none: break
         case .subject:
-            _ = try? store.purge(subject: message.subject, keep: 1)
+            _ = try? filteredPurge(stream, subject: message.subject, keep: 1)
             actions += consumers.streamChanged(stream: stream.context, now: now)
         case .all:
             _ = try? store.purge(keep: 1)

@@ -112,7 +112,7 @@ extension JetStreamEngine {
         var w = JetStreamJSON.ObjectWriter()
         w.string("type", JetStreamAPIResponse.type("account_info_response"))
         w.uint("memory", memory)
-        w.uint("storage", storage)
+        w.uint("storage", storage + unreleasedStorage)
         w.int("streams", Int64(streams.count))
         w.int("consumers", Int64(consumerTotal))
         var limits = JetStreamJSON.ObjectWriter()
@@ -375,7 +375,7 @@ extension JetStreamEngine {
         if stream.config.denyPurge { return failed(.streamPurgeFailed("stream purge not permitted")) }
         let purged: UInt64
         do {
-            purged = try stream.store.purge(subject: request.filter, upTo: request.sequence, keep: request.keep)
+            purged = try filteredPurge(stream, subject: request.filter, upTo: request.sequence, keep: request.keep)
         } catch {
             // 2.9.10 sends a purge the store refused as a plain response (counted, not as an error).
             return answer(message.reply, JetStreamAPIResponse.purgeError(error.apiError(in: .purge)))
