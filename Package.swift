@@ -81,7 +81,7 @@ let package = Package(
         .testTarget(name: "PlatformTests", dependencies: ["nats-server", "auth-service", "notification-service",
                                                           "data-processing-service", "analytics-service", "nats", "TestSupport"]),
         .testTarget(name: "NATSServerTests", dependencies: ["NATSServer", "NATSProtocol", "nats-server"]),
-        .testTarget(name: "NATSClientTests", dependencies: ["NATSClient", "nats-server", "TestSupport"], exclude: ["Python"]),
+        .testTarget(name: "NATSClientTests", dependencies: ["NATSClient", "nats-server", "nats", "TestSupport"], exclude: ["Python"]),
         // Black-box compatibility: the same transcripts against our broker and Debian's nats-server 2.9.10.
         .testTarget(name: "CompatibilityTests", dependencies: ["nats-server"]),
     ],
