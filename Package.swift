@@ -84,6 +84,8 @@ let package = Package(
         .testTarget(name: "NATSClientTests", dependencies: ["NATSClient", "nats-server", "TestSupport"], exclude: ["Python"]),
         // Black-box compatibility: the same transcripts against our broker and Debian's nats-server 2.9.10.
         .testTarget(name: "CompatibilityTests", dependencies: ["nats-server"]),
+        // SIGKILL during a JetStream publish load, restart on the same store (ours and nats-server 2.9.10 -js).
+        .testTarget(name: "JetStreamCrashTests", dependencies: ["nats-server", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
