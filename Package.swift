@@ -62,6 +62,8 @@ let package = Package(
         .executableTarget(name: "nats-blast", path: "Tests/Tools/nats-blast"),
         // Append, recovery and read-back rates of the JetStream file store, and its memory per message.
         .executableTarget(name: "jetstream-bench", dependencies: ["JetStream"], path: "Tests/Tools/jetstream-bench"),
+        // JetStream publish-with-ack and pull-consume rates over the wire, the same client for both brokers.
+        .executableTarget(name: "js-bench", path: "Tests/Tools/js-bench"),
 
         // Helpers shared by the test targets: child processes (built executables, brokers, services) on
         // free ports, a raw-socket HTTP client, deadline-bounded waits, a seeded random generator.

@@ -25,7 +25,7 @@ nats_sources=(Sources/NATSProtocol/ParserSupport.swift Sources/NATSProtocol/Clie
 http_sources=(Sources/HTTPServer/HTTPHeaders.swift Sources/HTTPServer/HTTPTypes.swift
               Sources/HTTPServer/HTTPParseError.swift Sources/HTTPServer/HTTPRequestParser.swift)
 failed=()
-fuzz_flags=(-sanitize=fuzzer,address -parse-as-library -O -swift-version 6 -package-name microservices_nats)
+fuzz_flags=("-sanitize=fuzzer,address" -parse-as-library -O -swift-version 6 -package-name microservices_nats)
 
 # run NAME MODULE SEED_DIR SWIFTC_ARGUMENTS...: builds one target and fuzzes it for $seconds.
 run() {
