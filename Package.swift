@@ -62,6 +62,8 @@ let package = Package(
         .executableTarget(name: "nats-blast", path: "Tests/Tools/nats-blast"),
         // Append, recovery and read-back rates of the JetStream file store, and its memory per message.
         .executableTarget(name: "jetstream-bench", dependencies: ["JetStream"], path: "Tests/Tools/jetstream-bench"),
+        // JetStream publish-with-ack and pull-consume rates over the wire, the same client for both brokers.
+        .executableTarget(name: "js-bench", path: "Tests/Tools/js-bench"),
 
         // Helpers shared by the test targets: child processes (built executables, brokers, services) on
         // free ports, a raw-socket HTTP client, deadline-bounded waits, a seeded random generator.
@@ -84,6 +86,8 @@ let package = Package(
         .testTarget(name: "NATSClientTests", dependencies: ["NATSClient", "nats-server", "nats", "TestSupport"], exclude: ["Python"]),
         // Black-box compatibility: the same transcripts against our broker and Debian's nats-server 2.9.10.
         .testTarget(name: "CompatibilityTests", dependencies: ["nats-server"]),
+        // SIGKILL during a JetStream publish load, restart on the same store (ours and nats-server 2.9.10 -js).
+        .testTarget(name: "JetStreamCrashTests", dependencies: ["nats-server", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

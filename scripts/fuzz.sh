@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # Fuzzes the parsers with libFuzzer + AddressSanitizer for a bounded time each: ClientParser and
-# ServerParser (NATSProtocol) and HTTPRequestParser (HTTPServer).
-# Usage: scripts/fuzz.sh [seconds] [client|server|http|all]   (default: 30 seconds each, all).
+# ServerParser (NATSProtocol), HTTPRequestParser (HTTPServer), and JetStream's file store recovery
+# (jsstore: arbitrary bytes as block files) and API request decoders (jsapi: StreamConfig.decode).
+# Usage: scripts/fuzz.sh [seconds] [client|server|http|jsstore|jsapi|all]   (default: 30 seconds each, all).
 # Each target is built into .build-fuzz/ with swiftc directly (no SwiftPM), from its fuzz entry point
-# and the parser's own sources only. Every target selected runs even when an earlier one fails.
+# and the parser's own sources only; the JetStream targets are compiled into the JetStream module
+# (so they reach its internals), over Formats, NATSProtocol and POSIXFiles built as modules first.
+# Every target selected runs even when an earlier one fails.
 # Exits non-zero on a build failure or when a target finds a crash (its input is left in
 # .build-fuzz/<target>-crash-...), 2 for a usage error.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 seconds="${1:-30}"
 which="${2:-all}"
-[[ $seconds =~ ^[0-9]+$ ]] || { echo "usage: $0 [seconds] [client|server|http|all]" >&2; exit 2; }
+usage="usage: $0 [seconds] [client|server|http|jsstore|jsapi|all]"
+[[ $seconds =~ ^[0-9]+$ ]] || { echo "$usage" >&2; exit 2; }
 case "$which" in
-    client|server|http|all) ;;
-    *) echo "usage: $0 [seconds] [client|server|http|all]" >&2; exit 2 ;;
+    client|server|http|jsstore|jsapi|all) ;;
+    *) echo "$usage" >&2; exit 2 ;;
 esac
 out=.build-fuzz
 mkdir -p "$out" || exit 1
@@ -21,14 +25,14 @@ nats_sources=(Sources/NATSProtocol/ParserSupport.swift Sources/NATSProtocol/Clie
 http_sources=(Sources/HTTPServer/HTTPHeaders.swift Sources/HTTPServer/HTTPTypes.swift
               Sources/HTTPServer/HTTPParseError.swift Sources/HTTPServer/HTTPRequestParser.swift)
 failed=()
+fuzz_flags=("-sanitize=fuzzer,address" -parse-as-library -O -swift-version 6 -package-name microservices_nats)
 
 # run NAME MODULE SEED_DIR SWIFTC_ARGUMENTS...: builds one target and fuzzes it for $seconds.
 run() {
     local name=$1 module=$2 seeds=$3
     shift 3
     echo "== building $name"
-    if ! swiftc -sanitize=fuzzer,address -parse-as-library -O -swift-version 6 \
-        -module-name "$module" -o "$out/$name" "$@"; then
+    if ! swiftc "${fuzz_flags[@]}" -module-name "$module" -o "$out/$name" "$@"; then
         failed+=("$name (build)")
         return
     fi
@@ -49,8 +53,34 @@ if [[ $which == server || $which == all ]]; then
 fi
 if [[ $which == http || $which == all ]]; then
     # The HTTP parser's sources use `package` access: they need the package name.
-    run http-parser-fuzz HTTPParserFuzz Fuzz/corpus/http -package-name microservices_nats \
-        Fuzz/HTTPParserFuzz/HTTPParserFuzz.swift "${http_sources[@]}"
+    run http-parser-fuzz HTTPParserFuzz Fuzz/corpus/http Fuzz/HTTPParserFuzz/HTTPParserFuzz.swift "${http_sources[@]}"
+fi
+
+# module NAME: builds Sources/NAME as a module ($out/modules/NAME.swiftmodule and NAME.o), instrumented
+# like the targets, for the JetStream targets to import and link.
+module() {
+    local name=$1
+    local sources=()
+    mapfile -t sources < <(find "Sources/$name" -name '*.swift' | sort)
+    swiftc "${fuzz_flags[@]}" -wmo -module-name "$name" -I "$out/modules" \
+        -emit-module -emit-module-path "$out/modules/$name.swiftmodule" -c -o "$out/modules/$name.o" "${sources[@]}"
+}
+
+if [[ $which == jsstore || $which == jsapi || $which == all ]]; then
+    mkdir -p "$out/modules" || exit 1
+    if module Formats && module NATSProtocol && module POSIXFiles; then
+        mapfile -t js_sources < <(find Sources/JetStream -name '*.swift' | sort)
+        js_inputs=(-I "$out/modules" "${js_sources[@]}" "$out/modules/Formats.o" "$out/modules/NATSProtocol.o"
+                   "$out/modules/POSIXFiles.o")
+        if [[ $which == jsstore || $which == all ]]; then
+            run jetstream-store-fuzz JetStream Fuzz/corpus/jsstore Fuzz/JetStreamStoreFuzz/JetStreamStoreFuzz.swift "${js_inputs[@]}"
+        fi
+        if [[ $which == jsapi || $which == all ]]; then
+            run jetstream-api-fuzz JetStream Fuzz/corpus/jsapi Fuzz/JetStreamAPIFuzz/JetStreamAPIFuzz.swift "${js_inputs[@]}"
+        fi
+    else
+        failed+=("jetstream modules (build)")
+    fi
 fi
 
 if ((${#failed[@]})); then

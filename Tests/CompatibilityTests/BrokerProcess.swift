@@ -11,14 +11,19 @@ enum BrokerCapability: String, Sendable, CaseIterable {
     case configFile = "config"
     /// `authorization { users = [...] }` with per-user publish/subscribe permissions in the config.
     case permissions = "permissions"
+    /// `-js -sd <dir>`: JetStream on a file store, announced as `"jetstream":true` in INFO.
+    case jetstream = "jetstream"
 
-    /// A config that `nats-server -t -c` accepts only when the capability is there.
-    var probeConfig: String {
+    /// A config that `nats-server -t -c` accepts only when the capability is there; nil for a
+    /// capability probed by starting the broker instead.
+    var probeConfig: String? {
         switch self {
         case .configFile:
             "max_payload: 1KB\n"
         case .permissions:
             "authorization {\n  users = [\n    {user: a, password: b, permissions: {publish: {deny: [\"x.>\"]}}}\n  ]\n}\n"
+        case .jetstream:
+            nil
         }
     }
 }
@@ -44,18 +49,23 @@ struct BrokerConfig: Sendable, Hashable {
     var configLines: [String] = []
     /// Serve monitoring with `-m <free port>`.
     var monitoring = false
+    /// Run JetStream: `-js -sd <a fresh directory>`.
+    var jetstream = false
 
     static let plain = BrokerConfig()
 
     var requiredCapabilities: Set<BrokerCapability> {
-        if configLines.isEmpty { return [] }
-        if configLines.contains(where: { $0.contains("permissions") }) { return [.configFile, .permissions] }
-        return [.configFile]
+        var required: Set<BrokerCapability> = jetstream ? [.jetstream] : []
+        if configLines.isEmpty { return required }
+        required.insert(.configFile)
+        if configLines.contains(where: { $0.contains("permissions") }) { required.insert(.permissions) }
+        return required
     }
 
-    func arguments(port: Int, monitorPort: Int?, configPath: String?) -> [String] {
+    func arguments(port: Int, monitorPort: Int?, configPath: String?, storeDirectory: String? = nil) -> [String] {
         var args = ["-a", "127.0.0.1", "-p", String(port)]
         if let monitorPort { args += ["-m", String(monitorPort)] }
+        if jetstream, let storeDirectory { args += ["-js", "-sd", storeDirectory] }
         switch auth {
         case .none: break
         case .user(let user, let pass): args += ["--user", user, "--pass", pass]
@@ -115,14 +125,16 @@ enum Peers {
 
     /// Capabilities our broker has: those named in `NATS_SERVER_CAPABILITIES` (comma-separated, e.g.
     /// `config,permissions`), plus each one whose probe config `nats-server -t -c <file>` accepts
-    /// (exit status 0), as 2.9.10 does.
+    /// (exit status 0), as 2.9.10 does, and `jetstream` when `-js -sd <dir>` starts it with
+    /// `"jetstream":true` in its INFO.
     static let oursCapabilities: Set<BrokerCapability> = {
         let raw = environment["NATS_SERVER_CAPABILITIES"] ?? ""
         var capabilities = Set(raw.split(separator: ",").compactMap {
             BrokerCapability(rawValue: $0.trimmingCharacters(in: .whitespaces))
         })
         for capability in BrokerCapability.allCases where !capabilities.contains(capability) {
-            if acceptsConfig(capability.probeConfig) { capabilities.insert(capability) }
+            let has = capability.probeConfig.map(acceptsConfig) ?? announcesJetStream(.ours)
+            if has { capabilities.insert(capability) }
         }
         return capabilities
     }()
@@ -148,6 +160,18 @@ enum Peers {
             return false
         }
         return process.terminationStatus == 0
+    }
+
+    /// Starts `kind` with `-js -sd <tmp>` and reads its INFO line: true when it says
+    /// `"jetstream":true` (a broker that refuses `-js` exits and the probe says false).
+    static func announcesJetStream(_ kind: BrokerKind) -> Bool {
+        guard let broker = try? BrokerProcess.start(kind, config: BrokerConfig(jetstream: true), readyTimeout: 10)
+        else { return false }
+        defer { broker.stop() }
+        guard let client = try? RawClient(port: broker.port) else { return false }
+        client.read(timeout: 5) { $0.contains(UInt8(ascii: "\n")) }
+        let info = String(decoding: client.received, as: UTF8.self)
+        return info.hasPrefix("INFO ") && info.contains(#""jetstream":true"#)
     }
 
     static func path(for kind: BrokerKind) throws -> String {
@@ -206,7 +230,8 @@ final class BrokerProcess: @unchecked Sendable {
             let monitorPort = config.monitoring ? try freePort() : nil
             let process = Process()
             process.executableURL = URL(fileURLWithPath: binary)
-            process.arguments = config.arguments(port: port, monitorPort: monitorPort, configPath: configPath)
+            process.arguments = config.arguments(port: port, monitorPort: monitorPort, configPath: configPath,
+                                                 storeDirectory: work.appendingPathComponent("store-\(port)").path)
             process.currentDirectoryURL = work
             let log = work.appendingPathComponent("broker-\(port).log")
             _ = FileManager.default.createFile(atPath: log.path, contents: nil)

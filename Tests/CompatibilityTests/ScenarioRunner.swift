@@ -58,6 +58,13 @@ enum ScenarioRunner {
             case .awaitInfo:
                 let before = Frames.split(c.received).filter(Frames.isInfo).count
                 c.read(timeout: timeout) { Frames.split($0).filter(Frames.isInfo).count > before }
+            case .request(let text, let replies, _):
+                let pongs = frameCount(c.received, pong)
+                let messages = Frames.split(c.received).filter(Frames.isMessage).count
+                c.send(Array(text.utf8) + ping)
+                c.read(timeout: timeout) {
+                    frameCount($0, pong) > pongs && Frames.split($0).filter(Frames.isMessage).count >= messages + replies
+                }
             }
         }
 
@@ -66,8 +73,7 @@ enum ScenarioRunner {
                 return ConnectionTranscript(output: "<connection \(index) never opened>", closed: false)
             }
             return ConnectionTranscript(
-                output: Normalizer.normalize(c.received, keepServerPings: scenario.keepServerPings,
-                                             unordered: scenario.unordered),
+                output: Normalizer.normalize(c.received, scenario.normalization),
                 closed: c.closedByServer)
         }
     }

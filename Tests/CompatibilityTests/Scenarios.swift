@@ -27,12 +27,15 @@ enum Step: Sendable {
     case signalBroker(Int32, on: Int = 0)
     /// Read until the broker sends one more INFO (an asynchronous one).
     case awaitInfo(on: Int = 0)
+    /// Write `text` + `PING\r\n`, then read until the PONG and `replies` more MSG/HMSG frames: JetStream
+    /// answers API requests, PubAcks and deliveries after the PONG that follows them.
+    case request(String, replies: Int = 1, on: Int = 0)
 
     var connection: Int {
         switch self {
         case .open(let on), .send(_, let on), .exchange(_, let on), .sendAwaitingPong(_, let on),
              .sendExpectingClose(_, let on), .awaitClose(let on), .awaitServerPing(let on),
-             .signalBroker(_, let on), .awaitInfo(let on):
+             .signalBroker(_, let on), .awaitInfo(let on), .request(_, _, let on):
             on
         }
     }
@@ -58,8 +61,16 @@ struct Scenario: Sendable, CustomTestStringConvertible {
     /// Compare frames as a multiset: 2.9.10 keeps the plain subscriptions of a subject in a Go map, so
     /// the delivery order across different subscriptions varies from run to run.
     var unordered = false
+    /// Consumer names the broker generates (8 letters and digits: legacy ephemerals) become `<name>`;
+    /// the scenario names its own consumers with other lengths.
+    var generatedNames = false
 
     var testDescription: String { name }
+
+    var normalization: Normalization {
+        Normalization(keepServerPings: keepServerPings, unordered: unordered, jetstream: config.jetstream,
+                      generatedNames: generatedNames)
+    }
 
     /// The INFO line 2.9.10 sends for this config, already normalized.
     var expectedInfo: String {
@@ -76,14 +87,14 @@ struct Scenario: Sendable, CustomTestStringConvertible {
         return #"INFO {"server_id":"<server_id>","server_name":"\#(name)","version":"2.9.10","proto":1,"go":"<go>","#
             + #""host":"<host>","port":<port>,"headers":true,"#
             + (authRequired ? #""auth_required":true,"# : "")
-            + #""max_payload":\#(maxPayload),"client_id":<client_id>,"client_ip":"<client_ip>"} "# + "\r\n"
+            + #""max_payload":\#(maxPayload),"# + (config.jetstream ? #""jetstream":true,"# : "")
+            + #""client_id":<client_id>,"client_ip":"<client_ip>"} "# + "\r\n"
     }
 
     var expectedTranscripts: [ConnectionTranscript] {
         expect.map {
             ConnectionTranscript(
-                output: Normalizer.normalize(Array((expectedInfo + $0.output).utf8),
-                                             keepServerPings: keepServerPings, unordered: unordered),
+                output: Normalizer.normalize(Array((expectedInfo + $0.output).utf8), normalization),
                 closed: $0.closed)
         }
     }
@@ -102,6 +113,7 @@ private let tokenAuth = BrokerConfig(auth: .token("s3cr3t"))
 
 enum Scenarios {
     static let all: [Scenario] = basics + parserCorners + signals + errors + headersAndNoResponders + delivery + auth + configured
+        + jetStream
 
     /// Scenarios our broker can be started for (its capabilities cover the config).
     static var comparable: [Scenario] {

@@ -93,6 +93,42 @@ struct NormalizationTests {
                 == "MSG a 1 8\\r\\n\nPING\\r\\n\nab\\r\\n\nPONG\\r\\n\n")
     }
 
+    @Test("JetStream times become placeholders, the zero time stays, and the MSG size follows the new payload")
+    func jetStreamTimes() {
+        let json = #"{"created":"2026-12-07T18:56:36.7733Z","state":{"first_ts":"0001-01-01T00:00:00Z","last_ts":"2026-12-07T18:56:37Z","messages":1}}"#
+        let frame = Array("MSG r.1 1 \(json.utf8.count)\r\n\(json)\r\n".utf8)
+        let normalized = String(decoding: JetStreamNormalizer.normalize(frame, generatedNames: false), as: UTF8.self)
+        let expected = #"{"created":"<time>","state":{"first_ts":"0001-01-01T00:00:00Z","last_ts":"<time>","messages":1}}"#
+        #expect(normalized == "MSG r.1 1 \(expected.utf8.count)\r\n\(expected)\r\n")
+        // A frame whose announced size is not its payload's is left alone, so the difference shows.
+        let wrong = Array("MSG r.1 1 5\r\n\(json)\r\n".utf8)
+        #expect(JetStreamNormalizer.normalize(wrong, generatedNames: false) == wrong)
+    }
+
+    @Test("an ack subject's timestamp and a Direct Get's Nats-Time-Stamp are normalized, both HMSG sizes follow")
+    func jetStreamAckSubjectAndHeaders() {
+        let delivery = Array("MSG s.a 2 $JS.ACK.S.c.1.3.3.1796669808130082849.0 5\r\nthree\r\n".utf8)
+        #expect(String(decoding: JetStreamNormalizer.normalize(delivery, generatedNames: false), as: UTF8.self)
+                == "MSG s.a 2 $JS.ACK.S.c.1.3.3.<ts>.0 5\r\nthree\r\n")
+        let block = "NATS/1.0\r\nNats-Stream: S\r\nNats-Time-Stamp: 2026-12-07T18:56:17.65548126Z\r\n\r\n"
+        let direct = Array("HMSG r.1 1  \(block.utf8.count) \(block.utf8.count + 2)\r\n\(block)yo\r\n".utf8)
+        let newBlock = "NATS/1.0\r\nNats-Stream: S\r\nNats-Time-Stamp: <time>\r\n\r\n"
+        #expect(String(decoding: JetStreamNormalizer.normalize(direct, generatedNames: false), as: UTF8.self)
+                == "HMSG r.1 1  \(newBlock.utf8.count) \(newBlock.utf8.count + 2)\r\n\(newBlock)yo\r\n")
+    }
+
+    @Test("generated consumer names are replaced only when asked, and other names never")
+    func jetStreamGeneratedNames() {
+        let json = #"{"stream_name":"S","name":"qfIyEenG","config":{"durable_name":"dd"}}"#
+        let frame = Array("MSG r.1 1 \(json.utf8.count)\r\n\(json)\r\n".utf8)
+        #expect(JetStreamNormalizer.normalize(frame, generatedNames: false) == frame)
+        let named = String(decoding: JetStreamNormalizer.normalize(frame, generatedNames: true), as: UTF8.self)
+        #expect(named.contains(#""name":"<name>""#) && named.contains(#""durable_name":"dd""#))
+        let ack = Array("MSG s.a 1 $JS.ACK.S.qfIyEenG.1.1.1.17966.0 1\r\nx\r\n".utf8)
+        #expect(String(decoding: JetStreamNormalizer.normalize(ack, generatedNames: true), as: UTF8.self)
+                == "MSG s.a 1 $JS.ACK.S.<name>.1.1.1.<ts>.0 1\r\nx\r\n")
+    }
+
     @Test("non-printable bytes are escaped so that no difference is hidden")
     func escaping() {
         #expect(Normalizer.escape([0x00, 0x41, 0xFF, 0x09]) == "\\x00A\\xff\\t")
@@ -118,6 +154,12 @@ struct HarnessTests {
         try #require(bound == 0 && listen(fd, 1) == 0)
         #expect(BrokerProcess.process(getpid(), listensOn: port))
         #expect(!BrokerProcess.process(1, listensOn: port))
+    }
+
+    @Test("the jetstream capability probe says yes for nats-server 2.9.10 -js", referenceCondition)
+    func jetStreamProbe() throws {
+        try #require(Peers.referenceAvailable, "nats-server 2.9.10 missing at \(Peers.referencePath)")
+        #expect(Peers.announcesJetStream(.reference))
     }
 
     @Test("/proc files are read to the end, past the first page")

@@ -8,6 +8,9 @@ A test that needs a config file (``Broker(kind, config_lines=...)``) runs agains
 has the ``config`` capability: probed once with ``nats-server -t -c <file>`` (our broker reads
 nats-server config files, so the probe passes on a working build), or named in
 NATS_SERVER_CAPABILITIES (comma-separated); without it those cases skip for ours only.
+JetStream cases (``jetstream_broker(kind)``) run against our broker when it has the ``jetstream``
+capability: probed once by starting it with ``-js -sd <tmp>`` and reading ``"jetstream":true`` in its
+INFO line, or named in NATS_SERVER_CAPABILITIES.
 """
 
 import asyncio
@@ -55,6 +58,65 @@ def capabilities(kind):
         if _probed["config"]:
             caps.add("config")
     return caps
+
+
+def _info_says_jetstream(path):
+    """Starts `path -js -sd <tmp>` on a free port and reads its INFO line: True when it has
+    "jetstream":true. A broker that refuses -js exits, and the probe says False."""
+    with tempfile.TemporaryDirectory(prefix="js-probe-") as store:
+        port = free_port()
+        try:
+            proc = subprocess.Popen([path, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", store],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        except OSError:
+            return False
+        try:
+            if not wait_accepting(port, proc, time.monotonic() + 10):
+                return False
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                line = b""
+                while not line.endswith(b"\n") and len(line) < 65536:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    line += chunk
+            return line.startswith(b"INFO ") and b'"jetstream":true' in line
+        except OSError:
+            return False
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def has_jetstream(kind):
+    """Whether `kind` runs JetStream: nats-server 2.9.10 does; ours when `jetstream` is named in
+    NATS_SERVER_CAPABILITIES or when `nats-server -js -sd <tmp>` starts and its INFO says
+    "jetstream":true (probed once per run)."""
+    if kind == "reference":
+        return True
+    raw = os.environ.get("NATS_SERVER_CAPABILITIES", "")
+    if "jetstream" in {c.strip() for c in raw.split(",")}:
+        return True
+    if "jetstream" not in _probed:
+        path = broker_path("ours")
+        _probed["jetstream"] = os.access(path, os.X_OK) and _info_says_jetstream(path)
+    return _probed["jetstream"]
+
+
+def jetstream_broker(kind):
+    """A started broker of `kind` with JetStream on a store in its work directory; skips our broker
+    while it lacks the `jetstream` capability."""
+    require_broker(kind)
+    if not has_jetstream(kind):
+        pytest.skip(f"{kind} broker has no JetStream (`-js -sd <dir>` is refused or INFO lacks \"jetstream\":true)")
+    b = Broker(kind)
+    b.args += ["-js", "-sd", os.path.join(b.workdir.name, "store")]
+    return b.start()
 
 
 def require_broker(kind):
