@@ -85,12 +85,42 @@ final class EngineStream {
     var lastMessageID = ""
     var filters: [SubjectFilter]
     var republish: SubjectTransform?
+    /// The PubAck up to its sequence (`{"stream":"S", "seq":`, with the domain when set): built
+    /// once, so a PubAck costs one copy and the digits.
+    let ackPrefix: [UInt8]
 
-    init(context: StreamContext, directory: String) {
+    init(context: StreamContext, directory: String, domain: String) {
         self.context = context
         self.directory = directory
         self.filters = []
+        // The template's bytes for sequence 0 without the closing "0}".
+        self.ackPrefix = Array(JetStreamAPIResponse.pubAck(stream: context.name, sequence: 0, domain: domain).dropLast(2))
         configure()
+    }
+
+    /// The PubAck of a stored message, byte for byte as ``JetStreamAPIResponse/pubAck(stream:sequence:domain:duplicate:)``.
+    func pubAck(_ sequence: UInt64) -> [UInt8] {
+        var out = ackPrefix
+        out.reserveCapacity(ackPrefix.count + 21)
+        if sequence == 0 {
+            out.append(UInt8(ascii: "0"))
+        } else {
+            var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                         UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+                (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+            var n = sequence
+            var count = 0
+            withUnsafeMutableBytes(of: &digits) { buffer in
+                while n > 0 {
+                    buffer[19 - count] = UInt8(ascii: "0") + UInt8(n % 10)
+                    n /= 10
+                    count += 1
+                }
+                out.append(contentsOf: buffer[(20 - count)...])
+            }
+        }
+        out.append(UInt8(ascii: "}"))
+        return out
     }
 
     var name: String { context.name }
@@ -125,6 +155,8 @@ public final class JetStreamEngine {
     var nextSync: Int64 = .max
 
     static let routeCacheLimit = 8192
+    /// Expiry deadlines are rounded up to this many nanoseconds.
+    static let timerGranularity: Int64 = 50_000_000
 
     public init(options: JetStreamOptions, consumers: any ConsumerHandling) {
         self.options = options
@@ -223,7 +255,7 @@ public final class JetStreamEngine {
             storeDirectory = directory
         }
         let context = StreamContext(name: config.name, config: config, store: store, created: created, directory: storeDirectory)
-        return EngineStream(context: context, directory: directory)
+        return EngineStream(context: context, directory: directory, domain: options.domain)
     }
 
     func register(_ stream: EngineStream) {
@@ -287,9 +319,17 @@ public final class JetStreamEngine {
             guard let t else { return }
             deadline = min(deadline ?? t, t)
         }
+        // Each message expires at its own time; rounding up to a 50 ms grid (2.9.10's de-duplication
+        // timer fires no more often either) keeps a busy stream from asking for a tick per message.
+        func coarse(_ t: Int64?) -> Int64? {
+            guard let t else { return nil }
+            let step = JetStreamEngine.timerGranularity
+            let (rounded, overflow) = t.addingReportingOverflow(step - 1)
+            return overflow ? t : rounded - ((rounded % step) + step) % step
+        }
         for stream in streams.values {
-            consider(stream.store.nextExpiry)
-            consider(stream.dedupe.nextExpiry(window: stream.config.duplicateWindow))
+            consider(coarse(stream.store.nextExpiry))
+            consider(coarse(stream.dedupe.nextExpiry(window: stream.config.duplicateWindow)))
         }
         consider(consumers.nextDeadline)
         return deadline

@@ -63,8 +63,7 @@ extension JetStreamEngine {
             do { sequence = try store.skip(timestamp: now) } catch { return refuse(error.apiError(in: .publish)) }
             stream.lastMessageID = messageID
             if !messageID.isEmpty { stream.dedupe.record(messageID, sequence: 0, timestamp: now) }
-            return canRespond ? [.reply(reply, JetStreamAPIResponse.pubAck(stream: stream.name, sequence: sequence,
-                                                                         domain: options.domain))] : []
+            return canRespond ? [.reply(reply, stream.pubAck(sequence))] : []
         }
 
         var republishSubject: String?
@@ -96,9 +95,7 @@ extension JetStreamEngine {
             actions.append(republished(message, stream: stream.name, sequence: sequence, lastOfSubject: lastOfSubject,
                                        to: destination, headersOnly: settings.headersOnly))
         }
-        if canRespond {
-            actions.append(.reply(reply, JetStreamAPIResponse.pubAck(stream: stream.name, sequence: sequence, domain: options.domain)))
-        }
+        if canRespond { actions.append(.reply(reply, stream.pubAck(sequence))) }
         actions += consumers.stored(stream: stream.context, sequence: sequence, subject: message.subject, now: now)
         return actions
     }
