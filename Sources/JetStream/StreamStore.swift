@@ -221,6 +221,8 @@ public final class StreamStore {
         let sequence = figures.lastSequence + 1
         if figures.messages == 0 {
             _ = compactIndex(below: sequence + 1)
+            // 2.9.10's stores stamp an empty stream's first time with the skip's.
+            figures.firstTime = timestamp
             figures.lastTime = timestamp
             backend.noteFloor(first: sequence + 1, lastTime: timestamp)
         } else {
