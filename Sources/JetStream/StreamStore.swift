@@ -237,6 +237,24 @@ public final class StreamStore {
 
     // MARK: Reading
 
+    /// The first sequence holding a message stored at or after `time` (2.9.10's GetSeqFromTime),
+    /// from the index alone; nil when every message is older.
+    public func firstSequence(storedSince time: Int64) -> UInt64? {
+        guard figures.messages > 0 else { return nil }
+        var found: UInt64?
+        var seq = figures.lastSequence
+        // Stored times do not go back, so walk back from the newest while they are recent enough.
+        while seq >= figures.firstSequence {
+            if let e = entry(at: seq) {
+                if e.timestamp < time { break }
+                found = seq
+            }
+            if seq == 0 { break }
+            seq -= 1
+        }
+        return found
+    }
+
     /// The sequences between the first and the last that hold no message (StreamInfo's
     /// `deleted_details`), ascending.
     public var deletedSequences: [UInt64] {

@@ -346,4 +346,70 @@ private func field(_ text: String?, _ path: String...) -> JSON? {
         #expect(field(list, "limit")?.intValue == 256)
         #expect(errCode(h.request("$JS.API.STREAM.NAMES", "[")) == 10025)
     }
+
+    @Test func dedupeRebuildsOnlyTheWindow() throws {
+        let h = try EngineHarness("engine-window")
+        try h.start()
+        _ = h.request("$JS.API.STREAM.CREATE.S", #"{"name":"S","subjects":["s"],"duplicate_window":1000000000}"#)
+        _ = h.request("s", "old", headers: [("Nats-Msg-Id", "old")])
+        h.now += 800_000_000
+        _ = h.request("s", "new", headers: [("Nats-Msg-Id", "new")])
+        h.now += 400_000_000
+        try h.restart()
+        #expect(h.request("s", "x", headers: [("Nats-Msg-Id", "new")]) == pubAck("S", 2, duplicate: true))
+        #expect(h.request("s", "x", headers: [("Nats-Msg-Id", "old")]) == pubAck("S", 3))
+        // The window's end is a timer deadline (on the 50 ms grid).
+        let deadline = try #require(h.engine.nextDeadline)
+        #expect(deadline >= h.now - 400_000_000 + 1_000_000_000 && deadline % 50_000_000 == 0)
+    }
+
+    @Test func storeAboveTheServerLimitIsInsufficientResources() throws {
+        let h = try EngineHarness("engine-full", maxStore: 150)
+        try h.start()
+        _ = h.request("$JS.API.STREAM.CREATE.S", #"{"name":"S","subjects":["s"]}"#)
+        #expect(h.request("s", String(repeating: "x", count: 80)) == pubAck("S", 1))
+        #expect(h.request("s", String(repeating: "x", count: 80)) == pubAck("S", 2))
+        // 2.9.10 refuses once usage is above max_file_store, and keeps what it has.
+        #expect(h.request("s", "x") == pubAckError("S", .insufficientResources))
+        #expect(h.engine.streams["S"]?.store.state.messages == 2)
+    }
+
+    @Test func anUnfinishedCreateIsSkippedAtStart() throws {
+        let h = try EngineHarness("engine-unfinished")
+        try h.start()
+        h.engine.shutdown()
+        try FileManager.default.createDirectory(atPath: h.options.storeDirectory + "/$G/streams/HALF/msgs",
+                                                withIntermediateDirectories: true)
+        try h.restart()
+        #expect(h.engine.streams.isEmpty)
+        #expect(h.request("$JS.API.STREAM.CREATE.HALF", #"{"name":"HALF"}"#).map { errCode($0) } == .some(nil))
+    }
+
+    @Test func updateCapturesNewSubjectsAndReleasesDroppedOnes() throws {
+        let h = try EngineHarness("engine-update")
+        try h.start()
+        _ = h.request("$JS.API.STREAM.CREATE.S", #"{"name":"S","subjects":["a","b"]}"#)
+        let actions = h.send("$JS.API.STREAM.UPDATE.S", #"{"name":"S","subjects":["b","c"],"max_msgs":5}"#)
+        #expect(actions.prefix(2) == [.capture("c"), .release("a")])
+        #expect(h.send("a", "x").isEmpty)
+        #expect(h.request("c", "x") == pubAck("S", 1))
+        try h.restart()
+        #expect(h.engine.streams["S"]?.config.subjects == ["b", "c"])
+        #expect(h.engine.streams["S"]?.store.limits.maxMessages == 5)
+        #expect(errCode(h.request("$JS.API.STREAM.UPDATE.S", #"{"name":"S","storage":"memory"}"#)) == 10052)
+        #expect(errCode(h.request("$JS.API.STREAM.UPDATE.T", #"{"name":"S"}"#)) == 10056)
+    }
+
+    @Test func thePeriodicSyncIsATimer() throws {
+        let h = try EngineHarness("engine-sync")
+        try h.start()
+        #expect(h.engine.nextDeadline == h.now + 120_000_000_000)
+        h.consumers.deadline = h.now + 5
+        #expect(h.engine.nextDeadline == h.now + 5)
+        h.now += 120_000_000_000
+        _ = h.engine.tick(now: h.now)
+        #expect(h.consumers.ticks == [h.now])
+        h.consumers.deadline = nil
+        #expect(h.engine.nextDeadline == h.now + 120_000_000_000)
+    }
 }

@@ -403,32 +403,19 @@ public final class JetStreamEngine {
     /// within duplicate_window of `now` (2.9.10's rebuildDedupe).
     func rebuildDedupe(_ stream: EngineStream, now: Int64) {
         let store = stream.store
-        let state = store.state
-        guard state.messages > 0 else { return }
-        let cutoff = now - stream.config.duplicateWindow
-        var first = state.lastSequence
-        // Walk back to the first message inside the window (stored times do not go back).
-        var seq = state.lastSequence
-        while seq >= state.firstSequence && seq > 0 {
+        guard let first = store.firstSequence(storedSince: now - stream.config.duplicateWindow) else { return }
+        let last = store.state.lastSequence
+        var seq = first
+        while seq <= last {
             if let message = try? store.load(seq) {
-                if message.timestamp < cutoff { break }
-                first = seq
-            }
-            seq -= 1
-        }
-        guard let last = try? store.load(first), last.timestamp >= cutoff else { return }
-        var id = ""
-        var s = first
-        while s <= state.lastSequence {
-            if let message = try? store.load(s) {
-                id = ""
+                var id = ""
                 if !message.headers.isEmpty, let found = HeaderBlock.string("Nats-Msg-Id", in: message.headers) {
                     id = found
-                    stream.dedupe.record(found, sequence: s, timestamp: message.timestamp)
+                    stream.dedupe.record(found, sequence: seq, timestamp: message.timestamp)
                 }
-                if s == state.lastSequence { stream.lastMessageID = id }
+                if seq == last { stream.lastMessageID = id }
             }
-            s += 1
+            seq += 1
         }
     }
 }
