@@ -226,6 +226,9 @@ private func normalized(_ text: String) -> String {
             Step(subject: "$JS.API.STREAM.INFO.K", body: #"{"offset":"a"}"#),
             Step(subject: "$JS.API.STREAM.INFO.K", body: #"{"subjects_filter":"k.*","offset":1}"#),
             Step(subject: "$JS.API.STREAM.DELETE.NOPE"),
+            Step(subject: "$JS.API.STREAM.LEADER.STEPDOWN.K"),
+            Step(subject: "$JS.API.STREAM.PEER.REMOVE.K", body: #"{"peer":"x"}"#),
+            Step(subject: "$JS.API.CONSUMER.LEADER.STEPDOWN.K.C"),
             Step(subject: "$JS.API.INFO", body: "ignored"),
         ])
     }
