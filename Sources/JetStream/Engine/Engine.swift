@@ -127,10 +127,36 @@ final class EngineStream {
     var config: StreamConfig { context.config }
     var store: StreamStore { context.store }
 
+    /// `duplicate_window`, kept out of the config for the timer paths.
+    private(set) var duplicateWindow: Int64 = 0
+    /// When this stream next needs a tick (max_age expiry or the end of a de-duplication entry's
+    /// window), on the 50 ms grid; see ``refreshDeadline()``.
+    private(set) var deadline: Int64?
+
     /// Recomputes what depends on the config (after an update).
     func configure() {
         filters = context.config.subjects.map { SubjectFilter($0) }
         republish = context.config.republish.flatMap { SubjectTransform(source: $0.source, destination: $0.destination) }
+        duplicateWindow = context.config.duplicateWindow
+        refreshDeadline()
+    }
+
+    /// Recomputes ``deadline``; called after everything the engine does to the stream. The
+    /// consumer half's removals only move the expiry later, so a deadline it leaves stale is early
+    /// and costs one idle tick.
+    func refreshDeadline() {
+        var t = store.nextExpiry
+        if let d = dedupe.nextExpiry(window: duplicateWindow) { t = min(t ?? d, d) }
+        deadline = t.map(Self.coarse)
+    }
+
+    /// `t` rounded up to the timer grid: each message expires at its own time, and rounding keeps
+    /// a busy stream from asking for a tick per message (2.9.10's de-duplication timer fires no
+    /// more often either).
+    static func coarse(_ t: Int64) -> Int64 {
+        let step = JetStreamEngine.timerGranularity
+        let (rounded, overflow) = t.addingReportingOverflow(step - 1)
+        return overflow ? t : rounded - ((rounded % step) + step) % step
     }
 
     func captures(_ subject: String) -> Bool { filters.contains { $0.matches(subject) } }
@@ -217,6 +243,7 @@ public final class JetStreamEngine {
             }
             register(stream)
             rebuildDedupe(stream, now: now)
+            stream.refreshDeadline()
             for subject in stream.config.subjects { actions.append(.capture(subject)) }
         }
         for name in streams.keys.sorted() {
@@ -319,18 +346,7 @@ public final class JetStreamEngine {
             guard let t else { return }
             deadline = min(deadline ?? t, t)
         }
-        // Each message expires at its own time; rounding up to a 50 ms grid (2.9.10's de-duplication
-        // timer fires no more often either) keeps a busy stream from asking for a tick per message.
-        func coarse(_ t: Int64?) -> Int64? {
-            guard let t else { return nil }
-            let step = JetStreamEngine.timerGranularity
-            let (rounded, overflow) = t.addingReportingOverflow(step - 1)
-            return overflow ? t : rounded - ((rounded % step) + step) % step
-        }
-        for stream in streams.values {
-            consider(coarse(stream.store.nextExpiry))
-            consider(coarse(stream.dedupe.nextExpiry(window: stream.config.duplicateWindow)))
-        }
+        for stream in streams.values { consider(stream.deadline) }
         consider(consumers.nextDeadline)
         return deadline
     }
@@ -346,7 +362,8 @@ public final class JetStreamEngine {
                     actions += consumers.streamChanged(stream: stream.context, now: now)
                 }
             }
-            stream.dedupe.expire(now: now, window: stream.config.duplicateWindow)
+            stream.dedupe.expire(now: now, window: stream.duplicateWindow)
+            stream.refreshDeadline()
         }
         if now >= nextSync {
             for stream in streams.values { try? stream.store.syncIfDue() }

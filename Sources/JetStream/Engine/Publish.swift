@@ -3,6 +3,7 @@
 /// handed to the consumers.
 extension JetStreamEngine {
     func publish(_ message: InboundMessage, to stream: EngineStream, now: Int64) -> [EngineAction] {
+        defer { stream.refreshDeadline() }
         let config = stream.config
         let reply = message.reply
         // A sealed stream answers even with no_ack (2.9.10 checks it before anything else).

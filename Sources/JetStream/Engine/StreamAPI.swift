@@ -387,6 +387,7 @@ extension JetStreamEngine {
             // 2.9.10 sends a purge the store refused as a plain response (counted, not as an error).
             return answer(message.reply, JetStreamAPIResponse.purgeError(error.apiError(in: .purge)))
         }
+        stream.refreshDeadline()
         var actions = consumers.streamChanged(stream: stream.context, now: now)
         actions += answer(message.reply, JetStreamAPIResponse.purge(purged: purged))
         return actions
@@ -435,6 +436,7 @@ extension JetStreamEngine {
         } catch {
             return answer(message.reply, JetStreamAPIResponse.error(kind, error.apiError(in: .messageDelete)))
         }
+        stream.refreshDeadline()
         var actions = consumers.streamChanged(stream: stream.context, now: now)
         actions += answer(message.reply, JetStreamAPIResponse.success(kind))
         return actions
