@@ -282,6 +282,13 @@ public final class StreamStore {
     /// - Throws: as ``load(_:)``.
     public func last(bySubject filter: String) throws(StreamStoreError) -> StoredMessage {
         guard !isClosed else { throw .closed }
+        guard let best = lastSequence(bySubject: filter) else { throw .notFound }
+        return try load(best)
+    }
+
+    /// The sequence of the newest message whose subject matches `filter`, from the index alone
+    /// (Nats-Expected-Last-Subject-Sequence and republish need no payload); nil when none matches.
+    public func lastSequence(bySubject filter: String) -> UInt64? {
         let matcher = SubjectFilter(filter)
         var best: UInt64 = 0
         if matcher.isAll {
@@ -295,8 +302,7 @@ public final class StreamStore {
         } else {
             for (name, id) in subjectIDs where matcher.matches(name) { best = max(best, freshLast(id)) }
         }
-        guard best > 0 else { throw .notFound }
-        return try load(best)
+        return best > 0 ? best : nil
     }
 
     /// The first message at or after `start` whose subject matches `filter`, as MSG.GET's `next_by_subj`.

@@ -30,7 +30,7 @@ extension JetStreamEngine {
                 }
             }
             if let expected = HeaderBlock.sequence("Nats-Expected-Last-Subject-Sequence", in: headers) {
-                let last = (try? store.last(bySubject: message.subject))?.sequence ?? 0
+                let last = store.lastSequence(bySubject: message.subject) ?? 0
                 if last != expected { return refuse(.streamWrongLastSequence(last)) }
             }
             if let expected = HeaderBlock.sequence("Nats-Expected-Last-Sequence", in: headers) {
@@ -71,7 +71,7 @@ extension JetStreamEngine {
         var lastOfSubject: UInt64 = 0
         if let transform = stream.republish, let destination = transform.apply(message.subject) {
             republishSubject = destination
-            lastOfSubject = (try? store.last(bySubject: message.subject))?.sequence ?? 0
+            lastOfSubject = store.lastSequence(bySubject: message.subject) ?? 0
         }
         let sequence: UInt64
         do {
