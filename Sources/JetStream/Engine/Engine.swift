@@ -49,6 +49,14 @@ public struct JetStreamStreamStatistics: Sendable, Equatable {
     public var state: StreamState
     public var consumerCount: Int
     public var config: StreamConfig
+
+    public init(name: String, created: Int64, state: StreamState, consumerCount: Int, config: StreamConfig) {
+        self.name = name
+        self.created = created
+        self.state = state
+        self.consumerCount = consumerCount
+        self.config = config
+    }
 }
 
 /// What `/varz` (jetstream), `/jsz` and `/metrics` report.
