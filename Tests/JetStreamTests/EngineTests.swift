@@ -412,4 +412,42 @@ private func field(_ text: String?, _ path: String...) -> JSON? {
         h.consumers.deadline = nil
         #expect(h.engine.nextDeadline == h.now + 120_000_000_000)
     }
+
+    /// Seeded random and mangled bodies on every stream call and random headers on a publish:
+    /// nothing crashes, and every API answer is JSON of the call's type.
+    @Test func garbageNeverCrashesAndAlwaysGetsTypedJSON() throws {
+        let h = try EngineHarness("engine-garbage")
+        try h.start()
+        _ = h.request("$JS.API.STREAM.CREATE.S", #"{"name":"S","subjects":["s.>"],"allow_direct":true,"allow_rollup_hdrs":true}"#)
+        _ = h.request("s.a", "x")
+        var random = SeededGenerator(seed: 14)
+        let subjects = ["$JS.API.INFO", "$JS.API.STREAM.CREATE.G", "$JS.API.STREAM.UPDATE.S", "$JS.API.STREAM.INFO.S",
+                        "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST", "$JS.API.STREAM.PURGE.S",
+                        "$JS.API.STREAM.MSG.GET.S", "$JS.API.STREAM.MSG.DELETE.S"]
+        let fragments = [#"{"#, #"}"#, #"["#, #"]"#, #"""#, ":", ",", "null", "true", "-1", "1.5", "1e3", "18446744073709551616",
+                         #""seq""#, #""name""#, #""subjects""#, #""keep""#, #""filter""#, #""offset""#, #""last_by_subj""#,
+                         #""next_by_subj""#, #""S""#, #""s.>""#, "0", "7", "\\u0000", " "]
+        for round in 0..<600 {
+            let body: [UInt8]
+            if round % 3 == 0 {
+                body = random.bytes(Int(random.next() % 40))
+            } else {
+                var text = ""
+                for _ in 0..<(random.next() % 12) { text += fragments[Int(random.next() % UInt64(fragments.count))] }
+                body = Array(text.utf8)
+            }
+            let subject = subjects[round % subjects.count]
+            let actions = h.engine.handle(InboundMessage(subject: subject, reply: "_INBOX.g", payload: body), now: h.now)
+            for answer in EngineHarness.replies(actions, to: "_INBOX.g") {
+                let json = try JSON.parse(answer.payload)
+                #expect(json["type"]?.stringValue?.hasPrefix("io.nats.jetstream.api.v1.") == true, "\(subject) \(body)")
+            }
+            var block = Array("NATS/1.0\r\n".utf8) + random.bytes(Int(random.next() % 30))
+            block += Array("\r\nNats-Expected-Last-Sequence: ".utf8) + random.bytes(Int(random.next() % 4)) + Array("\r\n\r\n".utf8)
+            _ = h.engine.handle(InboundMessage(subject: "s.g", reply: "_INBOX.p", headers: block, payload: body), now: h.now)
+            _ = h.engine.handle(InboundMessage(subject: "$JS.API.DIRECT.GET.S", reply: "_INBOX.d", payload: body), now: h.now)
+        }
+        // The stream is still there and answers.
+        #expect(field(h.request("$JS.API.STREAM.INFO.S"), "config", "name")?.stringValue == "S")
+    }
 }
