@@ -38,6 +38,9 @@ public struct JetStreamAPIError: Error, Sendable, Equatable, CustomStringConvert
 
     /// 10003 JSBadRequestErr.
     public static let badRequest = JetStreamAPIError(code: 400, errCode: 10003, text: "bad request")
+    /// 10010 JSClusterRequiredErr: a clustering call (leader step-down, peer removal) on this
+    /// single server.
+    public static let clusterRequired = JetStreamAPIError(code: 503, errCode: 10010, text: "JetStream clustering support required")
     /// 10012 JSConsumerCreateErrF: a consumer could not be created (`{err}` is why).
     public static func consumerCreate(_ err: String) -> JetStreamAPIError { .init(code: 500, errCode: 10012, text: err) }
     /// 10013 JSConsumerNameExistErr.

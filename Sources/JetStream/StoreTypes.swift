@@ -70,7 +70,7 @@ public struct StreamState: Sendable, Equatable {
     /// `first_seq`: the oldest stored message, or `lastSequence + 1` when the stream is empty after
     /// having held messages (0 before the first store).
     public var firstSequence: UInt64 = 0
-    /// `first_ts` in nanoseconds; 0 when empty.
+    /// `first_ts` in nanoseconds; 0 when empty, except after ``StreamStore/skip(timestamp:)`` (the skip's time, as 2.9.10 reports).
     public var firstTime: Int64 = 0
     /// `last_seq`: the newest sequence ever assigned (it stays when that message is removed).
     public var lastSequence: UInt64 = 0

@@ -221,6 +221,8 @@ public final class StreamStore {
         let sequence = figures.lastSequence + 1
         if figures.messages == 0 {
             _ = compactIndex(below: sequence + 1)
+            // 2.9.10's stores stamp an empty stream's first time with the skip's.
+            figures.firstTime = timestamp
             figures.lastTime = timestamp
             backend.noteFloor(first: sequence + 1, lastTime: timestamp)
         } else {
@@ -234,6 +236,24 @@ public final class StreamStore {
     }
 
     // MARK: Reading
+
+    /// The first sequence holding a message stored at or after `time` (2.9.10's GetSeqFromTime),
+    /// from the index alone; nil when every message is older.
+    public func firstSequence(storedSince time: Int64) -> UInt64? {
+        guard figures.messages > 0 else { return nil }
+        var found: UInt64?
+        var seq = figures.lastSequence
+        // Stored times do not go back, so walk back from the newest while they are recent enough.
+        while seq >= figures.firstSequence {
+            if let e = entry(at: seq) {
+                if e.timestamp < time { break }
+                found = seq
+            }
+            if seq == 0 { break }
+            seq -= 1
+        }
+        return found
+    }
 
     /// The sequences between the first and the last that hold no message (StreamInfo's
     /// `deleted_details`), ascending.
@@ -262,6 +282,13 @@ public final class StreamStore {
     /// - Throws: as ``load(_:)``.
     public func last(bySubject filter: String) throws(StreamStoreError) -> StoredMessage {
         guard !isClosed else { throw .closed }
+        guard let best = lastSequence(bySubject: filter) else { throw .notFound }
+        return try load(best)
+    }
+
+    /// The sequence of the newest message whose subject matches `filter`, from the index alone
+    /// (Nats-Expected-Last-Subject-Sequence and republish need no payload); nil when none matches.
+    public func lastSequence(bySubject filter: String) -> UInt64? {
         let matcher = SubjectFilter(filter)
         var best: UInt64 = 0
         if matcher.isAll {
@@ -275,8 +302,7 @@ public final class StreamStore {
         } else {
             for (name, id) in subjectIDs where matcher.matches(name) { best = max(best, freshLast(id)) }
         }
-        guard best > 0 else { throw .notFound }
-        return try load(best)
+        return best > 0 ? best : nil
     }
 
     /// The first message at or after `start` whose subject matches `filter`, as MSG.GET's `next_by_subj`.

@@ -346,4 +346,108 @@ private func field(_ text: String?, _ path: String...) -> JSON? {
         #expect(field(list, "limit")?.intValue == 256)
         #expect(errCode(h.request("$JS.API.STREAM.NAMES", "[")) == 10025)
     }
+
+    @Test func dedupeRebuildsOnlyTheWindow() throws {
+        let h = try EngineHarness("engine-window")
+        try h.start()
+        _ = h.request("$JS.API.STREAM.CREATE.S", #"{"name":"S","subjects":["s"],"duplicate_window":1000000000}"#)
+        _ = h.request("s", "old", headers: [("Nats-Msg-Id", "old")])
+        h.now += 800_000_000
+        _ = h.request("s", "new", headers: [("Nats-Msg-Id", "new")])
+        h.now += 400_000_000
+        try h.restart()
+        #expect(h.request("s", "x", headers: [("Nats-Msg-Id", "new")]) == pubAck("S", 2, duplicate: true))
+        #expect(h.request("s", "x", headers: [("Nats-Msg-Id", "old")]) == pubAck("S", 3))
+        // The window's end is a timer deadline (on the 50 ms grid).
+        let deadline = try #require(h.engine.nextDeadline)
+        #expect(deadline >= h.now - 400_000_000 + 1_000_000_000 && deadline % 50_000_000 == 0)
+    }
+
+    @Test func storeAboveTheServerLimitIsInsufficientResources() throws {
+        let h = try EngineHarness("engine-full", maxStore: 150)
+        try h.start()
+        _ = h.request("$JS.API.STREAM.CREATE.S", #"{"name":"S","subjects":["s"]}"#)
+        #expect(h.request("s", String(repeating: "x", count: 80)) == pubAck("S", 1))
+        #expect(h.request("s", String(repeating: "x", count: 80)) == pubAck("S", 2))
+        // 2.9.10 refuses once usage is above max_file_store, and keeps what it has.
+        #expect(h.request("s", "x") == pubAckError("S", .insufficientResources))
+        #expect(h.engine.streams["S"]?.store.state.messages == 2)
+    }
+
+    @Test func anUnfinishedCreateIsSkippedAtStart() throws {
+        let h = try EngineHarness("engine-unfinished")
+        try h.start()
+        h.engine.shutdown()
+        try FileManager.default.createDirectory(atPath: h.options.storeDirectory + "/$G/streams/HALF/msgs",
+                                                withIntermediateDirectories: true)
+        try h.restart()
+        #expect(h.engine.streams.isEmpty)
+        #expect(h.request("$JS.API.STREAM.CREATE.HALF", #"{"name":"HALF"}"#).map { errCode($0) } == .some(nil))
+    }
+
+    @Test func updateCapturesNewSubjectsAndReleasesDroppedOnes() throws {
+        let h = try EngineHarness("engine-update")
+        try h.start()
+        _ = h.request("$JS.API.STREAM.CREATE.S", #"{"name":"S","subjects":["a","b"]}"#)
+        let actions = h.send("$JS.API.STREAM.UPDATE.S", #"{"name":"S","subjects":["b","c"],"max_msgs":5}"#)
+        #expect(actions.prefix(2) == [.capture("c"), .release("a")])
+        #expect(h.send("a", "x").isEmpty)
+        #expect(h.request("c", "x") == pubAck("S", 1))
+        try h.restart()
+        #expect(h.engine.streams["S"]?.config.subjects == ["b", "c"])
+        #expect(h.engine.streams["S"]?.store.limits.maxMessages == 5)
+        #expect(errCode(h.request("$JS.API.STREAM.UPDATE.S", #"{"name":"S","storage":"memory"}"#)) == 10052)
+        #expect(errCode(h.request("$JS.API.STREAM.UPDATE.T", #"{"name":"S"}"#)) == 10056)
+    }
+
+    @Test func thePeriodicSyncIsATimer() throws {
+        let h = try EngineHarness("engine-sync")
+        try h.start()
+        #expect(h.engine.nextDeadline == h.now + 120_000_000_000)
+        h.consumers.deadline = h.now + 5
+        #expect(h.engine.nextDeadline == h.now + 5)
+        h.now += 120_000_000_000
+        _ = h.engine.tick(now: h.now)
+        #expect(h.consumers.ticks == [h.now])
+        h.consumers.deadline = nil
+        #expect(h.engine.nextDeadline == h.now + 120_000_000_000)
+    }
+
+    /// Seeded random and mangled bodies on every stream call and random headers on a publish:
+    /// nothing crashes, and every API answer is JSON of the call's type.
+    @Test func garbageNeverCrashesAndAlwaysGetsTypedJSON() throws {
+        let h = try EngineHarness("engine-garbage")
+        try h.start()
+        _ = h.request("$JS.API.STREAM.CREATE.S", #"{"name":"S","subjects":["s.>"],"allow_direct":true,"allow_rollup_hdrs":true}"#)
+        _ = h.request("s.a", "x")
+        var random = SeededGenerator(seed: 14)
+        let subjects = ["$JS.API.INFO", "$JS.API.STREAM.CREATE.G", "$JS.API.STREAM.UPDATE.S", "$JS.API.STREAM.INFO.S",
+                        "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST", "$JS.API.STREAM.PURGE.S",
+                        "$JS.API.STREAM.MSG.GET.S", "$JS.API.STREAM.MSG.DELETE.S"]
+        let fragments = [#"{"#, #"}"#, #"["#, #"]"#, #"""#, ":", ",", "null", "true", "-1", "1.5", "1e3", "18446744073709551616",
+                         #""seq""#, #""name""#, #""subjects""#, #""keep""#, #""filter""#, #""offset""#, #""last_by_subj""#,
+                         #""next_by_subj""#, #""S""#, #""s.>""#, "0", "7", "\\u0000", " "]
+        for round in 0..<600 {
+            let body: [UInt8]
+            if round % 3 == 0 {
+                body = random.bytes(Int(random.next() % 40))
+            } else {
+                var text = ""
+                for _ in 0..<(random.next() % 12) { text += fragments[Int(random.next() % UInt64(fragments.count))] }
+                body = Array(text.utf8)
+            }
+            let subject = subjects[round % subjects.count]
+            let actions = h.engine.handle(InboundMessage(subject: subject, reply: "_INBOX.g", payload: body), now: h.now)
+            for answer in EngineHarness.replies(actions, to: "_INBOX.g") {
+                let json = try JSON.parse(answer.payload)
+                #expect(json["type"]?.stringValue?.hasPrefix("io.nats.jetstream.api.v1.") == true, "\(subject) \(body)")
+            }
+            var block = Array("NATS/1.0\r\n".utf8) + random.bytes(Int(random.next() % 30))
+            block += Array("\r\nNats-Expected-Last-Sequence: ".utf8) + random.bytes(Int(random.next() % 4)) + Array("\r\n\r\n".utf8)
+            _ = h.engine.handle(InboundMessage(subject: "s.g", reply: "_INBOX.p", headers: block, payload: body), now: h.now)
+            _ = h.engine.handle(InboundMessage(subject: "$JS.API.DIRECT.GET.S", reply: "_INBOX.d", payload: body), now: h.now)
+        }
+        // The stream is still there and answers.
+        #expect(field(h.request("$JS.API.STREAM.INFO.S"), "config", "name")?.stringValue == "S")
+    }
 }

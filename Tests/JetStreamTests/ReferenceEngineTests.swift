@@ -10,6 +10,8 @@ private struct Step {
     var body: String = ""
     var headers: [(String, String)] = []
     var answered = true
+    /// Messages the step also sends elsewhere (republished copies on a watched subject).
+    var copies = 0
 }
 
 /// A NATS connection that publishes with headers and reads MSG and HMSG answers on `_INBOX.ref.>`.
@@ -22,6 +24,12 @@ private final class ReferenceConnection {
         _ = try line()
         try send("CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true}\r\nSUB _INBOX.ref.> 1\r\nPING\r\n")
         guard try line() == "PONG" else { throw TestFailure("no PONG after CONNECT") }
+    }
+
+    /// Subscribes to `subject` too and waits until the broker has it.
+    func watch(_ subject: String, sid: Int) throws {
+        try send("SUB \(subject) \(sid)\r\nPING\r\n")
+        guard try line() == "PONG" else { throw TestFailure("no PONG after SUB") }
     }
 
     deinit { close(fd) }
@@ -218,6 +226,9 @@ private func normalized(_ text: String) -> String {
             Step(subject: "$JS.API.STREAM.INFO.K", body: #"{"offset":"a"}"#),
             Step(subject: "$JS.API.STREAM.INFO.K", body: #"{"subjects_filter":"k.*","offset":1}"#),
             Step(subject: "$JS.API.STREAM.DELETE.NOPE"),
+            Step(subject: "$JS.API.STREAM.LEADER.STEPDOWN.K"),
+            Step(subject: "$JS.API.STREAM.PEER.REMOVE.K", body: #"{"peer":"x"}"#),
+            Step(subject: "$JS.API.CONSUMER.LEADER.STEPDOWN.K.C"),
             Step(subject: "$JS.API.INFO", body: "ignored"),
         ])
     }
@@ -240,8 +251,49 @@ private func normalized(_ text: String) -> String {
         ])
     }
 
+    /// Republished copies (with and without headers, headers_only, wildcard mapping), an interest
+    /// stream without consumers (sequence used, nothing stored), and a KV bucket as nats.py drives
+    /// one (create/update by expected subject sequence, delete and purge markers, rollups, get,
+    /// purge_deletes).
+    @Test(.enabled(if: ReferencePeer.available || ReferencePeer.required, "nats-server 2.9.10 is not installed"))
+    func republishInterestAndKVMatchTheReference() async throws {
+        let kv = #"{"name":"KV_b","subjects":["$KV.b.>"],"max_msgs_per_subject":5,"discard":"new","deny_delete":true,"allow_rollup_hdrs":true,"allow_direct":true,"duplicate_window":120000000000,"max_age":0}"#
+        try await compare(domain: "", watching: ["out.>", "ho.>"], steps: [
+            Step(subject: "$JS.API.STREAM.CREATE.RP",
+                 body: #"{"name":"RP","subjects":["rp.*"],"republish":{"src":"rp.*","dest":"out.{{wildcard(1)}}"}}"#),
+            Step(subject: "rp.a", body: "one", copies: 1),
+            Step(subject: "rp.a", body: "two", headers: [("X", "1")], copies: 1),
+            Step(subject: "rp.b", body: "three", copies: 1),
+            Step(subject: "$JS.API.STREAM.CREATE.HO",
+                 body: #"{"name":"HO","subjects":["h.>"],"republish":{"dest":"ho.>","headers_only":true}}"#),
+            Step(subject: "h.x.y", body: "payload", copies: 1),
+            Step(subject: "h.x.y", body: "payload", headers: [("Nats-Msg-Id", "m")], copies: 1),
+            Step(subject: "$JS.API.STREAM.CREATE.I", body: #"{"name":"I","subjects":["i.*"],"retention":"interest"}"#),
+            Step(subject: "i.a", body: "nobody"),
+            Step(subject: "i.a", body: "nobody", headers: [("Nats-Msg-Id", "n1")]),
+            Step(subject: "i.a", body: "nobody", headers: [("Nats-Msg-Id", "n1")]),
+            Step(subject: "$JS.API.STREAM.INFO.I"),
+            Step(subject: "$JS.API.STREAM.CREATE.KV_b", body: kv),
+            Step(subject: "$KV.b.k1", body: "v1", headers: [("Nats-Expected-Last-Subject-Sequence", "0")]),
+            Step(subject: "$KV.b.k1", body: "v1", headers: [("Nats-Expected-Last-Subject-Sequence", "0")]),
+            Step(subject: "$KV.b.k1", body: "v2", headers: [("Nats-Expected-Last-Subject-Sequence", "1")]),
+            Step(subject: "$KV.b.k2", body: "x"),
+            Step(subject: "$JS.API.STREAM.MSG.GET.KV_b", body: #"{"last_by_subj":"$KV.b.k1"}"#),
+            Step(subject: "$KV.b.k2", body: "", headers: [("KV-Operation", "DEL")]),
+            Step(subject: "$KV.b.k1", body: "", headers: [("KV-Operation", "PURGE"), ("Nats-Rollup", "sub")]),
+            Step(subject: "$JS.API.DIRECT.GET.KV_b.$KV.b.k1"),
+            Step(subject: "$JS.API.STREAM.INFO.KV_b", body: #"{"subjects_filter":"$KV.b.>"}"#),
+            Step(subject: "$JS.API.STREAM.PURGE.KV_b", body: #"{"filter":"$KV.b.k2","keep":0}"#),
+            Step(subject: "$JS.API.STREAM.PURGE.KV_b", body: #"{"filter":"$KV.b.k1","keep":1}"#),
+            Step(subject: "$JS.API.STREAM.MSG.DELETE.KV_b", body: #"{"seq":3}"#),
+            Step(subject: "$JS.API.STREAM.NAMES", body: #"{"subject":"$KV.b.>"}"#),
+            Step(subject: "$JS.API.STREAM.INFO.KV_b"),
+            Step(subject: "$JS.API.INFO"),
+        ])
+    }
+
     /// Runs `steps` against nats-server 2.9.10 (with `domain`) and our engine and compares every answer.
-    private func compare(domain: String, steps: [Step]) async throws {
+    private func compare(domain: String, watching: [String] = [], steps: [Step]) async throws {
         guard ReferencePeer.available else {
             Issue.record("nats-server 2.9.10 not found at \(ReferencePeer.path) but REQUIRE_PEERS=1")
             return
@@ -266,8 +318,11 @@ private func normalized(_ text: String) -> String {
         defer { kill(broker.process.processIdentifier, SIGKILL) }
         _ = try await broker.waitForLine("ready line") { $0.contains("Server is ready") }
         let connection = try ReferenceConnection(port: port)
+        for (k, subject) in watching.enumerated() { try connection.watch(subject, sid: k + 2) }
 
         let ours = try EngineHarness("jsengine-ours", maxMemory: maxMemory, maxStore: maxStore, domain: domain)
+        // These sessions create no consumers, so an interest stream has no interest.
+        ours.consumers.interest = false
         try ours.start()
 
         for (k, step) in steps.enumerated() {
@@ -287,7 +342,22 @@ private func normalized(_ text: String) -> String {
                 continue
             }
             // An unanswered step before this one would show up here first under its own reply subject.
-            let reference = try connection.next()
+            // Copies and the answer leave 2.9.10 through different queues, so their order is not fixed.
+            var referenceCopies: [(subject: String, headers: String, payload: String)] = []
+            var replies: [(subject: String, headers: String, payload: String)] = []
+            while replies.isEmpty || referenceCopies.count < step.copies {
+                let received = try connection.next()
+                if received.subject.hasPrefix("_INBOX.ref.") { replies.append(received) } else { referenceCopies.append(received) }
+            }
+            let ourCopies: [(subject: String, headers: String, payload: String)] = actions.compactMap {
+                guard case .send(let subject, _, _, let headers, let payload) = $0, subject != reply else { return nil }
+                return (subject, String(decoding: headers, as: UTF8.self), String(decoding: payload, as: UTF8.self))
+            }
+            #expect(ourCopies.map(\.subject) == referenceCopies.map(\.subject), "step \(k) copies")
+            for (mine, theirs) in zip(ourCopies, referenceCopies) {
+                #expect(mine.headers == theirs.headers && mine.payload == theirs.payload, "step \(k) copy \(theirs.headers)")
+            }
+            let reference = replies[0]
             #expect(reference.subject == reply, "step \(k) \(step.subject): 2.9.10 answered \(reference.subject)")
             let answer = try #require(answers.first, "step \(k) \(step.subject): no answer from ours; 2.9.10 said \(reference.payload)")
             #expect(normalized(String(decoding: answer.headers, as: UTF8.self)) == normalized(reference.headers),

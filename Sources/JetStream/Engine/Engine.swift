@@ -49,6 +49,14 @@ public struct JetStreamStreamStatistics: Sendable, Equatable {
     public var state: StreamState
     public var consumerCount: Int
     public var config: StreamConfig
+
+    public init(name: String, created: Int64, state: StreamState, consumerCount: Int, config: StreamConfig) {
+        self.name = name
+        self.created = created
+        self.state = state
+        self.consumerCount = consumerCount
+        self.config = config
+    }
 }
 
 /// What `/varz` (jetstream), `/jsz` and `/metrics` report.
@@ -85,22 +93,78 @@ final class EngineStream {
     var lastMessageID = ""
     var filters: [SubjectFilter]
     var republish: SubjectTransform?
+    /// The PubAck up to its sequence (`{"stream":"S", "seq":`, with the domain when set): built
+    /// once, so a PubAck costs one copy and the digits.
+    let ackPrefix: [UInt8]
 
-    init(context: StreamContext, directory: String) {
+    init(context: StreamContext, directory: String, domain: String) {
         self.context = context
         self.directory = directory
         self.filters = []
+        // The template's bytes for sequence 0 without the closing "0}".
+        self.ackPrefix = Array(JetStreamAPIResponse.pubAck(stream: context.name, sequence: 0, domain: domain).dropLast(2))
         configure()
+    }
+
+    /// The PubAck of a stored message, byte for byte as ``JetStreamAPIResponse/pubAck(stream:sequence:domain:duplicate:)``.
+    func pubAck(_ sequence: UInt64) -> [UInt8] {
+        var out = ackPrefix
+        out.reserveCapacity(ackPrefix.count + 21)
+        if sequence == 0 {
+            out.append(UInt8(ascii: "0"))
+        } else {
+            var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                         UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+                (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+            var n = sequence
+            var count = 0
+            withUnsafeMutableBytes(of: &digits) { buffer in
+                while n > 0 {
+                    buffer[19 - count] = UInt8(ascii: "0") + UInt8(n % 10)
+                    n /= 10
+                    count += 1
+                }
+                out.append(contentsOf: buffer[(20 - count)...])
+            }
+        }
+        out.append(UInt8(ascii: "}"))
+        return out
     }
 
     var name: String { context.name }
     var config: StreamConfig { context.config }
     var store: StreamStore { context.store }
 
+    /// `duplicate_window`, kept out of the config for the timer paths.
+    private(set) var duplicateWindow: Int64 = 0
+    /// When this stream next needs a tick (max_age expiry or the end of a de-duplication entry's
+    /// window), on the 50 ms grid; see ``refreshDeadline()``.
+    private(set) var deadline: Int64?
+
     /// Recomputes what depends on the config (after an update).
     func configure() {
         filters = context.config.subjects.map { SubjectFilter($0) }
         republish = context.config.republish.flatMap { SubjectTransform(source: $0.source, destination: $0.destination) }
+        duplicateWindow = context.config.duplicateWindow
+        refreshDeadline()
+    }
+
+    /// Recomputes ``deadline``; called after everything the engine does to the stream. The
+    /// consumer half's removals only move the expiry later, so a deadline it leaves stale is early
+    /// and costs one idle tick.
+    func refreshDeadline() {
+        var t = store.nextExpiry
+        if let d = dedupe.nextExpiry(window: duplicateWindow) { t = min(t ?? d, d) }
+        deadline = t.map(Self.coarse)
+    }
+
+    /// `t` rounded up to the timer grid: each message expires at its own time, and rounding keeps
+    /// a busy stream from asking for a tick per message (2.9.10's de-duplication timer fires no
+    /// more often either).
+    static func coarse(_ t: Int64) -> Int64 {
+        let step = JetStreamEngine.timerGranularity
+        let (rounded, overflow) = t.addingReportingOverflow(step - 1)
+        return overflow ? t : rounded - ((rounded % step) + step) % step
     }
 
     func captures(_ subject: String) -> Bool { filters.contains { $0.matches(subject) } }
@@ -129,6 +193,8 @@ public final class JetStreamEngine {
     var unreleasedStorage: UInt64 = 0
 
     static let routeCacheLimit = 8192
+    /// Expiry deadlines are rounded up to this many nanoseconds.
+    static let timerGranularity: Int64 = 50_000_000
 
     public init(options: JetStreamOptions, consumers: any ConsumerHandling) {
         self.options = options
@@ -189,6 +255,7 @@ public final class JetStreamEngine {
             }
             register(stream)
             rebuildDedupe(stream, now: now)
+            stream.refreshDeadline()
             for subject in stream.config.subjects { actions.append(.capture(subject)) }
         }
         for name in streams.keys.sorted() {
@@ -227,7 +294,7 @@ public final class JetStreamEngine {
             storeDirectory = directory
         }
         let context = StreamContext(name: config.name, config: config, store: store, created: created, directory: storeDirectory)
-        return EngineStream(context: context, directory: directory)
+        return EngineStream(context: context, directory: directory, domain: options.domain)
     }
 
     func register(_ stream: EngineStream) {
@@ -291,10 +358,7 @@ public final class JetStreamEngine {
             guard let t else { return }
             deadline = min(deadline ?? t, t)
         }
-        for stream in streams.values {
-            consider(stream.store.nextExpiry)
-            consider(stream.dedupe.nextExpiry(window: stream.config.duplicateWindow))
-        }
+        for stream in streams.values { consider(stream.deadline) }
         consider(consumers.nextDeadline)
         return deadline
     }
@@ -310,7 +374,8 @@ public final class JetStreamEngine {
                     actions += consumers.streamChanged(stream: stream.context, now: now)
                 }
             }
-            stream.dedupe.expire(now: now, window: stream.config.duplicateWindow)
+            stream.dedupe.expire(now: now, window: stream.duplicateWindow)
+            stream.refreshDeadline()
         }
         if now >= nextSync {
             for stream in streams.values { try? stream.store.syncIfDue() }
@@ -381,32 +446,19 @@ public final class JetStreamEngine {
     /// within duplicate_window of `now` (2.9.10's rebuildDedupe).
     func rebuildDedupe(_ stream: EngineStream, now: Int64) {
         let store = stream.store
-        let state = store.state
-        guard state.messages > 0 else { return }
-        let cutoff = now - stream.config.duplicateWindow
-        var first = state.lastSequence
-        // Walk back to the first message inside the window (stored times do not go back).
-        var seq = state.lastSequence
-        while seq >= state.firstSequence && seq > 0 {
+        guard let first = store.firstSequence(storedSince: now - stream.config.duplicateWindow) else { return }
+        let last = store.state.lastSequence
+        var seq = first
+        while seq <= last {
             if let message = try? store.load(seq) {
-                if message.timestamp < cutoff { break }
-                first = seq
-            }
-            seq -= 1
-        }
-        guard let last = try? store.load(first), last.timestamp >= cutoff else { return }
-        var id = ""
-        var s = first
-        while s <= state.lastSequence {
-            if let message = try? store.load(s) {
-                id = ""
+                var id = ""
                 if !message.headers.isEmpty, let found = HeaderBlock.string("Nats-Msg-Id", in: message.headers) {
                     id = found
-                    stream.dedupe.record(found, sequence: s, timestamp: message.timestamp)
+                    stream.dedupe.record(found, sequence: seq, timestamp: message.timestamp)
                 }
-                if s == state.lastSequence { stream.lastMessageID = id }
+                if seq == last { stream.lastMessageID = id }
             }
-            s += 1
+            seq += 1
         }
     }
 }

@@ -3,6 +3,7 @@
 /// handed to the consumers.
 extension JetStreamEngine {
     func publish(_ message: InboundMessage, to stream: EngineStream, now: Int64) -> [EngineAction] {
+        defer { stream.refreshDeadline() }
         let config = stream.config
         let reply = message.reply
         // A sealed stream answers even with no_ack (2.9.10 checks it before anything else).
@@ -29,7 +30,7 @@ extension JetStreamEngine {
                 }
             }
             if let expected = HeaderBlock.sequence("Nats-Expected-Last-Subject-Sequence", in: headers) {
-                let last = (try? store.last(bySubject: message.subject))?.sequence ?? 0
+                let last = store.lastSequence(bySubject: message.subject) ?? 0
                 if last != expected { return refuse(.streamWrongLastSequence(last)) }
             }
             if let expected = HeaderBlock.sequence("Nats-Expected-Last-Sequence", in: headers) {
@@ -63,15 +64,14 @@ extension JetStreamEngine {
             do { sequence = try store.skip(timestamp: now) } catch { return refuse(error.apiError(in: .publish)) }
             stream.lastMessageID = messageID
             if !messageID.isEmpty { stream.dedupe.record(messageID, sequence: 0, timestamp: now) }
-            return canRespond ? [.reply(reply, JetStreamAPIResponse.pubAck(stream: stream.name, sequence: sequence,
-                                                                         domain: options.domain))] : []
+            return canRespond ? [.reply(reply, stream.pubAck(sequence))] : []
         }
 
         var republishSubject: String?
         var lastOfSubject: UInt64 = 0
         if let transform = stream.republish, let destination = transform.apply(message.subject) {
             republishSubject = destination
-            lastOfSubject = (try? store.last(bySubject: message.subject))?.sequence ?? 0
+            lastOfSubject = store.lastSequence(bySubject: message.subject) ?? 0
         }
         let sequence: UInt64
         do {
@@ -96,9 +96,7 @@ extension JetStreamEngine {
             actions.append(republished(message, stream: stream.name, sequence: sequence, lastOfSubject: lastOfSubject,
                                        to: destination, headersOnly: settings.headersOnly))
         }
-        if canRespond {
-            actions.append(.reply(reply, JetStreamAPIResponse.pubAck(stream: stream.name, sequence: sequence, domain: options.domain)))
-        }
+        if canRespond { actions.append(.reply(reply, stream.pubAck(sequence))) }
         actions += consumers.stored(stream: stream.context, sequence: sequence, subject: message.subject, now: now)
         return actions
     }

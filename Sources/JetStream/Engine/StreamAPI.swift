@@ -19,6 +19,8 @@ extension JetStreamEngine {
             return accountInfo(message)
         case "STREAM" where tokens.count >= 4:
             return streamCall(tokens, message, now: now)
+        case "CONSUMER" where tokens.count == 7 && tokens[3] == "LEADER" && tokens[4] == "STEPDOWN":
+            return fail(message.reply, "consumer_leader_stepdown_response", .clusterRequired)
         case "CONSUMER":
             let actions = consumers.handle(message, streams: contexts, now: now)
             countConsumerResponses(actions, reply: message.reply)
@@ -42,6 +44,11 @@ extension JetStreamEngine {
         case ("LIST", 4): return streamList(message)
         case ("MSG", 6) where tokens[4] == "GET": return messageGet(String(tokens[5]), message)
         case ("MSG", 6) where tokens[4] == "DELETE": return messageDelete(String(tokens[5]), message, now: now)
+        // Clustering calls: a single server answers that it needs a cluster.
+        case ("LEADER", 6) where tokens[4] == "STEPDOWN":
+            return fail(message.reply, "stream_leader_stepdown_response", .clusterRequired)
+        case ("PEER", 6) where tokens[4] == "REMOVE":
+            return fail(message.reply, "stream_remove_peer_response", .clusterRequired)
         default: return []
         }
     }
@@ -380,6 +387,7 @@ extension JetStreamEngine {
             // 2.9.10 sends a purge the store refused as a plain response (counted, not as an error).
             return answer(message.reply, JetStreamAPIResponse.purgeError(error.apiError(in: .purge)))
         }
+        stream.refreshDeadline()
         var actions = consumers.streamChanged(stream: stream.context, now: now)
         actions += answer(message.reply, JetStreamAPIResponse.purge(purged: purged))
         return actions
@@ -428,6 +436,7 @@ extension JetStreamEngine {
         } catch {
             return answer(message.reply, JetStreamAPIResponse.error(kind, error.apiError(in: .messageDelete)))
         }
+        stream.refreshDeadline()
         var actions = consumers.streamChanged(stream: stream.context, now: now)
         actions += answer(message.reply, JetStreamAPIResponse.success(kind))
         return actions

@@ -4,9 +4,13 @@
 //
 //   jetstream-bench [--msgs N] [--size BYTES] [--subjects K] [--sync-every-write] [--keep]
 //   jetstream-bench --reopen DIRECTORY
+//   jetstream-bench --engine [--msgs N] [--size BYTES] [--subjects K] [--msg-id]
 //
 // --keep leaves the store's directory in place (its path is printed); --reopen opens such a
-// directory in a fresh process, so the RSS it reports is the recovered store's alone.
+// directory in a fresh process, so the RSS it reports is the recovered store's alone. --engine
+// publishes through JetStreamEngine.handle instead (file stream, a reply subject, so every
+// message gets its PubAck built; --msg-id adds a unique Nats-Msg-Id header): the whole publish
+// path without the network.
 //
 // Exit status: 0, or 2 for bad arguments or a failed store call.
 import Glibc
@@ -31,7 +35,7 @@ func residentBytes() -> Int {
 }
 
 func run() throws {
-    var count = 1_000_000, size = 128, subjects = 16, syncEveryWrite = false, keep = false
+    var count = 1_000_000, size = 128, subjects = 16, syncEveryWrite = false, keep = false, engine = false, msgID = false
     var args = CommandLine.arguments.dropFirst()
     while let arg = args.popFirst() {
         switch arg {
@@ -41,6 +45,8 @@ func run() throws {
         case "--sync-every-write": syncEveryWrite = true
         case "--keep": keep = true
         case "--reopen": return try reopen(args.popFirst() ?? "")
+        case "--engine": engine = true
+        case "--msg-id": msgID = true
         default: throw Failure(description: "unknown argument \(arg)")
         }
     }
@@ -52,6 +58,7 @@ func run() throws {
 
     let names = (0..<subjects).map { "bench.subject.\($0)" }
     let payload = [UInt8](repeating: 0x61, count: size)
+    if engine { return try publishThroughEngine(directory: directory, names: names, payload: payload, count: count, msgID: msgID) }
     let options = FileStoreOptions(syncEveryWrite: syncEveryWrite)
     var store = try StreamStore(directory: directory, limits: StreamLimits(), options: options)
     let t0 = seconds()
@@ -70,6 +77,41 @@ func run() throws {
     let t3 = seconds()
     store.close()
     print("load: \(count) msgs in \(String(format1: t3 - t2)) s = \(Int(Double(count) / (t3 - t2))) msg/s (\(total) payload bytes)")
+}
+
+/// A consumer half with no consumers.
+final class NoConsumers: ConsumerHandling {
+    func recover(stream: StreamContext, now: Int64) throws(StreamStoreError) -> [EngineAction] { [] }
+    func handle(_ message: InboundMessage, streams: [String: StreamContext], now: Int64) -> [EngineAction] { [] }
+    func stored(stream: StreamContext, sequence: UInt64, subject: String, now: Int64) -> [EngineAction] { [] }
+    func hasInterest(stream: StreamContext, subject: String) -> Bool { false }
+    func streamChanged(stream: StreamContext, now: Int64) -> [EngineAction] { [] }
+    func streamDeleted(stream: StreamContext) -> [EngineAction] { [] }
+    func consumerCount(stream: String) -> Int { 0 }
+    var nextDeadline: Int64? { nil }
+    func tick(now: Int64) -> [EngineAction] { [] }
+    func persist() {}
+}
+
+func publishThroughEngine(directory: String, names: [String], payload: [UInt8], count: Int, msgID: Bool) throws {
+    let options = JetStreamOptions(storeDirectory: directory, maxMemory: 1 << 30, maxStore: 1 << 40)
+    let engine = JetStreamEngine(options: options, consumers: NoConsumers())
+    do { _ = try engine.start(now: wallClockNanoseconds()) } catch { throw Failure(description: error.description) }
+    let create = InboundMessage(subject: "$JS.API.STREAM.CREATE.BENCH", reply: "r",
+                                payload: Array(#"{"name":"BENCH","subjects":["bench.>"]}"#.utf8))
+    _ = engine.handle(create, now: wallClockNanoseconds())
+    var acks = 0
+    let t0 = seconds()
+    for i in 0..<count {
+        var headers: [UInt8] = []
+        if msgID { headers = Array("NATS/1.0\r\nNats-Msg-Id: \(i)\r\n\r\n".utf8) }
+        let message = InboundMessage(subject: names[i % names.count], reply: "_INBOX.ack", headers: headers, payload: payload)
+        acks += engine.handle(message, now: wallClockNanoseconds()).count
+    }
+    let t1 = seconds()
+    engine.shutdown()
+    guard acks == count else { throw Failure(description: "\(acks) PubAcks for \(count) messages") }
+    print("engine publish: \(count) msgs of \(payload.count) B\(msgID ? " with Nats-Msg-Id" : "") in \(String(format1: t1 - t0)) s = \(Int(Double(count) / (t1 - t0))) msg/s")
 }
 
 func reopen(_ directory: String) throws {
