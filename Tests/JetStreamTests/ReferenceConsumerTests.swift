@@ -16,10 +16,12 @@ private final class FrameConnection {
     let fd: Int32
     private var buffer: [UInt8] = []
 
+    /// Subscribes to every inbox and to the deliver subjects `out.p` and `out.h` exactly
+    /// (2.9.10 binds a push consumer only to a subscription on exactly its deliver subject).
     init(port: Int) throws {
         fd = try connectLoopback(port: port, timeoutSeconds: 10)
         _ = try line()
-        try send("CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true}\r\nSUB _INBOX.> 1\r\nSUB out.> 2\r\nPING\r\n")
+        try send("CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true}\r\nSUB _INBOX.> 1\r\nSUB out.p 2\r\nSUB out.h 3\r\nPING\r\n")
         guard try line() == "PONG" else { throw TestFailure("no PONG after CONNECT") }
     }
 
@@ -209,5 +211,87 @@ private func normalized(_ text: String) -> String {
         try compare("$JS.API.CONSUMER.DELETE.S.Q1", "", "DELETE")
         try compare("$JS.API.CONSUMER.DELETE.S.Q1", "", "DELETE again")
         try compare("$JS.API.CONSUMER.LIST.S", #"{"offset":1}"#, "LIST offset")
+    }
+
+    /// A push consumer against nats-server 2.9.10: its deliveries, the answers to +ACK with a
+    /// reply, -NAK and +TERM, the info after them, headers-only deliveries and an idle heartbeat.
+    @Test(.enabled(if: ReferencePeer.available || ReferencePeer.required, "nats-server 2.9.10 is not installed"))
+    func pushDeliveriesAndAcksMatchTheReference() async throws {
+        guard ReferencePeer.available else {
+            Issue.record("nats-server 2.9.10 not found at \(ReferencePeer.path) but REQUIRE_PEERS=1")
+            return
+        }
+        let storeDirectory = try temporaryDirectory("jscons-push")
+        defer { removeTemporary(storeDirectory) }
+        let port = try freePort()
+        let broker = try ChildProcess(executable: ReferencePeer.path,
+                                      arguments: ["-js", "-sd", storeDirectory, "-a", "127.0.0.1", "-p", String(port)],
+                                      environment: ProcessInfo.processInfo.environment)
+        _ = try await broker.waitForLine("ready line") { $0.contains("Server is ready") }
+        defer { kill(broker.process.processIdentifier, SIGKILL) }
+        let connection = try FrameConnection(port: port)
+        var streamConfig = StreamConfig(name: "S")
+        streamConfig.subjects = ["s.>"]
+        streamConfig.storage = .memory
+        _ = try connection.publish("$JS.API.STREAM.CREATE.S", #"{"name":"S","subjects":["s.>"],"storage":"memory"}"#)
+        let rig = try ConsumerRig(streamConfig)
+        defer { rig.finish() }
+        let headers = "NATS/1.0\r\nK: v\r\n\r\n"
+        try connection.send("HPUB s.h _INBOX.api \(headers.utf8.count) \(headers.utf8.count + 3)\r\n\(headers)hdr\r\n")
+        _ = try connection.frame()
+        try rig.publish("s.h", "hdr", headers: headers)
+        for (subject, body) in [("s.a", "one"), ("s.b", "two")] {
+            _ = try connection.publish(subject, body)
+            try rig.publish(subject, body)
+        }
+
+        /// Reference frames after a publish, split into the API answer and the rest in order.
+        func exchange(_ subject: String, _ body: String, reply: String = "_INBOX.api", frames: Int)
+            throws -> (answer: [FrameConnection.Frame], others: [FrameConnection.Frame]) {
+            let got = try connection.publish(subject, body, reply: reply, count: frames)
+            return (got.filter { $0.subject == reply }, got.filter { $0.subject != reply })
+        }
+        func ours(_ actions: [EngineAction]) -> [FrameConnection.Frame] {
+            deliveries(actions).map { FrameConnection.Frame(subject: $0.shown ?? $0.subject, reply: $0.reply, headers: $0.headers, payload: $0.payload) }
+        }
+        func same(_ a: [FrameConnection.Frame], _ b: [FrameConnection.Frame], _ label: String) {
+            #expect(a.count == b.count, "\(label): \(a.count) frames, reference \(b.count)")
+            for (x, y) in zip(a, b) {
+                #expect(x.subject == y.subject, "\(label) subject")
+                #expect(normalized(x.reply) == normalized(y.reply), "\(label) reply")
+                #expect(x.headers == y.headers, "\(label) headers")
+                #expect(normalized(x.payload) == normalized(y.payload), "\(label) payload")
+            }
+        }
+
+        let create = #"{"stream_name":"S","config":{"durable_name":"PU","deliver_subject":"out.p","ack_policy":"explicit","filter_subject":"s.>"}}"#
+        let reference = try exchange("$JS.API.CONSUMER.CREATE.S.PU", create, frames: 4)
+        let mine = ours(rig.call("$JS.API.CONSUMER.CREATE.S.PU", create, reply: "_INBOX.api"))
+        same(mine.filter { $0.subject == "_INBOX.api" }, reference.answer, "push create")
+        same(mine.filter { $0.subject != "_INBOX.api" }, reference.others, "push deliveries")
+        let referenceAcks = reference.others.map(\.reply)
+        let ourAcks = mine.filter { $0.subject != "_INBOX.api" }.map(\.reply)
+        guard referenceAcks.count == 3, ourAcks.count == 3 else { return }
+
+        // +ACK with a reply: an empty message back.
+        let acked = try exchange(referenceAcks[0], "+ACK", reply: "_INBOX.ack", frames: 1)
+        same(ours(rig.call(ourAcks[0], "+ACK", reply: "_INBOX.ack")), acked.answer, "ack reply")
+        // -NAK: sent again at once, with two deliveries in its ack subject.
+        let naked = try exchange(referenceAcks[1], "-NAK", reply: "_INBOX.nak", frames: 2)
+        let ourNak = ours(rig.call(ourAcks[1], "-NAK", reply: "_INBOX.nak"))
+        same(ourNak.filter { $0.subject == "_INBOX.nak" }, naked.answer, "nak reply")
+        same(ourNak.filter { $0.subject != "_INBOX.nak" }, naked.others, "nak redelivery")
+        // +TERM without a reply, then the info.
+        try connection.send("PUB \(referenceAcks[2]) 5\r\n+TERM\r\n")
+        _ = rig.call(ourAcks[2], "+TERM", reply: "")
+        let info = try exchange("$JS.API.CONSUMER.INFO.S.PU", "", frames: 1)
+        same(ours(rig.call("$JS.API.CONSUMER.INFO.S.PU", "", reply: "_INBOX.api")), info.answer, "info after acks")
+
+        // Headers only, and a heartbeat once idle.
+        let hb = #"{"stream_name":"S","config":{"name":"HB","deliver_subject":"out.h","headers_only":true,"idle_heartbeat":500000000,"filter_subject":"s.h"}}"#
+        let hbReference = try exchange("$JS.API.CONSUMER.CREATE.S.HB", hb, frames: 3)
+        let hbOurs = ours(rig.call("$JS.API.CONSUMER.CREATE.S.HB", hb, reply: "_INBOX.api")) + ours(rig.tick(after: 500_000_000))
+        same(hbOurs.filter { $0.subject == "_INBOX.api" }, hbReference.answer, "headers-only create")
+        same(hbOurs.filter { $0.subject != "_INBOX.api" }, hbReference.others, "headers-only delivery and heartbeat")
     }
 }
