@@ -557,3 +557,50 @@ extension ConsumerRig {
         #expect(!FileManager.default.fileExists(atPath: folder))
     }
 }
+
+@Suite struct ConsumerRobustnessTests {
+    @Test func advisoriesFollowTheLifecycle() throws {
+        let rig = try ConsumerRig()
+        defer { rig.finish() }
+        try rig.publish("S", "a")
+        try rig.publish("S", "b")
+        let created = rig.call("$JS.API.CONSUMER.CREATE.S.C", #"{"stream_name":"S","config":{"durable_name":"C","ack_policy":"explicit","deliver_subject":"out"}}"#)
+        let createdAdvisory = try JSON.parse(try #require(rig.answer(created, to: "$JS.EVENT.ADVISORY.CONSUMER.CREATED.S.C")))
+        #expect(createdAdvisory["type"]?.stringValue == "io.nats.jetstream.advisory.v1.consumer_action")
+        #expect(createdAdvisory["action"]?.stringValue == "create")
+        #expect(createdAdvisory["id"]?.stringValue?.utf8.count == 22)
+        let acks = deliveries(created, to: "out").map(\.reply)
+        let nak = try JSON.parse(try #require(rig.answer(rig.call(acks[0], "-NAK", reply: ""), to: "$JS.EVENT.ADVISORY.CONSUMER.MSG_NAKED.S.C")))
+        #expect(nak["type"]?.stringValue == "io.nats.jetstream.advisory.v1.nak")
+        #expect(nak["consumer_seq"]?.intValue == 1)
+        let term = try JSON.parse(try #require(rig.answer(rig.call(acks[1], "+TERM", reply: ""), to: "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.S.C")))
+        #expect(term["type"]?.stringValue == "io.nats.jetstream.advisory.v1.terminated")
+        #expect(term["stream_seq"]?.intValue == 2)
+        let deleted = rig.call("$JS.API.CONSUMER.DELETE.S.C")
+        #expect(rig.answer(deleted, to: "$JS.EVENT.ADVISORY.CONSUMER.DELETED.S.C")?.contains(#""action":"delete""#) == true)
+    }
+
+    /// Values a client can send that would overflow or walk huge ranges are taken without a trap.
+    @Test func hostileValuesDoNotTrap() throws {
+        let rig = try ConsumerRig()
+        defer { rig.finish() }
+        try rig.publish("S", "a")
+        let max = Int64.max
+        _ = try rig.create("C", #"{"durable_name":"C","ack_policy":"all","ack_wait":\#(max),"inactive_threshold":\#(max),"deliver_subject":"out","idle_heartbeat":\#(max)}"#)
+        _ = try rig.create("E", #"{"durable_name":"E","ack_policy":"explicit","max_deliver":3,"backoff":[\#(max),\#(max)]}"#)
+        _ = rig.call("$JS.API.CONSUMER.MSG.NEXT.S.E", #"{"batch":1,"expires":\#(max),"idle_heartbeat":\#(max / 2)}"#, reply: "_INBOX.h")
+        _ = rig.call("$JS.API.CONSUMER.MSG.NEXT.S.E", #"{"batch":-5,"max_bytes":-1}"#, reply: "_INBOX.h2")
+        _ = rig.call("$JS.ACK.S.C.1.18446744073709551615.1.0.0", "", reply: "")
+        _ = rig.call("$JS.ACK.S.C.x.y.z.0.0", "+ACK", reply: "_INBOX.a")
+        _ = rig.call("$JS.ACK.S.E.1.1.1.0.0", #"-NAK {"delay":\#(max)}"#, reply: "")
+        _ = rig.call("$JS.ACK.S.E.1.1.1.0.0", "-NAK -9999999999h", reply: "")
+        _ = rig.call("$JS.ACK.S.E.1.1.1.0.0", "+NXT {\"batch\":", reply: "_INBOX.n")
+        _ = rig.call("$JS.API.CONSUMER.NAMES.S", #"{"offset":-4}"#)
+        _ = rig.call("$JS.API.CONSUMER.LIST.S", #"{"offset":99999999999}"#)
+        _ = rig.tick(after: 1)
+        _ = rig.tick(after: Int64.max / 4)
+        #expect(rig.manager.consumerCount(stream: "S") == 2)
+        let bad = rig.answer(rig.call("$JS.API.CONSUMER.CREATE.S.Q", #"{"stream_name":"S","config":{"opt_start_seq":-1}}"#))
+        #expect(bad?.contains("10025") == true)
+    }
+}

@@ -39,7 +39,7 @@ extension Consumer {
             out.append(contentsOf: nextRequest(reply: reply, body: Array(body.dropFirst(4)), now: now))
             skipReply = true
         } else if body.starts(with: "-NAK".utf8) {
-            nak(sseq, dseq, argument: Array(body.dropFirst(4)), now: now, into: &out)
+            nak(ack, argument: Array(body.dropFirst(4)), now: now, into: &out)
         } else if body == Array("+WPI".utf8) {
             if var p = pending[sseq] {
                 p.timestamp = now
@@ -49,6 +49,7 @@ extension Consumer {
             }
         } else if body == Array("+TERM".utf8) {
             acknowledge(sseq, dseq, now: now, into: &out)
+            out.append(deliveryAdvisory("MSG_TERMINATED", type: "terminated", ack: ack, now: now))
         }
         if !reply.isEmpty && !skipReply {
             out.append(.reply(reply, []))
@@ -90,6 +91,9 @@ extension Consumer {
             removeFromRedeliverQueue(sseq)
         case .all:
             if dseq <= ackFloorDelivery || sseq <= ackFloorStream { return }
+            // Only what was delivered can be acknowledged (a forged subject would otherwise
+            // walk an unbounded range).
+            if sseq >= streamSequence || dseq >= deliverySequence { return }
             gap = sseq - ackFloorStream
             ackFloorDelivery = dseq
             ackFloorStream = sseq
@@ -117,9 +121,11 @@ extension Consumer {
 
     /// 2.9.10's processNak: with a delay (ns as `{"delay":n}` or Go duration text) the message is
     /// sent again once the delay has passed; without one, at once.
-    private func nak(_ sseq: UInt64, _ dseq: UInt64, argument: [UInt8], now: Int64, into out: inout [EngineAction]) {
+    private func nak(_ ack: AckSubject, argument: [UInt8], now: Int64, into out: inout [EngineAction]) {
+        let sseq = ack.streamSequence, dseq = ack.deliverySequence
         if dseq <= ackFloorDelivery || dseq > deliverySequence { return }
         if !pending.isEmpty && pending[sseq] == nil { return }
+        out.append(deliveryAdvisory("MSG_NAKED", type: "nak", ack: ack, now: now))
         let text = String(decoding: argument, as: UTF8.self).trimmingASCIIWhitespace()
         if !text.isEmpty {
             var delay: Int64?
@@ -136,10 +142,10 @@ extension Consumer {
             if let delay {
                 removeFromRedeliverQueue(sseq)
                 if var p = pending[sseq] {
-                    p.timestamp = now - config.ackWait + delay
+                    p.timestamp = now.subtracting(config.ackWait).adding(delay)
                     pending[sseq] = p
                     dirty = true
-                    let soon = now + 10_000_000
+                    let soon = now.adding(10_000_000)
                     pendingCheck = min(pendingCheck ?? soon, soon)
                 }
                 return
@@ -174,7 +180,7 @@ extension Consumer {
                 dirty = true
                 continue
             }
-            let elapsed = now - p.timestamp
+            let elapsed = now.subtracting(p.timestamp)
             var deadline = ttl
             if !config.backoff.isEmpty {
                 var dc = Int(clamping: redelivered[seq] ?? 0)
@@ -188,17 +194,19 @@ extension Consumer {
             }
             if elapsed >= deadline {
                 if !redeliverSet.contains(seq) { expiredSequences.append(seq) }
-            } else if deadline - elapsed < next {
-                next = deadline - elapsed
+            } else if deadline.subtracting(elapsed) < next {
+                next = deadline.subtracting(elapsed)
             }
         }
         if !expiredSequences.isEmpty {
             expiredSequences.sort()
             addToRedeliverQueue(expiredSequences)
-            let offset = now - (pending[expiredSequences[0]]?.timestamp ?? now)
-            for seq in expiredSequences { pending[seq]?.timestamp += offset }
+            let offset = now.subtracting(pending[expiredSequences[0]]?.timestamp ?? now)
+            for seq in expiredSequences {
+                if let p = pending[seq] { pending[seq]!.timestamp = p.timestamp.adding(offset) }
+            }
         }
-        pendingCheck = pending.isEmpty ? nil : now + ackWaitDelay(next)
+        pendingCheck = pending.isEmpty ? nil : now.adding(ackWaitDelay(next))
     }
 
     // MARK: Interest and work-queue retention

@@ -125,7 +125,7 @@ public final class ConsumerManager: ConsumerHandling {
             for name in group.keys.sorted() {
                 let consumer = group[name]!
                 out.append(contentsOf: consumer.tick(now: now))
-                if consumer.dirty && consumer.isPersisted && now >= consumer.lastWrite + ConsumerManager.persistInterval {
+                if consumer.dirty && consumer.isPersisted && now >= consumer.lastWrite.adding(ConsumerManager.persistInterval) {
                     writeState(of: consumer, now: now)
                 }
             }
@@ -151,12 +151,13 @@ public final class ConsumerManager: ConsumerHandling {
     }
 
     /// Removes a consumer: waiting pull requests get `409 Consumer Deleted`, its files go.
-    func remove(_ consumer: Consumer) -> [EngineAction] {
+    func remove(_ consumer: Consumer, now: Int64) -> [EngineAction] {
+        let advisory = consumer.actionAdvisory("delete", now: now)
         consumer.closed = true
         consumers[consumer.stream.name]?[consumer.name] = nil
         if consumers[consumer.stream.name]?.isEmpty == true { consumers[consumer.stream.name] = nil }
         removeFiles(of: consumer)
-        var out = consumer.releaseWaiting()
+        var out = [advisory] + consumer.releaseWaiting()
         // An interest stream lets go of what only this consumer still held.
         if consumer.stream.config.retention == .interest {
             out.append(contentsOf: dropUnwanted(in: consumer.stream))
@@ -169,7 +170,7 @@ public final class ConsumerManager: ConsumerHandling {
         var out: [EngineAction] = []
         for stream in consumers.keys.sorted() {
             for consumer in (consumers[stream] ?? [:]).values where consumer.expired {
-                out.append(contentsOf: remove(consumer))
+                out.append(contentsOf: remove(consumer, now: now))
             }
         }
         return out
