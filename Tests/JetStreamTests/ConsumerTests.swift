@@ -547,6 +547,23 @@ extension ConsumerRig {
         }
     }
 
+    /// The start is on disk from the create on: messages stored between the create and a crash
+    /// before the first timed write are still delivered after recovery (deliver policy new).
+    @Test func theStartIsWrittenAtCreate() throws {
+        let rig = try ConsumerRig(file: true)
+        let directory = try #require(rig.directory)
+        defer { removeTemporary(directory) }
+        try rig.publish("S", "old")
+        _ = try rig.create("N", #"{"durable_name":"N","deliver_policy":"new","ack_policy":"explicit"}"#)
+        try rig.publish("S", "after create")
+        rig.finish(removing: false)
+        let again = try ConsumerRig(file: true, directory: directory)
+        defer { again.finish(removing: false) }
+        _ = try again.manager.recover(stream: again.stream, now: again.now)
+        let got = deliveries(again.call("$JS.API.CONSUMER.MSG.NEXT.S.N", "5", reply: "_INBOX.n"), to: "_INBOX.n")
+        #expect(got.first?.payload == "after create")
+    }
+
     @Test func memoryStreamsKeepNothingAndDeleteRemovesFiles() throws {
         let rig = try ConsumerRig(file: true)
         defer { rig.finish() }

@@ -36,10 +36,12 @@ public final class ConsumerManager: ConsumerHandling {
             let (name, created, config) = try ConsumerStateFile.decodeConfig(configBytes, path: configPath)
             let consumer = Consumer(stream: stream, name: name, config: config, created: created, now: now,
                                     hasInterest: hasInterest)
-            consumer.selectStart()
             let statePath = folder + "/" + ConsumerStateFile.stateName
             if let bytes = try ConsumerStateFile.read(statePath) {
+                // As 2.9.10: a stored state replaces the start the deliver policy would pick.
                 consumer.apply(try ConsumerStateFile.decode(bytes, path: statePath))
+            } else {
+                consumer.selectStart()
             }
             register(consumer)
             consumer.lastWrite = now
@@ -196,14 +198,17 @@ public final class ConsumerManager: ConsumerHandling {
         return directory + "/obs/" + consumer.name
     }
 
-    /// Writes the config file (create, update).
+    /// Writes the config file and the state (create, update): a consumer recovered before its
+    /// first timed write starts where it started, as 2.9.10's SetStarting makes sure.
+    /// - Throws: ``StreamStoreError/io(operation:path:errno:)`` naming the file or directory.
     func writeConfig(of consumer: Consumer) throws(StreamStoreError) {
         guard consumer.isPersisted, let folder = folder(of: consumer) else { return }
         try BlockIO.makeDirectories(folder)
         try ConsumerStateFile.write(ConsumerStateFile.encodeConfig(name: consumer.name, created: consumer.created,
                                                                    config: consumer.config),
                                     to: folder + "/" + ConsumerStateFile.configName)
-        consumer.dirty = true
+        try ConsumerStateFile.write(ConsumerStateFile.encode(consumer.persistentState),
+                                    to: folder + "/" + ConsumerStateFile.stateName)
     }
 
     private func writeState(of consumer: Consumer, now: Int64) {
