@@ -4,6 +4,7 @@
 //
 //   jetstream-bench [--msgs N] [--size BYTES] [--subjects K] [--sync-every-write] [--keep]
 //   jetstream-bench --reopen DIRECTORY
+//   jetstream-bench --consumer [--msgs N] [--size BYTES] [--batch N]   (see ConsumerBench.swift)
 //
 // --keep leaves the store's directory in place (its path is printed); --reopen opens such a
 // directory in a fresh process, so the RSS it reports is the recovered store's alone.
@@ -41,6 +42,7 @@ func run() throws {
         case "--sync-every-write": syncEveryWrite = true
         case "--keep": keep = true
         case "--reopen": return try reopen(args.popFirst() ?? "")
+        case "--consumer": return try consumerBench(&args)
         default: throw Failure(description: "unknown argument \(arg)")
         }
     }
