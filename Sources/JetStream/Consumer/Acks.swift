@@ -9,19 +9,53 @@ struct AckSubject: Equatable {
     var deliverySequence: UInt64
 
     /// Parses a 9-token ack subject as 2.9.10's ackReplyInfo; a number that is not all digits
-    /// reads as 2.9.10 reads it (-1, so a huge value that matches nothing).
+    /// reads as 2.9.10 reads it (-1, so a huge value that matches nothing). Works on the bytes:
+    /// every ack goes through here.
     init?(_ subject: String) {
-        let tokens = subject.split(separator: ".", omittingEmptySubsequences: false)
-        guard tokens.count == 9, tokens[0] == "$JS", tokens[1] == "ACK" else { return nil }
-        func number(_ t: Substring) -> UInt64 {
-            guard !t.isEmpty, t.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let n = UInt64(t) else { return UInt64.max }
+        let parsed = subject.utf8.withContiguousStorageIfAvailable { AckSubject.parse($0) } ?? AckSubject.parse(Array(subject.utf8))
+        guard let parsed else { return nil }
+        self = parsed
+    }
+
+    private init(stream: String, consumer: String, deliveries: UInt64, streamSequence: UInt64, deliverySequence: UInt64) {
+        self.stream = stream
+        self.consumer = consumer
+        self.deliveries = deliveries
+        self.streamSequence = streamSequence
+        self.deliverySequence = deliverySequence
+    }
+
+    private static func parse<C: RandomAccessCollection>(_ bytes: C) -> AckSubject? where C.Element == UInt8, C.Index == Int {
+        // The token boundaries: 9 tokens need exactly 8 dots.
+        var dots: [Int] = []
+        dots.reserveCapacity(8)
+        for i in bytes.indices where bytes[i] == UInt8(ascii: ".") {
+            if dots.count == 8 { return nil }
+            dots.append(i)
+        }
+        guard dots.count == 8 else { return nil }
+        let start = bytes.startIndex, end = bytes.endIndex
+        func token(_ k: Int) -> C.SubSequence {
+            let from = k == 0 ? start : dots[k - 1] + 1
+            let to = k == 8 ? end : dots[k]
+            return bytes[from..<to]
+        }
+        guard token(0).elementsEqual("$JS".utf8), token(1).elementsEqual("ACK".utf8) else { return nil }
+        func number(_ k: Int) -> UInt64 {
+            let t = token(k)
+            guard !t.isEmpty else { return UInt64.max }
+            var n: UInt64 = 0
+            for b in t {
+                guard b >= 0x30 && b <= 0x39 else { return UInt64.max }
+                let (m, o1) = n.multipliedReportingOverflow(by: 10)
+                let (a, o2) = m.addingReportingOverflow(UInt64(b - 0x30))
+                if o1 || o2 { return UInt64.max }
+                n = a
+            }
             return n
         }
-        stream = String(tokens[2])
-        consumer = String(tokens[3])
-        deliveries = number(tokens[4])
-        streamSequence = number(tokens[5])
-        deliverySequence = number(tokens[6])
+        return AckSubject(stream: String(decoding: token(2), as: UTF8.self), consumer: String(decoding: token(3), as: UTF8.self),
+                          deliveries: number(4), streamSequence: number(5), deliverySequence: number(6))
     }
 }
 
@@ -87,7 +121,7 @@ extension Consumer {
                     }
                 }
             }
-            redelivered[sseq] = nil
+            if !redelivered.isEmpty { redelivered[sseq] = nil }
             removeFromRedeliverQueue(sseq)
         case .all:
             if dseq <= ackFloorDelivery || sseq <= ackFloorStream { return }
@@ -160,7 +194,7 @@ extension Consumer {
     }
 
     func removeFromRedeliverQueue(_ sseq: UInt64) {
-        guard redeliverSet.remove(sseq) != nil else { return }
+        guard !redeliverSet.isEmpty, redeliverSet.remove(sseq) != nil else { return }
         if let i = redeliverQueue.firstIndex(of: sseq) { redeliverQueue.remove(at: i) }
     }
 
