@@ -212,6 +212,50 @@ private func normalized(_ text: String) -> String {
         try compare("$JS.API.CONSUMER.DELETE.S.Q1", "", "DELETE")
         try compare("$JS.API.CONSUMER.DELETE.S.Q1", "", "DELETE again")
         try compare("$JS.API.CONSUMER.LIST.S", #"{"offset":1}"#, "LIST offset")
+
+        // A work-queue stream with max_consumers 3: its rules, in 2.9.10's order.
+        var workConfig = StreamConfig(name: "W")
+        workConfig.subjects = ["w.>"]
+        workConfig.retention = .workqueue
+        workConfig.maxConsumers = 3
+        workConfig.storage = .memory
+        _ = try connection.publish("$JS.API.STREAM.CREATE.W",
+                                   #"{"name":"W","subjects":["w.>"],"retention":"workqueue","max_consumers":3,"storage":"memory"}"#)
+        let work = try ConsumerRig(workConfig)
+        defer { work.finish() }
+        for subject in ["w.a", "w.b", "w.a"] {
+            _ = try connection.publish(subject, "job")
+            try work.publish(subject, "job")
+        }
+        func compareWork(_ subject: String, _ body: String, _ label: String, frames: Int = 1) throws {
+            let reference = try connection.publish(subject, body, count: frames)
+            let ours = deliveries(work.call(subject, body, reply: "_INBOX.api")).filter { !$0.subject.hasPrefix("$JS.EVENT.") }
+            #expect(ours.count >= frames, "\(label): our answer count")
+            for (k, frame) in reference.enumerated() where k < ours.count {
+                #expect(normalized(ours[k].payload) == normalized(frame.payload), "\(label) payload \(k)")
+                #expect(ours[k].headers == frame.headers, "\(label) headers \(k)")
+                #expect(normalized(ours[k].reply) == normalized(frame.reply), "\(label) reply \(k)")
+            }
+        }
+        let workCreates: [(String, String)] = [
+            ("W.A", #"{"stream_name":"W","config":{"ack_policy":"none"}}"#),
+            ("W.A", #"{"stream_name":"W","config":{"ack_policy":"all"}}"#),
+            ("W.A", #"{"stream_name":"W","config":{"ack_policy":"explicit","filter_subject":"w.a"}}"#),
+            ("W.B", #"{"stream_name":"W","config":{"ack_policy":"explicit"}}"#),
+            ("W.B", #"{"stream_name":"W","config":{"ack_policy":"explicit","filter_subject":"w.*"}}"#),
+            ("W.B", #"{"stream_name":"W","config":{"ack_policy":"explicit","filter_subject":"w.b","deliver_policy":"last"}}"#),
+            ("W.B", #"{"stream_name":"W","config":{"ack_policy":"explicit","filter_subject":"w.b"}}"#),
+            ("W.C", #"{"stream_name":"W","config":{"ack_policy":"explicit","filter_subject":"w.c"}}"#),
+            ("W.D", #"{"stream_name":"W","config":{"ack_policy":"explicit","filter_subject":"w.d"}}"#),
+        ]
+        for (names, body) in workCreates {
+            try compareWork("$JS.API.CONSUMER.CREATE." + names, body, names + " " + body)
+        }
+        // A batch, then no_wait while that request still holds the backlog, then the ack that removes.
+        try compareWork("$JS.API.CONSUMER.MSG.NEXT.W.A", #"{"batch":1}"#, "work NEXT", frames: 1)
+        try compareWork("$JS.API.CONSUMER.MSG.NEXT.W.A", #"{"batch":5,"expires":30000000000}"#, "work NEXT waiting", frames: 1)
+        try compareWork("$JS.API.CONSUMER.MSG.NEXT.W.A", #"{"batch":1,"no_wait":true}"#, "work NEXT requests pending")
+        try compareWork("$JS.API.CONSUMER.INFO.W.A", "", "work INFO")
     }
 
     /// A push consumer against nats-server 2.9.10: its deliveries, the answers to +ACK with a
