@@ -621,3 +621,19 @@ extension ConsumerRig {
         #expect(bad?.contains("10025") == true)
     }
 }
+
+@Suite struct RateLimitTests {
+    /// rate_limit_bps 8000 = 1000 bytes a second after a burst of max_msg_size (1000 here).
+    @Test func pushDeliveriesWaitForTheRateLimit() throws {
+        var cfg = StreamConfig(name: "S")
+        cfg.maxMessageSize = 1000
+        let rig = try ConsumerRig(cfg)
+        defer { rig.finish() }
+        for _ in 0..<3 { try rig.publish("S", String(repeating: "p", count: 400)) }
+        let created = rig.call("$JS.API.CONSUMER.CREATE.S.R", #"{"stream_name":"S","config":{"durable_name":"R","deliver_subject":"out","rate_limit_bps":8000}}"#)
+        // Two fit in the burst (about 430 bytes each with subjects); the third waits.
+        #expect(deliveries(created, to: "out").count == 2)
+        #expect(deliveries(rig.tick(after: 100_000_000), to: "out").isEmpty)
+        #expect(deliveries(rig.tick(after: 500_000_000), to: "out").count == 1)
+    }
+}

@@ -67,6 +67,10 @@ final class Consumer {
     var held: (message: StoredMessage, dc: UInt64, subject: String, ackReply: String)?
     var heldUntil: Int64 = 0
 
+    // rate_limit_bps: a token bucket of bytes (2.9.10's rate.Limiter, burst = max_msg_size or 1 MiB).
+    var rateTokens: Double = -1
+    var rateRefilled: Int64 = 0
+
     /// Last delivery and last ack (`ldt`, `lat`); 0 = never.
     var lastDelivered: Int64 = 0
     var lastAcked: Int64 = 0
@@ -259,6 +263,14 @@ final class Consumer {
                 }
             }
             lastReplayTime = message.timestamp
+            if config.rateLimit > 0 {
+                let delay = rateDelay(size: size, now: now)
+                if delay > 0 {
+                    held = (message, dc, subject, ackReply)
+                    heldUntil = now.adding(delay)
+                    break
+                }
+            }
             send(message, dc: dc, to: subject, ackReply: ackReply, now: now, into: &out)
         }
         if replaying && streamSequence > replayLastSequence && held == nil { replaying = false }
@@ -335,6 +347,23 @@ final class Consumer {
         if config.ackPolicy == .none && stream.config.retention != .limits {
             removeIfUnwanted(message.sequence)
         }
+    }
+
+    /// Takes `size` bytes from the rate limiter and returns how long the delivery must wait
+    /// (0 = now): the bucket may go below zero, and the wait is until it is back at zero.
+    private func rateDelay(size: Int, now: Int64) -> Int64 {
+        let bytesPerSecond = Double(config.rateLimit / 8)
+        guard bytesPerSecond > 0 else { return 0 }
+        let burst = Double(stream.config.maxMessageSize > 0 ? Int(stream.config.maxMessageSize) : 1 << 20)
+        if rateTokens < 0 && rateRefilled == 0 {
+            rateTokens = burst
+        } else {
+            rateTokens = min(burst, rateTokens + Double(max(now - rateRefilled, 0)) / 1e9 * bytesPerSecond)
+        }
+        rateRefilled = now
+        rateTokens -= Double(size)
+        if rateTokens >= 0 { return 0 }
+        return Int64(min(-rateTokens / bytesPerSecond * 1e9, 9e18))
     }
 
     static func convertToHeadersOnly(_ message: inout StoredMessage) {
