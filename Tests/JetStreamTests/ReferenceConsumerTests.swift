@@ -16,12 +16,12 @@ private final class FrameConnection {
     let fd: Int32
     private var buffer: [UInt8] = []
 
-    /// Subscribes to every inbox and to the deliver subjects `out.p` and `out.h` exactly
+    /// Subscribes to every inbox and to the deliver subjects `out.p`, `out.h` and `out.f` exactly
     /// (2.9.10 binds a push consumer only to a subscription on exactly its deliver subject).
     init(port: Int) throws {
         fd = try connectLoopback(port: port, timeoutSeconds: 10)
         _ = try line()
-        try send("CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true}\r\nSUB _INBOX.> 1\r\nSUB out.p 2\r\nSUB out.h 3\r\nPING\r\n")
+        try send("CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true}\r\nSUB _INBOX.> 1\r\nSUB out.p 2\r\nSUB out.h 3\r\nSUB out.f 4\r\nPING\r\n")
         guard try line() == "PONG" else { throw TestFailure("no PONG after CONNECT") }
     }
 
@@ -338,5 +338,51 @@ private func normalized(_ text: String) -> String {
         let hbOurs = ours(rig.call("$JS.API.CONSUMER.CREATE.S.HB", hb, reply: "_INBOX.api")) + ours(rig.tick(after: 500_000_000))
         same(hbOurs.filter { $0.subject == "_INBOX.api" }, hbReference.answer, "headers-only create")
         same(hbOurs.filter { $0.subject != "_INBOX.api" }, hbReference.others, "headers-only delivery and heartbeat")
+
+        // The heartbeating consumer goes, so its heartbeats do not mix with what follows.
+        try connection.send("PUB $JS.API.CONSUMER.DELETE.S.HB _INBOX.api 0\r\n\r\n")
+        while try connection.frame().subject != "_INBOX.api" {}
+        _ = rig.call("$JS.API.CONSUMER.DELETE.S.HB", "", reply: "_INBOX.api")
+
+        // Pull: a request that expires, and one that gets a heartbeat first.
+        _ = try exchange("$JS.API.CONSUMER.CREATE.S.PL", #"{"stream_name":"S","config":{"durable_name":"PL","ack_policy":"explicit","deliver_policy":"new"}}"#, frames: 1)
+        _ = rig.call("$JS.API.CONSUMER.CREATE.S.PL", #"{"stream_name":"S","config":{"durable_name":"PL","ack_policy":"explicit","deliver_policy":"new"}}"#)
+        let expiring = try exchange("$JS.API.CONSUMER.MSG.NEXT.S.PL", #"{"batch":4,"expires":200000000}"#, reply: "_INBOX.pl1", frames: 1)
+        _ = rig.call("$JS.API.CONSUMER.MSG.NEXT.S.PL", #"{"batch":4,"expires":200000000}"#, reply: "_INBOX.pl1")
+        same(ours(rig.tick(after: 200_000_001)), expiring.answer, "pull 408")
+        let beating = try exchange("$JS.API.CONSUMER.MSG.NEXT.S.PL", #"{"batch":2,"expires":500000000,"idle_heartbeat":200000000}"#,
+                                   reply: "_INBOX.pl2", frames: 1)
+        _ = rig.call("$JS.API.CONSUMER.MSG.NEXT.S.PL", #"{"batch":2,"expires":500000000,"idle_heartbeat":200000000}"#, reply: "_INBOX.pl2")
+        same(ours(rig.tick(after: 200_000_001)), beating.answer, "pull heartbeat")
+        // Its 408 at 500 ms, after one more heartbeat.
+        while try connection.frame().headers.hasPrefix("NATS/1.0 408") == false {}
+        _ = rig.tick(after: 300_000_000)
+        _ = try exchange("$JS.API.CONSUMER.DELETE.S.PU", "", frames: 1)
+        _ = rig.call("$JS.API.CONSUMER.DELETE.S.PU", "", reply: "_INBOX.api")
+
+        // Flow control: two messages of 700 KB pass half of the first 2 MiB window.
+        let big = String(repeating: "F", count: 700_000)
+        for _ in 0..<2 {
+            _ = try connection.publish("s.f", big)
+            try rig.publish("s.f", big)
+        }
+        let fc = #"{"stream_name":"S","config":{"name":"FC","deliver_subject":"out.f","flow_control":true,"idle_heartbeat":5000000000,"filter_subject":"s.f"}}"#
+        try connection.send("PUB $JS.API.CONSUMER.CREATE.S.FC _INBOX.api \(fc.utf8.count)\r\n\(fc)\r\n")
+        var fcFrames: [FrameConnection.Frame] = []
+        while fcFrames.count < 4 {
+            let f = try connection.frame()
+            if f.subject == "_INBOX.api" || f.subject == "s.f" || f.subject == "out.f" { fcFrames.append(f) }
+        }
+        let fcReference = (answer: fcFrames.filter { $0.subject == "_INBOX.api" }, others: fcFrames.filter { $0.subject != "_INBOX.api" })
+        let fcOurs = ours(rig.call("$JS.API.CONSUMER.CREATE.S.FC", fc, reply: "_INBOX.api"))
+        let referenceRequest = fcReference.others.last
+        let ourRequest = fcOurs.last
+        #expect(fcOurs.count == 4)
+        #expect(ourRequest?.headers == referenceRequest?.headers)
+        #expect(ourRequest?.headers == "NATS/1.0 100 FlowControl Request\r\n\r\n")
+        let pattern = #"^\$JS\.FC\.S\.FC\.[0-9A-Za-z]{4}$"#
+        #expect(referenceRequest?.reply.range(of: pattern, options: .regularExpression) != nil)
+        #expect(ourRequest?.reply.range(of: pattern, options: .regularExpression) != nil)
+        same(Array(fcOurs.dropLast().filter { $0.subject != "_INBOX.api" }), Array(fcReference.others.dropLast()), "flow-controlled deliveries")
     }
 }
