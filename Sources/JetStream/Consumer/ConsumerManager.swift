@@ -17,7 +17,9 @@ public final class ConsumerManager: ConsumerHandling {
 
     /// - Parameter hasInterest: whether a subject has any subscriber right now. Push consumers
     ///   deliver only while their deliver subject has one (polled every 100 ms), pull requests
-    ///   are kept only while their reply subject has one.
+    ///   are kept only while their reply subject has one. (2.9.10 binds a push consumer only to
+    ///   a subscription on exactly its deliver subject, and with a deliver group only to queue
+    ///   subscriptions of that group; a host that answers with wildcard matches too binds more.)
     public init(hasInterest: @escaping (String) -> Bool) {
         self.hasInterest = hasInterest
     }
