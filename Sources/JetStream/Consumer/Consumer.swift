@@ -312,6 +312,12 @@ final class Consumer {
             start = skipList.removeFirst()
             if skipList.isEmpty { streamSequence = skipResume }
         }
+        let last = stream.store.state.lastSequence
+        if start > last {
+            // Caught up (the common case after an ack): no store scan.
+            if last >= streamSequence { streamSequence = last + 1 }
+            return .none
+        }
         do {
             let message = try stream.store.next(bySubject: config.filterSubject, from: start)
             if message.sequence >= streamSequence { streamSequence = message.sequence + 1 }
