@@ -263,6 +263,16 @@ func errCode(_ json: JSON) -> Int64? { json["error"]?["err_code"]?.intValue }
         #expect(rig.answer(deleted) == #"{"type":"io.nats.jetstream.api.v1.consumer_delete_response","success":true}"#)
     }
 
+    @Test func noWaitBehindAStalledBatchIsRequestsPending() throws {
+        let rig = try ConsumerRig()
+        defer { rig.finish() }
+        for k in 1...3 { try rig.publish("S", "m\(k)") }
+        _ = try rig.create("C", #"{"durable_name":"C","ack_policy":"explicit","max_ack_pending":1}"#)
+        #expect(deliveries(rig.call("$JS.API.CONSUMER.MSG.NEXT.S.C", #"{"batch":5,"expires":30000000000}"#, reply: "_INBOX.a"), to: "_INBOX.a").count == 1)
+        let pendingReply = deliveries(rig.call("$JS.API.CONSUMER.MSG.NEXT.S.C", #"{"batch":1,"no_wait":true}"#, reply: "_INBOX.b"), to: "_INBOX.b")
+        #expect(pendingReply.map(\.headers) == ["NATS/1.0 408 Requests Pending\r\n\r\n"])
+    }
+
     @Test func maxWaitingAndPushBasedRefusals() throws {
         let rig = try ConsumerRig()
         defer { rig.finish() }

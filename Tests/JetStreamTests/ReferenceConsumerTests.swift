@@ -212,6 +212,11 @@ private func normalized(_ text: String) -> String {
         try compare("$JS.API.CONSUMER.DELETE.S.Q1", "", "DELETE")
         try compare("$JS.API.CONSUMER.DELETE.S.Q1", "", "DELETE again")
         try compare("$JS.API.CONSUMER.LIST.S", #"{"offset":1}"#, "LIST offset")
+        // max_ack_pending 1 stalls a waiting batch; a no_wait request behind it: 408 Requests Pending.
+        try compare("$JS.API.CONSUMER.CREATE.S.MP", #"{"stream_name":"S","config":{"durable_name":"MP","ack_policy":"explicit","max_ack_pending":1}}"#, "MP create")
+        try compare("$JS.API.CONSUMER.MSG.NEXT.S.MP", #"{"batch":5,"expires":30000000000}"#, "MP batch", frames: 1)
+        try compare("$JS.API.CONSUMER.MSG.NEXT.S.MP", #"{"batch":1,"no_wait":true}"#, "MP requests pending")
+        try compare("$JS.API.CONSUMER.INFO.S.MP", "", "MP info")
 
         // A work-queue stream with max_consumers 3: its rules, in 2.9.10's order.
         var workConfig = StreamConfig(name: "W")
