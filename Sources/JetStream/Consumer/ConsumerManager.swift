@@ -75,8 +75,9 @@ public final class ConsumerManager: ConsumerHandling {
     public func stored(stream: StreamContext, sequence: UInt64, subject: String, now: Int64) -> [EngineAction] {
         guard let group = consumers[stream.name] else { return [] }
         var out: [EngineAction] = []
-        for name in group.keys.sorted() {
-            out.append(contentsOf: group[name]!.stored(sequence: sequence, subject: subject, now: now))
+        // Every publish comes through here: no sorting, the consumers are independent.
+        for consumer in group.values {
+            out.append(contentsOf: consumer.stored(sequence: sequence, subject: subject, now: now))
         }
         return out
     }
