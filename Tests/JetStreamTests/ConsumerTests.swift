@@ -647,3 +647,31 @@ extension ConsumerRig {
         #expect(deliveries(rig.tick(after: 500_000_000), to: "out").count == 1)
     }
 }
+
+@Suite struct ConsumerStateFileTests {
+    @Test func roundTripsAndRefusesEveryDamagedOrCutCopy() throws {
+        var state = ConsumerStateFile.State()
+        state.deliveredConsumer = 1_000_007
+        state.deliveredStream = 2_000_003
+        state.ackFloorConsumer = 999_000
+        state.ackFloorStream = 1_999_000
+        state.pending = [1_999_001: PendingDelivery(deliverySequence: 999_001, timestamp: 1_700_000_000_123_456_789),
+                         1_999_050: PendingDelivery(deliverySequence: 999_060, timestamp: -5)]
+        state.redelivered = [1_999_001: 3]
+        let bytes = ConsumerStateFile.encode(state)
+        #expect(try ConsumerStateFile.decode(bytes, path: "p") == state)
+        for cut in 0..<bytes.count {
+            #expect(throws: StreamStoreError.self) { _ = try ConsumerStateFile.decode(Array(bytes[..<cut]), path: "p") }
+        }
+        for index in bytes.indices {
+            var damaged = bytes
+            damaged[index] ^= 0x10
+            #expect(throws: StreamStoreError.self) { _ = try ConsumerStateFile.decode(damaged, path: "p") }
+        }
+        var random = SeededGenerator(seed: 14)
+        for _ in 0..<500 {
+            let junk = random.bytes(Int(random.next() % 64))
+            _ = try? ConsumerStateFile.decode(Array("JSC1".utf8) + junk, path: "p")
+        }
+    }
+}
