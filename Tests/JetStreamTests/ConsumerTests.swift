@@ -263,6 +263,16 @@ func errCode(_ json: JSON) -> Int64? { json["error"]?["err_code"]?.intValue }
         #expect(rig.answer(deleted) == #"{"type":"io.nats.jetstream.api.v1.consumer_delete_response","success":true}"#)
     }
 
+    @Test func noWaitBehindAStalledBatchIsRequestsPending() throws {
+        let rig = try ConsumerRig()
+        defer { rig.finish() }
+        for k in 1...3 { try rig.publish("S", "m\(k)") }
+        _ = try rig.create("C", #"{"durable_name":"C","ack_policy":"explicit","max_ack_pending":1}"#)
+        #expect(deliveries(rig.call("$JS.API.CONSUMER.MSG.NEXT.S.C", #"{"batch":5,"expires":30000000000}"#, reply: "_INBOX.a"), to: "_INBOX.a").count == 1)
+        let pendingReply = deliveries(rig.call("$JS.API.CONSUMER.MSG.NEXT.S.C", #"{"batch":1,"no_wait":true}"#, reply: "_INBOX.b"), to: "_INBOX.b")
+        #expect(pendingReply.map(\.headers) == ["NATS/1.0 408 Requests Pending\r\n\r\n"])
+    }
+
     @Test func maxWaitingAndPushBasedRefusals() throws {
         let rig = try ConsumerRig()
         defer { rig.finish() }
@@ -547,6 +557,23 @@ extension ConsumerRig {
         }
     }
 
+    /// The start is on disk from the create on: messages stored between the create and a crash
+    /// before the first timed write are still delivered after recovery (deliver policy new).
+    @Test func theStartIsWrittenAtCreate() throws {
+        let rig = try ConsumerRig(file: true)
+        let directory = try #require(rig.directory)
+        defer { removeTemporary(directory) }
+        try rig.publish("S", "old")
+        _ = try rig.create("N", #"{"durable_name":"N","deliver_policy":"new","ack_policy":"explicit"}"#)
+        try rig.publish("S", "after create")
+        rig.finish(removing: false)
+        let again = try ConsumerRig(file: true, directory: directory)
+        defer { again.finish(removing: false) }
+        _ = try again.manager.recover(stream: again.stream, now: again.now)
+        let got = deliveries(again.call("$JS.API.CONSUMER.MSG.NEXT.S.N", "5", reply: "_INBOX.n"), to: "_INBOX.n")
+        #expect(got.first?.payload == "after create")
+    }
+
     @Test func memoryStreamsKeepNothingAndDeleteRemovesFiles() throws {
         let rig = try ConsumerRig(file: true)
         defer { rig.finish() }
@@ -555,5 +582,96 @@ extension ConsumerRig {
         #expect(FileManager.default.fileExists(atPath: folder + "/meta.inf"))
         _ = rig.call("$JS.API.CONSUMER.DELETE.S.C")
         #expect(!FileManager.default.fileExists(atPath: folder))
+    }
+}
+
+@Suite struct ConsumerRobustnessTests {
+    @Test func advisoriesFollowTheLifecycle() throws {
+        let rig = try ConsumerRig()
+        defer { rig.finish() }
+        try rig.publish("S", "a")
+        try rig.publish("S", "b")
+        let created = rig.call("$JS.API.CONSUMER.CREATE.S.C", #"{"stream_name":"S","config":{"durable_name":"C","ack_policy":"explicit","deliver_subject":"out"}}"#)
+        let createdAdvisory = try JSON.parse(try #require(rig.answer(created, to: "$JS.EVENT.ADVISORY.CONSUMER.CREATED.S.C")))
+        #expect(createdAdvisory["type"]?.stringValue == "io.nats.jetstream.advisory.v1.consumer_action")
+        #expect(createdAdvisory["action"]?.stringValue == "create")
+        #expect(createdAdvisory["id"]?.stringValue?.utf8.count == 22)
+        let acks = deliveries(created, to: "out").map(\.reply)
+        let nak = try JSON.parse(try #require(rig.answer(rig.call(acks[0], "-NAK", reply: ""), to: "$JS.EVENT.ADVISORY.CONSUMER.MSG_NAKED.S.C")))
+        #expect(nak["type"]?.stringValue == "io.nats.jetstream.advisory.v1.nak")
+        #expect(nak["consumer_seq"]?.intValue == 1)
+        let term = try JSON.parse(try #require(rig.answer(rig.call(acks[1], "+TERM", reply: ""), to: "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.S.C")))
+        #expect(term["type"]?.stringValue == "io.nats.jetstream.advisory.v1.terminated")
+        #expect(term["stream_seq"]?.intValue == 2)
+        let deleted = rig.call("$JS.API.CONSUMER.DELETE.S.C")
+        #expect(rig.answer(deleted, to: "$JS.EVENT.ADVISORY.CONSUMER.DELETED.S.C")?.contains(#""action":"delete""#) == true)
+    }
+
+    /// Values a client can send that would overflow or walk huge ranges are taken without a trap.
+    @Test func hostileValuesDoNotTrap() throws {
+        let rig = try ConsumerRig()
+        defer { rig.finish() }
+        try rig.publish("S", "a")
+        let max = Int64.max
+        _ = try rig.create("C", #"{"durable_name":"C","ack_policy":"all","ack_wait":\#(max),"inactive_threshold":\#(max),"deliver_subject":"out","idle_heartbeat":\#(max)}"#)
+        _ = try rig.create("E", #"{"durable_name":"E","ack_policy":"explicit","max_deliver":3,"backoff":[\#(max),\#(max)]}"#)
+        _ = rig.call("$JS.API.CONSUMER.MSG.NEXT.S.E", #"{"batch":1,"expires":\#(max),"idle_heartbeat":\#(max / 2)}"#, reply: "_INBOX.h")
+        _ = rig.call("$JS.API.CONSUMER.MSG.NEXT.S.E", #"{"batch":-5,"max_bytes":-1}"#, reply: "_INBOX.h2")
+        _ = rig.call("$JS.ACK.S.C.1.18446744073709551615.1.0.0", "", reply: "")
+        _ = rig.call("$JS.ACK.S.C.x.y.z.0.0", "+ACK", reply: "_INBOX.a")
+        _ = rig.call("$JS.ACK.S.E.1.1.1.0.0", #"-NAK {"delay":\#(max)}"#, reply: "")
+        _ = rig.call("$JS.ACK.S.E.1.1.1.0.0", "-NAK -9999999999h", reply: "")
+        _ = rig.call("$JS.ACK.S.E.1.1.1.0.0", "+NXT {\"batch\":", reply: "_INBOX.n")
+        _ = rig.call("$JS.API.CONSUMER.NAMES.S", #"{"offset":-4}"#)
+        _ = rig.call("$JS.API.CONSUMER.LIST.S", #"{"offset":99999999999}"#)
+        _ = rig.tick(after: 1)
+        _ = rig.tick(after: Int64.max / 4)
+        #expect(rig.manager.consumerCount(stream: "S") == 2)
+        let bad = rig.answer(rig.call("$JS.API.CONSUMER.CREATE.S.Q", #"{"stream_name":"S","config":{"opt_start_seq":-1}}"#))
+        #expect(bad?.contains("10025") == true)
+    }
+}
+
+@Suite struct RateLimitTests {
+    /// rate_limit_bps 8000 = 1000 bytes a second after a burst of max_msg_size (1000 here).
+    @Test func pushDeliveriesWaitForTheRateLimit() throws {
+        var cfg = StreamConfig(name: "S")
+        cfg.maxMessageSize = 1000
+        let rig = try ConsumerRig(cfg)
+        defer { rig.finish() }
+        for _ in 0..<3 { try rig.publish("S", String(repeating: "p", count: 400)) }
+        let created = rig.call("$JS.API.CONSUMER.CREATE.S.R", #"{"stream_name":"S","config":{"durable_name":"R","deliver_subject":"out","rate_limit_bps":8000}}"#)
+        // Two fit in the burst (about 430 bytes each with subjects); the third waits.
+        #expect(deliveries(created, to: "out").count == 2)
+        #expect(deliveries(rig.tick(after: 100_000_000), to: "out").isEmpty)
+        #expect(deliveries(rig.tick(after: 500_000_000), to: "out").count == 1)
+    }
+}
+
+@Suite struct ConsumerStateFileTests {
+    @Test func roundTripsAndRefusesEveryDamagedOrCutCopy() throws {
+        var state = ConsumerStateFile.State()
+        state.deliveredConsumer = 1_000_007
+        state.deliveredStream = 2_000_003
+        state.ackFloorConsumer = 999_000
+        state.ackFloorStream = 1_999_000
+        state.pending = [1_999_001: PendingDelivery(deliverySequence: 999_001, timestamp: 1_700_000_000_123_456_789),
+                         1_999_050: PendingDelivery(deliverySequence: 999_060, timestamp: -5)]
+        state.redelivered = [1_999_001: 3]
+        let bytes = ConsumerStateFile.encode(state)
+        #expect(try ConsumerStateFile.decode(bytes, path: "p") == state)
+        for cut in 0..<bytes.count {
+            #expect(throws: StreamStoreError.self) { _ = try ConsumerStateFile.decode(Array(bytes[..<cut]), path: "p") }
+        }
+        for index in bytes.indices {
+            var damaged = bytes
+            damaged[index] ^= 0x10
+            #expect(throws: StreamStoreError.self) { _ = try ConsumerStateFile.decode(damaged, path: "p") }
+        }
+        var random = SeededGenerator(seed: 14)
+        for _ in 0..<500 {
+            let junk = random.bytes(Int(random.next() % 64))
+            _ = try? ConsumerStateFile.decode(Array("JSC1".utf8) + junk, path: "p")
+        }
     }
 }

@@ -16,10 +16,12 @@ private final class FrameConnection {
     let fd: Int32
     private var buffer: [UInt8] = []
 
+    /// Subscribes to every inbox and to the deliver subjects `out.p`, `out.h` and `out.f` exactly
+    /// (2.9.10 binds a push consumer only to a subscription on exactly its deliver subject).
     init(port: Int) throws {
         fd = try connectLoopback(port: port, timeoutSeconds: 10)
         _ = try line()
-        try send("CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true}\r\nSUB _INBOX.> 1\r\nSUB out.> 2\r\nPING\r\n")
+        try send("CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true}\r\nSUB _INBOX.> 1\r\nSUB out.p 2\r\nSUB out.h 3\r\nSUB out.f 4\r\nPING\r\n")
         guard try line() == "PONG" else { throw TestFailure("no PONG after CONNECT") }
     }
 
@@ -132,7 +134,8 @@ private func normalized(_ text: String) -> String {
 
         func compare(_ subject: String, _ body: String, _ label: String, frames: Int = 1) throws {
             let reference = try connection.publish(subject, body, count: frames)
-            let ours = deliveries(rig.call(subject, body, reply: "_INBOX.api"))
+            // The reference connection does not subscribe to advisories.
+            let ours = deliveries(rig.call(subject, body, reply: "_INBOX.api")).filter { !$0.subject.hasPrefix("$JS.EVENT.") }
             #expect(ours.count >= frames, "\(label): our answer count")
             for (k, frame) in reference.enumerated() where k < ours.count {
                 #expect(normalized(ours[k].payload) == normalized(frame.payload), "\(label) payload \(k)")
@@ -209,5 +212,182 @@ private func normalized(_ text: String) -> String {
         try compare("$JS.API.CONSUMER.DELETE.S.Q1", "", "DELETE")
         try compare("$JS.API.CONSUMER.DELETE.S.Q1", "", "DELETE again")
         try compare("$JS.API.CONSUMER.LIST.S", #"{"offset":1}"#, "LIST offset")
+        // max_ack_pending 1 stalls a waiting batch; a no_wait request behind it: 408 Requests Pending.
+        try compare("$JS.API.CONSUMER.CREATE.S.MP", #"{"stream_name":"S","config":{"durable_name":"MP","ack_policy":"explicit","max_ack_pending":1}}"#, "MP create")
+        try compare("$JS.API.CONSUMER.MSG.NEXT.S.MP", #"{"batch":5,"expires":30000000000}"#, "MP batch", frames: 1)
+        try compare("$JS.API.CONSUMER.MSG.NEXT.S.MP", #"{"batch":1,"no_wait":true}"#, "MP requests pending")
+        try compare("$JS.API.CONSUMER.INFO.S.MP", "", "MP info")
+
+        // A work-queue stream with max_consumers 3: its rules, in 2.9.10's order.
+        var workConfig = StreamConfig(name: "W")
+        workConfig.subjects = ["w.>"]
+        workConfig.retention = .workqueue
+        workConfig.maxConsumers = 3
+        workConfig.storage = .memory
+        _ = try connection.publish("$JS.API.STREAM.CREATE.W",
+                                   #"{"name":"W","subjects":["w.>"],"retention":"workqueue","max_consumers":3,"storage":"memory"}"#)
+        let work = try ConsumerRig(workConfig)
+        defer { work.finish() }
+        for subject in ["w.a", "w.b", "w.a"] {
+            _ = try connection.publish(subject, "job")
+            try work.publish(subject, "job")
+        }
+        func compareWork(_ subject: String, _ body: String, _ label: String, frames: Int = 1) throws {
+            let reference = try connection.publish(subject, body, count: frames)
+            let ours = deliveries(work.call(subject, body, reply: "_INBOX.api")).filter { !$0.subject.hasPrefix("$JS.EVENT.") }
+            #expect(ours.count >= frames, "\(label): our answer count")
+            for (k, frame) in reference.enumerated() where k < ours.count {
+                #expect(normalized(ours[k].payload) == normalized(frame.payload), "\(label) payload \(k)")
+                #expect(ours[k].headers == frame.headers, "\(label) headers \(k)")
+                #expect(normalized(ours[k].reply) == normalized(frame.reply), "\(label) reply \(k)")
+            }
+        }
+        let workCreates: [(String, String)] = [
+            ("W.A", #"{"stream_name":"W","config":{"ack_policy":"none"}}"#),
+            ("W.A", #"{"stream_name":"W","config":{"ack_policy":"all"}}"#),
+            ("W.A", #"{"stream_name":"W","config":{"ack_policy":"explicit","filter_subject":"w.a"}}"#),
+            ("W.B", #"{"stream_name":"W","config":{"ack_policy":"explicit"}}"#),
+            ("W.B", #"{"stream_name":"W","config":{"ack_policy":"explicit","filter_subject":"w.*"}}"#),
+            ("W.B", #"{"stream_name":"W","config":{"ack_policy":"explicit","filter_subject":"w.b","deliver_policy":"last"}}"#),
+            ("W.B", #"{"stream_name":"W","config":{"ack_policy":"explicit","filter_subject":"w.b"}}"#),
+            ("W.C", #"{"stream_name":"W","config":{"ack_policy":"explicit","filter_subject":"w.c"}}"#),
+            ("W.D", #"{"stream_name":"W","config":{"ack_policy":"explicit","filter_subject":"w.d"}}"#),
+        ]
+        for (names, body) in workCreates {
+            try compareWork("$JS.API.CONSUMER.CREATE." + names, body, names + " " + body)
+        }
+        // A batch, then no_wait while that request still holds the backlog, then the ack that removes.
+        try compareWork("$JS.API.CONSUMER.MSG.NEXT.W.A", #"{"batch":1}"#, "work NEXT", frames: 1)
+        try compareWork("$JS.API.CONSUMER.MSG.NEXT.W.A", #"{"batch":5,"expires":30000000000}"#, "work NEXT waiting", frames: 1)
+        try compareWork("$JS.API.CONSUMER.MSG.NEXT.W.A", #"{"batch":1,"no_wait":true}"#, "work NEXT requests pending")
+        try compareWork("$JS.API.CONSUMER.INFO.W.A", "", "work INFO")
+    }
+
+    /// A push consumer against nats-server 2.9.10: its deliveries, the answers to +ACK with a
+    /// reply, -NAK and +TERM, the info after them, headers-only deliveries and an idle heartbeat.
+    @Test(.enabled(if: ReferencePeer.available || ReferencePeer.required, "nats-server 2.9.10 is not installed"))
+    func pushDeliveriesAndAcksMatchTheReference() async throws {
+        guard ReferencePeer.available else {
+            Issue.record("nats-server 2.9.10 not found at \(ReferencePeer.path) but REQUIRE_PEERS=1")
+            return
+        }
+        let storeDirectory = try temporaryDirectory("jscons-push")
+        defer { removeTemporary(storeDirectory) }
+        let port = try freePort()
+        let broker = try ChildProcess(executable: ReferencePeer.path,
+                                      arguments: ["-js", "-sd", storeDirectory, "-a", "127.0.0.1", "-p", String(port)],
+                                      environment: ProcessInfo.processInfo.environment)
+        _ = try await broker.waitForLine("ready line") { $0.contains("Server is ready") }
+        defer { kill(broker.process.processIdentifier, SIGKILL) }
+        let connection = try FrameConnection(port: port)
+        var streamConfig = StreamConfig(name: "S")
+        streamConfig.subjects = ["s.>"]
+        streamConfig.storage = .memory
+        _ = try connection.publish("$JS.API.STREAM.CREATE.S", #"{"name":"S","subjects":["s.>"],"storage":"memory"}"#)
+        let rig = try ConsumerRig(streamConfig)
+        defer { rig.finish() }
+        let headers = "NATS/1.0\r\nK: v\r\n\r\n"
+        try connection.send("HPUB s.h _INBOX.api \(headers.utf8.count) \(headers.utf8.count + 3)\r\n\(headers)hdr\r\n")
+        _ = try connection.frame()
+        try rig.publish("s.h", "hdr", headers: headers)
+        for (subject, body) in [("s.a", "one"), ("s.b", "two")] {
+            _ = try connection.publish(subject, body)
+            try rig.publish(subject, body)
+        }
+
+        /// Reference frames after a publish, split into the API answer and the rest in order.
+        func exchange(_ subject: String, _ body: String, reply: String = "_INBOX.api", frames: Int)
+            throws -> (answer: [FrameConnection.Frame], others: [FrameConnection.Frame]) {
+            let got = try connection.publish(subject, body, reply: reply, count: frames)
+            return (got.filter { $0.subject == reply }, got.filter { $0.subject != reply })
+        }
+        func ours(_ actions: [EngineAction]) -> [FrameConnection.Frame] {
+            deliveries(actions).filter { !$0.subject.hasPrefix("$JS.EVENT.") }.map { FrameConnection.Frame(subject: $0.shown ?? $0.subject, reply: $0.reply, headers: $0.headers, payload: $0.payload) }
+        }
+        func same(_ a: [FrameConnection.Frame], _ b: [FrameConnection.Frame], _ label: String) {
+            #expect(a.count == b.count, "\(label): \(a.count) frames, reference \(b.count)")
+            for (x, y) in zip(a, b) {
+                #expect(x.subject == y.subject, "\(label) subject")
+                #expect(normalized(x.reply) == normalized(y.reply), "\(label) reply")
+                #expect(x.headers == y.headers, "\(label) headers")
+                #expect(normalized(x.payload) == normalized(y.payload), "\(label) payload")
+            }
+        }
+
+        let create = #"{"stream_name":"S","config":{"durable_name":"PU","deliver_subject":"out.p","ack_policy":"explicit","filter_subject":"s.>"}}"#
+        let reference = try exchange("$JS.API.CONSUMER.CREATE.S.PU", create, frames: 4)
+        let mine = ours(rig.call("$JS.API.CONSUMER.CREATE.S.PU", create, reply: "_INBOX.api"))
+        same(mine.filter { $0.subject == "_INBOX.api" }, reference.answer, "push create")
+        same(mine.filter { $0.subject != "_INBOX.api" }, reference.others, "push deliveries")
+        let referenceAcks = reference.others.map(\.reply)
+        let ourAcks = mine.filter { $0.subject != "_INBOX.api" }.map(\.reply)
+        guard referenceAcks.count == 3, ourAcks.count == 3 else { return }
+
+        // +ACK with a reply: an empty message back.
+        let acked = try exchange(referenceAcks[0], "+ACK", reply: "_INBOX.ack", frames: 1)
+        same(ours(rig.call(ourAcks[0], "+ACK", reply: "_INBOX.ack")), acked.answer, "ack reply")
+        // -NAK: sent again at once, with two deliveries in its ack subject.
+        let naked = try exchange(referenceAcks[1], "-NAK", reply: "_INBOX.nak", frames: 2)
+        let ourNak = ours(rig.call(ourAcks[1], "-NAK", reply: "_INBOX.nak"))
+        same(ourNak.filter { $0.subject == "_INBOX.nak" }, naked.answer, "nak reply")
+        same(ourNak.filter { $0.subject != "_INBOX.nak" }, naked.others, "nak redelivery")
+        // +TERM without a reply, then the info.
+        try connection.send("PUB \(referenceAcks[2]) 5\r\n+TERM\r\n")
+        _ = rig.call(ourAcks[2], "+TERM", reply: "")
+        let info = try exchange("$JS.API.CONSUMER.INFO.S.PU", "", frames: 1)
+        same(ours(rig.call("$JS.API.CONSUMER.INFO.S.PU", "", reply: "_INBOX.api")), info.answer, "info after acks")
+
+        // Headers only, and a heartbeat once idle.
+        let hb = #"{"stream_name":"S","config":{"name":"HB","deliver_subject":"out.h","headers_only":true,"idle_heartbeat":500000000,"filter_subject":"s.h"}}"#
+        let hbReference = try exchange("$JS.API.CONSUMER.CREATE.S.HB", hb, frames: 3)
+        let hbOurs = ours(rig.call("$JS.API.CONSUMER.CREATE.S.HB", hb, reply: "_INBOX.api")) + ours(rig.tick(after: 500_000_000))
+        same(hbOurs.filter { $0.subject == "_INBOX.api" }, hbReference.answer, "headers-only create")
+        same(hbOurs.filter { $0.subject != "_INBOX.api" }, hbReference.others, "headers-only delivery and heartbeat")
+
+        // The heartbeating consumer goes, so its heartbeats do not mix with what follows.
+        try connection.send("PUB $JS.API.CONSUMER.DELETE.S.HB _INBOX.api 0\r\n\r\n")
+        while try connection.frame().subject != "_INBOX.api" {}
+        _ = rig.call("$JS.API.CONSUMER.DELETE.S.HB", "", reply: "_INBOX.api")
+
+        // Pull: a request that expires, and one that gets a heartbeat first.
+        _ = try exchange("$JS.API.CONSUMER.CREATE.S.PL", #"{"stream_name":"S","config":{"durable_name":"PL","ack_policy":"explicit","deliver_policy":"new"}}"#, frames: 1)
+        _ = rig.call("$JS.API.CONSUMER.CREATE.S.PL", #"{"stream_name":"S","config":{"durable_name":"PL","ack_policy":"explicit","deliver_policy":"new"}}"#)
+        let expiring = try exchange("$JS.API.CONSUMER.MSG.NEXT.S.PL", #"{"batch":4,"expires":200000000}"#, reply: "_INBOX.pl1", frames: 1)
+        _ = rig.call("$JS.API.CONSUMER.MSG.NEXT.S.PL", #"{"batch":4,"expires":200000000}"#, reply: "_INBOX.pl1")
+        same(ours(rig.tick(after: 200_000_001)), expiring.answer, "pull 408")
+        let beating = try exchange("$JS.API.CONSUMER.MSG.NEXT.S.PL", #"{"batch":2,"expires":500000000,"idle_heartbeat":200000000}"#,
+                                   reply: "_INBOX.pl2", frames: 1)
+        _ = rig.call("$JS.API.CONSUMER.MSG.NEXT.S.PL", #"{"batch":2,"expires":500000000,"idle_heartbeat":200000000}"#, reply: "_INBOX.pl2")
+        same(ours(rig.tick(after: 200_000_001)), beating.answer, "pull heartbeat")
+        // Its 408 at 500 ms, after one more heartbeat.
+        while try connection.frame().headers.hasPrefix("NATS/1.0 408") == false {}
+        _ = rig.tick(after: 300_000_000)
+        _ = try exchange("$JS.API.CONSUMER.DELETE.S.PU", "", frames: 1)
+        _ = rig.call("$JS.API.CONSUMER.DELETE.S.PU", "", reply: "_INBOX.api")
+
+        // Flow control: two messages of 700 KB pass half of the first 2 MiB window.
+        let big = String(repeating: "F", count: 700_000)
+        for _ in 0..<2 {
+            _ = try connection.publish("s.f", big)
+            try rig.publish("s.f", big)
+        }
+        let fc = #"{"stream_name":"S","config":{"name":"FC","deliver_subject":"out.f","flow_control":true,"idle_heartbeat":5000000000,"filter_subject":"s.f"}}"#
+        try connection.send("PUB $JS.API.CONSUMER.CREATE.S.FC _INBOX.api \(fc.utf8.count)\r\n\(fc)\r\n")
+        var fcFrames: [FrameConnection.Frame] = []
+        while fcFrames.count < 4 {
+            let f = try connection.frame()
+            if f.subject == "_INBOX.api" || f.subject == "s.f" || f.subject == "out.f" { fcFrames.append(f) }
+        }
+        let fcReference = (answer: fcFrames.filter { $0.subject == "_INBOX.api" }, others: fcFrames.filter { $0.subject != "_INBOX.api" })
+        let fcOurs = ours(rig.call("$JS.API.CONSUMER.CREATE.S.FC", fc, reply: "_INBOX.api"))
+        let referenceRequest = fcReference.others.last
+        let ourRequest = fcOurs.last
+        #expect(fcOurs.count == 4)
+        #expect(ourRequest?.headers == referenceRequest?.headers)
+        #expect(ourRequest?.headers == "NATS/1.0 100 FlowControl Request\r\n\r\n")
+        let pattern = #"^\$JS\.FC\.S\.FC\.[0-9A-Za-z]{4}$"#
+        #expect(referenceRequest?.reply.range(of: pattern, options: .regularExpression) != nil)
+        #expect(ourRequest?.reply.range(of: pattern, options: .regularExpression) != nil)
+        same(Array(fcOurs.dropLast().filter { $0.subject != "_INBOX.api" }), Array(fcReference.others.dropLast()), "flow-controlled deliveries")
     }
 }

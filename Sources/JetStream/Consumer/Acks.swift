@@ -9,19 +9,53 @@ struct AckSubject: Equatable {
     var deliverySequence: UInt64
 
     /// Parses a 9-token ack subject as 2.9.10's ackReplyInfo; a number that is not all digits
-    /// reads as 2.9.10 reads it (-1, so a huge value that matches nothing).
+    /// reads as 2.9.10 reads it (-1, so a huge value that matches nothing). Works on the bytes:
+    /// every ack goes through here.
     init?(_ subject: String) {
-        let tokens = subject.split(separator: ".", omittingEmptySubsequences: false)
-        guard tokens.count == 9, tokens[0] == "$JS", tokens[1] == "ACK" else { return nil }
-        func number(_ t: Substring) -> UInt64 {
-            guard !t.isEmpty, t.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let n = UInt64(t) else { return UInt64.max }
+        let parsed = subject.utf8.withContiguousStorageIfAvailable { AckSubject.parse($0) } ?? AckSubject.parse(Array(subject.utf8))
+        guard let parsed else { return nil }
+        self = parsed
+    }
+
+    private init(stream: String, consumer: String, deliveries: UInt64, streamSequence: UInt64, deliverySequence: UInt64) {
+        self.stream = stream
+        self.consumer = consumer
+        self.deliveries = deliveries
+        self.streamSequence = streamSequence
+        self.deliverySequence = deliverySequence
+    }
+
+    private static func parse<C: RandomAccessCollection>(_ bytes: C) -> AckSubject? where C.Element == UInt8, C.Index == Int {
+        // The token boundaries: 9 tokens need exactly 8 dots.
+        var dots: [Int] = []
+        dots.reserveCapacity(8)
+        for i in bytes.indices where bytes[i] == UInt8(ascii: ".") {
+            if dots.count == 8 { return nil }
+            dots.append(i)
+        }
+        guard dots.count == 8 else { return nil }
+        let start = bytes.startIndex, end = bytes.endIndex
+        func token(_ k: Int) -> C.SubSequence {
+            let from = k == 0 ? start : dots[k - 1] + 1
+            let to = k == 8 ? end : dots[k]
+            return bytes[from..<to]
+        }
+        guard token(0).elementsEqual("$JS".utf8), token(1).elementsEqual("ACK".utf8) else { return nil }
+        func number(_ k: Int) -> UInt64 {
+            let t = token(k)
+            guard !t.isEmpty else { return UInt64.max }
+            var n: UInt64 = 0
+            for b in t {
+                guard b >= 0x30 && b <= 0x39 else { return UInt64.max }
+                let (m, o1) = n.multipliedReportingOverflow(by: 10)
+                let (a, o2) = m.addingReportingOverflow(UInt64(b - 0x30))
+                if o1 || o2 { return UInt64.max }
+                n = a
+            }
             return n
         }
-        stream = String(tokens[2])
-        consumer = String(tokens[3])
-        deliveries = number(tokens[4])
-        streamSequence = number(tokens[5])
-        deliverySequence = number(tokens[6])
+        return AckSubject(stream: String(decoding: token(2), as: UTF8.self), consumer: String(decoding: token(3), as: UTF8.self),
+                          deliveries: number(4), streamSequence: number(5), deliverySequence: number(6))
     }
 }
 
@@ -39,7 +73,7 @@ extension Consumer {
             out.append(contentsOf: nextRequest(reply: reply, body: Array(body.dropFirst(4)), now: now))
             skipReply = true
         } else if body.starts(with: "-NAK".utf8) {
-            nak(sseq, dseq, argument: Array(body.dropFirst(4)), now: now, into: &out)
+            nak(ack, argument: Array(body.dropFirst(4)), now: now, into: &out)
         } else if body == Array("+WPI".utf8) {
             if var p = pending[sseq] {
                 p.timestamp = now
@@ -49,6 +83,7 @@ extension Consumer {
             }
         } else if body == Array("+TERM".utf8) {
             acknowledge(sseq, dseq, now: now, into: &out)
+            out.append(deliveryAdvisory("MSG_TERMINATED", type: "terminated", ack: ack, now: now))
         }
         if !reply.isEmpty && !skipReply {
             out.append(.reply(reply, []))
@@ -86,10 +121,13 @@ extension Consumer {
                     }
                 }
             }
-            redelivered[sseq] = nil
+            if !redelivered.isEmpty { redelivered[sseq] = nil }
             removeFromRedeliverQueue(sseq)
         case .all:
             if dseq <= ackFloorDelivery || sseq <= ackFloorStream { return }
+            // Only what was delivered can be acknowledged (a forged subject would otherwise
+            // walk an unbounded range).
+            if sseq >= streamSequence || dseq >= deliverySequence { return }
             gap = sseq - ackFloorStream
             ackFloorDelivery = dseq
             ackFloorStream = sseq
@@ -117,9 +155,11 @@ extension Consumer {
 
     /// 2.9.10's processNak: with a delay (ns as `{"delay":n}` or Go duration text) the message is
     /// sent again once the delay has passed; without one, at once.
-    private func nak(_ sseq: UInt64, _ dseq: UInt64, argument: [UInt8], now: Int64, into out: inout [EngineAction]) {
+    private func nak(_ ack: AckSubject, argument: [UInt8], now: Int64, into out: inout [EngineAction]) {
+        let sseq = ack.streamSequence, dseq = ack.deliverySequence
         if dseq <= ackFloorDelivery || dseq > deliverySequence { return }
         if !pending.isEmpty && pending[sseq] == nil { return }
+        out.append(deliveryAdvisory("MSG_NAKED", type: "nak", ack: ack, now: now))
         let text = String(decoding: argument, as: UTF8.self).trimmingASCIIWhitespace()
         if !text.isEmpty {
             var delay: Int64?
@@ -136,10 +176,10 @@ extension Consumer {
             if let delay {
                 removeFromRedeliverQueue(sseq)
                 if var p = pending[sseq] {
-                    p.timestamp = now - config.ackWait + delay
+                    p.timestamp = now.subtracting(config.ackWait).adding(delay)
                     pending[sseq] = p
                     dirty = true
-                    let soon = now + 10_000_000
+                    let soon = now.adding(10_000_000)
                     pendingCheck = min(pendingCheck ?? soon, soon)
                 }
                 return
@@ -154,7 +194,7 @@ extension Consumer {
     }
 
     func removeFromRedeliverQueue(_ sseq: UInt64) {
-        guard redeliverSet.remove(sseq) != nil else { return }
+        guard !redeliverSet.isEmpty, redeliverSet.remove(sseq) != nil else { return }
         if let i = redeliverQueue.firstIndex(of: sseq) { redeliverQueue.remove(at: i) }
     }
 
@@ -174,7 +214,7 @@ extension Consumer {
                 dirty = true
                 continue
             }
-            let elapsed = now - p.timestamp
+            let elapsed = now.subtracting(p.timestamp)
             var deadline = ttl
             if !config.backoff.isEmpty {
                 var dc = Int(clamping: redelivered[seq] ?? 0)
@@ -188,17 +228,19 @@ extension Consumer {
             }
             if elapsed >= deadline {
                 if !redeliverSet.contains(seq) { expiredSequences.append(seq) }
-            } else if deadline - elapsed < next {
-                next = deadline - elapsed
+            } else if deadline.subtracting(elapsed) < next {
+                next = deadline.subtracting(elapsed)
             }
         }
         if !expiredSequences.isEmpty {
             expiredSequences.sort()
             addToRedeliverQueue(expiredSequences)
-            let offset = now - (pending[expiredSequences[0]]?.timestamp ?? now)
-            for seq in expiredSequences { pending[seq]?.timestamp += offset }
+            let offset = now.subtracting(pending[expiredSequences[0]]?.timestamp ?? now)
+            for seq in expiredSequences {
+                if let p = pending[seq] { pending[seq]!.timestamp = p.timestamp.adding(offset) }
+            }
         }
-        pendingCheck = pending.isEmpty ? nil : now + ackWaitDelay(next)
+        pendingCheck = pending.isEmpty ? nil : now.adding(ackWaitDelay(next))
     }
 
     // MARK: Interest and work-queue retention

@@ -67,6 +67,10 @@ final class Consumer {
     var held: (message: StoredMessage, dc: UInt64, subject: String, ackReply: String)?
     var heldUntil: Int64 = 0
 
+    // rate_limit_bps: a token bucket of bytes (2.9.10's rate.Limiter, burst = max_msg_size or 1 MiB).
+    var rateTokens: Double = -1
+    var rateRefilled: Int64 = 0
+
     /// Last delivery and last ack (`ldt`, `lat`); 0 = never.
     var lastDelivered: Int64 = 0
     var lastAcked: Int64 = 0
@@ -154,16 +158,16 @@ final class Consumer {
         }
         if isPush {
             active = hasInterest(config.deliverSubject)
-            nextInterestPoll = now + Consumer.interestPollInterval
-            if config.heartbeat > 0 { nextHeartbeat = now + config.heartbeat }
+            nextInterestPoll = now.adding(Consumer.interestPollInterval)
+            if config.heartbeat > 0 { nextHeartbeat = now.adding(config.heartbeat) }
         }
-        if deleteThreshold > 0 && (isPull || !active) { deleteCheck = now + deleteThreshold }
+        if deleteThreshold > 0 && (isPull || !active) { deleteCheck = now.adding(deleteThreshold) }
         if config.replayPolicy != .instant {
             replaying = true
             replayLastSequence = stream.store.state.lastSequence
         }
         if !pending.isEmpty && pendingCheck == nil {
-            pendingCheck = now + min(config.ackWait + 1_000_000, 500_000_000)
+            pendingCheck = now.adding(min(config.ackWait.adding(1_000_000), 500_000_000))
         }
     }
 
@@ -233,7 +237,7 @@ final class Consumer {
                 subject = request.reply
                 if request.batch > 0 && request.heartbeat > 0 {
                     var moved = request
-                    moved.nextHeartbeat = now + request.heartbeat
+                    moved.nextHeartbeat = now.adding(request.heartbeat)
                     waiting.update(at: waiting.count - 1, moved)
                 }
             } else {
@@ -250,15 +254,23 @@ final class Consumer {
                 break
             }
             if replaying && lastReplayTime > 0 {
-                let delay = message.timestamp - lastReplayTime
+                let delay = message.timestamp.subtracting(lastReplayTime)
                 if delay > 1_000_000 {
                     lastReplayTime = message.timestamp
                     held = (message, dc, subject, ackReply)
-                    heldUntil = now + delay
+                    heldUntil = now.adding(delay)
                     break
                 }
             }
             lastReplayTime = message.timestamp
+            if config.rateLimit > 0 {
+                let delay = rateDelay(size: size, now: now)
+                if delay > 0 {
+                    held = (message, dc, subject, ackReply)
+                    heldUntil = now.adding(delay)
+                    break
+                }
+            }
             send(message, dc: dc, to: subject, ackReply: ackReply, now: now, into: &out)
         }
         if replaying && streamSequence > replayLastSequence && held == nil { replaying = false }
@@ -300,6 +312,12 @@ final class Consumer {
             start = skipList.removeFirst()
             if skipList.isEmpty { streamSequence = skipResume }
         }
+        let last = stream.store.state.lastSequence
+        if start > last {
+            // Caught up (the common case after an ack): no store scan.
+            if last >= streamSequence { streamSequence = last + 1 }
+            return .none
+        }
         do {
             let message = try stream.store.next(bySubject: config.filterSubject, from: start)
             if message.sequence >= streamSequence { streamSequence = message.sequence + 1 }
@@ -331,10 +349,27 @@ final class Consumer {
         if isPull && deleteThreshold > 0 { waiting.last = now }
         lastDelivered = now
         dirty = true
-        if isPush && config.heartbeat > 0 { nextHeartbeat = now + config.heartbeat }
+        if isPush && config.heartbeat > 0 { nextHeartbeat = now.adding(config.heartbeat) }
         if config.ackPolicy == .none && stream.config.retention != .limits {
             removeIfUnwanted(message.sequence)
         }
+    }
+
+    /// Takes `size` bytes from the rate limiter and returns how long the delivery must wait
+    /// (0 = now): the bucket may go below zero, and the wait is until it is back at zero.
+    private func rateDelay(size: Int, now: Int64) -> Int64 {
+        let bytesPerSecond = Double(config.rateLimit / 8)
+        guard bytesPerSecond > 0 else { return 0 }
+        let burst = Double(stream.config.maxMessageSize > 0 ? Int(stream.config.maxMessageSize) : 1 << 20)
+        if rateTokens < 0 && rateRefilled == 0 {
+            rateTokens = burst
+        } else {
+            rateTokens = min(burst, rateTokens + Double(max(now - rateRefilled, 0)) / 1e9 * bytesPerSecond)
+        }
+        rateRefilled = now
+        rateTokens -= Double(size)
+        if rateTokens >= 0 { return 0 }
+        return Int64(min(-rateTokens / bytesPerSecond * 1e9, 9e18))
     }
 
     static func convertToHeadersOnly(_ message: inout StoredMessage) {
@@ -351,7 +386,7 @@ final class Consumer {
     }
 
     private func trackPending(_ sequence: UInt64, deliverySequence dseq: UInt64, now: Int64) {
-        if pendingCheck == nil { pendingCheck = now + ackWaitDelay(0) }
+        if pendingCheck == nil { pendingCheck = now.adding(ackWaitDelay(0)) }
         if pending[sequence] != nil {
             pending[sequence]!.timestamp = now
         } else {
@@ -361,7 +396,7 @@ final class Consumer {
 
     /// 2.9.10's ackWait: the timer fires a millisecond after the deadline, so bursts go together.
     func ackWaitDelay(_ next: Int64) -> Int64 {
-        (next > 0 ? next : config.ackWait) + 1_000_000
+        (next > 0 ? next : config.ackWait).adding(1_000_000)
     }
 
     // MARK: Flow control and heartbeats
@@ -413,16 +448,40 @@ final class Consumer {
 
     // MARK: Advisories
 
-    private func maxDeliveriesAdvisory(sequence: UInt64, deliveries: UInt64, now: Int64) -> EngineAction {
+    /// An advisory as 2.9.10 writes one: type, id, timestamp, stream, consumer, then `fields`.
+    func advisory(_ kind: String, type: String, now: Int64, sequence: UInt64 = 0,
+                  fields: (inout JetStreamJSON.ObjectWriter) -> Void = { _ in }) -> EngineAction {
         var w = JetStreamJSON.ObjectWriter()
-        w.string("type", "io.nats.jetstream.advisory.v1.max_deliver")
+        w.string("type", "io.nats.jetstream.advisory.v1." + type)
         w.string("id", Consumer.eventID(now: now, sequence: sequence))
         w.time("timestamp", now)
         w.string("stream", stream.name)
         w.string("consumer", name)
-        w.uint("stream_seq", sequence)
-        w.uint("deliveries", deliveries)
-        return .reply(maxDeliveriesSubject, w.finished())
+        fields(&w)
+        return .reply("$JS.EVENT.ADVISORY.CONSUMER.\(kind).\(stream.name).\(name)", w.finished())
+    }
+
+    private func maxDeliveriesAdvisory(sequence: UInt64, deliveries: UInt64, now: Int64) -> EngineAction {
+        advisory("MAX_DELIVERIES", type: "max_deliver", now: now, sequence: sequence) { w in
+            w.uint("stream_seq", sequence)
+            w.uint("deliveries", deliveries)
+        }
+    }
+
+    /// `MSG_NAKED` and `MSG_TERMINATED`: consumer_seq, stream_seq, deliveries.
+    func deliveryAdvisory(_ kind: String, type: String, ack: AckSubject, now: Int64) -> EngineAction {
+        advisory(kind, type: type, now: now, sequence: ack.streamSequence) { w in
+            w.uint("consumer_seq", ack.deliverySequence)
+            w.uint("stream_seq", ack.streamSequence)
+            w.uint("deliveries", ack.deliveries)
+        }
+    }
+
+    /// `CREATED` / `DELETED`: a consumer_action advisory.
+    func actionAdvisory(_ action: String, now: Int64) -> EngineAction {
+        advisory(action == "create" ? "CREATED" : "DELETED", type: "consumer_action", now: now) { w in
+            w.string("action", action)
+        }
     }
 
     /// An advisory id: 22 base-62 characters like a NUID, unique enough per event.
@@ -450,7 +509,7 @@ extension Consumer {
         if let t = deleteCheck { times.append(t) }
         if let t = waitingDeadline { times.append(t) }
         if held != nil { times.append(heldUntil) }
-        if dirty, let every = persistEvery { times.append(lastWrite + every) }
+        if dirty, let every = persistEvery { times.append(lastWrite.adding(every)) }
         return times.min()
     }
 
@@ -462,13 +521,13 @@ extension Consumer {
         if let t = pendingCheck, now >= t { checkPending(now: now, into: &out) }
         if isPush {
             if let t = nextInterestPoll, now >= t {
-                nextInterestPoll = now + Consumer.interestPollInterval
+                nextInterestPoll = now.adding(Consumer.interestPollInterval)
                 let interest = hasInterest(config.deliverSubject)
                 if interest != active { updateDeliveryInterest(interest, now: now) }
             }
             if let t = nextHeartbeat, now >= t {
                 if active { out.append(idleHeartbeat(to: config.deliverSubject)) }
-                nextHeartbeat = now + config.heartbeat
+                nextHeartbeat = now.adding(config.heartbeat)
             }
         }
         if let t = deleteCheck, now >= t { deleteIfInactive(now: now, into: &out) }
@@ -483,7 +542,7 @@ extension Consumer {
         active = interest
         if deleteCheck != nil && deleteThreshold > 0 && !interest { return }
         deleteCheck = nil
-        if !interest && deleteThreshold > 0 { deleteCheck = now + deleteThreshold }
+        if !interest && deleteThreshold > 0 { deleteCheck = now.adding(deleteThreshold) }
     }
 
     /// 2.9.10's deleteNotActive: a push consumer without interest, or a pull consumer without
@@ -493,13 +552,13 @@ extension Consumer {
         if isPush {
             if active { return }
         } else {
-            let elapsed = now - waiting.last
+            let elapsed = now.subtracting(waiting.last)
             if elapsed <= config.inactiveThreshold {
-                deleteCheck = now + max(deleteThreshold - elapsed, 1)
+                deleteCheck = now.adding(max(deleteThreshold.subtracting(elapsed), 1))
                 return
             }
             if processWaiting(endOfStream: true, now: now, into: &out).count > 0 {
-                deleteCheck = now + deleteThreshold
+                deleteCheck = now.adding(deleteThreshold)
                 return
             }
         }
@@ -542,5 +601,20 @@ extension Consumer {
         var out: [EngineAction] = []
         deliver(now: now, into: &out)
         return out
+    }
+}
+
+extension Int64 {
+    /// `self + other`, held at the ends of the range instead of trapping: durations in requests
+    /// and configs may be anything a client sends.
+    func adding(_ other: Int64) -> Int64 {
+        let (sum, overflow) = addingReportingOverflow(other)
+        return overflow ? (other > 0 ? .max : .min) : sum
+    }
+
+    /// `self - other`, held at the ends of the range instead of trapping.
+    func subtracting(_ other: Int64) -> Int64 {
+        let (difference, overflow) = subtractingReportingOverflow(other)
+        return overflow ? (other < 0 ? .max : .min) : difference
     }
 }

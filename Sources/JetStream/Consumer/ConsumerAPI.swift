@@ -43,7 +43,7 @@ extension ConsumerManager {
             guard let consumer = consumers[tokens[4]]?[tokens[5]] else {
                 return answer(JetStreamAPIResponse.error(kind, .consumerNotFound))
             }
-            return remove(consumer) + answer(JetStreamAPIResponse.success(kind))
+            return remove(consumer, now: now) + answer(JetStreamAPIResponse.success(kind))
         case "NAMES", "LIST":
             guard tokens.count == 5 else { return [] }
             return page(message, list: tokens[3] == "LIST", stream: tokens[4], streams: streams, now: now)
@@ -153,11 +153,12 @@ extension ConsumerManager {
         let consumer = Consumer(stream: stream, name: name, config: config, created: now, now: now, hasInterest: hasInterest)
         consumer.selectStart()
         do { try writeConfig(of: consumer) } catch {
-            return fail(.consumerCreate("error creating store for consumer: \(error)"))
+            // 2.9.10 answers with this generic text (it logs the cause; this half has no log).
+            return fail(.consumerCreate("error creating store for consumer"))
         }
         register(consumer)
         consumer.start(now: now)
-        var out: [EngineAction] = []
+        var out: [EngineAction] = [consumer.actionAdvisory("create", now: now)]
         var w = JetStreamJSON.ObjectWriter()
         w.string("type", JetStreamAPIResponse.type(kind))
         consumer.writeInfo(into: &w, now: now, actions: &out)
@@ -187,7 +188,7 @@ extension ConsumerManager {
         consumer.config = config
         if thresholdChanged {
             consumer.updateInactiveThreshold()
-            consumer.deleteCheck = consumer.deleteThreshold > 0 ? now + consumer.deleteThreshold : nil
+            consumer.deleteCheck = consumer.deleteThreshold > 0 ? now.adding(consumer.deleteThreshold) : nil
         }
         try? writeConfig(of: consumer)
         var out: [EngineAction] = []

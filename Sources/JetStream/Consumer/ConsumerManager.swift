@@ -17,7 +17,9 @@ public final class ConsumerManager: ConsumerHandling {
 
     /// - Parameter hasInterest: whether a subject has any subscriber right now. Push consumers
     ///   deliver only while their deliver subject has one (polled every 100 ms), pull requests
-    ///   are kept only while their reply subject has one.
+    ///   are kept only while their reply subject has one. (2.9.10 binds a push consumer only to
+    ///   a subscription on exactly its deliver subject, and with a deliver group only to queue
+    ///   subscriptions of that group; a host that answers with wildcard matches too binds more.)
     public init(hasInterest: @escaping (String) -> Bool) {
         self.hasInterest = hasInterest
     }
@@ -36,10 +38,12 @@ public final class ConsumerManager: ConsumerHandling {
             let (name, created, config) = try ConsumerStateFile.decodeConfig(configBytes, path: configPath)
             let consumer = Consumer(stream: stream, name: name, config: config, created: created, now: now,
                                     hasInterest: hasInterest)
-            consumer.selectStart()
             let statePath = folder + "/" + ConsumerStateFile.stateName
             if let bytes = try ConsumerStateFile.read(statePath) {
+                // As 2.9.10: a stored state replaces the start the deliver policy would pick.
                 consumer.apply(try ConsumerStateFile.decode(bytes, path: statePath))
+            } else {
+                consumer.selectStart()
             }
             register(consumer)
             consumer.lastWrite = now
@@ -71,8 +75,9 @@ public final class ConsumerManager: ConsumerHandling {
     public func stored(stream: StreamContext, sequence: UInt64, subject: String, now: Int64) -> [EngineAction] {
         guard let group = consumers[stream.name] else { return [] }
         var out: [EngineAction] = []
-        for name in group.keys.sorted() {
-            out.append(contentsOf: group[name]!.stored(sequence: sequence, subject: subject, now: now))
+        // Every publish comes through here: no sorting, the consumers are independent.
+        for consumer in group.values {
+            out.append(contentsOf: consumer.stored(sequence: sequence, subject: subject, now: now))
         }
         return out
     }
@@ -125,7 +130,7 @@ public final class ConsumerManager: ConsumerHandling {
             for name in group.keys.sorted() {
                 let consumer = group[name]!
                 out.append(contentsOf: consumer.tick(now: now))
-                if consumer.dirty && consumer.isPersisted && now >= consumer.lastWrite + ConsumerManager.persistInterval {
+                if consumer.dirty && consumer.isPersisted && now >= consumer.lastWrite.adding(ConsumerManager.persistInterval) {
                     writeState(of: consumer, now: now)
                 }
             }
@@ -151,12 +156,13 @@ public final class ConsumerManager: ConsumerHandling {
     }
 
     /// Removes a consumer: waiting pull requests get `409 Consumer Deleted`, its files go.
-    func remove(_ consumer: Consumer) -> [EngineAction] {
+    func remove(_ consumer: Consumer, now: Int64) -> [EngineAction] {
+        let advisory = consumer.actionAdvisory("delete", now: now)
         consumer.closed = true
         consumers[consumer.stream.name]?[consumer.name] = nil
         if consumers[consumer.stream.name]?.isEmpty == true { consumers[consumer.stream.name] = nil }
         removeFiles(of: consumer)
-        var out = consumer.releaseWaiting()
+        var out = [advisory] + consumer.releaseWaiting()
         // An interest stream lets go of what only this consumer still held.
         if consumer.stream.config.retention == .interest {
             out.append(contentsOf: dropUnwanted(in: consumer.stream))
@@ -169,7 +175,7 @@ public final class ConsumerManager: ConsumerHandling {
         var out: [EngineAction] = []
         for stream in consumers.keys.sorted() {
             for consumer in (consumers[stream] ?? [:]).values where consumer.expired {
-                out.append(contentsOf: remove(consumer))
+                out.append(contentsOf: remove(consumer, now: now))
             }
         }
         return out
@@ -195,14 +201,17 @@ public final class ConsumerManager: ConsumerHandling {
         return directory + "/obs/" + consumer.name
     }
 
-    /// Writes the config file (create, update).
+    /// Writes the config file and the state (create, update): a consumer recovered before its
+    /// first timed write starts where it started, as 2.9.10's SetStarting makes sure.
+    /// - Throws: ``StreamStoreError/io(operation:path:errno:)`` naming the file or directory.
     func writeConfig(of consumer: Consumer) throws(StreamStoreError) {
         guard consumer.isPersisted, let folder = folder(of: consumer) else { return }
         try BlockIO.makeDirectories(folder)
         try ConsumerStateFile.write(ConsumerStateFile.encodeConfig(name: consumer.name, created: consumer.created,
                                                                    config: consumer.config),
                                     to: folder + "/" + ConsumerStateFile.configName)
-        consumer.dirty = true
+        try ConsumerStateFile.write(ConsumerStateFile.encode(consumer.persistentState),
+                                    to: folder + "/" + ConsumerStateFile.stateName)
     }
 
     private func writeState(of consumer: Consumer, now: Int64) {

@@ -75,7 +75,8 @@ struct PullRequestBody: Equatable {
                 default: result.heartbeat = value
                 }
             }
-            if result.heartbeat > 0 && result.heartbeat * 2 > result.expires {
+            // Go's int64 wraps; so does this comparison.
+            if result.heartbeat > 0 && result.heartbeat &* 2 > result.expires {
                 throw PullRequestError(text: "heartbeat value too large")
             }
             return result
@@ -186,11 +187,11 @@ extension Consumer {
         do { request = try PullRequestBody.parse(body) } catch {
             return [Consumer.status(reply, 400, "Bad Request - " + error.text)]
         }
-        let expires = request.expires > 0 ? now + request.expires : 0
+        let expires = request.expires > 0 ? now.adding(request.expires) : 0
         if config.maxRequestBatch > 0 && request.batch > config.maxRequestBatch {
             return [Consumer.status(reply, 409, "Exceeded MaxRequestBatch of \(config.maxRequestBatch)")]
         }
-        if expires != 0 && config.maxRequestExpires > 0 && expires > now + config.maxRequestExpires {
+        if expires != 0 && config.maxRequestExpires > 0 && expires > now.adding(config.maxRequestExpires) {
             return [Consumer.status(reply, 409, "Exceeded MaxRequestExpires of \(GoDuration.string(config.maxRequestExpires))")]
         }
         if request.maxBytes > 0 && config.maxRequestMaxBytes > 0 && request.maxBytes > config.maxRequestMaxBytes {
@@ -215,7 +216,7 @@ extension Consumer {
         }
         let entry = PullRequest(reply: reply, batch: request.batch, maxBytes: request.maxBytes, expires: expires,
                                 received: now, heartbeat: request.heartbeat,
-                                nextHeartbeat: request.heartbeat > 0 ? now + request.heartbeat : 0, noWait: request.noWait)
+                                nextHeartbeat: request.heartbeat > 0 ? now.adding(request.heartbeat) : 0, noWait: request.noWait)
         guard waiting.add(entry) else {
             out.append(Consumer.status(reply, 409, "Exceeded MaxWaiting"))
             return out
@@ -270,13 +271,13 @@ extension Consumer {
                 if r.nextHeartbeat != 0 {
                     if now > r.nextHeartbeat {
                         out.append(idleHeartbeat(to: r.reply))
-                        r.nextHeartbeat = now + r.heartbeat
+                        r.nextHeartbeat = now.adding(r.heartbeat)
                         waiting.update(at: index, r)
                     }
                     // Due strictly after the time, so the timer asks a nanosecond later.
-                    deadline = min(deadline ?? r.nextHeartbeat + 1, r.nextHeartbeat + 1)
+                    deadline = min(deadline ?? r.nextHeartbeat.adding(1), r.nextHeartbeat.adding(1))
                 }
-                if r.expires != 0 { deadline = min(deadline ?? r.expires + 1, r.expires + 1) }
+                if r.expires != 0 { deadline = min(deadline ?? r.expires.adding(1), r.expires.adding(1)) }
                 index += 1
                 continue
             }

@@ -5,6 +5,7 @@
 //   jetstream-bench [--msgs N] [--size BYTES] [--subjects K] [--sync-every-write] [--keep]
 //   jetstream-bench --reopen DIRECTORY
 //   jetstream-bench --engine [--msgs N] [--size BYTES] [--subjects K] [--msg-id]
+//   jetstream-bench --consumer [--msgs N] [--size BYTES] [--batch N]   (see ConsumerBench.swift)
 //
 // --keep leaves the store's directory in place (its path is printed); --reopen opens such a
 // directory in a fresh process, so the RSS it reports is the recovered store's alone. --engine
@@ -47,6 +48,7 @@ func run() throws {
         case "--reopen": return try reopen(args.popFirst() ?? "")
         case "--engine": engine = true
         case "--msg-id": msgID = true
+        case "--consumer": return try consumerBench(&args)
         default: throw Failure(description: "unknown argument \(arg)")
         }
     }
