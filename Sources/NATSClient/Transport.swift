@@ -28,6 +28,7 @@ extension NATSClient {
             buffer.deallocate()
             threadExited()
         }
+        readerThread.store(UInt(pthread_self()), ordering: .relaxed)
         var initial = true
         while true {
             guard let connection = establish(initial: initial, buffer: buffer) else { return }
@@ -46,6 +47,7 @@ extension NATSClient {
                 }
                 let result = parser.parse(UnsafeRawBufferPointer(rebasing: buffer[..<count]), into: &handler)
                 handler.wakeConsumers()
+                sendHandlerOutput()
                 if case .error(let error) = result {
                     lostError = .protocolError("unparsable data from the server (\(error))")
                     break
@@ -360,6 +362,21 @@ extension NATSClient {
                 return
             }
         }
+    }
+
+    /// Sends what subscription handlers published during the last read, on the reader thread when
+    /// the writer is parked and nobody else is sending, else by waking the writer. Reader thread only.
+    private func sendHandlerOutput() {
+        let (direct, signal) = state.withLock { s -> ((Int32, [UInt8])?, Bool) in
+            guard s.handlerOutput else { return (nil, false) }
+            s.handlerOutput = false
+            guard s.writerParked, !s.outbound.isEmpty else { return (nil, false) }
+            if let taken = s.takeDirectSend() { return (taken, false) }
+            s.writerParked = false
+            return (nil, true)
+        }
+        if let (fd, bytes) = direct { sendDirect(fd, bytes) }
+        if signal { wakeWriter.signal() }
     }
 
     private func unpin(_ fd: Int32) {
