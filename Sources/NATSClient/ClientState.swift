@@ -23,6 +23,8 @@ struct ClientState: ~Copyable {
         case flush(id: UInt64)
         /// The PING sent after re-subscribing; its PONG confirms the reconnect.
         case resubscribed(server: String)
+        /// Sent to wake the reader out of a blocking `recv` (see `ReaderExecutor`); nothing waits for it.
+        case wake
     }
 
     /// One entry of the PONG queue, in wire order.

@@ -31,9 +31,9 @@ public final class NATSClient: Sendable {
     /// Interrupts the reader thread's reconnect backoff (on close).
     let wakeReader = DispatchSemaphore(value: 0)
     let requestTokens = Atomic<UInt64>(1)
-    /// `pthread_self()` of the reader thread (0 before it starts): publishes from subscription
-    /// handlers, which run on it, are sent after the read instead of waking the writer.
-    let readerThread = Atomic<UInt>(0)
+    /// Runs tasks on this client's reader thread between reads: tasks that await this client's
+    /// requests or subscriptions from there are resumed without a thread wake-up. See ``ReaderExecutor``.
+    public let readerExecutor = ReaderExecutor()
 
     private init(options: Options, servers: [ServerAddress]) {
         self.options = options
@@ -41,6 +41,23 @@ public final class NATSClient: Sendable {
         initial.servers = servers
         initial.threadsRunning = 2
         self.state = Mutex(initial)
+        readerExecutor.kick.withLock { $0 = { [weak self] in self?.sendWakePing() } }
+    }
+
+    /// Sends a PING whose PONG brings a reader blocked in `recv` round to polling for executor jobs.
+    func sendWakePing() {
+        let outcome = state.withLock { s -> (Bool, (Int32, [UInt8])?) in
+            guard s.phase == .connected else { return (false, nil) }
+            s.queuePing(.wake)
+            guard s.wakeForOutput() else { return (false, nil) }
+            if let taken = s.takeDirectSend() {
+                s.writerParked = true
+                return (false, taken)
+            }
+            return (true, nil)
+        }
+        if let (fd, bytes) = outcome.1 { sendDirect(fd, bytes) }
+        if outcome.0 { wakeWriter.signal() }
     }
 
     /// A client that never connects (its threads are not started): for testing pure helpers.
@@ -203,7 +220,7 @@ public final class NATSClient: Sendable {
         try Self.validatePublishSubject(subject)
         if let reply { try Self.validatePublishSubject(reply, what: "reply subject") }
         let headerBytes = headers?.serialized()
-        let onReader = readerThread.load(ordering: .relaxed) == UInt(pthread_self())
+        let onReader = readerExecutor.onReaderThread
         let outcome = state.withLock { s -> AppendOutcome in
             let outcome = appendPublish(&s, subject: subject, reply: reply, headers: headerBytes, payload: payload, mayWait: false)
             guard case .queuedSignal = outcome else { return outcome }

@@ -28,7 +28,7 @@ extension NATSClient {
             buffer.deallocate()
             threadExited()
         }
-        readerThread.store(UInt(pthread_self()), ordering: .relaxed)
+        readerExecutor.thread.store(UInt(pthread_self()), ordering: .relaxed)
         var initial = true
         while true {
             guard let connection = establish(initial: initial, buffer: buffer) else { return }
@@ -37,8 +37,24 @@ extension NATSClient {
             var handler = connection.handler
             let fd = connection.fd
             var lostError: NATSError?
+            readerExecutor.loopStarted()
             while true {
-                let count = TCPSocket.receive(fd, into: buffer)
+                // Tasks on the reader executor run here, between reads; their handler-style output
+                // leaves with one send.
+                readerExecutor.runJobs()
+                sendHandlerOutput()
+                let count: Int
+                switch readerExecutor.nextWait() {
+                case .receive:
+                    count = TCPSocket.receive(fd, into: buffer)
+                case .poll:
+                    guard readerExecutor.poll(fd) else { continue }
+                    count = TCPSocket.receive(fd, into: buffer)
+                case .pending:
+                    let taken = TCPSocket.receiveNow(fd, into: buffer)
+                    guard let taken else { continue }
+                    count = taken
+                }
                 if count <= 0 {
                     lostError = count == 0
                         ? .connectionFailed("the server closed the connection")
@@ -53,6 +69,7 @@ extension NATSClient {
                     break
                 }
             }
+            readerExecutor.loopEnded()
             if !connectionLost(fd: fd, error: lostError) { return }
         }
     }

@@ -22,7 +22,7 @@ final class Seen: Sendable {
     /// A handler that records each message and whether it ran on `client`'s reader thread.
     func recorder(_ client: NATSClient) -> @Sendable (Message) -> Void {
         { message in
-            if client.readerThread.load(ordering: .relaxed) != UInt(pthread_self()) { self.offReader.withLock { $0 += 1 } }
+            if !client.readerExecutor.onReaderThread { self.offReader.withLock { $0 += 1 } }
             self.messages.withLock { $0.append(message) }
         }
     }
