@@ -172,7 +172,8 @@ enum Bench {
         var tasks: [Task<(BenchSample, [Int64]), any Error>] = []
         for (index, client) in clients.enumerated() {
             let count = share + (index < config.messages - share * requesters ? 1 : 0)
-            tasks.append(Task {
+            // Runs on the client's reader thread: each reply resumes the loop without a thread wake-up.
+            tasks.append(Task(executorPreference: client.readerExecutor) {
                 var latencies: [Int64] = []
                 latencies.reserveCapacity(count)
                 let start = ContinuousClock.now
