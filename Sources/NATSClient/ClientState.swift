@@ -82,8 +82,9 @@ struct ClientState: ~Copyable {
     /// Publishes appended while not connected (reported if they are discarded).
     var bufferedMessages = 0
     var writerParked = false
-    /// A subscription handler queued output during the current read while the writer was parked:
-    /// the reader sends it after the read instead of waking the writer (`sendHandlerOutput`).
+    /// A subscription handler (or a task on the reader executor) queued output on the reader thread
+    /// while the writer was parked: the reader sends it after the read, or after the tasks, instead
+    /// of waking the writer (`sendHandlerOutput`).
     var handlerOutput = false
     var writerParkedUntil: UInt64 = .max
     /// The socket the writer is using right now (send or shutdown); the reader must not close it.

@@ -39,8 +39,8 @@ extension NATSClient {
             var lostError: NATSError?
             readerExecutor.loopStarted()
             while true {
-                // Tasks on the reader executor run here, between reads; their handler-style output
-                // leaves with one send.
+                // Tasks on the reader executor run here, between reads; what they publish with
+                // publishNow leaves in one send after them, as handlers' output does after a read.
                 readerExecutor.runJobs()
                 sendHandlerOutput()
                 let count: Int

@@ -93,6 +93,31 @@ struct ReaderExecutorTests {
         await client.close()
     }
 
+    @Test("publishNow from a task on the reader executor is sent without a flush", arguments: Broker.enabled)
+    func publishNowFromReaderExecutor(broker: Broker) async throws {
+        let server = try await BrokerProcess(broker)
+        defer { server.stop() }
+        let client = try await NATSClient.connect(testOptions(server))
+        let receiver = try await NATSClient.connect(testOptions(server))
+        let sub = try await receiver.subscribe("out")
+        try await receiver.flush()
+        let sender = Task(executorPreference: client.readerExecutor) { () -> Int in
+            var offReader = 0
+            for round in 0..<5 {
+                // After a sleep the task runs on the reader again; nothing else makes the reader send.
+                try await Task.sleep(for: .milliseconds(2))
+                if !client.readerExecutor.onReaderThread { offReader += 1 }
+                for index in 0..<10 { try client.publishNow(bytes("\(round).\(index)"), subject: "out") }
+            }
+            return offReader
+        }
+        #expect(try await within(20) { try await sender.value } == 0)
+        let messages = try await take(50, from: sub)
+        #expect(messages.map(\.string) == (0..<5).flatMap { round in (0..<10).map { "\(round).\($0)" } })
+        await receiver.close()
+        await client.close()
+    }
+
     @Test("close from a task on the reader executor returns, and tasks on it still run after close",
           arguments: Broker.enabled)
     func closeFromReaderExecutor(broker: Broker) async throws {
