@@ -21,7 +21,9 @@ import Synchronization
 /// ```
 /// While such a task runs, the client reads nothing, so the task must not block (no blocking
 /// I/O, no long computation, no waiting on locks held elsewhere): suspending on `await` is fine.
-/// It suits short loops of requests, publishes and message handling on one client. Jobs enqueued
+/// It suits short loops of requests, publishes and message handling on one client. Until the first
+/// job comes from another thread the reader blocks in `recv`; that job is announced with a PING, so
+/// it starts after one round trip to the server, and from then on the reader polls. Jobs enqueued
 /// while the client is not connected (during a reconnect, or after close) run on the global
 /// concurrent pool instead, so a task on this executor never waits for a connection to run.
 public final class ReaderExecutor: TaskExecutor {
