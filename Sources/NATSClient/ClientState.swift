@@ -23,6 +23,8 @@ struct ClientState: ~Copyable {
         case flush(id: UInt64)
         /// The PING sent after re-subscribing; its PONG confirms the reconnect.
         case resubscribed(server: String)
+        /// Sent to wake the reader out of a blocking `recv` (see `ReaderExecutor`); nothing waits for it.
+        case wake
     }
 
     /// One entry of the PONG queue, in wire order.
@@ -80,6 +82,10 @@ struct ClientState: ~Copyable {
     /// Publishes appended while not connected (reported if they are discarded).
     var bufferedMessages = 0
     var writerParked = false
+    /// A subscription handler (or a task on the reader executor) queued output on the reader thread
+    /// while the writer was parked: the reader sends it after the read, or after the tasks, instead
+    /// of waking the writer (`sendHandlerOutput`).
+    var handlerOutput = false
     var writerParkedUntil: UInt64 = .max
     /// The socket the writer is using right now (send or shutdown); the reader must not close it.
     var writerPinnedFD: Int32 = -1

@@ -141,6 +141,11 @@ extension NATSClient {
                 subject: String(decoding: subject, as: UTF8.self),
                 reply: reply.isEmpty ? nil : String(decoding: reply, as: UTF8.self),
                 headerBytes: headerBytes, payload: [UInt8](payload), client: self)
+            if let handler = subscription.handler {
+                subscription.handle(message, handler: handler)
+                if finish { subscription.finish() }
+                return nil
+            }
             let result = subscription.enqueue(message)
             if case .droppedFirst(let dropped) = result {
                 emit(.slowConsumer(subject: subscription.subject, dropped: dropped))

@@ -60,6 +60,19 @@ public struct Message: Sendable {
         try await client.publish(payload, subject: reply, reply: nil, headers: headers, urgent: true)
     }
 
+    /// Publishes `payload` to this message's reply subject without suspending: the way to answer
+    /// from a subscription handler (``NATSClient/subscribe(_:queue:handler:)``).
+    ///
+    /// - Throws: ``NATSError/invalidArgument(_:)`` if the message has no reply subject, and the
+    ///   errors of ``NATSClient/publishNow(_:subject:reply:headers:)``.
+    public func respondNow(_ payload: [UInt8], headers: Headers? = nil) throws(NATSError) {
+        guard let reply, !reply.isEmpty else {
+            throw .invalidArgument("message on \(subject) has no reply subject to respond to")
+        }
+        guard let client else { throw .closed }
+        try client.publishNow(payload, subject: reply, reply: nil, headers: headers)
+    }
+
     /// Publishes the UTF-8 bytes of `text` to this message's reply subject.
     ///
     /// - Throws: as ``respond(_:headers:)``.

@@ -31,6 +31,9 @@ public final class NATSClient: Sendable {
     /// Interrupts the reader thread's reconnect backoff (on close).
     let wakeReader = DispatchSemaphore(value: 0)
     let requestTokens = Atomic<UInt64>(1)
+    /// Runs tasks on this client's reader thread between reads: tasks that await this client's
+    /// requests or subscriptions from there are resumed without a thread wake-up. See ``ReaderExecutor``.
+    public let readerExecutor = ReaderExecutor()
 
     private init(options: Options, servers: [ServerAddress]) {
         self.options = options
@@ -38,6 +41,23 @@ public final class NATSClient: Sendable {
         initial.servers = servers
         initial.threadsRunning = 2
         self.state = Mutex(initial)
+        readerExecutor.kick.withLock { $0 = { [weak self] in self?.sendWakePing() } }
+    }
+
+    /// Sends a PING whose PONG brings a reader blocked in `recv` round to polling for executor jobs.
+    func sendWakePing() {
+        let outcome = state.withLock { s -> (Bool, (Int32, [UInt8])?) in
+            guard s.phase == .connected else { return (false, nil) }
+            s.queuePing(.wake)
+            guard s.wakeForOutput() else { return (false, nil) }
+            if let taken = s.takeDirectSend() {
+                s.writerParked = true
+                return (false, taken)
+            }
+            return (true, nil)
+        }
+        if let (fd, bytes) = outcome.1 { sendDirect(fd, bytes) }
+        if outcome.0 { wakeWriter.signal() }
     }
 
     /// A client that never connects (its threads are not started): for testing pure helpers.
@@ -181,6 +201,49 @@ public final class NATSClient: Sendable {
         }
     }
 
+    /// Publishes `payload` to `subject` without suspending: for subscription handlers
+    /// (``subscribe(_:queue:handler:)``) and other synchronous code.
+    ///
+    /// The message is queued as ``publish(_:subject:reply:headers:)`` queues it, but this call never
+    /// waits for room: while connected it queues past ``Options/writeBufferLimit``. Called from a
+    /// subscription handler, what it queues is sent by the reader thread itself once it has handled
+    /// the current socket read, in one send with the other handlers' output; called from elsewhere,
+    /// it sends on the calling thread when the writer thread is idle.
+    /// - Parameters:
+    ///   - payload: the message body.
+    ///   - subject: a subject without wildcards.
+    ///   - reply: an optional reply subject for the receiver.
+    ///   - headers: optional headers (sent with HPUB).
+    /// - Throws: ``NATSError/invalidArgument(_:)`` for a bad subject, ``NATSError/maxPayloadExceeded(size:limit:)``,
+    ///   ``NATSError/reconnectBufferExceeded(limit:)`` while disconnected, ``NATSError/closed``.
+    public func publishNow(_ payload: [UInt8], subject: String, reply: String? = nil, headers: Headers? = nil) throws(NATSError) {
+        try Self.validatePublishSubject(subject)
+        if let reply { try Self.validatePublishSubject(reply, what: "reply subject") }
+        let headerBytes = headers?.serialized()
+        let onReader = readerExecutor.onReaderThread
+        let outcome = state.withLock { s -> AppendOutcome in
+            let outcome = appendPublish(&s, subject: subject, reply: reply, headers: headerBytes, payload: payload, mayWait: false)
+            guard case .queuedSignal = outcome else { return outcome }
+            if onReader {
+                // The writer stays parked: the reader sends after this read.
+                s.writerParked = true
+                s.handlerOutput = true
+                return .queued
+            }
+            if let (fd, bytes) = s.takeDirectSend() {
+                s.writerParked = true
+                return .direct(fd, bytes)
+            }
+            return outcome
+        }
+        switch outcome {
+        case .direct(let fd, let bytes): sendDirect(fd, bytes)
+        case .queued, .mustWait: return
+        case .queuedSignal: wakeWriter.signal()
+        case .failed(let error): throw error
+        }
+    }
+
     /// Publishes the UTF-8 bytes of `text`.
     ///
     /// - Throws: as ``publish(_:subject:reply:headers:)``.
@@ -305,6 +368,37 @@ public final class NATSClient: Sendable {
     /// The server may still refuse the subscription (permissions): iteration then throws.
     /// - Throws: ``NATSError/invalidArgument(_:)`` for a bad subject or queue name, ``NATSError/closed``.
     public func subscribe(_ subject: String, queue: String? = nil) async throws(NATSError) -> Subscription {
+        try makeSubscription(subject, queue: queue, handler: nil)
+    }
+
+    /// Subscribes to `subject` (optionally in queue group `queue`) with a handler that gets every
+    /// message as soon as it is read, without a buffer or a task switch in between.
+    ///
+    /// The handler runs on the client's reader thread, one message at a time and in order; while it
+    /// runs, the client reads nothing else, for any subscription or request. So it must return
+    /// quickly and must not block (no locks held for long, no waiting on other tasks, no blocking
+    /// I/O): hand long work to a task. To answer or publish from it, use ``Message/respondNow(_:headers:)``
+    /// and ``publishNow(_:subject:reply:headers:)``, which never suspend; what they queue during one
+    /// socket read goes out in one send once the read is handled.
+    ///
+    /// The returned subscription unsubscribes, drains and counts as any other. Once it has ended the
+    /// handler is not called again (a call already under way finishes). Iterating it yields no
+    /// messages; it ends when the subscription ends, or throws if the server refused it.
+    /// ```swift
+    /// let sub = try await client.subscribe("service.echo") { message in
+    ///     try? message.respondNow(message.payload)
+    /// }
+    /// ```
+    /// - Throws: ``NATSError/invalidArgument(_:)`` for a bad subject or queue name, ``NATSError/closed``.
+    @discardableResult
+    public func subscribe(_ subject: String, queue: String? = nil,
+                          handler: @escaping @Sendable (Message) -> Void) async throws(NATSError) -> Subscription {
+        try makeSubscription(subject, queue: queue, handler: handler)
+    }
+
+    /// - Throws: ``NATSError/invalidArgument(_:)``, ``NATSError/closed``.
+    private func makeSubscription(_ subject: String, queue: String?,
+                                  handler: (@Sendable (Message) -> Void)?) throws(NATSError) -> Subscription {
         var subjectCopy = subject
         guard subjectCopy.withUTF8({ Subject.isValid(UnsafeRawBufferPointer($0)) }) else {
             throw .invalidArgument("\"\(subject)\" is not a valid subject")
@@ -319,7 +413,8 @@ public final class NATSClient: Sendable {
             guard s.phase != .closed else { return (nil, false) }
             let sid = s.nextSid
             s.nextSid += 1
-            let subscription = Subscription(subject: subject, queue: queue, sid: sid, client: self, limits: limits)
+            let subscription = Subscription(subject: subject, queue: queue, sid: sid, client: self, limits: limits,
+                                            handler: handler)
             s.subscriptions[sid] = ClientState.SubscriptionRecord(subscription: subscription, subject: subject, queue: queue)
             guard s.phase == .connected else { return (subscription, false) }
             let before = s.outbound.count

@@ -106,6 +106,17 @@ enum TCPSocket {
         }
     }
 
+    /// Receives what is already there without blocking: the byte count, 0 at end of stream, -1
+    /// with errno set, or nil when nothing is waiting.
+    static func receiveNow(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) -> Int? {
+        while true {
+            let count = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
+            if count < 0 && errno == EINTR { continue }
+            if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return nil }
+            return count
+        }
+    }
+
     /// Sends every byte of `bytes` (blocking). Returns false if the socket failed.
     static func sendAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
         var offset = 0

@@ -13,6 +13,10 @@ import Synchronization
 /// client emits ``NATSClient/Event/slowConsumer(subject:dropped:)``: nothing is dropped silently.
 /// Iteration ends after ``unsubscribe()``, after an auto-unsubscribe limit, after drain or close;
 /// it throws if the server refused the subscription (for example after a reconnect).
+///
+/// A subscription made with a handler (``NATSClient/subscribe(_:queue:handler:)``) buffers nothing:
+/// each message goes to the handler as it is read. Iterating such a subscription yields no
+/// messages; it ends (or throws) when the subscription does, so it can be awaited.
 public final class Subscription: AsyncSequence, Sendable {
     /// The element type: one message.
     public typealias Element = Message
@@ -25,13 +29,17 @@ public final class Subscription: AsyncSequence, Sendable {
     public let sid: UInt64
     let client: NATSClient
     let buffer: Mutex<SubscriptionBuffer>
+    /// Called on the reader thread for each message instead of buffering it, if set.
+    let handler: (@Sendable (Message) -> Void)?
 
-    init(subject: String, queue: String?, sid: UInt64, client: NATSClient, limits: PendingLimits) {
+    init(subject: String, queue: String?, sid: UInt64, client: NATSClient, limits: PendingLimits,
+         handler: (@Sendable (Message) -> Void)? = nil) {
         self.subject = subject
         self.queue = queue
         self.sid = sid
         self.client = client
         self.buffer = Mutex(SubscriptionBuffer(limits: limits))
+        self.handler = handler
     }
 
     /// Limits of the subscription's buffer.
@@ -59,7 +67,7 @@ public final class Subscription: AsyncSequence, Sendable {
     public var pendingMessages: Int { buffer.withLock { $0.queue.count } }
     /// Bytes waiting in the buffer.
     public var pendingBytes: Int { buffer.withLock { $0.pendingBytes } }
-    /// Messages handed to the consumer so far.
+    /// Messages handed to the consumer (or to the handler) so far.
     public var deliveredCount: Int { buffer.withLock { $0.delivered } }
 
     /// Stops interest at once: no message arrives after this returns, and iteration ends after
@@ -172,6 +180,19 @@ public final class Subscription: AsyncSequence, Sendable {
             }
             return .queued
         }
+    }
+
+    /// Passes a message to the handler unless the subscription has ended. Reader thread only.
+    ///
+    /// The check and the count happen under the buffer's lock, the call outside it, so the handler
+    /// may unsubscribe or read the counters.
+    func handle(_ message: Message, handler: (Message) -> Void) {
+        let live = buffer.withLock { state -> Bool in
+            if state.finished { return false }
+            state.delivered += 1
+            return true
+        }
+        if live { handler(message) }
     }
 
     enum EnqueueResult {

@@ -28,6 +28,7 @@ extension NATSClient {
             buffer.deallocate()
             threadExited()
         }
+        readerExecutor.thread.store(UInt(pthread_self()), ordering: .relaxed)
         var initial = true
         while true {
             guard let connection = establish(initial: initial, buffer: buffer) else { return }
@@ -36,8 +37,24 @@ extension NATSClient {
             var handler = connection.handler
             let fd = connection.fd
             var lostError: NATSError?
+            readerExecutor.loopStarted()
             while true {
-                let count = TCPSocket.receive(fd, into: buffer)
+                // Tasks on the reader executor run here, between reads; what they publish with
+                // publishNow leaves in one send after them, as handlers' output does after a read.
+                readerExecutor.runJobs()
+                sendHandlerOutput()
+                let count: Int
+                switch readerExecutor.nextWait() {
+                case .receive:
+                    count = TCPSocket.receive(fd, into: buffer)
+                case .poll:
+                    guard readerExecutor.poll(fd) else { continue }
+                    count = TCPSocket.receive(fd, into: buffer)
+                case .pending:
+                    let taken = TCPSocket.receiveNow(fd, into: buffer)
+                    guard let taken else { continue }
+                    count = taken
+                }
                 if count <= 0 {
                     lostError = count == 0
                         ? .connectionFailed("the server closed the connection")
@@ -46,11 +63,13 @@ extension NATSClient {
                 }
                 let result = parser.parse(UnsafeRawBufferPointer(rebasing: buffer[..<count]), into: &handler)
                 handler.wakeConsumers()
+                sendHandlerOutput()
                 if case .error(let error) = result {
                     lostError = .protocolError("unparsable data from the server (\(error))")
                     break
                 }
             }
+            readerExecutor.loopEnded()
             if !connectionLost(fd: fd, error: lostError) { return }
         }
     }
@@ -360,6 +379,21 @@ extension NATSClient {
                 return
             }
         }
+    }
+
+    /// Sends what subscription handlers published during the last read, on the reader thread when
+    /// the writer is parked and nobody else is sending, else by waking the writer. Reader thread only.
+    private func sendHandlerOutput() {
+        let (direct, signal) = state.withLock { s -> ((Int32, [UInt8])?, Bool) in
+            guard s.handlerOutput else { return (nil, false) }
+            s.handlerOutput = false
+            guard s.writerParked, !s.outbound.isEmpty else { return (nil, false) }
+            if let taken = s.takeDirectSend() { return (taken, false) }
+            s.writerParked = false
+            return (nil, true)
+        }
+        if let (fd, bytes) = direct { sendDirect(fd, bytes) }
+        if signal { wakeWriter.signal() }
     }
 
     private func unpin(_ fd: Int32) {

@@ -149,13 +149,18 @@ enum Bench {
         var responderTasks: [Task<Void, Never>] = []
         for index in 0..<responders {
             let client = try await connect(options, name: "nats-bench-reply-\(index)")
-            let sub = try await Commands.run("subscribe") { try await client.subscribe(config.subject, queue: "bench-responders") }
-            sub.pendingLimits = .init(messages: 0, bytes: 0)
+            // Answered on the reader thread, as nats.go's callback subscriptions answer.
+            let sub = try await Commands.run("subscribe") {
+                try await client.subscribe(config.subject, queue: "bench-responders") { message in
+                    try? message.respondNow(message.payload)
+                }
+            }
             try await Commands.run("flush") { try await client.flush() }
             responderClients.append(client)
             responderTasks.append(Task {
+                // Iterating a handler subscription yields nothing and ends with it.
                 do {
-                    for try await message in sub { try await message.respond(message.payload) }
+                    for try await _ in sub {}
                 } catch {}
             })
         }
@@ -167,7 +172,8 @@ enum Bench {
         var tasks: [Task<(BenchSample, [Int64]), any Error>] = []
         for (index, client) in clients.enumerated() {
             let count = share + (index < config.messages - share * requesters ? 1 : 0)
-            tasks.append(Task {
+            // Runs on the client's reader thread: each reply resumes the loop without a thread wake-up.
+            tasks.append(Task(executorPreference: client.readerExecutor) {
                 var latencies: [Int64] = []
                 latencies.reserveCapacity(count)
                 let start = ContinuousClock.now
