@@ -20,9 +20,12 @@ public enum Encoder {
     /// The control line is assembled on the stack and handed to the sink in one piece, so a
     /// message costs three `append` calls (line, payload, CRLF).
     @inlinable
+    ///
+    /// `emptyReplyField` writes the reply field even when it is empty (two spaces), as 2.9.10 does
+    /// for what its streams and consumers send without a reply.
     public static func msg<S: ByteSink>(
         _ sink: inout S, subject: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer,
-        reply: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer
+        reply: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, emptyReplyField: Bool = false
     ) {
         let capacity = 4 + subject.count + 1 + sid.count + 1 + reply.count + 1 + 20 + 2
         withUnsafeTemporaryAllocation(byteCount: capacity, alignment: 1) { raw in
@@ -31,7 +34,7 @@ public enum Encoder {
             line.put(subject)
             line.put(byte: 0x20)
             line.put(sid)
-            if !reply.isEmpty {
+            if !reply.isEmpty || emptyReplyField {
                 line.put(byte: 0x20)
                 line.put(reply)
             }
@@ -49,9 +52,12 @@ public enum Encoder {
     ///
     /// `headers` is the whole header block including its final `\r\n\r\n`.
     @inlinable
+    ///
+    /// `emptyReplyField`: as in ``msg(_:subject:sid:reply:payload:emptyReplyField:)``.
     public static func hmsg<S: ByteSink>(
         _ sink: inout S, subject: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer,
-        reply: UnsafeRawBufferPointer, headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer
+        reply: UnsafeRawBufferPointer, headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer,
+        emptyReplyField: Bool = false
     ) {
         let capacity = 5 + subject.count + 1 + sid.count + 1 + reply.count + 1 + 20 + 1 + 20 + 2
         withUnsafeTemporaryAllocation(byteCount: capacity, alignment: 1) { raw in
@@ -60,7 +66,7 @@ public enum Encoder {
             line.put(subject)
             line.put(byte: 0x20)
             line.put(sid)
-            if !reply.isEmpty {
+            if !reply.isEmpty || emptyReplyField {
                 line.put(byte: 0x20)
                 line.put(reply)
             }

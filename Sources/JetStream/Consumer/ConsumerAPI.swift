@@ -111,7 +111,7 @@ extension ConsumerManager {
         if request.config.replicas > 1 { return fail(.replicasNotSupported) }
         guard let stream = streams[streamName] else { return fail(.streamNotFound) }
 
-        var config = request.config.withDefaults()
+        let config = request.config.withDefaults()
         do { try config.check(stream: stream.config) } catch { return fail(error) }
 
         let group = consumers[streamName] ?? [:]
@@ -143,10 +143,10 @@ extension ConsumerManager {
         } else if !config.name.isEmpty {
             name = config.name
         } else {
+            // 2.9.10 leaves a generated name out of the config it reports.
             var candidate = ConsumerManager.generatedName()
             while group[candidate] != nil { candidate = ConsumerManager.generatedName() }
             name = candidate
-            config.name = name
         }
         if !StreamConfig.isValidName(name) { return fail(.consumerBadDurableName) }
 

@@ -44,6 +44,8 @@ struct PullRequestBody: Equatable {
         if trimmed[0] == UInt8(ascii: "{") {
             let document: JSON
             do { document = try JSON.parse(trimmed) } catch {
+                // Go's encoding/json says this for any body cut short; other faults keep our wording.
+                if error.offset >= trimmed.count { throw PullRequestError(text: "unexpected end of JSON input") }
                 throw PullRequestError(text: "invalid character in request: \(error.message)")
             }
             result.batch = 0

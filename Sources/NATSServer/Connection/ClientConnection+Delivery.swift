@@ -42,9 +42,11 @@ extension ClientConnection {
         }
     }
 
+    /// `emptyReplyField`: see ``MessageFrame/emptyReplyField``.
     @inline(__always)
     func deliver(_ sub: Subscription, subject: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
-                         headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) -> Bool {
+                 headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer,
+                 emptyReplyField: Bool = false) -> Bool {
         if let sink = sub.sink {
             if !sink.receive(subject: subject, reply: reply, headers: headers, payload: payload) {
                 jetStreamBacklogged = true
@@ -55,7 +57,8 @@ extension ClientConnection {
         if receiver === self && !options.echo { return false }
         if let check = sub.deliveryGuard, !check.admit(subject: subject, reply: reply) { return false }
         return receiver.enqueueMessage(sub, subject: subject, reply: reply, headers: headers,
-                                       payload: payload, publisher: context, producer: self)
+                                       payload: payload, publisher: context, producer: self,
+                                       emptyReplyField: emptyReplyField)
     }
 
     /// Encodes a message for this (receiving) connection into its outbound buffer. Called on the
@@ -65,9 +68,10 @@ extension ClientConnection {
     func enqueueMessage(_ sub: Subscription, subject: UnsafeRawBufferPointer,
                         reply: UnsafeRawBufferPointer, headers: UnsafeRawBufferPointer,
                         payload: UnsafeRawBufferPointer, publisher: LoopContext,
-                        producer: ClientConnection) -> Bool {
+                        producer: ClientConnection, emptyReplyField: Bool = false) -> Bool {
         let frame = MessageFrame(subject: subject, sid: sub.sidBytes, reply: reply, headers: headers,
-                                 payload: payload, scratch: publisher.scratch, scratchCapacity: publisher.scratchCapacity)
+                                 payload: payload, scratch: publisher.scratch, scratchCapacity: publisher.scratchCapacity,
+                                 emptyReplyField: emptyReplyField)
         let maxPending = self.maxPending
         let result = out.withLock { o -> EnqueueResult in
             if o.closed { return EnqueueResult(outcome: .closed) }

@@ -36,6 +36,8 @@ struct MessageFrame: @unchecked Sendable {
     let payload: UnsafeRawBufferPointer
     let scratch: UnsafeMutableRawPointer
     let scratchCapacity: Int
+    /// Write an empty reply field (JetStream's stream and consumer sends without a reply).
+    var emptyReplyField = false
 
     /// Largest body (headers + payload) assembled in the scratch area; above it the second copy
     /// costs more than the two extra appends it saves.
@@ -49,15 +51,19 @@ struct MessageFrame: @unchecked Sendable {
         if bound <= scratchCapacity && (withHeaders ? headers.count : 0) + payload.count <= MessageFrame.scratchBodyLimit {
             var sink = ScratchSink(base: scratch, capacity: scratchCapacity)
             if withHeaders {
-                Encoder.hmsg(&sink, subject: subject, sid: sid, reply: reply, headers: headers, payload: payload)
+                Encoder.hmsg(&sink, subject: subject, sid: sid, reply: reply, headers: headers, payload: payload,
+                             emptyReplyField: emptyReplyField)
             } else {
-                Encoder.msg(&sink, subject: subject, sid: sid, reply: reply, payload: payload)
+                Encoder.msg(&sink, subject: subject, sid: sid, reply: reply, payload: payload,
+                            emptyReplyField: emptyReplyField)
             }
             buffer.append(UnsafeRawBufferPointer(start: scratch, count: sink.count))
         } else if withHeaders {
-            Encoder.hmsg(&buffer, subject: subject, sid: sid, reply: reply, headers: headers, payload: payload)
+            Encoder.hmsg(&buffer, subject: subject, sid: sid, reply: reply, headers: headers, payload: payload,
+                         emptyReplyField: emptyReplyField)
         } else {
-            Encoder.msg(&buffer, subject: subject, sid: sid, reply: reply, payload: payload)
+            Encoder.msg(&buffer, subject: subject, sid: sid, reply: reply, payload: payload,
+                        emptyReplyField: emptyReplyField)
         }
     }
 }

@@ -129,7 +129,7 @@ final class JetStreamBridge: InternalSink, @unchecked Sendable {
         inbox.withLock { swap(&batch, &$0.messages) }
         if !batch.isEmpty {
             for message in batch {
-                perform(engine.handle(message, now: wallClockNanoseconds()))
+                perform(engine.handle(message, now: wallClockNanoseconds()), apiReply: Self.apiReply(to: message))
             }
         }
         let resumed = inbox.withLock { box -> [ClientConnection] in
@@ -171,11 +171,24 @@ final class JetStreamBridge: InternalSink, @unchecked Sendable {
 
     // MARK: Actions
 
-    private func perform(_ actions: [EngineAction]) {
+    /// The reply subject of an API request whose answer 2.9.10 routes back through the account's
+    /// import of `$JS.API.>`, which drops the empty reply field; nil for everything else (a pull
+    /// request's deliveries and statuses, Direct Get answers, PubAcks), which 2.9.10 sends from a
+    /// stream's queue with an empty reply field, written as two spaces in the MSG line.
+    static func apiReply(to message: InboundMessage) -> String? {
+        let subject = message.subject
+        guard !message.reply.isEmpty, subject.hasPrefix("$JS.API."),
+              !subject.hasPrefix("$JS.API.CONSUMER.MSG.NEXT."), !subject.hasPrefix("$JS.API.DIRECT.GET.")
+        else { return nil }
+        return message.reply
+    }
+
+    private func perform(_ actions: [EngineAction], apiReply: String? = nil) {
         for action in actions {
             switch action {
             case .send(let subject, let display, let reply, let headers, let payload):
-                send(subject: subject, display: display ?? subject, reply: reply, headers: headers, payload: payload)
+                send(subject: subject, display: display ?? subject, reply: reply, headers: headers, payload: payload,
+                     emptyReplyField: reply.isEmpty && subject != apiReply)
             case .capture(let subject):
                 capture(subject)
             case .release(let subject):
@@ -216,7 +229,8 @@ final class JetStreamBridge: InternalSink, @unchecked Sendable {
     }
 
     /// Routes one message of the engine: matched on `subject`, shown as `display` in the MSG line.
-    private func send(subject: String, display: String, reply: String, headers: [UInt8], payload: [UInt8]) {
+    private func send(subject: String, display: String, reply: String, headers: [UInt8], payload: [UInt8],
+                      emptyReplyField: Bool) {
         var subject = subject
         var display = display
         var reply = reply
@@ -226,7 +240,8 @@ final class JetStreamBridge: InternalSink, @unchecked Sendable {
                     headers.withUnsafeBytes { headerBytes in
                         payload.withUnsafeBytes { payloadBytes in
                             route(match: UnsafeRawBufferPointer(subjectBytes), display: UnsafeRawBufferPointer(displayBytes),
-                                  reply: UnsafeRawBufferPointer(replyBytes), headers: headerBytes, payload: payloadBytes)
+                                  reply: UnsafeRawBufferPointer(replyBytes), headers: headerBytes, payload: payloadBytes,
+                                  emptyReplyField: emptyReplyField)
                         }
                     }
                 }
@@ -235,17 +250,20 @@ final class JetStreamBridge: InternalSink, @unchecked Sendable {
     }
 
     private func route(match subject: UnsafeRawBufferPointer, display: UnsafeRawBufferPointer,
-                       reply: UnsafeRawBufferPointer, headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
+                       reply: UnsafeRawBufferPointer, headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer,
+                       emptyReplyField: Bool) {
         let result = context.match(subject)
         for sub in result.plain {
-            _ = system.deliver(sub, subject: display, reply: reply, headers: headers, payload: payload)
+            _ = system.deliver(sub, subject: display, reply: reply, headers: headers, payload: payload,
+                               emptyReplyField: emptyReplyField)
         }
         for group in result.queues where !group.isEmpty {
             let count = group.count
             let start = count == 1 ? 0 : context.random(below: count)
             for i in 0..<count {
                 let index = (start + i) % count
-                if system.deliver(group[index], subject: display, reply: reply, headers: headers, payload: payload) {
+                if system.deliver(group[index], subject: display, reply: reply, headers: headers, payload: payload,
+                                  emptyReplyField: emptyReplyField) {
                     break
                 }
             }
