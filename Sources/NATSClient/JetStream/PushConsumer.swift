@@ -80,8 +80,9 @@ extension JetStreamContext {
     }
 }
 
-/// Handles the server's control messages on a push deliver subject. Returns true when `message`
-/// was one (a flow control request is answered, a stalled heartbeat's flow control too).
+/// Handles the server's control messages on a push deliver subject: answers a flow control
+/// request (and the flow control a stalled heartbeat names). Returns the status when `message`
+/// was such a control message, nil for a delivery.
 func handlePushControl(_ message: Message, client: NATSClient) async -> DeliveryStatus? {
     guard let status = DeliveryStatus(message), status.code == 100 else { return nil }
     if let reply = message.reply, !reply.isEmpty {
