@@ -351,6 +351,71 @@ struct JetStreamClientTests {
         }
     }
 
+    @Test("idle heartbeats on a push consumer are skipped, and the next delivery still arrives",
+          arguments: JetStreamBrokers.enabled)
+    func pushHeartbeats(broker: Broker) async throws {
+        try await withJetStream(broker) { _, js in
+            _ = try await js.addStream(StreamConfig(name: "HB", subjects: ["hb"]))
+            var config = ConsumerConfig()
+            config.ackPolicy = .none
+            config.idleHeartbeat = .milliseconds(100)
+            config.flowControl = true
+            let subscription = try await js.pushSubscribe(stream: "HB", config: config)
+            let reader = Task { () -> String? in
+                for try await message in subscription { return message.string }
+                return nil
+            }
+            // The iterator takes (and skips) heartbeats while nothing is stored.
+            #expect(await eventually(10) { subscription.subscription.deliveredCount >= 3 })
+            _ = try await js.publish("hb", "after the heartbeats")
+            let first = try await within(10, "the delivery after heartbeats") { try await reader.value }
+            #expect(first == "after the heartbeats")
+            await subscription.unsubscribe()
+        }
+    }
+
+    @Test("a continuous pull keeps consuming after the broker restarts on the same store", arguments: JetStreamBrokers.enabled)
+    func continuousPullAcrossRestart(broker: Broker) async throws {
+        let server = try await JetStreamServer(broker)
+        defer { server.stop() }
+        let client = try await NATSClient.connect(testOptions(server.process))
+        let js = try client.jetStream()
+        _ = try await js.addStream(StreamConfig(name: "R", subjects: ["r"]))
+        _ = try await js.addConsumer("R", config: ConsumerConfig(durableName: "durable"))
+        for index in 0..<10 { _ = try await js.publish("r", "\(index)") }
+        let consumer = try js.pullConsumer(stream: "R", name: "durable")
+        let received = Locked<[String]>([])
+        let task = Task {
+            for try await message in try consumer.messages(batch: 5, expires: .seconds(2), heartbeat: .milliseconds(300)) {
+                try await message.ackSync()
+                received.withLock { $0.append(message.string) }
+            }
+        }
+        #expect(await eventually(15) { received.withLock { $0.count } == 10 })
+        await server.process.kill()
+        try await server.process.start()
+        // The stream comes back from the store; publish once JetStream answers again.
+        for index in 10..<20 {
+            var stored = false
+            for _ in 0..<100 where !stored {
+                do {
+                    _ = try await js.publish("r", "\(index)", options: PublishOptions(msgID: "m\(index)"))
+                    stored = true
+                } catch {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            #expect(stored)
+        }
+        // At least once: acks of the last ~100 ms before a SIGKILL may be lost, so some of the
+        // first ten can come again; every message must arrive.
+        let all = Set((0..<20).map(String.init))
+        #expect(await eventually(20) { Set(received.withLock { $0 }) == all })
+        task.cancel()
+        _ = await task.result
+        await client.close()
+    }
+
     @Test("an ordered consumer delivers in order and recreates itself from the next sequence when its consumer is lost",
           arguments: JetStreamBrokers.enabled)
     func orderedConsumer(broker: Broker) async throws {
