@@ -80,6 +80,27 @@ struct JetStreamUnitTests {
         #expect(throws: JetStreamError.self) { _ = try PublishOptions(msgID: "a\r\nb").merged(into: nil) }
     }
 
+    @Test("PubAcks as the server writes them parse without JSONDecoder; anything else is left to it")
+    func pubAckFastPath() throws {
+        let plain = try #require(PubAck(fastParsing: Array(#"{"stream":"ORDERS", "seq":42}"#.utf8)))
+        #expect(plain.stream == "ORDERS")
+        #expect(plain.sequence == 42)
+        #expect(!plain.duplicate)
+        #expect(plain.domain == nil)
+        let duplicate = try #require(PubAck(fastParsing: Array(#"{"stream":"S", "seq":7,"duplicate": true}"#.utf8)))
+        #expect(duplicate.duplicate)
+        #expect(duplicate.sequence == 7)
+        let domain = try #require(PubAck(fastParsing: Array(#"{"stream":"S","domain":"hub","seq":1}"#.utf8)))
+        #expect(domain.domain == "hub")
+        for other in [#"{"error":{"code":503,"err_code":10077,"description":"x"},"stream":"S","seq":0}"#,
+                      #"{"stream":"S\u0041","seq":1}"#, #"{"stream":"S","seq":}"#, #"{"stream":"S"}"#,
+                      #"{"stream":"S","seq":1"#, #"{"stream":"S","seq":99999999999999999999999}"#, "", "[]"] {
+            #expect(PubAck(fastParsing: Array(other.utf8)) == nil, "\(other)")
+        }
+        let decoded = try JetStreamContext.decodeAPI(Array(#"{"stream":"S","seq":3,"duplicate":true}"#.utf8), as: PubAck.self, subject: "x")
+        #expect(decoded == PubAck(fastParsing: Array(#"{"stream":"S","seq":3,"duplicate":true}"#.utf8)))
+    }
+
     @Test("API errors decode with their err_code; names and versions are checked")
     func errorsAndNames() throws {
         let payload = Array(#"{"type":"io.nats.jetstream.api.v1.stream_info_response","error":{"code":404,"err_code":10059,"description":"stream not found"}}"#.utf8)

@@ -92,7 +92,9 @@ public struct JetStreamContext: Sendable {
         throws(JetStreamError) -> Response {
         let decoder = JSONDecoder()
         let data = Data(payload)
-        if let envelope = try? decoder.decode(APIResponseEnvelope.self, from: data), let error = envelope.error {
+        // Only a reply that mentions "error" can be one: the common case decodes once.
+        if payload.contains(subsequence: errorKey),
+           let envelope = try? decoder.decode(APIResponseEnvelope.self, from: data), let error = envelope.error {
             throw .api(code: error.code, errCode: error.errCode ?? 0, description: error.description ?? "")
         }
         do {
@@ -142,6 +144,7 @@ public struct JetStreamContext: Sendable {
         } catch {
             throw JetStreamError.from(error, subject: subject)
         }
+        if let ack = PubAck(fastParsing: reply.payload) { return ack }
         return try Self.decodeAPI(reply.payload, as: PubAck.self, subject: subject)
     }
 
@@ -159,6 +162,105 @@ public struct JetStreamContext: Sendable {
     public func asyncPublisher(maxPending: Int = 256) throws(JetStreamError) -> AsyncPublisher {
         guard maxPending > 0 else { throw .invalidArgument("maxPending must be positive, got \(maxPending)") }
         return AsyncPublisher(context: self, maxPending: maxPending)
+    }
+}
+
+private let errorKey = Array("\"error\"".utf8)
+
+extension Array where Element == UInt8 {
+    /// Whether `needle` occurs in the bytes.
+    func contains(subsequence needle: [UInt8]) -> Bool {
+        guard !needle.isEmpty, count >= needle.count else { return false }
+        let first = needle[0]
+        var index = 0
+        while index <= count - needle.count {
+            if self[index] == first && self[index..<index + needle.count].elementsEqual(needle) { return true }
+            index += 1
+        }
+        return false
+    }
+}
+
+extension PubAck {
+    /// Reads the PubAck the server writes (`{"stream":"S", "seq":N[,"duplicate": true][,"domain":"D"]}`)
+    /// without JSONDecoder, the cost that dominated windowed publishing. Nil for anything else
+    /// (errors, escapes, unknown fields), which then goes through the full decoder.
+    init?(fastParsing payload: [UInt8]) {
+        var stream: String?
+        var sequence: UInt64?
+        var duplicate = false
+        var domain: String?
+        var index = 0
+        let count = payload.count
+        func skipSpaces() {
+            while index < count && (payload[index] == 0x20 || payload[index] == 0x0A || payload[index] == 0x0D || payload[index] == 0x09) {
+                index += 1
+            }
+        }
+        /// A string without escapes, starting at a quote.
+        func string() -> String? {
+            guard index < count, payload[index] == 0x22 else { return nil }
+            let start = index + 1
+            var end = start
+            while end < count && payload[end] != 0x22 {
+                if payload[end] == 0x5C { return nil }
+                end += 1
+            }
+            guard end < count else { return nil }
+            index = end + 1
+            return String(decoding: payload[start..<end], as: UTF8.self)
+        }
+        skipSpaces()
+        guard index < count, payload[index] == 0x7B else { return nil }
+        index += 1
+        while true {
+            skipSpaces()
+            guard let key = string() else { return nil }
+            skipSpaces()
+            guard index < count, payload[index] == 0x3A else { return nil }
+            index += 1
+            skipSpaces()
+            switch key {
+            case "stream": stream = string()
+            case "domain": domain = string()
+            case "seq":
+                var value: UInt64 = 0
+                var digits = 0
+                while index < count, (0x30...0x39).contains(payload[index]) {
+                    let (times, overflow) = value.multipliedReportingOverflow(by: 10)
+                    guard !overflow else { return nil }
+                    value = times + UInt64(payload[index] - 0x30)
+                    digits += 1
+                    index += 1
+                }
+                guard digits > 0 else { return nil }
+                sequence = value
+            case "duplicate":
+                if payload[index...].starts(with: Array("true".utf8)) {
+                    duplicate = true
+                    index += 4
+                } else if payload[index...].starts(with: Array("false".utf8)) {
+                    index += 5
+                } else {
+                    return nil
+                }
+            default:
+                return nil
+            }
+            skipSpaces()
+            guard index < count else { return nil }
+            if payload[index] == 0x2C {
+                index += 1
+                continue
+            }
+            guard payload[index] == 0x7D else { return nil }
+            break
+        }
+        guard let stream, let sequence else { return nil }
+        self.stream = stream
+        self.sequence = sequence
+        self.duplicate = duplicate
+        self.domain = domain
     }
 }
 
