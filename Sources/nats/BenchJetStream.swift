@@ -124,7 +124,7 @@ extension Bench {
                 if synchronous {
                     for _ in 0..<count { _ = try await context.publish(subject, payload: payload) }
                 } else {
-                    let publisher = try context.asyncPublisher(maxPending: window)
+                    let publisher = try await context.asyncPublisher(maxPending: window)
                     for _ in 0..<count { _ = try await publisher.publish(subject, payload: payload) }
                     let failed = await publisher.waitForAll()
                     if failed > 0 { throw CLIError.failed("nats bench: \(failed) publishes got no ack") }

@@ -45,7 +45,7 @@ struct JetStreamClientTests {
     func asyncPublisher(broker: Broker) async throws {
         try await withJetStream(broker) { _, js in
             _ = try await js.addStream(StreamConfig(name: "EVENTS", subjects: ["events.*"]))
-            let publisher = try js.asyncPublisher(maxPending: 32)
+            let publisher = try await js.asyncPublisher(maxPending: 32)
             var futures: [PubAckFuture] = []
             var mostPending = 0
             for index in 0..<1000 {
@@ -64,7 +64,28 @@ struct JetStreamClientTests {
             await publisher.waitForAll()
             #expect(publisher.failedCount == 1)
             #expect(await thrownError { _ = try await failing.value() } as? JetStreamError == .noResponders(subject: "nowhere"))
-            #expect(throws: JetStreamError.self) { _ = try js.asyncPublisher(maxPending: 0) }
+            await #expect(throws: JetStreamError.self) { _ = try await js.asyncPublisher(maxPending: 0) }
+        }
+    }
+
+    @Test("an asynchronous publish whose ack never comes fails with a timeout and frees its slot",
+          arguments: JetStreamBrokers.enabled)
+    func asyncPublishTimeout(broker: Broker) async throws {
+        try await withJetStream(broker) { client, _ in
+            // A plain subscriber takes the publish and never answers: no 503, no ack.
+            let silent = try await client.subscribe("silent")
+            try await client.flush()
+            let js = try client.jetStream(timeout: .milliseconds(300))
+            let publisher = try await js.asyncPublisher(maxPending: 1)
+            let first = try await publisher.publish("silent", payload: bytes("1"))
+            let second = try await within(10, "the slot freed by the timeout") {
+                try await publisher.publish("silent", payload: bytes("2"))
+            }
+            #expect(first.result.map { if case .failure(.timeout) = $0 { return true } else { return false } } == true)
+            #expect(await thrownError { _ = try await second.value() } as? JetStreamError == .timeout)
+            #expect(publisher.failedCount == 2)
+            #expect(publisher.pending == 0)
+            #expect(silent.pendingMessages == 2)
         }
     }
 

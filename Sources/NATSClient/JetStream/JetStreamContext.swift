@@ -158,10 +158,14 @@ public struct JetStreamContext: Sendable {
 
     /// A publisher that keeps up to `maxPending` publishes waiting for their acks at once.
     ///
-    /// - Throws: ``JetStreamError/invalidArgument(_:)`` if `maxPending` is not positive.
-    public func asyncPublisher(maxPending: Int = 256) throws(JetStreamError) -> AsyncPublisher {
+    /// - Throws: ``JetStreamError/invalidArgument(_:)`` if `maxPending` is not positive,
+    ///   ``JetStreamError/client(_:)`` if its reply subscription cannot be made.
+    public func asyncPublisher(maxPending: Int = 256) async throws(JetStreamError) -> AsyncPublisher {
         guard maxPending > 0 else { throw .invalidArgument("maxPending must be positive, got \(maxPending)") }
-        return AsyncPublisher(context: self, maxPending: maxPending)
+        let inbox = "\(client.options.inboxPrefix).\(NUID.next())"
+        let subscription = try await subscribeRaw(inbox + ".*", queue: nil)
+        subscription.pendingLimits = .init(messages: 0, bytes: 0)
+        return AsyncPublisher(context: self, maxPending: maxPending, inbox: inbox, subscription: subscription)
     }
 }
 
@@ -329,123 +333,5 @@ public struct PublishOptions: Sendable, Equatable {
             }
         }
         return result
-    }
-}
-
-/// Publishes without waiting for each ack, keeping at most `maxPending` acks outstanding.
-///
-/// ```swift
-/// let publisher = try js.asyncPublisher(maxPending: 256)
-/// for index in 0..<10_000 { _ = try await publisher.publish("events.\(index)", payload: body) }
-/// let failures = await publisher.waitForAll()
-/// ```
-/// Each publish returns a ``PubAckFuture``; ``waitForAll()`` waits for every outstanding ack.
-public final class AsyncPublisher: Sendable {
-    let context: JetStreamContext
-    /// The most publishes awaiting their ack at once.
-    public let maxPending: Int
-    private let state = Mutex(State())
-
-    struct State {
-        var inFlight = 0
-        var failures = 0
-        var roomWaiters: [CheckedContinuation<Void, Never>] = []
-        var idleWaiters: [CheckedContinuation<Void, Never>] = []
-    }
-
-    init(context: JetStreamContext, maxPending: Int) {
-        self.context = context
-        self.maxPending = maxPending
-    }
-
-    /// Publishes awaiting their ack right now.
-    public var pending: Int { state.withLock { $0.inFlight } }
-
-    /// Publishes whose ack was an error or never came, since the publisher was created.
-    public var failedCount: Int { state.withLock { $0.failures } }
-
-    /// Sends a publish and returns at once with a handle to its ack; suspends first while
-    /// ``maxPending`` acks are outstanding.
-    ///
-    /// - Throws: ``JetStreamError/invalidArgument(_:)`` for bad options (nothing was sent),
-    ///   ``JetStreamError/cancelled`` if the task was cancelled while waiting for room.
-    ///   Failures of the publish itself surface through the returned future.
-    public func publish(_ subject: String, payload: [UInt8], headers: Headers? = nil,
-                        options: PublishOptions = PublishOptions()) async throws(JetStreamError) -> PubAckFuture {
-        let merged = try options.merged(into: headers)
-        while true {
-            if Task.isCancelled { throw .cancelled }
-            let admitted = state.withLock { s -> Bool in
-                guard s.inFlight < maxPending else { return false }
-                s.inFlight += 1
-                return true
-            }
-            if admitted { break }
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let wait = state.withLock { s -> Bool in
-                    guard s.inFlight >= maxPending else { return false }
-                    s.roomWaiters.append(continuation)
-                    return true
-                }
-                if !wait { continuation.resume() }
-            }
-        }
-        let context = self.context
-        let task = Task { () async throws -> PubAck in
-            defer { self.completed() }
-            do {
-                return try await context.publish(subject, payload: payload, headers: merged)
-            } catch {
-                self.state.withLock { $0.failures += 1 }
-                throw error
-            }
-        }
-        return PubAckFuture(task: task)
-    }
-
-    private func completed() {
-        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
-            s.inFlight -= 1
-            var wake: [CheckedContinuation<Void, Never>] = []
-            if !s.roomWaiters.isEmpty { wake.append(s.roomWaiters.removeFirst()) }
-            if s.inFlight == 0 {
-                wake.append(contentsOf: s.idleWaiters)
-                s.idleWaiters = []
-            }
-            return wake
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-
-    /// Waits until every publish sent so far has its ack (or failed).
-    ///
-    /// - Returns: ``failedCount`` at that point.
-    @discardableResult
-    public func waitForAll() async -> Int {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let wait = state.withLock { s -> Bool in
-                guard s.inFlight > 0 else { return false }
-                s.idleWaiters.append(continuation)
-                return true
-            }
-            if !wait { continuation.resume() }
-        }
-        return failedCount
-    }
-}
-
-/// The acknowledgement of an asynchronous publish, once it comes.
-public struct PubAckFuture: Sendable {
-    let task: Task<PubAck, any Error>
-
-    /// Waits for the ack.
-    ///
-    /// - Throws: the errors of ``JetStreamContext/publish(_:payload:headers:options:timeout:)``.
-    public func value() async throws(JetStreamError) -> PubAck {
-        do {
-            return try await task.value
-        } catch {
-            throw JetStreamError.from(error)
-        }
     }
 }
