@@ -121,7 +121,7 @@ public struct PushSubscription: AsyncSequence, Sendable {
         ///   what the subscription throws.
         public mutating func next() async throws -> JetStreamMessage? {
             while let message = try await subscription.next() {
-                if await handlePushControl(message, client: subscription.client) != nil { continue }
+                if message.status != nil, await handlePushControl(message, client: subscription.client) != nil { continue }
                 return try JetStreamMessage(message)
             }
             return nil
@@ -232,7 +232,7 @@ final class OrderedState: @unchecked Sendable {
             case .timedOut:
                 try await create()
             case .message(let message):
-                if let status = await handlePushControl(message, client: context.client) {
+                if message.status != nil, let status = await handlePushControl(message, client: context.client) {
                     if let last = status.headers["Nats-Last-Consumer"].flatMap({ UInt64($0) }),
                        last != lastConsumerSequence {
                         try await create()
