@@ -27,6 +27,16 @@ struct JetStreamUnitTests {
         #expect(JetStreamMessage.parse(ackSubject: "$JS.ACK.S.C.x.2.3.4.5") == nil)
     }
 
+    @Test("the API prefix follows the domain or an explicit prefix")
+    func apiPrefix() throws {
+        let client = NATSClient.forTesting(NATSClient.Options(url: "nats://127.0.0.1:1"))
+        #expect(try client.jetStream().apiPrefix == "$JS.API")
+        #expect(try client.jetStream(domain: "hub").apiPrefix == "$JS.hub.API")
+        #expect(try client.jetStream(domain: "hub", prefix: "imported.JS.API.").apiPrefix == "imported.JS.API")
+        #expect(throws: JetStreamError.self) { _ = try client.jetStream(prefix: "bad.*") }
+        #expect(throws: JetStreamError.self) { _ = try client.jetStream(domain: "a b") }
+    }
+
     @Test("RFC 3339 times with nanoseconds and offsets parse; the Go zero time is none")
     func times() throws {
         let date = try #require(RFC3339Nano.parse("2023-11-14T22:13:20.123456789Z"))
