@@ -15,6 +15,7 @@ struct Arguments {
         "--target": "target", "--deliver-group": "deliver-group", "--filter": "filter", "--ack": "ack", "--replay": "replay",
         "--deliver": "deliver", "--max-deliver": "max-deliver", "--max-pending": "max-pending", "--wait": "wait",
         "--heartbeat": "heartbeat", "--history": "history", "--ttl": "ttl", "--max-value-size": "max-value-size",
+        "--stream": "stream", "--pubbatch": "pubbatch", "--pullbatch": "pullbatch",
     ]
     /// Flags without a value.
     static let switchFlags: [String: String] = [
@@ -22,6 +23,7 @@ struct Arguments {
         "--defaults": "defaults", "-f": "force", "--force": "force", "--names": "names", "-n": "names", "--pull": "pull",
         "--ephemeral": "ephemeral", "--no-ack": "no-ack", "--flow-control": "flow-control", "--allow-rollup": "allow-rollup",
         "--deny-delete": "deny-delete", "--deny-purge": "deny-purge", "--allow-direct": "allow-direct",
+        "--js": "js", "--syncpub": "syncpub", "--push": "push",
     ]
 
     var positional: [String] = []

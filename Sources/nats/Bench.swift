@@ -42,7 +42,9 @@ enum Bench {
             size: try arguments.int("size", default: 128, range: 0...64 * 1024 * 1024),
             request: arguments.switches.contains("request"))
         let options = try Commands.options(arguments)
-        if config.request {
+        if arguments.switches.contains("js") {
+            try await jetStream(config, arguments: arguments, options: options)
+        } else if config.request {
             try await requestReply(config, options: options)
         } else {
             try await pubSub(config, options: options)

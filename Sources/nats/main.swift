@@ -14,6 +14,9 @@ commands:
   micro ls|info|stats [NAME] [--json]                discover NATS micro services
   bench SUBJECT [--pub N] [--sub M] [--msgs X] [--size S] [--request]
                                                      measure throughput (and request-reply latency)
+  bench SUBJECT --js [--pub N] [--sub M] [--msgs X] [--size S] [--stream NAME] [--storage memory|file]
+              [--syncpub | --pubbatch W] [--pull [--pullbatch B] | --push]
+                                                     JetStream publish with acks, pull or push consume
 
 JetStream:
   stream add NAME [--subjects S,..] [--storage file|memory] [--retention limits|interest|work]

@@ -45,7 +45,7 @@ struct JetStreamClientTests {
     func asyncPublisher(broker: Broker) async throws {
         try await withJetStream(broker) { _, js in
             _ = try await js.addStream(StreamConfig(name: "EVENTS", subjects: ["events.*"]))
-            let publisher = try js.asyncPublisher(maxPending: 32)
+            let publisher = try await js.asyncPublisher(maxPending: 32)
             var futures: [PubAckFuture] = []
             var mostPending = 0
             for index in 0..<1000 {
@@ -64,7 +64,28 @@ struct JetStreamClientTests {
             await publisher.waitForAll()
             #expect(publisher.failedCount == 1)
             #expect(await thrownError { _ = try await failing.value() } as? JetStreamError == .noResponders(subject: "nowhere"))
-            #expect(throws: JetStreamError.self) { _ = try js.asyncPublisher(maxPending: 0) }
+            await #expect(throws: JetStreamError.self) { _ = try await js.asyncPublisher(maxPending: 0) }
+        }
+    }
+
+    @Test("an asynchronous publish whose ack never comes fails with a timeout and frees its slot",
+          arguments: JetStreamBrokers.enabled)
+    func asyncPublishTimeout(broker: Broker) async throws {
+        try await withJetStream(broker) { client, _ in
+            // A plain subscriber takes the publish and never answers: no 503, no ack.
+            let silent = try await client.subscribe("silent")
+            try await client.flush()
+            let js = try client.jetStream(timeout: .milliseconds(300))
+            let publisher = try await js.asyncPublisher(maxPending: 1)
+            let first = try await publisher.publish("silent", payload: bytes("1"))
+            let second = try await within(10, "the slot freed by the timeout") {
+                try await publisher.publish("silent", payload: bytes("2"))
+            }
+            #expect(first.result.map { if case .failure(.timeout) = $0 { return true } else { return false } } == true)
+            #expect(await thrownError { _ = try await second.value() } as? JetStreamError == .timeout)
+            #expect(publisher.failedCount == 2)
+            #expect(publisher.pending == 0)
+            #expect(silent.pendingMessages == 2)
         }
     }
 
@@ -349,6 +370,71 @@ struct JetStreamClientTests {
             }
             #expect(counts.reduce(0, +) == 100)
         }
+    }
+
+    @Test("idle heartbeats on a push consumer are skipped, and the next delivery still arrives",
+          arguments: JetStreamBrokers.enabled)
+    func pushHeartbeats(broker: Broker) async throws {
+        try await withJetStream(broker) { _, js in
+            _ = try await js.addStream(StreamConfig(name: "HB", subjects: ["hb"]))
+            var config = ConsumerConfig()
+            config.ackPolicy = .none
+            config.idleHeartbeat = .milliseconds(100)
+            config.flowControl = true
+            let subscription = try await js.pushSubscribe(stream: "HB", config: config)
+            let reader = Task { () -> String? in
+                for try await message in subscription { return message.string }
+                return nil
+            }
+            // The iterator takes (and skips) heartbeats while nothing is stored.
+            #expect(await eventually(10) { subscription.subscription.deliveredCount >= 3 })
+            _ = try await js.publish("hb", "after the heartbeats")
+            let first = try await within(10, "the delivery after heartbeats") { try await reader.value }
+            #expect(first == "after the heartbeats")
+            await subscription.unsubscribe()
+        }
+    }
+
+    @Test("a continuous pull keeps consuming after the broker restarts on the same store", arguments: JetStreamBrokers.enabled)
+    func continuousPullAcrossRestart(broker: Broker) async throws {
+        let server = try await JetStreamServer(broker)
+        defer { server.stop() }
+        let client = try await NATSClient.connect(testOptions(server.process))
+        let js = try client.jetStream()
+        _ = try await js.addStream(StreamConfig(name: "R", subjects: ["r"]))
+        _ = try await js.addConsumer("R", config: ConsumerConfig(durableName: "durable"))
+        for index in 0..<10 { _ = try await js.publish("r", "\(index)") }
+        let consumer = try js.pullConsumer(stream: "R", name: "durable")
+        let received = Locked<[String]>([])
+        let task = Task {
+            for try await message in try consumer.messages(batch: 5, expires: .seconds(2), heartbeat: .milliseconds(300)) {
+                try await message.ackSync()
+                received.withLock { $0.append(message.string) }
+            }
+        }
+        #expect(await eventually(15) { received.withLock { $0.count } == 10 })
+        await server.process.kill()
+        try await server.process.start()
+        // The stream comes back from the store; publish once JetStream answers again.
+        for index in 10..<20 {
+            var stored = false
+            for _ in 0..<100 where !stored {
+                do {
+                    _ = try await js.publish("r", "\(index)", options: PublishOptions(msgID: "m\(index)"))
+                    stored = true
+                } catch {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            #expect(stored)
+        }
+        // At least once: acks of the last ~100 ms before a SIGKILL may be lost, so some of the
+        // first ten can come again; every message must arrive.
+        let all = Set((0..<20).map(String.init))
+        #expect(await eventually(20) { Set(received.withLock { $0 }) == all })
+        task.cancel()
+        _ = await task.result
+        await client.close()
     }
 
     @Test("an ordered consumer delivers in order and recreates itself from the next sequence when its consumer is lost",

@@ -92,7 +92,9 @@ public struct JetStreamContext: Sendable {
         throws(JetStreamError) -> Response {
         let decoder = JSONDecoder()
         let data = Data(payload)
-        if let envelope = try? decoder.decode(APIResponseEnvelope.self, from: data), let error = envelope.error {
+        // Only a reply that mentions "error" can be one: the common case decodes once.
+        if payload.contains(subsequence: errorKey),
+           let envelope = try? decoder.decode(APIResponseEnvelope.self, from: data), let error = envelope.error {
             throw .api(code: error.code, errCode: error.errCode ?? 0, description: error.description ?? "")
         }
         do {
@@ -142,6 +144,7 @@ public struct JetStreamContext: Sendable {
         } catch {
             throw JetStreamError.from(error, subject: subject)
         }
+        if let ack = PubAck(fastParsing: reply.payload) { return ack }
         return try Self.decodeAPI(reply.payload, as: PubAck.self, subject: subject)
     }
 
@@ -155,10 +158,113 @@ public struct JetStreamContext: Sendable {
 
     /// A publisher that keeps up to `maxPending` publishes waiting for their acks at once.
     ///
-    /// - Throws: ``JetStreamError/invalidArgument(_:)`` if `maxPending` is not positive.
-    public func asyncPublisher(maxPending: Int = 256) throws(JetStreamError) -> AsyncPublisher {
+    /// - Throws: ``JetStreamError/invalidArgument(_:)`` if `maxPending` is not positive,
+    ///   ``JetStreamError/client(_:)`` if its reply subscription cannot be made.
+    public func asyncPublisher(maxPending: Int = 256) async throws(JetStreamError) -> AsyncPublisher {
         guard maxPending > 0 else { throw .invalidArgument("maxPending must be positive, got \(maxPending)") }
-        return AsyncPublisher(context: self, maxPending: maxPending)
+        let inbox = "\(client.options.inboxPrefix).\(NUID.next())"
+        let subscription = try await subscribeRaw(inbox + ".*", queue: nil)
+        subscription.pendingLimits = .init(messages: 0, bytes: 0)
+        return AsyncPublisher(context: self, maxPending: maxPending, inbox: inbox, subscription: subscription)
+    }
+}
+
+private let errorKey = Array("\"error\"".utf8)
+
+extension Array where Element == UInt8 {
+    /// Whether `needle` occurs in the bytes.
+    func contains(subsequence needle: [UInt8]) -> Bool {
+        guard !needle.isEmpty, count >= needle.count else { return false }
+        let first = needle[0]
+        var index = 0
+        while index <= count - needle.count {
+            if self[index] == first && self[index..<index + needle.count].elementsEqual(needle) { return true }
+            index += 1
+        }
+        return false
+    }
+}
+
+extension PubAck {
+    /// Reads the PubAck the server writes (`{"stream":"S", "seq":N[,"duplicate": true][,"domain":"D"]}`)
+    /// without JSONDecoder, the cost that dominated windowed publishing. Nil for anything else
+    /// (errors, escapes, unknown fields), which then goes through the full decoder.
+    init?(fastParsing payload: [UInt8]) {
+        var stream: String?
+        var sequence: UInt64?
+        var duplicate = false
+        var domain: String?
+        var index = 0
+        let count = payload.count
+        func skipSpaces() {
+            while index < count && (payload[index] == 0x20 || payload[index] == 0x0A || payload[index] == 0x0D || payload[index] == 0x09) {
+                index += 1
+            }
+        }
+        /// A string without escapes, starting at a quote.
+        func string() -> String? {
+            guard index < count, payload[index] == 0x22 else { return nil }
+            let start = index + 1
+            var end = start
+            while end < count && payload[end] != 0x22 {
+                if payload[end] == 0x5C { return nil }
+                end += 1
+            }
+            guard end < count else { return nil }
+            index = end + 1
+            return String(decoding: payload[start..<end], as: UTF8.self)
+        }
+        skipSpaces()
+        guard index < count, payload[index] == 0x7B else { return nil }
+        index += 1
+        while true {
+            skipSpaces()
+            guard let key = string() else { return nil }
+            skipSpaces()
+            guard index < count, payload[index] == 0x3A else { return nil }
+            index += 1
+            skipSpaces()
+            switch key {
+            case "stream": stream = string()
+            case "domain": domain = string()
+            case "seq":
+                var value: UInt64 = 0
+                var digits = 0
+                while index < count, (0x30...0x39).contains(payload[index]) {
+                    let (times, overflow) = value.multipliedReportingOverflow(by: 10)
+                    guard !overflow else { return nil }
+                    value = times + UInt64(payload[index] - 0x30)
+                    digits += 1
+                    index += 1
+                }
+                guard digits > 0 else { return nil }
+                sequence = value
+            case "duplicate":
+                if payload[index...].starts(with: Array("true".utf8)) {
+                    duplicate = true
+                    index += 4
+                } else if payload[index...].starts(with: Array("false".utf8)) {
+                    index += 5
+                } else {
+                    return nil
+                }
+            default:
+                return nil
+            }
+            skipSpaces()
+            guard index < count else { return nil }
+            if payload[index] == 0x2C {
+                index += 1
+                continue
+            }
+            guard payload[index] == 0x7D else { return nil }
+            break
+        }
+        guard let stream, let sequence else { return nil }
+        self.stream = stream
+        self.sequence = sequence
+        self.duplicate = duplicate
+        self.domain = domain
     }
 }
 
@@ -227,123 +333,5 @@ public struct PublishOptions: Sendable, Equatable {
             }
         }
         return result
-    }
-}
-
-/// Publishes without waiting for each ack, keeping at most `maxPending` acks outstanding.
-///
-/// ```swift
-/// let publisher = try js.asyncPublisher(maxPending: 256)
-/// for index in 0..<10_000 { _ = try await publisher.publish("events.\(index)", payload: body) }
-/// let failures = await publisher.waitForAll()
-/// ```
-/// Each publish returns a ``PubAckFuture``; ``waitForAll()`` waits for every outstanding ack.
-public final class AsyncPublisher: Sendable {
-    let context: JetStreamContext
-    /// The most publishes awaiting their ack at once.
-    public let maxPending: Int
-    private let state = Mutex(State())
-
-    struct State {
-        var inFlight = 0
-        var failures = 0
-        var roomWaiters: [CheckedContinuation<Void, Never>] = []
-        var idleWaiters: [CheckedContinuation<Void, Never>] = []
-    }
-
-    init(context: JetStreamContext, maxPending: Int) {
-        self.context = context
-        self.maxPending = maxPending
-    }
-
-    /// Publishes awaiting their ack right now.
-    public var pending: Int { state.withLock { $0.inFlight } }
-
-    /// Publishes whose ack was an error or never came, since the publisher was created.
-    public var failedCount: Int { state.withLock { $0.failures } }
-
-    /// Sends a publish and returns at once with a handle to its ack; suspends first while
-    /// ``maxPending`` acks are outstanding.
-    ///
-    /// - Throws: ``JetStreamError/invalidArgument(_:)`` for bad options (nothing was sent),
-    ///   ``JetStreamError/cancelled`` if the task was cancelled while waiting for room.
-    ///   Failures of the publish itself surface through the returned future.
-    public func publish(_ subject: String, payload: [UInt8], headers: Headers? = nil,
-                        options: PublishOptions = PublishOptions()) async throws(JetStreamError) -> PubAckFuture {
-        let merged = try options.merged(into: headers)
-        while true {
-            if Task.isCancelled { throw .cancelled }
-            let admitted = state.withLock { s -> Bool in
-                guard s.inFlight < maxPending else { return false }
-                s.inFlight += 1
-                return true
-            }
-            if admitted { break }
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let wait = state.withLock { s -> Bool in
-                    guard s.inFlight >= maxPending else { return false }
-                    s.roomWaiters.append(continuation)
-                    return true
-                }
-                if !wait { continuation.resume() }
-            }
-        }
-        let context = self.context
-        let task = Task { () async throws -> PubAck in
-            defer { self.completed() }
-            do {
-                return try await context.publish(subject, payload: payload, headers: merged)
-            } catch {
-                self.state.withLock { $0.failures += 1 }
-                throw error
-            }
-        }
-        return PubAckFuture(task: task)
-    }
-
-    private func completed() {
-        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
-            s.inFlight -= 1
-            var wake: [CheckedContinuation<Void, Never>] = []
-            if !s.roomWaiters.isEmpty { wake.append(s.roomWaiters.removeFirst()) }
-            if s.inFlight == 0 {
-                wake.append(contentsOf: s.idleWaiters)
-                s.idleWaiters = []
-            }
-            return wake
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-
-    /// Waits until every publish sent so far has its ack (or failed).
-    ///
-    /// - Returns: ``failedCount`` at that point.
-    @discardableResult
-    public func waitForAll() async -> Int {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let wait = state.withLock { s -> Bool in
-                guard s.inFlight > 0 else { return false }
-                s.idleWaiters.append(continuation)
-                return true
-            }
-            if !wait { continuation.resume() }
-        }
-        return failedCount
-    }
-}
-
-/// The acknowledgement of an asynchronous publish, once it comes.
-public struct PubAckFuture: Sendable {
-    let task: Task<PubAck, any Error>
-
-    /// Waits for the ack.
-    ///
-    /// - Throws: the errors of ``JetStreamContext/publish(_:payload:headers:options:timeout:)``.
-    public func value() async throws(JetStreamError) -> PubAck {
-        do {
-            return try await task.value
-        } catch {
-            throw JetStreamError.from(error)
-        }
     }
 }

@@ -253,7 +253,8 @@ extension JetStreamContext {
     /// Creates a consumer, or updates it when one with the same name exists.
     ///
     /// Named (durable or not) consumers use `CONSUMER.CREATE.<stream>.<name>` as nats.py does for
-    /// 2.9 servers; an unnamed one the ephemeral `CONSUMER.CREATE.<stream>`.
+    /// 2.9 servers; an unnamed one the ephemeral `CONSUMER.CREATE.<stream>`. Servers before 2.9 only
+    /// know `CONSUMER.DURABLE.CREATE.<stream>.<durable>` and unnamed ephemerals, so they get those.
     /// - Throws: ``JetStreamError/invalidArgument(_:)`` for bad names or a `name` differing from
     ///   `durableName`; ``JetStreamError/api(code:errCode:description:)`` (10059 no stream, 10012
     ///   an immutable field changed...), and the errors of every API call.
@@ -266,12 +267,17 @@ extension JetStreamContext {
         if let durable = config.durableName, let name = config.name, durable != name {
             throw .invalidArgument("consumer name \(name) differs from its durable name \(durable)")
         }
-        let request = Request(stream_name: stream, config: config)
-        if let name = config.name ?? config.durableName {
-            try Self.validateName(name, what: "consumer")
-            return try await api("CONSUMER.CREATE.\(stream).\(name)", json: request)
+        var request = Request(stream_name: stream, config: config)
+        guard let name = config.name ?? config.durableName else {
+            return try await api("CONSUMER.CREATE.\(stream)", json: request)
         }
-        return try await api("CONSUMER.CREATE.\(stream)", json: request)
+        try Self.validateName(name, what: "consumer")
+        if Self.predates29(client.serverInfo?.version) {
+            if let durable = config.durableName { return try await api("CONSUMER.DURABLE.CREATE.\(stream).\(durable)", json: request) }
+            request.config.name = nil
+            return try await api("CONSUMER.CREATE.\(stream)", json: request)
+        }
+        return try await api("CONSUMER.CREATE.\(stream).\(name)", json: request)
     }
 
     /// Updates an existing consumer (the same request as ``addConsumer(_:config:)``).
@@ -279,6 +285,14 @@ extension JetStreamContext {
     /// - Throws: as ``addConsumer(_:config:)``.
     public func updateConsumer(_ stream: String, config: ConsumerConfig) async throws(JetStreamError) -> ConsumerInfo {
         try await addConsumer(stream, config: config)
+    }
+
+    /// Whether a server version such as `2.8.4` is older than 2.9 (unknown versions are not).
+    static func predates29(_ version: String?) -> Bool {
+        guard let version else { return false }
+        let parts = version.split(separator: ".").prefix(2).map { Int($0.prefix(while: \.isNumber)) }
+        guard parts.count == 2, let major = parts[0], let minor = parts[1] else { return false }
+        return major < 2 || (major == 2 && minor < 9)
     }
 
     /// A consumer's configuration and counters.

@@ -47,28 +47,59 @@ public struct JetStreamMessage: Sendable {
     }
 
     /// Parses `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>` (9 tokens),
-    /// or the 11- and 12-token form with domain and account hash.
+    /// or the 11- and 12-token form with domain and account hash. Scans the bytes once: it runs
+    /// for every delivery.
     static func parse(ackSubject: String) -> Metadata? {
-        let tokens = ackSubject.split(separator: ".", omittingEmptySubsequences: false)
-        guard tokens.count >= 9, tokens[0] == "$JS", tokens[1] == "ACK" else { return nil }
-        let domain: String?
-        let base: Int
-        switch tokens.count {
-        case 9:
-            domain = nil
-            base = 2
-        case 11, 12:
-            domain = tokens[2] == "_" ? nil : String(tokens[2])
-            base = 4
-        default:
-            return nil
+        var subject = ackSubject
+        return subject.withUTF8 { bytes -> Metadata? in
+            // "$JS.ACK." then 7, 9 or 10 more tokens.
+            guard bytes.count > 8, bytes[0] == 0x24, bytes[1] == 0x4A, bytes[2] == 0x53, bytes[3] == 0x2E,
+                  bytes[4] == 0x41, bytes[5] == 0x43, bytes[6] == 0x4B, bytes[7] == 0x2E else { return nil }
+            return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: 10) { tokens -> Metadata? in
+                var count = 0
+                var tokenStart = 8
+                for index in 8...bytes.count where index == bytes.count || bytes[index] == 0x2E {
+                    guard count < 10, index > tokenStart else { return nil }
+                    tokens.initializeElement(at: count, to: tokenStart..<index)
+                    count += 1
+                    tokenStart = index + 1
+                }
+                func text(_ token: Int) -> String {
+                    String(decoding: UnsafeBufferPointer(rebasing: bytes[tokens[token]]), as: UTF8.self)
+                }
+                func number(_ token: Int) -> UInt64? {
+                    var value: UInt64 = 0
+                    for index in tokens[token] {
+                        let digit = bytes[index] &- 0x30
+                        guard digit < 10 else { return nil }
+                        let (times, overflow) = value.multipliedReportingOverflow(by: 10)
+                        guard !overflow else { return nil }
+                        value = times + UInt64(digit)
+                    }
+                    return value
+                }
+                let domain: String?
+                let base: Int
+                switch count {
+                case 7:
+                    domain = nil
+                    base = 0
+                case 9, 10:
+                    let name = text(0)
+                    domain = name == "_" ? nil : name
+                    base = 2
+                default:
+                    return nil
+                }
+                guard let delivered = number(base + 2), let streamSequence = number(base + 3),
+                      let consumerSequence = number(base + 4), let nanos = number(base + 5), nanos <= UInt64(Int64.max),
+                      let pending = number(base + 6) else { return nil }
+                return Metadata(domain: domain, stream: text(base), consumer: text(base + 1),
+                                delivered: delivered, streamSequence: streamSequence, consumerSequence: consumerSequence,
+                                timestamp: RFC3339Nano.date(unixNanos: Int64(nanos)), timestampNanos: Int64(nanos),
+                                pending: pending)
+            }
         }
-        guard let delivered = UInt64(tokens[base + 2]), let streamSequence = UInt64(tokens[base + 3]),
-              let consumerSequence = UInt64(tokens[base + 4]), let nanos = Int64(tokens[base + 5]),
-              let pending = UInt64(tokens[base + 6]) else { return nil }
-        return Metadata(domain: domain, stream: String(tokens[base]), consumer: String(tokens[base + 1]),
-                        delivered: delivered, streamSequence: streamSequence, consumerSequence: consumerSequence,
-                        timestamp: RFC3339Nano.date(unixNanos: nanos), timestampNanos: nanos, pending: pending)
     }
 
     private func send(_ body: String) async throws(JetStreamError) {

@@ -80,8 +80,9 @@ extension JetStreamContext {
     }
 }
 
-/// Handles the server's control messages on a push deliver subject. Returns true when `message`
-/// was one (a flow control request is answered, a stalled heartbeat's flow control too).
+/// Handles the server's control messages on a push deliver subject: answers a flow control
+/// request (and the flow control a stalled heartbeat names). Returns the status when `message`
+/// was such a control message, nil for a delivery.
 func handlePushControl(_ message: Message, client: NATSClient) async -> DeliveryStatus? {
     guard let status = DeliveryStatus(message), status.code == 100 else { return nil }
     if let reply = message.reply, !reply.isEmpty {
@@ -120,7 +121,7 @@ public struct PushSubscription: AsyncSequence, Sendable {
         ///   what the subscription throws.
         public mutating func next() async throws -> JetStreamMessage? {
             while let message = try await subscription.next() {
-                if await handlePushControl(message, client: subscription.client) != nil { continue }
+                if message.status != nil, await handlePushControl(message, client: subscription.client) != nil { continue }
                 return try JetStreamMessage(message)
             }
             return nil
@@ -231,7 +232,7 @@ final class OrderedState: @unchecked Sendable {
             case .timedOut:
                 try await create()
             case .message(let message):
-                if let status = await handlePushControl(message, client: context.client) {
+                if message.status != nil, let status = await handlePushControl(message, client: context.client) {
                     if let last = status.headers["Nats-Last-Consumer"].flatMap({ UInt64($0) }),
                        last != lastConsumerSequence {
                         try await create()
