@@ -32,7 +32,7 @@ let package = Package(
         // Small HTTP/1.1 server (broker monitoring, services).
         .target(name: "HTTPServer", dependencies: ["EventLoop", "CSystem", "Formats"]),
         // The broker: connections, routing, auth, limits, monitoring.
-        .target(name: "NATSServer", dependencies: ["NATSProtocol", "NATSConfig", "EventLoop", "HTTPServer", "CSystem", "Formats"]),
+        .target(name: "NATSServer", dependencies: ["NATSProtocol", "NATSConfig", "EventLoop", "HTTPServer", "CSystem", "Formats", "JetStream"]),
         // JetStream: a stream's message store (memory and file backends, limits, recovery), the API's errors and JSON.
         .target(name: "JetStream", dependencies: ["NATSProtocol", "Formats", "POSIXFiles"]),
         // The async/await client library.
@@ -83,7 +83,7 @@ let package = Package(
         .testTarget(name: "PlatformTests", dependencies: ["nats-server", "auth-service", "notification-service",
                                                           "data-processing-service", "analytics-service", "nats", "TestSupport"]),
         .testTarget(name: "NATSServerTests", dependencies: ["NATSServer", "NATSProtocol", "nats-server"]),
-        .testTarget(name: "NATSClientTests", dependencies: ["NATSClient", "nats-server", "TestSupport"], exclude: ["Python"]),
+        .testTarget(name: "NATSClientTests", dependencies: ["NATSClient", "nats-server", "nats", "TestSupport"], exclude: ["Python"]),
         // Black-box compatibility: the same transcripts against our broker and Debian's nats-server 2.9.10.
         .testTarget(name: "CompatibilityTests", dependencies: ["nats-server"]),
         // SIGKILL during a JetStream publish load, restart on the same store (ours and nats-server 2.9.10 -js).

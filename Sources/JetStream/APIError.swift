@@ -61,16 +61,26 @@ public struct JetStreamAPIError: Error, Sendable, Equatable, CustomStringConvert
     public static let maximumConsumers = JetStreamAPIError(code: 400, errCode: 10026, text: "maximum consumers limit reached")
     /// 10027 JSMaximumStreamsLimitErr.
     public static let maximumStreams = JetStreamAPIError(code: 400, errCode: 10027, text: "maximum number of streams reached")
+    /// 10028 JSMemoryResourcesExceededErr: a memory stream's max_bytes does not fit the server's max_memory.
+    public static let memoryResourcesExceeded = JetStreamAPIError(
+        code: 500, errCode: 10028, text: "insufficient memory resources available")
     /// 10037 JSNoMessageFoundErr.
     public static let noMessageFound = JetStreamAPIError(code: 404, errCode: 10037, text: "no message found")
+    /// 10038 JSNotEmptyRequestErr: STREAM.DELETE, consumer INFO and DELETE with a body.
+    public static let notEmptyRequest = JetStreamAPIError(code: 400, errCode: 10038, text: "expected an empty request payload")
     /// 10039 JSNotEnabledForAccountErr.
     public static let notEnabledForAccount = JetStreamAPIError(code: 503, errCode: 10039, text: "JetStream not enabled for account")
     /// 10043 JSSequenceNotFoundErrF: MSG.DELETE of a sequence the store no longer holds.
     public static func sequenceNotFound(_ seq: UInt64) -> JetStreamAPIError {
         .init(code: 400, errCode: 10043, text: "sequence \(seq) not found")
     }
+    /// 10047 JSStorageResourcesExceededErr: a file stream's max_bytes does not fit the server's max_store.
+    public static let storageResourcesExceeded = JetStreamAPIError(
+        code: 500, errCode: 10047, text: "insufficient storage resources available")
     /// 10049 JSStreamCreateErrF: a create failed for a reason that has no error of its own.
     public static func streamCreate(_ err: String) -> JetStreamAPIError { .init(code: 500, errCode: 10049, text: err) }
+    /// 10050 JSStreamDeleteErrF: removing a stream's files failed.
+    public static func streamDelete(_ err: String) -> JetStreamAPIError { .init(code: 500, errCode: 10050, text: err) }
     /// 10051 JSStreamGeneralErrorF: a purge the store refused (`{err}` is why).
     public static func streamGeneral(_ err: String) -> JetStreamAPIError { .init(code: 500, errCode: 10051, text: err) }
     /// 10052 JSStreamInvalidConfigF: the configuration breaks a rule (`{err}` says which).
@@ -94,6 +104,8 @@ public struct JetStreamAPIError: Error, Sendable, Equatable, CustomStringConvert
     public static func streamWrongLastMessageID(_ id: String) -> JetStreamAPIError {
         .init(code: 400, errCode: 10070, text: "wrong last msg ID: \(id)")
     }
+    /// 10069 JSStreamUpdateErrF: an update the store or the catalogue could not carry out.
+    public static func streamUpdate(_ err: String) -> JetStreamAPIError { .init(code: 500, errCode: 10069, text: err) }
     /// 10071 JSStreamWrongLastSequenceErrF (`{seq}` is the stream's, or the subject's, last sequence).
     public static func streamWrongLastSequence(_ seq: UInt64) -> JetStreamAPIError {
         .init(code: 400, errCode: 10071, text: "wrong last sequence: \(seq)")
@@ -176,17 +188,18 @@ extension StreamStoreError {
 
 extension JetStreamAPIError {
     /// What 2.9.10 answers MSG.DELETE of a sequence its store does not hold: a memory store says
-    /// only "not removed" (10043); a file store fails with "no message found" for sequence 0, with
-    /// "stream store EOF" past the last sequence (both 10057), and says "not removed" (10043) for
-    /// a sequence that is already gone. (2.9.10's file store also answers "no message found" when
-    /// every message of the block that held the sequence is gone; our store has no such blocks, so
-    /// that case answers 10043 here.)
-    public static func messageDeleteMissing(sequence: UInt64, lastSequence: UInt64, storage: StorageType) -> JetStreamAPIError {
+    /// only "not removed" (10043); a file store fails with "no message found" for sequence 0 or one
+    /// below the stream's first sequence, with "stream store EOF" past the last sequence (both
+    /// 10057), and says "not removed" (10043) for a sequence inside the stream that is already
+    /// gone. (2.9.10's file store also answers "no message found" when every message of the block
+    /// that held the sequence is gone; our store has no such blocks, so that case answers 10043 here.)
+    public static func messageDeleteMissing(sequence: UInt64, firstSequence: UInt64 = 0, lastSequence: UInt64,
+                                            storage: StorageType) -> JetStreamAPIError {
         switch storage {
         case .memory:
             return .sequenceNotFound(sequence)
         case .file:
-            if sequence == 0 { return .streamMessageDeleteFailed("no message found") }
+            if sequence == 0 || sequence < firstSequence { return .streamMessageDeleteFailed("no message found") }
             if sequence > lastSequence { return .streamMessageDeleteFailed("stream store EOF") }
             return .sequenceNotFound(sequence)
         }

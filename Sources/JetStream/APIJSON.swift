@@ -80,6 +80,29 @@ public enum JetStreamJSON {
         mutating func bool(_ k: String, _ v: Bool) { key(k); bytes.append(contentsOf: (v ? "true" : "false").utf8) }
         mutating func time(_ k: String, _ v: Int64) { key(k); JetStreamJSON.appendTime(v, to: &bytes) }
         mutating func raw(_ k: String, _ v: [UInt8]) { key(k); bytes.append(contentsOf: v) }
+        /// A byte string as Go encodes `[]byte`: standard base64 with padding, quoted.
+        mutating func appendBase64(_ data: [UInt8]) {
+            let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+            bytes.append(UInt8(ascii: "\""))
+            var i = 0
+            while i + 3 <= data.count {
+                let n = UInt32(data[i]) << 16 | UInt32(data[i + 1]) << 8 | UInt32(data[i + 2])
+                bytes.append(alphabet[Int(n >> 18 & 63)])
+                bytes.append(alphabet[Int(n >> 12 & 63)])
+                bytes.append(alphabet[Int(n >> 6 & 63)])
+                bytes.append(alphabet[Int(n & 63)])
+                i += 3
+            }
+            let rest = data.count - i
+            if rest > 0 {
+                let n = UInt32(data[i]) << 16 | (rest == 2 ? UInt32(data[i + 1]) << 8 : 0)
+                bytes.append(alphabet[Int(n >> 18 & 63)])
+                bytes.append(alphabet[Int(n >> 12 & 63)])
+                bytes.append(rest == 2 ? alphabet[Int(n >> 6 & 63)] : UInt8(ascii: "="))
+                bytes.append(UInt8(ascii: "="))
+            }
+            bytes.append(UInt8(ascii: "\""))
+        }
         /// The members written so far between their braces.
         func finished() -> [UInt8] { bytes + [UInt8(ascii: "}")] }
     }
@@ -89,14 +112,25 @@ public enum JetStreamJSON {
 public struct StreamInfoState: Sendable, Equatable {
     public var state: StreamState
     public var consumers: Int
+    /// `subjects`: messages per subject, in the order to write them (INFO's subjects_filter; 2.9.10
+    /// writes its map sorted by subject); nil leaves the field out.
+    public var subjectDetails: [(String, UInt64)]?
+    /// `deleted`: the removed sequences (INFO's deleted_details); nil leaves the field out.
+    public var deletedDetails: [UInt64]?
 
     public init(_ state: StreamState, consumers: Int = 0) {
         self.state = state
         self.consumers = consumers
     }
 
-    /// Appends the `state` object as 2.9.10 writes it (`num_subjects` and `num_deleted` only when
-    /// not zero).
+    public static func == (a: StreamInfoState, b: StreamInfoState) -> Bool {
+        a.state == b.state && a.consumers == b.consumers && a.deletedDetails == b.deletedDetails
+            && a.subjectDetails?.map(\.0) == b.subjectDetails?.map(\.0)
+            && a.subjectDetails?.map(\.1) == b.subjectDetails?.map(\.1)
+    }
+
+    /// Appends the `state` object as 2.9.10 writes it (`num_subjects`, `subjects`, `num_deleted`
+    /// and `deleted` only when not zero or empty).
     public func write(to out: inout [UInt8]) {
         var w = JetStreamJSON.ObjectWriter()
         w.uint("messages", state.messages)
@@ -106,7 +140,15 @@ public struct StreamInfoState: Sendable, Equatable {
         w.uint("last_seq", state.lastSequence)
         w.time("last_ts", state.lastTime)
         if state.subjects != 0 { w.int("num_subjects", Int64(state.subjects)) }
+        if let subjectDetails, !subjectDetails.isEmpty {
+            var map = JetStreamJSON.ObjectWriter()
+            for (subject, count) in subjectDetails { map.uint(subject, count) }
+            w.raw("subjects", map.finished())
+        }
         if state.deleted != 0 { w.uint("num_deleted", state.deleted) }
+        if let deletedDetails, !deletedDetails.isEmpty {
+            w.raw("deleted", Array(("[" + deletedDetails.map(String.init).joined(separator: ",") + "]").utf8))
+        }
         w.int("consumer_count", Int64(consumers))
         out.append(contentsOf: w.finished())
     }

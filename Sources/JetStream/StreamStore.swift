@@ -210,7 +210,43 @@ public final class StreamStore {
         return sequence
     }
 
+    /// Uses the next sequence without storing a message and returns it (2.9.10's SkipMsg: an
+    /// interest stream with no consumer for the subject). The skip is written as a floor when the
+    /// stream is empty, else as the removal of that sequence, which replay reads as a skip.
+    /// - Throws: ``StreamStoreError/closed``, and for the file backend ``StreamStoreError/io(operation:path:errno:)``
+    ///   or ``StreamStoreError/failed(path:)``.
+    @discardableResult
+    public func skip(timestamp: Int64 = wallClockNanoseconds()) throws(StreamStoreError) -> UInt64 {
+        guard !isClosed else { throw .closed }
+        let sequence = figures.lastSequence + 1
+        if figures.messages == 0 {
+            _ = compactIndex(below: sequence + 1)
+            figures.lastTime = timestamp
+            backend.noteFloor(first: sequence + 1, lastTime: timestamp)
+        } else {
+            entries.append(IndexEntry(timestamp: timestamp, block: 0, offset: 0, subject: IndexEntry.removed, bytes: 0))
+            figures.lastSequence = sequence
+            figures.lastTime = timestamp
+            backend.noteRemoval(sequence: sequence, timestamp: timestamp)
+        }
+        try backend.flush()
+        return sequence
+    }
+
     // MARK: Reading
+
+    /// The sequences between the first and the last that hold no message (StreamInfo's
+    /// `deleted_details`), ascending.
+    public var deletedSequences: [UInt64] {
+        guard figures.messages > 0 else { return [] }
+        var out: [UInt64] = []
+        var seq = figures.firstSequence
+        while seq <= figures.lastSequence {
+            if entry(at: seq) == nil { out.append(seq) }
+            seq += 1
+        }
+        return out
+    }
 
     /// The message at `sequence`.
     /// - Throws: ``StreamStoreError/notFound`` (10037), ``StreamStoreError/closed``, and for the file
@@ -263,6 +299,77 @@ public final class StreamStore {
             seq += 1
         }
         throw .notFound
+    }
+
+    // MARK: Consumer queries (index only, no payload reads)
+
+    /// The subject stored at `sequence`, or nil when no message is there.
+    public func subject(at sequence: UInt64) -> String? {
+        guard !isClosed, let e = entry(at: sequence) else { return nil }
+        return subjects[Int(e.subject)].name
+    }
+
+    /// The number of messages at or after `start` whose subject matches `filter` ("" or ">" for any),
+    /// and the last such sequence (0 when there is none): a consumer's `num_pending`.
+    public func pending(filter: String, from start: UInt64) -> (count: UInt64, last: UInt64) {
+        guard !isClosed, figures.messages > 0 else { return (0, 0) }
+        let matcher = SubjectFilter(filter)
+        let first = max(start, figures.firstSequence)
+        guard first <= figures.lastSequence else { return (0, 0) }
+        if matcher.isAll && first == figures.firstSequence {
+            return (figures.messages, freshLastSequence())
+        }
+        if matcher.isAll && figures.lastSequence - figures.firstSequence + 1 == figures.messages {
+            // No gaps: a plain difference.
+            return (figures.lastSequence - first + 1, figures.lastSequence)
+        }
+        if !matcher.hasWildcard && !matcher.isAll {
+            guard let id = subjectIDs[filter] else { return (0, 0) }
+            let info = subjects[Int(id)]
+            if first <= freshFirst(id) { return (info.messages, freshLast(id)) }
+        }
+        var count: UInt64 = 0, last: UInt64 = 0
+        var cache: [UInt32: Bool] = [:]
+        var seq = first
+        while seq <= figures.lastSequence {
+            if let e = entry(at: seq) {
+                let hit: Bool
+                if let known = cache[e.subject] { hit = known } else {
+                    hit = matcher.matches(subjects[Int(e.subject)].name)
+                    cache[e.subject] = hit
+                }
+                if hit { count += 1; last = seq }
+            }
+            seq += 1
+        }
+        return (count, last)
+    }
+
+    /// The last sequence of every subject matching `filter`: deliver policy `last_per_subject`.
+    public func lastSequences(filter: String) -> [String: UInt64] {
+        guard !isClosed else { return [:] }
+        let matcher = SubjectFilter(filter)
+        var result: [String: UInt64] = [:]
+        for (name, id) in subjectIDs where matcher.matches(name) { result[name] = freshLast(id) }
+        return result
+    }
+
+    /// The first sequence stored at or after `time` (nanoseconds since the epoch), or the last
+    /// sequence + 1 when every message is older: deliver policy `by_start_time` (2.9.10's GetSeqFromTime).
+    public func firstSequence(atOrAfter time: Int64) -> UInt64 {
+        guard !isClosed, figures.messages > 0 else { return figures.lastSequence + 1 }
+        var seq = figures.firstSequence
+        while seq <= figures.lastSequence {
+            if let e = entry(at: seq), e.timestamp >= time { return seq }
+            seq += 1
+        }
+        return figures.lastSequence + 1
+    }
+
+    private func freshLastSequence() -> UInt64 {
+        var seq = figures.lastSequence
+        while seq > figures.firstSequence && entry(at: seq) == nil { seq -= 1 }
+        return seq
     }
 
     // MARK: Removing
@@ -575,7 +682,13 @@ public final class StreamStore {
             if figures.messages == 0 && sequence < figures.firstSequence { return }
             _ = insert(sequence: sequence, timestamp: timestamp, subject: subject, bytes: bytes, block: block, offset: offset)
         case .removal(let sequence):
-            _ = drop(sequence)
+            if !drop(sequence) && figures.messages > 0 && sequence > figures.lastSequence {
+                // A skipped sequence after the last message (see skip(timestamp:)).
+                while base + UInt64(entries.count) <= sequence {
+                    entries.append(IndexEntry(timestamp: 0, block: 0, offset: 0, subject: IndexEntry.removed, bytes: 0))
+                }
+                figures.lastSequence = sequence
+            }
         case .floor(let first, let lastTime):
             figures.lastTime = max(figures.lastTime, lastTime)
             _ = compactIndex(below: first)

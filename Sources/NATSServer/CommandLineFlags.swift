@@ -86,7 +86,8 @@ public enum ServerCommandLine {
         add(["routes", "cluster", "cluster_name", "no_advertise", "cluster_advertise", "connect_retries",
              "cluster_listen", "client_advertise"],
             .refused("clustering is not supported by this broker"))
-        add(["js", "jetstream", "sd", "store_dir"], .refused("JetStream is not supported by this broker"))
+        add(["js", "jetstream"], .bool { $0.jetStream = $1 })
+        add(["sd", "store_dir"], .string { $0.storeDirectory = $1 })
         add(["sl", "signal"], .signal)
         add(["s", "syslog", "r", "remote_syslog"], .refused("syslog logging is not supported; use -l <file>"))
         add(["log_size_limit"], .refused("log rotation is not supported"))
@@ -104,7 +105,7 @@ public enum ServerCommandLine {
     ///     `NATS_EVENT_LOOPS` (``Options/eventLoopCount``).
     /// - Returns: what to do: run, print help, print the version, or report a valid `-t` check.
     /// - Throws: ``CommandLineError`` for an unknown flag, a flag this broker does not support
-    ///   (TLS, clustering, JetStream, ...), a missing or malformed value, an unexpected positional
+    ///   (TLS, clustering, ...), a missing or malformed value, an unexpected positional
     ///   argument, a configuration file that does not load (its message starts with `file:line:column`),
     ///   a `NATS_BUSY_POLL_US` that is not a number of microseconds from 0 to 1000000, or a
     ///   `NATS_EVENT_LOOPS` that is not a number from 1 to 1024.
@@ -255,6 +256,10 @@ public enum ServerCommandLine {
             -DV                              Debug and trace
             -DVV                             Same as -DV
 
+        JetStream Options:
+            -js, --jetstream                 Enable JetStream functionality
+            -sd, --store_dir <dir>           Set the storage directory
+
         Authorization Options:
                 --user <user>                User required for connections
                 --pass <password>            Password required for connections
@@ -264,7 +269,7 @@ public enum ServerCommandLine {
             -h, --help                       Show this message
             -v, --version                    Show version
 
-        Not supported (refused with exit code 1): TLS, clustering, JetStream, syslog,
+        Not supported (refused with exit code 1): TLS, clustering, syslog,
         --profile. In configuration files, keys for those features are refused with file:line.
 
         """

@@ -88,6 +88,11 @@ extension Options {
                     throw ConfigError("invalid lame_duck_grace_period, needs to be positive", at: node.location)
                 }
                 lameDuckGracePeriod = grace
+            case "store_dir", "storedir":
+                if storeDirectory != nil { throw ConfigError("Duplicate 'store_dir' configuration", at: node.location) }
+                storeDirectory = try node.string(for: entry.key)
+            case "jetstream":
+                try applyJetStream(node, key: entry.key)
             case "authorization":
                 try applyAuthorization(node.map(for: entry.key))
             case "no_auth_user":
@@ -107,6 +112,71 @@ extension Options {
                 "no_auth_user: \"\(noAuthUser)\" not present as user in authorization block or account configuration",
                 at: noAuthUserLocation)
         }
+    }
+
+    /// `jetstream: true|enabled|disabled` or `jetstream { store_dir, max_memory_store, max_file_store,
+    /// domain, enabled, sync_interval }`, with 2.9.10's key aliases and messages.
+    private mutating func applyJetStream(_ node: ConfigNode, key: String) throws(ConfigError) {
+        switch node.value {
+        case .bool(let on):
+            jetStream = on
+        case .string(let text):
+            switch text.lowercased() {
+            case "enabled", "enable": jetStream = true
+            case "disabled", "disable": jetStream = false
+            default:
+                throw ConfigError("Expected 'enabled' or 'disabled' for string value, got '\(text)'", at: node.location)
+            }
+        case .map(let block):
+            var enable = true
+            for entry in block.settings {
+                let item = entry.node
+                switch entry.key.lowercased() {
+                case "store", "store_dir", "storedir":
+                    if storeDirectory != nil { throw ConfigError("Duplicate 'store_dir' configuration", at: item.location) }
+                    storeDirectory = try item.string(for: entry.key)
+                case "max_memory_store", "max_mem_store", "max_mem":
+                    jetStreamMaxMemory = try Self.storageSize(item, label: "max_mem_store")
+                case "max_file_store", "max_file":
+                    jetStreamMaxStore = try Self.storageSize(item, label: "max_file_store")
+                case "domain":
+                    jetStreamDomain = try item.string(for: entry.key)
+                case "enable", "enabled":
+                    enable = try item.bool(for: entry.key)
+                case "sync_interval", "sync":
+                    if case .string(let text) = item.value, text.lowercased() == "always" {
+                        jetStreamSyncAlways = true
+                    } else {
+                        jetStreamSyncInterval = try Self.positive(item.duration(for: entry.key), item, key: entry.key)
+                    }
+                case "key", "ek", "encryption_key", "cipher", "limits", "unique_tag", "max_outstanding_catchup",
+                     "extension_hint":
+                    throw ConfigError("\"\(entry.key)\" in jetstream is not implemented by this broker", at: entry.keyLocation)
+                default:
+                    throw ConfigError("unknown field \"\(entry.key)\"", at: entry.keyLocation)
+                }
+            }
+            jetStream = enable
+        default:
+            throw ConfigError("Expected map, bool or string to define JetStream", at: node.location)
+        }
+    }
+
+    /// A size as 2.9.10's `getStorageSize` reads it: an integer, or a string ending in K, M, G or T
+    /// (powers of 1024).
+    private static func storageSize(_ node: ConfigNode, label: String) throws(ConfigError) -> Int64 {
+        if case .string(let text) = node.value {
+            if text.isEmpty { return 0 }
+            let shifts: [Character: Int64] = ["K": 10, "M": 20, "G": 30, "T": 40]
+            guard let shift = shifts[text.last!] else {
+                throw ConfigError("\(label) sizes defined as strings must end in K, M, G, T", at: node.location)
+            }
+            guard let number = Int64(text.dropLast()) else {
+                throw ConfigError("\(label) strconv.ParseInt: parsing \"\(text.dropLast())\": invalid syntax", at: node.location)
+            }
+            return number << shift
+        }
+        return try node.integer(for: label, in: 0...Int64.max)
     }
 
     private mutating func applyAuthorization(_ block: ConfigMap) throws(ConfigError) {
@@ -337,7 +407,7 @@ extension Options {
         for key in ["cluster", "gateway", "leafnodes", "client_advertise", "no_advertise"] {
             table[key] = "clustering, gateways and leaf nodes are not supported"
         }
-        for key in ["jetstream", "store_dir", "default_js_domain"] { table[key] = "JetStream is not supported" }
+        table["default_js_domain"] = "JetStream domains of other accounts are not supported"
         for key in ["tls", "https", "https_port", "ocsp", "allow_non_tls"] { table[key] = "TLS is not supported" }
         for key in ["websocket", "mqtt"] { table[key] = "only the NATS client protocol is served" }
         for key in ["accounts", "operator", "operators", "resolver", "resolver_tls", "resolver_preload", "trusted_keys",

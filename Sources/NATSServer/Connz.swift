@@ -395,7 +395,7 @@ extension Broker {
         detail.add("update_time", startTime.rfc3339)
         detail.add("expired", false)
         detail.add("complete", true)
-        detail.add("jetstream_enabled", false)
+        detail.add("jetstream_enabled", account == "$G" && jetStream != nil)
         detail.add("leafnode_connections", 0)
         detail.add("client_connections", account == "$G" ? stats.connections : 0)
         detail.add("subscriptions", account == "$G" ? stats.subscriptions : 0)
@@ -428,7 +428,7 @@ extension Broker {
         }
         text += "# HELP nats_server_info Server identity.\n# TYPE nats_server_info gauge\n"
         text += "nats_server_info{server_id=\"\(serverID)\",version=\"\(ServerVersion.compatible)\"} 1\n"
-        return text
+        return text + jetStreamMetrics()
     }
 }
 

@@ -4,7 +4,7 @@ import Glibc
 import HTTPServer
 import Synchronization
 
-/// The monitoring endpoint (`-m`): /varz, /connz, /subsz, /routez, /accountz, /healthz, /metrics
+/// The monitoring endpoint (`-m`): /varz, /connz, /subsz, /routez, /accountz, /jsz, /healthz, /metrics
 /// and an index at `/`, served by
 /// ``HTTPServer`` on its own loop thread (monitoring never competes with the message loops).
 ///
@@ -33,7 +33,7 @@ final class Monitor: @unchecked Sendable {
             guard let monitor = box.monitor else { throw HTTPError(.serviceUnavailable, "shutting down") }
             monitor.count("/")
             var html = "<html><head><title>NATS Server</title></head><body>\n"
-            for endpoint in ["varz", "connz", "routez", "subsz", "accountz", "healthz", "metrics"] {
+            for endpoint in ["varz", "connz", "routez", "subsz", "accountz", "jsz", "healthz", "metrics"] {
                 html += "<a href=\"./\(endpoint)\">\(endpoint)</a><br/>\n"
             }
             html += "</body></html>\n"
@@ -54,6 +54,9 @@ final class Monitor: @unchecked Sendable {
         }
         router.get("/accountz") { request in
             try Self.serve(box, "/accountz") { (broker) throws(MonitorArgumentError) in .json(bytes: Array(try broker.accountzJSON(request.query).utf8)) }
+        }
+        router.get("/jsz") { request in
+            try Self.serve(box, "/jsz") { (broker) throws(MonitorArgumentError) in .json(bytes: Array(try broker.jszJSON(request.query).utf8)) }
         }
         router.get("/metrics") { _ in
             guard let monitor = box.monitor else { throw HTTPError(.serviceUnavailable, "shutting down") }
@@ -150,7 +153,7 @@ extension Broker {
         json.add("leaf", object: GoJSONObject())
         json.add("mqtt", object: GoJSONObject())
         json.add("websocket", object: GoJSONObject())
-        json.add("jetstream", object: GoJSONObject())
+        json.add("jetstream", object: jetStreamVarz())
         json.add("tls_timeout", 2)
         json.add("write_deadline", options.writeDeadline.nanoseconds)
         json.add("start", startTime.rfc3339)

@@ -77,6 +77,23 @@ public struct Options: Sendable, Equatable {
     /// Idle loops never spin (see ``EventLoop``).
     public var busyPoll: Duration = .microseconds(50)
 
+    /// JetStream on (`-js`, `jetstream: enabled` or a `jetstream {}` block).
+    public var jetStream: Bool = false
+    /// `-sd`/`store_dir`: the directory under which `jetstream/` is kept; nil means nats-server's
+    /// default, `$TMPDIR/nats` (`/tmp/nats`).
+    public var storeDirectory: String?
+    /// `max_memory_store`/`max_mem`: bytes of memory storage; nil means 75% of the machine's memory.
+    public var jetStreamMaxMemory: Int64?
+    /// `max_file_store`/`max_file`: bytes of file storage; nil means the free space of the store's disk.
+    public var jetStreamMaxStore: Int64?
+    /// `domain` of the `jetstream {}` block ("" for none).
+    public var jetStreamDomain: String = ""
+    /// How often file stores are fsynced (2.9.10: every two minutes). Not a 2.9.10 setting:
+    /// `sync_interval` in the `jetstream {}` block (a duration, or `always`), as later nats-servers call it.
+    public var jetStreamSyncInterval: Duration = .seconds(120)
+    /// `sync_interval: always`: fsync a stream's file before its PubAck is sent.
+    public var jetStreamSyncAlways: Bool = false
+
     /// Creates options with nats-server 2.9.10's defaults.
     public init() {}
 

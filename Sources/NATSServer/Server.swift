@@ -20,6 +20,8 @@ public enum ServerStartError: Error, Equatable, Sendable, CustomStringConvertibl
     case logFile(path: String, errno: Int32)
     /// ``Server/start()`` was called twice.
     case alreadyStarted
+    /// JetStream could not start: its store directory or a file in it (named in the message).
+    case jetStream(String)
 
     /// A one-line explanation.
     public var description: String {
@@ -32,12 +34,13 @@ public enum ServerStartError: Error, Equatable, Sendable, CustomStringConvertibl
         case .eventLoops(let reason): return "cannot create event loops: \(reason)"
         case .logFile(let path, let code): return "cannot open log file \(path): \(String(cString: strerror(code)))"
         case .alreadyStarted: return "server already started"
+        case .jetStream(let reason): return "Could not start JetStream: \(reason)"
         }
     }
 }
 
-/// A NATS broker that behaves like nats-server 2.9.10 on the wire (core NATS: no clustering,
-/// JetStream or TLS).
+/// A NATS broker that behaves like nats-server 2.9.10 on the wire (core NATS and JetStream; no
+/// clustering or TLS).
 ///
 /// ```swift
 /// var options = Options()
@@ -205,6 +208,8 @@ final class Broker: Sendable {
     let group: EventLoopGroup
     /// One per loop. Written once in `run()` before any loop thread starts, read-only afterwards.
     nonisolated(unsafe) private(set) var contexts: [LoopContext]
+    /// JetStream, when enabled. Written once in `run()` before any loop thread starts.
+    nonisolated(unsafe) private(set) var jetStream: JetStreamBridge?
     let listener: Listener
     let port: Int
     let startTime: WallClock
@@ -259,7 +264,8 @@ final class Broker: Sendable {
         port = listener.port
         current = Mutex(Settings(options: options, info: InfoTemplate(
             serverID: serverID, serverName: serverName, host: options.host, port: port,
-            authRequired: options.authRequired, maxPayload: options.maxPayload)))
+            authRequired: options.authRequired, maxPayload: options.maxPayload,
+            jetStream: options.jetStream, domain: options.jetStreamDomain)))
         acceptor = Acceptor()
 
         if let httpPort = options.httpPort, httpPort != 0 {
@@ -305,6 +311,16 @@ final class Broker: Sendable {
             }
             logger.notice("Starting http monitor on \(hostPort(options.httpHost ?? options.host, monitor.port))")
         }
+        if options.jetStream {
+            do {
+                try startJetStream()
+            } catch {
+                monitor?.shutdown()
+                group.loops[0].deregister(fd: listener.fd)
+                listener.close()
+                throw error
+            }
+        }
         group.start()
         logger.notice("Listening for client connections on \(hostPort(options.host, port))")
         if options.authRequired {
@@ -317,8 +333,26 @@ final class Broker: Sendable {
         host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
 
+    /// Starts the JetStream engine on its own thread (recovering its streams), logging its limits
+    /// as 2.9.10 does.
+    /// - Throws: ``ServerStartError/jetStream(_:)`` or ``ServerStartError/eventLoops(_:)``.
+    private func startJetStream() throws(ServerStartError) {
+        let settings = JetStreamSettings(options)
+        logger.notice("Starting JetStream")
+        let bridge = try JetStreamBridge(broker: self, options: settings.engineOptions)
+        try bridge.start()
+        jetStream = bridge
+        logger.notice("---------------- JETSTREAM ----------------")
+        logger.notice("  Max Memory:      \(JetStreamSettings.friendlyBytes(settings.engineOptions.maxMemory))")
+        logger.notice("  Max Storage:     \(JetStreamSettings.friendlyBytes(settings.engineOptions.maxStore))")
+        logger.notice("  Store Directory: \"\(settings.engineOptions.storeDirectory)\"")
+        if !options.jetStreamDomain.isEmpty { logger.notice("  Domain:          \(options.jetStreamDomain)") }
+        logger.notice("-------------------------------------------")
+    }
+
     /// Stops the loops after a failed start (nothing was accepted yet).
     func stop() {
+        jetStream?.shutdown()
         group.shutdown()
     }
 
@@ -474,8 +508,14 @@ final class Broker: Sendable {
         if fresh.httpHost != old.httpHost {
             throw refuse("HTTPHost", old.httpHost ?? "", fresh.httpHost ?? "")
         }
+        if fresh.jetStream != old.jetStream || fresh.storeDirectory != old.storeDirectory
+            || fresh.jetStreamDomain != old.jetStreamDomain
+        {
+            throw refuse("JetStream", old.jetStream ? "enabled" : "disabled", fresh.jetStream ? "enabled" : "disabled")
+        }
         let info = InfoTemplate(serverID: serverID, serverName: serverName, host: fresh.host, port: port,
-                                authRequired: fresh.authRequired, maxPayload: fresh.maxPayload)
+                                authRequired: fresh.authRequired, maxPayload: fresh.maxPayload,
+                                jetStream: fresh.jetStream, domain: fresh.jetStreamDomain)
         current.withLock { $0 = Settings(options: fresh, info: info) }
         let open = connections.withLock { Array($0.values) }
         for connection in open {
@@ -487,7 +527,7 @@ final class Broker: Sendable {
 
     func statistics() -> ServerStatistics {
         var stats = ServerStatistics()
-        for context in contexts {
+        for context in contexts + (jetStream.map { [$0.context] } ?? []) {
             stats.inMsgs &+= context.counters.inMsgs.load(ordering: .relaxed)
             stats.inBytes &+= context.counters.inBytes.load(ordering: .relaxed)
             stats.outMsgs &+= context.counters.outMsgs.load(ordering: .relaxed)
@@ -585,6 +625,11 @@ final class Broker: Sendable {
         let deadline = csys_monotonic_ns() + 3_000_000_000
         while connectionCount.load(ordering: .relaxed) > 0 && csys_monotonic_ns() < deadline {
             usleep(1000)
+        }
+        if let jetStream {
+            logger.notice("Initiating JetStream Shutdown...")
+            jetStream.shutdown()
+            logger.notice("JetStream Shutdown")
         }
         group.shutdown()
         logger.notice("Server Exiting..")

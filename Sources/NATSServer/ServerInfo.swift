@@ -7,8 +7,11 @@ import NATSProtocol
 struct InfoTemplate: Sendable {
     /// `INFO {"server_id":...,"max_payload":N` (no closing brace).
     let prefix: [UInt8]
+    /// `,"domain":"..."` when JetStream has a domain (it follows `client_ip` in 2.9.10's order).
+    let domain: [UInt8]
 
-    init(serverID: String, serverName: String, host: String, port: Int, authRequired: Bool, maxPayload: Int) {
+    init(serverID: String, serverName: String, host: String, port: Int, authRequired: Bool, maxPayload: Int,
+         jetStream: Bool = false, domain: String = "") {
         var json = GoJSONObject()
         json.add("server_id", serverID)
         json.add("server_name", serverName)
@@ -20,9 +23,16 @@ struct InfoTemplate: Sendable {
         json.add("headers", true)
         if authRequired { json.add("auth_required", true) }
         json.add("max_payload", maxPayload)
+        if jetStream { json.add("jetstream", true) }
         var line: [UInt8] = Array("INFO ".utf8)
         line.append(contentsOf: json.bytes)  // still open: per-connection fields follow
         prefix = line
+        var domainField: [UInt8] = []
+        if jetStream && !domain.isEmpty {
+            domainField.append(contentsOf: ",\"domain\":".utf8)
+            GoJSONObject.appendQuoted(domain, to: &domainField)
+        }
+        self.domain = domainField
     }
 
     /// Appends the complete INFO line for one connection to `sink`.
@@ -34,6 +44,7 @@ struct InfoTemplate: Sendable {
         var ip: [UInt8] = []
         ip.append(contentsOf: ",\"client_ip\":".utf8)
         GoJSONObject.appendQuoted(clientIP, to: &ip)
+        ip.append(contentsOf: domain)
         if lameDuck { ip.append(contentsOf: ",\"ldm\":true".utf8) }
         ip.append(contentsOf: "} \r\n".utf8)
         ip.withUnsafeBytes { sink.append($0) }

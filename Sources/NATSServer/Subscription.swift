@@ -18,6 +18,9 @@ final class Subscription: @unchecked Sendable {
     let sidBytes: UnsafeRawBufferPointer
     /// The subscriber's delivery checks (subscribe deny filter, allow_responses); nil for most users.
     let deliveryGuard: DeliveryGuard?
+    /// Set for a subscription inside the broker (JetStream's captures): deliveries go to it instead
+    /// of `client`'s socket.
+    let sink: InternalSink?
 
     // Guarded by `client.out`.
     /// Messages delivered so far.
@@ -29,8 +32,10 @@ final class Subscription: @unchecked Sendable {
     /// The owner has been asked to drop it after it reached `maxMessages`.
     var removalRequested = false
 
-    init(subject: [UInt8], queue: [UInt8]?, sid: [UInt8], client: ClientConnection, guard: DeliveryGuard? = nil) {
+    init(subject: [UInt8], queue: [UInt8]?, sid: [UInt8], client: ClientConnection, guard: DeliveryGuard? = nil,
+         sink: InternalSink? = nil) {
         self.deliveryGuard = `guard`
+        self.sink = sink
         self.subject = subject
         self.queue = queue
         self.sid = sid
@@ -55,6 +60,16 @@ final class Subscription: @unchecked Sendable {
         removalRequested = true
         return (delivered == maxMessages, first)
     }
+}
+
+/// A subscriber inside the broker. It gets every message routed to its subscription on the
+/// publisher's loop thread and must copy what it keeps before returning.
+protocol InternalSink: AnyObject, Sendable {
+    /// Takes one message.
+    /// - Returns: false when the sink's backlog is over its limit: the caller stops reading from
+    ///   the publisher until ``ClientConnection/waitForJetStream()`` lets it go on.
+    func receive(subject: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
+                 headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) -> Bool
 }
 
 /// A sid as a dictionary key. SUB/UNSUB are control operations, so one small array per lookup is

@@ -7,10 +7,21 @@ struct Arguments {
         "--server": "server", "-s": "server", "--user": "user", "--password": "password", "--token": "token",
         "--count": "count", "-H": "header", "--header": "header", "--queue": "queue", "--timeout": "timeout",
         "--pub": "pub", "--sub": "sub", "--msgs": "msgs", "--size": "size", "--name": "name",
+        // JetStream (natscli's names).
+        "--subjects": "subjects", "--storage": "storage", "--retention": "retention", "--discard": "discard",
+        "--max-msgs": "max-msgs", "--max-bytes": "max-bytes", "--max-age": "max-age", "--max-msg-size": "max-msg-size",
+        "--max-msgs-per-subject": "max-msgs-per-subject", "--max-consumers": "max-consumers", "--dupe-window": "dupe-window",
+        "--replicas": "replicas", "--description": "description", "--subject": "subject", "--seq": "seq", "--keep": "keep",
+        "--target": "target", "--deliver-group": "deliver-group", "--filter": "filter", "--ack": "ack", "--replay": "replay",
+        "--deliver": "deliver", "--max-deliver": "max-deliver", "--max-pending": "max-pending", "--wait": "wait",
+        "--heartbeat": "heartbeat", "--history": "history", "--ttl": "ttl", "--max-value-size": "max-value-size",
     ]
     /// Flags without a value.
     static let switchFlags: [String: String] = [
         "--request": "request", "-h": "help", "--help": "help", "--raw": "raw", "--json": "json",
+        "--defaults": "defaults", "-f": "force", "--force": "force", "--names": "names", "-n": "names", "--pull": "pull",
+        "--ephemeral": "ephemeral", "--no-ack": "no-ack", "--flow-control": "flow-control", "--allow-rollup": "allow-rollup",
+        "--deny-delete": "deny-delete", "--deny-purge": "deny-purge", "--allow-direct": "allow-direct",
     ]
 
     var positional: [String] = []

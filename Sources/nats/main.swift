@@ -1,4 +1,4 @@
-// nats: a command-line client for NATS (publish, subscribe, request, reply, micro services, bench).
+// nats: a command-line client for NATS (publish, subscribe, request, reply, micro services, bench, JetStream streams, consumers and KV).
 
 import Foundation
 import NATSClient
@@ -14,6 +14,18 @@ commands:
   micro ls|info|stats [NAME] [--json]                discover NATS micro services
   bench SUBJECT [--pub N] [--sub M] [--msgs X] [--size S] [--request]
                                                      measure throughput (and request-reply latency)
+
+JetStream:
+  stream add NAME [--subjects S,..] [--storage file|memory] [--retention limits|interest|work]
+             [--discard old|new] [--max-msgs N] [--max-bytes N] [--max-age D] [--max-msg-size N]
+             [--max-msgs-per-subject N] [--dupe-window D] [--replicas N] [--defaults]
+  stream ls [--names] | info NAME | rm NAME -f | purge NAME -f [--subject S] [--seq N] [--keep N]
+  consumer add STREAM NAME [--pull | --target SUBJECT [--deliver-group G]] [--filter S]
+             [--ack explicit|all|none] [--deliver all|last|new|subject|SEQ] [--replay instant|original]
+             [--max-deliver N] [--max-pending N] [--wait D] [--heartbeat D] [--flow-control] [--defaults]
+  consumer ls STREAM | info STREAM NAME | rm STREAM NAME -f | next STREAM NAME [--count N] [--no-ack] [--wait D]
+  kv add BUCKET [--history N] [--ttl D] [--max-bytes N] [--storage file|memory] [--allow-direct]
+  kv put BUCKET KEY VALUE | get BUCKET KEY [--raw] | del BUCKET [KEY] | ls [BUCKET] | watch BUCKET [KEY] [--count N]
 
 global flags:
   -s, --server URL[,URL]   server URLs (default $NATS_URL, then nats://127.0.0.1:4222)
@@ -41,6 +53,9 @@ func runCommand(_ raw: [String]) async -> Int32 {
         case "reply": try await Commands.reply(rest)
         case "micro": try await Commands.micro(rest)
         case "bench": try await Bench.run(rest)
+        case "stream", "str": try await JetStreamCommands.stream(rest)
+        case "consumer", "con": try await JetStreamCommands.consumer(rest)
+        case "kv": try await JetStreamCommands.kv(rest)
         default: throw .usage("unknown command \(command)")
         }
         return 0

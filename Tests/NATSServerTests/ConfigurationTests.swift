@@ -67,7 +67,7 @@ struct CommandLineTests {
     }
 
     @Test(arguments: [
-        ["--tls"], ["--tlscert", "c"], ["--cluster", "nats://x:1"], ["--routes", "a"], ["-js"], ["--jetstream"],
+        ["--tls"], ["--tlscert", "c"], ["--cluster", "nats://x:1"], ["--routes", "a"], ["-js=maybe"], ["-sd"],
         ["-c", "nats.conf"], ["--config", "nats.conf"], ["-t"], ["--signal", "bogus"], ["--signal"], ["-ms", "1"],
         ["--profile", "1"], ["--syslog"], ["--bogus"], ["-x"], ["stray"], ["-p"], ["-p", "abc"], ["-p", "70000"],
         ["-T=maybe"], ["--pass", "p"], ["--user", "u", "--auth", "t"],

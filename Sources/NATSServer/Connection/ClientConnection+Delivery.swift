@@ -45,6 +45,12 @@ extension ClientConnection {
     @inline(__always)
     func deliver(_ sub: Subscription, subject: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
                          headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) -> Bool {
+        if let sink = sub.sink {
+            if !sink.receive(subject: subject, reply: reply, headers: headers, payload: payload) {
+                jetStreamBacklogged = true
+            }
+            return true
+        }
         let receiver = sub.client
         if receiver === self && !options.echo { return false }
         if let check = sub.deliveryGuard, !check.admit(subject: subject, reply: reply) { return false }

@@ -84,6 +84,8 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     /// Set during a parse round when a delivery found its receiver over half max_pending.
     @exclusivity(unchecked) var stalledOn: ClientConnection?
     @exclusivity(unchecked) var stalledPending = 0
+    /// Set during a parse round when JetStream's inbox was over its limit after a message of ours.
+    @exclusivity(unchecked) var jetStreamBacklogged = false
     var lastWriteProgress: UInt64 = 0
 
     init(cid: UInt64, fd: Int32, peer: PeerAddress, context: LoopContext, broker: Broker) {
@@ -305,6 +307,10 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
                 if let receiver = stalledOn {
                     stalledOn = nil
                     if pauseReading(for: receiver, pending: stalledPending) { return }
+                }
+                if jetStreamBacklogged {
+                    jetStreamBacklogged = false
+                    if waitForJetStream() { return }
                 }
                 total += count
                 // A short read drained the socket; level-triggered epoll reports any later data.

@@ -1,0 +1,234 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The consumer half of the JetStream engine: the `$JS.API.CONSUMER.*` calls, deliveries, acks,
+/// pull requests, flow control, timers and the consumers' state on disk, as nats-server 2.9.10
+/// does them. It does no I/O on the network: everything to send comes back as ``EngineAction``s.
+///
+/// Not thread-safe: the engine calls it from its own thread only.
+public final class ConsumerManager: ConsumerHandling {
+    /// Whether a subject has a subscriber now (the host answers from its subscription trie).
+    let hasInterest: (String) -> Bool
+    /// Consumers by stream name, then by consumer name.
+    var consumers: [String: [String: Consumer]] = [:]
+    /// How often a changed consumer state is written (2.9.10: at most every 100 ms).
+    static let persistInterval: Int64 = 100_000_000
+
+    /// - Parameter hasInterest: whether a subject has any subscriber right now. Push consumers
+    ///   deliver only while their deliver subject has one (polled every 100 ms), pull requests
+    ///   are kept only while their reply subject has one.
+    public init(hasInterest: @escaping (String) -> Bool) {
+        self.hasInterest = hasInterest
+    }
+
+    // MARK: ConsumerHandling
+
+    public func recover(stream: StreamContext, now: Int64) throws(StreamStoreError) -> [EngineAction] {
+        guard let directory = stream.directory else { return [] }
+        let root = directory + "/obs"
+        guard BlockIO.exists(root) else { return [] }
+        var out: [EngineAction] = []
+        for entry in try BlockIO.list(root).sorted() {
+            let folder = root + "/" + entry
+            let configPath = folder + "/" + ConsumerStateFile.configName
+            guard let configBytes = try ConsumerStateFile.read(configPath) else { continue }
+            let (name, created, config) = try ConsumerStateFile.decodeConfig(configBytes, path: configPath)
+            let consumer = Consumer(stream: stream, name: name, config: config, created: created, now: now,
+                                    hasInterest: hasInterest)
+            consumer.selectStart()
+            let statePath = folder + "/" + ConsumerStateFile.stateName
+            if let bytes = try ConsumerStateFile.read(statePath) {
+                consumer.apply(try ConsumerStateFile.decode(bytes, path: statePath))
+            }
+            register(consumer)
+            consumer.lastWrite = now
+            consumer.start(now: now)
+            consumer.deliver(now: now, into: &out)
+        }
+        return out
+    }
+
+    public func handle(_ message: InboundMessage, streams: [String: StreamContext], now: Int64) -> [EngineAction] {
+        let subject = message.subject
+        if subject.hasPrefix("$JS.ACK.") {
+            guard let ack = AckSubject(subject), let consumer = consumers[ack.stream]?[ack.consumer] else { return [] }
+            var out = consumer.processAck(ack, reply: message.reply, body: message.payload, now: now)
+            out.append(contentsOf: reap(now: now))
+            return out
+        }
+        if subject.hasPrefix("$JS.FC.") {
+            let tokens = subject.split(separator: ".", omittingEmptySubsequences: false)
+            guard tokens.count == 5, let consumer = consumers[String(tokens[2])]?[String(tokens[3])] else { return [] }
+            return consumer.flowControlAnswered(subject, now: now)
+        }
+        if subject.hasPrefix("$JS.API.CONSUMER.") {
+            return api(message, streams: streams, now: now)
+        }
+        return []
+    }
+
+    public func stored(stream: StreamContext, sequence: UInt64, subject: String, now: Int64) -> [EngineAction] {
+        guard let group = consumers[stream.name] else { return [] }
+        var out: [EngineAction] = []
+        for name in group.keys.sorted() {
+            out.append(contentsOf: group[name]!.stored(sequence: sequence, subject: subject, now: now))
+        }
+        return out
+    }
+
+    public func hasInterest(stream: StreamContext, subject: String) -> Bool {
+        guard let group = consumers[stream.name] else { return false }
+        return group.values.contains { $0.config.selects(subject) }
+    }
+
+    public func streamChanged(stream: StreamContext, now: Int64) -> [EngineAction] {
+        guard let group = consumers[stream.name] else { return [] }
+        var out: [EngineAction] = []
+        for name in group.keys.sorted() {
+            out.append(contentsOf: group[name]!.streamChanged(now: now))
+        }
+        return out
+    }
+
+    public func streamDeleted(stream: StreamContext) -> [EngineAction] {
+        guard let group = consumers.removeValue(forKey: stream.name) else { return [] }
+        var out: [EngineAction] = []
+        for name in group.keys.sorted() {
+            let consumer = group[name]!
+            consumer.closed = true
+            out.append(contentsOf: consumer.releaseWaiting())
+            removeFiles(of: consumer)
+        }
+        return out
+    }
+
+    public func consumerCount(stream: String) -> Int {
+        consumers[stream]?.count ?? 0
+    }
+
+    public var nextDeadline: Int64? {
+        var earliest: Int64?
+        for group in consumers.values {
+            for consumer in group.values {
+                let every = consumer.isPersisted ? ConsumerManager.persistInterval : nil
+                if let t = consumer.deadline(persistEvery: every) { earliest = min(earliest ?? t, t) }
+            }
+        }
+        return earliest
+    }
+
+    public func tick(now: Int64) -> [EngineAction] {
+        var out: [EngineAction] = []
+        for stream in consumers.keys.sorted() {
+            guard let group = consumers[stream] else { continue }
+            for name in group.keys.sorted() {
+                let consumer = group[name]!
+                out.append(contentsOf: consumer.tick(now: now))
+                if consumer.dirty && consumer.isPersisted && now >= consumer.lastWrite + ConsumerManager.persistInterval {
+                    writeState(of: consumer, now: now)
+                }
+            }
+        }
+        out.append(contentsOf: reap(now: now))
+        return out
+    }
+
+    public func persist() {
+        for group in consumers.values {
+            for consumer in group.values where consumer.isPersisted {
+                writeState(of: consumer, now: consumer.lastWrite)
+            }
+        }
+    }
+
+    // MARK: Bookkeeping
+
+    func register(_ consumer: Consumer) {
+        let streamName = consumer.stream.name
+        consumer.siblings = { [unowned self] in Array(self.consumers[streamName]?.values ?? [:].values) }
+        consumers[streamName, default: [:]][consumer.name] = consumer
+    }
+
+    /// Removes a consumer: waiting pull requests get `409 Consumer Deleted`, its files go.
+    func remove(_ consumer: Consumer) -> [EngineAction] {
+        consumer.closed = true
+        consumers[consumer.stream.name]?[consumer.name] = nil
+        if consumers[consumer.stream.name]?.isEmpty == true { consumers[consumer.stream.name] = nil }
+        removeFiles(of: consumer)
+        var out = consumer.releaseWaiting()
+        // An interest stream lets go of what only this consumer still held.
+        if consumer.stream.config.retention == .interest {
+            out.append(contentsOf: dropUnwanted(in: consumer.stream))
+        }
+        return out
+    }
+
+    /// Removes the inactive ephemerals the timers marked.
+    private func reap(now: Int64) -> [EngineAction] {
+        var out: [EngineAction] = []
+        for stream in consumers.keys.sorted() {
+            for consumer in (consumers[stream] ?? [:]).values where consumer.expired {
+                out.append(contentsOf: remove(consumer))
+            }
+        }
+        return out
+    }
+
+    /// Messages of an interest stream that no consumer needs any more.
+    private func dropUnwanted(in stream: StreamContext) -> [EngineAction] {
+        let group = Array(consumers[stream.name]?.values ?? [:].values)
+        let state = stream.store.state
+        guard state.messages > 0 else { return [] }
+        var seq = state.firstSequence
+        while seq <= state.lastSequence {
+            if let subject = stream.store.subject(at: seq), !group.contains(where: { $0.needsAck(seq, subject: subject) }) {
+                try? stream.store.remove(seq)
+            }
+            seq += 1
+        }
+        return []
+    }
+
+    private func folder(of consumer: Consumer) -> String? {
+        guard let directory = consumer.stream.directory else { return nil }
+        return directory + "/obs/" + consumer.name
+    }
+
+    /// Writes the config file (create, update).
+    func writeConfig(of consumer: Consumer) throws(StreamStoreError) {
+        guard consumer.isPersisted, let folder = folder(of: consumer) else { return }
+        try BlockIO.makeDirectories(folder)
+        try ConsumerStateFile.write(ConsumerStateFile.encodeConfig(name: consumer.name, created: consumer.created,
+                                                                   config: consumer.config),
+                                    to: folder + "/" + ConsumerStateFile.configName)
+        consumer.dirty = true
+    }
+
+    private func writeState(of consumer: Consumer, now: Int64) {
+        guard let folder = folder(of: consumer) else { return }
+        do {
+            try BlockIO.makeDirectories(folder)
+            try ConsumerStateFile.write(ConsumerStateFile.encode(consumer.persistentState),
+                                        to: folder + "/" + ConsumerStateFile.stateName)
+            consumer.dirty = false
+        } catch {
+            // Kept dirty: the next tick tries again.
+        }
+        consumer.lastWrite = now
+    }
+
+    private func removeFiles(of consumer: Consumer) {
+        guard let folder = folder(of: consumer) else { return }
+        for name in [ConsumerStateFile.configName, ConsumerStateFile.stateName,
+                     ConsumerStateFile.configName + ".tmp", ConsumerStateFile.stateName + ".tmp"] {
+            try? BlockIO.remove(folder + "/" + name)
+        }
+        _ = rmdir(folder)
+    }
+}
+
+extension Consumer {
+    /// File streams keep their consumers' state unless the consumer asks for memory storage.
+    var isPersisted: Bool { stream.directory != nil && !config.memoryStorage && !closed }
+}

@@ -1,0 +1,310 @@
+// JetStreamBridge: the JetStream engine inside the broker. The engine runs on a loop thread of its
+// own (it writes to disk, which the message loops must never wait for); publishers hand it copies
+// of what they publish on captured subjects, and what it sends is routed like any publish.
+
+import CSystem
+import EventLoop
+import Glibc
+import JetStream
+import NATSProtocol
+import Synchronization
+
+/// JetStream in the broker: captures subjects for the engine, feeds it on its own thread, performs
+/// the actions it returns and runs its timers.
+///
+/// Threads: ``receive(subject:reply:headers:payload:)`` and ``park(_:)`` run on any publisher's loop
+/// thread and touch only the `inbox` Mutex. Everything else (`engine`, `captures`, `timer`) is
+/// confined to `loop`'s thread after ``start()``; the `@unchecked Sendable` rests on that.
+final class JetStreamBridge: InternalSink, @unchecked Sendable {
+    /// Messages waiting for the engine, with their size and the publishers paused until it drains.
+    private struct Inbox {
+        var messages: [InboundMessage] = []
+        var bytes = 0
+        var parked: [ClientConnection] = []
+    }
+
+    /// Above this many queued bytes, a publisher's reads pause until the engine catches up (the
+    /// inbox is bounded, like 2.9.10's, which stores on the publisher's own goroutine).
+    static let highWater = 32 << 20
+    /// Parked publishers resume once the queue is below this.
+    static let lowWater = 8 << 20
+
+    let loop: EventLoop
+    /// The engine's deliveries use this context's scratch space, match cache and flush batching.
+    let context: LoopContext
+    /// The client every capture belongs to (never registered with a socket).
+    let system: ClientConnection
+    let options: JetStreamOptions
+    private let engine: JetStreamEngine
+    private unowned(unsafe) let broker: Broker
+    private let inbox = Mutex(Inbox())
+    private var captures: [String: (subscription: Subscription, count: Int)] = [:]
+    private var nextSid = 0
+    private var timer: TimerID?
+    private var timerDeadline: Int64 = .max
+    private var thread: pthread_t?
+
+    /// Creates the engine's loop and the engine (nothing is read from disk until ``start()``).
+    /// - Throws: ``ServerStartError/eventLoops(_:)`` when the loop cannot be created.
+    init(broker: Broker, options: JetStreamOptions) throws(ServerStartError) {
+        do {
+            loop = try EventLoop(name: "jetstream")
+        } catch {
+            throw .eventLoops(error.description)
+        }
+        self.broker = broker
+        self.options = options
+        context = LoopContext(loop: loop, index: -1, broker: broker)
+        system = ClientConnection(cid: 0, fd: -1, peer: PeerAddress(ip: "127.0.0.1", port: 0), context: context,
+                                  broker: broker)
+        let consumers = ConsumerManager(hasInterest: { [unowned(unsafe) broker] subject in
+            Self.hasInterest(broker: broker, subject: subject)
+        })
+        engine = JetStreamEngine(options: options, consumers: consumers)
+    }
+
+    /// Recovers the stores, captures the engine's subjects and starts the loop thread. Before any
+    /// client connects.
+    /// - Throws: ``ServerStartError/jetStream(_:)`` naming the file or directory at fault.
+    func start() throws(ServerStartError) {
+        let actions: [EngineAction]
+        do {
+            actions = try engine.start(now: wallClockNanoseconds())
+        } catch {
+            throw .jetStream("\(error)")
+        }
+        context.installHooks()
+        perform(actions)
+        thread = spawnThread(name: "jetstream") { [loop] in loop.run() }
+        loop.execute { [self] in rearmTimer() }
+    }
+
+    /// Writes the engine's state and stops its loop. After every client is closed.
+    func shutdown() {
+        guard let thread else { return }
+        self.thread = nil
+        loop.execute { [self] in
+            drain()
+            engine.shutdown()
+            loop.stop()
+        }
+        pthread_join(thread, nil)
+    }
+
+    /// The figures for /varz, /jsz and /metrics, read on the engine's loop. Not on that loop.
+    var statistics: JetStreamStatistics { query { $0.statistics() } }
+
+    // MARK: Publishers' side
+
+    func receive(subject: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
+                 headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) -> Bool {
+        let message = InboundMessage(subject: String(decoding: subject, as: UTF8.self),
+                                     reply: String(decoding: reply, as: UTF8.self),
+                                     headers: Array(headers), payload: Array(payload))
+        let size = subject.count + reply.count + headers.count + payload.count + 64
+        let (wake, room) = inbox.withLock { box -> (Bool, Bool) in
+            box.messages.append(message)
+            box.bytes += size
+            return (box.messages.count == 1, box.bytes <= Self.highWater)
+        }
+        if wake { loop.execute { [self] in drain() } }
+        return room
+    }
+
+    /// Registers `producer` to be resumed once the inbox drains, if it is still over the low
+    /// mark. Producer's loop thread.
+    /// - Returns: true when the producer must stop reading now.
+    func park(_ producer: ClientConnection) -> Bool {
+        inbox.withLock { box in
+            guard box.bytes > Self.lowWater else { return false }
+            box.parked.append(producer)
+            return true
+        }
+    }
+
+    // MARK: The engine's loop
+
+    private func drain() {
+        var batch: [InboundMessage] = []
+        inbox.withLock { swap(&batch, &$0.messages) }
+        if !batch.isEmpty {
+            for message in batch {
+                perform(engine.handle(message, now: wallClockNanoseconds()))
+            }
+        }
+        let resumed = inbox.withLock { box -> [ClientConnection] in
+            box.bytes = box.messages.reduce(0) { $0 + $1.subject.utf8.count + $1.reply.utf8.count
+                + $1.headers.count + $1.payload.count + 64 }
+            guard box.bytes <= Self.lowWater, !box.parked.isEmpty else { return [] }
+            let all = box.parked
+            box.parked.removeAll()
+            return all
+        }
+        if !resumed.isEmpty { ClientConnection.resume(resumed) }
+        // Deliveries to the engine's own subjects are not publishers to pause.
+        system.jetStreamBacklogged = false
+        system.stalledOn = nil
+        rearmTimer()
+    }
+
+    private func tick() {
+        timer = nil
+        timerDeadline = .max
+        perform(engine.tick(now: wallClockNanoseconds()))
+        rearmTimer()
+    }
+
+    /// Keeps one timer, for the engine's earliest deadline.
+    private func rearmTimer() {
+        guard let deadline = engine.nextDeadline else {
+            if let timer { _ = loop.cancel(timer) }
+            timer = nil
+            timerDeadline = .max
+            return
+        }
+        if timer != nil && deadline >= timerDeadline { return }
+        if let timer { _ = loop.cancel(timer) }
+        let delay = max(0, deadline - wallClockNanoseconds())
+        timerDeadline = deadline
+        timer = loop.schedule(after: .nanoseconds(delay)) { [self] in tick() }
+    }
+
+    // MARK: Actions
+
+    private func perform(_ actions: [EngineAction]) {
+        for action in actions {
+            switch action {
+            case .send(let subject, let display, let reply, let headers, let payload):
+                send(subject: subject, display: display ?? subject, reply: reply, headers: headers, payload: payload)
+            case .capture(let subject):
+                capture(subject)
+            case .release(let subject):
+                release(subject)
+            }
+        }
+    }
+
+    private func capture(_ subject: String) {
+        if let existing = captures[subject] {
+            captures[subject] = (existing.subscription, existing.count + 1)
+            return
+        }
+        nextSid += 1
+        let subscription = Subscription(subject: Array(subject.utf8), queue: nil, sid: Array("\(nextSid)".utf8),
+                                        client: system, sink: self)
+        let inserted = broker.mutateSubscriptions { trie in
+            trie.insert(subject: subscription.subject, queue: nil, value: subscription)
+        }
+        guard inserted else {
+            broker.logger.error("JetStream could not capture subject \"\(subject)\"")
+            return
+        }
+        captures[subject] = (subscription, 1)
+    }
+
+    private func release(_ subject: String) {
+        guard let existing = captures[subject] else { return }
+        if existing.count > 1 {
+            captures[subject] = (existing.subscription, existing.count - 1)
+            return
+        }
+        captures[subject] = nil
+        system.out.withLock { _ in existing.subscription.removed = true }
+        broker.mutateSubscriptions { trie in
+            _ = trie.remove(subject: existing.subscription.subject, queue: nil, value: existing.subscription)
+        }
+    }
+
+    /// Routes one message of the engine: matched on `subject`, shown as `display` in the MSG line.
+    private func send(subject: String, display: String, reply: String, headers: [UInt8], payload: [UInt8]) {
+        var subject = subject
+        var display = display
+        var reply = reply
+        subject.withUTF8 { subjectBytes in
+            display.withUTF8 { displayBytes in
+                reply.withUTF8 { replyBytes in
+                    headers.withUnsafeBytes { headerBytes in
+                        payload.withUnsafeBytes { payloadBytes in
+                            route(match: UnsafeRawBufferPointer(subjectBytes), display: UnsafeRawBufferPointer(displayBytes),
+                                  reply: UnsafeRawBufferPointer(replyBytes), headers: headerBytes, payload: payloadBytes)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private func route(match subject: UnsafeRawBufferPointer, display: UnsafeRawBufferPointer,
+                       reply: UnsafeRawBufferPointer, headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
+        let result = context.match(subject)
+        for sub in result.plain {
+            _ = system.deliver(sub, subject: display, reply: reply, headers: headers, payload: payload)
+        }
+        for group in result.queues where !group.isEmpty {
+            let count = group.count
+            let start = count == 1 ? 0 : context.random(below: count)
+            for i in 0..<count {
+                let index = (start + i) % count
+                if system.deliver(group[index], subject: display, reply: reply, headers: headers, payload: payload) {
+                    break
+                }
+            }
+        }
+    }
+
+    /// Whether a client (not JetStream itself) subscribes to something matching `subject`.
+    private static func hasInterest(broker: Broker, subject: String) -> Bool {
+        nonisolated(unsafe) var result = MatchResult<Subscription>()
+        let bytes = Array(subject.utf8)
+        bytes.withUnsafeBytes { raw in
+            broker.subscriptions.withLock { result = $0.match(raw) }
+        }
+        return result.plain.contains { $0.sink == nil } || result.queues.contains { !$0.isEmpty }
+    }
+}
+
+extension ClientConnection {
+    /// Stops reading from this publisher when JetStream's inbox is still over its limit; the
+    /// bridge resumes it once the engine has caught up. Loop thread only.
+    /// - Returns: true when reads were paused.
+    func waitForJetStream() -> Bool {
+        if readPaused { return true }
+        guard let bridge = broker.jetStream, bridge.park(self) else { return false }
+        readPaused = true
+        setInterest(waitingForWritable ? .writable : [], orClose: .readError)
+        return true
+    }
+}
+
+extension JetStreamBridge {
+    /// Runs `body` with the engine on its loop and returns its result; the caller's thread waits.
+    /// Not on the engine's loop; for monitoring requests.
+    func query<T: Sendable>(_ body: @escaping @Sendable (JetStreamEngine) -> T) -> T {
+        let box = QueryBox<T>()
+        loop.execute { [self] in box.put(body(engine)) }
+        return box.take()
+    }
+}
+
+/// One result handed from the engine's loop to a waiting thread.
+private final class QueryBox<T: Sendable>: @unchecked Sendable {
+    private let semaphore = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+    private let value = Mutex<T?>(nil)
+
+    init() { sem_init(semaphore, 0, 0) }
+
+    deinit {
+        sem_destroy(semaphore)
+        semaphore.deallocate()
+    }
+
+    func put(_ result: T) {
+        value.withLock { $0 = result }
+        sem_post(semaphore)
+    }
+
+    func take() -> T {
+        while sem_wait(semaphore) != 0 && errno == EINTR {}
+        return value.withLock { $0! }
+    }
+}
