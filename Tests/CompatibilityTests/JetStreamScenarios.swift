@@ -98,6 +98,13 @@ private func durableConfig(_ name: String, extra: String = "", trailer: String =
         + #""max_deliver":-1,\#(trailer)"replay_policy":"instant","max_waiting":512,"max_ack_pending":1000,"num_replicas":0}"#
 }
 
+/// An explicit-ack push consumer's config (ephemeral: `name` only) as 2.9.10 answers it.
+private func pushConfig(_ name: String, deliver: String) -> String {
+    #"{"name":"\#(name)","deliver_policy":"all","ack_policy":"explicit","ack_wait":30000000000,"max_deliver":-1,"#
+        + #""replay_policy":"instant","max_ack_pending":1000,"deliver_subject":"\#(deliver)","#
+        + #""inactive_threshold":5000000000,"num_replicas":0}"#
+}
+
 extension Scenarios {
     static let jetStream: [Scenario] = [
         Scenario(name: "JetStream: $JS.API.INFO on an empty account",
@@ -423,6 +430,37 @@ extension Scenarios {
                           + jsDelivery("s.b", sid: 7, consumer: "eph", streamSeq: 2, consumerSeq: 2, pending: 1, "two")
                           + jsDelivery("s.a", sid: 7, consumer: "eph", streamSeq: 3, consumerSeq: 3, pending: 0, "three")
                           + jsDelivery("s.b", sid: 7, consumer: "eph", streamSeq: 4, consumerSeq: 4, pending: 0, "four")),
+                 ]),
+
+        Scenario(name: "JetStream: a wildcard SUB covering a push consumer's deliver subject does not start delivery; a SUB on the subject itself does",
+                 config: js,
+                 steps: setupPull + [
+                    .request("SUB d.> 2\r\n" + pub("$JS.API.CONSUMER.CREATE.S.w", "r.1", #"{"stream_name":"S","config":{"name":"w","ack_policy":"explicit","deliver_subject":"d.w"}}"#)),
+                    .request(pub("$JS.API.CONSUMER.INFO.S.w", "r.2")),
+                    .request(connect + "SUB d.w 9\r\n", replies: 3, on: 1),
+                    .request("", replies: 3),
+                    .request(pub("$JS.API.CONSUMER.INFO.S.w", "r.3")),
+                 ],
+                 expect: [
+                    .open(setupPullAnswers
+                        + answer("r.1", #"{\#(apiType("consumer_create_response")),"stream_name":"S","name":"w","created":"<time>","#
+                                 + #""config":\#(pushConfig("w", deliver: "d.w")),"delivered":{"consumer_seq":0,"stream_seq":0},"#
+                                 + #""ack_floor":{"consumer_seq":0,"stream_seq":0},"num_ack_pending":0,"num_redelivered":0,"#
+                                 + #""num_waiting":0,"num_pending":3}"#)
+                        + answer("r.2", #"{\#(apiType("consumer_info_response")),"stream_name":"S","name":"w","created":"<time>","#
+                                 + #""config":\#(pushConfig("w", deliver: "d.w")),"delivered":{"consumer_seq":0,"stream_seq":0},"#
+                                 + #""ack_floor":{"consumer_seq":0,"stream_seq":0},"num_ack_pending":0,"num_redelivered":0,"#
+                                 + #""num_waiting":0,"num_pending":3}"#)
+                        + jsDelivery("s.a", sid: 2, consumer: "w", streamSeq: 1, consumerSeq: 1, pending: 2, "one")
+                        + jsDelivery("s.b", sid: 2, consumer: "w", streamSeq: 2, consumerSeq: 2, pending: 1, "two")
+                        + jsDelivery("s.a", sid: 2, consumer: "w", streamSeq: 3, consumerSeq: 3, pending: 0, "three")
+                        + answer("r.3", #"{\#(apiType("consumer_info_response")),"stream_name":"S","name":"w","created":"<time>","#
+                                 + #""config":\#(pushConfig("w", deliver: "d.w")),"delivered":{"consumer_seq":3,"stream_seq":3,"#
+                                 + #""last_active":"<time>"},"ack_floor":{"consumer_seq":0,"stream_seq":0},"num_ack_pending":3,"#
+                                 + #""num_redelivered":0,"num_waiting":0,"num_pending":0,"push_bound":true}"#)),
+                    .open(jsDelivery("s.a", sid: 9, consumer: "w", streamSeq: 1, consumerSeq: 1, pending: 2, "one")
+                          + jsDelivery("s.b", sid: 9, consumer: "w", streamSeq: 2, consumerSeq: 2, pending: 1, "two")
+                          + jsDelivery("s.a", sid: 9, consumer: "w", streamSeq: 3, consumerSeq: 3, pending: 0, "three")),
                  ]),
 
         Scenario(name: "JetStream: CONSUMER.NAMES in name order, DELETE and a second DELETE",

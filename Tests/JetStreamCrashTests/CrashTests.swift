@@ -5,6 +5,8 @@
 // - a consumer reading the whole load subject sees every acknowledged message at the sequence its
 //   PubAck named, each id once, ids in publish order;
 // - publishing an acknowledged id again is answered `"duplicate": true` with the original sequence;
+// - a torn record appended to the stream's newest block file is cut: the next message takes the next
+//   sequence and reads back;
 // - the 6 unacknowledged deliveries of the pull consumer come again (acks may be lost too: 2.9.10
 //   writes consumer state every 100 ms, so redelivery of acked messages is allowed, not required).
 // JS_CRASH_ROUNDS (default 5) sets the number of rounds per broker; JS_CRASH_SEED the random seed.
@@ -220,6 +222,8 @@ struct CrashRun {
             broker.kill9()
             if finished.wait(timeout: .now() + 30) == .timedOut { throw TestFailure("\(context): the load client did not stop") }
             if let error = record.error { throw TestFailure("\(context): load: \(error)") }
+            // A write torn by the crash: the start of a record at the end of the stream's newest block.
+            let tornBlock = try tearNewestBlock(in: store, stream: "CRASH", using: &random)
             let acked = record.acked
             check(acked.count >= threshold, "\(context): \(acked.count) PubAcks before the kill, wanted \(threshold)")
             nextID = (acked.keys.max() ?? firstID) + 1_000
@@ -253,6 +257,16 @@ struct CrashRun {
                 (e.g. \(missing.sorted { $0.key < $1.key }.prefix(5).map { "c-\($0.key)@\($0.value) -> \(seen[$0.key].map(String.init) ?? "absent")" }))
                 """)
 
+            // The torn tail was cut: the next message takes the next sequence and reads back.
+            let info = try client.request("$JS.API.STREAM.INFO.CRASH")
+            let lastSequence = (info.json?["state"] as? [String: Any])?["last_seq"] as? Int ?? -1
+            let fresh = try client.request("crash.fresh", "after the torn tail of \(tornBlock)")
+            check(fresh.json?["seq"] as? Int == lastSequence + 1,
+                  "\(context): after a torn \(tornBlock), last_seq \(lastSequence) and a new message got \(fresh.text)")
+            let readBack = try client.request("$JS.API.STREAM.MSG.GET.CRASH", #"{"seq":\#(lastSequence + 1)}"#)
+            check((readBack.json?["message"] as? [String: Any])?["subject"] as? String == "crash.fresh",
+                  "\(context): the message after the torn tail: \(readBack.text)")
+
             // De-duplication survives: an acknowledged id is a duplicate with its first sequence.
             let probes = [acked.keys.max(), acked.keys.min()].compactMap { $0 }
             for id in probes {
@@ -270,6 +284,31 @@ struct CrashRun {
             }
         }
         return failures
+    }
+
+    /// Appends the first bytes of a record (a length that promises more, a sequence, a few random bytes)
+    /// to the most recently written `.blk` file under the stream's directory, as a crash in the middle of
+    /// a write leaves it; returns the file's path relative to the store. Both brokers keep a stream's
+    /// messages in `<n>.blk` files in a directory named after the stream.
+    private func tearNewestBlock(in store: String, stream: String, using random: inout SeededGenerator) throws -> String {
+        guard let walker = FileManager.default.enumerator(atPath: store) else { throw TestFailure("cannot list \(store)") }
+        var newest: (path: String, date: Date)?
+        while let relative = walker.nextObject() as? String {
+            guard relative.hasSuffix(".blk"), relative.split(separator: "/").contains(Substring(stream)) else { continue }
+            let path = store + "/" + relative
+            guard let date = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date else { continue }
+            if newest == nil || date >= newest!.date { newest = (relative, date) }
+        }
+        guard let block = newest else { throw TestFailure("no .blk file of stream \(stream) under \(store)") }
+        var torn: [UInt8] = [200, 0, 0, 0] + [UInt8](repeating: 0xFF, count: 6) + [0, 0]
+        torn += (0..<Int.random(in: 4...20, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
+        let fd = open(store + "/" + block.path, O_WRONLY | O_APPEND)
+        guard fd >= 0 else { throw TestFailure("open \(block.path): errno \(errno)") }
+        defer { close(fd) }
+        guard torn.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == torn.count else {
+            throw TestFailure("append to \(block.path): errno \(errno)")
+        }
+        return block.path
     }
 
     private func expectSuccess(_ answer: WireMessage, _ what: String) throws {
@@ -324,11 +363,12 @@ struct CrashRun {
                     throw TestFailure("\(context): reading the stream stalled after \(out.count) messages")
                 }
                 if message.subject == reply, message.status != nil { break }
-                guard let seq = streamSequence(message.reply),
-                      let idText = message.header("Nats-Msg-Id"), idText.hasPrefix("c-"),
-                      let id = Int(idText.dropFirst(2)) else { continue }
-                out.append((seq, id))
+                guard let seq = streamSequence(message.reply) else { continue }
                 count += 1
+                // Messages without a load id (those published after a restart) count for the batch only.
+                if let idText = message.header("Nats-Msg-Id"), idText.hasPrefix("c-"), let id = Int(idText.dropFirst(2)) {
+                    out.append((seq, id))
+                }
             }
             if count == 0 { return out }
         }

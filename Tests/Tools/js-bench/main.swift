@@ -4,11 +4,13 @@
 //
 //   js-bench --url nats://127.0.0.1:4222 --mode pub --size BYTES [--window N] [--msgs N]
 //   js-bench --url nats://127.0.0.1:4222 --mode pull --size BYTES [--batch 100] [--msgs N] [--ack explicit|none]
+//   js-bench --url nats://127.0.0.1:4222 --mode push --size BYTES [--msgs N] [--ack explicit|none]
 //
 // pub: publishes with a reply subject and waits for the PubAcks, keeping `window` in flight (1 = one
 // synchronous publish at a time; its round trips give the latency percentiles). pull: stores `msgs`
 // messages first (not timed), then reads them through a durable pull consumer with MSG.NEXT
-// requests of `batch`, acking each message (`--ack none`: a consumer that needs no acks).
+// requests of `batch`, acking each message (`--ack none`: a consumer that needs no acks). push: the
+// same, through a push consumer delivering to a subject the client subscribes to (acks written 100 at a time).
 // Exit status: 0 on a complete run, 1 when the broker refused something or went silent for 30 s,
 // 2 for bad arguments or a failed connection.
 import Glibc
@@ -250,6 +252,37 @@ func pull(_ c: Connection, count: Int, batch: Int, ack: Bool) throws -> Double {
     return now() - begin
 }
 
+/// Reads `count` messages through a push consumer whose deliver subject is this connection's inbox.
+func push(_ c: Connection, count: Int, ack: Bool) throws -> Double {
+    let config = #"{"stream_name":"JSB","config":{"durable_name":"jsbpush","deliver_subject":"_jsbpush","ack_policy":"\#(ack ? "explicit" : "none")","max_ack_pending":-1}}"#
+    var pendingAcks: [UInt8] = []
+    var received = 0
+    let begin = now()
+    // Its own SUB on the exact deliver subject: 2.9.10 did not deliver to a push consumer whose deliver
+    // subject only a wildcard subscription (the `_jsb.>` inbox) covered.
+    try c.send(Array("SUB _jsbpush 2\r\n".utf8)
+               + pub("$JS.API.CONSUMER.DURABLE.CREATE.JSB.jsbpush", reply: "_jsb.pc", payload: Array(config.utf8)))
+    while received < count {
+        let message = try c.next()
+        if message.subject.elementsEqual("_jsb.pc".utf8) {
+            guard !contains(message.payload, "\"error\"") else { throw Failure(description: "consumer create: " + text(message.payload)) }
+            continue
+        }
+        guard message.reply.starts(with: "$JS.ACK.".utf8) else { continue }
+        received += 1
+        if ack {
+            pendingAcks += Array("PUB ".utf8) + message.reply + Array(" 0\r\n\r\n".utf8)
+            if received % 100 == 0 {
+                try c.send(pendingAcks)
+                pendingAcks.removeAll(keepingCapacity: true)
+            }
+        }
+    }
+    if !pendingAcks.isEmpty { try c.send(pendingAcks) }
+    _ = try c.request(pub("$JS.API.CONSUMER.INFO.JSB.jsbpush", reply: "_jsb.ci", payload: []), reply: "_jsb.ci")
+    return now() - begin
+}
+
 func percentile(_ sorted: [Double], _ p: Double) -> Double {
     guard !sorted.isEmpty else { return 0 }
     return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
@@ -260,7 +293,7 @@ func main() -> Int32 {
     var args = CommandLine.arguments.dropFirst()
     while let key = args.popFirst() {
         guard key.hasPrefix("--"), let value = args.popFirst() else {
-            print("usage: js-bench --url nats://HOST:PORT --mode pub|pull --size BYTES [--window N] [--batch N] [--msgs N] [--ack explicit|none]")
+            print("usage: js-bench --url nats://HOST:PORT --mode pub|pull|push --size BYTES [--window N] [--batch N] [--msgs N] [--ack explicit|none]")
             return 2
         }
         options[String(key.dropFirst(2))] = value
@@ -269,8 +302,8 @@ func main() -> Int32 {
     let hostPort = url.hasPrefix("nats://") ? String(url.dropFirst(7)) : url
     let parts = hostPort.split(separator: ":")
     guard parts.count == 2, let port = Int(parts[1]), let size = Int(options["size"] ?? "128"), size >= 0,
-          let mode = options["mode"], mode == "pub" || mode == "pull" else {
-        print("js-bench: --url nats://HOST:PORT, --mode pub|pull and --size BYTES are required")
+          let mode = options["mode"], ["pub", "pull", "push"].contains(mode) else {
+        print("js-bench: --url nats://HOST:PORT, --mode pub|pull|push and --size BYTES are required")
         return 2
     }
     let window = Int(options["window"] ?? "1") ?? 1
@@ -301,10 +334,14 @@ func main() -> Int32 {
                 let sorted = latencies.sorted()
                 fields.append("\"p50_us\":\(Int(percentile(sorted, 0.5) * 1e6)),\"p99_us\":\(Int(percentile(sorted, 0.99) * 1e6))")
             }
-        } else {
+        } else if mode == "pull" {
             _ = try publish(connection, count: count, size: size, window: 256)
             elapsed = try pull(connection, count: count, batch: batch, ack: ack)
             fields.append("\"id\":\"pull:\(size):b\(batch)\(ack ? "" : ":noack")\"")
+        } else {
+            _ = try publish(connection, count: count, size: size, window: 256)
+            elapsed = try push(connection, count: count, ack: ack)
+            fields.append("\"id\":\"push:\(size)\(ack ? "" : ":noack")\"")
         }
         fields.append("\"msgs\":\(count),\"size\":\(size),\"elapsed_s\":\(elapsed),\"msgs_per_s\":\(Double(count) / elapsed)")
         print("{" + fields.joined(separator: ",") + "}")
