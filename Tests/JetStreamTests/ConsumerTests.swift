@@ -84,6 +84,14 @@ func deliveries(_ actions: [EngineAction], to target: String? = nil) -> [Deliver
 func errCode(_ json: JSON) -> Int64? { json["error"]?["err_code"]?.intValue }
 
 @Suite struct ConsumerConfigTests {
+    @Test func aStartTimePastInt64NanosecondsSaturatesInsteadOfTrapping() throws {
+        let body = Array(#"{"stream_name":"S","config":{"deliver_policy":"by_start_time","opt_start_time":"6548-12-07T18:56:17.65548126Z"}}"#.utf8)
+        let (_, config) = try ConsumerConfig.decodeRequest(body)
+        #expect(config.optStartTime == .max)
+        let early = Array(#"{"stream_name":"S","config":{"opt_start_time":"0001-01-01T00:00:00Z"}}"#.utf8)
+        #expect(try ConsumerConfig.decodeRequest(early).config.optStartTime == 0)
+    }
+
     @Test func defaultsFollow2_9_10() throws {
         var c = ConsumerConfig()
         c.ackPolicy = .explicit

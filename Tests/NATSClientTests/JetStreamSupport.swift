@@ -7,15 +7,10 @@ import TestSupport
 import Testing
 @testable import NATSClient
 
-/// The brokers the JetStream tests run against: nats-server 2.9.10 always; ours only with
-/// `JETSTREAM_OURS=1`, because its JetStream is still being built (today it refuses `-js`). The
-/// cases for ours are ordinary tests, not known issues: once the variable is set they must pass.
+/// The brokers the JetStream tests run against: both, like every client test (`NATS_TEST_BROKERS`
+/// narrows the list).
 enum JetStreamBrokers {
-    static var enabled: [Broker] {
-        var brokers: [Broker] = [.reference]
-        if ProcessInfo.processInfo.environment["JETSTREAM_OURS"] == "1" { brokers.append(.ours) }
-        return brokers
-    }
+    static var enabled: [Broker] { Broker.enabled }
 }
 
 /// A broker with JetStream enabled on a fresh store directory.

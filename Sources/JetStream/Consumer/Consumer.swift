@@ -13,6 +13,8 @@ final class Consumer {
     /// Creation time (ns).
     let created: Int64
     let hasInterest: (String) -> Bool
+    /// Whether a push consumer has its subscriber: (deliver subject, deliver group).
+    let pushBound: (String, String) -> Bool
 
     // Sequences, as 2.9.10 names them.
     /// The next stream sequence to look at (`sseq`).
@@ -88,7 +90,8 @@ final class Consumer {
     var maxDeliveriesSubject: String { "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.\(stream.name).\(name)" }
 
     init(stream: StreamContext, name: String, config: ConsumerConfig, created: Int64, now: Int64,
-         hasInterest: @escaping (String) -> Bool) {
+         hasInterest: @escaping (String) -> Bool, pushBound: @escaping (String, String) -> Bool) {
+        self.pushBound = pushBound
         self.stream = stream
         self.name = name
         self.config = config
@@ -157,7 +160,7 @@ final class Consumer {
             windowBytes = windowLimit / 16
         }
         if isPush {
-            active = hasInterest(config.deliverSubject)
+            active = pushBound(config.deliverSubject, config.deliverGroup)
             nextInterestPoll = now.adding(Consumer.interestPollInterval)
             if config.heartbeat > 0 { nextHeartbeat = now.adding(config.heartbeat) }
         }
@@ -522,7 +525,7 @@ extension Consumer {
         if isPush {
             if let t = nextInterestPoll, now >= t {
                 nextInterestPoll = now.adding(Consumer.interestPollInterval)
-                let interest = hasInterest(config.deliverSubject)
+                let interest = pushBound(config.deliverSubject, config.deliverGroup)
                 if interest != active { updateDeliveryInterest(interest, now: now) }
             }
             if let t = nextHeartbeat, now >= t {

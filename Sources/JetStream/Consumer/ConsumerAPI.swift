@@ -150,7 +150,8 @@ extension ConsumerManager {
         }
         if !StreamConfig.isValidName(name) { return fail(.consumerBadDurableName) }
 
-        let consumer = Consumer(stream: stream, name: name, config: config, created: now, now: now, hasInterest: hasInterest)
+        let consumer = Consumer(stream: stream, name: name, config: config, created: now, now: now, hasInterest: hasInterest,
+                                pushBound: pushBound)
         consumer.selectStart()
         do { try writeConfig(of: consumer) } catch {
             // 2.9.10 answers with this generic text (it logs the cause; this half has no log).
@@ -172,7 +173,7 @@ extension ConsumerManager {
         let kind = "consumer_create_response"
         var config = new
         do {
-            try consumer.config.checkUpdate(to: config, deliverInterest: consumer.isPush && hasInterest(consumer.config.deliverSubject))
+            try consumer.config.checkUpdate(to: config, deliverInterest: consumer.isPush && pushBound(consumer.config.deliverSubject, consumer.config.deliverGroup))
         } catch {
             return reply.isEmpty ? [] : [.reply(reply, JetStreamAPIResponse.error(kind, error))]
         }
@@ -181,7 +182,7 @@ extension ConsumerManager {
             for seq in consumer.pending.keys.sorted() where !consumer.redeliverSet.contains(seq) {
                 consumer.addToRedeliverQueue([seq])
             }
-            consumer.active = hasInterest(config.deliverSubject)
+            consumer.active = pushBound(config.deliverSubject, config.deliverGroup)
         }
         let thresholdChanged = config.inactiveThreshold != consumer.config.inactiveThreshold
         if config.isDurable == false && config.inactiveThreshold <= 0 { config.inactiveThreshold = consumer.config.inactiveThreshold }

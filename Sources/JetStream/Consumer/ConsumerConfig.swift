@@ -136,7 +136,11 @@ public struct ConsumerConfig: Sendable, Equatable {
             case "opt_start_seq": c.optStartSequence = try uint(v)
             case "opt_start_time":
                 guard let text = v.stringValue, let t = RFC3339.parse(text) else { throw .invalidJSON }
-                c.optStartTime = t.seconds * 1_000_000_000 + Int64(t.nanoseconds)
+                // Int64 nanoseconds reach the years 1678-2262: later saturates, earlier is Go's zero
+                // time (0 here), which is what clients send for "none"; 2.9.10 keeps any year.
+                let (scaled, overflow) = t.seconds.multipliedReportingOverflow(by: 1_000_000_000)
+                c.optStartTime = overflow ? (t.seconds < 0 ? 0 : .max)
+                    : scaled.addingReportingOverflow(Int64(t.nanoseconds)).overflow ? .max : scaled + Int64(t.nanoseconds)
             case "ack_policy":
                 guard let p = AckPolicy(rawValue: try JetStreamJSON.string(v)) else { throw .invalidJSON }
                 c.ackPolicy = p

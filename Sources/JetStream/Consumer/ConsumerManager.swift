@@ -10,18 +10,23 @@ import Glibc
 public final class ConsumerManager: ConsumerHandling {
     /// Whether a subject has a subscriber now (the host answers from its subscription trie).
     let hasInterest: (String) -> Bool
+    let pushBound: (String, String) -> Bool
     /// Consumers by stream name, then by consumer name.
     var consumers: [String: [String: Consumer]] = [:]
     /// How often a changed consumer state is written (2.9.10: at most every 100 ms).
     static let persistInterval: Int64 = 100_000_000
 
-    /// - Parameter hasInterest: whether a subject has any subscriber right now. Push consumers
-    ///   deliver only while their deliver subject has one (polled every 100 ms), pull requests
-    ///   are kept only while their reply subject has one. (2.9.10 binds a push consumer only to
-    ///   a subscription on exactly its deliver subject, and with a deliver group only to queue
-    ///   subscriptions of that group; a host that answers with wildcard matches too binds more.)
-    public init(hasInterest: @escaping (String) -> Bool) {
+    /// - Parameters:
+    ///   - hasInterest: whether a subject has any subscriber right now (a pull request is kept
+    ///     only while its reply subject has one).
+    ///   - pushBound: whether a push consumer's deliver subject has its subscriber, given the
+    ///     subject and the deliver group: 2.9.10 binds one only to a subscription on exactly that
+    ///     subject, and with a deliver group only to a queue subscription of that group. Push
+    ///     consumers deliver only while bound (polled every 100 ms). Without it, any subscriber
+    ///     of the subject binds.
+    public init(hasInterest: @escaping (String) -> Bool, pushBound: ((String, String) -> Bool)? = nil) {
         self.hasInterest = hasInterest
+        self.pushBound = pushBound ?? { subject, _ in hasInterest(subject) }
     }
 
     // MARK: ConsumerHandling
@@ -37,7 +42,7 @@ public final class ConsumerManager: ConsumerHandling {
             guard let configBytes = try ConsumerStateFile.read(configPath) else { continue }
             let (name, created, config) = try ConsumerStateFile.decodeConfig(configBytes, path: configPath)
             let consumer = Consumer(stream: stream, name: name, config: config, created: created, now: now,
-                                    hasInterest: hasInterest)
+                                    hasInterest: hasInterest, pushBound: pushBound)
             let statePath = folder + "/" + ConsumerStateFile.stateName
             if let bytes = try ConsumerStateFile.read(statePath) {
                 // As 2.9.10: a stored state replaces the start the deliver policy would pick.

@@ -57,9 +57,11 @@ final class JetStreamBridge: InternalSink, @unchecked Sendable {
         context = LoopContext(loop: loop, index: -1, broker: broker)
         system = ClientConnection(cid: 0, fd: -1, peer: PeerAddress(ip: "127.0.0.1", port: 0), context: context,
                                   broker: broker)
-        let consumers = ConsumerManager(hasInterest: { [unowned(unsafe) broker] subject in
-            Self.hasInterest(broker: broker, subject: subject)
-        })
+        let consumers = ConsumerManager(
+            hasInterest: { [unowned(unsafe) broker] subject in Self.hasInterest(broker: broker, subject: subject) },
+            pushBound: { [unowned(unsafe) broker] subject, group in
+                Self.isBound(broker: broker, subject: subject, group: group)
+            })
         engine = JetStreamEngine(options: options, consumers: consumers)
     }
 
@@ -278,6 +280,21 @@ final class JetStreamBridge: InternalSink, @unchecked Sendable {
             broker.subscriptions.withLock { result = $0.match(raw) }
         }
         return result.plain.contains { $0.sink == nil } || result.queues.contains { !$0.isEmpty }
+    }
+
+    /// Whether a client subscribes to exactly `subject` (a wildcard covering it does not count),
+    /// with a queue subscription of `group` when one is given: 2.9.10's test for a push consumer.
+    private static func isBound(broker: Broker, subject: String, group: String) -> Bool {
+        nonisolated(unsafe) var result = MatchResult<Subscription>()
+        let bytes = Array(subject.utf8)
+        bytes.withUnsafeBytes { raw in
+            broker.subscriptions.withLock { result = $0.match(raw) }
+        }
+        if group.isEmpty {
+            return result.plain.contains { $0.sink == nil && $0.subject == bytes }
+        }
+        let queue = Array(group.utf8)
+        return result.queues.contains { members in members.contains { $0.subject == bytes && $0.queue == queue } }
     }
 }
 
