@@ -81,6 +81,9 @@ public protocol ConsumerHandling: AnyObject {
     func streamDeleted(stream: StreamContext) -> [EngineAction]
     /// The number of consumers of `stream` (StreamInfo `consumer_count`, max_consumers, `$JS.API.INFO`).
     func consumerCount(stream: String) -> Int
+    /// The ConsumerInfo objects of `stream`'s consumers in name order (/jsz `consumer_detail`),
+    /// and what answering pull requests that expired meanwhile sends.
+    func consumerInfos(stream: String, now: Int64) -> (infos: [[UInt8]], actions: [EngineAction])
     /// Timers: the earliest wall-clock time ``tick(now:)`` must run at, or nil.
     var nextDeadline: Int64? { get }
     /// Redeliveries, expiries of pull requests, heartbeats, inactive ephemerals, state persistence.

@@ -4,6 +4,7 @@ import TestSupport
 
 /// A consumer half that records what the engine tells it and answers from settable values.
 final class FakeConsumers: ConsumerHandling {
+    func consumerInfos(stream: String, now: Int64) -> (infos: [[UInt8]], actions: [EngineAction]) { ([], []) }
     var interest = true
     var counts: [String: Int] = [:]
     var stored: [(stream: String, sequence: UInt64, subject: String)] = []

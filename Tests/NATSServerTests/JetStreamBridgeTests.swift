@@ -28,6 +28,7 @@ private final class JetStreamBroker {
         broker = try TestBroker { [directory] in
             $0.jetStream = true
             $0.storeDirectory = directory
+            $0.httpPort = -1
         }
     }
 
@@ -154,6 +155,28 @@ struct JetStreamBridgeTests {
         let message = try #require(got["message"] as? [String: Any])
         #expect(message["subject"] as? String == "keep")
         #expect(message["data"] as? String == Data("payload".utf8).base64EncodedString())
+    }
+
+    @Test func jszDetailsStreamsAndTheirConsumers() async throws {
+        let js = try JetStreamBroker()
+        let client = try js.connected()
+        _ = try client.jsRequest("$JS.API.STREAM.CREATE.S", #"{"name":"S","subjects":["s.>"]}"#)
+        _ = try client.jsRequest("$JS.API.CONSUMER.DURABLE.CREATE.S.C",
+                                 #"{"stream_name":"S","config":{"durable_name":"C","ack_policy":"explicit"}}"#)
+        try client.send("SUB _A 2\r\nPUB s.a _A 2\r\nhi\r\n")
+        _ = try client.nextMessage()
+        let port = try #require(js.broker?.server.monitoringPort)
+        let (_, body) = try await httpGet(port: port, path: "/jsz?streams=1&consumers=1&config=1")
+        let jsz = try #require(try JSONSerialization.jsonObject(with: Data(body)) as? [String: Any])
+        #expect(jsz["streams"] as? Int == 1 && jsz["consumers"] as? Int == 1 && jsz["messages"] as? Int == 1)
+        let account = try #require((jsz["account_details"] as? [[String: Any]])?.first)
+        let stream = try #require((account["stream_detail"] as? [[String: Any]])?.first)
+        #expect(stream["name"] as? String == "S")
+        #expect((stream["config"] as? [String: Any])?["subjects"] as? [String] == ["s.>"])
+        #expect((stream["state"] as? [String: Any])?["messages"] as? Int == 1)
+        let consumer = try #require((stream["consumer_detail"] as? [[String: Any]])?.first)
+        #expect(consumer["name"] as? String == "C")
+        #expect(consumer["num_pending"] as? Int == 1)
     }
 
     @Test func aPublisherFasterThanTheStoreWaitsAndLosesNothing() throws {

@@ -117,6 +117,17 @@ public final class ConsumerManager: ConsumerHandling {
         consumers[stream]?.count ?? 0
     }
 
+    public func consumerInfos(stream: String, now: Int64) -> (infos: [[UInt8]], actions: [EngineAction]) {
+        var infos: [[UInt8]] = []
+        var actions: [EngineAction] = []
+        for (_, consumer) in (consumers[stream] ?? [:]).sorted(by: { $0.key < $1.key }) {
+            var w = JetStreamJSON.ObjectWriter()
+            consumer.writeInfo(into: &w, now: now, actions: &actions)
+            infos.append(w.finished())
+        }
+        return (infos, actions)
+    }
+
     public var nextDeadline: Int64? {
         var earliest: Int64?
         for group in consumers.values {

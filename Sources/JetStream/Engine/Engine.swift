@@ -429,6 +429,12 @@ public final class JetStreamEngine {
         return purged
     }
 
+    /// The ConsumerInfo objects of a stream's consumers, for /jsz; see
+    /// ``ConsumerHandling/consumerInfos(stream:now:)``.
+    public func consumerInfos(stream: String, now: Int64) -> (infos: [[UInt8]], actions: [EngineAction]) {
+        consumers.consumerInfos(stream: stream, now: now)
+    }
+
     /// Bytes in use and reserved (max_bytes of streams that set one) for a storage type.
     func usage(_ storage: StorageType) -> (used: Int64, reserved: Int64) {
         var used: Int64 = storage == .file ? Int64(unreleasedStorage) : 0

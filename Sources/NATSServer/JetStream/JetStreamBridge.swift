@@ -185,7 +185,7 @@ final class JetStreamBridge: InternalSink, @unchecked Sendable {
         return message.reply
     }
 
-    private func perform(_ actions: [EngineAction], apiReply: String? = nil) {
+    fileprivate func perform(_ actions: [EngineAction], apiReply: String? = nil) {
         for action in actions {
             switch action {
             case .send(let subject, let display, let reply, let headers, let payload):
@@ -312,6 +312,15 @@ extension ClientConnection {
 }
 
 extension JetStreamBridge {
+    /// The ConsumerInfo objects of `stream`'s consumers (for /jsz). Not on the engine's loop.
+    func consumerInfos(stream: String) -> [[UInt8]] {
+        query { [self] engine in
+            let (infos, actions) = engine.consumerInfos(stream: stream, now: wallClockNanoseconds())
+            perform(actions)
+            return infos
+        }
+    }
+
     /// Runs `body` with the engine on its loop and returns its result; the caller's thread waits.
     /// Not on the engine's loop; for monitoring requests.
     func query<T: Sendable>(_ body: @escaping @Sendable (JetStreamEngine) -> T) -> T {

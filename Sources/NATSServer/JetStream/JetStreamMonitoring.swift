@@ -107,6 +107,10 @@ extension Broker {
                 var state: [UInt8] = []
                 StreamInfoState(detail.state, consumers: detail.consumerCount).write(to: &state)
                 stream.add("state", raw: String(decoding: state, as: UTF8.self))
+                if consumers {
+                    let infos = jetStream.consumerInfos(stream: detail.name).map { String(decoding: $0, as: UTF8.self) }
+                    if !infos.isEmpty { stream.add("consumer_detail", raw: "[" + infos.joined(separator: ",") + "]") }
+                }
                 list.append(stream.string())
             }
             if !list.isEmpty { account.add("stream_detail", raw: "[" + list.joined(separator: ",") + "]") }

@@ -86,6 +86,7 @@ final class NoConsumers: ConsumerHandling {
     func recover(stream: StreamContext, now: Int64) throws(StreamStoreError) -> [EngineAction] { [] }
     func handle(_ message: InboundMessage, streams: [String: StreamContext], now: Int64) -> [EngineAction] { [] }
     func stored(stream: StreamContext, sequence: UInt64, subject: String, now: Int64) -> [EngineAction] { [] }
+    func consumerInfos(stream: String, now: Int64) -> (infos: [[UInt8]], actions: [EngineAction]) { ([], []) }
     func hasInterest(stream: StreamContext, subject: String) -> Bool { false }
     func streamChanged(stream: StreamContext, now: Int64) -> [EngineAction] { [] }
     func streamDeleted(stream: StreamContext) -> [EngineAction] { [] }
