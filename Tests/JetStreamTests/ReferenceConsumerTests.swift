@@ -4,94 +4,6 @@ import Testing
 @testable import JetStream
 import TestSupport
 
-/// A NATS connection that reads whole MSG/HMSG frames (subject, reply, headers, payload).
-private final class FrameConnection {
-    struct Frame: Equatable {
-        var subject: String
-        var reply: String
-        var headers: String
-        var payload: String
-    }
-
-    let fd: Int32
-    private var buffer: [UInt8] = []
-
-    /// Subscribes to every inbox and to the deliver subjects `out.p`, `out.h` and `out.f` exactly
-    /// (2.9.10 binds a push consumer only to a subscription on exactly its deliver subject).
-    init(port: Int) throws {
-        fd = try connectLoopback(port: port, timeoutSeconds: 10)
-        _ = try line()
-        try send("CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true}\r\nSUB _INBOX.> 1\r\nSUB out.p 2\r\nSUB out.h 3\r\nSUB out.f 4\r\nPING\r\n")
-        guard try line() == "PONG" else { throw TestFailure("no PONG after CONNECT") }
-    }
-
-    deinit { close(fd) }
-
-    func send(_ text: String) throws {
-        let bytes = Array(text.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            guard n > 0 else { throw TestFailure("write failed: errno \(errno)") }
-            offset += n
-        }
-    }
-
-    private func fill() throws {
-        var chunk = [UInt8](repeating: 0, count: 65_536)
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        guard n > 0 else { throw TestFailure("read from the broker failed (\(n), errno \(errno))") }
-        buffer.append(contentsOf: chunk[..<n])
-    }
-
-    private func line() throws -> String {
-        while true {
-            if let end = buffer.firstIndex(of: 0x0A), end > 0, buffer[end - 1] == 0x0D {
-                let text = String(decoding: buffer[..<(end - 1)], as: UTF8.self)
-                buffer.removeFirst(end + 1)
-                return text
-            }
-            try fill()
-        }
-    }
-
-    private func take(_ count: Int) throws -> String {
-        while buffer.count < count + 2 { try fill() }
-        let text = String(decoding: buffer[..<count], as: UTF8.self)
-        buffer.removeFirst(count + 2)
-        return text
-    }
-
-    /// The next message frame.
-    func frame() throws -> Frame {
-        while true {
-            let head = try line()
-            if head == "PING" { try send("PONG\r\n"); continue }
-            if head == "PONG" { continue }
-            let parts = head.split(separator: " ").map(String.init)
-            if parts.first == "MSG" {
-                let reply = parts.count == 5 ? parts[3] : ""
-                return Frame(subject: parts[1], reply: reply, headers: "", payload: try take(Int(parts.last!)!))
-            }
-            if parts.first == "HMSG" {
-                let reply = parts.count == 6 ? parts[3] : ""
-                let headerSize = Int(parts[parts.count - 2])!, total = Int(parts.last!)!
-                let all = try take(total)
-                let bytes = Array(all.utf8)
-                return Frame(subject: parts[1], reply: reply, headers: String(decoding: bytes[..<headerSize], as: UTF8.self),
-                             payload: String(decoding: bytes[headerSize...], as: UTF8.self))
-            }
-            throw TestFailure("unexpected line from the broker: \(head)")
-        }
-    }
-
-    /// Publishes and returns the first `count` frames that follow.
-    func publish(_ subject: String, _ body: String, reply: String = "_INBOX.api", count: Int = 1) throws -> [Frame] {
-        try send("PUB \(subject) \(reply) \(body.utf8.count)\r\n\(body)\r\n")
-        return try (0..<count).map { _ in try frame() }
-    }
-}
-
 /// Times and generated names replaced, so our answers and 2.9.10's compare.
 private func normalized(_ text: String) -> String {
     var t = text.replacingOccurrences(of: #""(created|last_active|opt_start_time)":"[^"]*""#, with: #""$1":"<time>""#,
@@ -107,41 +19,31 @@ private func normalized(_ text: String) -> String {
     /// with the same messages: the same bytes once times are taken out.
     @Test(.enabled(if: ReferencePeer.available || ReferencePeer.required, "nats-server 2.9.10 is not installed"))
     func consumerAnswersMatchTheReference() async throws {
-        guard ReferencePeer.available else {
-            Issue.record("nats-server 2.9.10 not found at \(ReferencePeer.path) but REQUIRE_PEERS=1")
-            return
-        }
-        let storeDirectory = try temporaryDirectory("jscons-ref")
-        defer { removeTemporary(storeDirectory) }
-        let port = try freePort()
-        let broker = try ChildProcess(executable: ReferencePeer.path,
-                                      arguments: ["-js", "-sd", storeDirectory, "-a", "127.0.0.1", "-p", String(port)],
-                                      environment: ProcessInfo.processInfo.environment)
-        _ = try await broker.waitForLine("ready line") { $0.contains("Server is ready") }
-        defer { kill(broker.process.processIdentifier, SIGKILL) }
-        let connection = try FrameConnection(port: port)
-
-        var streamConfig = StreamConfig(name: "S")
-        streamConfig.subjects = ["s.>"]
-        streamConfig.storage = .memory
-        _ = try connection.publish("$JS.API.STREAM.CREATE.S", #"{"name":"S","subjects":["s.>"],"storage":"memory"}"#)
-        let rig = try ConsumerRig(streamConfig)
+        guard let broker = try await ReferenceBroker.start("jscons-ref") else { return }
+        defer { broker.stop() }
+        let (connection, rig) = try streamS(on: broker)
         defer { rig.finish() }
         for (subject, body) in [("s.a", "one"), ("s.b", "two"), ("s.a", "three")] {
-            _ = try connection.publish(subject, body)
+            _ = try connection.request(subject, body)
             try rig.publish(subject, body)
         }
 
-        func compare(_ subject: String, _ body: String, _ label: String, frames: Int = 1) throws {
-            let reference = try connection.publish(subject, body, count: frames)
+        /// The reference frames after a publish against what `stream` (S unless named) sends for it;
+        /// the subjects too when `subjects`.
+        func compare(_ subject: String, _ body: String, _ label: String, frames: Int = 1,
+                     stream: ConsumerRig? = nil, subjects: Bool = true) throws {
+            try connection.publish(subject, body)
+            let reference = try connection.frames(frames)
             // The reference connection does not subscribe to advisories.
-            let ours = deliveries(rig.call(subject, body, reply: "_INBOX.api")).filter { !$0.subject.hasPrefix("$JS.EVENT.") }
+            let ours = deliveries((stream ?? rig).call(subject, body, reply: "_INBOX.api")).filter { !$0.subject.hasPrefix("$JS.EVENT.") }
             #expect(ours.count >= frames, "\(label): our answer count")
             for (k, frame) in reference.enumerated() where k < ours.count {
                 #expect(normalized(ours[k].payload) == normalized(frame.payload), "\(label) payload \(k)")
                 #expect(ours[k].headers == frame.headers, "\(label) headers \(k)")
                 #expect(normalized(ours[k].reply) == normalized(frame.reply), "\(label) reply \(k)")
-                #expect((ours[k].shown ?? ours[k].subject) == frame.subject, "\(label) subject \(k)")
+                if subjects {
+                    #expect((ours[k].shown ?? ours[k].subject) == frame.subject, "\(label) subject \(k)")
+                }
             }
         }
         let creates: [(String, String)] = [
@@ -224,23 +126,16 @@ private func normalized(_ text: String) -> String {
         workConfig.retention = .workqueue
         workConfig.maxConsumers = 3
         workConfig.storage = .memory
-        _ = try connection.publish("$JS.API.STREAM.CREATE.W",
+        _ = try connection.request("$JS.API.STREAM.CREATE.W",
                                    #"{"name":"W","subjects":["w.>"],"retention":"workqueue","max_consumers":3,"storage":"memory"}"#)
         let work = try ConsumerRig(workConfig)
         defer { work.finish() }
         for subject in ["w.a", "w.b", "w.a"] {
-            _ = try connection.publish(subject, "job")
+            _ = try connection.request(subject, "job")
             try work.publish(subject, "job")
         }
         func compareWork(_ subject: String, _ body: String, _ label: String, frames: Int = 1) throws {
-            let reference = try connection.publish(subject, body, count: frames)
-            let ours = deliveries(work.call(subject, body, reply: "_INBOX.api")).filter { !$0.subject.hasPrefix("$JS.EVENT.") }
-            #expect(ours.count >= frames, "\(label): our answer count")
-            for (k, frame) in reference.enumerated() where k < ours.count {
-                #expect(normalized(ours[k].payload) == normalized(frame.payload), "\(label) payload \(k)")
-                #expect(ours[k].headers == frame.headers, "\(label) headers \(k)")
-                #expect(normalized(ours[k].reply) == normalized(frame.reply), "\(label) reply \(k)")
-            }
+            try compare(subject, body, label, frames: frames, stream: work, subjects: false)
         }
         let workCreates: [(String, String)] = [
             ("W.A", #"{"stream_name":"W","config":{"ack_policy":"none"}}"#),
@@ -267,44 +162,28 @@ private func normalized(_ text: String) -> String {
     /// reply, -NAK and +TERM, the info after them, headers-only deliveries and an idle heartbeat.
     @Test(.enabled(if: ReferencePeer.available || ReferencePeer.required, "nats-server 2.9.10 is not installed"))
     func pushDeliveriesAndAcksMatchTheReference() async throws {
-        guard ReferencePeer.available else {
-            Issue.record("nats-server 2.9.10 not found at \(ReferencePeer.path) but REQUIRE_PEERS=1")
-            return
-        }
-        let storeDirectory = try temporaryDirectory("jscons-push")
-        defer { removeTemporary(storeDirectory) }
-        let port = try freePort()
-        let broker = try ChildProcess(executable: ReferencePeer.path,
-                                      arguments: ["-js", "-sd", storeDirectory, "-a", "127.0.0.1", "-p", String(port)],
-                                      environment: ProcessInfo.processInfo.environment)
-        _ = try await broker.waitForLine("ready line") { $0.contains("Server is ready") }
-        defer { kill(broker.process.processIdentifier, SIGKILL) }
-        let connection = try FrameConnection(port: port)
-        var streamConfig = StreamConfig(name: "S")
-        streamConfig.subjects = ["s.>"]
-        streamConfig.storage = .memory
-        _ = try connection.publish("$JS.API.STREAM.CREATE.S", #"{"name":"S","subjects":["s.>"],"storage":"memory"}"#)
-        let rig = try ConsumerRig(streamConfig)
+        guard let broker = try await ReferenceBroker.start("jscons-push") else { return }
+        defer { broker.stop() }
+        let (connection, rig) = try streamS(on: broker)
         defer { rig.finish() }
-        let headers = "NATS/1.0\r\nK: v\r\n\r\n"
-        try connection.send("HPUB s.h _INBOX.api \(headers.utf8.count) \(headers.utf8.count + 3)\r\n\(headers)hdr\r\n")
-        _ = try connection.frame()
-        try rig.publish("s.h", "hdr", headers: headers)
+        _ = try connection.request("s.h", "hdr", headers: [("K", "v")])
+        try rig.publish("s.h", "hdr", headers: WireConnection.headerBlock([("K", "v")]))
         for (subject, body) in [("s.a", "one"), ("s.b", "two")] {
-            _ = try connection.publish(subject, body)
+            _ = try connection.request(subject, body)
             try rig.publish(subject, body)
         }
 
         /// Reference frames after a publish, split into the API answer and the rest in order.
         func exchange(_ subject: String, _ body: String, reply: String = "_INBOX.api", frames: Int)
-            throws -> (answer: [FrameConnection.Frame], others: [FrameConnection.Frame]) {
-            let got = try connection.publish(subject, body, reply: reply, count: frames)
+            throws -> (answer: [WireConnection.Frame], others: [WireConnection.Frame]) {
+            try connection.publish(subject, body, reply: reply)
+            let got = try connection.frames(frames)
             return (got.filter { $0.subject == reply }, got.filter { $0.subject != reply })
         }
-        func ours(_ actions: [EngineAction]) -> [FrameConnection.Frame] {
-            deliveries(actions).filter { !$0.subject.hasPrefix("$JS.EVENT.") }.map { FrameConnection.Frame(subject: $0.shown ?? $0.subject, reply: $0.reply, headers: $0.headers, payload: $0.payload) }
+        func ours(_ actions: [EngineAction]) -> [WireConnection.Frame] {
+            deliveries(actions).filter { !$0.subject.hasPrefix("$JS.EVENT.") }.map { WireConnection.Frame(subject: $0.shown ?? $0.subject, reply: $0.reply, headers: $0.headers, payload: $0.payload) }
         }
-        func same(_ a: [FrameConnection.Frame], _ b: [FrameConnection.Frame], _ label: String) {
+        func same(_ a: [WireConnection.Frame], _ b: [WireConnection.Frame], _ label: String) {
             #expect(a.count == b.count, "\(label): \(a.count) frames, reference \(b.count)")
             for (x, y) in zip(a, b) {
                 #expect(x.subject == y.subject, "\(label) subject")
@@ -345,7 +224,7 @@ private func normalized(_ text: String) -> String {
         same(hbOurs.filter { $0.subject != "_INBOX.api" }, hbReference.others, "headers-only delivery and heartbeat")
 
         // The heartbeating consumer goes, so its heartbeats do not mix with what follows.
-        try connection.send("PUB $JS.API.CONSUMER.DELETE.S.HB _INBOX.api 0\r\n\r\n")
+        try connection.publish("$JS.API.CONSUMER.DELETE.S.HB", "")
         while try connection.frame().subject != "_INBOX.api" {}
         _ = rig.call("$JS.API.CONSUMER.DELETE.S.HB", "", reply: "_INBOX.api")
 
@@ -368,12 +247,12 @@ private func normalized(_ text: String) -> String {
         // Flow control: two messages of 700 KB pass half of the first 2 MiB window.
         let big = String(repeating: "F", count: 700_000)
         for _ in 0..<2 {
-            _ = try connection.publish("s.f", big)
+            _ = try connection.request("s.f", big)
             try rig.publish("s.f", big)
         }
         let fc = #"{"stream_name":"S","config":{"name":"FC","deliver_subject":"out.f","flow_control":true,"idle_heartbeat":5000000000,"filter_subject":"s.f"}}"#
-        try connection.send("PUB $JS.API.CONSUMER.CREATE.S.FC _INBOX.api \(fc.utf8.count)\r\n\(fc)\r\n")
-        var fcFrames: [FrameConnection.Frame] = []
+        try connection.publish("$JS.API.CONSUMER.CREATE.S.FC", fc)
+        var fcFrames: [WireConnection.Frame] = []
         while fcFrames.count < 4 {
             let f = try connection.frame()
             if f.subject == "_INBOX.api" || f.subject == "s.f" || f.subject == "out.f" { fcFrames.append(f) }
@@ -389,5 +268,18 @@ private func normalized(_ text: String) -> String {
         #expect(referenceRequest?.reply.range(of: pattern, options: .regularExpression) != nil)
         #expect(ourRequest?.reply.range(of: pattern, options: .regularExpression) != nil)
         same(Array(fcOurs.dropLast().filter { $0.subject != "_INBOX.api" }), Array(fcReference.others.dropLast()), "flow-controlled deliveries")
+    }
+
+    /// A connection to the reference broker and a ConsumerRig, each with the memory stream S on
+    /// `s.>`. The connection takes every inbox and the deliver subjects `out.p`, `out.h` and `out.f`
+    /// exactly (2.9.10 binds a push consumer only to a subscription on exactly its deliver subject).
+    private func streamS(on broker: ReferenceBroker) throws -> (WireConnection, ConsumerRig) {
+        let connection = try WireConnection(port: broker.port, subscriptions: ["_INBOX.>", "out.p", "out.h", "out.f"],
+                                            reply: "_INBOX.api")
+        var streamConfig = StreamConfig(name: "S")
+        streamConfig.subjects = ["s.>"]
+        streamConfig.storage = .memory
+        _ = try connection.request("$JS.API.STREAM.CREATE.S", #"{"name":"S","subjects":["s.>"],"storage":"memory"}"#)
+        return (connection, try ConsumerRig(streamConfig))
     }
 }
