@@ -14,92 +14,6 @@ private struct Step {
     var copies = 0
 }
 
-/// A NATS connection that publishes with headers and reads MSG and HMSG answers on `_INBOX.ref.>`.
-private final class ReferenceConnection {
-    let fd: Int32
-    private var buffer: [UInt8] = []
-
-    init(port: Int) throws {
-        fd = try connectLoopback(port: port, timeoutSeconds: 10)
-        _ = try line()
-        try send("CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true}\r\nSUB _INBOX.ref.> 1\r\nPING\r\n")
-        guard try line() == "PONG" else { throw TestFailure("no PONG after CONNECT") }
-    }
-
-    /// Subscribes to `subject` too and waits until the broker has it.
-    func watch(_ subject: String, sid: Int) throws {
-        try send("SUB \(subject) \(sid)\r\nPING\r\n")
-        guard try line() == "PONG" else { throw TestFailure("no PONG after SUB") }
-    }
-
-    deinit { close(fd) }
-
-    func send(_ text: String) throws {
-        let bytes = Array(text.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            guard n > 0 else { throw TestFailure("write failed: errno \(errno)") }
-            offset += n
-        }
-    }
-
-    private func fill() throws {
-        var chunk = [UInt8](repeating: 0, count: 65_536)
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        guard n > 0 else { throw TestFailure("read from the broker failed (\(n), errno \(errno))") }
-        buffer.append(contentsOf: chunk[..<n])
-    }
-
-    private func line() throws -> String {
-        while true {
-            if let end = buffer.firstIndex(of: 0x0A), end > 0, buffer[end - 1] == 0x0D {
-                let text = String(decoding: buffer[..<(end - 1)], as: UTF8.self)
-                buffer.removeFirst(end + 1)
-                return text
-            }
-            try fill()
-        }
-    }
-
-    private func take(_ count: Int) throws -> [UInt8] {
-        while buffer.count < count + 2 { try fill() }
-        let bytes = Array(buffer[..<count])
-        buffer.removeFirst(count + 2)
-        return bytes
-    }
-
-    func publish(_ step: Step, reply: String) throws {
-        let payload = Array(step.body.utf8)
-        if step.headers.isEmpty {
-            try send("PUB \(step.subject) \(reply) \(payload.count)\r\n\(step.body)\r\n")
-        } else {
-            var block = "NATS/1.0\r\n"
-            for (k, v) in step.headers { block += "\(k): \(v)\r\n" }
-            block += "\r\n"
-            try send("HPUB \(step.subject) \(reply) \(block.utf8.count) \(block.utf8.count + payload.count)\r\n\(block)\(step.body)\r\n")
-        }
-    }
-
-    /// The next answer: its reply subject, header block and payload.
-    func next() throws -> (subject: String, headers: String, payload: String) {
-        while true {
-            let head = try line()
-            if head == "PING" { try send("PONG\r\n"); continue }
-            let parts = head.split(separator: " ").map(String.init)
-            if parts.first == "MSG", let size = Int(parts.last ?? "") {
-                return (parts[1], "", String(decoding: try take(size), as: UTF8.self))
-            }
-            if parts.first == "HMSG", parts.count >= 5, let headerSize = Int(parts[parts.count - 2]), let total = Int(parts.last ?? "") {
-                let bytes = try take(total)
-                return (parts[1], String(decoding: bytes[..<headerSize], as: UTF8.self),
-                        String(decoding: bytes[headerSize...], as: UTF8.self))
-            }
-            throw TestFailure("unexpected line from the broker: \(head)")
-        }
-    }
-}
-
 /// Times (created, first_ts, last_ts, message times, Nats-Time-Stamp) replaced, so two brokers
 /// compare. The account's `storage` is taken out too: 2.9.10's account usage drifts from its
 /// streams' bytes after file-store purges and rollups (here it ends up reporting more than its
@@ -294,31 +208,23 @@ private func normalized(_ text: String) -> String {
 
     /// Runs `steps` against nats-server 2.9.10 (with `domain`) and our engine and compares every answer.
     private func compare(domain: String, watching: [String] = [], steps: [Step]) async throws {
-        guard ReferencePeer.available else {
-            Issue.record("nats-server 2.9.10 not found at \(ReferencePeer.path) but REQUIRE_PEERS=1")
-            return
-        }
-        let referenceDirectory = try temporaryDirectory("jsengine-ref")
-        defer { removeTemporary(referenceDirectory) }
-        let port = try freePort()
         let maxMemory: Int64 = 1 << 30
         let maxStore: Int64 = 10 << 30
-        let configPath = referenceDirectory + "/js.conf"
-        try """
-        listen: 127.0.0.1:\(port)
-        jetstream {
-          store_dir: "\(referenceDirectory)/store"
-          max_memory_store: \(maxMemory)
-          max_file_store: \(maxStore)
-          \(domain.isEmpty ? "" : "domain: \(domain)")
+        let started = try await ReferenceBroker.start("jsengine-ref") { port, directory in
+            """
+            listen: 127.0.0.1:\(port)
+            jetstream {
+              store_dir: "\(directory)/store"
+              max_memory_store: \(maxMemory)
+              max_file_store: \(maxStore)
+              \(domain.isEmpty ? "" : "domain: \(domain)")
+            }
+            """
         }
-        """.write(toFile: configPath, atomically: true, encoding: .utf8)
-        let broker = try ChildProcess(executable: ReferencePeer.path, arguments: ["-c", configPath],
-                                      environment: ProcessInfo.processInfo.environment)
-        defer { kill(broker.process.processIdentifier, SIGKILL) }
-        _ = try await broker.waitForLine("ready line") { $0.contains("Server is ready") }
-        let connection = try ReferenceConnection(port: port)
-        for (k, subject) in watching.enumerated() { try connection.watch(subject, sid: k + 2) }
+        guard let broker = started else { return }
+        defer { broker.stop() }
+        let connection = try WireConnection(port: broker.port, subscriptions: ["_INBOX.ref.>"], reply: "_INBOX.ref")
+        for (k, subject) in watching.enumerated() { try connection.subscribe(subject, sid: k + 2) }
 
         let ours = try EngineHarness("jsengine-ours", maxMemory: maxMemory, maxStore: maxStore, domain: domain)
         // These sessions create no consumers, so an interest stream has no interest.
@@ -327,13 +233,8 @@ private func normalized(_ text: String) -> String {
 
         for (k, step) in steps.enumerated() {
             let reply = "_INBOX.ref.\(k)"
-            try connection.publish(step, reply: reply)
-            var block: [UInt8] = []
-            if !step.headers.isEmpty {
-                block = Array("NATS/1.0\r\n".utf8)
-                for (name, value) in step.headers { block += Array("\(name): \(value)\r\n".utf8) }
-                block += Array("\r\n".utf8)
-            }
+            try connection.publish(step.subject, step.body, reply: reply, headers: step.headers)
+            let block = step.headers.isEmpty ? [] : Array(WireConnection.headerBlock(step.headers).utf8)
             let actions = ours.engine.handle(InboundMessage(subject: step.subject, reply: reply, headers: block,
                                                             payload: Array(step.body.utf8)), now: wallClockNanoseconds())
             let answers = EngineHarness.replies(actions, to: reply)
@@ -343,10 +244,10 @@ private func normalized(_ text: String) -> String {
             }
             // An unanswered step before this one would show up here first under its own reply subject.
             // Copies and the answer leave 2.9.10 through different queues, so their order is not fixed.
-            var referenceCopies: [(subject: String, headers: String, payload: String)] = []
-            var replies: [(subject: String, headers: String, payload: String)] = []
+            var referenceCopies: [WireConnection.Frame] = []
+            var replies: [WireConnection.Frame] = []
             while replies.isEmpty || referenceCopies.count < step.copies {
-                let received = try connection.next()
+                let received = try connection.frame()
                 if received.subject.hasPrefix("_INBOX.ref.") { replies.append(received) } else { referenceCopies.append(received) }
             }
             let ourCopies: [(subject: String, headers: String, payload: String)] = actions.compactMap {
