@@ -25,9 +25,9 @@ final class JetStreamBridge: InternalSink, @unchecked Sendable {
 
     /// Above this many queued bytes, a publisher's reads pause until the engine catches up (the
     /// inbox is bounded, like 2.9.10's, which stores on the publisher's own goroutine).
-    static let highWater = 32 << 20
+    static let highWater = 8 << 20
     /// Parked publishers resume once the queue is below this.
-    static let lowWater = 8 << 20
+    static let lowWater = 2 << 20
 
     let loop: EventLoop
     /// The engine's deliveries use this context's scratch space, match cache and flush batching.
