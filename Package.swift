@@ -26,7 +26,7 @@ let package = Package(
         // POSIX file calls that retry EINTR and name the failing path (the service store, the JetStream store).
         .target(name: "POSIXFiles"),
         // nats.conf syntax: parsed into a tree whose nodes know their file:line (no server knowledge).
-        .target(name: "NATSConfig"),
+        .target(name: "NATSConfig", dependencies: ["Formats"]),
         // epoll reactor, sockets, timers, outbound buffers flushed with writev.
         .target(name: "EventLoop", dependencies: ["CSystem"]),
         // Small HTTP/1.1 server (broker monitoring, services).

@@ -1,3 +1,5 @@
+import Formats
+
 /// Typed reads of configuration values. Each failure names the key, what was expected and what
 /// was found, at the value's `file:line:column`.
 extension ConfigNode {
@@ -95,34 +97,5 @@ extension ConfigNode {
 /// `<number><unit>` parts, units `ns`, `us` (or `µs`), `ms`, `s`, `m`, `h`; `"0"` alone is zero.
 /// Returns nil for anything else.
 public func parseGoDuration(_ text: String) -> Duration? {
-    var s = Substring(text)
-    var negative = false
-    if s.first == "-" || s.first == "+" {
-        negative = s.first == "-"
-        s = s.dropFirst()
-    }
-    if s == "0" { return .zero }
-    guard !s.isEmpty else { return nil }
-    var totalNanos: Double = 0
-    while !s.isEmpty {
-        let number = s.prefix { $0.isASCII && ($0.isNumber || $0 == ".") }
-        guard !number.isEmpty, let value = Double(number) else { return nil }
-        s = s.dropFirst(number.count)
-        let unit = s.prefix { !($0.isASCII && ($0.isNumber || $0 == ".")) }
-        s = s.dropFirst(unit.count)
-        let scale: Double
-        switch unit {
-        case "ns": scale = 1
-        case "us", "µs", "μs": scale = 1e3
-        case "ms": scale = 1e6
-        case "s": scale = 1e9
-        case "m": scale = 60e9
-        case "h": scale = 3600e9
-        default: return nil
-        }
-        totalNanos += value * scale
-    }
-    guard totalNanos < 9.2e18 else { return nil }
-    let nanos = Int64(totalNanos.rounded())
-    return .nanoseconds(negative ? -nanos : nanos)
+    GoDuration.parse(text).map { .nanoseconds($0) }
 }

@@ -1,3 +1,4 @@
+import Formats
 import NATSConfig
 
 // The nats.conf keys this broker implements, read into Options. Keys nats-server 2.9.10 knows
@@ -375,31 +376,7 @@ extension Options {
     }
 
     /// A duration as Go's `time.Duration.String` prints it (`6s`, `1m30s`, `500ms`), for messages.
-    static func goDuration(_ d: Duration) -> String {
-        let ns = d.nanoseconds
-        if ns == 0 { return "0s" }
-        if ns < 0 { return "-" + goDuration(.nanoseconds(ns == Int64.min ? Int64.max : -ns)) }
-        if ns < 1_000_000_000 {
-            if ns % 1_000_000 == 0 { return "\(ns / 1_000_000)ms" }
-            if ns % 1000 == 0 { return "\(ns / 1000)µs" }
-            return "\(ns)ns"
-        }
-        let hours = ns / 3_600_000_000_000
-        let minutes = (ns / 60_000_000_000) % 60
-        let secondsPart = ns % 60_000_000_000
-        var text = ""
-        if hours > 0 { text += "\(hours)h" }
-        if hours > 0 || minutes > 0 { text += "\(minutes)m" }
-        text += "\(secondsPart / 1_000_000_000)"
-        var fraction = secondsPart % 1_000_000_000
-        if fraction > 0 {
-            var digits = 9
-            while fraction % 10 == 0 { fraction /= 10; digits -= 1 }
-            let s = String(fraction)
-            text += "." + String(repeating: "0", count: digits - s.count) + s
-        }
-        return text + "s"
-    }
+    static func goDuration(_ d: Duration) -> String { GoDuration.string(d.nanoseconds) }
 
     /// nats-server 2.9.10 top-level keys this broker refuses, with why.
     static let unimplemented: [String: String] = {

@@ -2,6 +2,7 @@
 // and types) and /metrics (Prometheus text format 0.0.4).
 
 import Dispatch
+import Formats
 import HTTPServer
 import NATSProtocol
 import Synchronization
@@ -171,28 +172,9 @@ func parseCount(_ name: String, _ value: String?) throws(MonitorArgumentError) -
     return number
 }
 
-/// Go's `time.Duration.String()` (the /connz `rtt`): `0s`, `379µs`, `401.081724ms`, `1m2.5s`.
+/// `rtt` as Go's `Duration.String()` writes it.
 func goDuration(nanos: UInt64) -> String {
-    if nanos == 0 { return "0s" }
-    func fixed(_ value: UInt64, _ scale: UInt64, _ unit: String) -> String {
-        var text = String(value / scale)
-        var fraction = String(value % scale)
-        let width = String(scale).count - 1
-        fraction = String(repeating: "0", count: width - fraction.count) + fraction
-        while fraction.last == "0" { fraction.removeLast() }
-        if !fraction.isEmpty { text += "." + fraction }
-        return text + unit
-    }
-    if nanos < 1_000 { return "\(nanos)ns" }
-    if nanos < 1_000_000 { return fixed(nanos, 1_000, "µs") }
-    if nanos < 1_000_000_000 { return fixed(nanos, 1_000_000, "ms") }
-    let hours = nanos / 3_600_000_000_000
-    let minutes = (nanos / 60_000_000_000) % 60
-    let secondsPart = nanos % 60_000_000_000
-    var text = ""
-    if hours > 0 { text += "\(hours)h" }
-    if hours > 0 || minutes > 0 { text += "\(minutes)m" }
-    return text + fixed(secondsPart, 1_000_000_000, "s")
+    GoDuration.string(Int64(clamping: nanos))
 }
 
 extension Broker {

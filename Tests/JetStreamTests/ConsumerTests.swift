@@ -192,20 +192,6 @@ func errCode(_ json: JSON) -> Int64? { json["error"]?["err_code"]?.intValue }
         #expect(errCode(try rig.create("A", "{}")) == nil)
         #expect(errCode(try rig.create("B", "{}")) == 10026)
     }
-
-    @Test func goDurations() {
-        #expect(GoDuration.string(2_000_000_000) == "2s")
-        #expect(GoDuration.string(1_500_000_000) == "1.5s")
-        #expect(GoDuration.string(100_000_000) == "100ms")
-        #expect(GoDuration.string(90_000_000_000) == "1m30s")
-        #expect(GoDuration.string(3_600_000_000_000) == "1h0m0s")
-        #expect(GoDuration.string(1_500) == "1.5µs")
-        #expect(GoDuration.parse("5s") == 5_000_000_000)
-        #expect(GoDuration.parse("1m30s") == 90_000_000_000)
-        #expect(GoDuration.parse("250ms") == 250_000_000)
-        #expect(GoDuration.parse("x") == nil)
-        #expect(GoDuration.parse("5") == nil)
-    }
 }
 
 @Suite struct PullConsumerTests {

@@ -1,9 +1,11 @@
-/// Durations written and read the way Go's `time.Duration` does: 2.9.10 puts `String()` of a
-/// duration into status texts (`Exceeded MaxRequestExpires of 2s`) and accepts `ParseDuration`
-/// text as a NAK delay (`-NAK 5s`).
-enum GoDuration {
+// GoDuration: durations written and read the way Go's `time.Duration` does.
+
+/// Go's `Duration.String()` and `ParseDuration`: nats-server 2.9.10 writes durations that way in
+/// log lines, /connz `rtt`, config errors and JetStream status texts (`Exceeded MaxRequestExpires
+/// of 2s`), and reads them in nats.conf and as a NAK delay (`-NAK 5s`).
+public enum GoDuration {
     /// `nanoseconds` as Go's `Duration.String()` writes it: `0s`, `500ns`, `1.5µs`, `100ms`, `2s`, `1m30s`, `1h0m0s`.
-    static func string(_ nanoseconds: Int64) -> String {
+    public static func string(_ nanoseconds: Int64) -> String {
         if nanoseconds == 0 { return "0s" }
         let negative = nanoseconds < 0
         let magnitude = nanoseconds.magnitude
@@ -51,7 +53,7 @@ enum GoDuration {
     }
 
     /// Parses Go duration text (`300ms`, `-1.5h`, `2h45m`, `0`), or nil when Go's `ParseDuration` refuses it.
-    static func parse(_ text: String) -> Int64? {
+    public static func parse(_ text: String) -> Int64? {
         var bytes = Array(text.utf8)[...]
         var negative = false
         if let first = bytes.first, first == UInt8(ascii: "-") || first == UInt8(ascii: "+") {
