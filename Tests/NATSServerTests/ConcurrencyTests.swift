@@ -120,8 +120,10 @@ struct ConcurrencyTests {
                 guard let head = try? responder.readLine(timeout: 0.2) else { continue }
                 let parts = head.split(separator: " ")
                 guard parts.count == 5, parts[0] == "MSG", let body = try? responder.readLine() else { continue }
-                try? responder.send("PUB \(parts[3]) \(body.utf8.count)\r\n\(body)\r\n")
+                // Counted before the send: a requester may read the answer (and the test end) before
+                // this thread runs again.
                 answered.wrappingAdd(1, ordering: .relaxed)
+                try? responder.send("PUB \(parts[3]) \(body.utf8.count)\r\n\(body)\r\n")
             }
         }
         responderThread.start()
