@@ -66,6 +66,10 @@ final class FileBackend: StoreBackend {
     private var dirty = false
     private var lastSync: Int64
     private var scratch: [UInt8] = []
+    /// Bytes read ahead from one block for ``read(sequence:entry:)``: consumers load messages in
+    /// sequence order, so one pread(2) serves the records after the one asked for.
+    private var readAhead: (block: Block?, start: Int64, bytes: [UInt8]) = (nil, 0, [])
+    static let readAheadSize = 256 << 10
 
     /// Creates the directory if needed and opens its blocks (creating the first), without reading them.
     /// - Throws: ``StreamStoreError/io(operation:path:errno:)`` naming the directory or block.
@@ -327,6 +331,7 @@ final class FileBackend: StoreBackend {
     private func unlinkDeadBlocks() {
         while blocks.count > 1, blocks[0].lastMessage < writtenFloor {
             let dead = blocks.removeFirst()
+            if readAhead.block === dead { readAhead = (nil, 0, []) }
             Glibc.close(dead.fd)
             dead.fd = -1
             // A failed unlink leaves a block whose records are all below the floor: harmless on replay.
@@ -338,10 +343,20 @@ final class FileBackend: StoreBackend {
         guard let block = block(numbered: entry.block) else {
             throw .corrupt(path: blockPath(entry.block), offset: Int64(entry.offset), reason: "block missing")
         }
-        let bytes = try BlockIO.read(block.fd, count: Int(entry.bytes), at: Int64(entry.offset), path: block.path)
-        let parsed = bytes.withUnsafeBytes { Self.parse($0, at: 0) }
+        let start = Int64(entry.offset)
+        let count = Int(entry.bytes)
+        if readAhead.block !== block || start < readAhead.start
+            || start + Int64(count) > readAhead.start + Int64(readAhead.bytes.count) {
+            // Only bytes already written: a consumer at the tail reads just its record, and what
+            // is cached never changes (records are appended, never rewritten).
+            let window = max(count, min(Self.readAheadSize, Int(max(0, block.size - start))))
+            readAhead = (block, start, try BlockIO.read(block.fd, count: window, at: start, path: block.path))
+        }
+        let bytes = readAhead.bytes
+        let at = Int(start - readAhead.start)
+        let parsed = bytes.withUnsafeBytes { Self.parse(UnsafeRawBufferPointer(rebasing: $0[..<min($0.count, at + count)]), at: at) }
         guard case .success(let record) = parsed, record.kind == .message, record.sequence == sequence,
-              record.length == bytes.count else {
+              record.length == count else {
             var reason = "record of sequence \(sequence) unreadable"
             if case .failure(let damage) = parsed { reason += ": " + damage.reason }
             throw .corrupt(path: block.path, offset: Int64(entry.offset), reason: reason)
@@ -411,5 +426,6 @@ final class FileBackend: StoreBackend {
             block.fd = -1
         }
         blocks.removeAll()
+        readAhead = (nil, 0, [])
     }
 }
