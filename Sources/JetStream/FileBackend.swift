@@ -1,3 +1,4 @@
+import CSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -45,6 +46,8 @@ final class FileBackend: StoreBackend {
         var size: Int64
         /// The highest message sequence in the block (0: none).
         var lastMessage: UInt64 = 0
+        /// Bytes handed to the kernel's writeback so far (see ``FileBackend/writeBehindChunk``).
+        var writeBehind: Int64 = 0
 
         init(number: UInt32, path: String, fd: Int32, size: Int64) {
             self.number = number
@@ -70,6 +73,10 @@ final class FileBackend: StoreBackend {
     /// sequence order, so one pread(2) serves the records after the one asked for.
     private var readAhead: (block: Block?, start: Int64, bytes: [UInt8]) = (nil, 0, [])
     static let readAheadSize = 256 << 10
+    /// Every this many bytes appended to a block, its writeback starts (sync_file_range(2), which
+    /// does not wait): the fsync that closes a full block then finds little left to write, instead
+    /// of stalling the engine for the whole block (it was a quarter of the time at 16 KiB).
+    static let writeBehindChunk: Int64 = 1 << 20
 
     /// Creates the directory if needed and opens its blocks (creating the first), without reading them.
     /// - Throws: ``StreamStoreError/io(operation:path:errno:)`` naming the directory or block.
@@ -305,6 +312,11 @@ final class FileBackend: StoreBackend {
         }
         block.size += Int64(bytes.count)
         dirty = true
+        if block.size - block.writeBehind >= Self.writeBehindChunk {
+            // Only a hint: a failure here shows in the fsync that has to follow.
+            _ = csys_start_writeback(block.fd, block.writeBehind, block.size - block.writeBehind)
+            block.writeBehind = block.size
+        }
         unlinkDeadBlocks()
     }
 
