@@ -5,7 +5,9 @@ import Glibc
 
 // Block files: `<directory>/<n>.blk`, n = 1, 2, ... (decimal). Records are appended with one
 // pwrite(2) per message (together with any removals noted since the last write); a block is closed
-// once the next record would take it past `blockSize`, and fsynced before the next one is started.
+// once the next record would take it past `blockSize`, and fsynced before the next one is started
+// (its writeback is started every 1 MiB, so that fsync has little left to wait for). Loads read up
+// to 256 KiB of a block ahead, kept in memory until the next load outside it (one window per store).
 //
 // Record (integers little-endian), the same field order and size as 2.9.10's:
 //
