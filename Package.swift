@@ -34,7 +34,7 @@ let package = Package(
         // The broker: connections, routing, auth, limits, monitoring.
         .target(name: "NATSServer", dependencies: ["NATSProtocol", "NATSConfig", "EventLoop", "HTTPServer", "CSystem", "Formats", "JetStream"]),
         // JetStream: a stream's message store (memory and file backends, limits, recovery), the API's errors and JSON.
-        .target(name: "JetStream", dependencies: ["NATSProtocol", "Formats", "POSIXFiles"]),
+        .target(name: "JetStream", dependencies: ["NATSProtocol", "Formats", "POSIXFiles", "CSystem"]),
         // The async/await client library.
         .target(name: "NATSClient", dependencies: ["NATSProtocol", "CSystem"]),
 

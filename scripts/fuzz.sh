@@ -5,7 +5,8 @@
 # Usage: scripts/fuzz.sh [seconds] [client|server|http|jsstore|jsapi|all]   (default: 30 seconds each, all).
 # Each target is built into .build-fuzz/ with swiftc directly (no SwiftPM), from its fuzz entry point
 # and the parser's own sources only; the JetStream targets are compiled into the JetStream module
-# (so they reach its internals), over Formats, NATSProtocol and POSIXFiles built as modules first.
+# (so they reach its internals), over Formats, NATSProtocol and POSIXFiles built as modules first,
+# and the CSystem C shim (compiled with clang, imported through a module map written here).
 # Every target selected runs even when an earlier one fails.
 # Exits non-zero on a build failure or when a target finds a crash (its input is left in
 # .build-fuzz/<target>-crash-...), 2 for a usage error.
@@ -66,12 +67,20 @@ module() {
         -emit-module -emit-module-path "$out/modules/$name.swiftmodule" -c -o "$out/modules/$name.o" "${sources[@]}"
 }
 
+# c_module: builds the CSystem shim ($out/modules/CSystem.o) and a module map for it.
+c_module() {
+    printf 'module CSystem {\n    header "%s"\n    export *\n}\n' "$PWD/Sources/CSystem/include/CSystem.h" \
+        > "$out/modules/CSystem.modulemap" &&
+        clang -O2 -fsanitize=address -I Sources/CSystem/include -c -o "$out/modules/CSystem.o" Sources/CSystem/CSystem.c
+}
+
 if [[ $which == jsstore || $which == jsapi || $which == all ]]; then
     mkdir -p "$out/modules" || exit 1
-    if module Formats && module NATSProtocol && module POSIXFiles; then
+    if module Formats && module NATSProtocol && module POSIXFiles && c_module; then
         mapfile -t js_sources < <(find Sources/JetStream -name '*.swift' | sort)
-        js_inputs=(-I "$out/modules" "${js_sources[@]}" "$out/modules/Formats.o" "$out/modules/NATSProtocol.o"
-                   "$out/modules/POSIXFiles.o")
+        js_inputs=(-I "$out/modules" -Xcc -fmodule-map-file="$out/modules/CSystem.modulemap" "${js_sources[@]}"
+                   "$out/modules/Formats.o" "$out/modules/NATSProtocol.o" "$out/modules/POSIXFiles.o"
+                   "$out/modules/CSystem.o")
         if [[ $which == jsstore || $which == all ]]; then
             run jetstream-store-fuzz JetStream Fuzz/corpus/jsstore Fuzz/JetStreamStoreFuzz/JetStreamStoreFuzz.swift "${js_inputs[@]}"
         fi

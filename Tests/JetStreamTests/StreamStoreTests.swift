@@ -74,6 +74,28 @@ func withHarness(_ backend: Backend, limits: StreamLimits = StreamLimits(), _ bo
         }
     }
 
+    /// Loads served from the file backend's read-ahead window: records appended after a window was
+    /// read, records larger than the window and loads out of order all return what was stored.
+    @Test(arguments: Backend.allCases)
+    func loadsAroundTheReadAheadWindowReturnWhatWasStored(_ backend: Backend) throws {
+        try withHarness(backend) { h in
+            let sizes = [10, 3000, 300_000, 7, 120_000, 200_000, 1, 500_000, 64]
+            func payload(_ n: Int) -> [UInt8] { (0..<sizes[n - 1]).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ n) } }
+            func check(_ n: Int) throws {
+                let message = try h.store.load(UInt64(n))
+                #expect(message.payload == payload(n) && message.subject == "s.\(n)" && message.sequence == UInt64(n))
+            }
+            for n in 1...sizes.count {
+                #expect(try h.store.store(subject: "s.\(n)", payload: payload(n), timestamp: Int64(n)) == UInt64(n))
+                // The newest record is past any window read before it.
+                try check(n)
+                if n > 1 { try check(n - 1) }
+            }
+            for n in 1...sizes.count { try check(n) }
+            for n in (1...sizes.count).reversed() { try check(n) }
+        }
+    }
+
     @Test(arguments: Backend.allCases)
     func countsBytesAs2_9_10(_ backend: Backend) throws {
         try withHarness(backend) { h in

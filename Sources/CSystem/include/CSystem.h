@@ -145,4 +145,8 @@ static inline int csys_set_thread_name(const char *name) {
     return prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0);
 }
 
+/// Starts writeback of `count` bytes of `fd` from `offset` without waiting for it
+/// (sync_file_range(2) with SYNC_FILE_RANGE_WRITE). Returns 0 or -1 with errno set.
+int csys_start_writeback(int fd, int64_t offset, int64_t count);
+
 #endif

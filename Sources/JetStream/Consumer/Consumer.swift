@@ -36,6 +36,8 @@ final class Consumer {
     var skipResume: UInt64 = 0
     /// Cached num_pending (`npc`).
     var pendingCount: UInt64 = 0
+    /// "$JS.ACK.<stream>.<consumer>.", the constant start of every ack reply subject.
+    private lazy var ackReplyPrefix: [UInt8] = Array("$JS.ACK.\(stream.name).\(name).".utf8)
 
     // Pull.
     var waiting: PullQueue
@@ -229,7 +231,7 @@ final class Consumer {
                 break
             }
             if dc == 1 && pendingCount > 0 { pendingCount -= 1 }
-            let ackReply = "$JS.ACK.\(stream.name).\(name).\(dc).\(stored.sequence).\(deliverySequence).\(stored.timestamp).\(pendingCount)"
+            let ackReply = ackReply(dc: dc, streamSequence: stored.sequence, timestamp: stored.timestamp)
             var message = stored
             if config.headersOnly { Consumer.convertToHeadersOnly(&message) }
             let size = message.subject.utf8.count + ackReply.utf8.count + message.headers.count + message.payload.count
@@ -279,6 +281,48 @@ final class Consumer {
         if replaying && streamSequence > replayLastSequence && held == nil { replaying = false }
         if isPull {
             waitingDeadline = processWaiting(endOfStream: !stalledByAckPending, now: now, into: &out).deadline
+        }
+    }
+
+    /// The 9-token ack reply subject of the delivery about to be sent, written into the String's
+    /// own storage (interpolating its five numbers took a tenth of a push delivery's time).
+    private func ackReply(dc: UInt64, streamSequence sseq: UInt64, timestamp: Int64) -> String {
+        let prefix = ackReplyPrefix
+        let numbers = (dc, sseq, deliverySequence, timestamp, pendingCount)
+        return String(unsafeUninitializedCapacity: prefix.count + 5 * 21) { buffer in
+            var at = 0
+            for byte in prefix {
+                buffer[at] = byte
+                at += 1
+            }
+            func put(_ value: UInt64, negative: Bool = false, last: Bool = false) {
+                if negative {
+                    buffer[at] = UInt8(ascii: "-")
+                    at += 1
+                }
+                var digits = 1
+                var rest = value / 10
+                while rest > 0 {
+                    digits += 1
+                    rest /= 10
+                }
+                var v = value
+                for k in stride(from: at + digits - 1, through: at, by: -1) {
+                    buffer[k] = UInt8(ascii: "0") + UInt8(v % 10)
+                    v /= 10
+                }
+                at += digits
+                if !last {
+                    buffer[at] = UInt8(ascii: ".")
+                    at += 1
+                }
+            }
+            put(numbers.0)
+            put(numbers.1)
+            put(numbers.2)
+            put(numbers.3.magnitude, negative: numbers.3 < 0)
+            put(numbers.4, last: true)
+            return at
         }
     }
 
