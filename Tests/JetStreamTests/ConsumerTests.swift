@@ -84,6 +84,14 @@ func deliveries(_ actions: [EngineAction], to target: String? = nil) -> [Deliver
 func errCode(_ json: JSON) -> Int64? { json["error"]?["err_code"]?.intValue }
 
 @Suite struct ConsumerConfigTests {
+    @Test func generatedNamesAreEightBase62Digits() {
+        for _ in 0..<500 {
+            let name = ConsumerManager.generatedName()
+            #expect(name.utf8.count == 8)
+            #expect(name.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) }, "\(name)")
+        }
+    }
+
     @Test func aStartTimePastInt64NanosecondsSaturatesInsteadOfTrapping() throws {
         let body = Array(#"{"stream_name":"S","config":{"deliver_policy":"by_start_time","opt_start_time":"6548-12-07T18:56:17.65548126Z"}}"#.utf8)
         let (_, config) = try ConsumerConfig.decodeRequest(body)

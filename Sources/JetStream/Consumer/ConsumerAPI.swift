@@ -202,9 +202,10 @@ extension ConsumerManager {
     }
 
     /// 2.9.10's createConsumerName: 8 characters of URL-safe base64.
+    /// Eight characters from 2.9.10's base-62 digits (its `createConsumerName`).
     static func generatedName() -> String {
-        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
-        return String(decoding: (0..<8).map { _ in alphabet[Int.random(in: 0..<64)] }, as: UTF8.self)
+        let alphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
+        return String(decoding: (0..<8).map { _ in alphabet[Int.random(in: 0..<62)] }, as: UTF8.self)
     }
 
     // MARK: Names and list

@@ -128,15 +128,18 @@ final class JetStreamBridge: InternalSink, @unchecked Sendable {
 
     private func drain() {
         var batch: [InboundMessage] = []
-        inbox.withLock { swap(&batch, &$0.messages) }
+        // Everything queued now is this batch, so its size is what the queue held.
+        let batchBytes = inbox.withLock { box -> Int in
+            swap(&batch, &box.messages)
+            return box.bytes
+        }
         if !batch.isEmpty {
             for message in batch {
                 perform(engine.handle(message, now: wallClockNanoseconds()), apiReply: Self.apiReply(to: message))
             }
         }
         let resumed = inbox.withLock { box -> [ClientConnection] in
-            box.bytes = box.messages.reduce(0) { $0 + $1.subject.utf8.count + $1.reply.utf8.count
-                + $1.headers.count + $1.payload.count + 64 }
+            box.bytes -= batchBytes
             guard box.bytes <= Self.lowWater, !box.parked.isEmpty else { return [] }
             let all = box.parked
             box.parked.removeAll()
