@@ -6,6 +6,8 @@
 // back to the same config; a consumer state file that decodes must encode to bytes that decode to
 // the same state.
 
+import Formats
+
 private func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
 
 @_cdecl("LLVMFuzzerTestOneInput")
