@@ -446,6 +446,14 @@ final class Broker: Sendable {
         }
     }
 
+    /// The subscriptions matching `subject`, from the shared trie under its lock (no loop cache:
+    /// for control paths, not for routing).
+    func matchSubscriptions(_ subject: UnsafeRawBufferPointer) -> MatchResult<Subscription> {
+        nonisolated(unsafe) var result = MatchResult<Subscription>()
+        subscriptions.withLock { result = $0.match(subject) }
+        return result
+    }
+
     /// Runs `body` on the trie under its lock and invalidates every loop's match cache.
     @discardableResult
     func mutateSubscriptions<R>(_ body: (inout SubjectTrie<Subscription>) -> R) -> R {

@@ -188,8 +188,7 @@ extension ClientConnection {
     /// `HMSG <reply> <sid> 16 16\r\nNATS/1.0 503\r\n\r\n\r\n` to the publisher's own subscription
     /// matching the reply subject, if it has one (2.9.10 `subForReply`).
     func sendNoResponders(reply: UnsafeRawBufferPointer) {
-        nonisolated(unsafe) var result = MatchResult<Subscription>()
-        broker.subscriptions.withLock { result = $0.match(reply) }
+        let result = broker.matchSubscriptions(reply)
         guard let sub = result.plain.first(where: { $0.client === self }) else { return }
         appendControl { buffer in
             buffer.append(ascii: "HMSG ")

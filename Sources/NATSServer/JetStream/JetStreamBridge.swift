@@ -133,10 +133,8 @@ final class JetStreamBridge: InternalSink, @unchecked Sendable {
             swap(&batch, &box.messages)
             return box.bytes
         }
-        if !batch.isEmpty {
-            for message in batch {
-                perform(engine.handle(message, now: wallClockNanoseconds()), apiReply: Self.apiReply(to: message))
-            }
+        for message in batch {
+            perform(engine.handle(message, now: wallClockNanoseconds()), apiReply: Self.apiReply(to: message))
         }
         let resumed = inbox.withLock { box -> [ClientConnection] in
             box.bytes -= batchBytes
@@ -277,22 +275,15 @@ final class JetStreamBridge: InternalSink, @unchecked Sendable {
 
     /// Whether a client (not JetStream itself) subscribes to something matching `subject`.
     private static func hasInterest(broker: Broker, subject: String) -> Bool {
-        nonisolated(unsafe) var result = MatchResult<Subscription>()
-        let bytes = Array(subject.utf8)
-        bytes.withUnsafeBytes { raw in
-            broker.subscriptions.withLock { result = $0.match(raw) }
-        }
+        let result = Array(subject.utf8).withUnsafeBytes { broker.matchSubscriptions($0) }
         return result.plain.contains { $0.sink == nil } || result.queues.contains { !$0.isEmpty }
     }
 
     /// Whether a client subscribes to exactly `subject` (a wildcard covering it does not count),
     /// with a queue subscription of `group` when one is given: 2.9.10's test for a push consumer.
     private static func isBound(broker: Broker, subject: String, group: String) -> Bool {
-        nonisolated(unsafe) var result = MatchResult<Subscription>()
         let bytes = Array(subject.utf8)
-        bytes.withUnsafeBytes { raw in
-            broker.subscriptions.withLock { result = $0.match(raw) }
-        }
+        let result = bytes.withUnsafeBytes { broker.matchSubscriptions($0) }
         if group.isEmpty {
             return result.plain.contains { $0.sink == nil && $0.subject == bytes }
         }
