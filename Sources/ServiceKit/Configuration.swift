@@ -201,7 +201,7 @@ public enum StandardSettings {
     /// and the README table; a service appends its own.
     public static func all(serviceName: String) -> [AnySetting] {
         [AnySetting(natsURL), AnySetting(httpPort), AnySetting(dataDirectory), AnySetting(logLevel),
-         AnySetting(jwtSecret), AnySetting(self.serviceName(default: serviceName))]
+         AnySetting(jwtSecret), AnySetting(self.serviceName(default: serviceName)), AnySetting(deliveryMode)]
     }
 
     static func isValidNATSURLList(_ text: String) -> Bool {

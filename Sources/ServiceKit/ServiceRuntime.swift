@@ -33,11 +33,15 @@ public enum ServiceRuntimeError: Error, Sendable, Equatable, CustomStringConvert
     case natsUnavailable
     /// `run()` was called twice.
     case alreadyRunning
+    /// The service cannot run against this broker (no JetStream, an incompatible stream); the
+    /// text says why and how to fix it.
+    case startup(String)
 
     public var description: String {
         switch self {
         case .natsUnavailable: return "runtime: not connected to NATS"
         case .alreadyRunning: return "runtime: run() was already called"
+        case .startup(let why): return "runtime: \(why)"
         }
     }
 }
@@ -67,25 +71,25 @@ public final class ServiceRuntime: Sendable {
     /// The bound on the whole shutdown.
     public let shutdownDeadline: Duration
 
-    private struct Route {
+    struct Route {
         var method: HTTPMethod
         var pattern: String
         var bodyLimit: Int?
         var handler: @Sendable (HTTPRequest, RequestContext) async throws -> HTTPResponse
     }
-    private struct Endpoint {
+    struct Endpoint {
         var name: String
         var subject: String
         var handler: @Sendable (ServiceRequest, RequestContext) async throws -> Void
     }
-    private struct Consumer {
+    struct Consumer {
         var name: String
         var subject: String
         var queue: String?
         var concurrency: Int
         var handler: @Sendable (Message, RequestContext) async throws -> Void
     }
-    private struct State {
+    struct State {
         var routes: [Route] = []
         var endpoints: [Endpoint] = []
         var consumers: [Consumer] = []
@@ -108,8 +112,14 @@ public final class ServiceRuntime: Sendable {
         var breakers: [String: CircuitBreaker] = [:]
         /// Children of `run()` started and not yet ended.
         var runningChildren = 0
+        /// What the service declared in JetStream (at-least-once mode).
+        var durable = DurableDeclarations()
+        /// Set once the declarations are in place on the broker.
+        var jetStream: JetStreamContext?
+        /// Why the service cannot run (an incompatible stream, no JetStream): `run()` throws it.
+        var fatal: DurableSetupError?
     }
-    private let state = Mutex(State())
+    let state = Mutex(State())
 
     /// Work for `run()` to start as a child task, buffered until `run()` starts.
     private struct Child: Sendable {
@@ -237,6 +247,8 @@ public final class ServiceRuntime: Sendable {
         }
         var results = ["nats": client?.isConnected ?? false]
         if let subscribed { results["subscriptions"] = subscribed }
+        if let durable = durableReadiness { results["durable_consumers"] = durable }
+        if deliveryMode == .atLeastOnce { results["jetstream"] = jetStreamIfReady != nil }
         for (name, check) in checks { results[name] = check() }
         return (results.values.allSatisfy { $0 }, results)
     }
@@ -322,6 +334,7 @@ public final class ServiceRuntime: Sendable {
             group.cancelAll()
         }
         logger.info("stopped")
+        if let fatal = state.withLock({ $0.fatal }) { throw ServiceRuntimeError.startup(fatal.description) }
     }
 
     private func runChild(_ child: Child) async {
@@ -439,6 +452,7 @@ public final class ServiceRuntime: Sendable {
             logger.error("message handlers did not finish before the deadline")
             for task in consumerTasks { task.cancel() }
         }
+        await stopDurableConsumers(deadline: deadline)
         // Nothing new comes in now: stop the service's workers while the connection is still up.
         workers.continuation.finish()
         if !(await within(deadline, { for await _ in self.workersEnded.stream {} })) {
@@ -500,8 +514,10 @@ public final class ServiceRuntime: Sendable {
                 if Task.isCancelled { await client.close(); return }
                 state.withLock { $0.client = client }
                 logger.info("connected to NATS", ["server": .string(client.connectedServer ?? ""), "attempts": .int(Int64(attempt))])
+                guard await setUpJetStream(client) else { return }
                 await registerEndpoints(client)
                 await startConsumers(client)
+                startDurableConsumers()
                 return
             } catch {
                 if attempt == 1 || attempt % 20 == 0 {

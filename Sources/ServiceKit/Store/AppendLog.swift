@@ -155,6 +155,34 @@ public final class AppendLog {
         return sequence
     }
 
+    /// Appends `payloads` as consecutive records with one write and one fsync (group commit):
+    /// all of them are durable when it returns. Returns the first record's sequence number (the
+    /// others follow it); 0 and nothing written for an empty batch.
+    /// - Throws: as ``append(_:)``; after a failure none of the batch counts as written.
+    public func append(contentsOf payloads: [[UInt8]]) throws(StoreError) -> UInt64 {
+        guard !payloads.isEmpty else { return 0 }
+        for payload in payloads where payload.count > options.maxRecordSize {
+            throw .recordTooLarge(size: payload.count, limit: options.maxRecordSize)
+        }
+        guard fd >= 0 else { throw .closed }
+        guard !poisoned else { throw .failed(path: path) }
+        let first = lastSequence + 1
+        var bytes: [UInt8] = []
+        for (offset, payload) in payloads.enumerated() {
+            bytes.append(contentsOf: AppendLog.encode(sequence: first + UInt64(offset), payload: payload))
+        }
+        do {
+            try FileIO.writeAll(fd, bytes, at: end, path: path, chunk: options.maxWriteChunk)
+            try FileIO.sync(fd, path: path)
+        } catch {
+            poisoned = true
+            throw error
+        }
+        end += Int64(bytes.count)
+        lastSequence = first + UInt64(payloads.count - 1)
+        return first
+    }
+
     /// Replaces the log's contents with `records` (sequence numbers strictly increasing, each
     /// at most `lastSequence`), keeping `lastSequence`: writes a scratch file, fsyncs it,
     /// renames it over the log and fsyncs the folder. A crash at any point leaves either the old

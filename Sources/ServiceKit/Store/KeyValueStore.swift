@@ -76,6 +76,39 @@ public final class KeyValueStore: Sendable {
         }
     }
 
+    /// One change in a ``write(_:)`` batch.
+    public enum Write: Sendable {
+        /// Store the value under the key.
+        case put(String, [UInt8])
+        /// Remove the key.
+        case delete(String)
+    }
+
+    /// Applies `changes` in order with one fsync (group commit): all are durable when it returns,
+    /// and a failure applies none of them to the map. Returns the last record's sequence number
+    /// (0 for an empty batch).
+    /// - Throws: as ``put(_:_:)``.
+    @discardableResult
+    public func write(_ changes: [Write]) throws(StoreError) -> UInt64 {
+        let payloads = changes.map { change -> [UInt8] in
+            switch change {
+            case .put(let key, let value): return KeyValueStore.encode(op: KeyValueStore.opPut, key: key, value: value)
+            case .delete(let key): return KeyValueStore.encode(op: KeyValueStore.opDelete, key: key, value: [])
+            }
+        }
+        return try state.withLock { (s) throws(StoreError) -> UInt64 in
+            let first = try s.log.append(contentsOf: payloads)
+            guard first > 0 else { return 0 }
+            for (offset, change) in changes.enumerated() {
+                switch change {
+                case .put(let key, let value): s.map[key] = Entry(value: value, sequence: first + UInt64(offset))
+                case .delete(let key): s.map[key] = nil
+                }
+            }
+            return first + UInt64(changes.count - 1)
+        }
+    }
+
     /// The value stored under `key`, or nil.
     public func get(_ key: String) -> [UInt8]? {
         state.withLock { $0.map[key]?.value }
