@@ -340,12 +340,22 @@ public final class NotificationService: Sendable {
 
     /// A UUID-shaped id derived from `name` and `eventID` (SHA-256, version and variant bits set).
     static func derivedID(_ name: String, _ eventID: String) -> String {
-        var bytes = Array(SHA256.hash(Array((name + "\u{0}" + eventID).utf8)).prefix(16))
-        bytes[6] = (bytes[6] & 0x0F) | 0x80   // version 8: custom
-        bytes[8] = (bytes[8] & 0x3F) | 0x80   // RFC 4122 variant
-        let digits = Array("0123456789abcdef")
-        let c = bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0x0F)]] }
-        return [0..<8, 8..<12, 12..<16, 16..<20, 20..<32].map { String(c[$0]) }.joined(separator: "-")
+        var input = Array(name.utf8)
+        input.append(0)
+        input.append(contentsOf: eventID.utf8)
+        let digest = SHA256.hash(input)
+        let hex: [UInt8] = Array("0123456789abcdef".utf8)
+        var text = [UInt8]()
+        text.reserveCapacity(36)
+        for index in 0..<16 {
+            var byte = digest[index]
+            if index == 6 { byte = (byte & 0x0F) | 0x80 }   // version 8: custom
+            if index == 8 { byte = (byte & 0x3F) | 0x80 }   // RFC 4122 variant
+            if index == 4 || index == 6 || index == 8 || index == 10 { text.append(UInt8(ascii: "-")) }
+            text.append(hex[Int(byte >> 4)])
+            text.append(hex[Int(byte & 0x0F)])
+        }
+        return String(decoding: text, as: UTF8.self)
     }
 
     /// Milliseconds from the login event's time to `sent`, rounded to the microsecond and never

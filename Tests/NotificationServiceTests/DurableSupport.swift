@@ -29,9 +29,10 @@ final class JSBroker: Sendable {
     let url: String
     let directory: String
 
-    static func start(_ kind: BrokerKind = .ours) async throws -> JSBroker {
+    /// `executable`: our broker at that path instead of the one built beside the tests.
+    static func start(_ kind: BrokerKind = .ours, executable path: String? = nil) async throws -> JSBroker {
         let directory = try temporaryDirectory("js-broker")
-        let executable = kind == .ours ? try builtExecutable("nats-server") : BrokerKind.referencePath
+        let executable = kind == .ours ? try path ?? builtExecutable("nats-server") : BrokerKind.referencePath
         let child = try ChildProcess(executable: executable,
                                      arguments: ["-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", directory,
                                                  "-js", "-sd", directory + "/store"],

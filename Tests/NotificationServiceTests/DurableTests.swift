@@ -62,8 +62,9 @@ import Testing
         }
     }
 
-    @Test func twoInstancesShareHistoryStreamsAndReadMarks() async throws {
-        try await DurableStack.run { stack in
+    @Test(arguments: BrokerKind.available)
+    func twoInstancesShareHistoryStreamsAndReadMarks(_ kind: BrokerKind) async throws {
+        try await DurableStack.run(kind) { stack in
             let dataB = try temporaryDirectory("notif-durable-b")
             defer { removeTemporary(dataB) }
             let a = try await startDurableService(stack.broker, data: stack.data)
@@ -113,8 +114,9 @@ import Testing
         }
     }
 
-    @Test func aPoisonEventReachesDeadLettersAndTheServiceGoesOn() async throws {
-        try await DurableStack.run { stack in
+    @Test(arguments: BrokerKind.available)
+    func aPoisonEventReachesDeadLettersAndTheServiceGoesOn(_ kind: BrokerKind) async throws {
+        try await DurableStack.run(kind) { stack in
             let service = try await startDurableService(stack.broker, data: stack.data)
             try await stopping({ await service.stop() }) {
                 let headers = try Headers([("X-Origin", "poison-test")])
