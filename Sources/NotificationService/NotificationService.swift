@@ -7,9 +7,18 @@ import Synchronization
 
 /// The notification service: turns each `user.logged_in` event into a durable "welcome back"
 /// notification, personalised with the user's name from auth-service when it answers (a generic
-/// text with the reason when it does not), pushes it to the user's open Server-Sent Events
-/// streams and announces it on `notification.sent`; every instance pushes the notifications the
-/// others announce to its own streams.
+/// text with the reason when it does not), and pushes it to the user's open Server-Sent Events
+/// streams.
+///
+/// At-least-once (`EVENT_DELIVERY`, the default): the login events come from the durable
+/// consumer `notification` on `USER_EVENTS`; each notification is published to the
+/// `NOTIFICATIONS` stream (`notification.sent`, `Nats-Msg-Id` `notification-<event_id>`) before
+/// the event is acknowledged. That stream is the service's one store: every instance follows it
+/// into its local ``NotificationView``, which serves history, read marks and SSE.
+///
+/// At-most-once: core NATS in the queue group `notification`; each instance stores what it
+/// handled in its own store and announces it on `notification.sent`; every instance pushes the
+/// notifications the others announce to its own streams.
 ///
 /// HTTP (bearer token required): `GET /v1/notifications` (history, newest first, paged),
 /// `GET /v1/notifications/stream` (SSE), `POST /v1/notifications/{id}/read`.
@@ -30,6 +39,12 @@ public final class NotificationService: Sendable {
     /// The published event; every instance also reads it (no queue group) to push what other
     /// instances created to its own SSE streams.
     public static let sentSubject = "notification.sent"
+    /// At-least-once: a read mark, published to `NOTIFICATIONS` and applied by every view.
+    public static let readSubject = "notification.read"
+    /// At-least-once: the durable consumer on `USER_EVENTS`.
+    public static let consumerName = "notification"
+    /// At-least-once: how long a read mark waits for the local view to apply it before 503.
+    public static let readApplyTimeout = Duration.seconds(2)
     /// auth-service's user lookup.
     public static let userGetSubject = "auth.user.get"
     /// auth-service's token check (used when JWT_SECRET is not set).
@@ -44,8 +59,12 @@ public final class NotificationService: Sendable {
     /// This process's id in `notification.sent` (`instance_id`): an instance skips its own
     /// announcements when it fans out the others'.
     public let instanceID = UUID().uuidString.lowercased()
-    /// The notifications.
+    /// The notifications (at-least-once: the local view's store, sequences are stream sequences).
     public let store: NotificationStore
+    /// How events travel (`EVENT_DELIVERY`).
+    public let deliveryMode: DeliveryMode
+    /// At-least-once: the local view of the `NOTIFICATIONS` stream (nil at-most-once).
+    public let view: NotificationView?
     /// The open SSE streams.
     public let hub: NotificationHub
     private let authTimeout: Duration
@@ -66,7 +85,10 @@ public final class NotificationService: Sendable {
     public init(configuration: Configuration, logger: ServiceLogger) throws {
         self.logger = logger
         let dataDirectory = configuration[NotificationSettings.dataDirectory]
-        store = try NotificationStore(directory: dataDirectory, maxPerUser: configuration[NotificationSettings.maxPerUser],
+        deliveryMode = configuration[StandardSettings.deliveryMode]
+        // The two modes keep separate files: the view's sequences are the stream's.
+        store = try NotificationStore(directory: dataDirectory, name: deliveryMode == .atLeastOnce ? "notifications-view" : "notifications",
+                                      maxPerUser: configuration[NotificationSettings.maxPerUser],
                                       maxTotal: configuration[NotificationSettings.maxTotal])
         authTimeout = .milliseconds(configuration[NotificationSettings.authTimeout])
         concurrency = configuration[NotificationSettings.concurrency]
@@ -78,12 +100,15 @@ public final class NotificationService: Sendable {
             maxPerUser: configuration[NotificationSettings.maxStreamsPerUser],
             onCountChange: { count in slot.with { $0.set("sse_clients", to: Double(count)) } },
             onDrop: { _ in slot.with { $0.increment("sse_clients_dropped_total") } })
+        view = deliveryMode == .atLeastOnce ? NotificationView(store: store, hub: hub) : nil
         if store.skippedRecords > 0 {
             logger.error("notification store has records that do not decode; they are ignored",
                          ["skipped": .int(Int64(store.skippedRecords))])
         }
         logger.info("notification store open", ["notifications": .int(Int64(store.count)), "data_dir": .string(dataDirectory),
-                                                "max_per_user": .int(Int64(store.maxPerUser)), "max_total": .int(Int64(store.maxTotal))])
+                                                "max_per_user": .int(Int64(store.maxPerUser)), "max_total": .int(Int64(store.maxTotal)),
+                                                "event_delivery": .string(deliveryMode.rawValue),
+                                                "view_sequence": .int(Int64(store.appliedSequence))])
     }
 
     /// Registers the consumer, the HTTP routes, the storage readiness check, the keep-alive
@@ -101,6 +126,10 @@ public final class NotificationService: Sendable {
         m.declareCounter("notifications_read_total", help: "notifications marked read")
         m.declareHistogram("notification_latency_seconds", help: "login event time to notification stored and pushed")
         m.declareHistogram("notification_auth_lookup_seconds", help: "duration of the auth.user.get lookup, failures included")
+        m.declareCounter("notifications_view_applied_total", help: "NOTIFICATIONS stream messages applied to this instance's view (at-least-once)")
+        m.declareCounter("notifications_view_batches_total", help: "view batches written, one fsync each (at-least-once)")
+        m.declareCounter("notifications_view_skipped_total", help: "NOTIFICATIONS messages the view could not use (unknown subject, malformed)")
+        m.declareGauge("notifications_view_sequence", help: "last NOTIFICATIONS stream sequence applied to this instance's view")
         m.declareGauge("sse_clients", help: "open Server-Sent Events streams")
         m.declareCounter("sse_clients_dropped_total", help: "SSE streams dropped because the client fell behind")
         m.declareCounter("sse_events_sent_total", help: "notifications written to SSE streams")
@@ -118,11 +147,24 @@ public final class NotificationService: Sendable {
             }))
         }
 
-        runtime.consume("login", subject: Self.loginSubject, queue: Self.queueGroup, concurrency: concurrency) { [self] message, context in
-            try await handleLogin(message.payload, context, runtime)
-        }
-        runtime.consume("sse-fanout", subject: Self.sentSubject, concurrency: 1) { [self] message, context in
-            fanOut(message.payload, logger: context.logger)
+        if let view {
+            m.set("notifications_view_sequence", to: Double(store.appliedSequence))
+            runtime.declare(stream: PlatformStreams.userEvents)   // in case this service starts before auth-service
+            runtime.declare(stream: PlatformStreams.notifications)
+            let consumer = Self.loginConsumer
+            runtime.consumeDurable("login", consumer: consumer, batch: min(1024, max(64, concurrency * 4)), concurrency: concurrency) { [self] message, context in
+                try await handleDurableLogin(message.payload, context, runtime)
+            }
+            let logger = self.logger
+            runtime.spawn("notification view") { await view.run(runtime: runtime, logger: logger) }
+            runtime.addReadinessCheck("notification_view") { view.isFollowing }
+        } else {
+            runtime.consume("login", subject: Self.loginSubject, queue: Self.queueGroup, concurrency: concurrency) { [self] message, context in
+                try await handleLogin(message.payload, context, runtime)
+            }
+            runtime.consume("sse-fanout", subject: Self.sentSubject, concurrency: 1) { [self] message, context in
+                fanOut(message.payload, logger: context.logger)
+            }
         }
         runtime.route(.get, "/v1/notifications") { [self] request, context in
             let user = try await verifier.authenticate(request, context: context)
@@ -134,6 +176,7 @@ public final class NotificationService: Sendable {
         }
         runtime.route(.post, "/v1/notifications/{id}/read", bodyLimit: 1024) { [self] request, context in
             let user = try await verifier.authenticate(request, context: context)
+            if view != nil { return try await markReadDurably(request, user: user, context: context, runtime: runtime) }
             return try await markRead(request, user: user, metrics: m)
         }
         runtime.addReadinessCheck("storage") { [store] in store.isOpen }
@@ -170,19 +213,7 @@ public final class NotificationService: Sendable {
             context.logger.debug("duplicate login event ignored", ["event_id": .string(event.eventID), "user_id": .string(event.userID)])
             return
         }
-        let started = ContinuousClock.now
-        let outcome: AuthLookup.Outcome
-        do {
-            let reply = try await runtime.request(JSONValue.object(["id": .string(event.userID)]).serialized,
-                                                  subject: Self.userGetSubject, context: context, timeout: authTimeout)
-            outcome = AuthLookup.outcome(reply: reply)
-        } catch is CancellationError {
-            throw CancellationError()
-        } catch {
-            outcome = AuthLookup.outcome(error: error)
-        }
-        m.observe("notification_auth_lookup_seconds", Self.seconds(ContinuousClock.now - started))
-
+        let outcome = try await lookUp(event, context, runtime)
         let now = Date()
         let draft = NotificationDraft(userID: event.userID, sourceEventID: event.eventID, message: outcome.message,
                                       personalized: outcome.personalized, fallbackReason: outcome.fallbackReason,
@@ -221,6 +252,112 @@ public final class NotificationService: Sendable {
         }
     }
 
+    /// Asks auth-service for the user's name: the personalised text, or the generic one with the reason.
+    /// - Throws: `CancellationError` only.
+    private func lookUp(_ event: LoginEvent, _ context: RequestContext, _ runtime: ServiceRuntime) async throws -> AuthLookup.Outcome {
+        let started = ContinuousClock.now
+        let outcome: AuthLookup.Outcome
+        do {
+            let reply = try await runtime.request(JSONValue.object(["id": .string(event.userID)]).serialized,
+                                                  subject: Self.userGetSubject, context: context, timeout: authTimeout)
+            outcome = AuthLookup.outcome(reply: reply)
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            outcome = AuthLookup.outcome(error: error)
+        }
+        runtime.metrics.observe("notification_auth_lookup_seconds", Self.seconds(ContinuousClock.now - started))
+        return outcome
+    }
+
+    /// The durable consumer on `USER_EVENTS`: login events only, 5 deliveries at most, 30 s to
+    /// handle each before the server redelivers it.
+    public static var loginConsumer: ConsumerSpec {
+        ConsumerSpec(stream: PlatformStreams.userEvents.config.name, name: consumerName) { c in
+            c.description = "notification-service: one notification per user.logged_in"
+            c.filterSubject = loginSubject
+            c.ackWait = .seconds(30)
+            c.maxDeliver = 5
+        }
+    }
+
+    /// Handles one `user.logged_in` from the durable consumer (at-least-once): a malformed event
+    /// is poison (dead letter at once); an event whose notification the view already has is only
+    /// acknowledged; otherwise the user is looked up (as ``handleLogin(_:_:_:)``) and the
+    /// notification is published to `NOTIFICATIONS` with `Nats-Msg-Id` `notification-<event_id>`
+    /// (the stream drops a second copy). Returning acknowledges the event: it happens only after
+    /// the stream's PubAck. The view lists and pushes the notification when it applies it.
+    /// - Throws: ``PoisonMessage`` for a malformed event; what ``ServiceRuntime/publishDurable(_:subject:msgID:context:timeout:)``
+    ///   throws (the event is redelivered later, and dead-lettered after its last delivery).
+    func handleDurableLogin(_ payload: [UInt8], _ context: RequestContext, _ runtime: ServiceRuntime) async throws {
+        let m = runtime.metrics
+        let event: LoginEvent
+        do {
+            event = try LoginEvent(payload: payload)
+        } catch {
+            m.increment("notifications_invalid_events_total")
+            context.logger.warning("login event refused", ["error": .string(error.description), "subject": .string(Self.loginSubject)])
+            throw PoisonMessage("malformed user.logged_in: \(error.description)")
+        }
+        if store.contains(sourceEventID: event.eventID) {
+            m.increment("notifications_duplicates_total")
+            context.logger.debug("duplicate login event ignored", ["event_id": .string(event.eventID), "user_id": .string(event.userID)])
+            return
+        }
+        let outcome = try await lookUp(event, context, runtime)
+        let now = Date()
+        let n = UserNotification(id: Self.notificationID(sourceEventID: event.eventID), userID: event.userID,
+                                 sourceEventID: event.eventID, kind: "welcome", message: outcome.message,
+                                 personalized: outcome.personalized, fallbackReason: outcome.fallbackReason,
+                                 loginTime: event.time, createdAt: RFC3339.format(now), readAt: nil, sequence: 0)
+        let latency = Self.latencyMilliseconds(from: event.date, to: now)
+        let sent = Self.sentEvent(n, latencyMilliseconds: latency, instance: instanceID,
+                                  eventID: Self.derivedID("notification.sent", event.eventID))
+        let ack = try await runtime.publishDurable(sent.serialized, subject: Self.sentSubject, msgID: "notification-\(event.eventID)",
+                                                   context: context)
+        if ack.duplicate {
+            m.increment("notifications_duplicates_total")
+            context.logger.debug("duplicate login event: its notification was already published",
+                                 ["event_id": .string(event.eventID), "stream_seq": .int(Int64(ack.sequence))])
+            return
+        }
+        m.increment("notifications_created_total", labels: [("personalized", String(n.personalized))])
+        if !n.personalized {
+            m.increment("notifications_fallback_total", labels: [("reason", AuthLookup.metricLabel(n.fallbackReason))])
+        }
+        m.increment("notifications_published_total")
+        m.observe("notification_latency_seconds", latency / 1000)
+        context.logger.info("notification sent", [
+            "user_id": .string(n.userID), "notification_id": .string(n.id), "source_event_id": .string(n.sourceEventID),
+            "personalized": .bool(n.personalized), "fallback_reason": n.fallbackReason.map(JSONValue.string) ?? .null,
+            "latency_ms": .double(latency), "stream_seq": .int(Int64(ack.sequence)),
+        ])
+    }
+
+    /// The notification id for a login event (at-least-once): every instance, and every
+    /// redelivery, makes the same one.
+    public static func notificationID(sourceEventID: String) -> String { derivedID("notification", sourceEventID) }
+
+    /// A UUID-shaped id derived from `name` and `eventID` (SHA-256, version and variant bits set).
+    static func derivedID(_ name: String, _ eventID: String) -> String {
+        var input = Array(name.utf8)
+        input.append(0)
+        input.append(contentsOf: eventID.utf8)
+        let digest = SHA256.hash(input)
+        let hex: [UInt8] = Array("0123456789abcdef".utf8)
+        var text = [UInt8]()
+        text.reserveCapacity(36)
+        for index in 0..<16 {
+            var byte = digest[index]
+            if index == 6 { byte = (byte & 0x0F) | 0x80 }   // version 8: custom
+            if index == 8 { byte = (byte & 0x3F) | 0x80 }   // RFC 4122 variant
+            if index == 4 || index == 6 || index == 8 || index == 10 { text.append(UInt8(ascii: "-")) }
+            text.append(hex[Int(byte >> 4)])
+            text.append(hex[Int(byte & 0x0F)])
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+
     /// Milliseconds from the login event's time to `sent`, rounded to the microsecond and never
     /// negative: a login time ahead of this host's clock (clock skew between hosts) counts as 0.
     static func latencyMilliseconds(from login: Date, to sent: Date) -> Double {
@@ -229,9 +366,11 @@ public final class NotificationService: Sendable {
 
     /// The `notification.sent` payload: the platform contract's fields, plus `message` and
     /// `instance_id` (what another instance needs to push it to its own SSE streams).
-    public static func sentEvent(_ n: UserNotification, latencyMilliseconds: Double, instance: String) -> JSONValue {
+    /// `eventID`: the event's own id (a new UUID unless given).
+    public static func sentEvent(_ n: UserNotification, latencyMilliseconds: Double, instance: String,
+                                 eventID: String = UUID().uuidString.lowercased()) -> JSONValue {
         .object([
-            "event_id": .string(UUID().uuidString.lowercased()), "notification_id": .string(n.id), "user_id": .string(n.userID),
+            "event_id": .string(eventID), "notification_id": .string(n.id), "user_id": .string(n.userID),
             "source_event_id": .string(n.sourceEventID), "kind": .string(n.kind), "personalized": .bool(n.personalized),
             "fallback_reason": n.fallbackReason.map(JSONValue.string) ?? .null, "login_time": .string(n.loginTime),
             "time": .string(n.createdAt), "latency_ms": .double(latencyMilliseconds),
@@ -286,6 +425,33 @@ public final class NotificationService: Sendable {
         }
         guard let updated = marked else { throw HTTPError(.notFound, "notification not found") }
         metrics.increment("notifications_read_total")
+        return .json(bytes: updated.json.serialized)
+    }
+
+    /// `POST /v1/notifications/{id}/read` at-least-once: publishes `notification.read` to
+    /// `NOTIFICATIONS` and answers once this instance's view has applied it, so the answer and
+    /// a following history agree (on every instance once their views have it too).
+    /// - Throws: `HTTPError` 404 when `user` has no such notification in the view; 503 with
+    ///   `Retry-After` when the mark cannot be published or the view has not applied it within
+    ///   ``readApplyTimeout``.
+    func markReadDurably(_ request: HTTPRequest, user: String, context: RequestContext, runtime: ServiceRuntime) async throws -> HTTPResponse {
+        guard let id = request.pathParameters["id"], let view, let current = store.notification(id: id, user: user) else {
+            throw HTTPError(.notFound, "notification not found")
+        }
+        if current.readAt != nil { return .json(bytes: current.json.serialized) }
+        let mark = JSONValue.object(["notification_id": .string(id), "user_id": .string(user), "read_at": .string(RFC3339.format(Date()))])
+        let ack: PubAck
+        do {
+            ack = try await runtime.publishDurable(mark.serialized, subject: Self.readSubject, msgID: "read-\(id)", context: context)
+        } catch {
+            context.logger.warning("notification.read not published", ["notification_id": .string(id), "error": .string("\(error)")])
+            throw HTTPError(.serviceUnavailable, "cannot store the read mark now; retry shortly", headers: ["Retry-After": "1"])
+        }
+        guard await view.waitApplied(ack.sequence, timeout: Self.readApplyTimeout),
+              let updated = store.notification(id: id, user: user) else {
+            throw HTTPError(.serviceUnavailable, "the read mark is stored but not yet visible here; retry shortly", headers: ["Retry-After": "1"])
+        }
+        if !ack.duplicate { runtime.metrics.increment("notifications_read_total") }
         return .json(bytes: updated.json.serialized)
     }
 

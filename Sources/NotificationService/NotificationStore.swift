@@ -3,6 +3,26 @@ import Foundation
 import ServiceKit
 import Synchronization
 
+/// One message of the `NOTIFICATIONS` stream, as the view applies it.
+public enum ViewChange: Sendable, Equatable {
+    /// `notification.sent`: the notification (its ``UserNotification/sequence`` is the stream sequence).
+    case sent(UserNotification)
+    /// `notification.read`: `user`'s notification `id` was read at `at`.
+    case read(id: String, user: String, at: String)
+}
+
+/// What ``NotificationStore/apply(_:through:)`` changed.
+public struct ViewApplied: Sendable, Equatable {
+    /// Notifications listed by the batch, in stream order.
+    public var created: [UserNotification] = []
+    /// Notifications marked read by the batch (those created by it excepted).
+    public var read: [UserNotification] = []
+    /// `notification.sent` messages skipped: their source event already had a notification.
+    public var duplicates = 0
+    /// Old notifications deleted for the caps.
+    public var evicted = 0
+}
+
 /// The durable notifications of every user, on a ServiceKit ``KeyValueStore`` (one record per
 /// notification under `n/<id>`, fsynced before ``insert(_:)`` returns).
 ///
@@ -44,6 +64,8 @@ public final class NotificationStore: Sendable {
         var nextSequence: UInt64 = 1
         var deadRecords = 0
         var open = true
+        /// View mode: the last stream sequence applied (0: nothing yet).
+        var applied: UInt64 = 0
     }
     private let kv: KeyValueStore
     private let state: Mutex<State>
@@ -57,12 +79,14 @@ public final class NotificationStore: Sendable {
     public let skippedRecords: Int
 
     private static let prefix = "n/"
+    /// View mode: the key of the last applied stream sequence (decimal).
+    private static let appliedKey = "meta/applied"
 
-    /// Opens (creating if needed) `<directory>/notifications.log` and rebuilds the index; trims
-    /// to the caps when the store holds more (after a configuration change).
+    /// Opens (creating if needed) `<directory>/<name>.log` and rebuilds the index; trims to the
+    /// caps when the store holds more (after a configuration change).
     /// - Throws: ``StoreError`` from opening the log (see ``KeyValueStore/init(directory:name:options:)``).
-    public init(directory: String, maxPerUser: Int, maxTotal: Int = 1_000_000) throws(StoreError) {
-        kv = try KeyValueStore(directory: directory, name: "notifications")
+    public init(directory: String, name: String = "notifications", maxPerUser: Int, maxTotal: Int = 1_000_000) throws(StoreError) {
+        kv = try KeyValueStore(directory: directory, name: name)
         self.maxPerUser = max(1, maxPerUser)
         self.maxTotal = max(1, maxTotal)
         var s = State()
@@ -78,6 +102,7 @@ public final class NotificationStore: Sendable {
             s.nextSequence = max(s.nextSequence, n.sequence + 1)
         }
         s.deadRecords = max(0, kv.recovery.records - kv.count)
+        s.applied = kv.get(Self.appliedKey).flatMap { UInt64(String(decoding: $0, as: UTF8.self)) } ?? 0
         skippedRecords = skipped
         // Over a cap after a configuration change: trim now (no other thread has the store yet).
         var victims: [String] = []
@@ -142,6 +167,84 @@ public final class NotificationStore: Sendable {
     ///   after ``close()``.
     public func markRead(id: String, user: String, at time: String) async throws(StoreError) -> UserNotification? {
         try await onWriter { () throws(StoreError) -> UserNotification? in try self.markReadNow(id: id, user: user, at: time) }
+    }
+
+    // MARK: View mode
+
+    /// The last stream sequence applied by ``apply(_:through:)`` (0 for a new view).
+    public var appliedSequence: UInt64 { state.withLock { $0.applied } }
+
+    /// Applies a batch of stream messages in stream order and records `through` (the stream
+    /// sequence of the batch's last message) in the same write: one fsync for the batch. A
+    /// notification whose source event (or id) is already listed is skipped, so the first in
+    /// stream order wins; a read mark applies once, to its user's notification. Returns what
+    /// changed, once durable and listed; a failure changes nothing.
+    /// - Throws: ``StoreError`` when the batch cannot be made durable, ``StoreError/closed``.
+    public func apply(_ changes: [ViewChange], through sequence: UInt64) async throws(StoreError) -> ViewApplied {
+        try await onWriter { () throws(StoreError) -> ViewApplied in try self.applyNow(changes, through: sequence) }
+    }
+
+    /// Forgets every notification and the applied sequence (the view starts over from the stream).
+    /// - Throws: ``StoreError``.
+    public func resetView() async throws(StoreError) {
+        try await onWriter { () throws(StoreError) in
+            let keys = self.kv.scan(prefix: Self.prefix).map(\.key)
+            try self.kv.write(keys.map { .delete($0) } + [.delete(Self.appliedKey)])
+            self.state.withLock { s in
+                let open = s.open
+                s = State()
+                s.open = open
+            }
+            try? self.kv.compact()
+        }
+    }
+
+    private func applyNow(_ changes: [ViewChange], through sequence: UInt64) throws(StoreError) -> ViewApplied {
+        var result = ViewApplied()
+        let writes = try state.withLock { (s) throws(StoreError) -> [KeyValueStore.Write] in
+            guard s.open else { throw StoreError.closed }
+            var createdAt: [String: Int] = [:]          // id -> index in result.created
+            var events = Set<String>()
+            var reads: [String: UserNotification] = [:]
+            for change in changes {
+                switch change {
+                case .sent(let n):
+                    if s.byEvent[n.sourceEventID] != nil || s.notes[n.id] != nil || events.contains(n.sourceEventID) || createdAt[n.id] != nil {
+                        result.duplicates += 1
+                        continue
+                    }
+                    events.insert(n.sourceEventID)
+                    createdAt[n.id] = result.created.count
+                    result.created.append(n)
+                case .read(let id, let user, let time):
+                    if let index = createdAt[id] {
+                        if result.created[index].userID == user && result.created[index].readAt == nil { result.created[index].readAt = time }
+                    } else if var n = reads[id] ?? s.notes[id], n.userID == user, n.readAt == nil {
+                        n.readAt = time
+                        reads[id] = n
+                    }
+                }
+            }
+            result.read = Array(reads.values)
+            return result.created.map { .put(Self.prefix + $0.id, $0.stored) } + result.read.map { .put(Self.prefix + $0.id, $0.stored) }
+                + [.put(Self.appliedKey, Array(String(sequence).utf8))]
+        }
+        try kv.write(writes)   // the lock is free: readers go on meanwhile
+        let victims = state.withLock { s -> [String] in
+            for n in result.created {
+                Self.publish(n, &s)
+                s.nextSequence = max(s.nextSequence, n.sequence + 1)
+            }
+            for n in result.read where s.notes[n.id] != nil { s.notes[n.id] = n }
+            s.deadRecords += result.read.count + 1   // the replaced records and the previous position
+            s.applied = max(s.applied, sequence)
+            var victims: [String] = []
+            for user in Set(result.created.map(\.userID)) { victims += Self.overUserCap(user: user, cap: maxPerUser, &s) }
+            return victims + Self.overTotalCap(cap: maxTotal, &s)
+        }
+        deleteAndCompact(victims)
+        result.evicted = victims.count
+        return result
     }
 
     /// Closes the store: later writes throw ``StoreError/closed``; waits for the write in
@@ -269,8 +372,9 @@ public final class NotificationStore: Sendable {
     /// file; it is unlisted now and trimmed again at the next open.
     private func deleteAndCompact(_ victims: [String]) {
         var deleted = 0
-        for id in victims {
-            do { try kv.delete(Self.prefix + id); deleted += 1 } catch { break }
+        if !victims.isEmpty {
+            // One batch, one fsync, however many go.
+            do { try kv.write(victims.map { .delete(Self.prefix + $0) }); deleted = victims.count } catch {}
         }
         let compact = state.withLock { s -> Bool in
             s.deadRecords += 2 * deleted   // the put and its tombstone

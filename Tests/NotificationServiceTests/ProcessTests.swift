@@ -289,7 +289,7 @@ func nextMessage(_ subscription: Subscription, _ what: String) async throws -> M
             let sink = MemoryLogSink()
             let configuration = try Configuration.load(NotificationSettings.all, arguments: [], environment: [
                 "NATS_URL": stack.broker.url, "DATA_DIR": stack.data, "HTTP_PORT": "0", "JWT_SECRET": testSecret,
-                "AUTH_TIMEOUT_MS": "1000", "LOG_LEVEL": "info",
+                "AUTH_TIMEOUT_MS": "1000", "LOG_LEVEL": "info", "EVENT_DELIVERY": "at-most-once",
             ], workingDirectory: stack.data)
             let logger = ServiceLogger(service: "notification", level: .info, sink: sink)
             let service = try NotificationService(configuration: configuration, logger: logger)

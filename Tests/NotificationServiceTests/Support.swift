@@ -247,10 +247,11 @@ final class SSEClient: Sendable {
 
 }
 
-/// The notification-service executable with a private data folder, on `broker`.
+/// The notification-service executable (at-most-once) with a private data folder, on `broker`.
 /// `secret` nil leaves JWT_SECRET unset (tokens are then checked by auth-service).
 func startService(_ broker: Broker, data: String, secret: String? = testSecret, extra: [String: String] = [:]) async throws -> ServiceProcess {
-    var environment = ["NATS_URL": broker.url, "DATA_DIR": data, "AUTH_TIMEOUT_MS": "5000"]
+    // Today's core-NATS behaviour: these tests run a broker without JetStream.
+    var environment = ["NATS_URL": broker.url, "DATA_DIR": data, "AUTH_TIMEOUT_MS": "5000", "EVENT_DELIVERY": "at-most-once"]
     if let secret { environment["JWT_SECRET"] = secret }
     for (k, v) in extra { environment[k] = v }
     let service = try await ServiceProcess.start("notification-service", environment: environment)

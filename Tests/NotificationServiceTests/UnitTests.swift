@@ -416,7 +416,7 @@ final class GatedSink: Sendable {
 @Suite struct StreamProducerTests {
     static func service(_ dir: String, buffer: Int) throws -> NotificationService {
         let configuration = try Configuration.load(NotificationSettings.all, arguments: [], environment: [
-            "DATA_DIR": dir, "JWT_SECRET": testSecret, "SSE_BUFFER_EVENTS": String(buffer),
+            "DATA_DIR": dir, "JWT_SECRET": testSecret, "SSE_BUFFER_EVENTS": String(buffer), "EVENT_DELIVERY": "at-most-once",
         ], workingDirectory: dir)
         return try NotificationService(configuration: configuration, logger: ServiceLogger(service: "notification", level: .critical, sink: MemoryLogSink()))
     }
