@@ -218,6 +218,9 @@ extension ServiceRuntime {
             state.withLock { _ = $0.durable.active.insert(index) }
             do {
                 while !Task.isCancelled && !durableStopping {
+                    // A batch is asked for with no_wait and an expiry: the server answers as soon
+                    // as it has delivered what it has (a lone message does not wait for a full
+                    // batch), or when the expiry passes with nothing.
                     let batch = try await pull.fetch(batch: consumer.batch, expires: .seconds(2))
                     if batch.isEmpty { continue }
                     await handle(batch, consumer)
