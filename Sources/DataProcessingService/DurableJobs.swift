@@ -101,9 +101,14 @@ extension DataProcessingService {
             try await request.respond(try await Self.durableStatus(id, runtime))
         }
 
-        runtime.consumeDurable("jobs", consumer: Self.jobsConsumer(ackWait: jobsAckWait),
-                               batch: jobs.maxRunning, concurrency: jobs.maxRunning) { [self] message, context in
-            try await runDurableJob(message, context, runtime)
+        // One pull loop per job slot, each taking one job at a time: a fetch of several waits to
+        // fill its batch, and a batch is finished before the next fetch, so one long job would
+        // hold back the slots beside it.
+        for slot in 1...jobs.maxRunning {
+            runtime.consumeDurable("jobs-\(slot)", consumer: Self.jobsConsumer(ackWait: jobsAckWait),
+                                   batch: 1, concurrency: 1) { [self] message, context in
+                try await runDurableJob(message, context, runtime)
+            }
         }
 
         for (name, stream, consumer) in [("events-user", PlatformStreams.userEvents.config.name, Self.userEventsConsumer),

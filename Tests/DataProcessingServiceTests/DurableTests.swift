@@ -277,6 +277,36 @@ final class StoreBroker: Sendable {
         await broker.stop()
     }
 
+    @Test(arguments: ["ours", "nats-server 2.9.10"])
+    func aFullJobStreamRefusesWith429(_ which: String) async throws {
+        guard let broker = which == "ours" ? try StoreBroker.ours() : try StoreBroker.reference() else {
+            Issue.record("/usr/sbin/nats-server (2.9.10) is not installed")
+            return
+        }
+        try await broker.start()
+        // DATA_JOBS holds JOBS_MAX_RUNNING + JOBS_MAX_QUEUED = 1 job: the running one fills it.
+        let service = try await start(broker, ["JOBS_MAX_RUNNING": "1", "JOBS_MAX_QUEUED": "0", "TIME_BUDGET_MS": "120000"])
+        let client = try await NATSClient.connect(broker.url)
+        do {
+            let first = try await submit(client, Self.slowJob(700))
+            let refused = try await client.request(Array(Self.quickJob.utf8), subject: "data.jobs.submit", timeout: .seconds(5))
+            #expect(refused.serviceError?.code == 429, "\(refused.string)")
+            #expect(refused.serviceError?.description.contains("job queue full") == true)
+            // Once the first is done the stream has room again.
+            #expect(try await eventually(60) {
+                object(try await status(client, first).payload)["status"] as? String == "done"
+            })
+            _ = try await submit(client, Self.quickJob)
+            let metrics = try await service.request("GET", "/metrics")
+            #expect(metrics.body.contains(#"data_jobs_total{result="rejected"} 1"#))
+        } catch {
+            Issue.record("\(error)")
+        }
+        await client.close()
+        #expect(await service.stop() == 0)
+        await broker.stop()
+    }
+
     @Test func withoutJetStreamTheServiceStopsNamingTheSetting() async throws {
         let broker = try await Broker.start()
         var environment = ProcessInfo.processInfo.environment
