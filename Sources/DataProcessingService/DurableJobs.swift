@@ -159,8 +159,7 @@ extension DataProcessingService {
     /// - Throws: ``ServiceError`` 503 when JetStream does not answer.
     private static func lookUp(_ id: String, _ js: JetStreamContext) async throws -> [UInt8]? {
         do {
-            let results = try await js.keyValue(resultsBucket)
-            if let value = try await storedResult(id, results) { return value }
+            if let value = try await storedResult(id, js) { return value }
             guard let sequence = try await queuedSequence(id, js) else { return nil }
             let consumer = try await js.consumerInfo(jobsStreamName, name: jobsConsumerName)
             let state = sequence <= consumer.delivered.streamSequence ? "running" : "queued"
@@ -170,15 +169,21 @@ extension DataProcessingService {
         }
     }
 
-    /// The stored result of `id`, nil when there is none.
-    /// - Throws: `JetStreamError` other than a missing key.
-    static func storedResult(_ id: String, _ results: KeyValue) async throws -> [UInt8]? {
+    /// The stored result of `id`, nil when there is none. Read as `KeyValue.get` reads a bucket
+    /// without Direct Get, minus the bucket lookup it needs first (one request per job saved).
+    /// - Throws: `JetStreamError` other than "no message".
+    static func storedResult(_ id: String, _ js: JetStreamContext) async throws -> [UInt8]? {
         do {
-            return try await results.get(id).value
-        } catch JetStreamError.keyNotFound {
+            let stored = try await js.getLastMessage("KV_" + resultsBucket, subject: resultSubject(id))
+            // A delete or purge marker (an operator's) means no value.
+            return stored.headers?["KV-Operation"] == nil ? stored.payload : nil
+        } catch JetStreamError.api(_, 10037, _) {
             return nil
         }
     }
+
+    /// The subject of `id`'s value in the results bucket (the KV layout: `$KV.<bucket>.<key>`).
+    static func resultSubject(_ id: String) -> String { "$KV.\(resultsBucket).\(id)" }
 
     /// The stream sequence of job `id` in `DATA_JOBS`, nil when it is not there.
     /// - Throws: `JetStreamError` other than "no message".
@@ -200,18 +205,18 @@ extension DataProcessingService {
         let id = String(message.subject.dropFirst(Self.jobQueuePrefix.count))
         let subject = "data.jobs.\(id).done"
         let js = try await runtime.jetStream()
-        let results = try await js.keyValue(Self.resultsBucket)
         runtime.metrics.set("data_jobs_queued", to: Double(message.metadata.pending))
 
         // A redelivery of a job whose result was stored before its acknowledgement was lost: the
-        // done message may not have gone out, so send it again instead of running the job.
-        if let stored = try await Self.storedResult(id, results) {
+        // done message may not have gone out, so send it again instead of running the job. (A
+        // first delivery has no result: job ids are new and the stream drops a second submit.)
+        if message.metadata.delivered > 1, let stored = try await Self.storedResult(id, js) {
             context.logger.info("job result already stored; done message sent again", ["job_id": .string(id)])
             await publishDone(stored, subject: subject, id: id, context, runtime)
             return
         }
 
-        context.logger.info("job started", ["job_id": .string(id), "delivery": .int(Int64(message.metadata.delivered))])
+        context.logger.debug("job started", ["job_id": .string(id), "delivery": .int(Int64(message.metadata.delivered))])
         running.withLock { $0 += 1 }
         runtime.metrics.set("data_jobs_running", to: Double(running.withLock { $0 }))
         let result = await withProgressReports(message) { await self.run(message.payload) }
@@ -227,12 +232,12 @@ extension DataProcessingService {
             record = Self.tooLarge(id, size: record.count, limit: limit)
         }
         do {
-            try await results.put(id, record)
+            _ = try await js.publish(Self.resultSubject(id), payload: record)
         } catch {
             guard case .client(let clientError) = error, case .maxPayloadExceeded(let size, let max) = clientError else { throw error }
             outcome = "failed"
             record = Self.tooLarge(id, size: size, limit: max)
-            try await results.put(id, record)
+            _ = try await js.publish(Self.resultSubject(id), payload: record)
         }
         await publishDone(record, subject: subject, id: id, context, runtime)
         runtime.metrics.increment("data_jobs_total", labels: [("result", outcome)])
