@@ -132,6 +132,12 @@ extension DataProcessingService {
                 return ServiceError(code: 429, "job queue full (\(Self.jobsStreamName) holds \(maxJobs) jobs at most: JOBS_MAX_RUNNING + JOBS_MAX_QUEUED); retry later")
             case 10054?:
                 return ServiceError(code: 413, "the job is larger than the broker accepts in \(Self.jobsStreamName): \(error)")
+            case nil:
+                // The job with its trace and message-id headers is over the broker's max_payload.
+                if case .client(.maxPayloadExceeded(let size, let limit)) = error {
+                    return ServiceError(code: 413, "the job with its headers is \(size) bytes, over the broker's max_payload of \(limit)")
+                }
+                return ServiceError(code: 503, "the job could not be stored (\(error)); retry later")
             default:
                 return ServiceError(code: 503, "the job could not be stored (\(error)); retry later")
             }

@@ -38,10 +38,16 @@ final class StoreBroker: Sendable {
         store = try temporaryDirectory("js-store")
     }
 
-    /// Starts it and waits until it accepts connections.
-    func start() async throws {
-        let process = try ChildProcess(executable: executable,
-                                       arguments: ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", store],
+    /// Starts it (with the configuration file text `config` when given) and waits until it
+    /// accepts connections.
+    func start(config: String? = nil) async throws {
+        var arguments = ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", store]
+        if let config {
+            let path = store + ".conf"
+            try config.write(toFile: path, atomically: true, encoding: .utf8)
+            arguments = ["-c", path] + arguments
+        }
+        let process = try ChildProcess(executable: executable, arguments: arguments,
                                        environment: ProcessInfo.processInfo.environment)
         child.withLock { $0 = process }
         let port = self.port
@@ -64,6 +70,7 @@ final class StoreBroker: Sendable {
     func stop() async {
         if let process = child.withLock({ $0 }) { await process.stop() }
         removeTemporary(store)
+        removeTemporary(store + ".conf")
     }
 }
 
@@ -299,6 +306,39 @@ final class StoreBroker: Sendable {
             _ = try await submit(client, Self.quickJob)
             let metrics = try await service.request("GET", "/metrics")
             #expect(metrics.body.contains(#"data_jobs_total{result="rejected"} 1"#))
+        } catch {
+            Issue.record("\(error)")
+        }
+        await client.close()
+        #expect(await service.stop() == 0)
+        await broker.stop()
+    }
+
+    @Test func aResultOverMaxPayloadIsStoredAsAFailure() async throws {
+        let broker = try StoreBroker.ours()
+        try await broker.start(config: "max_payload: 16384\n")
+        let service = try await start(broker)
+        let client = try await NATSClient.connect(broker.url)
+        do {
+            let done = try await client.subscribe("data.jobs.*.done")
+            try await client.flush()
+            // 100 x 100 joined records: a result of about 300 KB from a request of 4 KB.
+            let left = (0..<100).map { #"{"k":1,"a":\#($0)}"# }.joined(separator: ",")
+            let id = try await submit(client, #"{"data":[\#(left)],"join_with":[\#(left)],"pipeline":[{"op":"join","on":["k"]}]}"#)
+            let message = try await within(30, "the done message") { () -> Message? in
+                for try await m in done where m.subject == "data.jobs.\(id).done" { return m }
+                return nil
+            }
+            let published = object(try #require(message).payload)
+            #expect(published["status"] as? String == "failed")
+            let error = try #require(published["error"] as? [String: Any])
+            #expect(error["status"] as? Int == 413)
+            #expect((error["message"] as? String)?.contains("max_payload") == true)
+            let status = try await status(client, id)
+            #expect(status.payload == message?.payload)
+            // A job over max_payload with its headers is refused at submit.
+            let big = try await client.request(Array(repeating: UInt8(ascii: " "), count: 16_300), subject: "data.jobs.submit", timeout: .seconds(5))
+            #expect(big.serviceError?.code == 413, "\(big.string)")
         } catch {
             Issue.record("\(error)")
         }
