@@ -96,7 +96,6 @@ public final class DataProcessingService: Sendable {
                 return response
             }
         }
-
     }
 
     /// EVENT_DELIVERY=at-most-once: jobs in this instance's memory (lost with it), results in a

@@ -65,6 +65,8 @@ extension DataProcessingService {
         }
     }
 
+    /// Declares the streams, bucket and consumers and registers the job endpoints and the
+    /// normaliser (the runtime sets them up on every connection, before endpoints and consumers).
     func installDurable(on runtime: ServiceRuntime) {
         let m = runtime.metrics
         let maxJobs = jobs.maxRunning + jobs.maxQueued
