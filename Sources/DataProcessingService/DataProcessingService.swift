@@ -7,7 +7,8 @@ import Synchronization
 
 /// The data-processing service: dataset pipelines on every core (`data.transform`,
 /// `data.jobs.submit`, `data.jobs.status`, `POST /v1/transform`) and the event stream (`user.>`, `notification.>` ->
-/// `events.<subject>` envelopes).
+/// `events.<subject>` envelopes). With EVENT_DELIVERY=at-least-once (the default) jobs, results and
+/// events go through JetStream (DurableJobs.swift); at-most-once keeps them in memory and on core NATS.
 ///
 /// Create it, ``install(on:)`` it on a ``ServiceRuntime``, run the runtime;
 /// ``main(arguments:environment:)`` does all of that.
@@ -22,8 +23,12 @@ public final class DataProcessingService: Sendable {
     /// Most synchronous transforms at once.
     public let maxConcurrentTransforms: Int
     let jobs: JobQueue<PendingJob>
+    /// At-least-once: how long a delivered job may go without progress before it is delivered again.
+    let jobsAckWait: Duration
     let registry = JobRegistry()
     private let active = Mutex(0)
+    /// At-least-once: jobs this instance is running now.
+    let running = Mutex(0)
     private let logger: ServiceLogger
 
     /// Reads the settings (WORKERS 0 becomes the CPU count of the affinity mask).
@@ -38,6 +43,7 @@ public final class DataProcessingService: Sendable {
         maxConcurrentTransforms = configuration[DataProcessingSettings.maxConcurrentTransforms]
         jobs = JobQueue(maxRunning: configuration[DataProcessingSettings.jobsMaxRunning],
                         maxQueued: configuration[DataProcessingSettings.jobsMaxQueued])
+        jobsAckWait = .seconds(configuration[DataProcessingSettings.jobsAckWait])
         self.logger = logger
         logger.info("data processing ready", ["workers": .int(Int64(limits.workers)),
                                               "max_input_bytes": .int(Int64(limits.maxInputBytes)),
@@ -74,6 +80,28 @@ public final class DataProcessingService: Sendable {
             }
         }
 
+        if runtime.deliveryMode == .atLeastOnce {
+            installDurable(on: runtime)
+        } else {
+            installInMemoryJobsAndEvents(on: runtime)
+        }
+
+        runtime.route(.post, "/v1/transform", bodyLimit: limits.maxInputBytes) { [self] request, context in
+            do throws(TransformError) {
+                return .json(bytes: try await transform(request.body, via: "http", runtime))
+            } catch {
+                context.logger.info("transform refused", ["status": .int(Int64(error.status)), "error": .string(error.message)])
+                var response = HTTPResponse.error(HTTPStatus(error.status), error.message)
+                if error.status == 429 { response.headers.replaceOrAdd(name: "Retry-After", value: "1") }
+                return response
+            }
+        }
+    }
+
+    /// EVENT_DELIVERY=at-most-once: jobs in this instance's memory (lost with it), results in a
+    /// bounded registry, events consumed from core NATS by a queue group.
+    private func installInMemoryJobsAndEvents(on runtime: ServiceRuntime) {
+        let m = runtime.metrics
         runtime.endpoint("jobs-submit", subject: "data.jobs.submit") { [self] request, context in
             let body = request.payload
             guard body.count <= limits.maxInputBytes else {
@@ -116,17 +144,6 @@ public final class DataProcessingService: Sendable {
             }
         }
 
-        runtime.route(.post, "/v1/transform", bodyLimit: limits.maxInputBytes) { [self] request, context in
-            do throws(TransformError) {
-                return .json(bytes: try await transform(request.body, via: "http", runtime))
-            } catch {
-                context.logger.info("transform refused", ["status": .int(Int64(error.status)), "error": .string(error.message)])
-                var response = HTTPResponse.error(HTTPStatus(error.status), error.message)
-                if error.status == 429 { response.headers.replaceOrAdd(name: "Retry-After", value: "1") }
-                return response
-            }
-        }
-
         for (name, subject) in [("events-user", "user.>"), ("events-notification", "notification.>")] {
             runtime.consume(name, subject: subject, queue: Self.eventQueue, concurrency: 4) { [self] message, context in
                 await normalise(message, context, runtime)
@@ -159,7 +176,7 @@ public final class DataProcessingService: Sendable {
         }
     }
 
-    private func run(_ body: [UInt8]) async -> Result<[UInt8], TransformError> {
+    func run(_ body: [UInt8]) async -> Result<[UInt8], TransformError> {
         let limits = self.limits
         return await Transform.runDetached {
             do throws(TransformError) {
@@ -197,24 +214,13 @@ public final class DataProcessingService: Sendable {
         let subject = "data.jobs.\(job.id).done"
         registry.set(job.id, .running)
         let result = await run(job.body)
-        var w = JSONWriter()
-        w.raw("{\"job_id\":")
-        w.string(job.id)
-        switch result {
-        case .success(let bytes):
-            w.raw(",\"status\":\"done\",\"result\":")
-            w.bytes.append(contentsOf: bytes)
-        case .failure(let error):
-            w.raw(",\"status\":\"failed\",\"error\":")
-            w.value(.object([JSONMember("status", .int(Int64(error.status))), JSONMember("message", .string(error.message))]))
-        }
-        w.raw("}")
+        let message = Self.doneMessage(job.id, result)
         var outcome = result.isSuccess ? "done" : "failed"
         // Recorded before it is published: whoever sees the done message and asks data.jobs.status
         // gets the same message, not "running".
-        registry.set(job.id, .finished(w.bytes))
+        registry.set(job.id, .finished(message))
         do {
-            try await runtime.publish(w.bytes, subject: subject, context: job.context)
+            try await runtime.publish(message, subject: subject, context: job.context)
         } catch {
             // Typically a result over max_payload: say so on the done subject instead.
             outcome = "failed"
@@ -231,6 +237,24 @@ public final class DataProcessingService: Sendable {
         }
         runtime.metrics.increment("data_jobs_total", labels: [("result", outcome)])
         job.context.logger.info("job finished", ["job_id": .string(job.id), "status": .string(outcome)])
+    }
+
+    /// The message on `data.jobs.<id>.done` (and the answer of `data.jobs.status`):
+    /// `{"job_id", "status": "done", "result"}` or `{"job_id", "status": "failed", "error": {"status", "message"}}`.
+    static func doneMessage(_ id: String, _ result: Result<[UInt8], TransformError>) -> [UInt8] {
+        var w = JSONWriter()
+        w.raw("{\"job_id\":")
+        w.string(id)
+        switch result {
+        case .success(let bytes):
+            w.raw(",\"status\":\"done\",\"result\":")
+            w.bytes.append(contentsOf: bytes)
+        case .failure(let error):
+            w.raw(",\"status\":\"failed\",\"error\":")
+            w.value(.object([JSONMember("status", .int(Int64(error.status))), JSONMember("message", .string(error.message))]))
+        }
+        w.raw("}")
+        return w.bytes
     }
 
     private func updateJobGauges(_ metrics: MetricsRegistry) {

@@ -10,7 +10,7 @@ public enum DataProcessingSettings {
     /// `DATA_DIR`, default `./data/data-processing-service`.
     public static let dataDirectory = Setting<String>.string(
         "data_dir", env: "DATA_DIR", default: "./data/data-processing-service",
-        meaning: "folder reserved for the service's files (nothing is stored yet: job results live in memory)")
+        meaning: "folder reserved for the service's files (nothing is stored there: jobs and results live in JetStream, or in memory with EVENT_DELIVERY=at-most-once)")
     /// `WORKERS`: threads for chunk-wise pipeline work; 0 means one per CPU the process may run on.
     public static let workers = Setting<Int>.integer(
         "workers", env: "WORKERS", default: 0, range: 0...256,
@@ -42,11 +42,15 @@ public enum DataProcessingSettings {
     /// `JOBS_MAX_RUNNING`.
     public static let jobsMaxRunning = Setting<Int>.integer(
         "jobs_max_running", env: "JOBS_MAX_RUNNING", default: 2, range: 1...64,
-        meaning: "jobs running at once")
+        meaning: "jobs running at once (per instance)")
     /// `JOBS_MAX_QUEUED`.
     public static let jobsMaxQueued = Setting<Int>.integer(
         "jobs_max_queued", env: "JOBS_MAX_QUEUED", default: 16, range: 0...10_000,
-        meaning: "jobs waiting to run; a submit beyond running + queued is answered 429")
+        meaning: "jobs waiting to run; a submit beyond running + queued is answered 429 (at-least-once: the DATA_JOBS stream holds at most running + queued jobs of every instance)")
+    /// `JOBS_ACK_WAIT_S`: how long a delivered job may go without news before another delivery.
+    public static let jobsAckWait = Setting<Int>.integer(
+        "jobs_ack_wait_s", env: "JOBS_ACK_WAIT_S", default: 30, range: 3...3_600,
+        meaning: "at-least-once: seconds a job taken by an instance that died waits before it is run again (a running job reports progress every third of it)")
 
     /// The service name in `$SRV`, logs and metrics.
     public static let serviceName = StandardSettings.serviceName(default: "data-processing")
@@ -60,6 +64,6 @@ public enum DataProcessingSettings {
         return own + standard + [AnySetting(serviceName), AnySetting(workers), AnySetting(chunkSize),
                                  AnySetting(maxInputBytes), AnySetting(maxRecords), AnySetting(maxPipelineSteps),
                                  AnySetting(timeBudget), AnySetting(maxConcurrentTransforms),
-                                 AnySetting(jobsMaxRunning), AnySetting(jobsMaxQueued)]
+                                 AnySetting(jobsMaxRunning), AnySetting(jobsMaxQueued), AnySetting(jobsAckWait)]
     }
 }

@@ -1,4 +1,6 @@
-// The real executable with a real broker: data.transform, jobs, the event stream, HTTP.
+// The real executable with a real broker: data.transform, jobs, the event stream, HTTP, with
+// EVENT_DELIVERY=at-most-once (core NATS, a broker without JetStream); DurableTests.swift has the
+// at-least-once mode.
 
 import Foundation
 import NATSClient
@@ -7,7 +9,7 @@ import Testing
 
 @Suite(.serialized) struct ServiceProcessTests {
     func start(_ broker: Broker, _ extra: [String: String] = [:]) async throws -> ServiceProcess {
-        var environment = ["NATS_URL": broker.url, "LOG_LEVEL": "debug", "WORKERS": "2"]
+        var environment = ["NATS_URL": broker.url, "LOG_LEVEL": "debug", "WORKERS": "2", "EVENT_DELIVERY": "at-most-once"]
         for (k, v) in extra { environment[k] = v }
         let service = try await ServiceProcess.start("data-processing-service", environment: environment)
         #expect(try await eventually { try await service.request("GET", "/readyz").status == 200 })
