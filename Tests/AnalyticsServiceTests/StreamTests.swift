@@ -1,5 +1,6 @@
 import Foundation
 import NATSClient
+import ServiceKit
 import Testing
 import TestSupport
 
@@ -170,6 +171,41 @@ struct StreamTests {
                 throw error
             }
             for service in services { #expect(await service.stop() == 0) }
+        }
+    }
+
+    /// Messages that left the stream (its limits) before the service read them are logged and
+    /// counted as missed, and reading continues from the stream's first message.
+    @Test func messagesAgedOutWhileDownAreReportedAndSkipped() async throws {
+        try await Self.withBroker(.ours, "analytics-streams-aged") { broker, js, data in
+            var small = PlatformStreams.userEvents.config
+            small.maxMsgs = 20
+            _ = try await js.addStream(small)
+            try await JetStreamSetup.ensure(PlatformStreams.notifications, js)
+            try await JetStreamSetup.ensure(PlatformStreams.events, js)
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            func logins(_ range: Range<Int>) async throws {
+                for n in range { _ = try await js.publish("user.logged_in", payload: login("aged-\(n)", user: "u\(n)", at: now)) }
+            }
+            try await logins(0..<10)
+            let environment = Self.environment(broker, data: data)
+            var service = try await ServiceProcess.start("analytics-service", environment: environment)
+            do {
+                try await Self.expectCounts(service, events: 10, duplicates: 0)
+                #expect(await service.stop() == 0)
+                // 50 more while it is down: the stream keeps the newest 20 (sequences 41-60).
+                try await logins(10..<60)
+                service = try await ServiceProcess.start("analytics-service", environment: environment)
+                try await Self.expectCounts(service, events: 30, duplicates: 0)
+                #expect(try await metric(service, #"analytics_stream_missed_total{stream="USER_EVENTS"}"#) == 30)
+                _ = try await service.child.waitForLine("the aged-out warning") {
+                    $0.contains("aged out before they were counted") && $0.contains(#""missed":30"#) && $0.contains(#""resumed_at":41"#)
+                }
+            } catch {
+                await service.kill9()
+                throw error
+            }
+            #expect(await service.stop() == 0)
         }
     }
 
