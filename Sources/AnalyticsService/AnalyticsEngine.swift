@@ -70,6 +70,20 @@ public final class AnalyticsEngine: Sendable {
         }
     }
 
+    /// How far counting has got in one JetStream stream.
+    public struct StreamPosition: Sendable, Equatable {
+        /// The last stream sequence counted (0: none yet).
+        public var sequence: UInt64
+        /// The stream's creation time (Unix ms; 0 unknown) when counting began in it: a stream
+        /// deleted and created again starts its sequences over, and this tells the two apart.
+        public var streamCreated: Int64
+        /// A position at `sequence` in the stream created at `streamCreated`.
+        public init(sequence: UInt64, streamCreated: Int64) {
+            self.sequence = sequence
+            self.streamCreated = streamCreated
+        }
+    }
+
     /// What happened to one message.
     public enum Outcome: Sendable {
         /// Counted, as this type (the subject without an `events.` prefix).
@@ -97,6 +111,10 @@ public final class AnalyticsEngine: Sendable {
     private let invalidEvents = Atomic<UInt64>(0)
     private let eventsWithoutID = Atomic<UInt64>(0)
     private let startedAt: Mutex<Int64>
+    /// The last sequence counted per stream. Its lock is held while a stream message is counted
+    /// and while a snapshot copies the aggregates, so a snapshot has a message's count and its
+    /// position together or neither (see ``apply(stream:sequence:subject:payload:)``).
+    private let positions = Mutex([String: StreamPosition]())
 
     static let maxSubjects = 256
     static let userSeed: UInt64 = 0x5553_4552    // keeps user and event id hashes independent
@@ -153,6 +171,36 @@ public final class AnalyticsEngine: Sendable {
         let (slot, type) = self.slot(subject: subject)
         count(event, slot: slot, now: clock())
         return .counted(event, type: type)
+    }
+
+    /// Counts a message read from `stream` at stream sequence `sequence` and records that
+    /// sequence as the stream's position, as one step under the position lock. ``snapshot()``
+    /// takes the same lock, so a snapshot holds a message's count and its position together or
+    /// neither: resuming after the saved position counts every later message exactly once, with
+    /// no help from the event-id dedupe (which still drops the second copy of an event that
+    /// arrives on two streams). A sequence at or before the recorded position was counted
+    /// already: it is skipped and nil returned.
+    public func apply(stream: String, sequence: UInt64, subject: String, payload: [UInt8]) -> Outcome? {
+        positions.withLock { p -> Outcome? in
+            let at = p[stream] ?? StreamPosition(sequence: 0, streamCreated: 0)
+            guard sequence > at.sequence else { return nil }
+            let outcome = ingest(subject: subject, payload: payload)
+            p[stream] = StreamPosition(sequence: sequence, streamCreated: at.streamCreated)
+            return outcome
+        }
+    }
+
+    /// The recorded position in `stream` (nil: nothing counted from it and none set).
+    public func position(_ stream: String) -> StreamPosition? { positions.withLock { $0[stream] } }
+
+    /// Every recorded stream position.
+    public var streamPositions: [String: StreamPosition] { positions.withLock { $0 } }
+
+    /// Moves the position in `stream`: forward past messages the stream no longer has (aged
+    /// out), back to the start of a stream that was created again, or to record the stream's
+    /// creation time before the first message.
+    public func setPosition(_ position: StreamPosition, for stream: String) {
+        positions.withLock { $0[stream] = position }
     }
 
     /// Decodes and counts a batch, taking each aggregator's lock once for the whole batch.
@@ -287,25 +335,32 @@ public final class AnalyticsEngine: Sendable {
     // MARK: Snapshot
 
     private static let magic: [UInt8] = Array("ANSNAP".utf8)
-    private static let version: UInt16 = 1
+    /// 2 added the stream positions at the end; 1 (without them) is still read.
+    private static let version: UInt16 = 2
 
     /// Everything needed to continue counting after a restart, as bytes: ingest counters,
     /// types, totals, both window rings (with their user sketches), the all-time sketch, the
     /// top-N summaries, the latency histogram and the newest event ids. Each lock is held only
     /// to take a copy-on-write copy of its aggregate (a few retains); encoding happens outside.
     ///
-    /// The parts are copied one after the other, not at one instant, in the order an event
-    /// reaches them: the event ids first, then the aggregates. An event being counted meanwhile
-    /// can therefore be in the aggregates without its id (a later copy of it would count twice
-    /// after a restart), never the reverse (its id saved, its count lost, and every later copy
-    /// of it dropped as a duplicate, so it would never count).
+    /// The copies are taken under the position lock, so every message counted through
+    /// ``apply(stream:sequence:subject:payload:)`` is in the snapshot with its position or not
+    /// at all, and the stream positions (written last) say exactly what was counted. Messages
+    /// counted through ``ingest(subject:payload:)`` (core NATS) do not take that lock: for them
+    /// the parts are copied in the order an event reaches them, the event ids first, then the
+    /// aggregates. Such an event counted meanwhile can be in the aggregates without its id (a
+    /// later copy of it would count twice after a restart), never the reverse (its id saved,
+    /// its count lost, and every later copy of it dropped as a duplicate, so it would never count).
     public func snapshot() -> [UInt8] {
-        let ids = recent.withLock { $0.newest(options.snapshotIDs) }
-        let s = statistics
-        let counters = self.counters.withLock { $0 }
-        let users = self.users.withLock { $0 }
-        let topUsers = self.topUsers.withLock { $0 }, topDomains = self.topDomains.withLock { $0 }
-        let latencies = self.latencies.withLock { $0 }
+        let (ids, s, counters, users, topUsers, topDomains, latencies, positions) = self.positions.withLock { p in
+            let ids = recent.withLock { $0.newest(options.snapshotIDs) }
+            let s = statistics
+            let counters = self.counters.withLock { $0 }
+            let users = self.users.withLock { $0 }
+            let topUsers = self.topUsers.withLock { $0 }, topDomains = self.topDomains.withLock { $0 }
+            let latencies = self.latencies.withLock { $0 }
+            return (ids, s, counters, users, topUsers, topDomains, latencies, p)
+        }
         var w = ByteWriter()
         w.out.append(contentsOf: AnalyticsEngine.magic)
         w.u16(AnalyticsEngine.version)
@@ -318,6 +373,12 @@ public final class AnalyticsEngine: Sendable {
         latencies.write(to: &w)
         w.u32(UInt32(ids.count))
         for id in ids { w.u64(id) }
+        w.u32(UInt32(positions.count))
+        for (stream, position) in positions.sorted(by: { $0.key < $1.key }) {
+            w.string(stream)
+            w.u64(position.sequence)
+            w.i64(position.streamCreated)
+        }
         return w.out
     }
 
@@ -330,6 +391,9 @@ public final class AnalyticsEngine: Sendable {
         /// The saved all-time user sketch had another precision than configured, so unique
         /// users start again from zero.
         public var uniqueUsersReset: Bool
+        /// The stream positions saved with it (none in a version 1 snapshot, taken before
+        /// analytics read streams).
+        public var positions: [String: StreamPosition]
     }
 
     /// Replaces the aggregates with a snapshot's. Nothing changes when it throws.
@@ -339,13 +403,13 @@ public final class AnalyticsEngine: Sendable {
     /// gap longer than a window, that window is empty, while totals, all-time unique users,
     /// top-N and latency carry on.
     /// - Throws: ``SnapshotError/corrupt(_:)`` for bytes that are not a complete snapshot of
-    ///   this version.
+    ///   this version or version 1.
     @discardableResult
     public func restore(_ bytes: [UInt8]) throws(SnapshotError) -> RestoreReport {
         var r = ByteReader(bytes)
         for expected in AnalyticsEngine.magic { guard try r.u8() == expected else { throw .corrupt("not an analytics snapshot") } }
         let version = try r.u16()
-        guard version == AnalyticsEngine.version else { throw .corrupt("version \(version)") }
+        guard version == 1 || version == AnalyticsEngine.version else { throw .corrupt("version \(version)") }
         let savedAt = try r.i64()
         let since = try r.i64()
         let counted = try r.u64(), duplicates = try r.u64(), invalid = try r.u64(), withoutID = try r.u64()
@@ -370,6 +434,15 @@ public final class AnalyticsEngine: Sendable {
         guard idCount <= 16_777_216 else { throw .corrupt("\(idCount) event ids") }
         var ids = RecentIDs(capacity: options.dedupCapacity)
         for _ in 0..<idCount { _ = ids.insert(try r.u64()) }
+        var restoredPositions: [String: StreamPosition] = [:]
+        if version >= 2 {
+            let streams = Int(try r.u32())
+            guard streams <= 1024 else { throw .corrupt("\(streams) stream positions") }
+            for _ in 0..<streams {
+                let name = try r.string(limit: 256)
+                restoredPositions[name] = StreamPosition(sequence: try r.u64(), streamCreated: try r.i64())
+            }
+        }
         guard r.isAtEnd else { throw .corrupt("\(bytes.count - r.at) bytes after the end") }
 
         counters.withLock { $0 = restoredCounters }
@@ -379,11 +452,12 @@ public final class AnalyticsEngine: Sendable {
         topDomains.withLock { $0 = restoredDomains }
         latencies.withLock { $0 = restoredLatency }
         recent.withLock { $0 = ids }
+        positions.withLock { $0 = restoredPositions }
         startedAt.withLock { $0 = since }
         countedEvents.store(counted, ordering: .relaxed)
         duplicateEvents.store(duplicates, ordering: .relaxed)
         invalidEvents.store(invalid, ordering: .relaxed)
         eventsWithoutID.store(withoutID, ordering: .relaxed)
-        return RestoreReport(savedAt: savedAt, counted: counted, uniqueUsersReset: reset)
+        return RestoreReport(savedAt: savedAt, counted: counted, uniqueUsersReset: reset, positions: restoredPositions)
     }
 }

@@ -6,18 +6,25 @@ import Synchronization
 
 /// The analytics service: counts the platform's events live and answers queries about them.
 ///
-/// It consumes `events.>` (data-processing's envelopes) and `user.>` / `notification.>`
-/// directly, counting each event once by its `event_id` whichever copy arrives first, and keeps
+/// It reads data-processing's envelopes (`events.>`) and the raw `user.>` / `notification.>`
+/// events, counting each event once by its `event_id` whichever copy arrives first, and keeps
 /// counts per event type in sliding windows (1 m, 5 m, 1 h) and since start, distinct users
 /// (HyperLogLog), top users and email domains (Space-Saving) and the login-to-notification
 /// latency distribution (log-linear histogram). Answers `analytics.query` on NATS and
 /// `GET /v1/stats`, `GET /v1/stats/{metric}` over HTTP. The aggregates are saved to its store
 /// every `SNAPSHOT_INTERVAL_SECONDS` and on shutdown, and restored at start.
 ///
-/// Subscriptions use no queue group: every instance sees every event, so each instance's
-/// answers are complete (a queue group would split the stream, and the raw copy and the
-/// envelope of one event could reach different instances and be counted twice). One instance
-/// is expected; more are replicas (queries are spread over them by the service API's queue
+/// With `EVENT_DELIVERY=at-least-once` (the default) the events come from the streams
+/// USER_EVENTS, NOTIFICATIONS and EVENTS (see ``StreamReaders``): each snapshot records the last
+/// sequence counted in each stream, and after a restart, a crash included, reading resumes right
+/// after it, so every event is counted exactly once, those published while the service was down
+/// included. With `at-most-once` they come from core NATS subscriptions and an event published
+/// while the service is down is not seen.
+///
+/// Either way every instance reads every event (ordered consumers, or subscriptions without a
+/// queue group), so each instance's answers are complete: splitting the events over instances
+/// could send the raw copy and the envelope of one event to different instances, both counting
+/// it. More instances are replicas (queries are spread over them by the service API's queue
 /// group), not a way to share the ingest load.
 public final class AnalyticsService: Sendable {
     /// Name in `$SRV`.
@@ -65,7 +72,8 @@ public final class AnalyticsService: Sendable {
                 let report = try engine.restore(saved)
                 logger.info("snapshot restored", ["events": .int(Int64(clamping: report.counted)),
                                                   "saved_at": .string(AnalyticsEngine.iso8601(report.savedAt)),
-                                                  "bytes": .int(Int64(saved.count))])
+                                                  "bytes": .int(Int64(saved.count)),
+                                                  "stream_positions": .object(report.positions.mapValues { .int(Int64(clamping: $0.sequence)) })])
                 if report.uniqueUsersReset {
                     logger.warning("HLL_PRECISION changed since the snapshot: all-time unique users start again from zero")
                 }
@@ -88,21 +96,15 @@ public final class AnalyticsService: Sendable {
         m.declareCounter("analytics_snapshot_errors_total", help: "snapshots that could not be written")
         m.declareGauge("analytics_snapshot_bytes", help: "size of the last snapshot")
 
-        for subject in AnalyticsService.subjects {
-            let name = subject == "events.>" ? "envelopes" : String(subject.prefix { $0 != "." }) + "-events"
-            runtime.consume(name, subject: subject, concurrency: concurrency) { [engine] message, context in
-                let outcome = engine.ingest(subject: message.subject, payload: message.payload)
-                guard context.logger.isEnabled(.debug) else { return }
-                switch outcome {
-                case .counted(let event, let type):
-                    context.logger.debug("event counted", ["type": .string(type), "subject": .string(message.subject),
-                                                           "event_id": event.eventIDText.map(JSONValue.string) ?? .null,
-                                                           "user_id": event.userIDText.map(JSONValue.string) ?? .null])
-                case .duplicate(let event):
-                    context.logger.debug("duplicate event dropped", ["subject": .string(message.subject),
-                                                                     "event_id": event.eventIDText.map(JSONValue.string) ?? .null])
-                case .invalid:
-                    context.logger.debug("unreadable event dropped", ["subject": .string(message.subject), "bytes": .int(Int64(message.payload.count))])
+        if runtime.deliveryMode == .atLeastOnce {
+            StreamReaders(engine: engine, logger: logger).install(on: runtime)
+        } else {
+            for subject in AnalyticsService.subjects {
+                let name = subject == "events.>" ? "envelopes" : String(subject.prefix { $0 != "." }) + "-events"
+                runtime.consume(name, subject: subject, concurrency: concurrency) { [engine] message, context in
+                    let outcome = engine.ingest(subject: message.subject, payload: message.payload)
+                    guard context.logger.isEnabled(.debug) else { return }
+                    AnalyticsService.logOutcome(outcome, subject: message.subject, bytes: message.payload.count, logger: context.logger)
                 }
             }
         }
@@ -125,6 +127,29 @@ public final class AnalyticsService: Sendable {
         let loop = Task { [self] in await snapshotLoop(metrics: m) }
         state.withLock { $0.loop = loop }
         runtime.onShutdown("analytics snapshot") { [self] in await stop(metrics: m) }
+    }
+
+    /// The debug line for one message's outcome (`stream`: where a stream message came from).
+    static func logOutcome(_ outcome: AnalyticsEngine.Outcome, subject: String, bytes: Int, logger: ServiceLogger,
+                           stream: (name: String, sequence: UInt64)? = nil) {
+        var fields: [String: JSONValue] = ["subject": .string(subject)]
+        if let stream {
+            fields["stream"] = .string(stream.name)
+            fields["stream_seq"] = .int(Int64(clamping: stream.sequence))
+        }
+        switch outcome {
+        case .counted(let event, let type):
+            fields["type"] = .string(type)
+            fields["event_id"] = event.eventIDText.map(JSONValue.string) ?? .null
+            fields["user_id"] = event.userIDText.map(JSONValue.string) ?? .null
+            logger.debug("event counted", fields)
+        case .duplicate(let event):
+            fields["event_id"] = event.eventIDText.map(JSONValue.string) ?? .null
+            logger.debug("duplicate event dropped", fields)
+        case .invalid:
+            fields["bytes"] = .int(Int64(bytes))
+            logger.debug("unreadable event dropped", fields)
+        }
     }
 
     private static func http(_ engine: AnalyticsEngine, metric: String, window: String?) throws(HTTPError) -> HTTPResponse {

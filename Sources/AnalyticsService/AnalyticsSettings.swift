@@ -27,10 +27,12 @@ public enum AnalyticsSettings {
     public static let dedupCapacity = Setting<Int>.integer(
         "dedup_capacity", env: "DEDUP_CAPACITY", default: 262_144, range: 1024...16_777_216,
         meaning: "event ids remembered to drop the second copy of an event (raw and events.* envelope)")
-    /// `CONSUMER_CONCURRENCY`: handlers in flight per subscription.
+    /// `CONSUMER_CONCURRENCY`: handlers in flight per subscription (at-most-once mode; streams
+    /// are read in order, one message at a time per stream).
     public static let consumerConcurrency = Setting<Int>.integer(
         "consumer_concurrency", env: "CONSUMER_CONCURRENCY", default: 4, range: 1...64,
-        meaning: "event handlers in flight per subscription (events.>, user.>, notification.>)")
+        meaning: "at-most-once mode: event handlers in flight per subscription (events.>, user.>, notification.>); "
+            + "streams are read in order, one message at a time each")
 
     /// The service name in `$SRV`, logs and metrics.
     public static let serviceName = StandardSettings.serviceName(default: "analytics")

@@ -3,14 +3,18 @@ import Glibc
 #endif
 import Foundation
 import NATSClient
+import ServiceKit
 
 /// The benchmark tool behind `analytics-service bench` (used by `scripts/bench-analytics`).
 ///
 /// - `bench ingest [--events N] [--batch B]`: decoding and counting in process, on realistic
 ///   payloads, one event at a time, in batches, and one event at a time from two threads.
-/// - `bench publish --url URL [--events N] [--envelopes]`: publishes N distinct events to a
-///   broker as fast as it can (with `--envelopes`, each login also as its `events.*` envelope,
-///   as data-processing would), for an end-to-end run against a live service.
+/// - `bench publish --url URL [--events N] [--envelopes] [--streams]`: publishes N distinct
+///   events to a broker as fast as it can (with `--envelopes`, each login also as its `events.*`
+///   envelope, as data-processing would), for an end-to-end run against a live service. With
+///   `--streams`, USER_EVENTS, NOTIFICATIONS and EVENTS are created first (as their owners declare
+///   them) and every message is a JetStream publish whose ack is awaited (256 in flight), so
+///   they are all stored when it returns: the backlog a starting service reads.
 public enum AnalyticsBench {
     /// Runs the tool; returns the exit status.
     public static func main(_ arguments: [String]) async -> Int32 {
@@ -19,7 +23,7 @@ public enum AnalyticsBench {
         var i = 1
         while i < arguments.count {
             let a = arguments[i]
-            if a == "--envelopes" { flags.insert(a); i += 1; continue }
+            if a == "--envelopes" || a == "--streams" { flags.insert(a); i += 1; continue }
             guard a.hasPrefix("--"), i + 1 < arguments.count else {
                 FileHandle.standardError.write(Data("bench: unexpected argument \(a)\n".utf8))
                 return 2
@@ -36,9 +40,10 @@ public enum AnalyticsBench {
                 FileHandle.standardError.write(Data("bench publish: --url is required\n".utf8))
                 return 2
             }
+            if flags.contains("--streams") { return await publishToStreams(url: url, events: events, envelopes: flags.contains("--envelopes")) }
             return await publish(url: url, events: events, envelopes: flags.contains("--envelopes"))
         default:
-            FileHandle.standardError.write(Data("usage: analytics-service bench ingest [--events N] [--batch B] | publish --url URL [--events N] [--envelopes]\n".utf8))
+            FileHandle.standardError.write(Data("usage: analytics-service bench ingest [--events N] [--batch B] | publish --url URL [--events N] [--envelopes] [--streams]\n".utf8))
             return 2
         }
     }
@@ -150,6 +155,29 @@ public enum AnalyticsBench {
             print(String(format: "published %d messages (%d distinct events) in %.3f s: %.0f messages/s", payloads.count, events, s, Double(payloads.count) / s))
             try await client.drain()
             return 0
+        } catch {
+            FileHandle.standardError.write(Data("bench publish: \(error)\n".utf8))
+            return 1
+        }
+    }
+
+    static func publishToStreams(url: String, events: Int, envelopes: Bool) async -> Int32 {
+        let payloads = samplePayloads(count: events, envelopes: envelopes)
+        do {
+            let client = try await NATSClient.connect(url)
+            let js = try client.jetStream()
+            for spec in [PlatformStreams.userEvents, PlatformStreams.notifications, PlatformStreams.events] {
+                try await JetStreamSetup.ensure(spec, js)
+            }
+            let publisher = try await js.asyncPublisher(maxPending: 256)
+            let start = ContinuousClock.now
+            for m in payloads { _ = try await publisher.publish(m.subject, payload: m.payload) }
+            let failures = await publisher.waitForAll()
+            let s = seconds(ContinuousClock.now - start)
+            print(String(format: "stored %d messages (%d distinct events) in the streams in %.3f s: %.0f messages/s; %d failed",
+                         payloads.count, events, s, Double(payloads.count) / s, failures))
+            try await client.drain()
+            return failures == 0 ? 0 : 1
         } catch {
             FileHandle.standardError.write(Data("bench publish: \(error)\n".utf8))
             return 1

@@ -3,8 +3,8 @@ import NATSClient
 import Testing
 import TestSupport
 
-/// The real executable against our broker: events in over NATS, answers out over NATS and
-/// HTTP, counts kept across a restart.
+/// The real executable against our broker in at-most-once mode (core NATS, no JetStream):
+/// events in over NATS, answers out over NATS and HTTP, counts kept across a restart.
 @Suite("analytics-service process")
 struct ProcessTests {
     static func headers(_ traceparent: String) throws -> Headers {
@@ -46,7 +46,7 @@ struct ProcessTests {
         let data: String
         do { data = try temporaryDirectory(tag) } catch { await broker.stop(); throw error }
         defer { removeTemporary(data) }
-        let environment = ["NATS_URL": broker.url, "DATA_DIR": data, "LOG_LEVEL": "debug",
+        let environment = ["NATS_URL": broker.url, "DATA_DIR": data, "LOG_LEVEL": "debug", "EVENT_DELIVERY": "at-most-once",
                            "SNAPSHOT_INTERVAL_SECONDS": String(snapshotIntervalSeconds)]
         var service: ServiceProcess
         do { service = try await ServiceProcess.start("analytics-service", environment: environment) } catch {
