@@ -143,6 +143,34 @@ import Testing
         await broker?.stop()
     }
 
+    @Test func loginsDuringABrokerRestartAreSentWhenItIsBack() async throws {
+        var broker = try await JetStreamBroker.start()
+        let service = try await AuthProcess.start(natsURL: broker.url)
+        do {
+            #expect(try await eventually { try await service.request("GET", "/readyz").status == 200 })
+            let email = uniqueEmail("restart")
+            #expect(try await service.register(email).status == 201)
+            _ = try await Self.deliveredEvents(service, broker.url, count: 1)
+            await broker.stop(keepStore: true)
+            for _ in 0..<3 { #expect(try await service.login(email).status == 200) }
+            let registeredMeanwhile = uniqueEmail("restart-new")
+            #expect(try await service.register(registeredMeanwhile).status == 201)
+            broker = try await JetStreamBroker.start(port: broker.port, store: broker.store)
+            let messages = try await Self.deliveredEvents(service, broker.url, count: 5)
+            Self.expectOnceEach(messages, subjects: ["user.registered"] + Array(repeating: "user.logged_in", count: 3) + ["user.registered"])
+            // The registration made during the outage reached the shared bucket.
+            let client = try await NATSClient.connect(broker.url)
+            let key = "email." + registeredMeanwhile.utf8.map { String(format: "%02x", $0) }.joined()
+            #expect(try await client.jetStream().keyValue("auth_users").get(key).string.contains(registeredMeanwhile))
+            await client.close()
+        } catch {
+            await service.stop(); await broker.stop()
+            throw error
+        }
+        #expect(await service.stop() == 0)
+        await broker.stop()
+    }
+
     @Test func aUserRegisteredThroughOneInstanceLogsInThroughAnother() async throws {
         let broker = try await JetStreamBroker.start()
         let a = try await AuthProcess.start(natsURL: broker.url)
