@@ -60,6 +60,10 @@ public final class Outbox: Sendable {
         var queue: [Queued] = []
         var writing = false
         var eventCount: Int
+        /// Events the stream acknowledged whose records are not removed yet (``markSent(_:)``).
+        var sent: Set<String> = []
+        /// Records removed since the log was last compacted.
+        var removedSinceCompaction = 0
         var open = true
     }
     private let store: KeyValueStore
@@ -159,10 +163,47 @@ public final class Outbox: Sendable {
     /// Wakes the publisher.
     func wake() { wakeUp.yield() }
 
-    /// The oldest `limit` pending events with their keys, in the order they were recorded.
+    /// The oldest `limit` pending events (not marked sent) with their keys, in the order they
+    /// were recorded.
     public func pendingEvents(limit: Int) -> [(key: String, event: OutboxEvent)] {
-        store.scan(prefix: Self.eventPrefix).prefix(limit).compactMap { key, value in
+        let sent = state.withLock { $0.sent }
+        return store.scan(prefix: Self.eventPrefix).lazy.filter { !sent.contains($0.key) }.prefix(limit).compactMap { key, value in
             (try? JSONDecoder().decode(OutboxEvent.self, from: Data(value))).map { (key, $0) }
+        }
+    }
+
+    /// Marks events the stream acknowledged: they are no longer pending, and their records go
+    /// with the next ``removeSent()``. Until then a crash leaves them to be sent again, which the
+    /// stream drops as duplicates (same `Nats-Msg-Id`) within its duplicate window; removing
+    /// them in batches keeps a second fsync per event off the logins' path.
+    public func markSent(_ keys: [String]) {
+        state.withLock { s in
+            for key in keys where s.sent.insert(key).inserted { s.eventCount -= 1 }
+        }
+    }
+
+    /// Events marked sent and not removed yet.
+    public var sentCount: Int { state.withLock { $0.sent.count } }
+
+    /// Removes the records of the events marked sent (one fsync), and compacts the log once
+    /// many records were removed and few are left.
+    /// - Throws: ``OutboxError/store(_:)`` (they stay marked).
+    public func removeSent() throws(OutboxError) {
+        let sent = state.withLock { $0.sent }
+        if sent.isEmpty { return }
+        do {
+            try store.write(sent.sorted().map { .delete($0) })
+        } catch {
+            throw .store(error)
+        }
+        let removed = state.withLock { s -> Int in
+            s.sent.subtract(sent)
+            s.removedSinceCompaction += sent.count
+            return s.removedSinceCompaction
+        }
+        if removed >= 16_384 && store.count < 1_024 {
+            // A failed compaction leaves the log as it was; the next removal tries again.
+            if (try? store.compact()) != nil { state.withLock { $0.removedSinceCompaction = 0 } }
         }
     }
 
@@ -186,8 +227,12 @@ public final class Outbox: Sendable {
         } catch {
             throw .store(error)
         }
-        let events = present.filter { $0.hasPrefix(Self.eventPrefix) }.count
-        state.withLock { $0.eventCount -= events }
+        state.withLock { s in
+            for key in present where key.hasPrefix(Self.eventPrefix) {
+                if s.sent.remove(key) == nil { s.eventCount -= 1 }
+            }
+            s.removedSinceCompaction += present.count
+        }
     }
 
     /// Removes user `id`'s pending create and every pending event about that user (one fsync);
@@ -202,7 +247,7 @@ public final class Outbox: Sendable {
         return events.count
     }
 
-    /// Events waiting to be published.
+    /// Events waiting to be published (recorded, not acknowledged by the stream).
     public var pendingCount: Int { state.withLock { $0.eventCount } }
 
     /// True until ``close()``.

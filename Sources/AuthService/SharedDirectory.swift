@@ -120,10 +120,11 @@ final class SharedDirectory: Sendable {
         switch await create(user, in: kv) {
         case .created, .failed: return true
         case .taken:
+            // Out of the index first, so that no login records an event for it after the drop.
+            directory.removeProvisional(id: user.id)
             do { try outbox.drop(userID: user.id) } catch {
                 logger.error("outbox: could not remove a refused registration", ["user_id": .string(user.id), "error": .string("\(error)")])
             }
-            directory.removeProvisional(id: user.id)
             updatePendingGauge()
             return false
         }
@@ -197,8 +198,15 @@ final class SharedDirectory: Sendable {
         var wakes = outbox.wakes.makeAsyncIterator()
         var backoff = Duration.milliseconds(100)
         var sender: AsyncPublisher?
+        var lastRemoval = ContinuousClock.now
         sending: while !Task.isCancelled {
-            if outbox.pendingCount == 0 && outbox.pendingCreates().isEmpty {
+            // Acknowledged records go in batches: when idle, every 250 ms or 512 events under load.
+            let idle = outbox.pendingCount == 0 && outbox.pendingCreates().isEmpty
+            if outbox.sentCount > 0 && (idle || outbox.sentCount >= 512 || ContinuousClock.now - lastRemoval >= .milliseconds(250)) {
+                removeSent()
+                lastRemoval = .now
+            }
+            if idle {
                 if await wakes.next() == nil { break sending }
                 continue
             }
@@ -219,6 +227,7 @@ final class SharedDirectory: Sendable {
                 backoff = min(backoff * 2, .seconds(3))
             }
         }
+        defer { removeSent() }
         guard outbox.pendingCount > 0, runtime.natsClient?.isConnected == true, let client = runtime.natsClient,
               let kv = await currentBucket() else { return }
         // Cancelled: the last round runs in a task of its own (not cancelled), its acks bounded
@@ -238,7 +247,8 @@ final class SharedDirectory: Sendable {
     }
 
     /// Takes up to 256 pending events in order, creates the bucket entries they depend on,
-    /// sends them in one window of acks and removes the acknowledged ones (one fsync).
+    /// sends them in one window of acks and marks the acknowledged ones sent (their records are
+    /// removed in batches, see ``Outbox/markSent(_:)``).
     private func publishRound(kv: KeyValue, sender: AsyncPublisher) async -> Round {
         let metrics = runtime.metrics
         var sendable: [(key: String, event: OutboxEvent)] = []
@@ -308,25 +318,28 @@ final class SharedDirectory: Sendable {
                 outcome = .failed
             }
         }
-        do {
-            try outbox.remove(sent)
-        } catch {
-            logger.error("outbox: sent events could not be removed (they are sent again, and dropped as duplicates by the stream)",
-                         ["error": .string("\(error)")])
-            outcome = .failed
-        }
+        outbox.markSent(sent)
         updatePendingGauge()
         return outcome
+    }
+
+    private func removeSent() {
+        do {
+            try outbox.removeSent()
+        } catch {
+            logger.error("outbox: sent events could not be removed (a restart sends them again, and the stream drops them as duplicates)",
+                         ["error": .string("\(error)")])
+        }
     }
 
     /// A registration accepted while the broker was away lost its email to another user: the
     /// user is removed here and its events dropped.
     private func loseRegistration(_ user: User, to owner: User) {
         var dropped = 0
+        directory.removeProvisional(id: user.id)
         do { dropped = try outbox.drop(userID: user.id) } catch {
             logger.error("outbox: could not remove a lost registration", ["user_id": .string(user.id), "error": .string("\(error)")])
         }
-        directory.removeProvisional(id: user.id)
         runtime.metrics.increment("auth_registration_conflicts_total")
         logger.error("registration removed: another instance registered the same email while the broker was away",
                      ["user_id": .string(user.id), "email": .string(user.email), "owner_id": .string(owner.id),
