@@ -8,6 +8,11 @@ import ServiceKit
 /// (`/v1/...`) and NATS (`auth.user.get`, `auth.token.verify`), with `user.registered` and
 /// `user.logged_in` events.
 ///
+/// With `EVENT_DELIVERY=at-least-once` (the default) the users live in the KV bucket
+/// `auth_users` that every instance shares (each keeps a replica under `DATA_DIR`), and the
+/// events go through a transactional outbox to the `USER_EVENTS` stream; with `at-most-once`
+/// each instance has its own users and publishes the events as core NATS messages.
+///
 /// Create it (opens the user store and the signing key), ``install(on:)`` it on a
 /// ``ServiceRuntime``, then run the runtime. ``main(arguments:environment:)`` does all of that.
 public final class AuthService: Sendable {
@@ -34,11 +39,13 @@ public final class AuthService: Sendable {
     public let accountLimiter: LoginLimiter
     /// Failed logins per client address.
     public let addressLimiter: LoginLimiter
+    /// The events not yet acknowledged by the stream (at-least-once mode only).
+    public let outbox: Outbox?
     private let logger: ServiceLogger
 
-    /// Opens the store under `DATA_DIR` and the signing key (`JWT_SECRET`, or a key generated
-    /// in `DATA_DIR` with a prominent warning).
-    /// - Throws: ``UserDirectoryError``, ``SigningKey/Failure``, `JWTError`, `CryptoError`.
+    /// Opens the store under `DATA_DIR` (and the outbox in at-least-once mode) and the signing
+    /// key (`JWT_SECRET`, or a key generated in `DATA_DIR` with a prominent warning).
+    /// - Throws: ``UserDirectoryError``, ``OutboxError``, ``SigningKey/Failure``, `JWTError`, `CryptoError`.
     public init(configuration: Configuration, logger: ServiceLogger,
                 clock: @escaping @Sendable () -> Double) throws {
         self.logger = logger
@@ -59,8 +66,25 @@ public final class AuthService: Sendable {
         addressLimiter = LoginLimiter(policy: .init(maxFailures: configuration[AuthSettings.maxFailuresPerAddress],
                                                     window: window, maxKeys: maxKeys), now: clock)
         directory = try UserDirectory(directory: dataDirectory)
+        if configuration[StandardSettings.deliveryMode] == .atLeastOnce {
+            let outbox = try Outbox(directory: dataDirectory)
+            // Registrations not yet in the shared bucket can log in here meanwhile.
+            for user in outbox.pendingCreates() { directory.addProvisional(user) }
+            self.outbox = outbox
+        } else {
+            outbox = nil
+            if FileManager.default.fileExists(atPath: dataDirectory + "/outbox.log"),
+               let left = try? Outbox(directory: dataDirectory) {
+                if left.pendingCount > 0 || !left.pendingCreates().isEmpty {
+                    logger.warning("the outbox holds events (and registrations) of an at-least-once run; they are sent when the service runs with EVENT_DELIVERY=at-least-once again",
+                                   ["events": .int(Int64(left.pendingCount)), "registrations": .int(Int64(left.pendingCreates().count))])
+                }
+                left.close()
+            }
+        }
         logger.info("user store open", ["users": .int(Int64(directory.count)), "data_dir": .string(dataDirectory),
-                                        "password_iterations": .int(Int64(hasher.iterations))])
+                                        "password_iterations": .int(Int64(hasher.iterations)),
+                                        "outbox_pending": .int(Int64(outbox?.pendingCount ?? 0))])
     }
 
     /// Registers the HTTP routes, the NATS endpoints, the storage readiness check and the store's
@@ -70,13 +94,19 @@ public final class AuthService: Sendable {
         m.declareCounter("auth_registrations_total", help: "users registered")
         m.declareCounter("auth_logins_total", help: "login attempts by result (success, failure, limited)")
         m.declareCounter("auth_events_published_total", help: "events published by subject")
-        m.declareCounter("auth_events_failed_total", help: "events that could not be published, by subject")
+        let shared = outbox.map { SharedDirectory(outbox: $0, directory: directory, runtime: runtime) }
+        if let shared {
+            m.declareCounter("auth_events_failed_total", help: "event publish attempts that failed and will be retried, by subject")
+            shared.install()
+        } else {
+            m.declareCounter("auth_events_failed_total", help: "events that could not be published, by subject")
+        }
 
         runtime.route(.post, "/v1/users", bodyLimit: Self.bodyLimit) { [self] request, context in
-            try await register(request, context, runtime)
+            try await register(request, context, runtime, shared)
         }
         runtime.route(.post, "/v1/login", bodyLimit: Self.bodyLimit) { [self] request, context in
-            try await login(request, context, runtime)
+            try await login(request, context, runtime, shared)
         }
         runtime.route(.get, "/v1/users/me") { [self] request, _ in
             let (_, user) = try authenticate(request)
@@ -95,13 +125,15 @@ public final class AuthService: Sendable {
         runtime.endpoint("token-verify", subject: "auth.token.verify") { [self] request, _ in
             try await request.respond(try tokenVerify(request.payload))
         }
-        runtime.addReadinessCheck("storage") { [directory] in directory.isOpen }
+        runtime.addReadinessCheck("storage") { [directory, outbox] in directory.isOpen && outbox?.isOpen != false }
         runtime.onShutdown("user store") { [directory] in directory.close() }
+        if let outbox { runtime.onShutdown("outbox") { outbox.close() } }
     }
 
     // MARK: HTTP handlers
 
-    private func register(_ request: HTTPRequest, _ context: RequestContext, _ runtime: ServiceRuntime) async throws -> HTTPResponse {
+    private func register(_ request: HTTPRequest, _ context: RequestContext, _ runtime: ServiceRuntime,
+                          _ shared: SharedDirectory?) async throws -> HTTPResponse {
         let body = try Self.jsonObject(request)
         let email = EmailAddress.normalized(try Self.string(body, "email"))
         let password = try Self.string(body, "password")
@@ -126,16 +158,33 @@ public final class AuthService: Sendable {
             throw error
         }
         let user = User(id: UUID().uuidString.lowercased(), email: email, name: name, createdAt: Self.now(), password: record)
-        try directory.insert(user)
-        runtime.metrics.increment("auth_registrations_total")
-        context.logger.info("user registered", ["user_id": .string(user.id)])
-        await publish(event: "user.registered", user: user, request: request, context: context, runtime: runtime)
+        if let shared {
+            let event = Self.event("user.registered", user: user, request: request, context: context)
+            let created: Bool
+            do {
+                created = try await shared.register(user, event: event)
+            } catch {
+                context.logger.error("registration not stored", ["error": .string("\(error)")])
+                throw HTTPError(.internalServerError, "the registration could not be stored; retry")
+            }
+            guard created else {
+                return Self.errorResponse(.conflict, "a user with this email already exists", ["field": .string("email")])
+            }
+            runtime.metrics.increment("auth_registrations_total")
+            context.logger.info("user registered", ["user_id": .string(user.id), "provisional": .bool(directory.isProvisional(id: user.id))])
+        } else {
+            try directory.insert(user)
+            runtime.metrics.increment("auth_registrations_total")
+            context.logger.info("user registered", ["user_id": .string(user.id)])
+            await publish(event: "user.registered", user: user, request: request, context: context, runtime: runtime)
+        }
         var response = HTTPResponse.json(bytes: user.publicView.json, status: .created)
         response.headers.replaceOrAdd(name: "Location", value: "/v1/users/\(user.id)")
         return response
     }
 
-    private func login(_ request: HTTPRequest, _ context: RequestContext, _ runtime: ServiceRuntime) async throws -> HTTPResponse {
+    private func login(_ request: HTTPRequest, _ context: RequestContext, _ runtime: ServiceRuntime,
+                       _ shared: SharedDirectory?) async throws -> HTTPResponse {
         let body = try Self.jsonObject(request)
         let email = EmailAddress.normalized(try Self.string(body, "email"))
         let password = try Self.string(body, "password")
@@ -169,9 +218,20 @@ public final class AuthService: Sendable {
         addressLimiter.forgive(addressKey)
         let token = try tokens.issue(subject: user.id, lifetime: Int64(tokenLifetime),
                                      custom: ["email": .string(user.email), "name": .string(user.name)])
-        runtime.metrics.increment("auth_logins_total", labels: [("result", "success")])
-        context.logger.info("user logged in", ["user_id": .string(user.id)])
-        await publish(event: "user.logged_in", user: user, request: request, context: context, runtime: runtime)
+        if let shared {
+            do {
+                try await shared.recordLogin(Self.event("user.logged_in", user: user, request: request, context: context))
+            } catch {
+                context.logger.error("login event not stored", ["error": .string("\(error)")])
+                throw HTTPError(.internalServerError, "the login could not be recorded; retry")
+            }
+            runtime.metrics.increment("auth_logins_total", labels: [("result", "success")])
+            context.logger.info("user logged in", ["user_id": .string(user.id)])
+        } else {
+            runtime.metrics.increment("auth_logins_total", labels: [("result", "success")])
+            context.logger.info("user logged in", ["user_id": .string(user.id)])
+            await publish(event: "user.logged_in", user: user, request: request, context: context, runtime: runtime)
+        }
         let answer = JSONValue.object(["access_token": .string(token), "token_type": .string("Bearer"),
                                        "expires_in": .int(Int64(tokenLifetime))])
         var response = HTTPResponse.json(bytes: answer.serialized)
@@ -260,15 +320,28 @@ public final class AuthService: Sendable {
 
     // MARK: Events
 
-    private func publish(event subject: String, user: User, request: HTTPRequest, context: RequestContext,
-                         runtime: ServiceRuntime) async {
+    /// The event `subject` about `user` for the outbox, with a new `event_id` and the request's span.
+    static func event(_ subject: String, user: User, request: HTTPRequest, context: RequestContext) -> OutboxEvent {
+        let (eventID, payload) = eventPayload(user: user, request: request)
+        return OutboxEvent(subject: subject, eventID: eventID, userID: user.id,
+                           payload: String(decoding: payload, as: UTF8.self), traceparent: context.trace.traceparent)
+    }
+
+    static func eventPayload(user: User, request: HTTPRequest) -> (eventID: String, payload: [UInt8]) {
         let eventID = UUID().uuidString.lowercased()
         let event = JSONValue.object([
             "event_id": .string(eventID), "user_id": .string(user.id), "email": .string(user.email),
             "name": .string(user.name), "time": .string(Self.now()), "client_address": .string(Self.clientAddress(request)),
         ])
+        return (eventID, event.serialized)
+    }
+
+    /// At-most-once: publishes the event as a core NATS message; a failure is logged and counted.
+    private func publish(event subject: String, user: User, request: HTTPRequest, context: RequestContext,
+                         runtime: ServiceRuntime) async {
+        let (eventID, payload) = Self.eventPayload(user: user, request: request)
         do {
-            try await runtime.publish(event.serialized, subject: subject, context: context)
+            try await runtime.publish(payload, subject: subject, context: context)
             runtime.metrics.increment("auth_events_published_total", labels: [("subject", subject)])
         } catch {
             runtime.metrics.increment("auth_events_failed_total", labels: [("subject", subject)])

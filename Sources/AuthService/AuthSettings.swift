@@ -7,10 +7,11 @@ public enum AuthSettings {
     public static let httpPort = Setting<Int>.integer(
         "http_port", env: "HTTP_PORT", default: 8081, range: 0...65535,
         meaning: "HTTP listen port (0 picks a free one)")
-    /// `DATA_DIR`, default `./data/auth-service`: the user store and the generated signing key.
+    /// `DATA_DIR`, default `./data/auth-service`: the user store (the replica of the shared
+    /// directory in at-least-once mode), the outbox and the generated signing key.
     public static let dataDirectory = Setting<String>.string(
         "data_dir", env: "DATA_DIR", default: "./data/auth-service",
-        meaning: "folder for the user store (and the generated signing key when JWT_SECRET is unset)")
+        meaning: "folder for the user store, the event outbox (at-least-once) and the generated signing key when JWT_SECRET is unset")
     /// `PASSWORD_ITERATIONS`: PBKDF2-HMAC-SHA256 rounds for new password hashes.
     public static let passwordIterations = Setting<Int>.integer(
         "password_iterations", env: "PASSWORD_ITERATIONS", default: PBKDF2.recommendedIterations,

@@ -11,8 +11,11 @@ extension AuthService: ServiceProgram {
         try self.init(configuration: configuration, logger: logger, clock: LoginLimiter.monotonicSeconds)
     }
 
-    /// Closes the user store (idempotent; normally the runtime's shutdown action did).
-    public func finish() async { directory.close() }
+    /// Closes the user store and the outbox (idempotent; normally the runtime's shutdown actions did).
+    public func finish() async {
+        directory.close()
+        outbox?.close()
+    }
 
     /// Runs the auth service as a process (see ``ServiceMain/run(_:arguments:environment:prepare:)``):
     /// 0 after a clean stop, 2 for a configuration error, 1 for a start-up failure (store, key, HTTP port).

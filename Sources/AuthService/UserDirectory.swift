@@ -63,11 +63,18 @@ public enum UserDirectoryError: Error, Sendable, CustomStringConvertible {
 /// Registration is two-phase so a slow password hash never runs under a lock:
 /// ``reserve(email:)`` claims the address, ``insert(_:)`` makes the user durable and releases
 /// the claim, ``release(email:)`` gives it up on failure.
+///
+/// In at-least-once mode the store is this instance's replica of the shared `auth_users` bucket
+/// (``apply(_:)`` writes what the bucket's watch delivers), and a user registered here whose
+/// bucket entry is not created yet is *provisional*: indexed in memory (its durable record is in
+/// the outbox) until ``confirm(_:)`` stores it or ``removeProvisional(id:)`` drops it.
 public final class UserDirectory: Sendable {
     private struct State {
         var byID: [String: User] = [:]
         var idByEmail: [String: String] = [:]
         var reserved: Set<String> = []
+        /// Users indexed from the outbox, not (yet) in the shared bucket.
+        var provisional: Set<String> = []
         var open = true
     }
     private let store: KeyValueStore
@@ -126,6 +133,87 @@ public final class UserDirectory: Sendable {
         state.withLock { s in
             s.byID[user.id] = user
             s.idByEmail[user.email] = user.id
+        }
+    }
+
+    /// Indexes `user` as provisional (in memory: its durable record is the outbox's pending
+    /// create) and releases its email claim. A user already stored here stays as it is.
+    public func addProvisional(_ user: User) {
+        state.withLock { s in
+            s.reserved.remove(user.email)
+            guard s.byID[user.id] == nil else { return }
+            s.byID[user.id] = user
+            s.provisional.insert(user.id)
+            if s.idByEmail[user.email] == nil { s.idByEmail[user.email] = user.id }
+        }
+    }
+
+    /// Whether `id` is provisional (registered here, not yet in the shared bucket).
+    public func isProvisional(id: String) -> Bool { state.withLock { $0.provisional.contains(id) } }
+
+    /// Stores `user` (now in the shared bucket) durably; no write when it is stored unchanged.
+    /// - Throws: ``UserDirectoryError/store(_:)``.
+    public func confirm(_ user: User) throws(UserDirectoryError) {
+        try apply([.put(user)])
+    }
+
+    /// Drops a provisional user (its registration lost to another user's with the same email).
+    public func removeProvisional(id: String) {
+        state.withLock { s in
+            guard s.provisional.remove(id) != nil, let user = s.byID.removeValue(forKey: id) else { return }
+            if s.idByEmail[user.email] == id { s.idByEmail[user.email] = nil }
+        }
+    }
+
+    /// A change of the shared bucket, for ``apply(_:)``.
+    public enum Change: Sendable {
+        /// The user as the bucket has it.
+        case put(User)
+        /// The bucket's entry for this (normalized) email was deleted.
+        case deleteEmail(String)
+    }
+
+    /// Applies changes of the shared bucket to the replica with one fsync; a user stored
+    /// unchanged costs no write. A stored user takes its email over from a provisional user with
+    /// another id (the bucket decides who owns an email; the provisional one is dropped when its
+    /// create finds the conflict).
+    /// - Throws: ``UserDirectoryError/store(_:)`` (nothing applied).
+    public func apply(_ changes: [Change]) throws(UserDirectoryError) {
+        var writes: [KeyValueStore.Write] = []
+        var puts: [User] = []
+        var deletedIDs: [String] = []
+        state.withLock { s in
+            for change in changes {
+                switch change {
+                case .put(let user):
+                    if s.byID[user.id] == user && !s.provisional.contains(user.id) { continue }
+                    writes.append(.put("user:" + user.id, JSONCoding.encode(user)))
+                    puts.append(user)
+                case .deleteEmail(let email):
+                    guard let id = s.idByEmail[email], !s.provisional.contains(id) else { continue }
+                    writes.append(.delete("user:" + id))
+                    deletedIDs.append(id)
+                }
+            }
+        }
+        if writes.isEmpty { return }
+        do {
+            try store.write(writes)
+        } catch {
+            throw .store(error)
+        }
+        state.withLock { s in
+            for id in deletedIDs {
+                if let user = s.byID.removeValue(forKey: id), s.idByEmail[user.email] == id { s.idByEmail[user.email] = nil }
+            }
+            for user in puts {
+                if let old = s.byID[user.id], old.email != user.email, s.idByEmail[old.email] == user.id {
+                    s.idByEmail[old.email] = nil
+                }
+                s.byID[user.id] = user
+                s.provisional.remove(user.id)
+                s.idByEmail[user.email] = user.id
+            }
         }
     }
 

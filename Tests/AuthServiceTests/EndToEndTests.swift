@@ -13,17 +13,22 @@ import Testing
         }
     }
 
-    @Test func eventsCarryTheHTTPTraceAndTheServiceAnswersOverNATS() async throws {
-        let broker = try await Broker.start()
-        let service = try await AuthProcess.start(natsURL: broker.url)
-        let client = try await NATSClient.connect(broker.url)
+    /// At-most-once against a core broker; at-least-once (the outbox, JetStream publishes that a
+    /// core subscriber sees too) against a broker with JetStream.
+    @Test(arguments: ["at-most-once", "at-least-once"])
+    func eventsCarryTheHTTPTraceAndTheServiceAnswersOverNATS(delivery: String) async throws {
+        let core = delivery == "at-most-once" ? try await Broker.start() : nil
+        let jetStream = core == nil ? try await JetStreamBroker.start() : nil
+        let url = core?.url ?? jetStream?.url ?? ""
+        let service = try await AuthProcess.start(natsURL: url, extra: ["EVENT_DELIVERY": delivery])
+        let client = try await NATSClient.connect(url)
         do {
             try await Self.exercise(service, client)
         } catch {
-            await client.close(); await service.stop(); await broker.stop()
+            await client.close(); await service.stop(); await core?.stop(); await jetStream?.stop()
             throw error
         }
-        await client.close(); await service.stop(); await broker.stop()
+        await client.close(); await service.stop(); await core?.stop(); await jetStream?.stop()
     }
 
     static func exercise(_ service: AuthProcess, _ client: NATSClient) async throws {
@@ -106,7 +111,7 @@ import Testing
 
     @Test func theServiceStartsWithoutNATSAndBecomesReadyWhenTheBrokerComesUp() async throws {
         let port = try freePort()
-        let service = try await AuthProcess.start(natsURL: "nats://127.0.0.1:\(port)")
+        let service = try await AuthProcess.start(natsURL: "nats://127.0.0.1:\(port)", extra: ["EVENT_DELIVERY": "at-most-once"])
         var broker: Broker?
         do {
             #expect(try await service.request("GET", "/readyz").status == 503)

@@ -22,7 +22,7 @@ final class AuthProcess: Sendable {
                       secret: String? = AuthProcess.testSecret, extra: [String: String] = [:]) async throws -> AuthProcess {
         let data = try dataDirectory ?? temporaryDirectory("data")
         var environment = ProcessInfo.processInfo.environment
-        for key in ["JWT_SECRET", "HTTP_PORT", "DATA_DIR", "NATS_URL", "LOG_LEVEL", "SERVICE_NAME"] { environment[key] = nil }
+        for key in ["JWT_SECRET", "HTTP_PORT", "DATA_DIR", "NATS_URL", "LOG_LEVEL", "SERVICE_NAME", "EVENT_DELIVERY"] { environment[key] = nil }
         environment["HTTP_PORT"] = "0"
         environment["DATA_DIR"] = data
         environment["NATS_URL"] = natsURL
@@ -80,3 +80,73 @@ func withAuthService(natsURL: String = "nats://127.0.0.1:1", extra: [String: Str
     await service.stop()
 }
 
+
+/// A broker with JetStream on a fixed port and store, so a test can start it late, stop it and
+/// start it again on the same store: ours (`NATS_SERVER_BIN`, else the built `nats-server`) or
+/// the reference nats-server 2.9.10 (`/usr/sbin/nats-server`); `jetStream: false` starts ours
+/// without it.
+final class JetStreamBroker: Sendable {
+    let child: ChildProcess
+    let port: Int
+    let store: String
+
+    var url: String { "nats://127.0.0.1:\(port)" }
+
+    static let referenceBinary = "/usr/sbin/nats-server"
+
+    static func start(port: Int? = nil, store: String? = nil, reference: Bool = false,
+                      jetStream: Bool = true) async throws -> JetStreamBroker {
+        let port = try port ?? freePort()
+        let store = try store ?? temporaryDirectory("js-store")
+        let binary: String
+        if reference {
+            binary = referenceBinary
+        } else if let path = ProcessInfo.processInfo.environment["NATS_SERVER_BIN"], !path.isEmpty {
+            binary = path
+        } else {
+            binary = try builtExecutable("nats-server")
+        }
+        var arguments = ["-a", "127.0.0.1", "-p", String(port)]
+        if jetStream { arguments += ["-js", "-sd", store] }
+        let child = try ChildProcess(executable: binary, arguments: arguments, environment: ProcessInfo.processInfo.environment)
+        let up = await eventually(20) {
+            guard let fd = try? connectLoopback(port: port, timeoutSeconds: 1) else { return false }
+            close(fd)
+            return true
+        }
+        guard up else {
+            await child.stop()
+            throw TestFailure("broker \(binary) did not listen on \(port): \(child.output.suffix(20).joined(separator: "\n"))")
+        }
+        return JetStreamBroker(child: child, port: port, store: store)
+    }
+
+    private init(child: ChildProcess, port: Int, store: String) {
+        self.child = child; self.port = port; self.store = store
+    }
+
+    /// Stops the broker; removes its store unless `keepStore`.
+    func stop(keepStore: Bool = false) async {
+        await child.stop()
+        if !keepStore { removeTemporary(store) }
+    }
+}
+
+extension AuthProcess {
+    /// SIGKILL, no shutdown at all (the data folder stays).
+    func kill9() async {
+        let process = child.process
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        _ = try? await offPool { process.waitUntilExit() }
+    }
+
+    /// The value of one metric sample from `/metrics` (0 when absent).
+    func metric(_ sample: String) async throws -> Double {
+        let body = try await request("GET", "/metrics").body
+        for line in body.split(separator: "\n") where line.hasPrefix(sample + " ") {
+            return Double(line.split(separator: " ").last ?? "") ?? 0
+        }
+        return 0
+    }
+}
