@@ -61,6 +61,41 @@ import TestSupport
     }
 
     @Test(arguments: DurableBroker.enabled)
+    func declaredBucketsExistAndDurablePublishesCarryTheTraceAndDeduplicate(_ kind: DurableBroker) async throws {
+        try await withBroker(kind) { broker, _, js in
+            let rt = try durableRuntime(broker)
+            rt.declare(stream: ordersStream())
+            rt.declare(bucket: KeyValueConfig(bucket: "orders_by_id", history: 1), owner: "orders-service")
+            // Before the setup is done, a durable publish is refused rather than lost in a buffer.
+            let early = await thrownError { try await rt.publishDurable([], subject: "orders.created", msgID: nil, context: nil) }
+            #expect(early as? ServiceRuntimeError == .natsUnavailable)
+            try await running(rt) {
+                #expect(await eventually(20) { rt.readiness.ready })
+                let kv = try await js.keyValue("orders_by_id")
+                _ = try await kv.put("o-1", "created")
+
+                let trace = TraceContext.newTrace()
+                let context = RequestContext(trace: trace, logger: rt.logger)
+                let first = try await rt.publishDurable(Array("o-1".utf8), subject: "orders.created", msgID: "event-1", context: context)
+                let again = try await rt.publishDurable(Array("o-1".utf8), subject: "orders.created", msgID: "event-1", context: context)
+                #expect(!first.duplicate && again.duplicate && again.sequence == first.sequence)
+                let stored = try await js.getMessage("ORDERS", sequence: first.sequence)
+                #expect(stored.headers?[TraceContext.headerName] == trace.traceparent)
+                #expect(stored.headers?["Nats-Msg-Id"] == "event-1")
+                #expect(try await js.streamInfo("ORDERS").state.messages == 1)
+            }
+            // A second start finds the bucket and its contents as they were.
+            let second = try durableRuntime(broker)
+            second.declare(bucket: KeyValueConfig(bucket: "orders_by_id", history: 1), owner: "orders-service")
+            try await running(second) {
+                #expect(await eventually(20) { second.readiness.ready })
+                let entry = try await js.keyValue("orders_by_id").get("o-1")
+                #expect(entry.string == "created")
+            }
+        }
+    }
+
+    @Test(arguments: DurableBroker.enabled)
     func aThrowingHandlerGetsTheMessageAgainUntilItSucceeds(_ kind: DurableBroker) async throws {
         try await withBroker(kind) { broker, _, js in
             let rt = try durableRuntime(broker)
@@ -195,6 +230,29 @@ import TestSupport
                 #expect(plain.readiness.checks["jetstream"] == nil)
                 #expect(plain.jetStreamIfReady == nil)
             }
+        }
+    }
+
+    @Test(arguments: DurableBroker.enabled)
+    func anIncompatibleExistingStreamStopsTheServiceWithTheFix(_ kind: DurableBroker) async throws {
+        try await withBroker(kind) { broker, _, js in
+            var older = ordersStream()
+            older.config.retention = .workqueue
+            try await JetStreamSetup.ensure(older, js)
+            let rt = try durableRuntime(broker)
+            rt.declare(stream: ordersStream())
+            rt.consumeDurable("orders", consumer: workerConsumer()) { _, _ in }
+            let error = await thrownError {
+                try await within(30, "run() against an incompatible stream") { try await rt.run(handleSignals: false) }
+            }
+            guard case .startup(let why) = error as? ServiceRuntimeError else {
+                Issue.record("expected ServiceRuntimeError.startup, got \(String(describing: error))")
+                return
+            }
+            #expect(why.contains("retention") && why.contains("nats stream rm ORDERS"))
+            // Nothing was changed or added on the broker.
+            #expect(try await js.streamInfo("ORDERS").config.retention == .workqueue)
+            #expect(await consumerState(js, "ORDERS", "worker") == nil)
         }
     }
 
