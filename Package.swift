@@ -74,7 +74,7 @@ let package = Package(
         .testTarget(name: "NATSConfigTests", dependencies: ["NATSConfig"], exclude: ["Fixtures"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "TestSupport"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "TestSupport"]),
-        .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit", "TestSupport"]),
+        .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit", "nats-server", "TestSupport"]),
         .testTarget(name: "AuthServiceTests", dependencies: ["AuthService", "auth-service", "nats-server", "TestSupport"]),
         .testTarget(name: "NotificationServiceTests", dependencies: ["NotificationService", "notification-service", "nats-server", "TestSupport"]),
         .testTarget(name: "DataProcessingServiceTests", dependencies: ["DataProcessingService", "data-processing-service", "nats-server", "TestSupport"]),

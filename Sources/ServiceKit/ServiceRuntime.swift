@@ -515,6 +515,7 @@ public final class ServiceRuntime: Sendable {
                 state.withLock { $0.client = client }
                 logger.info("connected to NATS", ["server": .string(client.connectedServer ?? ""), "attempts": .int(Int64(attempt))])
                 guard await setUpJetStream(client) else { return }
+                redeclareOnReconnect(client)
                 await registerEndpoints(client)
                 await startConsumers(client)
                 startDurableConsumers()

@@ -12,8 +12,8 @@ import TestSupport
     func makeRuntime(natsPort: Int, name: String, concurrency: Int, gate: Gate? = nil, seen: Recorder,
                      sink: MemoryLogSink = MemoryLogSink()) throws -> ServiceRuntime {
         let config = try Configuration.load(
-            [AnySetting(StandardSettings.natsURL), AnySetting(StandardSettings.httpPort), AnySetting(StandardSettings.logLevel)],
-            arguments: [], environment: ["NATS_URL": "nats://127.0.0.1:\(natsPort)", "HTTP_PORT": "0", "LOG_LEVEL": "debug"],
+            [AnySetting(StandardSettings.natsURL), AnySetting(StandardSettings.httpPort), AnySetting(StandardSettings.deliveryMode), AnySetting(StandardSettings.logLevel)],
+            arguments: [], environment: ["NATS_URL": "nats://127.0.0.1:\(natsPort)", "HTTP_PORT": "0", "EVENT_DELIVERY": "at-most-once", "LOG_LEVEL": "debug"],
             workingDirectory: "/nonexistent")
         let rt = ServiceRuntime(name: name, version: "1.0.0", configuration: config,
                                 logger: ServiceLogger(service: name, level: .debug, sink: sink), shutdownDeadline: .seconds(10))
@@ -114,8 +114,8 @@ import TestSupport
         let done = try await peer.subscribe("done")
         try await peer.flush()
 
-        let config = try Configuration.load([AnySetting(StandardSettings.natsURL), AnySetting(StandardSettings.httpPort)],
-                                            arguments: [], environment: ["NATS_URL": url, "HTTP_PORT": "0"],
+        let config = try Configuration.load([AnySetting(StandardSettings.natsURL), AnySetting(StandardSettings.httpPort), AnySetting(StandardSettings.deliveryMode)],
+                                            arguments: [], environment: ["NATS_URL": url, "HTTP_PORT": "0", "EVENT_DELIVERY": "at-most-once"],
                                             workingDirectory: "/nonexistent")
         let sink = MemoryLogSink()
         let rt = ServiceRuntime(name: "late", version: "1.0.0", configuration: config,
@@ -161,8 +161,8 @@ import TestSupport
         let done = try await peer.subscribe("worker.done")
         try await peer.flush()
 
-        let config = try Configuration.load([AnySetting(StandardSettings.natsURL), AnySetting(StandardSettings.httpPort)],
-                                            arguments: [], environment: ["NATS_URL": url, "HTTP_PORT": "0"],
+        let config = try Configuration.load([AnySetting(StandardSettings.natsURL), AnySetting(StandardSettings.httpPort), AnySetting(StandardSettings.deliveryMode)],
+                                            arguments: [], environment: ["NATS_URL": url, "HTTP_PORT": "0", "EVENT_DELIVERY": "at-most-once"],
                                             workingDirectory: "/nonexistent")
         let sink = MemoryLogSink()
         let rt = ServiceRuntime(name: "worker", version: "1.0.0", configuration: config,

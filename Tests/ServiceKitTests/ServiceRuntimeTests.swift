@@ -16,8 +16,8 @@ final class Recorder: Sendable {
 @Suite(.serialized) struct ServiceRuntimeTests {
     func runtime(natsPort: Int, sink: MemoryLogSink, actions: Recorder? = nil) throws -> ServiceRuntime {
         let config = try Configuration.load(
-            [AnySetting(StandardSettings.natsURL), AnySetting(StandardSettings.httpPort), AnySetting(StandardSettings.logLevel)],
-            arguments: [], environment: ["NATS_URL": "nats://127.0.0.1:\(natsPort)", "HTTP_PORT": "0", "LOG_LEVEL": "debug"],
+            [AnySetting(StandardSettings.natsURL), AnySetting(StandardSettings.httpPort), AnySetting(StandardSettings.deliveryMode), AnySetting(StandardSettings.logLevel)],
+            arguments: [], environment: ["NATS_URL": "nats://127.0.0.1:\(natsPort)", "HTTP_PORT": "0", "EVENT_DELIVERY": "at-most-once", "LOG_LEVEL": "debug"],
             workingDirectory: "/nonexistent")
         let rt = ServiceRuntime(name: "demo", version: "1.2.3", configuration: config,
                                 logger: ServiceLogger(service: "demo", level: .debug, sink: sink), shutdownDeadline: .seconds(10))
@@ -170,8 +170,8 @@ final class Recorder: Sendable {
     }
 
     @Test func aHungShutdownActionIsAbandonedAtTheDeadline() async throws {
-        let config = try Configuration.load([AnySetting(StandardSettings.natsURL), AnySetting(StandardSettings.httpPort)],
-                                            arguments: [], environment: ["NATS_URL": "nats://127.0.0.1:\(try freePort())", "HTTP_PORT": "0"],
+        let config = try Configuration.load([AnySetting(StandardSettings.natsURL), AnySetting(StandardSettings.httpPort), AnySetting(StandardSettings.deliveryMode)],
+                                            arguments: [], environment: ["NATS_URL": "nats://127.0.0.1:\(try freePort())", "HTTP_PORT": "0", "EVENT_DELIVERY": "at-most-once"],
                                             workingDirectory: "/nonexistent")
         let sink = MemoryLogSink()
         let rt = ServiceRuntime(name: "hung", version: "0.0.1", configuration: config,
@@ -190,8 +190,8 @@ final class Recorder: Sendable {
     /// Work a service spawns, and a shutdown step left running past its deadline, are children of
     /// run(): after the shutdown steps they are cancelled, and run() returns only once they ended.
     @Test func shutdownCancelsAndAwaitsSpawnedWorkAndOverrunSteps() async throws {
-        let config = try Configuration.load([AnySetting(StandardSettings.natsURL), AnySetting(StandardSettings.httpPort)],
-                                            arguments: [], environment: ["NATS_URL": "nats://127.0.0.1:\(try freePort())", "HTTP_PORT": "0"],
+        let config = try Configuration.load([AnySetting(StandardSettings.natsURL), AnySetting(StandardSettings.httpPort), AnySetting(StandardSettings.deliveryMode)],
+                                            arguments: [], environment: ["NATS_URL": "nats://127.0.0.1:\(try freePort())", "HTTP_PORT": "0", "EVENT_DELIVERY": "at-most-once"],
                                             workingDirectory: "/nonexistent")
         let sink = MemoryLogSink()
         let rt = ServiceRuntime(name: "children", version: "0.0.1", configuration: config,
@@ -233,8 +233,8 @@ final class Recorder: Sendable {
     func shutdownActionsRunEvenWhenTheDrainCannotFinish() async throws {
         let natsPort = try freePort()
         let broker = try ReferenceBroker(port: natsPort)
-        let config = try Configuration.load([AnySetting(StandardSettings.natsURL), AnySetting(StandardSettings.httpPort)],
-                                            arguments: [], environment: ["NATS_URL": "nats://127.0.0.1:\(natsPort)", "HTTP_PORT": "0"],
+        let config = try Configuration.load([AnySetting(StandardSettings.natsURL), AnySetting(StandardSettings.httpPort), AnySetting(StandardSettings.deliveryMode)],
+                                            arguments: [], environment: ["NATS_URL": "nats://127.0.0.1:\(natsPort)", "HTTP_PORT": "0", "EVENT_DELIVERY": "at-most-once"],
                                             workingDirectory: "/nonexistent")
         let rt = ServiceRuntime(name: "flush", version: "0.0.1", configuration: config,
                                 logger: ServiceLogger(service: "flush", sink: MemoryLogSink()), shutdownDeadline: .seconds(2))
@@ -259,8 +259,8 @@ final class Recorder: Sendable {
         let natsPort = try freePort()
         let broker = try ReferenceBroker(port: natsPort)
         defer { broker.stop() }
-        let config = try Configuration.load([AnySetting(StandardSettings.natsURL), AnySetting(StandardSettings.httpPort)],
-                                            arguments: [], environment: ["NATS_URL": "nats://127.0.0.1:\(natsPort)", "HTTP_PORT": "0"],
+        let config = try Configuration.load([AnySetting(StandardSettings.natsURL), AnySetting(StandardSettings.httpPort), AnySetting(StandardSettings.deliveryMode)],
+                                            arguments: [], environment: ["NATS_URL": "nats://127.0.0.1:\(natsPort)", "HTTP_PORT": "0", "EVENT_DELIVERY": "at-most-once"],
                                             workingDirectory: "/nonexistent")
         let rt = ServiceRuntime(name: "caller", version: "0.0.1", configuration: config,
                                 logger: ServiceLogger(service: "caller", sink: MemoryLogSink()), shutdownDeadline: .seconds(5))

@@ -151,6 +151,21 @@ extension ServiceRuntime {
         return false
     }
 
+    /// Applies the declarations again after every reconnection (at-least-once mode): a broker
+    /// that comes back with an empty store (a new volume, a wiped folder) has lost the streams,
+    /// and a service that only publishes would otherwise never notice. On an intact broker this
+    /// costs one info request per declaration. Runs as a child of `run()` until shutdown.
+    func redeclareOnReconnect(_ client: NATSClient) {
+        guard deliveryMode == .atLeastOnce else { return }
+        let events = client.events
+        spawn("JetStream declarations after a reconnection") { [self] in
+            for await event in events {
+                guard case .reconnected = event else { continue }
+                _ = await setUpJetStream(client)
+            }
+        }
+    }
+
     /// Checks JetStream and ensures every declared stream, bucket and consumer.
     func applyDeclarations(_ client: NATSClient) async throws -> JetStreamContext {
         let js = try client.jetStream()
@@ -235,8 +250,10 @@ extension ServiceRuntime {
                     logger.warning("durable consumer pull failed, retrying", ["consumer": .string(consumer.name),
                                                                               "error": .string("\(error)"), "attempt": .int(Int64(failures))])
                 }
-                // The broker may have lost the consumer or its stream (a new store): set them up again.
-                if error.errCode == 10014 || error.errCode == 10059 || { if case .status(409, _) = error { return true }; return false }() {
+                // The broker may have lost the consumer or its stream (it came back with an empty
+                // store): a pull then fails with a status (503 no responders, 409 consumer deleted),
+                // never with an API error, so ask the API whether the consumer is still there.
+                if await consumerIsMissing(js, consumer.spec) {
                     if let client = natsClient, let js = try? await applyDeclarations(client) {
                         state.withLock { $0.jetStream = js }
                     }
@@ -244,6 +261,16 @@ extension ServiceRuntime {
                 try? await Task.sleep(for: wait)
                 wait = min(wait * 2, .seconds(5))
             }
+        }
+    }
+
+    /// True when the broker answers that the consumer or its stream does not exist.
+    private func consumerIsMissing(_ js: JetStreamContext, _ spec: ConsumerSpec) async -> Bool {
+        do {
+            _ = try await js.consumerInfo(spec.stream, name: spec.name)
+            return false
+        } catch {
+            return error.errCode == 10014 || error.errCode == 10059
         }
     }
 
@@ -316,13 +343,18 @@ extension ServiceRuntime {
                 try headers.append(name: field.name, value: field.value)
             }
         }
-        let oneLine = String(reason.map { $0 == "\r" || $0 == "\n" ? " " : $0 }.prefix(512))
+        // A header value is one line without control characters ("\r\n" is one Character, so
+        // this works on scalars).
+        var oneLine = String.UnicodeScalarView()
+        for scalar in reason.unicodeScalars.prefix(512) {
+            oneLine.append(scalar.value < 0x20 || scalar.value == 0x7F ? " " : scalar)
+        }
         try headers.set(name: DeadLetters.streamHeader, value: meta.stream)
         try headers.set(name: DeadLetters.sequenceHeader, value: String(meta.streamSequence))
         try headers.set(name: DeadLetters.subjectHeader, value: message.subject)
         try headers.set(name: DeadLetters.consumerHeader, value: consumer.spec.name)
         try headers.set(name: DeadLetters.deliveriesHeader, value: String(meta.delivered))
-        try headers.set(name: DeadLetters.reasonHeader, value: oneLine)
+        try headers.set(name: DeadLetters.reasonHeader, value: String(oneLine))
         let subject = "deadletter.\(name).\(consumer.spec.name)"
         _ = try await js.publish(subject, payload: message.payload, headers: headers,
                                  options: PublishOptions(msgID: "\(meta.stream)-\(meta.streamSequence)-\(consumer.spec.name)"))
