@@ -86,7 +86,7 @@ import Testing
         // and consumers outlive the container.
         let natsConf = try Self.text("nats-server/nats.conf")
         #expect(natsConf.contains("jetstream {") && natsConf.contains("store_dir: \"/data/jetstream\""))
-        let brokerData = nats["volumes"]?.items.compactMap(\.string).filter { $0.hasSuffix(":/data") } ?? []
+        let brokerData = nats["volumes"]?.items.compactMap(\.string).filter { $0.hasSuffix(":/data") || $0.hasSuffix(":/data:rw") } ?? []
         #expect(brokerData.count == 1 && brokerData.first?.hasPrefix("/") == false, "the broker's /data: \(brokerData)")
     }
 
@@ -117,7 +117,7 @@ import Testing
             }
         }
         #expect(volumes.count == Contract.services.count, "each service has its own volume: \(volumes)")
-        let brokerVolume = services["nats"]?["volumes"]?.items.compactMap(\.string).first { $0.hasSuffix(":/data") }?
+        let brokerVolume = services["nats"]?["volumes"]?.items.compactMap(\.string).first { $0.hasSuffix(":/data") || $0.hasSuffix(":/data:rw") }?
             .split(separator: ":").first.map(String.init)
         #expect(brokerVolume.map { !volumes.contains($0) } == true, "the broker's store shares a service's volume")
         #expect(Set(config["volumes"]?.keys ?? []) == volumes.union(brokerVolume.map { [$0] } ?? []))
