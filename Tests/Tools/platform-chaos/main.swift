@@ -297,6 +297,8 @@ func chaos(_ options: Options) async -> Int32 {
         environment["LOG_LEVEL"] = "info"
         environment["PASSWORD_ITERATIONS"] = "1000"
         environment["EVENT_DELIVERY"] = "at-least-once"
+        // A long run logs each user in thousands of times; the history must keep them all to be checked.
+        environment["MAX_NOTIFICATIONS_PER_USER"] = "100000"
         return Component(name: name, kind: kind, executable: binDirectory + "/" + kind, arguments: [], environment: environment,
                          port: port, readyPath: "/readyz", logPath: work + "/logs/\(file).log")
     }
