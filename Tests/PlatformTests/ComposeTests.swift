@@ -82,10 +82,10 @@ import Testing
         // The broker runs with the repository's nats.conf, mounted read-only.
         #expect(nats["volumes"]?.items.compactMap(\.string).contains(repositoryRoot + "/nats-server/nats.conf:/etc/nats/nats.conf:ro") == true)
         #expect(nats["command"]?.items.compactMap(\.string) == ["-c", "/etc/nats/nats.conf"])
-        // JetStream's store (nats.conf's store_dir under /data) is a named volume of its own, so streams
+        // JetStream's store (nats.conf's store_dir /data) is a named volume of its own, so streams
         // and consumers outlive the container.
         let natsConf = try Self.text("nats-server/nats.conf")
-        #expect(natsConf.contains("jetstream {") && natsConf.contains("store_dir: \"/data/jetstream\""))
+        #expect(natsConf.contains("jetstream {") && natsConf.contains("store_dir: \"/data\""))
         let brokerData = nats["volumes"]?.items.compactMap(\.string).filter { $0.hasSuffix(":/data") || $0.hasSuffix(":/data:rw") } ?? []
         #expect(brokerData.count == 1 && brokerData.first?.hasPrefix("/") == false, "the broker's /data: \(brokerData)")
     }

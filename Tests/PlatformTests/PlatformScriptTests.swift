@@ -254,6 +254,7 @@ import Glibc
             // The broker runs with JetStream, its store in the data folder (so streams survive the next run).
             let varz = try await Curl.get("http://127.0.0.1:\(ports["NATS_MONITOR_PORT"] ?? 0)/varz")
             let jetStream = (varz.json["jetstream"] as? [String: Any])?["config"] as? [String: Any]
+            // (<store_dir>/jetstream holds the streams, as in nats-server 2.9.10.)
             #expect(jetStream?["store_dir"] as? String == data + "/nats-server/jetstream", "/varz jetstream: \(varz.json["jetstream"] ?? "none")")
             #expect(first.output.contains { $0.contains("events at-least-once") }, "the services do not run at-least-once by default")
             let secret = try String(contentsOfFile: data + "/jwt-secret", encoding: .utf8)

@@ -261,8 +261,8 @@ final class Platform: Sendable {
     private let state = Mutex(State())
 
     var natsURL: String { "nats://127.0.0.1:\(brokerPort)" }
-    /// The broker's JetStream store (kept across its restarts).
-    var storeDirectory: String { root + "/nats-server/jetstream" }
+    /// The broker's `-sd` (its streams in `jetstream/` under it; kept across its restarts).
+    var storeDirectory: String { root + "/nats-server" }
 
     private init(root: String, brokerPort: Int, monitorPort: Int, brokerKind: BrokerKind, delivery: String) {
         self.root = root; self.brokerPort = brokerPort; self.monitorPort = monitorPort

@@ -253,7 +253,7 @@ func chaos(_ options: Options) async -> Int32 {
     do {
         work = options.work ?? NSTemporaryDirectory() + "platform-chaos-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: work + "/logs", withIntermediateDirectories: true)
-        try FileManager.default.createDirectory(atPath: work + "/jetstream", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: work + "/nats-server", withIntermediateDirectories: true)
     } catch {
         FileHandle.standardError.write(Data("platform-chaos: cannot create the work folder: \(error)\n".utf8))
         exit(1)
@@ -280,7 +280,7 @@ func chaos(_ options: Options) async -> Int32 {
 
     let broker = Component(name: "nats-server", kind: "nats-server", executable: brokerExecutable,
                            arguments: ["-a", "127.0.0.1", "-p", String(natsPort), "-m", String(monitorPort), "-n", "chaos",
-                                       "-js", "-sd", work + "/jetstream"],
+                                       "-js", "-sd", work + "/nats-server"],
                            environment: inherited, port: monitorPort, readyPath: "/healthz", logPath: work + "/logs/nats-server.log")
 
     func service(_ kind: String, instance: Int) -> Component {
