@@ -75,6 +75,14 @@ func parseOptions(_ arguments: [String]) -> Result<Options, ChaosFailure> {
             return .success(n)
         }
     }
+    func integer(_ flag: String, _ range: ClosedRange<Int>) -> Result<Int, ChaosFailure> {
+        value(flag).flatMap { text in
+            guard let n = Int(text), range.contains(n) else {
+                return .failure(ChaosFailure(description: "\(flag) must be a whole number in \(range.lowerBound)...\(range.upperBound), not '\(text)'"))
+            }
+            return .success(n)
+        }
+    }
     while let flag = rest.popFirst() {
         do throws(ChaosFailure) {
             switch flag {
@@ -83,9 +91,9 @@ func parseOptions(_ arguments: [String]) -> Result<Options, ChaosFailure> {
                 let text = try value(flag).get()
                 guard let seed = UInt64(text) else { return .failure(ChaosFailure(description: "--seed must be a whole number, not '\(text)'")) }
                 options.seed = seed
-            case "--instances": options.instances = Int(try number(flag, 1...2).get())
-            case "--clients": options.clients = Int(try number(flag, 1...64).get())
-            case "--users": options.usersPerClient = Int(try number(flag, 1...1000).get())
+            case "--instances": options.instances = try integer(flag, 1...2).get()
+            case "--clients": options.clients = try integer(flag, 1...64).get()
+            case "--users": options.usersPerClient = try integer(flag, 1...1000).get()
             case "--kill-every": options.killEvery = try number(flag, 0.2...3600).get()
             case "--job-every": options.jobEvery = try number(flag, 0.05...3600).get()
             case "--settle": options.settle = try number(flag, 1...3600).get()
@@ -107,7 +115,15 @@ func parseOptions(_ arguments: [String]) -> Result<Options, ChaosFailure> {
 }
 
 /// One line on standard output at once (unbuffered: a reader of a pipe sees progress as it happens).
-func out(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+/// A write that fails (the reader went away) is dropped: the run goes on and still stops what it started.
+func out(_ line: String) {
+    var bytes = Array((line + "\n").utf8)[...]
+    while !bytes.isEmpty {
+        let n = bytes.withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
+        if n <= 0 { return }
+        bytes = bytes.dropFirst(n)
+    }
+}
 
 func say(_ line: String) { out("chaos: " + line) }
 
@@ -652,6 +668,9 @@ func chaos(_ options: Options) async -> Int32 {
     _ = signalSources
     exit(passed ? 0 : 1)
 }
+
+// A closed stdout must not kill the tool before it stops the platform: writes fail instead.
+signal(SIGPIPE, SIG_IGN)
 
 let options: Options
 switch parseOptions(Array(CommandLine.arguments.dropFirst())) {
