@@ -64,6 +64,9 @@ let package = Package(
         .executableTarget(name: "jetstream-bench", dependencies: ["JetStream"], path: "Tests/Tools/jetstream-bench"),
         // JetStream publish-with-ack and pull-consume rates over the wire, the same client for both brokers.
         .executableTarget(name: "js-bench", path: "Tests/Tools/js-bench"),
+        // The platform under SIGKILLs and restarts while logins and jobs run; checks nothing was lost
+        // or duplicated (scripts/chaos runs it; so does a short PlatformTests case).
+        .executableTarget(name: "platform-chaos", dependencies: ["NATSClient", "TestSupport"], path: "Tests/Tools/platform-chaos"),
 
         // Helpers shared by the test targets: child processes (built executables, brokers, services) on
         // free ports, a raw-socket HTTP client, deadline-bounded waits, a seeded random generator.
@@ -81,7 +84,8 @@ let package = Package(
         .testTarget(name: "AnalyticsServiceTests", dependencies: ["AnalyticsService", "analytics-service", "nats-server", "TestSupport"]),
         // The platform end to end: the broker and the four services as real processes, driven with curl.
         .testTarget(name: "PlatformTests", dependencies: ["nats-server", "auth-service", "notification-service",
-                                                          "data-processing-service", "analytics-service", "nats", "TestSupport"]),
+                                                          "data-processing-service", "analytics-service", "nats", "platform-chaos",
+                                                          "TestSupport"]),
         .testTarget(name: "NATSServerTests", dependencies: ["NATSServer", "NATSProtocol", "nats-server"]),
         .testTarget(name: "NATSClientTests", dependencies: ["NATSClient", "nats-server", "nats", "TestSupport"], exclude: ["Python"]),
         // Black-box compatibility: the same transcripts against our broker and Debian's nats-server 2.9.10.

@@ -82,6 +82,12 @@ import Testing
         // The broker runs with the repository's nats.conf, mounted read-only.
         #expect(nats["volumes"]?.items.compactMap(\.string).contains(repositoryRoot + "/nats-server/nats.conf:/etc/nats/nats.conf:ro") == true)
         #expect(nats["command"]?.items.compactMap(\.string) == ["-c", "/etc/nats/nats.conf"])
+        // JetStream's store (nats.conf's store_dir /data) is a named volume of its own, so streams
+        // and consumers outlive the container.
+        let natsConf = try Self.text("nats-server/nats.conf")
+        #expect(natsConf.contains("jetstream {") && natsConf.contains("store_dir: \"/data\""))
+        let brokerData = nats["volumes"]?.items.compactMap(\.string).filter { $0.hasSuffix(":/data") || $0.hasSuffix(":/data:rw") } ?? []
+        #expect(brokerData.count == 1 && brokerData.first?.hasPrefix("/") == false, "the broker's /data: \(brokerData)")
     }
 
     @Test func servicesGetTheirSettingsFromTheEnvironmentAndKeepDataInTheirOwnVolume() async throws {
@@ -111,7 +117,10 @@ import Testing
             }
         }
         #expect(volumes.count == Contract.services.count, "each service has its own volume: \(volumes)")
-        #expect(Set(config["volumes"]?.keys ?? []) == volumes)
+        let brokerVolume = services["nats"]?["volumes"]?.items.compactMap(\.string).first { $0.hasSuffix(":/data") || $0.hasSuffix(":/data:rw") }?
+            .split(separator: ":").first.map(String.init)
+        #expect(brokerVolume.map { !volumes.contains($0) } == true, "the broker's store shares a service's volume")
+        #expect(Set(config["volumes"]?.keys ?? []) == volumes.union(brokerVolume.map { [$0] } ?? []))
 
         // The development JWT secret gives way to the caller's.
         guard let overridden = try await Self.config(["JWT_SECRET": "production-secret-0123456789"]) else { return }

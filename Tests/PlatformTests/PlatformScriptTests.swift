@@ -204,8 +204,13 @@ import Glibc
         #expect(unknown.status == 2 && unknown.error.contains("unknown argument '--bogus'"))
         let badPort = try await runCommand(Self.script, ["--no-build"], environment: try Self.environment(["AUTH_PORT": 70000]), timeout: 30)
         #expect(badPort.status == 2 && badPort.error.contains("bad port '70000'"))
+        var badMode = try Self.environment([:])
+        badMode["EVENT_DELIVERY"] = "exactly-once"
+        let mode = try await runCommand(Self.script, ["--no-build"], environment: badMode, timeout: 30)
+        #expect(mode.status == 2 && mode.error.contains("EVENT_DELIVERY must be at-least-once or at-most-once"), "stderr: \(mode.error)")
         let help = try await runCommand(Self.script, ["--help"], environment: try Self.environment([:]), timeout: 30)
         #expect(help.status == 0 && help.output.contains("Usage: scripts/platform [--no-build] [--data DIR]"))
+        #expect(help.output.contains("--at-most-once") && help.output.contains("--reference-broker"))
         // The defaults it documents are the contract's ports.
         for (variable, port) in [("NATS_PORT", 4222), ("NATS_MONITOR_PORT", 8222), ("AUTH_PORT", 8081), ("NOTIFICATION_PORT", 8082),
                                  ("DATA_PROCESSING_PORT", 8083), ("ANALYTICS_PORT", 8084)] {
@@ -246,6 +251,12 @@ import Glibc
             for name in Contract.services {
                 #expect(FileManager.default.fileExists(atPath: "\(data)/\(name)"), "no data folder for \(name)")
             }
+            // The broker runs with JetStream, its store in the data folder (so streams survive the next run).
+            let varz = try await Curl.get("http://127.0.0.1:\(ports["NATS_MONITOR_PORT"] ?? 0)/varz")
+            let jetStream = (varz.json["jetstream"] as? [String: Any])?["config"] as? [String: Any]
+            // (<store_dir>/jetstream holds the streams, as in nats-server 2.9.10.)
+            #expect(jetStream?["store_dir"] as? String == data + "/nats-server/jetstream", "/varz jetstream: \(varz.json["jetstream"] ?? "none")")
+            #expect(first.output.contains { $0.contains("events at-least-once") }, "the services do not run at-least-once by default")
             let secret = try String(contentsOfFile: data + "/jwt-secret", encoding: .utf8)
             #expect(secret.utf8.count >= 32)
             let permissions = try FileManager.default.attributesOfItem(atPath: data + "/jwt-secret")[.posixPermissions] as? Int

@@ -180,31 +180,102 @@ func newTraceparent() -> (traceID: String, header: String) {
 /// A unique email for a test.
 func uniqueEmail(_ tag: String) -> String { "\(tag)-\(UUID().uuidString.prefix(8).lowercased())@example.com" }
 
-/// The broker and the services, each a real process, sharing one JWT secret; each service keeps its
-/// data in its own folder under one temporary root, so a restart finds its data again.
+/// Which broker a platform runs: ours (built beside the tests) or nats-server 2.9.10.
+enum BrokerKind: String, Sendable, CaseIterable, CustomStringConvertible {
+    case ours
+    case reference
+
+    /// Debian's nats-server 2.9.10.
+    static let referencePath = "/usr/sbin/nats-server"
+
+    /// The executable; nil when the reference broker is not installed.
+    var executable: String? {
+        switch self {
+        case .ours: return try? builtExecutable("nats-server")
+        case .reference: return FileManager.default.isExecutableFile(atPath: Self.referencePath) ? Self.referencePath : nil
+        }
+    }
+
+    var description: String { self == .ours ? "our broker" : "nats-server 2.9.10" }
+}
+
+/// A broker with JetStream (`-js -sd <store>`) on a fixed port: a restart on the same store finds
+/// its streams, consumers and unacknowledged messages again.
+final class JetStreamBroker: Sendable {
+    let child: ChildProcess
+
+    /// Starts `executable` and waits until its monitoring port's /healthz answers 200 (JetStream
+    /// included: 2.9.10 answers 503 while its store recovers).
+    /// - Throws: ``TestFailure`` when it exits or is not healthy within 30 s.
+    static func start(executable: String, port: Int, monitorPort: Int, store: String) async throws -> JetStreamBroker {
+        try FileManager.default.createDirectory(atPath: store, withIntermediateDirectories: true)
+        let child = try ChildProcess(executable: executable,
+                                     arguments: ["-a", "127.0.0.1", "-p", String(port), "-m", String(monitorPort), "-js", "-sd", store],
+                                     environment: ProcessInfo.processInfo.environment)
+        let healthy = await eventually(30) {
+            guard child.process.isRunning else { return true }
+            return (try? await offPool { try rawHTTP(port: monitorPort, method: "GET", path: "/healthz") })?.status == 200
+        }
+        guard healthy, child.process.isRunning else {
+            if child.process.isRunning { kill(child.process.processIdentifier, SIGKILL) }
+            throw TestFailure("\(executable) -js not healthy within 30 s; output:\n" + child.output.suffix(20).joined(separator: "\n"))
+        }
+        return JetStreamBroker(child: child)
+    }
+
+    private init(child: ChildProcess) { self.child = child }
+
+    /// SIGTERM, waited for.
+    func stop() async { await child.stop() }
+
+    /// SIGKILL, waited for.
+    func kill9() async {
+        let process = child.process
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        _ = try? await offPool { while process.isRunning { usleep(2_000) } }
+    }
+}
+
+/// The broker (JetStream on, its store under the platform's root) and the services, each a real
+/// process, sharing one JWT secret; each service keeps its data in its own folder under the same
+/// root, so a restart of anything finds its data again.
 final class Platform: Sendable {
     /// The token key every service gets.
     let secret = "platform-test-secret-\(UUID().uuidString)"
-    /// Temporary root of the services' data folders.
+    /// Temporary root of the services' data folders and the broker's store.
     let root: String
-    /// The broker's port (fixed for the platform's lifetime, so a restarted broker takes it again).
+    /// The broker's ports (fixed for the platform's lifetime, so a restarted broker takes them again).
     let brokerPort: Int
+    let monitorPort: Int
+    let brokerKind: BrokerKind
+    /// EVENT_DELIVERY for every service.
+    let delivery: String
     private struct State {
-        var broker: Broker?
+        var broker: JetStreamBroker?
         var services: [String: ServiceProcess] = [:]
         /// Every process each service ran as, oldest first (for its logs).
         var runs: [String: [ServiceProcess]] = [:]
+        var brokerRuns: [JetStreamBroker] = []
     }
     private let state = Mutex(State())
 
     var natsURL: String { "nats://127.0.0.1:\(brokerPort)" }
+    /// The broker's `-sd` (its streams in `jetstream/` under it; kept across its restarts).
+    var storeDirectory: String { root + "/nats-server" }
 
-    private init(root: String, brokerPort: Int) { self.root = root; self.brokerPort = brokerPort }
+    private init(root: String, brokerPort: Int, monitorPort: Int, brokerKind: BrokerKind, delivery: String) {
+        self.root = root; self.brokerPort = brokerPort; self.monitorPort = monitorPort
+        self.brokerKind = brokerKind; self.delivery = delivery
+    }
 
     /// Starts the broker and `services` (in that order) and waits until each service is ready.
-    /// - Throws: ``TestFailure`` when a process does not start or a service is not ready in 30 s.
-    static func start(_ services: [String] = Contract.services) async throws -> Platform {
-        let platform = Platform(root: try temporaryDirectory("platform"), brokerPort: try freePort())
+    /// - Throws: ``TestFailure`` when the broker is not installed (reference), a process does not
+    ///   start or a service is not ready in 30 s.
+    static func start(_ services: [String] = Contract.services, broker: BrokerKind = .ours,
+                      delivery: String = "at-least-once") async throws -> Platform {
+        let platform = Platform(root: try temporaryDirectory("platform"), brokerPort: try freePort(), monitorPort: try freePort(),
+                                brokerKind: broker, delivery: delivery)
         do {
             try await platform.startBroker()
             for name in services { try await platform.start(name) }
@@ -224,20 +295,31 @@ final class Platform: Sendable {
         return service
     }
 
-    /// Every line `name` logged, over all its runs in this platform.
+    /// Every line `name` logged, over all its runs in this platform (`nats-server`: the broker's).
     func logs(_ name: String) -> [String] {
-        state.withLock { $0.runs[name] ?? [] }.flatMap(\.child.output)
+        if name == "nats-server" { return state.withLock { $0.brokerRuns }.flatMap(\.child.output) }
+        return state.withLock { $0.runs[name] ?? [] }.flatMap(\.child.output)
     }
 
+    /// Starts the broker on the platform's ports and store (a restart finds the streams again).
+    /// - Throws: ``TestFailure`` when the broker is not installed or not healthy in 30 s.
     func startBroker() async throws {
-        let broker = try await Broker.start(port: brokerPort)
-        state.withLock { $0.broker = broker }
+        guard let executable = brokerKind.executable else { throw TestFailure("\(brokerKind) is not installed") }
+        let broker = try await JetStreamBroker.start(executable: executable, port: brokerPort, monitorPort: monitorPort,
+                                                     store: storeDirectory)
+        state.withLock { $0.broker = broker; $0.brokerRuns.append(broker) }
     }
 
     /// Stops the broker (SIGTERM, waited for).
     func stopBroker() async {
-        guard let broker = state.withLock({ s -> Broker? in defer { s.broker = nil }; return s.broker }) else { return }
+        guard let broker = state.withLock({ s -> JetStreamBroker? in defer { s.broker = nil }; return s.broker }) else { return }
         await broker.stop()
+    }
+
+    /// Kills the broker (SIGKILL, waited for): whatever it had not written is gone.
+    func killBroker() async {
+        guard let broker = state.withLock({ s -> JetStreamBroker? in defer { s.broker = nil }; return s.broker }) else { return }
+        await broker.kill9()
     }
 
     /// Starts `name` with the platform's settings (and its data folder from any earlier run).
@@ -246,7 +328,7 @@ final class Platform: Sendable {
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
         let process = try await ServiceProcess.start(name, environment: [
             "NATS_URL": natsURL, "JWT_SECRET": secret, "DATA_DIR": data, "LOG_LEVEL": "debug",
-            "PASSWORD_ITERATIONS": "1000",
+            "PASSWORD_ITERATIONS": "1000", "EVENT_DELIVERY": delivery,
         ])
         state.withLock { s in
             s.services[name] = process
@@ -301,8 +383,9 @@ final class Platform: Sendable {
     }
 
     /// Runs `body` with a started platform and always stops it afterwards.
-    static func with(_ services: [String] = Contract.services, _ body: (Platform) async throws -> Void) async throws {
-        let platform = try await start(services)
+    static func with(_ services: [String] = Contract.services, broker: BrokerKind = .ours, delivery: String = "at-least-once",
+                     _ body: (Platform) async throws -> Void) async throws {
+        let platform = try await start(services, broker: broker, delivery: delivery)
         do {
             try await body(platform)
         } catch {
