@@ -111,7 +111,7 @@ def test_the_broker_has_a_store_probes_and_its_config():
     assert broker["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 10002  # nats-server/Dockerfile
     config = find("ConfigMap", "nats-config")["data"]["nats.conf"]
     # JetStream is on and keeps its store on the claimed volume: the services' streams survive the pod.
-    assert "jetstream {" in config and "store_dir: /data/jetstream" in config
+    assert "jetstream {" in config and "store_dir: /data " in config
     # The credentials come from the environment (the secret), not from the ConfigMap.
     assert "user: $NATS_USER" in config and "password: $NATS_PASSWORD" in config
     service = find("Service", "nats")
