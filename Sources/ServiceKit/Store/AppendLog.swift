@@ -134,25 +134,7 @@ public final class AppendLog {
     ///   (the log then refuses writes until reopened).
     @discardableResult
     public func append(_ payload: [UInt8]) throws(StoreError) -> UInt64 {
-        guard payload.count <= options.maxRecordSize else {
-            throw .recordTooLarge(size: payload.count, limit: options.maxRecordSize)
-        }
-        guard fd >= 0 else { throw .closed }
-        guard !poisoned else { throw .failed(path: path) }
-        let sequence = lastSequence + 1
-        let record = AppendLog.encode(sequence: sequence, payload: payload)
-        do {
-            try FileIO.writeAll(fd, record, at: end, path: path, chunk: options.maxWriteChunk)
-            try FileIO.sync(fd, path: path)
-        } catch {
-            // After a failed fsync the kernel may have dropped the dirty pages: nothing about the
-            // file can be trusted until recovery reads it again.
-            poisoned = true
-            throw error
-        }
-        end += Int64(record.count)
-        lastSequence = sequence
-        return sequence
+        try append(contentsOf: [payload])
     }
 
     /// Appends `payloads` as consecutive records with one write and one fsync (group commit):
@@ -175,6 +157,8 @@ public final class AppendLog {
             try FileIO.writeAll(fd, bytes, at: end, path: path, chunk: options.maxWriteChunk)
             try FileIO.sync(fd, path: path)
         } catch {
+            // After a failed fsync the kernel may have dropped the dirty pages: nothing about the
+            // file can be trusted until recovery reads it again.
             poisoned = true
             throw error
         }
