@@ -73,16 +73,6 @@ func workerConsumer(maxDeliver: Int = 5, ackWait: Duration = .seconds(30)) -> Co
     }
 }
 
-/// The error `body` threw, or nil when it returned.
-func thrownError(_ body: () async throws -> Void) async -> (any Error)? {
-    do {
-        try await body()
-        return nil
-    } catch {
-        return error
-    }
-}
-
 /// The consumer's info, or nil while the broker does not have it (or does not answer).
 func consumerState(_ js: JetStreamContext, _ stream: String, _ name: String) async -> ConsumerInfo? {
     try? await js.consumerInfo(stream, name: name)

@@ -67,6 +67,16 @@ public func eventually(_ seconds: Double = 15, _ condition: () async throws -> B
     return try await condition()
 }
 
+/// The error `body` threw, or nil when it returned.
+public func thrownError(_ body: () async throws -> Void) async -> (any Error)? {
+    do {
+        try await body()
+        return nil
+    } catch {
+        return error
+    }
+}
+
 /// A child process whose stdout lines are collected for the test to wait on.
 public final class ChildProcess: Sendable {
     public let process: Process
