@@ -195,6 +195,32 @@ public final class NotificationService: Sendable {
 
     // MARK: Events
 
+    /// The event in a `user.logged_in` payload, or nil when the store already has its
+    /// notification (counted and logged as a duplicate). A malformed payload is counted and
+    /// logged before its error is thrown, so that each mode only decides what refusal means.
+    /// - Throws: ``LoginEvent/Invalid`` for a malformed payload.
+    private func newLogin(_ payload: [UInt8], _ context: RequestContext, _ m: MetricsRegistry) throws(LoginEvent.Invalid) -> LoginEvent? {
+        let event: LoginEvent
+        do {
+            event = try LoginEvent(payload: payload)
+        } catch {
+            m.increment("notifications_invalid_events_total")
+            context.logger.warning("login event refused", ["error": .string(error.description), "subject": .string(Self.loginSubject)])
+            throw error
+        }
+        if store.contains(sourceEventID: event.eventID) {
+            Self.ignoreDuplicate(event, context, m)
+            return nil
+        }
+        return event
+    }
+
+    /// Counts and logs a login event whose notification already exists.
+    private static func ignoreDuplicate(_ event: LoginEvent, _ context: RequestContext, _ m: MetricsRegistry) {
+        m.increment("notifications_duplicates_total")
+        context.logger.debug("duplicate login event ignored", ["event_id": .string(event.eventID), "user_id": .string(event.userID)])
+    }
+
     /// Handles one `user.logged_in` payload: refuses malformed events, skips duplicates, looks
     /// the user up (falling back to the generic text), stores, pushes and announces the notification.
     /// - Throws: ``StoreError`` when the notification cannot be stored (the runtime logs and counts it).
@@ -202,15 +228,9 @@ public final class NotificationService: Sendable {
         let m = runtime.metrics
         let event: LoginEvent
         do {
-            event = try LoginEvent(payload: payload)
+            guard let fresh = try newLogin(payload, context, m) else { return }
+            event = fresh
         } catch {
-            m.increment("notifications_invalid_events_total")
-            context.logger.warning("login event refused", ["error": .string(error.description), "subject": .string(Self.loginSubject)])
-            return
-        }
-        if store.contains(sourceEventID: event.eventID) {
-            m.increment("notifications_duplicates_total")
-            context.logger.debug("duplicate login event ignored", ["event_id": .string(event.eventID), "user_id": .string(event.userID)])
             return
         }
         let outcome = try await lookUp(event, context, runtime)
@@ -219,8 +239,7 @@ public final class NotificationService: Sendable {
                                       personalized: outcome.personalized, fallbackReason: outcome.fallbackReason,
                                       loginTime: event.time, createdAt: RFC3339.format(now))
         guard case .created(let notification, let evicted) = try await store.insert(draft) else {
-            m.increment("notifications_duplicates_total")
-            context.logger.debug("duplicate login event ignored", ["event_id": .string(event.eventID), "user_id": .string(event.userID)])
+            Self.ignoreDuplicate(event, context, m)
             return
         }
         // Acknowledged: the notification is durable. Now push and announce it.
@@ -293,16 +312,10 @@ public final class NotificationService: Sendable {
         let m = runtime.metrics
         let event: LoginEvent
         do {
-            event = try LoginEvent(payload: payload)
+            guard let fresh = try newLogin(payload, context, m) else { return }
+            event = fresh
         } catch {
-            m.increment("notifications_invalid_events_total")
-            context.logger.warning("login event refused", ["error": .string(error.description), "subject": .string(Self.loginSubject)])
             throw PoisonMessage("malformed user.logged_in: \(error.description)")
-        }
-        if store.contains(sourceEventID: event.eventID) {
-            m.increment("notifications_duplicates_total")
-            context.logger.debug("duplicate login event ignored", ["event_id": .string(event.eventID), "user_id": .string(event.userID)])
-            return
         }
         let outcome = try await lookUp(event, context, runtime)
         let now = Date()

@@ -15,59 +15,15 @@ enum BrokerKind: String, CaseIterable, CustomStringConvertible, Sendable {
     /// Our broker: `NATS_SERVER_BIN`, else the product built next to the test bundle;
     /// nats-server 2.9.10: `NATS_REFERENCE_BIN`, else /usr/sbin/nats-server.
     func executable() throws -> String {
-        let environment = ProcessInfo.processInfo.environment
         switch self {
-        case .ours:
-            if let path = environment["NATS_SERVER_BIN"], !path.isEmpty { return path }
-            return try builtExecutable("nats-server")
-        case .reference:
-            return environment["NATS_REFERENCE_BIN"] ?? "/usr/sbin/nats-server"
+        case .ours: return try Broker.oursExecutable()
+        case .reference: return ProcessInfo.processInfo.environment["NATS_REFERENCE_BIN"] ?? Broker.referenceExecutable
         }
     }
-}
 
-/// A broker with JetStream (`-js -sd <tmp>`) on a random port.
-final class JetStreamBroker: Sendable {
-    let child: ChildProcess
-    let url: String
-    let directory: String
-
-    static func start(_ kind: BrokerKind) async throws -> JetStreamBroker {
-        let directory = try temporaryDirectory("js-broker-\(kind)")
-        let child: ChildProcess
-        do {
-            child = try ChildProcess(executable: try kind.executable(),
-                                     arguments: ["-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", directory,
-                                                 "-js", "-sd", directory + "/store"],
-                                     environment: ProcessInfo.processInfo.environment)
-        } catch {
-            removeTemporary(directory)
-            throw error
-        }
-        let portsFile = directory + "/nats-server_\(child.process.processIdentifier).ports"
-        var url: String?
-        _ = await eventually(20) {
-            guard let data = FileManager.default.contents(atPath: portsFile),
-                  let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  let urls = object["nats"] as? [String], let first = urls.first else { return false }
-            url = first
-            return true
-        }
-        guard let url else {
-            await child.stop()
-            removeTemporary(directory)
-            throw TestFailure("\(kind) broker wrote no ports file; output: \(child.output.joined(separator: "\n"))")
-        }
-        return JetStreamBroker(child: child, url: url, directory: directory)
-    }
-
-    private init(child: ChildProcess, url: String, directory: String) {
-        self.child = child; self.url = url; self.directory = directory
-    }
-
-    func stop() async {
-        await child.stop()
-        removeTemporary(directory)
+    /// A broker of this kind with JetStream (`-js -sd <tmp>`) on a port it chooses.
+    func startJetStream() async throws -> Broker {
+        try await Broker.start(jetStream: true, executable: executable())
     }
 }
 

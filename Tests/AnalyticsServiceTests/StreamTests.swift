@@ -12,8 +12,8 @@ struct StreamTests {
 
     /// A JetStream broker of `kind`, a client on it, a data folder; everything stopped after `body`.
     static func withBroker(_ kind: BrokerKind, _ tag: String,
-                           _ body: (_ broker: JetStreamBroker, _ js: JetStreamContext, _ data: String) async throws -> Void) async throws {
-        let broker = try await JetStreamBroker.start(kind)
+                           _ body: (_ broker: Broker, _ js: JetStreamContext, _ data: String) async throws -> Void) async throws {
+        let broker = try await kind.startJetStream()
         let data: String
         let client: NATSClient
         do {
@@ -34,7 +34,7 @@ struct StreamTests {
         await broker.stop()
     }
 
-    static func environment(_ broker: JetStreamBroker, data: String, snapshotSeconds: Int = 3600) -> [String: String] {
+    static func environment(_ broker: Broker, data: String, snapshotSeconds: Int = 3600) -> [String: String] {
         ["NATS_URL": broker.url, "DATA_DIR": data, "LOG_LEVEL": "info", "SNAPSHOT_INTERVAL_SECONDS": String(snapshotSeconds)]
     }
 

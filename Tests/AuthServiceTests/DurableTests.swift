@@ -54,15 +54,15 @@ import Testing
 
     @Test(arguments: [false, true])
     func eventsRecordedWhileTheBrokerIsDownSurviveARestartAndArriveOnce(reference: Bool) async throws {
-        if reference && !FileManager.default.isExecutableFile(atPath: JetStreamBroker.referenceBinary) {
-            if peersRequired { throw TestFailure("\(JetStreamBroker.referenceBinary) is missing") }
+        if reference && !Broker.referenceAvailable {
+            if peersRequired { throw TestFailure("\(Broker.referenceExecutable) is missing") }
             return
         }
         let port = try freePort()
         let data = try temporaryDirectory("auth-outbox")
         let url = "nats://127.0.0.1:\(port)"
         let email = uniqueEmail("outbox")
-        var broker: JetStreamBroker?
+        var broker: Broker?
         var service = try await AuthProcess.start(dataDirectory: data, natsURL: url)
         do {
             // Broker down: registration and login answer, their events wait in the outbox.
@@ -76,7 +76,7 @@ import Testing
             #expect(try await service.login(email).status == 200)
             #expect(try await service.metric("auth_outbox_pending") == 3)
 
-            broker = try await JetStreamBroker.start(port: port, reference: reference)
+            broker = try await Broker.forAuth(port: port, reference: reference)
             let messages = try await Self.deliveredEvents(service, url, count: 3)
             Self.expectOnceEach(messages, subjects: ["user.registered", "user.logged_in", "user.logged_in"])
             #expect(messages.allSatisfy { message in
@@ -110,7 +110,7 @@ import Testing
         let data = try temporaryDirectory("auth-crash")
         let url = "nats://127.0.0.1:\(port)"
         let email = uniqueEmail("crash")
-        var broker: JetStreamBroker?
+        var broker: Broker?
         var service = try await AuthProcess.start(dataDirectory: data, natsURL: url)
         do {
             #expect(try await service.register(email).status == 201)
@@ -120,7 +120,7 @@ import Testing
             // publish, before the sent records were removed).
             let saved = try Data(contentsOf: URL(fileURLWithPath: data + "/outbox.log"))
 
-            broker = try await JetStreamBroker.start(port: port)
+            broker = try await Broker.forAuth(port: port)
             service = try await AuthProcess.start(dataDirectory: data, natsURL: url)
             let messages = try await Self.deliveredEvents(service, url, count: 2)
             Self.expectOnceEach(messages, subjects: ["user.registered", "user.logged_in"])
@@ -144,18 +144,18 @@ import Testing
     }
 
     @Test func loginsDuringABrokerRestartAreSentWhenItIsBack() async throws {
-        var broker = try await JetStreamBroker.start()
+        let broker = try await Broker.forAuth()
         let service = try await AuthProcess.start(natsURL: broker.url)
         do {
             #expect(try await eventually { try await service.request("GET", "/readyz").status == 200 })
             let email = uniqueEmail("restart")
             #expect(try await service.register(email).status == 201)
             _ = try await Self.deliveredEvents(service, broker.url, count: 1)
-            await broker.stop(keepStore: true)
+            await broker.terminate()
             for _ in 0..<3 { #expect(try await service.login(email).status == 200) }
             let registeredMeanwhile = uniqueEmail("restart-new")
             #expect(try await service.register(registeredMeanwhile).status == 201)
-            broker = try await JetStreamBroker.start(port: broker.port, store: broker.store)
+            try await broker.restart()
             let messages = try await Self.deliveredEvents(service, broker.url, count: 5)
             Self.expectOnceEach(messages, subjects: ["user.registered"] + Array(repeating: "user.logged_in", count: 3) + ["user.registered"])
             // The registration made during the outage reached the shared bucket.
@@ -172,7 +172,7 @@ import Testing
     }
 
     @Test func aUserRegisteredThroughOneInstanceLogsInThroughAnother() async throws {
-        let broker = try await JetStreamBroker.start()
+        let broker = try await Broker.forAuth()
         let a = try await AuthProcess.start(natsURL: broker.url)
         let b = try await AuthProcess.start(natsURL: broker.url)
         do {
@@ -204,13 +204,13 @@ import Testing
         let url = "nats://127.0.0.1:\(port)"
         let a = try await AuthProcess.start(natsURL: url)
         let b = try await AuthProcess.start(natsURL: url)
-        var broker: JetStreamBroker?
+        var broker: Broker?
         do {
             let email = uniqueEmail("conflict")
             #expect(try await a.register(email, "password of a 1").status == 201)
             #expect(try await b.register(email, "password of b 2").status == 201)
             #expect(try await a.login(email, "password of a 1").status == 200)
-            broker = try await JetStreamBroker.start(port: port)
+            broker = try await Broker.forAuth(port: port)
             var conflicts = 0.0
             #expect(try await eventually(30) {
                 conflicts = try await a.metric("auth_registration_conflicts_total") + b.metric("auth_registration_conflicts_total")
@@ -248,7 +248,7 @@ import Testing
     }
 
     @Test func aBrokerWithoutJetStreamStopsTheServiceNamingTheAtMostOnceSetting() async throws {
-        let broker = try await JetStreamBroker.start(jetStream: false)
+        let broker = try await Broker.forAuth(jetStream: false)
         let data = try temporaryDirectory("auth-nojs")
         var environment = ProcessInfo.processInfo.environment
         for key in ["JWT_SECRET", "HTTP_PORT", "DATA_DIR", "NATS_URL", "LOG_LEVEL", "SERVICE_NAME", "EVENT_DELIVERY"] { environment[key] = nil }

@@ -18,7 +18,7 @@ import Testing
     @Test(arguments: ["at-most-once", "at-least-once"])
     func eventsCarryTheHTTPTraceAndTheServiceAnswersOverNATS(delivery: String) async throws {
         let core = delivery == "at-most-once" ? try await Broker.start() : nil
-        let jetStream = core == nil ? try await JetStreamBroker.start() : nil
+        let jetStream = core == nil ? try await Broker.forAuth() : nil
         let url = core?.url ?? jetStream?.url ?? ""
         let service = try await AuthProcess.start(natsURL: url, extra: ["EVENT_DELIVERY": delivery])
         let client = try await NATSClient.connect(url)

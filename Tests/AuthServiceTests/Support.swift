@@ -81,54 +81,13 @@ func withAuthService(natsURL: String = "nats://127.0.0.1:1", extra: [String: Str
 }
 
 
-/// A broker with JetStream on a fixed port and store, so a test can start it late, stop it and
-/// start it again on the same store: ours (`NATS_SERVER_BIN`, else the built `nats-server`) or
-/// the reference nats-server 2.9.10 (`/usr/sbin/nats-server`); `jetStream: false` starts ours
-/// without it.
-final class JetStreamBroker: Sendable {
-    let child: ChildProcess
-    let port: Int
-    let store: String
-
-    var url: String { "nats://127.0.0.1:\(port)" }
-
-    static let referenceBinary = "/usr/sbin/nats-server"
-
-    static func start(port: Int? = nil, store: String? = nil, reference: Bool = false,
-                      jetStream: Bool = true) async throws -> JetStreamBroker {
-        let port = try port ?? freePort()
-        let store = try store ?? temporaryDirectory("js-store")
-        let binary: String
-        if reference {
-            binary = referenceBinary
-        } else if let path = ProcessInfo.processInfo.environment["NATS_SERVER_BIN"], !path.isEmpty {
-            binary = path
-        } else {
-            binary = try builtExecutable("nats-server")
-        }
-        var arguments = ["-a", "127.0.0.1", "-p", String(port)]
-        if jetStream { arguments += ["-js", "-sd", store] }
-        let child = try ChildProcess(executable: binary, arguments: arguments, environment: ProcessInfo.processInfo.environment)
-        let up = await eventually(20) {
-            guard let fd = try? connectLoopback(port: port, timeoutSeconds: 1) else { return false }
-            close(fd)
-            return true
-        }
-        guard up else {
-            await child.stop()
-            throw TestFailure("broker \(binary) did not listen on \(port): \(child.output.suffix(20).joined(separator: "\n"))")
-        }
-        return JetStreamBroker(child: child, port: port, store: store)
-    }
-
-    private init(child: ChildProcess, port: Int, store: String) {
-        self.child = child; self.port = port; self.store = store
-    }
-
-    /// Stops the broker; removes its store unless `keepStore`.
-    func stop(keepStore: Bool = false) async {
-        await child.stop()
-        if !keepStore { removeTemporary(store) }
+extension Broker {
+    /// A broker on `port` (a free one when nil), so a test can start it late, stop it and start it
+    /// again on the same store: ours (`NATS_SERVER_BIN`, else the built `nats-server`) or the
+    /// reference nats-server 2.9.10; with JetStream unless `jetStream: false`.
+    static func forAuth(port: Int? = nil, reference: Bool = false, jetStream: Bool = true) async throws -> Broker {
+        try await Broker.start(port: port ?? freePort(), jetStream: jetStream,
+                               executable: reference ? referenceExecutable : oursExecutable())
     }
 }
 

@@ -8,76 +8,25 @@ import Synchronization
 import TestSupport
 import Testing
 
-/// A broker with JetStream on a fixed port and store directory, so that it can be killed and
-/// started again on the same store.
-final class StoreBroker: Sendable {
-    let executable: String
-    let port: Int
-    let store: String
-    private let child = Mutex<ChildProcess?>(nil)
-
-    var url: String { "nats://127.0.0.1:\(port)" }
-
-    /// Our broker (`NATS_SERVER_BIN`, else the one built beside the tests).
-    static func ours() throws -> StoreBroker {
-        let environment = ProcessInfo.processInfo.environment
-        let path = try environment["NATS_SERVER_BIN"].flatMap { $0.isEmpty ? nil : $0 } ?? builtExecutable("nats-server")
-        return try StoreBroker(executable: path)
+extension Broker {
+    /// Our broker (`NATS_SERVER_BIN`, else the one built beside the tests) with JetStream on a
+    /// free port and a store of its own, so that it can be killed and started again on the same
+    /// store; `configuration`: the text of a configuration file to start it with.
+    static func oursWithStore(configuration: String? = nil) async throws -> Broker {
+        try await Broker.start(port: freePort(), jetStream: true, executable: oursExecutable(), configuration: configuration)
     }
 
-    /// nats-server 2.9.10, nil when it is not installed.
-    static func reference() throws -> StoreBroker? {
-        let path = "/usr/sbin/nats-server"
-        guard FileManager.default.isExecutableFile(atPath: path) else { return nil }
-        return try StoreBroker(executable: path)
-    }
-
-    private init(executable: String) throws {
-        self.executable = executable
-        port = try freePort()
-        store = try temporaryDirectory("js-store")
-    }
-
-    /// Starts it (with the configuration file text `config` when given) and waits until it
-    /// accepts connections.
-    func start(config: String? = nil) async throws {
-        var arguments = ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", store]
-        if let config {
-            let path = store + ".conf"
-            try config.write(toFile: path, atomically: true, encoding: .utf8)
-            arguments = ["-c", path] + arguments
-        }
-        let process = try ChildProcess(executable: executable, arguments: arguments,
-                                       environment: ProcessInfo.processInfo.environment)
-        child.withLock { $0 = process }
-        let port = self.port
-        let up = await eventually(20) {
-            guard let fd = try? connectLoopback(port: port, timeoutSeconds: 1) else { return false }
-            close(fd)
-            return true
-        }
-        if !up { throw TestFailure("broker not accepting on \(port): \(process.output.suffix(20).joined(separator: "\n"))") }
-    }
-
-    /// SIGKILL, and waits for the exit.
-    func kill9() async {
-        guard let process = child.withLock({ $0 })?.process, process.isRunning else { return }
-        kill(process.processIdentifier, SIGKILL)
-        _ = try? await offPool { process.waitUntilExit() }
-    }
-
-    /// Stops it (SIGTERM) and removes the store.
-    func stop() async {
-        if let process = child.withLock({ $0 }) { await process.stop() }
-        removeTemporary(store)
-        removeTemporary(store + ".conf")
+    /// nats-server 2.9.10 the same way, nil when it is not installed.
+    static func referenceWithStore() async throws -> Broker? {
+        guard referenceAvailable else { return nil }
+        return try await Broker.start(port: freePort(), jetStream: true, executable: referenceExecutable)
     }
 }
 
 @Suite(.serialized) struct DurableTests {
     static let service = "data-processing-service"
 
-    func start(_ broker: StoreBroker, _ extra: [String: String] = [:]) async throws -> ServiceProcess {
+    func start(_ broker: Broker, _ extra: [String: String] = [:]) async throws -> ServiceProcess {
         var environment = ["NATS_URL": broker.url, "LOG_LEVEL": "debug", "WORKERS": "1", "JOBS_ACK_WAIT_S": "3",
                            "EVENT_DELIVERY": "at-least-once"]
         for (k, v) in extra { environment[k] = v }
@@ -119,8 +68,7 @@ final class StoreBroker: Sendable {
     static let quickJob = #"{"format":"csv","csv":"user,ms\nann,120\nbo,30\nann,80\n","pipeline":[{"op":"group","by":["user"],"aggregates":[{"fn":"count"}]},{"op":"sort","by":["user"]}]}"#
 
     @Test func aJobSurvivesItsServiceKilledWhileRunningOrWaiting() async throws {
-        let broker = try StoreBroker.ours()
-        try await broker.start()
+        let broker = try await Broker.oursWithStore()
         let environment = ["JOBS_MAX_RUNNING": "1", "TIME_BUDGET_MS": "120000"]
         var service = try await start(broker, environment)
         let client = try await NATSClient.connect(broker.url)
@@ -138,7 +86,7 @@ final class StoreBroker: Sendable {
 
             // The broker restarts on its store too: the jobs are on disk.
             await broker.kill9()
-            try await broker.start()
+            try await broker.restart()
             service = try await start(broker, environment)
             let client2 = try await NATSClient.connect(broker.url)
             var results: [String: [String: Any]] = [:]
@@ -169,11 +117,10 @@ final class StoreBroker: Sendable {
     }
 
     @Test func twoInstancesShareTwentyJobsAndResultsSurviveARestart() async throws {
-        guard let broker = try StoreBroker.reference() else {
+        guard let broker = try await Broker.referenceWithStore() else {
             Issue.record("/usr/sbin/nats-server (2.9.10) is not installed")
             return
         }
-        try await broker.start()
         let environment = ["JOBS_MAX_RUNNING": "1", "JOBS_MAX_QUEUED": "40"]
         let first = try await start(broker, environment)
         let second = try await start(broker, environment)
@@ -209,7 +156,7 @@ final class StoreBroker: Sendable {
             #expect(await first.stop() == 0)
             #expect(await second.stop() == 0)
             await broker.kill9()
-            try await broker.start()
+            try await broker.restart()
             let third = try await start(broker, environment)
             let client2 = try await NATSClient.connect(broker.url)
             for (n, id) in ids.enumerated() {
@@ -230,8 +177,7 @@ final class StoreBroker: Sendable {
     }
 
     @Test func normalisedEventsAreStoredOnceWhenTheirSourceComesTwice() async throws {
-        let broker = try StoreBroker.ours()
-        try await broker.start()
+        let broker = try await Broker.oursWithStore()
         var service = try await start(broker)
         let client = try await NATSClient.connect(broker.url)
         do {
@@ -286,11 +232,10 @@ final class StoreBroker: Sendable {
 
     @Test(arguments: ["ours", "nats-server 2.9.10"])
     func aFullJobStreamRefusesWith429(_ which: String) async throws {
-        guard let broker = which == "ours" ? try StoreBroker.ours() : try StoreBroker.reference() else {
+        guard let broker = which == "ours" ? try await Broker.oursWithStore() : try await Broker.referenceWithStore() else {
             Issue.record("/usr/sbin/nats-server (2.9.10) is not installed")
             return
         }
-        try await broker.start()
         // DATA_JOBS holds JOBS_MAX_RUNNING + JOBS_MAX_QUEUED = 1 job: the running one fills it.
         let service = try await start(broker, ["JOBS_MAX_RUNNING": "1", "JOBS_MAX_QUEUED": "0", "TIME_BUDGET_MS": "120000"])
         let client = try await NATSClient.connect(broker.url)
@@ -315,8 +260,7 @@ final class StoreBroker: Sendable {
     }
 
     @Test func aResultOverMaxPayloadIsStoredAsAFailure() async throws {
-        let broker = try StoreBroker.ours()
-        try await broker.start(config: "max_payload: 16384\n")
+        let broker = try await Broker.oursWithStore(configuration: "max_payload: 16384\n")
         let service = try await start(broker)
         let client = try await NATSClient.connect(broker.url)
         do {

@@ -65,16 +65,6 @@ func apiErrorCode(_ body: () async throws -> Void) async -> Int? {
     }
 }
 
-/// The error `body` threw, or nil.
-func thrownError(_ body: () async throws -> Void) async -> (any Error)? {
-    do {
-        try await body()
-        return nil
-    } catch {
-        return error
-    }
-}
-
 /// A value shared between a test and the tasks it starts.
 final class Locked<Value: Sendable>: Sendable {
     private let storage: Mutex<Value>

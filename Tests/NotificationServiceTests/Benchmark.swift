@@ -128,7 +128,7 @@ import Testing
     @Test(.enabled(if: events > 0)) func atLeastOnceAgainstAtMostOnce() async throws {
         let n = Self.events
         let names = Dictionary(uniqueKeysWithValues: (0..<100).map { ("bench-\($0)", "User \($0)") })
-        let broker = try await JSBroker.start(.ours, executable: Self.binaries.map { $0 + "/nats-server" })
+        let broker = try await BrokerKind.ours.startJetStream(executable: Self.binaries.map { $0 + "/nats-server" })
         let data = try temporaryDirectory("notif-bench")
         let auth = try await FakeAuth.start(broker.url, names: names)
         let client = try await NATSClient.connect(broker.url)

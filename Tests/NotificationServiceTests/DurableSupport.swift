@@ -16,57 +16,23 @@ enum BrokerKind: String, CustomStringConvertible, CaseIterable, Sendable {
     case reference
     var description: String { rawValue }
 
-    static let referencePath = "/usr/sbin/nats-server"
     /// The kinds present on this machine (the reference broker may be missing).
     static var available: [BrokerKind] {
-        FileManager.default.isExecutableFile(atPath: referencePath) ? [.ours, .reference] : [.ours]
+        Broker.referenceAvailable ? [.ours, .reference] : [.ours]
     }
 }
 
-/// A broker with JetStream (`-js -sd <dir>`) on a random port.
-final class JSBroker: Sendable {
-    let child: ChildProcess
-    let url: String
-    let directory: String
-
-    /// `executable`: our broker at that path instead of the one built beside the tests.
-    static func start(_ kind: BrokerKind = .ours, executable path: String? = nil) async throws -> JSBroker {
-        let directory = try temporaryDirectory("js-broker")
-        let executable = kind == .ours ? try path ?? builtExecutable("nats-server") : BrokerKind.referencePath
-        let child = try ChildProcess(executable: executable,
-                                     arguments: ["-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", directory,
-                                                 "-js", "-sd", directory + "/store"],
-                                     environment: ProcessInfo.processInfo.environment)
-        let portsFile = directory + "/nats-server_\(child.process.processIdentifier).ports"
-        var url: String?
-        _ = await eventually(20) {
-            guard let data = FileManager.default.contents(atPath: portsFile),
-                  let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  let urls = object["nats"] as? [String], let first = urls.first else { return false }
-            url = first
-            return true
-        }
-        guard let url else {
-            await child.stop()
-            removeTemporary(directory)
-            throw TestFailure("\(kind) broker wrote no ports file; output: \(child.output.joined(separator: "\n"))")
-        }
-        return JSBroker(child: child, url: url, directory: directory)
-    }
-
-    private init(child: ChildProcess, url: String, directory: String) {
-        self.child = child; self.url = url; self.directory = directory
-    }
-
-    func stop() async {
-        await child.stop()
-        removeTemporary(directory)
+extension BrokerKind {
+    /// A broker of this kind with JetStream (`-js -sd <dir>`) on a port it chooses; `executable`:
+    /// our broker at that path instead of the one built beside the tests.
+    func startJetStream(executable path: String? = nil) async throws -> Broker {
+        try await Broker.start(jetStream: true, executable: self == .ours ? path : Broker.referenceExecutable)
     }
 }
 
 /// A JetStream broker, a fake auth-service, a client and a data folder; torn down after `body`.
 struct DurableStack {
-    let broker: JSBroker
+    let broker: Broker
     let auth: FakeAuth
     let client: NATSClient
     let js: JetStreamContext
@@ -74,7 +40,7 @@ struct DurableStack {
 
     static func run(_ kind: BrokerKind = .ours, names: [String: String] = ["u-ann": "Ann", "u-bob": "Bob"],
                     _ body: (DurableStack) async throws -> Void) async throws {
-        let broker = try await JSBroker.start(kind)
+        let broker = try await kind.startJetStream()
         let data = try temporaryDirectory("notif-durable")
         var auth: FakeAuth?
         var client: NATSClient?
@@ -104,7 +70,7 @@ struct DurableStack {
 
 /// The notification-service executable in at-least-once mode; returns once `/readyz` says ready
 /// (JetStream set up, the durable consumer pulling, the view following).
-func startDurableService(_ broker: JSBroker, data: String, extra: [String: String] = [:]) async throws -> ServiceProcess {
+func startDurableService(_ broker: Broker, data: String, extra: [String: String] = [:]) async throws -> ServiceProcess {
     var environment = ["NATS_URL": broker.url, "DATA_DIR": data, "AUTH_TIMEOUT_MS": "5000", "JWT_SECRET": testSecret,
                        "EVENT_DELIVERY": "at-least-once"]
     for (k, v) in extra { environment[k] = v }

@@ -276,7 +276,7 @@ import TestSupport
                     _ = try await js.publish("orders.created", "before")
                     #expect(await eventually(20) { seen.value == ["before"] })
 
-                    try await broker.restartWithEmptyStore()
+                    try await broker.restart(emptyStore: true)
                     #expect(await eventually(60) { await consumerState(js, "ORDERS", "worker") != nil })
                     #expect(await eventually(30) { (try? await js.streamInfo("AUDIT")) != nil })
                     #expect(try await js.streamInfo(DeadLetters.streamName).state.messages == 0)

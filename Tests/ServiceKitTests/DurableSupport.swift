@@ -8,9 +8,6 @@ import Synchronization
 import Testing
 import TestSupport
 @testable import ServiceKit
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// The brokers the durable tests run against.
 enum DurableBroker: String, CaseIterable, Sendable, CustomStringConvertible {
@@ -37,85 +34,8 @@ enum DurableBroker: String, CaseIterable, Sendable, CustomStringConvertible {
     }
 }
 
-/// A broker process on a fixed loopback port, with JetStream on `storeDirectory` when asked.
-final class BrokerUnderTest: @unchecked Sendable {
-    // @unchecked: `process` is only touched by the test that owns the broker, sequentially.
-    let kind: DurableBroker
-    let port: Int
-    let jetStream: Bool
-    let storeDirectory: String
-    private var process: Process?
-
-    var url: String { "nats://127.0.0.1:\(port)" }
-
-    /// Starts `kind` on a free port and waits until it accepts connections.
-    init(_ kind: DurableBroker, jetStream: Bool = true) async throws {
-        self.kind = kind
-        self.port = try freePort()
-        self.jetStream = jetStream
-        self.storeDirectory = try temporaryDirectory("durable-\(kind)")
-        try await start()
-    }
-
-    /// (Re)starts the process on the same port and store.
-    func start() async throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: kind.executable)
-        var arguments = ["-a", "127.0.0.1", "-p", String(port)]
-        if jetStream { arguments += ["-js", "-sd", storeDirectory] }
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        self.process = process
-        let port = self.port
-        let accepting = await eventually(20) {
-            guard process.isRunning else { return false }
-            return (try? await offPool { () -> Bool in
-                let fd = try connectLoopback(port: port, timeoutSeconds: 1)
-                close(fd)
-                return true
-            }) ?? false
-        }
-        guard accepting else { throw TestFailure("\(kind) broker did not accept connections on port \(port)") }
-    }
-
-    /// Stops the process (SIGTERM, SIGKILL after 5 s) and waits for it to exit.
-    func stop() async {
-        guard let process else { return }
-        self.process = nil
-        process.terminate()
-        _ = try? await offPool { () -> Bool in
-            let deadline = Date().addingTimeInterval(5)
-            while process.isRunning && Date() < deadline { usleep(5_000) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-            process.waitUntilExit()
-            return true
-        }
-    }
-
-    /// Stops the broker, empties its store and starts it again on the same port: every stream,
-    /// consumer and message is gone.
-    func restartWithEmptyStore() async throws {
-        await stop()
-        try FileManager.default.removeItem(atPath: storeDirectory)
-        try FileManager.default.createDirectory(atPath: storeDirectory, withIntermediateDirectories: true)
-        try await start()
-    }
-
-    /// Stops the broker and removes its store.
-    func finish() async {
-        await stop()
-        removeTemporary(storeDirectory)
-    }
-
-    deinit {
-        if let process, process.isRunning { kill(process.processIdentifier, SIGKILL) }
-    }
-}
-
 /// A plain client of `broker` with short reconnect waits, and its JetStream context.
-func testClient(_ broker: BrokerUnderTest) async throws -> (NATSClient, JetStreamContext) {
+func testClient(_ broker: Broker) async throws -> (NATSClient, JetStreamContext) {
     var options = NATSClient.Options(url: broker.url)
     options.reconnectWait = .milliseconds(20)
     options.reconnectMaxWait = .milliseconds(200)
@@ -125,7 +45,7 @@ func testClient(_ broker: BrokerUnderTest) async throws -> (NATSClient, JetStrea
 }
 
 /// A runtime named `name` connected to `broker` in delivery mode `mode`, logging into `sink`.
-func durableRuntime(_ broker: BrokerUnderTest, name: String = "orders-service", mode: DeliveryMode = .atLeastOnce,
+func durableRuntime(_ broker: Broker, name: String = "orders-service", mode: DeliveryMode = .atLeastOnce,
                     sink: MemoryLogSink = MemoryLogSink(), shutdownDeadline: Duration = .seconds(10)) throws -> ServiceRuntime {
     let config = try Configuration.load(
         [AnySetting(StandardSettings.natsURL), AnySetting(StandardSettings.httpPort), AnySetting(StandardSettings.logLevel),
@@ -150,16 +70,6 @@ func workerConsumer(maxDeliver: Int = 5, ackWait: Duration = .seconds(30)) -> Co
         $0.filterSubject = "orders.created"
         $0.maxDeliver = maxDeliver
         $0.ackWait = ackWait
-    }
-}
-
-/// The error `body` threw, or nil when it returned.
-func thrownError(_ body: () async throws -> Void) async -> (any Error)? {
-    do {
-        try await body()
-        return nil
-    } catch {
-        return error
     }
 }
 
@@ -190,22 +100,22 @@ final class Shared<Value: Sendable>: Sendable {
 /// Starts a broker of `kind`, connects a test client and runs `body`; closes the client and
 /// stops the broker afterwards, also when `body` throws.
 func withBroker(_ kind: DurableBroker, jetStream: Bool = true,
-                _ body: (BrokerUnderTest, NATSClient, JetStreamContext) async throws -> Void) async throws {
-    let broker = try await BrokerUnderTest(kind, jetStream: jetStream)
+                _ body: (Broker, NATSClient, JetStreamContext) async throws -> Void) async throws {
+    let broker = try await Broker.start(port: freePort(), jetStream: jetStream, executable: kind.executable)
     let client: NATSClient, js: JetStreamContext
     do {
         (client, js) = try await testClient(broker)
     } catch {
-        await broker.finish()
+        await broker.stop()
         throw error
     }
     do {
         try await body(broker, client, js)
     } catch {
         await client.close()
-        await broker.finish()
+        await broker.stop()
         throw error
     }
     await client.close()
-    await broker.finish()
+    await broker.stop()
 }

@@ -67,6 +67,16 @@ public func eventually(_ seconds: Double = 15, _ condition: () async throws -> B
     return try await condition()
 }
 
+/// The error `body` threw, or nil when it returned.
+public func thrownError(_ body: () async throws -> Void) async -> (any Error)? {
+    do {
+        try await body()
+        return nil
+    } catch {
+        return error
+    }
+}
+
 /// A child process whose stdout lines are collected for the test to wait on.
 public final class ChildProcess: Sendable {
     public let process: Process
@@ -134,20 +144,116 @@ public final class ChildProcess: Sendable {
     deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
 }
 
-/// Our nats-server on a random port (`-p -1`, port read from the ports file).
+/// A broker process on loopback: ours (built beside the tests) or another executable such as
+/// nats-server 2.9.10, optionally with JetStream on a store directory. It keeps its port and
+/// store, so a test can stop or SIGKILL it and start it again on the same (or an emptied) store.
 public final class Broker: Sendable {
-    public let child: ChildProcess
+    /// The executable this broker runs.
+    public let executable: String
+    public let port: Int
     public let url: String
+    /// A scratch folder of the broker's own (ports file, configuration file); removed by `stop`.
     public let directory: String
+    /// The `-sd` folder when JetStream is on, else nil.
+    public let storeDirectory: String?
+    private let arguments: [String]
+    private let current: Mutex<ChildProcess>
 
-    /// Starts the broker on `port` (a random one when nil).
-    public static func start(port: Int? = nil) async throws -> Broker {
+    /// The process of the latest start.
+    public var child: ChildProcess { current.withLock { $0 } }
+
+    /// nats-server 2.9.10 as Debian installs it.
+    public static let referenceExecutable = "/usr/sbin/nats-server"
+    /// Whether nats-server 2.9.10 is installed.
+    public static var referenceAvailable: Bool { FileManager.default.isExecutableFile(atPath: referenceExecutable) }
+
+    /// Our broker: `NATS_SERVER_BIN` when set and not empty, else the one built beside the tests.
+    /// - Throws: ``TestFailure`` when neither exists.
+    public static func oursExecutable() throws -> String {
+        if let path = ProcessInfo.processInfo.environment["NATS_SERVER_BIN"], !path.isEmpty { return path }
+        return try builtExecutable("nats-server")
+    }
+
+    /// Starts a broker and waits until it serves clients.
+    /// - Parameters:
+    ///   - port: the port; nil lets the broker choose one (`-p -1`, read from its ports file),
+    ///     which later starts keep.
+    ///   - jetStream: adds `-js -sd <storeDirectory>`.
+    ///   - storeDirectory: the store; nil makes `<directory>/store`. Only used with `jetStream`.
+    ///   - executable: the broker to run; nil runs the one built beside the tests.
+    ///   - configuration: text of a configuration file passed with `-c` (command-line flags win).
+    ///   - environment: the process environment; nil inherits this process's.
+    /// - Throws: ``TestFailure`` when the executable is missing or the broker does not serve
+    ///   within 20 s (it is stopped and its folders removed then); the error of writing the
+    ///   configuration file.
+    public static func start(port: Int? = nil, jetStream: Bool = false, storeDirectory: String? = nil,
+                             executable: String? = nil, configuration: String? = nil,
+                             environment: [String: String]? = nil) async throws -> Broker {
+        let executable = try executable ?? builtExecutable("nats-server")
         let directory = try temporaryDirectory("broker")
-        let child = try ChildProcess(executable: try builtExecutable("nats-server"),
-                                     arguments: ["-a", "127.0.0.1", "-p", port.map(String.init) ?? "-1", "--ports_file_dir", directory],
-                                     environment: ProcessInfo.processInfo.environment)
-        let pid = child.process.processIdentifier
-        let portsFile = directory + "/nats-server_\(pid).ports"
+        var arguments = ["-a", "127.0.0.1"]
+        let store = jetStream ? storeDirectory ?? directory + "/store" : nil
+        if let store { arguments += ["-js", "-sd", store] }
+        do {
+            if let configuration {
+                let path = directory + "/broker.conf"
+                try configuration.write(toFile: path, atomically: true, encoding: .utf8)
+                arguments = ["-c", path] + arguments
+            }
+            let environment = environment ?? ProcessInfo.processInfo.environment
+            let child: ChildProcess
+            let url: String
+            if let port {
+                child = try await launch(executable, arguments + ["-p", String(port)], environment, port: port)
+                url = "nats://127.0.0.1:\(port)"
+            } else {
+                (child, url) = try await launchOnAnyPort(executable, arguments + ["-p", "-1", "--ports_file_dir", directory],
+                                                         environment, portsDirectory: directory)
+            }
+            guard let chosen = URLComponents(string: url)?.port else { throw TestFailure("no port in broker URL \(url)") }
+            return Broker(executable: executable, port: chosen, url: url, directory: directory, storeDirectory: store,
+                          arguments: arguments + ["-p", String(chosen)], environment: environment, child: child)
+        } catch {
+            removeTemporary(directory)
+            if let store, storeDirectory == nil { removeTemporary(store) }
+            throw error
+        }
+    }
+
+    private let environment: [String: String]
+
+    private init(executable: String, port: Int, url: String, directory: String, storeDirectory: String?,
+                 arguments: [String], environment: [String: String], child: ChildProcess) {
+        self.executable = executable; self.port = port; self.url = url; self.directory = directory
+        self.storeDirectory = storeDirectory; self.arguments = arguments; self.environment = environment
+        self.current = Mutex(child)
+    }
+
+    /// Runs the broker on a known port and waits until it accepts connections there.
+    private static func launch(_ executable: String, _ arguments: [String], _ environment: [String: String],
+                               port: Int) async throws -> ChildProcess {
+        let child = try ChildProcess(executable: executable, arguments: arguments, environment: environment)
+        let up = await eventually(20) {
+            guard child.process.isRunning else { return true }
+            return (try? await offPool { () -> Bool in
+                let fd = try connectLoopback(port: port, timeoutSeconds: 1)
+                close(fd)
+                return true
+            }) ?? false
+        }
+        guard up, child.process.isRunning else {
+            await child.stop()
+            throw TestFailure("broker \(executable) did not accept connections on \(port); output:\n"
+                              + child.output.suffix(20).joined(separator: "\n"))
+        }
+        return child
+    }
+
+    /// Runs the broker with `-p -1` and reads its URL from the ports file it writes.
+    private static func launchOnAnyPort(_ executable: String, _ arguments: [String], _ environment: [String: String],
+                                        portsDirectory: String) async throws -> (ChildProcess, String) {
+        let child = try ChildProcess(executable: executable, arguments: arguments, environment: environment)
+        let portsFile = portsDirectory + "/nats-server_\(child.process.processIdentifier).ports"
         var url: String?
         _ = await eventually(20) {
             guard let data = FileManager.default.contents(atPath: portsFile),
@@ -156,17 +262,46 @@ public final class Broker: Sendable {
             url = first
             return true
         }
-        guard let url else { throw TestFailure("broker wrote no ports file; output: \(child.output.joined(separator: "\n"))") }
-        return Broker(child: child, url: url, directory: directory)
+        guard let url else {
+            await child.stop()
+            throw TestFailure("broker \(executable) wrote no ports file; output:\n" + child.output.joined(separator: "\n"))
+        }
+        return (child, url)
     }
 
-    private init(child: ChildProcess, url: String, directory: String) {
-        self.child = child; self.url = url; self.directory = directory
+    /// Starts the broker again on the same port, store and configuration (after `stop(keepStore: true)`,
+    /// `terminate` or `kill9`); with `emptyStore`, the store is emptied first, so every stream,
+    /// consumer and message is gone. A running broker is stopped first.
+    /// - Throws: ``TestFailure`` when it does not accept connections within 20 s; the error of
+    ///   emptying the store.
+    public func restart(emptyStore: Bool = false) async throws {
+        await terminate()
+        if emptyStore, let storeDirectory {
+            try FileManager.default.removeItem(atPath: storeDirectory)
+            try FileManager.default.createDirectory(atPath: storeDirectory, withIntermediateDirectories: true)
+        }
+        let child = try await Broker.launch(executable, arguments, environment, port: port)
+        current.withLock { $0 = child }
     }
 
-    public func stop() async {
+    /// SIGTERM (SIGKILL after 10 s) and waits for the exit; the folders stay.
+    public func terminate() async {
         await child.stop()
+    }
+
+    /// SIGKILL at once, and waits for the exit; the folders stay.
+    public func kill9() async {
+        let process = child.process
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        _ = try? await offPool { process.waitUntilExit() }
+    }
+
+    /// Stops the broker and removes its scratch folder and, unless `keepStore`, its store.
+    public func stop(keepStore: Bool = false) async {
+        await terminate()
         removeTemporary(directory)
+        if !keepStore, let storeDirectory { removeTemporary(storeDirectory) }
     }
 }
 
