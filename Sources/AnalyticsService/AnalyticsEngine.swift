@@ -190,6 +190,15 @@ public final class AnalyticsEngine: Sendable {
         }
     }
 
+    /// Moves the position in `stream` past `sequence` without counting the message (a copy of an
+    /// event that is counted from its own stream). Under the same lock as ``apply(stream:sequence:subject:payload:)``.
+    public func pass(stream: String, sequence: UInt64) {
+        positions.withLock { p in
+            let at = p[stream] ?? StreamPosition(sequence: 0, streamCreated: 0)
+            if sequence > at.sequence { p[stream] = StreamPosition(sequence: sequence, streamCreated: at.streamCreated) }
+        }
+    }
+
     /// The recorded position in `stream` (nil: nothing counted from it and none set).
     public func position(_ stream: String) -> StreamPosition? { positions.withLock { $0[stream] } }
 

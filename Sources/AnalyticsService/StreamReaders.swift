@@ -23,6 +23,16 @@ final class StreamReaders: Sendable {
         Dictionary(uniqueKeysWithValues: [PlatformStreams.userEvents, PlatformStreams.notifications, PlatformStreams.events]
             .map { ($0.config.name, $0.owner) })
     }
+    /// Whether a message of `stream` is data-processing's copy of an event that another stream
+    /// read here holds (`events.user.*`, `events.notification.*` in EVENTS). Copies are passed
+    /// over, not counted: the original is counted exactly once by its own stream's position,
+    /// while the event-id memory that would catch the copy is bounded and can be outrun when
+    /// EVENTS lags far behind (data-processing down for minutes, a second instance catching up).
+    static func isCopy(stream: String, subject: String) -> Bool {
+        stream == PlatformStreams.events.config.name
+            && (subject.hasPrefix("events.user.") || subject.hasPrefix("events.notification."))
+    }
+
     /// How often the lag gauges are refreshed from the streams' last sequences.
     static let lagInterval = Duration.seconds(2)
 
@@ -103,7 +113,13 @@ final class StreamReaders: Sendable {
                                         "from_sequence": .int(Int64(clamping: last + 1)), "resumed_at": .int(Int64(clamping: sequence))])
                     }
                     metrics.increment(read)
-                    let outcome = engine.apply(stream: stream, sequence: sequence, subject: message.subject, payload: message.payload)
+                    let outcome: AnalyticsEngine.Outcome?
+                    if Self.isCopy(stream: stream, subject: message.subject) {
+                        engine.pass(stream: stream, sequence: sequence)
+                        outcome = nil
+                    } else {
+                        outcome = engine.apply(stream: stream, sequence: sequence, subject: message.subject, payload: message.payload)
+                    }
                     last = max(last, sequence)
                     progress.withLock { p in
                         if let newest = p[stream]?.newest, newest < sequence + meta.pending { p[stream]?.newest = sequence + meta.pending }

@@ -70,18 +70,19 @@ struct StreamTests {
             let environment = Self.environment(broker, data: data)
             var service = try await ServiceProcess.start("analytics-service", environment: environment)
             do {
-                // 30 logins counted once (their envelopes are duplicates), 30 registrations without
+                // 30 logins counted once (their envelopes in EVENTS passed over), 30 registrations without
                 // an id: no dedupe can help those, only the position.
                 try await Self.expectCounts(service, events: total.events, duplicates: total.duplicates, withoutID: 30)
                 let ready = try await service.request("GET", "/readyz")
                 #expect(ready.status == 200)
-                // Per stream: NOTIFICATIONS' 30 events are its own; a login counts from USER_EVENTS
-                // or EVENTS, whichever copy is read first.
+                // Per stream: NOTIFICATIONS' 30 events are its own; a login counts from USER_EVENTS,
+                // never from its envelope in EVENTS.
                 var perStream: [String: Double] = [:]
                 for stream in Self.streams {
                     perStream[stream] = try await metric(service, #"analytics_stream_events_total{stream="\#(stream)"}"#) ?? 0
                 }
                 #expect(perStream["NOTIFICATIONS"] == 30 && perStream.values.reduce(0, +) == Double(total.events))
+                #expect(perStream["EVENTS"] == 0, "EVENTS holds only copies of events counted from their own streams")
                 #expect(try await metric(service, #"analytics_stream_position{stream="USER_EVENTS"}"#) == 60)
                 #expect(try await metric(service, #"analytics_stream_position{stream="EVENTS"}"#) == 30)
 
