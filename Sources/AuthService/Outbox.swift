@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import ServiceKit
 import Synchronization
@@ -68,6 +69,8 @@ public final class Outbox: Sendable {
     }
     private let store: KeyValueStore
     private let state: Mutex<State>
+    /// Runs the group-committed writes, one batch at a time, off the cooperative pool.
+    private let writer = DispatchQueue(label: "auth-outbox.writer")
     private let wakeUp: AsyncStream<Void>.Continuation
     /// Yields after each recorded batch (the newest wake-up is kept while nobody waits); the
     /// publisher is its one reader.
@@ -130,7 +133,10 @@ public final class Outbox: Sendable {
                     s.writing = true
                     return true
                 }
-                if lead { writeQueued() }
+                // The writes and their fsyncs run on the outbox's own thread: a caller of the
+                // cooperative pool must not block in fsync, nor keep writing other callers'
+                // batches while its own is already durable.
+                if lead { writer.async { self.writeQueued() } }
             }
         } catch let error as StoreError {
             throw .store(error)
@@ -177,10 +183,16 @@ public final class Outbox: Sendable {
     /// stream drops as duplicates (same `Nats-Msg-Id`) within its duplicate window; removing
     /// them in batches keeps a second fsync per event off the logins' path.
     public func markSent(_ keys: [String]) {
+        // A record removed meanwhile (a refused registration's event) is not pending any more:
+        // counting it again would leave the pending count too low.
+        let stored = keys.filter { store.get($0) != nil }
         state.withLock { s in
-            for key in keys where s.sent.insert(key).inserted { s.eventCount -= 1 }
+            for key in stored where s.sent.insert(key).inserted { s.eventCount -= 1 }
         }
     }
+
+    /// The stored bytes under `key`, or nil once removed.
+    func record(_ key: String) -> [UInt8]? { store.get(key) }
 
     /// Events marked sent and not removed yet.
     public var sentCount: Int { state.withLock { $0.sent.count } }

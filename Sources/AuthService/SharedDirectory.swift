@@ -296,6 +296,9 @@ final class SharedDirectory: Sendable {
             sendable.append((key, event))
         }
         var futures: [(key: String, subject: String, future: PubAckFuture?)] = []
+        // A registration refused meanwhile (the inline create found the email taken while this
+        // round awaited another create) has had its records removed: its event must not go.
+        sendable.removeAll { outbox.record($0.key) == nil }
         for (key, event) in sendable {
             var headers = Headers()
             try? headers.set(name: TraceContext.headerName, value: event.traceparent)
