@@ -55,7 +55,12 @@ struct DurableDeclarations: Sendable {
 /// One declared durable consumer and its handler.
 struct DurableConsumer: Sendable {
     var name: String
+    /// What is declared on the server: as given, except `max_deliver` unlimited (see `deliveryLimit`).
     var spec: ConsumerSpec
+    /// The given `max_deliver` (-1: none), enforced here: a server that stops at `max_deliver`
+    /// strands a message whose last delivery was lost (a crash, an ack wait that passed) with
+    /// nobody told; counted here, that message comes once more and is dead-lettered.
+    var deliveryLimit: Int
     var batch: Int
     var concurrency: Int
     var handler: @Sendable (JetStreamMessage, RequestContext) async throws -> Void
@@ -82,15 +87,21 @@ extension ServiceRuntime {
     /// handler returns. When it throws, the message is redelivered later (`-NAK` with a delay
     /// growing with its deliveries), except that a ``PoisonMessage``, or a failure on the
     /// consumer's last allowed delivery (`max_deliver`), copies it to ``DeadLetters`` and
-    /// terminates it. Handlers must be idempotent: a message can come again after a crash, an
+    /// terminates it. The consumer's `max_deliver` is counted by the service, not the server (the
+    /// server's is left unlimited): a message whose last allowed delivery ended without an answer
+    /// (the process was killed, the ack wait passed) comes once more and goes to the dead letters
+    /// without running the handler, instead of being stranded. Handlers must be idempotent: a message can come again after a crash, an
     /// expired ack wait or a lost ack.
     ///
     /// At shutdown the loop stops pulling, lets the handlers of the batch in hand finish and
     /// acknowledges them before the connection drains.
     public func consumeDurable(_ name: String, consumer: ConsumerSpec, batch: Int = 64, concurrency: Int = 1,
                                _ handler: @escaping @Sendable (JetStreamMessage, RequestContext) async throws -> Void) {
+        let limit = consumer.config.maxDeliver.map { $0 > 0 ? $0 : -1 } ?? -1
+        var declared = consumer
+        if limit > 0 { declared.config.maxDeliver = -1 }
         state.withLock {
-            $0.durable.consumers.append(DurableConsumer(name: name, spec: consumer, batch: max(1, batch),
+            $0.durable.consumers.append(DurableConsumer(name: name, spec: declared, deliveryLimit: limit, batch: max(1, batch),
                                                         concurrency: max(1, concurrency), handler: handler))
         }
     }
@@ -236,8 +247,14 @@ extension ServiceRuntime {
                     // A batch is asked for with no_wait and an expiry: the server answers as soon
                     // as it has delivered what it has (a lone message does not wait for a full
                     // batch), or when the expiry passes with nothing.
+                    let asked = ContinuousClock.now
                     let batch = try await pull.fetch(batch: consumer.batch, expires: .seconds(2))
-                    if batch.isEmpty { continue }
+                    if batch.isEmpty {
+                        // An immediate empty answer (408 Requests Pending while max_ack_pending
+                        // is reached) must not turn this loop into a busy one.
+                        if ContinuousClock.now - asked < .milliseconds(100) { try? await Task.sleep(for: .milliseconds(100)) }
+                        continue
+                    }
                     await handle(batch, consumer)
                     failures = 0
                     wait = .milliseconds(200)
@@ -292,6 +309,11 @@ extension ServiceRuntime {
                     let context = RequestContext(trace: trace, logger: logger.with(traceID: trace.traceID))
                     metrics.increment(handled)
                     do {
+                        let delivered = Int(message.metadata.delivered)
+                        if consumer.deliveryLimit > 0 && delivered > consumer.deliveryLimit {
+                            throw PoisonMessage("delivery \(delivered): the last allowed delivery (\(consumer.deliveryLimit)) "
+                                                + "ended without an answer (the process stopped or the ack wait passed)")
+                        }
                         try await consumer.handler(message, context)
                         try? await message.ack()
                     } catch {
@@ -305,7 +327,7 @@ extension ServiceRuntime {
 
     private func settleFailure(_ message: JetStreamMessage, error: any Error, consumer: DurableConsumer, context: RequestContext) async {
         let meta = message.metadata
-        let maxDeliver = consumer.spec.config.maxDeliver ?? -1
+        let maxDeliver = consumer.deliveryLimit
         let poison = error as? PoisonMessage
         let last = maxDeliver > 0 && Int(meta.delivered) >= maxDeliver
         var fields: [String: JSONValue] = [
