@@ -39,7 +39,11 @@ public struct Options: Sendable, Equatable {
     public var authToken: String?
     /// `authorization { users = [...] }`: each user with its password and permissions.
     public var users: [User] = []
-    /// `no_auth_user`: the user a client sending no credentials becomes; must name one of ``users``.
+    /// `accounts { ... }`: the configured accounts (their users are listed in ``AccountConfig/users``,
+    /// each with ``User/account`` set). Users outside any account belong to the global account `$G`.
+    public var accounts: [AccountConfig] = []
+    /// `no_auth_user`: the user a client sending no credentials becomes; must name one of ``users``
+    /// or a user of an account.
     public var noAuthUser: String?
     /// Time a client has to send CONNECT when authentication is required (2s).
     public var authTimeout: Duration = .seconds(2)
@@ -99,7 +103,12 @@ public struct Options: Sendable, Equatable {
 
     /// True when clients must authenticate in CONNECT.
     public var authRequired: Bool {
-        (username != nil) || (authToken != nil) || !users.isEmpty
+        (username != nil) || (authToken != nil) || !allUsers.isEmpty
+    }
+
+    /// Every configured user: `authorization { users }` first, then each account's users.
+    public var allUsers: [User] {
+        accounts.isEmpty ? users : users + accounts.flatMap(\.users)
     }
 }
 

@@ -473,21 +473,36 @@ final class Broker: Sendable {
         logger.debug("\(connection.logPrefix) - Client connection closed: \(reason.rawValue)")
     }
 
-    /// Whether CONNECT carries the configured credentials.
-    /// Checks CONNECT's credentials; for `users`, also returns the user's permissions
-    /// (a client without credentials is `no_auth_user`).
-    func authenticate(_ connect: ConnectOptions) -> (accepted: Bool, permissions: Permissions?) {
+    /// Checks CONNECT's credentials against the options in force: single user, token, or the
+    /// configured users (password users by name, nkey users by their signature of `nonce`). A client
+    /// sending no credentials becomes `no_auth_user` when one is set.
+    /// - Returns: the user, account and permissions, or nil when the credentials do not pass.
+    func authenticate(_ connect: ConnectOptions, nonce: [UInt8]?) -> AuthResult? {
         let options = self.options
-        guard !options.users.isEmpty else { return (credentialsAccepted(connect, options), nil) }
+        let users = options.allUsers
+        guard !users.isEmpty else {
+            return credentialsAccepted(connect, options) ? AuthResult(user: nil, account: "$G", permissions: nil) : nil
+        }
+        func result(_ user: User) -> AuthResult {
+            AuthResult(user: user, account: user.account ?? "$G", permissions: user.permissions)
+        }
+        if !connect.nkey.isEmpty {
+            guard let user = users.first(where: { $0.nkey == connect.nkey }),
+                  let nonce, NKeyAuthentication.verify(publicKey: connect.nkey, nonce: nonce, signature: connect.sig)
+            else { return nil }
+            return result(user)
+        }
         if connect.user.isEmpty && connect.pass.isEmpty && connect.authToken.isEmpty, let noAuth = options.noAuthUser,
-           let user = options.users.first(where: { $0.name == noAuth })
+           let user = users.first(where: { $0.name == noAuth && $0.nkey == nil })
         {
-            return (true, user.permissions)
+            return result(user)
         }
-        guard let user = options.users.first(where: { $0.name == connect.user }), user.password == connect.pass else {
-            return (false, nil)
+        guard let user = users.first(where: { $0.nkey == nil && $0.name == connect.user }),
+              user.password == connect.pass
+        else {
+            return nil
         }
-        return (true, user.permissions)
+        return result(user)
     }
 
     func credentialsAccepted(_ connect: ConnectOptions, _ options: Options) -> Bool {

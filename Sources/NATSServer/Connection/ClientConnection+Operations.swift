@@ -29,13 +29,12 @@ extension ClientConnection {
         out.withLock { $0.headers = headers }
 
         if broker.options.authRequired {
-            let (accepted, userPermissions) = broker.authenticate(options)
-            if !accepted {
+            guard let auth = broker.authenticate(options, nonce: nil) else {
                 broker.logger.error("\(logPrefix) - Authorization Error")
                 sendError(.authorizationViolation, reason: .authenticationFailure)
                 return false
             }
-            permissions = userPermissions.map(ConnectionPermissions.init)
+            permissions = auth.permissions.map(ConnectionPermissions.init)
         }
         if !options.account.isEmpty || options.newAccount {
             sendError(.authorizationViolation, reason: .authenticationFailure)

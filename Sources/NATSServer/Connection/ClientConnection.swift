@@ -133,14 +133,13 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
             permissions = nil
             return
         }
-        let (accepted, userPermissions) = broker.authenticate(options)
-        guard accepted else {
+        guard let auth = broker.authenticate(options, nonce: nil) else {
             let who = options.user.isEmpty ? "" : " - User \"\(options.user)\""
             broker.logger.error("\(logPrefix) - authentication error\(who)")
             sendError(.authorizationViolation, reason: .authenticationFailure)
             return
         }
-        permissions = userPermissions.map(ConnectionPermissions.init)
+        permissions = auth.permissions.map(ConnectionPermissions.init)
         guard let permissions else { return }
         for (key, sub) in subscriptions {
             let allowed = sub.subject.withUnsafeBytes { subject in

@@ -52,21 +52,40 @@ public struct Permissions: Sendable, Equatable {
     }
 }
 
-/// One entry of `authorization { users = [...] }`.
+/// One entry of `authorization { users = [...] }` or of an account's `users`.
 public struct User: Sendable, Equatable {
-    /// The `user` in CONNECT.
+    /// The `user` in CONNECT; for an nkey user, its public nkey (`U...`).
     public var name: String
-    /// The `pass` in CONNECT (plain text).
+    /// The `pass` in CONNECT (plain text); empty for an nkey user.
     public var password: String
     /// The user's permissions; `nil` means everything is allowed.
     public var permissions: Permissions?
+    /// The public user nkey (`U` + base32) when this user signs the INFO nonce instead of sending
+    /// a password (`users [{nkey: U...}]`).
+    public var nkey: String?
+    /// The account the user belongs to (`accounts { A { users [...] } }`); `nil` is the global
+    /// account `$G`.
+    public var account: String?
 
     /// Creates a user.
-    public init(name: String, password: String, permissions: Permissions? = nil) {
+    public init(name: String, password: String, permissions: Permissions? = nil, nkey: String? = nil,
+                account: String? = nil) {
         self.name = name
         self.password = password
         self.permissions = permissions
+        self.nkey = nkey
+        self.account = account
     }
+}
+
+/// What CONNECT authenticated as: the account a connection's subjects live in and its checks.
+struct AuthResult {
+    /// The matched user; `nil` with single-user or token authentication and without authentication.
+    var user: User?
+    /// The account's name: `$G` unless the user belongs to a configured account.
+    var account: String
+    /// The user's permissions (`default_permissions` applied); `nil` allows everything.
+    var permissions: Permissions?
 }
 
 /// A list of subject patterns split into tokens once. Immutable, so any thread may read it.
