@@ -113,11 +113,8 @@ public final class AuthService: Sendable {
             return .json(bytes: user.publicView.json)
         }
         runtime.route(.get, "/v1/users/{id}") { [self] request, _ in
-            _ = try authenticate(request)
-            guard let id = request.pathParameters["id"], let user = directory.user(id: id) else {
-                throw HTTPError(.notFound, "user not found")
-            }
-            return .json(bytes: user.publicView.json)
+            let (_, caller) = try authenticate(request)
+            return .json(bytes: try userByID(request.pathParameters["id"], caller: caller).json)
         }
         runtime.endpoint("user-get", subject: "auth.user.get") { [self] request, _ in
             try await request.respond(try userGet(request.payload).json)
@@ -267,6 +264,19 @@ public final class AuthService: Sendable {
         }
         guard let id = claims.subject, let user = directory.user(id: id) else { throw refuse("invalid or expired token", "invalid_token") }
         return (claims, user)
+    }
+
+    /// `GET /v1/users/{id}`: the record of `id` when it is the caller's own, and 404 for any
+    /// other id, the same answer as for an id nobody has.
+    ///
+    /// Another user's record is refused whole rather than shown as a public profile without the
+    /// email: nothing in the platform needs it over HTTP (notification-service reads names over
+    /// NATS, under its own identity), a display name is personal data too (often a real name),
+    /// and an answer identical to "no such user" does not even tell whether the id exists.
+    /// - Throws: `HTTPError` 404 for any id other than the caller's.
+    func userByID(_ id: String?, caller: User) throws(HTTPError) -> PublicUser {
+        guard let id, id == caller.id else { throw HTTPError(.notFound, "user not found") }
+        return caller.publicView
     }
 
     // MARK: NATS endpoints

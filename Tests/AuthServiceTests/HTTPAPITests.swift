@@ -115,24 +115,60 @@ import ServiceKit
         }
     }
 
-    @Test func userByIDIs200ForAnExistingUser404OtherwiseAnd401WithoutToken() async throws {
+    @Test func userByIDShowsTheRecordOnlyToItsOwnUserAnd404ToEveryoneElse() async throws {
         try await withAuthService() { service in
             let email = uniqueEmail("byid"), other = uniqueEmail("other")
-            #expect(try await service.register(email).status == 201)
+            let ownID = try #require(try await service.register(email, name: "Ada").string("id"))
             let otherID = try #require(try await service.register(other, name: "Otto").string("id"))
             let token = try #require(try await service.login(email).string("access_token"))
             let auth = ["Authorization": "Bearer \(token)"]
-            let found = try await service.request("GET", "/v1/users/\(otherID)", headers: auth)
-            #expect(found.status == 200 && found.string("email") == other && found.string("name") == "Otto")
+
+            // Self: the whole record, email included.
+            let own = try await service.request("GET", "/v1/users/\(ownID)", headers: auth)
+            #expect(own.status == 200 && own.string("id") == ownID && own.string("email") == email && own.string("name") == "Ada")
+
+            // Another user's id: exactly the answer for an id nobody has, so neither the email,
+            // the name nor the id's existence leaks.
+            let foreign = try await service.request("GET", "/v1/users/\(otherID)", headers: auth)
             let missing = try await service.request("GET", "/v1/users/no-such-id", headers: auth)
-            #expect(missing.status == 404 && missing.string("error") == "user not found")
-            let anonymous = try await service.request("GET", "/v1/users/\(otherID)")
-            #expect(anonymous.status == 401)
+            #expect(foreign.status == 404 && missing.status == 404)
+            #expect(foreign.body == missing.body)
+            #expect(foreign.body == #"{"error":"user not found","status":404}"#)
+            #expect(!foreign.body.contains(other) && !foreign.body.contains("Otto"))
+            // The other user sees their own record, and not the first user's.
+            let otherToken = try #require(try await service.login(other).string("access_token"))
+            let otherAuth = ["Authorization": "Bearer \(otherToken)"]
+            let theirs = try await service.request("GET", "/v1/users/\(otherID)", headers: otherAuth)
+            #expect(theirs.status == 200 && theirs.string("email") == other)
+            let reverse = try await service.request("GET", "/v1/users/\(ownID)", headers: otherAuth)
+            #expect(reverse.status == 404 && !reverse.body.contains(email))
+
+            // No token, or a token that does not verify: 401 before anything is looked up.
+            let anonymous = try await service.request("GET", "/v1/users/\(ownID)")
+            #expect(anonymous.status == 401 && anonymous.json["error"] as? String == "missing bearer token")
+            #expect(anonymous.headers["www-authenticate"]?.hasPrefix("Bearer") == true)
+            let forged = try JWTAuthority(secret: Array("another-secret-0123456789".utf8), issuer: "auth-service",
+                                          audience: "microservices-nats").issue(subject: ownID, lifetime: 60)
+            let unsigned = Self.unsignedToken(subject: ownID)
+            for bad in [forged, unsigned] {
+                let response = try await service.request("GET", "/v1/users/\(ownID)", headers: ["Authorization": "Bearer \(bad)"])
+                #expect(response.status == 401 && response.headers["www-authenticate"]?.contains("invalid_token") == true, "\(bad)")
+                #expect(response.json["error"] as? String == "invalid or expired token" && !response.body.contains(email))
+            }
+
             let wrongMethod = try await service.request("DELETE", "/v1/users/\(otherID)", headers: auth)
             #expect(wrongMethod.status == 405)
             let unknownRoute = try await service.request("GET", "/v2/users", headers: auth)
             #expect(unknownRoute.status == 404)
         }
+    }
+
+    /// An `alg: none` token for `subject` with the platform's issuer and audience.
+    static func unsignedToken(subject: String) -> String {
+        func part(_ json: String) -> String { Base64URL.encode(Array(json.utf8)) }
+        let exp = Int(Date().timeIntervalSince1970) + 600
+        return part(#"{"alg":"none","typ":"JWT"}"#) + "." +
+            part(#"{"sub":"\#(subject)","iss":"auth-service","aud":"microservices-nats","exp":\#(exp)}"#) + "."
     }
 
     @Test func failedLoginsPerAccountGet429WithRetryAfterEvenForTheRightPassword() async throws {
