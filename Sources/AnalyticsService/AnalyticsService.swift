@@ -11,8 +11,10 @@ import Synchronization
 /// counts per event type in sliding windows (1 m, 5 m, 1 h) and since start, distinct users
 /// (HyperLogLog), top users and email domains (Space-Saving) and the login-to-notification
 /// latency distribution (log-linear histogram). Answers `analytics.query` on NATS and
-/// `GET /v1/stats`, `GET /v1/stats/{metric}` over HTTP. The aggregates are saved to its store
-/// every `SNAPSHOT_INTERVAL_SECONDS` and on shutdown, and restored at start.
+/// `GET /v1/stats`, `GET /v1/stats/{metric}` over HTTP; the HTTP answers that name users need a
+/// bearer token and show other users' entries as counts only (see ``StatsAccess``). The
+/// aggregates are saved to its store every `SNAPSHOT_INTERVAL_SECONDS` and on shutdown, and
+/// restored at start.
 ///
 /// With `EVENT_DELIVERY=at-least-once` (the default) the events come from the streams
 /// USER_EVENTS, NOTIFICATIONS and EVENTS (see ``StreamReaders``): each snapshot records the last
@@ -43,6 +45,7 @@ public final class AnalyticsService: Sendable {
     /// The snapshot store under `DATA_DIR`.
     public let store: KeyValueStore
     private let logger: ServiceLogger
+    private let access: StatsAccess
     private let snapshotInterval: Int
     private let concurrency: Int
     private struct State {
@@ -63,6 +66,10 @@ public final class AnalyticsService: Sendable {
         engine = try AnalyticsEngine(options: .init(hllPrecision: configuration[AnalyticsSettings.hllPrecision], topN: topN,
                                                     topCapacity: topN * 100, dedupCapacity: configuration[AnalyticsSettings.dedupCapacity]),
                                      clock: clock)
+        access = StatsAccess(secret: configuration[StandardSettings.jwtSecret])
+        if case .unavailable(let why) = access.verification {
+            logger.warning("bearer tokens cannot be verified (\(why)): GET /v1/stats and /v1/stats/top answer 503; the aggregates without user ids stay public")
+        }
         snapshotInterval = configuration[AnalyticsSettings.snapshotInterval]
         concurrency = configuration[AnalyticsSettings.consumerConcurrency]
         let directory = configuration[AnalyticsSettings.dataDirectory]
@@ -117,11 +124,11 @@ public final class AnalyticsService: Sendable {
             }
             try await request.respond(answer.serialized)
         }
-        runtime.route(.get, "/v1/stats") { [engine] request, _ in
-            try AnalyticsService.http(engine, metric: "all", window: request.query["window"])
+        runtime.route(.get, "/v1/stats") { [engine, access] request, _ in
+            try AnalyticsService.http(engine, access, request, metric: "all")
         }
-        runtime.route(.get, "/v1/stats/{metric}") { [engine] request, _ in
-            try AnalyticsService.http(engine, metric: request.pathParameters["metric"] ?? "", window: request.query["window"])
+        runtime.route(.get, "/v1/stats/{metric}") { [engine, access] request, _ in
+            try AnalyticsService.http(engine, access, request, metric: request.pathParameters["metric"] ?? "")
         }
         runtime.addReadinessCheck("storage") { [self] in state.withLock { $0.stopping == nil } }
         let loop = Task { [self] in await snapshotLoop(metrics: m) }
@@ -152,12 +159,21 @@ public final class AnalyticsService: Sendable {
         }
     }
 
-    private static func http(_ engine: AnalyticsEngine, metric: String, window: String?) throws(HTTPError) -> HTTPResponse {
+    /// The HTTP answer for `metric`: the caller is authenticated first when the answer names
+    /// users (see ``StatsAccess``).
+    /// - Throws: `HTTPError` 401 or 503 as ``StatsAccess/viewer(_:)``, 404 for an unknown
+    ///   metric, 400 for a bad window.
+    private static func http(_ engine: AnalyticsEngine, _ access: StatsAccess, _ request: HTTPRequest,
+                             metric: String) throws(HTTPError) -> HTTPResponse {
+        let viewer = StatsAccess.needsToken(metric) ? try access.viewer(request) : nil
+        let answer: JSONValue
         do {
-            return .json(bytes: try engine.answer(metric: metric, window: window).serialized)
+            answer = try engine.answer(metric: metric, window: request.query["window"])
         } catch {
             throw HTTPError(error.status == 404 ? .notFound : .badRequest, error.message)
         }
+        guard let viewer else { return .json(bytes: answer.serialized) }
+        return .json(bytes: StatsAccess.shown(answer, metric: metric, viewer: viewer, engine: engine).serialized)
     }
 
     // MARK: Snapshots

@@ -1,5 +1,6 @@
 import Foundation
 import NATSClient
+import ServiceKit
 import Testing
 import TestSupport
 
@@ -39,7 +40,18 @@ struct ProcessTests {
     /// A broker, a fresh data folder, analytics-service on them and a client, for `body`; then
     /// everything is stopped, whether `body` throws or not (the service must exit 0 when it does
     /// not). `body` may restart the service on the same `environment` by replacing `service`.
-    static func withService(_ tag: String, snapshotIntervalSeconds: Int,
+    /// The `JWT_SECRET` the service gets (unless a test leaves it unset).
+    static let secret = "analytics-test-secret-0123456789"
+
+    /// `Authorization` for a token of `user` signed with `secret` for the platform's issuer and
+    /// audience, as auth-service issues them.
+    static func bearer(_ user: String, secret: String = ProcessTests.secret, audience: String = "microservices-nats") throws -> [String: String] {
+        let token = try JWTAuthority(secret: Array(secret.utf8), issuer: "auth-service", audience: audience)
+            .issue(subject: user, lifetime: 600)
+        return ["Authorization": "Bearer \(token)"]
+    }
+
+    static func withService(_ tag: String, snapshotIntervalSeconds: Int, secret: String? = ProcessTests.secret,
                             _ body: (_ service: inout ServiceProcess, _ client: NATSClient, _ environment: [String: String]) async throws -> Void)
         async throws {
         let broker = try await Broker.start()
@@ -47,7 +59,7 @@ struct ProcessTests {
         do { data = try temporaryDirectory(tag) } catch { await broker.stop(); throw error }
         defer { removeTemporary(data) }
         let environment = ["NATS_URL": broker.url, "DATA_DIR": data, "LOG_LEVEL": "debug", "EVENT_DELIVERY": "at-most-once",
-                           "SNAPSHOT_INTERVAL_SECONDS": String(snapshotIntervalSeconds)]
+                           "SNAPSHOT_INTERVAL_SECONDS": String(snapshotIntervalSeconds)].merging(secret.map { ["JWT_SECRET": $0] } ?? [:]) { $1 }
         var service: ServiceProcess
         do { service = try await ServiceProcess.start("analytics-service", environment: environment) } catch {
             await broker.stop()
@@ -109,17 +121,51 @@ struct ProcessTests {
             let notJSON = try await Self.query(client, "metric=counts")
             #expect(notJSON.headers?["Nats-Service-Error-Code"] == "400")
 
-            // HTTP.
-            let stats = try await service.request("GET", "/v1/stats")
+            // NATS: the most active users by id, for whoever the broker lets ask.
+            let natsTop = try await Self.query(client, #"{"metric":"top"}"#)
+            let natsUsers = (try JSONSerialization.jsonObject(with: Data(natsTop.payload)) as? [String: Any])?["users"] as? [String: Any]
+            #expect((natsUsers?["items"] as? [[String: Any]])?.map { $0["key"] as? String } == ["user-0", "user-1"])
+
+            // HTTP: the answers naming users need a token, and show other users as counts only.
+            let stats = try await service.request("GET", "/v1/stats", headers: try Self.bearer("user-1"))
             #expect(stats.status == 200)
             let latency = try #require(stats.json["latency"] as? [String: Any])
             #expect(latency["count"] as? Int == 2)
             let p50 = try #require(latency["p50_ms"] as? Double)
             #expect(abs(p50 - 100) <= 100 / 256, "p50 \(p50) is within the histogram's 1/256 of the exact 100 ms")
-            let top = try await service.request("GET", "/v1/stats/top")
+            let statsUsers = try #require((stats.json["top"] as? [String: Any])?["users"] as? [String: Any])
+            let statsItems = try #require(statsUsers["items"] as? [[String: Any]])
+            #expect(statsItems.count == 2 && statsItems[0]["key"] == nil && statsItems[0]["count"] as? Int == 3)
+            #expect(statsItems[1]["key"] as? String == "user-1" && statsItems[1]["count"] as? Int == 2)
+            #expect((statsUsers["you"] as? [String: Any])?["count"] as? Int == 2)
+            #expect(!stats.body.contains("user-0"), "another user's id is not shown: \(stats.body)")
+            let top = try await service.request("GET", "/v1/stats/top", headers: try Self.bearer("user-0"))
             let topUsers = try #require((top.json["users"] as? [String: Any])?["items"] as? [[String: Any]])
             #expect(topUsers.first?["key"] as? String == "user-0")
             #expect(topUsers.first?["count"] as? Int == 3)
+            #expect(topUsers.count == 2 && topUsers[1]["key"] == nil && !top.body.contains("user-1"))
+            let stranger = try await service.request("GET", "/v1/stats/top", headers: try Self.bearer("user-9"))
+            #expect(stranger.status == 200 && !stranger.body.contains("user-0") && !stranger.body.contains("user-1"))
+            #expect((stranger.json["users"] as? [String: Any])?["you"] is NSNull)
+            for path in ["/v1/stats", "/v1/stats/all", "/v1/stats/top", "/v1/stats/top?window=all"] {
+                let anonymous = try await service.request("GET", path)
+                #expect(anonymous.status == 401 && anonymous.json["status"] as? Int == 401, "\(path)")
+                #expect(anonymous.json["error"] as? String == "missing bearer token", "\(path)")
+                #expect(anonymous.headers["www-authenticate"]?.hasPrefix("Bearer") == true, "\(path)")
+                #expect(!anonymous.body.contains("user-0"), "\(path)")
+            }
+            let forged = [try Self.bearer("user-0", secret: "not-the-service-secret-0123"), try Self.bearer("user-0", audience: "elsewhere"),
+                          ["Authorization": "Bearer not.a.token"], ["Authorization": "Basic dXNlcjpwYXNz"]]
+            for headers in forged {
+                let refused = try await service.request("GET", "/v1/stats/top", headers: headers)
+                #expect(refused.status == 401 && refused.json["status"] as? Int == 401, "\(headers)")
+                #expect(!refused.body.contains("user-0"), "\(headers)")
+            }
+            // The aggregates without user ids stay public.
+            for path in ["/v1/stats/counts", "/v1/stats/unique_users", "/v1/stats/latency", "/v1/stats/ingest"] {
+                let open = try await service.request("GET", path)
+                #expect(open.status == 200 && !open.body.contains("user-0"), "\(path)")
+            }
             let missing = try await service.request("GET", "/v1/stats/bogus")
             #expect(missing.status == 404 && missing.json["status"] as? Int == 404 && missing.string("error") != nil)
             let bad = try await service.request("GET", "/v1/stats/counts?window=10m")
@@ -167,6 +213,22 @@ struct ProcessTests {
             #expect(try await Self.counted(service) == 20)
             let users = try await service.request("GET", "/v1/stats/unique_users?window=all")
             #expect(users.json["estimate"] as? Int == 4)
+        }
+    }
+
+    /// Without JWT_SECRET nothing can prove who asks: the answers naming users are refused
+    /// with 503, the aggregates still answer.
+    @Test func withoutASecretTheAnswersNamingUsersAre503() async throws {
+        try await Self.withService("analytics-nosecret", snapshotIntervalSeconds: 3600, secret: nil) { service, _, _ in
+            _ = try await service.child.waitForLine("the warning about tokens") { $0.contains("bearer tokens cannot be verified") }
+            for path in ["/v1/stats", "/v1/stats/top"] {
+                let refused = try await service.request("GET", path, headers: try Self.bearer("user-0"))
+                #expect(refused.status == 503 && refused.json["status"] as? Int == 503, "\(path)")
+                #expect((refused.json["error"] as? String)?.contains("JWT_SECRET") == true, "\(path)")
+                let anonymous = try await service.request("GET", path)
+                #expect(anonymous.status == 401, "\(path)")
+            }
+            #expect(try await service.request("GET", "/v1/stats/counts").status == 200)
         }
     }
 

@@ -46,12 +46,11 @@ func historySources(_ platform: Platform, token: String, service: String = "noti
     return sources
 }
 
-/// `counts.all.by_type["user.logged_in"]` of analytics-service's /v1/stats, nil if unreadable.
+/// `by_type["user.logged_in"]` of analytics-service's all-time counts, nil if unreadable.
 func analyticsLogins(_ platform: Platform) async -> Int? {
     guard let service = try? platform.service("analytics-service"),
           let result = try? await service.request("GET", Contract.statsPath), result.status == 200,
-          let counts = result.json["counts"] as? [String: Any], let all = counts["all"] as? [String: Any],
-          let byType = all["by_type"] as? [String: Any] else { return nil }
+          let byType = result.json["by_type"] as? [String: Any] else { return nil }
     return byType["user.logged_in"] as? Int ?? 0
 }
 

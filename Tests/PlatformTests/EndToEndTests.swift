@@ -103,7 +103,7 @@ import Testing
             var counts: [String: Int] = [:]
             let counted = await eventually(20) {
                 guard let result = try? await Curl.get(statsURL), result.status == 200,
-                      let byType = ((result.json["counts"] as? [String: Any])?["all"] as? [String: Any])?["by_type"] as? [String: Any] else { return false }
+                      let byType = result.json["by_type"] as? [String: Any] else { return false }
                 counts = byType.compactMapValues { $0 as? Int }
                 return counts["user.logged_in"] == 2 && counts["notification.sent"] == 2
             }

@@ -174,7 +174,7 @@ private func publishLogins(_ platform: Platform, _ client: NATSClient, user: (id
             var logins: Int?
             let counted = await eventually(20) {
                 guard let result = try? await Curl.get(statsURL),
-                      let byType = ((result.json["counts"] as? [String: Any])?["all"] as? [String: Any])?["by_type"] as? [String: Any] else { return false }
+                      let byType = result.json["by_type"] as? [String: Any] else { return false }
                 logins = byType["user.logged_in"] as? Int
                 return logins == ids.count + 1
             }

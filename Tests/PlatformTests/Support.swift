@@ -166,7 +166,8 @@ enum Contract {
     static let loginPath = "/v1/login"
     static let notificationsPath = "/v1/notifications"
     static let notificationStreamPath = "/v1/notifications/stream"
-    static let statsPath = "/v1/stats"
+    /// The all-time counts: public (an aggregate); `/v1/stats` itself names users and needs a token.
+    static let statsPath = "/v1/stats/counts?window=all"
 }
 
 /// A random W3C trace id (32 lower-case hex digits) and a traceparent carrying it.

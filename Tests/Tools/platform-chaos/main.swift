@@ -237,12 +237,12 @@ func history(_ instance: Component, token: String) -> [String]? {
     return sources
 }
 
-/// `counts.all.by_type["user.logged_in"]` of an analytics instance's `GET /v1/stats`.
+/// `by_type["user.logged_in"]` of an analytics instance's all-time counts (public, unlike
+/// `GET /v1/stats`, which names users and needs a token).
 func countedLogins(_ instance: Component) -> Int? {
     let client = HTTPClient(port: instance.port)
-    guard case .response(200, let body) = client.request("GET", "/v1/stats"),
-          let counts = jsonObject(body)?["counts"] as? [String: Any],
-          let all = counts["all"] as? [String: Any], let byType = all["by_type"] as? [String: Any] else { return nil }
+    guard case .response(200, let body) = client.request("GET", "/v1/stats/counts?window=all"),
+          let byType = jsonObject(body)?["by_type"] as? [String: Any] else { return nil }
     return (byType["user.logged_in"] as? Int) ?? 0
 }
 
