@@ -140,6 +140,72 @@ func nextMessage(_ subscription: Subscription, _ what: String) async throws -> M
         }
     }
 
+    /// Ownership: a valid token of another user neither lists, nor streams, nor replays, nor
+    /// marks someone else's notification, and the refusals say no more than for an unknown id.
+    @Test func anotherUsersNotificationsCannotBeReadStreamedOrMarked() async throws {
+        try await Stack.run { stack in
+            let service = try await startService(stack.broker, data: stack.data)
+            try await stopping({ await service.stop() }) {
+                #expect(try await eventually { try await service.request("GET", "/readyz").status == 200 })
+                let annStream = try SSEClient(port: service.port, headers: try bearer("u-ann"))
+                defer { annStream.cancel() }
+                let bobStream = try SSEClient(port: service.port, headers: try bearer("u-bob"))
+                defer { bobStream.cancel() }
+                try await annStream.waitUntilOpen()
+                try await bobStream.waitUntilOpen()
+
+                try await stack.login("u-ann")
+                #expect(await eventually { annStream.events.count == 1 })
+                let annID = try #require(annStream.events.first?.id)
+                // Barrier: Bob's own login is pushed after Ann's was, so had Ann's reached Bob's
+                // stream it would be there first.
+                try await stack.login("u-bob")
+                #expect(await eventually { bobStream.events.count >= 1 })
+                #expect(bobStream.events.count == 1 && bobStream.events.allSatisfy { $0.json["user_id"] as? String == "u-bob" })
+                #expect(!bobStream.events.contains { $0.id == annID })
+                let bobID = try #require(bobStream.events.first?.id)
+
+                // Reading: Bob's history has only his own, and Ann's id is no cursor for him.
+                let bobHistory = try await history(service, "u-bob", query: "?limit=100").items
+                #expect(bobHistory.map { $0["id"] as? String } == [bobID])
+                #expect(bobHistory.allSatisfy { $0["user_id"] as? String == "u-bob" })
+                let foreignCursor = try await service.request("GET", "/v1/notifications?before=\(annID)", headers: try bearer("u-bob"))
+                let unknownCursor = try await service.request("GET", "/v1/notifications?before=no-such-id", headers: try bearer("u-bob"))
+                #expect(foreignCursor.status == 400 && foreignCursor.body == unknownCursor.body)
+
+                // Streaming: resuming after Ann's id replays nothing of hers; the next event on
+                // that stream is Bob's next notification.
+                var resumeHeaders = try bearer("u-bob")
+                resumeHeaders["Last-Event-ID"] = annID
+                let resumed = try SSEClient(port: service.port, headers: resumeHeaders)
+                defer { resumed.cancel() }
+                try await resumed.waitUntilOpen()
+                try await stack.login("u-bob")
+                #expect(await eventually { resumed.events.count >= 1 })
+                #expect(resumed.events.allSatisfy { $0.json["user_id"] as? String == "u-bob" && $0.id != annID && $0.id != bobID })
+
+                // Marking: 404 exactly as for an unknown id, and Ann's notification stays unread.
+                let foreignMark = try await service.request("POST", "/v1/notifications/\(annID)/read", headers: try bearer("u-bob"))
+                let unknownMark = try await service.request("POST", "/v1/notifications/no-such-id/read", headers: try bearer("u-bob"))
+                #expect(foreignMark.status == 404 && foreignMark.body == unknownMark.body)
+                #expect(!foreignMark.body.contains("u-ann"))
+                let annHistory = try await history(service, "u-ann").items
+                #expect(annHistory.map { $0["id"] as? String } == [annID] && annHistory.first?["read"] as? Bool == false)
+
+                // Without a token, or with a forged one, none of the three answers.
+                let forged = ["Authorization": "Bearer " + (try JWTAuthority(secret: Array("another-secret-0123456789".utf8), issuer: "auth-service",
+                                                                              audience: "microservices-nats").issue(subject: "u-ann", lifetime: 60))]
+                for headers in [[:], forged] {
+                    #expect(try await service.request("GET", "/v1/notifications", headers: headers).status == 401)
+                    #expect(try await service.request("GET", "/v1/notifications/stream", headers: headers).status == 401)
+                    #expect(try await service.request("POST", "/v1/notifications/\(annID)/read", headers: headers).status == 401)
+                }
+                #expect(try await history(service, "u-ann").items.first?["read"] as? Bool == false)
+                #expect(await service.stop() == 0)
+            }
+        }
+    }
+
     @Test func withAuthDownTheNotificationIsGenericWithTheReason() async throws {
         try await Stack.run(names: nil) { stack in
             let service = try await startService(stack.broker, data: stack.data, extra: ["AUTH_TIMEOUT_MS": "1000"])
