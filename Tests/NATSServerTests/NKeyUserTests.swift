@@ -151,6 +151,37 @@ struct NKeyUserTests {
         #expect(try client.linesUntilClosed() == ["-ERR 'Authorization Violation'"])
     }
 
+    @Test func refusalsAreLoggedIn2_9_10sWords() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nkeys-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let logPath = directory.appendingPathComponent("broker.log").path
+        let broker = try TestBroker {
+            $0.users = [User(name: userKey, password: "", nkey: userKey), User(name: "alice", password: "secret")]
+            $0.noLog = false
+            $0.debug = true
+            $0.logFile = logPath
+        }
+        let attempts = [
+            #"{"nkey":"\#(userKey)"}"#,
+            #"{"nkey":"\#(userKey)","sig":"@@@"}"#,
+            #"{"nkey":"\#(userKey)","sig":"\#(Base64.urlEncoded([UInt8](repeating: 1, count: 64)))"}"#,
+            #"{"user":"alice","pass":"wrong"}"#,
+        ]
+        for attempt in attempts {
+            let client = try broker.client()
+            try client.send("CONNECT \(attempt)\r\nPING\r\n")
+            #expect(try client.linesUntilClosed() == ["-ERR 'Authorization Violation'"])
+        }
+        func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+        #expect(eventually { log().components(separatedBy: "authentication error").count == 5 })
+        let lines = log().split(separator: "\n").filter { $0.contains(" - cid:") && !$0.contains("Client connection") }
+            .map { $0.split(separator: " - ", maxSplits: 2).last.map(String.init) ?? "" }
+        let nkeyError = "authentication error - Nkey \"\(userKey)\""
+        #expect(lines == ["Signature missing", nkeyError, "Signature not valid base64", nkeyError,
+                          "Signature not verified", nkeyError, "authentication error - Nkey \"\""])
+    }
+
     @Test func standardBase64SignaturesAreAcceptedAs2_9_10Does() throws {
         let broker = try nkeyBroker()
         let client = try RawClient(port: broker.port)

@@ -11,10 +11,20 @@ enum NKeyAuthentication {
     /// False for a malformed key or signature as for a wrong one. The signature may be base64url
     /// without padding (what clients send) or standard base64 with padding, as 2.9.10 accepts both.
     static func verify(publicKey: String, nonce: [UInt8], signature: String) -> Bool {
-        guard !signature.isEmpty, let raw = Base64.decodeSignature(signature),
-              let key = try? NKeyPublicKey(publicKey)
-        else { return false }
-        return key.verify(nonce, signature: raw)
+        failure(publicKey: publicKey, nonce: nonce, signature: signature) == nil
+    }
+
+    /// Why the signature does not pass, in 2.9.10's debug words; nil when it passes.
+    static func failure(publicKey: String, nonce: [UInt8], signature: String) -> String? {
+        if signature.isEmpty { return "Signature missing" }
+        guard let raw = Base64.decodeSignature(signature) else { return "Signature not valid base64" }
+        let key: NKeyPublicKey
+        do {
+            key = try NKeyPublicKey(publicKey)
+        } catch {
+            return "User nkey not valid: \(error)"
+        }
+        return key.verify(nonce, signature: raw) ? nil : "Signature not verified"
     }
 
     /// A fresh nonce for one connection's INFO: 11 random bytes in base64url without padding
@@ -33,6 +43,17 @@ extension Options {
 }
 
 extension ClientConnection {
+    /// For a refused CONNECT naming a configured nkey user: why its signature failed (2.9.10 logs
+    /// it at debug level before the error); nil otherwise.
+    var nkeyFailureText: String? {
+        let configured = broker.options
+        guard configured.nonceRequired, !options.nkey.isEmpty,
+              configured.allUsers.contains(where: { $0.nkey == options.nkey })
+        else { return nil }
+        return NKeyAuthentication.failure(publicKey: options.nkey, nonce: Array((nonce ?? "").utf8),
+                                          signature: options.sig)
+    }
+
     /// 2.9.10's log text for a refused CONNECT: it names CONNECT's nkey when nkey users are
     /// configured, its user when password users are, and nothing otherwise.
     var authenticationErrorText: String {

@@ -30,6 +30,7 @@ extension ClientConnection {
 
         if broker.options.authRequired {
             guard let auth = broker.authenticate(options, nonce: nonce.map { Array($0.utf8) }) else {
+                if let reason = nkeyFailureText { broker.logger.debug("\(logPrefix) - \(reason)") }
                 broker.logger.error("\(logPrefix) - \(authenticationErrorText)")
                 sendError(.authorizationViolation, reason: .authenticationFailure)
                 return false
