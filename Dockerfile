@@ -13,6 +13,11 @@ ARG RUNTIME_IMAGE=debian:bookworm-slim
 # --- build stage ---------------------------------------------------------------------------
 FROM ${SWIFT_IMAGE} AS build
 WORKDIR /src
+# OpenSSL's headers and libraries for the COpenSSL target (ed25519 of nkeys); the same layer in both
+# Dockerfiles, so the shared build stage stays one cache entry.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libssl-dev \
+ && rm -rf /var/lib/apt/lists/*
 # The manifest names every target, test targets included, so their folders must be present.
 # .dockerignore keeps build folders and local data out.
 COPY Package.swift ./
@@ -22,7 +27,7 @@ COPY Tests ./Tests
 # service images and for nats-server/Dockerfile's, so the compilation runs once and the other images
 # take it from the build cache instead of compiling the shared modules again.
 # The Swift standard library and Foundation are linked in statically: the runtime image needs no
-# Swift runtime, only glibc and libstdc++ (both in debian:bookworm-slim).
+# Swift runtime, only glibc and libstdc++ (both in debian:bookworm-slim) and OpenSSL (libssl3).
 RUN swift build -c release --static-swift-stdlib
 ARG SERVICE
 # The binary is stripped: symbols are a fifth of its size and nothing in the container reads them.
@@ -43,11 +48,12 @@ RUN case "$SERVICE" in \
 # No ARG here: this stage is the same for every SERVICE up to the COPY, so its layers are built
 # once and shared by the four images.
 FROM ${RUNTIME_IMAGE}
-# curl for the health check and nothing else: the binary needs only glibc and libstdc++.
+# curl for the health check, and libssl3 (OpenSSL's libcrypto, which signs nkey logins): the
+# binary needs only those, glibc and libstdc++.
 # The service runs as the unprivileged user "app" (uid 10001); /data is its own, so a named
 # volume mounted there starts out owned by it.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends curl \
+ && apt-get install -y --no-install-recommends curl libssl3 \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 app \

@@ -19,6 +19,11 @@ let package = Package(
     targets: [
         // C shim: what Glibc does not export (epoll, eventfd, timerfd, socket options).
         .target(name: "CSystem"),
+        // OpenSSL's libcrypto and libssl (Debian: libssl-dev to build, libssl3 to run): ed25519 for
+        // nkeys, and TLS.
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        // nkeys: base32 public keys and seeds with their CRC16, ed25519 signatures through OpenSSL.
+        .target(name: "NKeys", dependencies: ["COpenSSL"]),
         // The wire protocol with no I/O: parsers, encoder, subjects, subject trie, headers.
         .target(name: "NATSProtocol"),
         // JSON (value, reader, writer, escaping), RFC 3339 time and calendar arithmetic, without Foundation.
@@ -32,11 +37,11 @@ let package = Package(
         // Small HTTP/1.1 server (broker monitoring, services).
         .target(name: "HTTPServer", dependencies: ["EventLoop", "CSystem", "Formats"]),
         // The broker: connections, routing, auth, limits, monitoring.
-        .target(name: "NATSServer", dependencies: ["NATSProtocol", "NATSConfig", "EventLoop", "HTTPServer", "CSystem", "Formats", "JetStream"]),
+        .target(name: "NATSServer", dependencies: ["NATSProtocol", "NATSConfig", "EventLoop", "HTTPServer", "CSystem", "Formats", "JetStream", "NKeys"]),
         // JetStream: a stream's message store (memory and file backends, limits, recovery), the API's errors and JSON.
         .target(name: "JetStream", dependencies: ["NATSProtocol", "Formats", "POSIXFiles", "CSystem"]),
         // The async/await client library.
-        .target(name: "NATSClient", dependencies: ["NATSProtocol", "CSystem"]),
+        .target(name: "NATSClient", dependencies: ["NATSProtocol", "CSystem", "NKeys"]),
 
         // Shared service runtime: configuration, logging, crypto, durable store, health, metrics, shutdown.
         .target(name: "ServiceKit", dependencies: ["NATSClient", "HTTPServer", "Formats", "POSIXFiles"]),
@@ -73,6 +78,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "NATSProtocolTests", dependencies: ["NATSProtocol", "TestSupport"]),
         .testTarget(name: "JetStreamTests", dependencies: ["JetStream", "Formats", "TestSupport"]),
+        .testTarget(name: "NKeysTests", dependencies: ["NKeys"]),
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "TestSupport"]),
         .testTarget(name: "NATSConfigTests", dependencies: ["NATSConfig"], exclude: ["Fixtures"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "TestSupport"]),
@@ -86,10 +92,10 @@ let package = Package(
         .testTarget(name: "PlatformTests", dependencies: ["nats-server", "auth-service", "notification-service",
                                                           "data-processing-service", "analytics-service", "nats", "platform-chaos",
                                                           "TestSupport"]),
-        .testTarget(name: "NATSServerTests", dependencies: ["NATSServer", "NATSProtocol", "nats-server"]),
+        .testTarget(name: "NATSServerTests", dependencies: ["NATSServer", "NATSProtocol", "nats-server", "NKeys"]),
         .testTarget(name: "NATSClientTests", dependencies: ["NATSClient", "nats-server", "nats", "TestSupport"], exclude: ["Python"]),
         // Black-box compatibility: the same transcripts against our broker and Debian's nats-server 2.9.10.
-        .testTarget(name: "CompatibilityTests", dependencies: ["nats-server"]),
+        .testTarget(name: "CompatibilityTests", dependencies: ["nats-server", "NKeys"]),
         // SIGKILL during a JetStream publish load, restart on the same store (ours and nats-server 2.9.10 -js).
         .testTarget(name: "JetStreamCrashTests", dependencies: ["nats-server", "TestSupport"]),
     ],

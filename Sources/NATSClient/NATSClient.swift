@@ -3,6 +3,7 @@
 import Dispatch
 import Foundation
 import NATSProtocol
+import NKeys
 import Synchronization
 
 /// An async/await NATS client.
@@ -34,9 +35,12 @@ public final class NATSClient: Sendable {
     /// Runs tasks on this client's reader thread between reads: tasks that await this client's
     /// requests or subscriptions from there are resumed without a thread wake-up. See ``ReaderExecutor``.
     public let readerExecutor = ReaderExecutor()
+    /// The nkey that signs the server's nonce in CONNECT (``Options/nkeySeed`` or its file).
+    let nkeyPair: NKeyPair?
 
-    private init(options: Options, servers: [ServerAddress]) {
+    private init(options: Options, servers: [ServerAddress], nkeyPair: NKeyPair? = nil) {
         self.options = options
+        self.nkeyPair = nkeyPair
         var initial = ClientState()
         initial.servers = servers
         initial.threadsRunning = 2
@@ -72,6 +76,7 @@ public final class NATSClient: Sendable {
     /// - Parameter options: servers, credentials and policies.
     /// - Returns: a connected client.
     /// - Throws: ``NATSError/invalidURL(_:)`` for a bad server URL or option,
+    ///   ``NATSError/invalidArgument(_:)`` for a bad option (an nkey seed that is not one included),
     ///   ``NATSError/connectionRefused(host:port:)``, ``NATSError/connectionFailed(_:)``,
     ///   ``NATSError/timeout`` (``Options/connectTimeout``), ``NATSError/authorizationViolation``,
     ///   ``NATSError/serverError(_:)``, or ``NATSError/reconnectFailed(attempts:)`` with
@@ -88,7 +93,8 @@ public final class NATSClient: Sendable {
         guard options.reconnectJitter.isFinite, (0...1).contains(options.reconnectJitter) else {
             throw .invalidArgument("reconnectJitter must be between 0 and 1")
         }
-        let client = NATSClient(options: options, servers: servers)
+        let nkeyPair = try options.nkeyPair()
+        let client = NATSClient(options: options, servers: servers, nkeyPair: nkeyPair)
         do {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 client.state.withLock { $0.initialConnect = continuation }

@@ -1,5 +1,7 @@
 // Connection options and server URL parsing.
 
+import NKeys
+
 extension NATSClient {
     /// How to connect, authenticate, keep alive and reconnect.
     ///
@@ -21,6 +23,12 @@ extension NATSClient {
         public var password: String?
         /// Token for token authentication (overrides a token in a URL).
         public var token: String?
+        /// A user nkey seed (`SU...`) for nkey authentication: CONNECT carries its public key and
+        /// its signature of the nonce in the server's INFO. Set this or ``nkeySeedFile``, not both.
+        public var nkeySeed: String?
+        /// A file holding the user nkey seed (its first line that is a seed, as `nk -gen user`
+        /// writes it or between `-----BEGIN USER NKEY SEED-----` markers), read when connecting.
+        public var nkeySeedFile: String?
         /// Ask the server to acknowledge every operation with `+OK` (off by default).
         public var verbose: Bool = false
         /// Ask the server for extra checks (off by default).
@@ -188,5 +196,32 @@ extension Duration {
         let whole = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
         if whole.overflow { return UInt64.max / 2 }
         return whole.partialValue &+ UInt64(attoseconds / 1_000_000_000)
+    }
+}
+
+extension NATSClient.Options {
+    /// The key pair of ``nkeySeed`` or ``nkeySeedFile``; nil when neither is set.
+    ///
+    /// - Throws: ``NATSError/invalidArgument(_:)`` when both are set, the file cannot be read,
+    ///   or the text is not a seed (the nkeys error says why: encoding, checksum, prefix).
+    func nkeyPair() throws(NATSError) -> NKeyPair? {
+        switch (nkeySeed, nkeySeedFile) {
+        case (nil, nil):
+            return nil
+        case (.some, .some):
+            throw .invalidArgument("set nkeySeed or nkeySeedFile, not both")
+        case (let seed?, nil):
+            do {
+                return try NKeyPair.fromSeedText(seed)
+            } catch {
+                throw .invalidArgument("nkeySeed is not an nkey seed (\(error))")
+            }
+        case (nil, let path?):
+            do {
+                return try NKeyPair.fromSeedFile(path)
+            } catch {
+                throw .invalidArgument("nkeySeedFile \(path): \(error)")
+            }
+        }
     }
 }

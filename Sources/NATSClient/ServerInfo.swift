@@ -24,11 +24,13 @@ public struct ServerInfo: Sendable, Decodable, Equatable {
     public var lameDuckMode: Bool
     /// This connection's id on the server (`cid` in /connz).
     public var clientID: UInt64?
+    /// The challenge an nkey user signs in CONNECT (sent when the server has nkey users).
+    public var nonce: String?
 
     enum CodingKeys: String, CodingKey {
         case serverID = "server_id", serverName = "server_name", version, proto, headers
         case maxPayload = "max_payload", authRequired = "auth_required", connectURLs = "connect_urls"
-        case lameDuckMode = "ldm", clientID = "client_id"
+        case lameDuckMode = "ldm", clientID = "client_id", nonce
     }
 
     /// Decodes the INFO JSON with defaults for missing optional fields.
@@ -44,6 +46,7 @@ public struct ServerInfo: Sendable, Decodable, Equatable {
         connectURLs = try c.decodeIfPresent([String].self, forKey: .connectURLs) ?? []
         lameDuckMode = try c.decodeIfPresent(Bool.self, forKey: .lameDuckMode) ?? false
         clientID = try c.decodeIfPresent(UInt64.self, forKey: .clientID)
+        nonce = try c.decodeIfPresent(String.self, forKey: .nonce)
     }
 
     /// Parses the JSON argument of INFO.
@@ -73,6 +76,9 @@ struct ConnectInfo: Encodable {
     var user: String?
     var pass: String?
     var auth_token: String?
+    /// The public user nkey, and `sig`, its signature of INFO's nonce in base64url without padding.
+    var nkey: String?
+    var sig: String?
 
     func encoded() -> [UInt8] {
         let encoder = JSONEncoder()

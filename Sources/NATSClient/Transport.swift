@@ -7,6 +7,7 @@ import Glibc
 import Dispatch
 import Foundation
 import NATSProtocol
+import NKeys
 import Synchronization
 
 extension NATSClient {
@@ -134,7 +135,8 @@ extension NATSClient {
     /// TCP connect, INFO, CONNECT+PING, PONG. Reader thread only.
     ///
     /// - Throws: connection errors, ``NATSError/timeout``, ``NATSError/authorizationViolation`` or
-    ///   another server `-ERR`, ``NATSError/protocolError(_:)``.
+    ///   another server `-ERR`, ``NATSError/protocolError(_:)``, ``NATSError/invalidArgument(_:)`` when
+    ///   the nkey cannot sign the nonce.
     private func handshake(with server: ServerAddress, buffer: UnsafeMutableRawBufferPointer) throws(NATSError) -> Established {
         let timeout = options.connectTimeout.nanoseconds
         let deadline = monotonicNanos() &+ timeout
@@ -164,10 +166,21 @@ extension NATSClient {
             let user = options.user ?? server.user
             let password = options.password ?? server.password
             let token = options.token ?? server.token
-            let connect = ConnectInfo(
+            var connect = ConnectInfo(
                 verbose: options.verbose, pedantic: options.pedantic, name: options.name, echo: options.echo,
                 headers: info.headers, no_responders: options.noResponders && info.headers,
                 user: user, pass: user == nil ? nil : (password ?? ""), auth_token: token)
+            if let nkeyPair {
+                // As nats.go: the nonce's characters are signed (an empty one when INFO has none).
+                let signature: [UInt8]
+                do {
+                    signature = try nkeyPair.sign(Array((info.nonce ?? "").utf8))
+                } catch {
+                    throw .invalidArgument("cannot sign the server's nonce: \(error)")
+                }
+                connect.nkey = nkeyPair.publicKey.encoded
+                connect.sig = Base64.urlEncoded(signature)
+            }
             var bytes: [UInt8] = []
             connect.encoded().withUnsafeBytes { Encoder.connect(&bytes, json: $0) }
             bytes.append(contentsOf: pingBytes)

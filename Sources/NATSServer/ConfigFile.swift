@@ -1,5 +1,6 @@
 import Formats
 import NATSConfig
+import NKeys
 
 // The nats.conf keys this broker implements, read into Options. Keys nats-server 2.9.10 knows
 // but this broker does not implement are refused with their file:line and the reason; keys
@@ -201,7 +202,11 @@ extension Options {
             case "users":
                 sawUsers = entry.keyLocation
                 for item in try node.array(for: entry.key) {
-                    users.append(try Self.user(item.map(for: entry.key)))
+                    let user = try Self.user(item.map(for: entry.key))
+                    if let nkey = user.nkey, users.contains(where: { $0.nkey == nkey }) {
+                        throw ConfigError("Duplicate nkey \"\(nkey)\" detected", at: entry.keyLocation)
+                    }
+                    users.append(user)
                 }
             case "default_permissions":
                 defaultPermissions = try Self.permissions(node.map(for: entry.key))
@@ -230,22 +235,42 @@ extension Options {
         }
     }
 
-    /// One `{user, password, permissions}` map of `users = [...]`.
+    /// One `{user, password, permissions}` or `{nkey, permissions}` map of `users = [...]`.
     private static func user(_ map: ConfigMap) throws(ConfigError) -> User {
         var name: String?
         var password = ""
         var permissions: Permissions?
+        var nkey: String?
+        var nkeyLocation: SourceLocation?
+        var userOrPasswordLocation: SourceLocation?
         for entry in map.settings {
             switch entry.key.lowercased() {
-            case "user", "username": name = try entry.node.string(for: entry.key)
-            case "pass", "password": password = try plainPassword(entry.node, key: entry.key)
+            case "user", "username":
+                name = try entry.node.string(for: entry.key)
+                userOrPasswordLocation = entry.keyLocation
+            case "pass", "password":
+                password = try plainPassword(entry.node, key: entry.key)
+                userOrPasswordLocation = entry.keyLocation
             case "permission", "permissions", "authorization":
                 permissions = try Self.permissions(entry.node.map(for: entry.key))
-            case "nkey", "account", "allowed_connection_types", "connection_types", "clients":
+            case "nkey":
+                nkey = try entry.node.string(for: entry.key)
+                nkeyLocation = entry.keyLocation
+            case "account", "allowed_connection_types", "connection_types", "clients":
                 throw ConfigError("\"\(entry.key)\" in a user is not implemented by this broker", at: entry.keyLocation)
             default:
                 throw ConfigError("Unknown field \"\(entry.key)\" parsing users", at: entry.keyLocation)
             }
+        }
+        // As 2.9.10: a user key (`U...`, CRC checked), and then no user name or password beside it.
+        if let nkey, !nkey.isEmpty {
+            guard NKeyPublicKey.isValid(nkey, prefix: .user) else {
+                throw ConfigError("Not a valid public nkey for a user", at: nkeyLocation)
+            }
+            if let userOrPasswordLocation, name?.isEmpty == false || !password.isEmpty {
+                throw ConfigError("Nkey users do not take usernames or passwords", at: userOrPasswordLocation)
+            }
+            return User(name: nkey, password: "", permissions: permissions, nkey: nkey)
         }
         guard let name, !name.isEmpty else {
             throw ConfigError("User entry requires a user", at: map.settings.first?.keyLocation)

@@ -416,7 +416,8 @@ final class Broker: Sendable {
         }
         if connectionCount.load(ordering: .relaxed) >= options.maxConnections {
             // As 2.9.10: INFO, then the error, then close.
-            var bytes = info.line(clientID: cid, clientIP: peer.ip)
+            var bytes = info.line(clientID: cid, clientIP: peer.ip,
+                                  nonce: options.nonceRequired ? NKeyAuthentication.makeNonce() : nil)
             bytes.append(contentsOf: ServerError.maxConnectionsExceeded.wireLine)
             _ = bytes.withUnsafeBytes { IO.write(fd, $0) }
             IO.close(fd)
@@ -486,7 +487,8 @@ final class Broker: Sendable {
         func result(_ user: User) -> AuthResult {
             AuthResult(user: user, account: user.account ?? "$G", permissions: user.permissions)
         }
-        if !connect.nkey.isEmpty {
+        // As 2.9.10: CONNECT's nkey is looked at only when nkey users are configured.
+        if !connect.nkey.isEmpty, options.nonceRequired {
             guard let user = users.first(where: { $0.nkey == connect.nkey }),
                   let nonce, NKeyAuthentication.verify(publicKey: connect.nkey, nonce: nonce, signature: connect.sig)
             else { return nil }

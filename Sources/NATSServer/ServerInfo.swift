@@ -36,14 +36,20 @@ struct InfoTemplate: Sendable {
     }
 
     /// Appends the complete INFO line for one connection to `sink`.
-    /// `lameDuck` adds `"ldm":true` last, as 2.9.10's lame duck INFO.
-    func write<S: ByteSink>(to sink: inout S, clientID: UInt64, clientIP: String, lameDuck: Bool = false) {
+    /// `nonce` (nkey users configured) follows `client_ip`; `lameDuck` adds `"ldm":true` last, as
+    /// 2.9.10's lame duck INFO.
+    func write<S: ByteSink>(to sink: inout S, clientID: UInt64, clientIP: String, nonce: String? = nil,
+                            lameDuck: Bool = false) {
         prefix.withUnsafeBytes { sink.append($0) }
         sink.append(ascii: ",\"client_id\":")
         sink.append(decimal: clientID)
         var ip: [UInt8] = []
         ip.append(contentsOf: ",\"client_ip\":".utf8)
         GoJSONObject.appendQuoted(clientIP, to: &ip)
+        if let nonce {
+            ip.append(contentsOf: ",\"nonce\":".utf8)
+            GoJSONObject.appendQuoted(nonce, to: &ip)
+        }
         ip.append(contentsOf: domain)
         if lameDuck { ip.append(contentsOf: ",\"ldm\":true".utf8) }
         ip.append(contentsOf: "} \r\n".utf8)
@@ -51,9 +57,9 @@ struct InfoTemplate: Sendable {
     }
 
     /// The INFO line for one connection.
-    func line(clientID: UInt64, clientIP: String) -> [UInt8] {
+    func line(clientID: UInt64, clientIP: String, nonce: String? = nil) -> [UInt8] {
         var bytes: [UInt8] = []
-        write(to: &bytes, clientID: clientID, clientIP: clientIP)
+        write(to: &bytes, clientID: clientID, clientIP: clientIP, nonce: nonce)
         return bytes
     }
 }

@@ -14,6 +14,7 @@ enum Commands {
         options.user = arguments.value("user")
         options.password = arguments.value("password")
         options.token = arguments.value("token")
+        options.nkeySeedFile = arguments.value("nkey")
         options.connectTimeout = try arguments.duration("timeout", default: .seconds(5))
         return options
     }

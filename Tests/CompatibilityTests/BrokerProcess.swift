@@ -13,6 +13,8 @@ enum BrokerCapability: String, Sendable, CaseIterable {
     case permissions = "permissions"
     /// `-js -sd <dir>`: JetStream on a file store, announced as `"jetstream":true` in INFO.
     case jetstream = "jetstream"
+    /// `users [{nkey: U...}]`: nkey users, a nonce in INFO, CONNECT's `nkey` and `sig` checked.
+    case nkeys = "nkeys"
 
     /// A config that `nats-server -t -c` accepts only when the capability is there; nil for a
     /// capability probed by starting the broker instead.
@@ -24,6 +26,8 @@ enum BrokerCapability: String, Sendable, CaseIterable {
             "authorization {\n  users = [\n    {user: a, password: b, permissions: {publish: {deny: [\"x.>\"]}}}\n  ]\n}\n"
         case .jetstream:
             nil
+        case .nkeys:
+            "authorization {\n  users = [\n    {nkey: \(NKeyScenarios.userKey)}\n  ]\n}\n"
         }
     }
 }
@@ -54,11 +58,15 @@ struct BrokerConfig: Sendable, Hashable {
 
     static let plain = BrokerConfig()
 
+    /// The config names nkey users: INFO carries a nonce.
+    var hasNKeyUsers: Bool { configLines.contains { $0.contains("nkey:") } }
+
     var requiredCapabilities: Set<BrokerCapability> {
         var required: Set<BrokerCapability> = jetstream ? [.jetstream] : []
         if configLines.isEmpty { return required }
         required.insert(.configFile)
         if configLines.contains(where: { $0.contains("permissions") }) { required.insert(.permissions) }
+        if hasNKeyUsers { required.insert(.nkeys) }
         return required
     }
 

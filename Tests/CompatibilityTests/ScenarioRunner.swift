@@ -40,13 +40,13 @@ enum ScenarioRunner {
             case .open:
                 break
             case .send(let text, _):
-                c.send(Array(text.utf8))
+                c.send(NKeyScenarios.signed(text, info: c.received))
             case .exchange(let text, _):
-                awaitPong(c, write: Array(text.utf8) + ping)
+                awaitPong(c, write: NKeyScenarios.signed(text, info: c.received) + ping)
             case .sendAwaitingPong(let text, _):
-                awaitPong(c, write: Array(text.utf8))
+                awaitPong(c, write: NKeyScenarios.signed(text, info: c.received))
             case .sendExpectingClose(let text, _):
-                c.send(Array(text.utf8))
+                c.send(NKeyScenarios.signed(text, info: c.received))
                 c.readUntilClosed(timeout: timeout)
             case .awaitClose:
                 c.readUntilClosed(timeout: timeout)

@@ -88,7 +88,8 @@ struct Scenario: Sendable, CustomTestStringConvertible {
             + #""host":"<host>","port":<port>,"headers":true,"#
             + (authRequired ? #""auth_required":true,"# : "")
             + #""max_payload":\#(maxPayload),"# + (config.jetstream ? #""jetstream":true,"# : "")
-            + #""client_id":<client_id>,"client_ip":"<client_ip>"} "# + "\r\n"
+            + #""client_id":<client_id>,"client_ip":"<client_ip>""#
+            + (config.hasNKeyUsers ? #","nonce":"<nonce>""# : "") + "} \r\n"
     }
 
     var expectedTranscripts: [ConnectionTranscript] {
@@ -113,6 +114,7 @@ private let tokenAuth = BrokerConfig(auth: .token("s3cr3t"))
 
 enum Scenarios {
     static let all: [Scenario] = basics + parserCorners + signals + errors + headersAndNoResponders + delivery + auth + configured
+        + NKeyScenarios.all
         + jetStream
 
     /// Scenarios our broker can be started for (its capabilities cover the config).

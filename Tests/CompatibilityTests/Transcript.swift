@@ -102,6 +102,7 @@ enum InfoNormalizer {
         "port": "<port>",
         "client_id": "<client_id>",
         "client_ip": "\"<client_ip>\"",
+        "nonce": "\"<nonce>\"",
     ]
 
     static func normalize(_ frame: [UInt8]) -> [UInt8] {

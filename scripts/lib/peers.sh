@@ -4,18 +4,20 @@
 # functions only and sets no shell options.
 #
 # The peers: nats-server 2.9.10 at /usr/sbin/nats-server (the reference broker the compatibility
-# tests compare against; Debian bookworm's package), curl (PlatformTests, scripts/platform),
+# tests compare against; Debian bookworm's package), libssl-dev (OpenSSL's headers and libraries:
+# the COpenSSL target, so the build itself needs it), curl (PlatformTests, scripts/platform),
 # docker-compose (PlatformTests validate docker-compose.yml with `docker-compose config`; no Docker
-# engine needed), python3 with pytest, nats-py (the interop suite) and prometheus_client
+# engine needed), python3 with pytest, nats-py and nkeys (the interop suite; nats-py signs nkey
+# logins with nkeys) and prometheus_client
 # (MonitoringEndpointTests parse /metrics with it), kubernetes-validate and pyyaml (Tests/Deploy
 # checks deploy/kubernetes against the API schema; the schemas ship in the package, so it runs offline).
 # Debian packages need root (or sudo without a password); the Python packages go to the user's
 # site when pip cannot write the system's.
 
 peers_label=${peers_label:-${0##*/}}
-peers_pip_packages=(nats-py pytest prometheus_client kubernetes-validate pyyaml)
+peers_pip_packages=(nats-py nkeys pytest prometheus_client kubernetes-validate pyyaml)
 
-peers_have_python_modules() { python3 -c 'import nats, pytest, prometheus_client, kubernetes_validate, yaml' > /dev/null 2>&1; }
+peers_have_python_modules() { python3 -c 'import nats, nkeys, pytest, prometheus_client, kubernetes_validate, yaml' > /dev/null 2>&1; }
 
 # peers_missing: sets peers_apt (Debian packages to install) and peers_pip (pip packages) to what is
 # missing here.
@@ -23,6 +25,7 @@ peers_missing() {
     peers_apt=()
     peers_pip=()
     [[ -x /usr/sbin/nats-server ]] || peers_apt+=(nats-server)
+    [[ -f /usr/include/openssl/evp.h ]] || pkg-config --exists openssl 2> /dev/null || peers_apt+=(libssl-dev)
     command -v curl > /dev/null || peers_apt+=(curl)
     command -v docker-compose > /dev/null || peers_apt+=(docker-compose)
     if ! command -v python3 > /dev/null; then

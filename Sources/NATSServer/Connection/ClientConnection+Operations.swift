@@ -29,8 +29,9 @@ extension ClientConnection {
         out.withLock { $0.headers = headers }
 
         if broker.options.authRequired {
-            guard let auth = broker.authenticate(options, nonce: nil) else {
-                broker.logger.error("\(logPrefix) - Authorization Error")
+            guard let auth = broker.authenticate(options, nonce: nonce.map { Array($0.utf8) }) else {
+                if let reason = nkeyFailureText { broker.logger.debug("\(logPrefix) - \(reason)") }
+                broker.logger.error("\(logPrefix) - \(authenticationErrorText)")
                 sendError(.authorizationViolation, reason: .authenticationFailure)
                 return false
             }

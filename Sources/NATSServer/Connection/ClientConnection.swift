@@ -55,6 +55,8 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     @exclusivity(unchecked) var options = ConnectOptions()
     @exclusivity(unchecked) var activity = false
     var authenticated: Bool
+    /// The nonce this connection's INFO carried (nkey users configured), which an nkey user signs.
+    let nonce: String?
     /// The user's permission checks; nil (no check at all) for users without permissions.
     var permissions: ConnectionPermissions?
     var subscriptions: [SidKey: Subscription] = [:]
@@ -100,6 +102,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         let options = broker.options
         parser = ClientParser(maxControlLine: options.maxControlLine, maxPayload: options.maxPayload)
         authenticated = !options.authRequired
+        nonce = options.nonceRequired ? NKeyAuthentication.makeNonce() : nil
         parser.requireConnectFirst = options.authRequired
     }
 
@@ -110,7 +113,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     func start() throws(SystemError) {
         try context.loop.register(fd: fd, interest: .readable, handler: self)
         let info = broker.info
-        appendControl { buffer in info.write(to: &buffer, clientID: cid, clientIP: peer.ip) }
+        appendControl { buffer in info.write(to: &buffer, clientID: cid, clientIP: peer.ip, nonce: nonce) }
         schedulePingTimer(first: true)
         if broker.options.authRequired {
             authTimer = context.loop.schedule(after: broker.options.authTimeout) { [self] in
@@ -133,7 +136,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
             permissions = nil
             return
         }
-        guard let auth = broker.authenticate(options, nonce: nil) else {
+        guard let auth = broker.authenticate(options, nonce: nonce.map { Array($0.utf8) }) else {
             let who = options.user.isEmpty ? "" : " - User \"\(options.user)\""
             broker.logger.error("\(logPrefix) - authentication error\(who)")
             sendError(.authorizationViolation, reason: .authenticationFailure)

@@ -1,0 +1,218 @@
+// nkey users: `users [{nkey: U...}]` read and checked as nats-server 2.9.10 does, a nonce in
+// every INFO while nkey users are configured, CONNECT's signature of it verified, and reloads.
+
+import Foundation
+import NATSConfig
+import NKeys
+import Testing
+
+@testable import NATSServer
+
+// nats-server 2.9.10's test users (server/reload_test.go).
+private let userSeed = "SUAPM67TC4RHQLKBX55NIQXSMATZDOZK6FNEOSS36CAYA7F7TY66LP4BOM"
+private let userKey = "UCNGL4W5QX66CFX6A6DCBVDH5VOHMI7B2UZZU7TXAUQQSI2JPHULCKBR"
+private let otherSeed = "SUAIS5JPX4X4GJ7EIIJEQ56DH2GWPYJRPWN5XJEDENJOZHCBLI7SEPUQDE"
+
+private func parsed(_ text: String) throws -> Options {
+    var options = Options()
+    try options.apply(ConfigParser.parse(text, file: "nats.conf", environment: [:]))
+    return options
+}
+
+private func refusal(_ text: String) -> ConfigError? {
+    do {
+        _ = try parsed(text)
+        return nil
+    } catch {
+        return error as? ConfigError
+    }
+}
+
+/// The CONNECT JSON of `seed`'s user signing `nonce`.
+private func signedConnect(seed: String, nonce: String, verbose: Bool = false) throws -> String {
+    let pair = try NKeyPair(seed: seed)
+    let signature = Base64.urlEncoded(try pair.sign(Array(nonce.utf8)))
+    return #"{"verbose":\#(verbose),"nkey":"\#(pair.publicKey.encoded)","sig":"\#(signature)"}"#
+}
+
+private func nkeyBroker(permissions: Permissions? = nil) throws -> TestBroker {
+    try TestBroker {
+        $0.users = [User(name: userKey, password: "", permissions: permissions, nkey: userKey),
+                    User(name: "alice", password: "secret")]
+    }
+}
+
+@Suite("nkey users")
+struct NKeyUserTests {
+    @Test func anNKeyUserIsReadWithItsPermissions() throws {
+        let options = try parsed("""
+            authorization {
+              users = [
+                {nkey: \(userKey), permissions: {publish: "a.>"}}
+                {user: alice, password: secret}
+              ]
+            }
+            """)
+        let user = try #require(options.users.first)
+        #expect(user.nkey == userKey)
+        #expect(user.name == userKey)
+        #expect(user.password == "")
+        #expect(user.permissions?.publish?.allow == ["a.>"])
+        #expect(options.users.last?.nkey == nil)
+        #expect(options.nonceRequired)
+        #expect(!(try parsed("authorization { users = [ {user: a, password: b} ] }")).nonceRequired)
+    }
+
+    @Test func badNKeyUsersAreRefusedWith2_9_10sWords() throws {
+        let wrapped = { (entry: String) in "authorization {\n  users = [\n    \(entry)\n  ]\n}" }
+        let notAKey = try #require(refusal(wrapped("{nkey: UBAD}")))
+        #expect(notAKey.message == "Not a valid public nkey for a user")
+        #expect(notAKey.location == SourceLocation(file: "nats.conf", line: 3, column: 6))
+        // An account key, and a user key with one character changed (its CRC no longer matches).
+        #expect(refusal(wrapped("{nkey: A\(userKey.dropFirst())}"))?.message == "Not a valid public nkey for a user")
+        #expect(refusal(wrapped("{nkey: \(userKey.dropLast())A}"))?.message == "Not a valid public nkey for a user")
+        let withUser = try #require(refusal(wrapped("{nkey: \(userKey), user: x}")))
+        #expect(withUser.message == "Nkey users do not take usernames or passwords")
+        #expect(withUser.location?.column == 70)
+        #expect(refusal(wrapped("{nkey: \(userKey), password: x}"))?.message
+                == "Nkey users do not take usernames or passwords")
+        #expect(refusal(wrapped("{nkey: \(userKey)}, {nkey: \(userKey)}"))?.message
+                == "Duplicate nkey \"\(userKey)\" detected")
+        #expect(refusal(wrapped("{nkey: 5}")) != nil)
+    }
+
+    @Test("nkey configs are judged as nats-server 2.9.10 judges them", arguments: [
+        "{nkey: UCNGL4W5QX66CFX6A6DCBVDH5VOHMI7B2UZZU7TXAUQQSI2JPHULCKBR, permissions: {publish: \"a\"}}",
+        "{nkey: UBAD}",
+        "{nkey: UCNGL4W5QX66CFX6A6DCBVDH5VOHMI7B2UZZU7TXAUQQSI2JPHULCKBR, password: x}",
+    ])
+    func judgedAsTheReference(entry: String) throws {
+        let text = "authorization {\n  users = [\n    \(entry)\n  ]\n}\n"
+        guard let reference = try ConfigFileCompatibilityTests.referenceVerdict(text) else { return }
+        let ours = refusal(text)
+        #expect(reference.valid == (ours == nil), "\(reference.output)")
+        if let ours {
+            #expect(reference.output.contains(ours.message), "\(reference.output)")
+        }
+    }
+
+    @Test func infoCarriesAFreshNonceOnlyWithNKeyUsers() throws {
+        let broker = try nkeyBroker()
+        var nonces: Set<String> = []
+        for _ in 0..<3 {
+            let info = try RawClient(port: broker.port).readInfo()
+            let nonce = try #require(info.json["nonce"] as? String)
+            #expect(nonce.count == 15)
+            #expect(nonce.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") })
+            // After client_ip, as 2.9.10 orders INFO.
+            #expect(info.raw.hasSuffix(#","nonce":"\#(nonce)"} "#))
+            nonces.insert(nonce)
+        }
+        #expect(nonces.count == 3)
+        let passwordsOnly = try TestBroker { $0.users = [User(name: "alice", password: "secret")] }
+        #expect(try RawClient(port: passwordsOnly.port).readInfo().json["nonce"] == nil)
+    }
+
+    @Test func aSignedNonceLogsInAndPermissionsApply() throws {
+        var permissions = Permissions()
+        permissions.publish = SubjectPermission(allow: ["a.>"])
+        let broker = try nkeyBroker(permissions: permissions)
+        let client = try RawClient(port: broker.port)
+        let nonce = try #require(try client.readInfo().json["nonce"] as? String)
+        try client.send("CONNECT \(try signedConnect(seed: userSeed, nonce: nonce, verbose: true))\r\nSUB a.b 1\r\nPUB a.b 1\r\nx\r\nPUB c 0\r\n\r\n")
+        #expect(try client.sync() == ["+OK", "+OK", "+OK", "MSG a.b 1 1", "x",
+                                     "-ERR 'Permissions Violation for Publish to \"c\"'"])
+        let alice = try broker.connected(#"{"verbose":false,"user":"alice","pass":"secret"}"#)
+        #expect(try alice.sync().isEmpty)
+    }
+
+    @Test("a CONNECT that does not prove the key gets Authorization Violation", arguments: [
+        "other seed", "other nonce", "no sig", "garbage sig", "unknown key", "nonce of another connection",
+    ])
+    func unprovenKeysAreRefused(_ case: String) throws {
+        let broker = try nkeyBroker()
+        let client = try RawClient(port: broker.port)
+        let nonce = try #require(try client.readInfo().json["nonce"] as? String)
+        let connect: String
+        switch `case` {
+        case "other seed":
+            connect = try signedConnect(seed: otherSeed, nonce: nonce).replacingOccurrences(
+                of: try NKeyPair(seed: otherSeed).publicKey.encoded, with: userKey)
+        case "other nonce": connect = try signedConnect(seed: userSeed, nonce: nonce + "x")
+        case "no sig": connect = #"{"verbose":false,"nkey":"\#(userKey)"}"#
+        case "garbage sig": connect = #"{"verbose":false,"nkey":"\#(userKey)","sig":"@@@"}"#
+        case "unknown key": connect = try signedConnect(seed: otherSeed, nonce: nonce)
+        default:
+            let second = try RawClient(port: broker.port)
+            let otherNonce = try #require(try second.readInfo().json["nonce"] as? String)
+            connect = try signedConnect(seed: userSeed, nonce: otherNonce)
+        }
+        try client.send("CONNECT \(connect)\r\nPING\r\n")
+        #expect(try client.linesUntilClosed() == ["-ERR 'Authorization Violation'"])
+    }
+
+    @Test func refusalsAreLoggedIn2_9_10sWords() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nkeys-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let logPath = directory.appendingPathComponent("broker.log").path
+        let broker = try TestBroker {
+            $0.users = [User(name: userKey, password: "", nkey: userKey), User(name: "alice", password: "secret")]
+            $0.noLog = false
+            $0.debug = true
+            $0.logFile = logPath
+        }
+        let attempts = [
+            #"{"nkey":"\#(userKey)"}"#,
+            #"{"nkey":"\#(userKey)","sig":"@@@"}"#,
+            #"{"nkey":"\#(userKey)","sig":"\#(Base64.urlEncoded([UInt8](repeating: 1, count: 64)))"}"#,
+            #"{"user":"alice","pass":"wrong"}"#,
+        ]
+        for attempt in attempts {
+            let client = try broker.client()
+            try client.send("CONNECT \(attempt)\r\nPING\r\n")
+            #expect(try client.linesUntilClosed() == ["-ERR 'Authorization Violation'"])
+        }
+        func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+        #expect(eventually { log().components(separatedBy: "authentication error").count == 5 })
+        let lines = log().split(separator: "\n").filter { $0.contains(" - cid:") && !$0.contains("Client connection") }
+            .map { $0.split(separator: " - ", maxSplits: 2).last.map(String.init) ?? "" }
+        let nkeyError = "authentication error - Nkey \"\(userKey)\""
+        #expect(lines == ["Signature missing", nkeyError, "Signature not valid base64", nkeyError,
+                          "Signature not verified", nkeyError, "authentication error - Nkey \"\""])
+    }
+
+    @Test func standardBase64SignaturesAreAcceptedAs2_9_10Does() throws {
+        let broker = try nkeyBroker()
+        let client = try RawClient(port: broker.port)
+        let nonce = try #require(try client.readInfo().json["nonce"] as? String)
+        let signature = Base64.standardEncoded(try NKeyPair(seed: userSeed).sign(Array(nonce.utf8)))
+        #expect(signature.hasSuffix("=="))
+        try client.send(#"CONNECT {"verbose":false,"nkey":"\#(userKey)","sig":"\#(signature)"}"# + "\r\n")
+        #expect(try client.sync().isEmpty)
+    }
+
+    @Test func aReloadKeepsSignedInUsersAndDropsRemovedKeys() throws {
+        let broker = try nkeyBroker()
+        let client = try RawClient(port: broker.port)
+        let nonce = try #require(try client.readInfo().json["nonce"] as? String)
+        try client.send("CONNECT \(try signedConnect(seed: userSeed, nonce: nonce))\r\n")
+        #expect(try client.sync().isEmpty)
+
+        // The same users again (a reload that changes something else): the signature still holds.
+        var fresh = broker.server.options
+        fresh.maxPayload = 2048
+        try broker.server.reload(fresh)
+        #expect(try client.sync().isEmpty)
+        let again = try RawClient(port: broker.port)
+        let againNonce = try #require(try again.readInfo().json["nonce"] as? String)
+        try again.send("CONNECT \(try signedConnect(seed: userSeed, nonce: againNonce))\r\n")
+        #expect(try again.sync().isEmpty)
+
+        // The nkey user removed: its connections close, and new INFOs carry no nonce.
+        fresh.users = [User(name: "alice", password: "secret")]
+        try broker.server.reload(fresh)
+        #expect(try client.linesUntilClosed() == ["-ERR 'Authorization Violation'"])
+        #expect(try RawClient(port: broker.port).readInfo().json["nonce"] == nil)
+    }
+}
