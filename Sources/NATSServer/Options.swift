@@ -56,6 +56,14 @@ public struct Options: Sendable, Equatable {
     public var maxConnections: Int = 65_536
     /// Largest number of subscriptions per connection; `0` means unlimited.
     public var maxSubscriptions: Int = 0
+    /// `max_sub_tokens`: a SUB subject with more tokens is refused; `0` means unlimited.
+    public var maxSubTokens: Int = 0
+    /// `no_header_support`: INFO says `"headers":false` and no client may send or receive headers.
+    public var noHeaderSupport: Bool = false
+    /// `disable_sublist_cache`: /subsz reports no cache, as 2.9.10 without its match cache does.
+    public var disableSublistCache: Bool = false
+    /// `max_traced_msg_len`: payloads traced longer than this are cut (with `...`); `0` means whole.
+    public var maxTracedMessageLength: Int = 0
     /// Largest number of bytes queued for one client before it is closed as a slow consumer (64MB).
     public var maxPending: Int = 64 * 1024 * 1024
     /// Longest a client may leave queued bytes unread before it is closed as a slow consumer (10s).

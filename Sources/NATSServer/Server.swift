@@ -265,7 +265,7 @@ final class Broker: Sendable {
         current = Mutex(Settings(options: options, info: InfoTemplate(
             serverID: serverID, serverName: serverName, host: options.host, port: port,
             authRequired: options.authRequired, maxPayload: options.maxPayload,
-            jetStream: options.jetStream, domain: options.jetStreamDomain)))
+            jetStream: options.jetStream, domain: options.jetStreamDomain, headers: !options.noHeaderSupport)))
         acceptor = Acceptor()
 
         if let httpPort = options.httpPort, httpPort != 0 {
@@ -467,7 +467,7 @@ final class Broker: Sendable {
 
     /// A connection finished closing. Its loop thread.
     func connectionClosed(_ connection: ClientConnection, reason: CloseReason) {
-        closedConnections.append(connection.snapshot(now: WallClock.now(), details: false, closedReason: reason))
+        closedConnections.append(connection.snapshot(now: WallClock.now(), details: true, closedReason: reason))
         connections.withLock { $0[connection.cid] = nil }
         connectionCount.wrappingAdd(-1, ordering: .relaxed)
         logger.debug("\(connection.logPrefix) - Client connection closed: \(reason.rawValue)")
@@ -538,7 +538,8 @@ final class Broker: Sendable {
         }
         let info = InfoTemplate(serverID: serverID, serverName: serverName, host: fresh.host, port: port,
                                 authRequired: fresh.authRequired, maxPayload: fresh.maxPayload,
-                                jetStream: fresh.jetStream, domain: fresh.jetStreamDomain)
+                                jetStream: fresh.jetStream, domain: fresh.jetStreamDomain,
+                                headers: !fresh.noHeaderSupport)
         current.withLock { $0 = Settings(options: fresh, info: info) }
         let open = connections.withLock { Array($0.values) }
         for connection in open {
