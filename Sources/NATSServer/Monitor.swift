@@ -94,17 +94,34 @@ final class Monitor: @unchecked Sendable {
         requestCounts.withLock { $0 }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
     }
 
-    /// Counts the request, then builds the response; a bad argument becomes a 400 with a JSON error.
+    /// Counts the request, then builds the response; a bad argument becomes 2.9.10's 400: the
+    /// message alone as text/plain. Both carry a `Date`, as Go's HTTP server adds one.
     private static func serve(_ box: MonitorBox, _ path: String,
                               _ build: (Broker) throws(MonitorArgumentError) -> HTTPResponse) throws -> HTTPResponse {
         guard let monitor = box.monitor else { throw HTTPError(.serviceUnavailable, "shutting down") }
         monitor.count(path)
         guard let broker = monitor.broker else { throw HTTPError(.serviceUnavailable, "shutting down") }
+        var response: HTTPResponse
         do {
-            return try build(broker)
+            response = try build(broker)
         } catch {
-            return .error(.badRequest, error.message)
+            response = HTTPResponse(status: .badRequest, headers: ["Content-Type": "text/plain; charset=utf-8"],
+                                    body: Array(error.message.utf8))
         }
+        response.headers.replaceOrAdd(name: "Date", value: httpDate())
+        return response
+    }
+
+    /// The current time as an HTTP `Date` (`Mon, 07 Dec 2026 23:25:14 GMT`).
+    static func httpDate() -> String {
+        var now = time(nil)
+        var parts = tm()
+        gmtime_r(&now, &parts)
+        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        return "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(1900 + parts.tm_year) "
+            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
     }
 
     private func varz() -> HTTPResponse {
