@@ -76,6 +76,19 @@ extension Options {
                 if tokens > 255 { throw ConfigError("\(entry.key) value is too big", at: entry.keyLocation) }
                 if tokens <= 0 { throw ConfigError("\(entry.key) value can not be negative", at: entry.keyLocation) }
                 maxSubTokens = Int(tokens)
+            case "client_advertise":
+                let text = try node.string(for: entry.key)
+                guard Self.advertisement(text, defaultPort: 0) != nil else {
+                    throw ConfigError("invalid client_advertise \"\(text)\": expected host or host:port", at: node.location)
+                }
+                clientAdvertise = text
+            case "server_tags":
+                let tags: [String]
+                if case .string(let one) = node.value { tags = [one] } else { tags = try node.stringList(for: entry.key) }
+                for tag in tags {
+                    let clean = Self.trimmed(tag).lowercased()
+                    if !clean.isEmpty && !serverTags.contains(clean) { serverTags.append(clean) }
+                }
             case "no_header_support":
                 noHeaderSupport = try node.bool(for: entry.key)
             case "max_traced_msg_len":
@@ -419,7 +432,7 @@ extension Options {
     /// nats-server 2.9.10 top-level keys this broker refuses, with why.
     static let unimplemented: [String: String] = {
         var table: [String: String] = [:]
-        for key in ["cluster", "gateway", "leafnodes", "leaf", "client_advertise"] {
+        for key in ["cluster", "gateway", "leafnodes", "leaf"] {
             table[key] = "clustering, gateways and leaf nodes are not supported"
         }
         table["default_js_domain"] = "JetStream domains of other accounts are not supported"
@@ -433,7 +446,6 @@ extension Options {
             table[key] = "multiple accounts and operator (JWT) mode are not supported"
         }
         table["http_base_path"] = "the monitoring endpoints are served at the root only"
-        table["server_tags"] = "server tags are not reported"
         return table
     }()
 }

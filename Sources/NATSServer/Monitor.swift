@@ -151,8 +151,9 @@ extension Broker {
         json.add("version", ServerVersion.compatible)
         json.add("proto", 1)
         json.add("go", ServerVersion.runtime)
-        json.add("host", options.host)
-        json.add("port", port)
+        let advertised = options.advertised(port: port)
+        json.add("host", advertised.host)
+        json.add("port", advertised.port)
         if options.authRequired { json.add("auth_required", true) }
         json.add("max_connections", options.maxConnections)
         json.add("ping_interval", options.pingInterval.nanoseconds)
@@ -195,6 +196,7 @@ extension Broker {
         for (path, count) in httpRequests { requests.add(path, count) }
         json.add("http_req_stats", object: requests)
         json.add("config_load_time", startTime.rfc3339)
+        if !options.serverTags.isEmpty { json.add("tags", strings: options.serverTags) }
         json.add("system_account", "$SYS")
         json.add("swift_broker_version", ServerVersion.own)
         return json.string()

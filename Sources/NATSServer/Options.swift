@@ -56,6 +56,11 @@ public struct Options: Sendable, Equatable {
     public var maxConnections: Int = 65_536
     /// Largest number of subscriptions per connection; `0` means unlimited.
     public var maxSubscriptions: Int = 0
+    /// `client_advertise`: the `host` or `host:port` INFO and /varz announce instead of the listen
+    /// address (a missing, 0 or -1 port means the one listened on).
+    public var clientAdvertise: String?
+    /// `server_tags`: lower-cased, listed as /varz `tags`.
+    public var serverTags: [String] = []
     /// `max_sub_tokens`: a SUB subject with more tokens is refused; `0` means unlimited.
     public var maxSubTokens: Int = 0
     /// `no_header_support`: INFO says `"headers":false` and no client may send or receive headers.
@@ -117,6 +122,51 @@ public struct Options: Sendable, Equatable {
     /// Every configured user: `authorization { users }` first, then each account's users.
     public var allUsers: [User] {
         accounts.isEmpty ? users : users + accounts.flatMap(\.users)
+    }
+}
+
+extension Options {
+    /// The host and port clients are told about: ``clientAdvertise`` when set, else the listen
+    /// host and `listening`, the port actually bound.
+    func advertised(port listening: Int) -> (host: String, port: Int) {
+        guard let clientAdvertise, let parsed = Self.advertisement(clientAdvertise, defaultPort: listening) else {
+            return (host, listening)
+        }
+        return parsed
+    }
+
+    /// `host`, `host:port` or `[v6]:port` as 2.9.10's `parseHostPort` reads it; nil when malformed.
+    static func advertisement(_ text: String, defaultPort: Int) -> (host: String, port: Int)? {
+        var host = Substring(text)
+        var portText: Substring?
+        if host.hasPrefix("[") {
+            guard let close = host.firstIndex(of: "]") else { return nil }
+            let rest = host[host.index(after: close)...]
+            host = host[host.index(after: host.startIndex)..<close]
+            if !rest.isEmpty {
+                guard rest.hasPrefix(":") else { return nil }
+                portText = rest.dropFirst()
+            }
+        } else if let colon = host.firstIndex(of: ":") {
+            // Go refuses a second colon outside brackets ("too many colons").
+            if host[host.index(after: colon)...].contains(":") { return nil }
+            portText = host[host.index(after: colon)...]
+            host = host[..<colon]
+        }
+        var port = defaultPort
+        if let portText {
+            guard let number = Int(trimmed(portText)) else { return nil }
+            port = number == 0 || number == -1 ? defaultPort : number
+        }
+        return (trimmed(host), port)
+    }
+
+    /// `text` without leading and trailing white space (Go's `strings.TrimSpace`).
+    static func trimmed<S: StringProtocol>(_ text: S) -> String {
+        let scalars = text.unicodeScalars
+        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
+              let last = scalars.lastIndex(where: { !$0.properties.isWhitespace }) else { return "" }
+        return String(String.UnicodeScalarView(scalars[first...last]))
     }
 }
 

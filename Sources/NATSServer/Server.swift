@@ -263,8 +263,8 @@ final class Broker: Sendable {
         }
         port = listener.port
         current = Mutex(Settings(options: options, info: InfoTemplate(
-            serverID: serverID, serverName: serverName, host: options.host, port: port,
-            authRequired: options.authRequired, maxPayload: options.maxPayload,
+            serverID: serverID, serverName: serverName, host: options.advertised(port: port).host,
+            port: options.advertised(port: port).port, authRequired: options.authRequired, maxPayload: options.maxPayload,
             jetStream: options.jetStream, domain: options.jetStreamDomain, headers: !options.noHeaderSupport)))
         acceptor = Acceptor()
 
@@ -536,8 +536,8 @@ final class Broker: Sendable {
         {
             throw refuse("JetStream", old.jetStream ? "enabled" : "disabled", fresh.jetStream ? "enabled" : "disabled")
         }
-        let info = InfoTemplate(serverID: serverID, serverName: serverName, host: fresh.host, port: port,
-                                authRequired: fresh.authRequired, maxPayload: fresh.maxPayload,
+        let info = InfoTemplate(serverID: serverID, serverName: serverName, host: fresh.advertised(port: port).host,
+                                port: fresh.advertised(port: port).port, authRequired: fresh.authRequired, maxPayload: fresh.maxPayload,
                                 jetStream: fresh.jetStream, domain: fresh.jetStreamDomain,
                                 headers: !fresh.noHeaderSupport)
         current.withLock { $0 = Settings(options: fresh, info: info) }

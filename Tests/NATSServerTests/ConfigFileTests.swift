@@ -98,8 +98,7 @@ struct ConfigFileTests {
     @Test("a key nats-server knows but this broker does not implement is refused, naming it", arguments: [
         "cluster { name: demo, listen: 127.0.0.1:6222 }", "default_js_domain: {}", "tls { cert_file: x }",
         "accounts { A: {} }", "websocket { port: 1 }", "mqtt { port: 1 }", "leafnodes { port: 1 }",
-        "gateway { name: g }", "operator: x", "resolver: MEMORY", "http_base_path: \"/mon\"", "server_tags: [a]",
-        "client_advertise: \"h:1\"", "ws { port: 1 }",
+        "gateway { name: g }", "operator: x", "resolver: MEMORY", "http_base_path: \"/mon\"", "ws { port: 1 }",
     ])
     func unimplementedKeysAreRefused(line: String) throws {
         let error = try #require(configError("port: 1\n" + line))
@@ -156,6 +155,19 @@ struct ConfigFileTests {
     func loggingWeCannotHonourIsRefused(line: String) throws {
         let error = try #require(configError(line))
         #expect(error.message.contains("does not implement"))
+    }
+
+    @Test func clientAdvertiseAndServerTagsAreReadAs2_9_10ReadsThem() throws {
+        let parsed = try options(#"client_advertise: "example.com:5555"\#nserver_tags: ["a:1", " B ", "b", ""]"#)
+        #expect(parsed.clientAdvertise == "example.com:5555")
+        #expect(parsed.serverTags == ["a:1", "b"])
+        #expect(parsed.advertised(port: 4222) == ("example.com", 5555))
+        #expect(try options(#"server_tags: "Solo""#).serverTags == ["solo"])
+        #expect(Options.advertisement("h", defaultPort: 4222)! == ("h", 4222))
+        #expect(Options.advertisement("h:0", defaultPort: 4222)! == ("h", 4222))
+        #expect(Options.advertisement("[::1]:7", defaultPort: 4222)! == ("::1", 7))
+        #expect(Options.advertisement("::1", defaultPort: 4222) == nil)
+        #expect(configError(#"client_advertise: "h:port""#)?.message.contains("client_advertise") == true)
     }
 
     @Test func noAdvertiseIsNotATopLevelKeyIn2_9_10() throws {

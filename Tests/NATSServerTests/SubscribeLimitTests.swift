@@ -49,6 +49,23 @@ struct SubscribeLimitTests {
         #expect(try client.linesUntilClosed() == [])
     }
 
+    @Test func clientAdvertiseIsTheHostAndPortOfInfoAndVarzAndTagsAreListed() async throws {
+        let broker = try TestBroker {
+            $0.clientAdvertise = "example.com"
+            $0.serverTags = ["region:eu"]
+            $0.httpPort = -1
+        }
+        let raw = try RawClient(port: broker.port)
+        let info = try raw.readInfo().json
+        #expect(info["host"] as? String == "example.com")
+        #expect(info["port"] as? Int == broker.port)
+        let (status, body) = try await httpGet(port: try #require(broker.server.monitoringPort), path: "/varz")
+        #expect(status == 200)
+        let varz = try #require(try JSONSerialization.jsonObject(with: Data(body)) as? [String: Any])
+        #expect(varz["host"] as? String == "example.com")
+        #expect(varz["tags"] as? [String] == ["region:eu"])
+    }
+
     @Test func headersStayOnByDefault() throws {
         let broker = try TestBroker()
         let raw = try RawClient(port: broker.port)
