@@ -76,6 +76,8 @@ extension Options {
                 if tokens > 255 { throw ConfigError("\(entry.key) value is too big", at: entry.keyLocation) }
                 if tokens <= 0 { throw ConfigError("\(entry.key) value can not be negative", at: entry.keyLocation) }
                 maxSubTokens = Int(tokens)
+            case "http_base_path":
+                httpBasePath = try node.string(for: entry.key)
             case "client_advertise":
                 let text = try node.string(for: entry.key)
                 guard Self.advertisement(text, defaultPort: 0) != nil else {
@@ -445,7 +447,6 @@ extension Options {
         {
             table[key] = "multiple accounts and operator (JWT) mode are not supported"
         }
-        table["http_base_path"] = "the monitoring endpoints are served at the root only"
         return table
     }()
 }

@@ -16,9 +16,10 @@ final class Monitor: @unchecked Sendable {
     private let requestCounts = Mutex<[String: Int]>([:])
     unowned(unsafe) var broker: Broker?
 
-    /// Creates the HTTP server (nothing is bound until ``start()``).
-    init(host: String, port: Int) {
-        var router = HTTPRouter()
+    /// Creates the HTTP server (nothing is bound until ``start()``); with `basePath` (`http_base_path`)
+    /// every endpoint is served under it, as 2.9.10 does (`/mon/varz`, the index at `/mon`).
+    init(host: String, port: Int, basePath: String? = nil) {
+        var router = BasePathRouter(base: basePath ?? "")
         let box = MonitorBox()
         router.get("/varz") { _ in
             guard let monitor = box.monitor else { throw HTTPError(.serviceUnavailable, "shutting down") }
@@ -66,7 +67,7 @@ final class Monitor: @unchecked Sendable {
             return HTTPResponse(status: .ok, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"],
                                 body: Array(text.utf8))
         }
-        http = HTTPServer(host: host, port: port, router: router)
+        http = HTTPServer(host: host, port: port, router: router.routes)
         box.set(self)
     }
 
@@ -140,6 +141,30 @@ private final class MonitorBox: Sendable {
     func set(_ monitor: Monitor) { reference.withLock { $0.monitor = monitor } }
 }
 
+/// Registers routes under a base path joined as Go's `path.Join` does (`mon` + `/varz` is `/mon/varz`,
+/// `/` is the base itself).
+private struct BasePathRouter {
+    var routes = HTTPRouter()
+    let base: String
+
+    init(base: String) { self.base = base }
+
+    mutating func get(_ path: String, _ handler: @escaping HTTPHandler) {
+        routes.get(Self.clean(base + "/" + path), handler)
+    }
+
+    /// Go's `path.Clean` of an absolute path: no empty or `.` segments, `..` removes the one before.
+    static func clean(_ path: String) -> String {
+        var kept: [Substring] = []
+        for segment in path.split(separator: "/") {
+            if segment == "." { continue }
+            if segment == ".." { _ = kept.popLast(); continue }
+            kept.append(segment)
+        }
+        return "/" + kept.joined(separator: "/")
+    }
+}
+
 extension Broker {
     /// The /varz document: 2.9.10's fields, in its order, with its types.
     func varzJSON(httpRequests: [(String, Int)]) -> String {
@@ -160,7 +185,7 @@ extension Broker {
         json.add("ping_max", options.maxPingsOut)
         json.add("http_host", options.httpHost ?? options.host)
         json.add("http_port", monitoringPort ?? 0)
-        json.add("http_base_path", "")
+        json.add("http_base_path", options.httpBasePath ?? "")
         json.add("https_port", 0)
         json.add("auth_timeout", options.authTimeout.seconds)
         json.add("max_control_line", options.maxControlLine)

@@ -17,6 +17,8 @@ public struct Options: Sendable, Equatable {
     public var httpPort: Int?
     /// Address for the monitoring listener; `nil` means the client ``host``.
     public var httpHost: String?
+    /// `http_base_path`: the path the monitoring endpoints are served under; /varz reports it as written.
+    public var httpBasePath: String?
     /// Directory for the `<exe>_<pid>.ports` file (`--ports_file_dir`). Written by the executable.
     public var portsFileDir: String?
 

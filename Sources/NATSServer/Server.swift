@@ -269,7 +269,8 @@ final class Broker: Sendable {
         acceptor = Acceptor()
 
         if let httpPort = options.httpPort, httpPort != 0 {
-            monitor = Monitor(host: options.httpHost ?? options.host, port: httpPort < 0 ? 0 : httpPort)
+            monitor = Monitor(host: options.httpHost ?? options.host, port: httpPort < 0 ? 0 : httpPort,
+                              basePath: options.httpBasePath)
         } else {
             monitor = nil
         }
@@ -530,6 +531,17 @@ final class Broker: Sendable {
         }
         if fresh.httpHost != old.httpHost {
             throw refuse("HTTPHost", old.httpHost ?? "", fresh.httpHost ?? "")
+        }
+        // Settings 2.9.10 cannot reload either (its field names, as it reports them).
+        if fresh.httpBasePath != old.httpBasePath {
+            throw refuse("HTTPBasePath", old.httpBasePath ?? "", fresh.httpBasePath ?? "")
+        }
+        if fresh.maxSubTokens != old.maxSubTokens { throw refuse("MaxSubTokens", "\(old.maxSubTokens)", "\(fresh.maxSubTokens)") }
+        if fresh.noHeaderSupport != old.noHeaderSupport {
+            throw refuse("NoHeaderSupport", "\(old.noHeaderSupport)", "\(fresh.noHeaderSupport)")
+        }
+        if fresh.disableSublistCache != old.disableSublistCache {
+            throw refuse("NoSublistCache", "\(old.disableSublistCache)", "\(fresh.disableSublistCache)")
         }
         if fresh.jetStream != old.jetStream || fresh.storeDirectory != old.storeDirectory
             || fresh.jetStreamDomain != old.jetStreamDomain

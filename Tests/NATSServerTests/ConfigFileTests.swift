@@ -98,7 +98,7 @@ struct ConfigFileTests {
     @Test("a key nats-server knows but this broker does not implement is refused, naming it", arguments: [
         "cluster { name: demo, listen: 127.0.0.1:6222 }", "default_js_domain: {}", "tls { cert_file: x }",
         "accounts { A: {} }", "websocket { port: 1 }", "mqtt { port: 1 }", "leafnodes { port: 1 }",
-        "gateway { name: g }", "operator: x", "resolver: MEMORY", "http_base_path: \"/mon\"", "ws { port: 1 }",
+        "gateway { name: g }", "operator: x", "resolver: MEMORY", "ws { port: 1 }",
     ])
     func unimplementedKeysAreRefused(line: String) throws {
         let error = try #require(configError("port: 1\n" + line))
@@ -159,6 +159,7 @@ struct ConfigFileTests {
 
     @Test func clientAdvertiseAndServerTagsAreReadAs2_9_10ReadsThem() throws {
         let parsed = try options(#"client_advertise: "example.com:5555"\#nserver_tags: ["a:1", " B ", "b", ""]"#)
+        #expect(try options(#"http_base_path: "/mon""#).httpBasePath == "/mon")
         #expect(parsed.clientAdvertise == "example.com:5555")
         #expect(parsed.serverTags == ["a:1", "b"])
         #expect(parsed.advertised(port: 4222) == ("example.com", 5555))

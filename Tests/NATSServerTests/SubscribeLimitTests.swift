@@ -66,6 +66,38 @@ struct SubscribeLimitTests {
         #expect(varz["tags"] as? [String] == ["region:eu"])
     }
 
+    @Test func httpBasePathServesEveryEndpointUnderItAndVarzReportsItAsWritten() async throws {
+        let broker = try TestBroker {
+            $0.httpBasePath = "mon/"
+            $0.httpPort = -1
+        }
+        let port = try #require(broker.server.monitoringPort)
+        let (status, body) = try await httpGet(port: port, path: "/mon/varz")
+        #expect(status == 200)
+        let varz = try #require(try JSONSerialization.jsonObject(with: Data(body)) as? [String: Any])
+        #expect(varz["http_base_path"] as? String == "mon/")
+        #expect(try await httpGet(port: port, path: "/varz").status == 404)
+        #expect(try await httpGet(port: port, path: "/mon").status == 200)
+        #expect(try await httpGet(port: port, path: "/mon/connz?sort=x").status == 400)
+    }
+
+    @Test("settings 2.9.10 cannot reload are refused with its words", arguments: [
+        ("MaxSubTokens", "0", "3"), ("NoHeaderSupport", "false", "true"), ("HTTPBasePath", "", "/x"),
+        ("NoSublistCache", "false", "true"),
+    ])
+    func unreloadableSettingsAreRefused(field: String, old: String, new: String) throws {
+        let broker = try TestBroker()
+        var fresh = broker.server.options
+        switch field {
+        case "MaxSubTokens": fresh.maxSubTokens = 3
+        case "NoHeaderSupport": fresh.noHeaderSupport = true
+        case "HTTPBasePath": fresh.httpBasePath = "/x"
+        default: fresh.disableSublistCache = true
+        }
+        let error = #expect(throws: ServerStartError.self) { try broker.server.reload(fresh) }
+        #expect("\(error.map { "\($0)" } ?? "")".contains("config reload not supported for \(field): old=\(old), new=\(new)"))
+    }
+
     @Test func headersStayOnByDefault() throws {
         let broker = try TestBroker()
         let raw = try RawClient(port: broker.port)
