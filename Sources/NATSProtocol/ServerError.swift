@@ -50,6 +50,9 @@ public enum ServerError: Error, Sendable, Hashable {
     case replyPermissionViolation(reply: String)
     /// `maximum subscriptions exceeded`: the SUB is refused. The connection stays open.
     case maxSubscriptionsExceeded
+    /// `Permissions Violation for Subscription to "<subject>", too many tokens`: a SUB subject
+    /// longer than `max_sub_tokens`. The connection stays open.
+    case tooManySubscriptionTokens(subject: String)
 
     /// The exact text between the quotes of `-ERR '...'`.
     public var text: String {
@@ -80,6 +83,8 @@ public enum ServerError: Error, Sendable, Hashable {
         case .replyPermissionViolation(let reply):
             return "Permissions Violation for Publish with Reply of " + Self.goQuoted(reply)
         case .maxSubscriptionsExceeded: return "maximum subscriptions exceeded"
+        case .tooManySubscriptionTokens(let subject):
+            return "Permissions Violation for Subscription to " + Self.goQuoted(subject) + ", too many tokens"
         }
     }
 
@@ -93,7 +98,8 @@ public enum ServerError: Error, Sendable, Hashable {
              .accountAuthenticationExpired, .userAuthenticationRevoked, .connectionThrottling:
             return true
         case .invalidSubject, .invalidPublishSubject, .publishPermissionViolation,
-             .subscriptionPermissionViolation, .replyPermissionViolation, .maxSubscriptionsExceeded:
+             .subscriptionPermissionViolation, .replyPermissionViolation, .maxSubscriptionsExceeded,
+             .tooManySubscriptionTokens:
             return false
         }
     }

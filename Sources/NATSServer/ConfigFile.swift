@@ -1,5 +1,6 @@
 import Formats
 import NATSConfig
+import NATSProtocol
 import NKeys
 
 // The nats.conf keys this broker implements, read into Options. Keys nats-server 2.9.10 knows
@@ -67,10 +68,44 @@ extension Options {
                 maxControlLine = Int(try node.integer(for: entry.key, in: 1...Int64(Int32.max)))
             case "max_pending":
                 maxPending = Int(try node.integer(for: entry.key, in: 1...Int64.max))
-            case "max_connections":
+            case "max_connections", "max_conn":
                 maxConnections = Int(try node.integer(for: entry.key, in: 1...Int64(Int32.max)))
-            case "max_subscriptions":
+            case "max_subscriptions", "max_subs":
                 maxSubscriptions = Int(try node.integer(for: entry.key, in: 0...Int64(Int32.max)))
+            case "max_sub_tokens", "max_subscription_tokens":
+                let tokens = try node.integer(for: entry.key, in: Int64.min...Int64.max)
+                if tokens > 255 { throw ConfigError("\(entry.key) value is too big", at: entry.keyLocation) }
+                if tokens <= 0 { throw ConfigError("\(entry.key) value can not be negative", at: entry.keyLocation) }
+                maxSubTokens = Int(tokens)
+            case "http_base_path":
+                httpBasePath = try node.string(for: entry.key)
+            case "client_advertise":
+                let text = try node.string(for: entry.key)
+                guard Self.advertisement(text, defaultPort: 0) != nil else {
+                    throw ConfigError("invalid client_advertise \"\(text)\": expected host or host:port", at: node.location)
+                }
+                clientAdvertise = text
+            case "server_tags":
+                let tags: [String]
+                if case .string(let one) = node.value { tags = [one] } else { tags = try node.stringList(for: entry.key) }
+                for tag in tags {
+                    let clean = Self.trimmed(tag).lowercased()
+                    if !clean.isEmpty && !serverTags.contains(clean) { serverTags.append(clean) }
+                }
+            case "no_header_support":
+                noHeaderSupport = try node.bool(for: entry.key)
+            case "max_traced_msg_len":
+                maxTracedMessageLength = Int(try node.integer(for: entry.key, in: Int64(Int32.min)...Int64(Int32.max)))
+            case "trace_verbose":
+                // 2.9.10 turns tracing on with it; its extra (system account traffic) does not exist here.
+                trace = try node.bool(for: entry.key)
+            case "disable_sublist_cache", "no_sublist_cache":
+                disableSublistCache = try node.bool(for: entry.key)
+            case "connect_error_reports", "reconnect_error_reports":
+                // Counts of route, gateway and leaf node connect errors between reports: none here.
+                _ = try node.integer(for: entry.key, in: Int64.min...Int64.max)
+            case "syslog", "remote_syslog", "log_size_limit", "logfile_size_limit", "prof_port":
+                try Self.acceptIfOff(node, key: entry.key)
             case "ping_interval":
                 pingInterval = try Self.positive(node.duration(for: entry.key), node, key: entry.key)
             case "ping_max":
@@ -332,18 +367,19 @@ extension Options {
         return result
     }
 
-    /// An empty list means no list at all (2.9.10 reads `[]` as nil: nothing restricted).
+    /// An empty list means no list at all (2.9.10 reads `[]` as nil: nothing restricted). An entry
+    /// is a subject, or a subject and a queue group separated by white space (`"foo v1"`), as
+    /// 2.9.10's `checkPermSubjectArray` accepts them.
     private static func subjects(_ node: ConfigNode, key: String) throws(ConfigError) -> [String]? {
         let list = try node.stringList(for: key)
         if list.isEmpty { return nil }
-        for subject in list {
-            // A queue permission is written "subject queue"; only the subject part must be valid.
-            let subjectPart = subject.split(separator: " ", maxSplits: 1).first.map(String.init) ?? subject
-            if subject.contains(" ") {
-                throw ConfigError("queue permissions (\"\(subject)\") are not implemented by this broker", at: node.location)
+        for subject in list where !isValidSubject(subject) {
+            let fields = SubscribeRules.fields(subject)
+            guard fields.count == 2 else {
+                throw ConfigError("subject \(ServerError.goQuoted(subject)) is not a valid subject", at: node.location)
             }
-            if !isValidSubject(subjectPart) {
-                throw ConfigError("subject \"\(subject)\" is not a valid subject", at: node.location)
+            if !isValidSubject(fields[0]) {
+                throw ConfigError("subject \(ServerError.goQuoted(fields[0])) is not a valid subject", at: node.location)
             }
         }
         return list
@@ -352,7 +388,7 @@ extension Options {
     private static func isValidSubject(_ subject: String) -> Bool {
         let tokens = subject.split(separator: ".", omittingEmptySubsequences: false)
         for (i, token) in tokens.enumerated() {
-            if token.isEmpty || token.contains(where: { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "\n" || $0 == "\u{0C}" }) {
+            if token.isEmpty || token.unicodeScalars.contains(where: { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "\n" || $0 == "\u{0C}" }) {
                 return false
             }
             if token == ">" && i != tokens.count - 1 { return false }
@@ -403,27 +439,38 @@ extension Options {
     /// A duration as Go's `time.Duration.String` prints it (`6s`, `1m30s`, `500ms`), for messages.
     static func goDuration(_ d: Duration) -> String { GoDuration.string(d.nanoseconds) }
 
+    /// Accepts a logging or profiling key set to its off value (`false`, `""`, `0`), which changes
+    /// nothing; refuses any other value, whose effect (syslog, log rotation, a Go profiling port)
+    /// this broker does not have.
+    private static func acceptIfOff(_ node: ConfigNode, key: String) throws(ConfigError) {
+        let off: Bool
+        switch node.value {
+        case .bool(let on): off = !on
+        case .string(let text): off = text.isEmpty
+        case .integer(let number): off = number == 0
+        default: off = false
+        }
+        guard !off else { return }
+        let reason = key.lowercased() == "prof_port"
+            ? "Go's profiling port does not exist here" : "only logfile (without rotation) and standard error are supported"
+        throw ConfigError("\"\(key)\" is a nats-server setting this broker does not implement: \(reason)", at: node.location)
+    }
+
     /// nats-server 2.9.10 top-level keys this broker refuses, with why.
     static let unimplemented: [String: String] = {
         var table: [String: String] = [:]
-        for key in ["cluster", "gateway", "leafnodes", "client_advertise", "no_advertise"] {
+        for key in ["cluster", "gateway", "leafnodes", "leaf"] {
             table[key] = "clustering, gateways and leaf nodes are not supported"
         }
         table["default_js_domain"] = "JetStream domains of other accounts are not supported"
         for key in ["tls", "https", "https_port", "ocsp", "allow_non_tls"] { table[key] = "TLS is not supported" }
-        for key in ["websocket", "mqtt"] { table[key] = "only the NATS client protocol is served" }
-        for key in ["accounts", "operator", "operators", "resolver", "resolver_tls", "resolver_preload", "trusted_keys",
-                    "trusted", "system_account", "no_system_account", "mappings"]
+        for key in ["websocket", "ws", "mqtt"] { table[key] = "only the NATS client protocol is served" }
+        for key in ["accounts", "operator", "operators", "roots", "root", "root_operators", "root_operator", "resolver",
+                    "account_resolver", "accounts_resolver", "resolver_tls", "resolver_preload",
+                    "resolver_pinned_accounts", "trusted_keys", "trusted", "system_account", "system",
+                    "no_system_account", "no_system", "no_sys_acc", "mappings", "maps"]
         {
             table[key] = "multiple accounts and operator (JWT) mode are not supported"
-        }
-        for key in ["syslog", "remote_syslog", "log_size_limit", "trace_verbose", "max_traced_msg_len"] {
-            table[key] = "use logfile, debug and trace"
-        }
-        for key in ["http_base_path", "prof_port", "max_sub_tokens", "no_header_support", "disable_sublist_cache",
-                    "connect_error_reports", "reconnect_error_reports", "server_tags"]
-        {
-            table[key] = "this setting is not implemented"
         }
         return table
     }()

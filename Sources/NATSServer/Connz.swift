@@ -83,7 +83,8 @@ extension WallClock {
 extension ClientConnection {
     /// This connection's monitoring state. Loop thread only.
     func snapshot(now: WallClock, details: Bool, closedReason: CloseReason?) -> ConnectionInfo {
-        let subs = Array(subscriptions.values)
+        // A closing connection's subscriptions have left the table: 2.9.10 still reports them.
+        let subs = closedReason != nil && subscriptions.isEmpty ? subscriptionsAtClose : Array(subscriptions.values)
         let idleNanos = LoopContext.now() &- lastActivity
         let counts = out.withLock { o -> (Int, Int, Int, [Int]) in
             (o.buffer.pendingBytes, o.outMsgs, o.outBytes, details ? subs.map { $0.delivered } : [])
@@ -126,21 +127,27 @@ struct ConnzQuery {
     var cid: UInt64?
     var state = State.open
 
+    /// Reads the arguments in 2.9.10's order (auth, subs, offset, limit, cid, state, then the
+    /// sort), so the first bad one is the one reported, with 2.9.10's words.
     init(_ query: HTTPQuery) throws(MonitorArgumentError) {
-        if let value = query["sort"], !value.isEmpty {
-            guard Self.sortOptions.contains(value) else { throw MonitorArgumentError(message: "invalid sorting option: \(value)") }
-            sort = value
+        _ = try parseBool("auth", query["auth"])
+        if let value = query["subs"], value.lowercased() == "detail" {
+            subs = .detail
+        } else if try parseBool("subs", query["subs"]) {
+            subs = .list
         }
-        if let value = query["subs"] {
-            if value == "detail" { subs = .detail } else { subs = try parseBool("subs", value) ? .list : .none }
+        offset = max(0, try parseInt("offset", query["offset"]) ?? 0)
+        if let limit = try parseInt("limit", query["limit"]), limit > 0 { self.limit = limit }
+        if let value = query["cid"], !value.isEmpty {
+            // ParseUint takes digits only (UInt64.init would also take a `+`).
+            let digits = value.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+            guard digits, let id = UInt64(value) else {
+                throw MonitorArgumentError(message: "Error decoding uint64 for 'cid': strconv.ParseUint: parsing "
+                                           + "\(ServerError.goQuoted(value)): \(digits ? "value out of range" : "invalid syntax")")
+            }
+            if id > 0 { cid = id }
         }
-        offset = try parseCount("offset", query["offset"]) ?? 0
-        if let limit = try parseCount("limit", query["limit"]), limit > 0 { self.limit = limit }
-        if let value = query["cid"] {
-            guard let id = UInt64(value) else { throw MonitorArgumentError(message: "Error decoding uint64 for 'cid': \(value)") }
-            cid = id
-        }
-        if let value = query["state"] {
+        if let value = query["state"], !value.isEmpty {
             switch value.lowercased() {
             case "open": state = .open
             case "closed": state = .closed
@@ -148,28 +155,38 @@ struct ConnzQuery {
             default: throw MonitorArgumentError(message: "Error decoding state for \(value)")
             }
         }
-        if (sort == "stop" || sort == "reason") && state == .open {
+        if let value = query["sort"], !value.isEmpty {
+            guard Self.sortOptions.contains(value) else { throw MonitorArgumentError(message: "invalid sorting option: \(value)") }
+            sort = value
+        }
+        if (sort == "stop" || sort == "reason") && state != .closed {
             throw MonitorArgumentError(message: "sort by \(sort) only valid on closed connections")
         }
     }
 }
 
-/// Go's strconv.ParseBool.
-func parseBool(_ name: String, _ value: String) throws(MonitorArgumentError) -> Bool {
-    switch value {
+/// Go's strconv.ParseBool of a query argument; absent or empty is false.
+func parseBool(_ name: String, _ value: String?) throws(MonitorArgumentError) -> Bool {
+    switch value ?? "" {
+    case "": return false
     case "1", "t", "T", "true", "TRUE", "True": return true
     case "0", "f", "F", "false", "FALSE", "False": return false
-    default: throw MonitorArgumentError(message: "Error decoding boolean for '\(name)': \(value)")
+    default:
+        throw MonitorArgumentError(message: "Error decoding boolean for '\(name)': strconv.ParseBool: parsing "
+                                   + "\(ServerError.goQuoted(value ?? "")): invalid syntax")
     }
 }
 
-/// A non-negative integer argument, nil when absent.
-func parseCount(_ name: String, _ value: String?) throws(MonitorArgumentError) -> Int? {
-    guard let value else { return nil }
-    guard let number = Int(value), number >= 0 else {
-        throw MonitorArgumentError(message: "Error decoding non-negative int for '\(name)': \(value)")
-    }
-    return number
+/// Go's strconv.Atoi of a query argument (a sign allowed); nil when absent or empty.
+func parseInt(_ name: String, _ value: String?) throws(MonitorArgumentError) -> Int? {
+    guard let value, !value.isEmpty else { return nil }
+    if let number = Int(value) { return number }
+    var digits = Substring(value)
+    if digits.first == "+" || digits.first == "-" { digits = digits.dropFirst() }
+    let why = !digits.isEmpty && digits.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") })
+        ? "value out of range" : "invalid syntax"
+    throw MonitorArgumentError(
+        message: "Error decoding int for '\(name)': strconv.Atoi: parsing \(ServerError.goQuoted(value)): \(why)")
 }
 
 /// `rtt` as Go's `Duration.String()` writes it.
@@ -294,13 +311,12 @@ extension Broker {
     /// The /subsz document.
     /// - Throws: ``MonitorArgumentError`` for a bad argument.
     func subszJSON(_ query: HTTPQuery) throws(MonitorArgumentError) -> String {
-        var listed = false
-        if let value = query["subs"] { listed = value == "detail" ? true : try parseBool("subs", value) }
-        let offset = try parseCount("offset", query["offset"]) ?? 0
-        var limit = try parseCount("limit", query["limit"]) ?? 1024
-        if limit == 0 { limit = 1024 }
+        let listed = try parseBool("subs", query["subs"])
+        let offset = max(0, try parseInt("offset", query["offset"]) ?? 0)
+        var limit = try parseInt("limit", query["limit"]) ?? 1024
+        if limit <= 0 { limit = 1024 }
         var test: [UInt8]?
-        if let value = query["test"] {
+        if let value = query["test"], !value.isEmpty {
             let bytes = Array(value.utf8)
             guard bytes.withUnsafeBytes({ Subject.isValidLiteral($0) }) else {
                 throw MonitorArgumentError(message: "invalid test subject, must be valid publish subject: \(value)")
@@ -316,11 +332,11 @@ extension Broker {
             json.add("now", WallClock.now().rfc3339)
         }
         json.add("num_subscriptions", stats.numSubscriptions)
-        json.add("num_cache", stats.numCache)
+        json.add("num_cache", options.disableSublistCache ? 0 : stats.numCache)
         json.add("num_inserts", Int(truncatingIfNeeded: stats.numInserts))
         json.add("num_removes", Int(truncatingIfNeeded: stats.numRemoves))
         json.add("num_matches", Int(truncatingIfNeeded: stats.numMatches))
-        json.add("cache_hit_rate", stats.cacheHitRate)
+        json.add("cache_hit_rate", options.disableSublistCache ? 0 : stats.cacheHitRate)
         json.add("max_fanout", stats.maxFanout)
         json.add("avg_fanout", stats.avgFanout)
         guard listed else { return json.string() }

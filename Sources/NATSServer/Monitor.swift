@@ -16,9 +16,10 @@ final class Monitor: @unchecked Sendable {
     private let requestCounts = Mutex<[String: Int]>([:])
     unowned(unsafe) var broker: Broker?
 
-    /// Creates the HTTP server (nothing is bound until ``start()``).
-    init(host: String, port: Int) {
-        var router = HTTPRouter()
+    /// Creates the HTTP server (nothing is bound until ``start()``); with `basePath` (`http_base_path`)
+    /// every endpoint is served under it, as 2.9.10 does (`/mon/varz`, the index at `/mon`).
+    init(host: String, port: Int, basePath: String? = nil) {
+        var router = BasePathRouter(base: basePath ?? "")
         let box = MonitorBox()
         router.get("/varz") { _ in
             guard let monitor = box.monitor else { throw HTTPError(.serviceUnavailable, "shutting down") }
@@ -66,7 +67,7 @@ final class Monitor: @unchecked Sendable {
             return HTTPResponse(status: .ok, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"],
                                 body: Array(text.utf8))
         }
-        http = HTTPServer(host: host, port: port, router: router)
+        http = HTTPServer(host: host, port: port, router: router.routes)
         box.set(self)
     }
 
@@ -94,17 +95,34 @@ final class Monitor: @unchecked Sendable {
         requestCounts.withLock { $0 }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
     }
 
-    /// Counts the request, then builds the response; a bad argument becomes a 400 with a JSON error.
+    /// Counts the request, then builds the response; a bad argument becomes 2.9.10's 400: the
+    /// message alone as text/plain. Both carry a `Date`, as Go's HTTP server adds one.
     private static func serve(_ box: MonitorBox, _ path: String,
                               _ build: (Broker) throws(MonitorArgumentError) -> HTTPResponse) throws -> HTTPResponse {
         guard let monitor = box.monitor else { throw HTTPError(.serviceUnavailable, "shutting down") }
         monitor.count(path)
         guard let broker = monitor.broker else { throw HTTPError(.serviceUnavailable, "shutting down") }
+        var response: HTTPResponse
         do {
-            return try build(broker)
+            response = try build(broker)
         } catch {
-            return .error(.badRequest, error.message)
+            response = HTTPResponse(status: .badRequest, headers: ["Content-Type": "text/plain; charset=utf-8"],
+                                    body: Array(error.message.utf8))
         }
+        response.headers.replaceOrAdd(name: "Date", value: httpDate())
+        return response
+    }
+
+    /// The current time as an HTTP `Date` (`Mon, 07 Dec 2026 23:25:14 GMT`).
+    static func httpDate() -> String {
+        var now = time(nil)
+        var parts = tm()
+        gmtime_r(&now, &parts)
+        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        return "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(1900 + parts.tm_year) "
+            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
     }
 
     private func varz() -> HTTPResponse {
@@ -123,6 +141,30 @@ private final class MonitorBox: Sendable {
     func set(_ monitor: Monitor) { reference.withLock { $0.monitor = monitor } }
 }
 
+/// Registers routes under a base path joined as Go's `path.Join` does (`mon` + `/varz` is `/mon/varz`,
+/// `/` is the base itself).
+private struct BasePathRouter {
+    var routes = HTTPRouter()
+    let base: String
+
+    init(base: String) { self.base = base }
+
+    mutating func get(_ path: String, _ handler: @escaping HTTPHandler) {
+        routes.get(Self.clean(base + "/" + path), handler)
+    }
+
+    /// Go's `path.Clean` of an absolute path: no empty or `.` segments, `..` removes the one before.
+    static func clean(_ path: String) -> String {
+        var kept: [Substring] = []
+        for segment in path.split(separator: "/") {
+            if segment == "." { continue }
+            if segment == ".." { _ = kept.popLast(); continue }
+            kept.append(segment)
+        }
+        return "/" + kept.joined(separator: "/")
+    }
+}
+
 extension Broker {
     /// The /varz document: 2.9.10's fields, in its order, with its types.
     func varzJSON(httpRequests: [(String, Int)]) -> String {
@@ -134,15 +176,16 @@ extension Broker {
         json.add("version", ServerVersion.compatible)
         json.add("proto", 1)
         json.add("go", ServerVersion.runtime)
-        json.add("host", options.host)
-        json.add("port", port)
+        let advertised = options.advertised(port: port)
+        json.add("host", advertised.host)
+        json.add("port", advertised.port)
         if options.authRequired { json.add("auth_required", true) }
         json.add("max_connections", options.maxConnections)
         json.add("ping_interval", options.pingInterval.nanoseconds)
         json.add("ping_max", options.maxPingsOut)
         json.add("http_host", options.httpHost ?? options.host)
         json.add("http_port", monitoringPort ?? 0)
-        json.add("http_base_path", "")
+        json.add("http_base_path", options.httpBasePath ?? "")
         json.add("https_port", 0)
         json.add("auth_timeout", options.authTimeout.seconds)
         json.add("max_control_line", options.maxControlLine)
@@ -178,6 +221,7 @@ extension Broker {
         for (path, count) in httpRequests { requests.add(path, count) }
         json.add("http_req_stats", object: requests)
         json.add("config_load_time", startTime.rfc3339)
+        if !options.serverTags.isEmpty { json.add("tags", strings: options.serverTags) }
         json.add("system_account", "$SYS")
         json.add("swift_broker_version", ServerVersion.own)
         return json.string()

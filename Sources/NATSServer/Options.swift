@@ -17,6 +17,8 @@ public struct Options: Sendable, Equatable {
     public var httpPort: Int?
     /// Address for the monitoring listener; `nil` means the client ``host``.
     public var httpHost: String?
+    /// `http_base_path`: the path the monitoring endpoints are served under; /varz reports it as written.
+    public var httpBasePath: String?
     /// Directory for the `<exe>_<pid>.ports` file (`--ports_file_dir`). Written by the executable.
     public var portsFileDir: String?
 
@@ -56,6 +58,19 @@ public struct Options: Sendable, Equatable {
     public var maxConnections: Int = 65_536
     /// Largest number of subscriptions per connection; `0` means unlimited.
     public var maxSubscriptions: Int = 0
+    /// `client_advertise`: the `host` or `host:port` INFO and /varz announce instead of the listen
+    /// address (a missing, 0 or -1 port means the one listened on).
+    public var clientAdvertise: String?
+    /// `server_tags`: lower-cased, listed as /varz `tags`.
+    public var serverTags: [String] = []
+    /// `max_sub_tokens`: a SUB subject with more tokens is refused; `0` means unlimited.
+    public var maxSubTokens: Int = 0
+    /// `no_header_support`: INFO says `"headers":false` and no client may send or receive headers.
+    public var noHeaderSupport: Bool = false
+    /// `disable_sublist_cache`: /subsz reports no cache, as 2.9.10 without its match cache does.
+    public var disableSublistCache: Bool = false
+    /// `max_traced_msg_len`: payloads traced longer than this are cut (with `...`); `0` means whole.
+    public var maxTracedMessageLength: Int = 0
     /// Largest number of bytes queued for one client before it is closed as a slow consumer (64MB).
     public var maxPending: Int = 64 * 1024 * 1024
     /// Longest a client may leave queued bytes unread before it is closed as a slow consumer (10s).
@@ -109,6 +124,51 @@ public struct Options: Sendable, Equatable {
     /// Every configured user: `authorization { users }` first, then each account's users.
     public var allUsers: [User] {
         accounts.isEmpty ? users : users + accounts.flatMap(\.users)
+    }
+}
+
+extension Options {
+    /// The host and port clients are told about: ``clientAdvertise`` when set, else the listen
+    /// host and `listening`, the port actually bound.
+    func advertised(port listening: Int) -> (host: String, port: Int) {
+        guard let clientAdvertise, let parsed = Self.advertisement(clientAdvertise, defaultPort: listening) else {
+            return (host, listening)
+        }
+        return parsed
+    }
+
+    /// `host`, `host:port` or `[v6]:port` as 2.9.10's `parseHostPort` reads it; nil when malformed.
+    static func advertisement(_ text: String, defaultPort: Int) -> (host: String, port: Int)? {
+        var host = Substring(text)
+        var portText: Substring?
+        if host.hasPrefix("[") {
+            guard let close = host.firstIndex(of: "]") else { return nil }
+            let rest = host[host.index(after: close)...]
+            host = host[host.index(after: host.startIndex)..<close]
+            if !rest.isEmpty {
+                guard rest.hasPrefix(":") else { return nil }
+                portText = rest.dropFirst()
+            }
+        } else if let colon = host.firstIndex(of: ":") {
+            // Go refuses a second colon outside brackets ("too many colons").
+            if host[host.index(after: colon)...].contains(":") { return nil }
+            portText = host[host.index(after: colon)...]
+            host = host[..<colon]
+        }
+        var port = defaultPort
+        if let portText {
+            guard let number = Int(trimmed(portText)) else { return nil }
+            port = number == 0 || number == -1 ? defaultPort : number
+        }
+        return (trimmed(host), port)
+    }
+
+    /// `text` without leading and trailing white space (Go's `strings.TrimSpace`).
+    static func trimmed<S: StringProtocol>(_ text: S) -> String {
+        let scalars = text.unicodeScalars
+        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
+              let last = scalars.lastIndex(where: { !$0.properties.isWhitespace }) else { return "" }
+        return String(String.UnicodeScalarView(scalars[first...last]))
     }
 }
 

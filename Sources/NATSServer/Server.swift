@@ -263,13 +263,14 @@ final class Broker: Sendable {
         }
         port = listener.port
         current = Mutex(Settings(options: options, info: InfoTemplate(
-            serverID: serverID, serverName: serverName, host: options.host, port: port,
-            authRequired: options.authRequired, maxPayload: options.maxPayload,
-            jetStream: options.jetStream, domain: options.jetStreamDomain)))
+            serverID: serverID, serverName: serverName, host: options.advertised(port: port).host,
+            port: options.advertised(port: port).port, authRequired: options.authRequired, maxPayload: options.maxPayload,
+            jetStream: options.jetStream, domain: options.jetStreamDomain, headers: !options.noHeaderSupport)))
         acceptor = Acceptor()
 
         if let httpPort = options.httpPort, httpPort != 0 {
-            monitor = Monitor(host: options.httpHost ?? options.host, port: httpPort < 0 ? 0 : httpPort)
+            monitor = Monitor(host: options.httpHost ?? options.host, port: httpPort < 0 ? 0 : httpPort,
+                              basePath: options.httpBasePath)
         } else {
             monitor = nil
         }
@@ -468,7 +469,7 @@ final class Broker: Sendable {
 
     /// A connection finished closing. Its loop thread.
     func connectionClosed(_ connection: ClientConnection, reason: CloseReason) {
-        closedConnections.append(connection.snapshot(now: WallClock.now(), details: false, closedReason: reason))
+        closedConnections.append(connection.snapshot(now: WallClock.now(), details: true, closedReason: reason))
         connections.withLock { $0[connection.cid] = nil }
         connectionCount.wrappingAdd(-1, ordering: .relaxed)
         logger.debug("\(connection.logPrefix) - Client connection closed: \(reason.rawValue)")
@@ -533,14 +534,26 @@ final class Broker: Sendable {
         if fresh.httpHost != old.httpHost {
             throw refuse("HTTPHost", old.httpHost ?? "", fresh.httpHost ?? "")
         }
+        // Settings 2.9.10 cannot reload either (its field names, as it reports them).
+        if fresh.httpBasePath != old.httpBasePath {
+            throw refuse("HTTPBasePath", old.httpBasePath ?? "", fresh.httpBasePath ?? "")
+        }
+        if fresh.maxSubTokens != old.maxSubTokens { throw refuse("MaxSubTokens", "\(old.maxSubTokens)", "\(fresh.maxSubTokens)") }
+        if fresh.noHeaderSupport != old.noHeaderSupport {
+            throw refuse("NoHeaderSupport", "\(old.noHeaderSupport)", "\(fresh.noHeaderSupport)")
+        }
+        if fresh.disableSublistCache != old.disableSublistCache {
+            throw refuse("NoSublistCache", "\(old.disableSublistCache)", "\(fresh.disableSublistCache)")
+        }
         if fresh.jetStream != old.jetStream || fresh.storeDirectory != old.storeDirectory
             || fresh.jetStreamDomain != old.jetStreamDomain
         {
             throw refuse("JetStream", old.jetStream ? "enabled" : "disabled", fresh.jetStream ? "enabled" : "disabled")
         }
-        let info = InfoTemplate(serverID: serverID, serverName: serverName, host: fresh.host, port: port,
-                                authRequired: fresh.authRequired, maxPayload: fresh.maxPayload,
-                                jetStream: fresh.jetStream, domain: fresh.jetStreamDomain)
+        let info = InfoTemplate(serverID: serverID, serverName: serverName, host: fresh.advertised(port: port).host,
+                                port: fresh.advertised(port: port).port, authRequired: fresh.authRequired, maxPayload: fresh.maxPayload,
+                                jetStream: fresh.jetStream, domain: fresh.jetStreamDomain,
+                                headers: !fresh.noHeaderSupport)
         current.withLock { $0 = Settings(options: fresh, info: info) }
         let open = connections.withLock { Array($0.values) }
         for connection in open {

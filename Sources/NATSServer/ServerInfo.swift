@@ -11,7 +11,7 @@ struct InfoTemplate: Sendable {
     let domain: [UInt8]
 
     init(serverID: String, serverName: String, host: String, port: Int, authRequired: Bool, maxPayload: Int,
-         jetStream: Bool = false, domain: String = "") {
+         jetStream: Bool = false, domain: String = "", headers: Bool = true) {
         var json = GoJSONObject()
         json.add("server_id", serverID)
         json.add("server_name", serverName)
@@ -20,7 +20,7 @@ struct InfoTemplate: Sendable {
         json.add("go", ServerVersion.runtime)
         json.add("host", host)
         json.add("port", port)
-        json.add("headers", true)
+        json.add("headers", headers)
         if authRequired { json.add("auth_required", true) }
         json.add("max_payload", maxPayload)
         if jetStream { json.add("jetstream", true) }

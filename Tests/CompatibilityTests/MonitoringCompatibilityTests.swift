@@ -183,4 +183,56 @@ struct MonitoringCompatibilityTests {
             #expect(b["http_port"] as? Int == ours.monitorPort)
         }
     }
+    static let badArguments = ["/connz?sort=bogus", "/connz?limit=x", "/connz?limit=99999999999999999999", "/connz?state=weird",
+                               "/connz?sort=stop", "/connz?sort=reason&state=any", "/connz?subs=maybe", "/connz?auth=x",
+                               "/connz?cid=-1", "/connz?cid=+1", "/connz?sort=bogus&offset=y", "/subsz?subs=detail",
+                               "/subsz?test=a.*"]
+
+    @Test("a bad monitoring argument gets 2.9.10's status, content type and text",
+          .enabled(if: Peers.referenceAvailable || Peers.required, "nats-server 2.9.10 is not installed"),
+          arguments: badArguments)
+    func badArgumentMatches(_ path: String) async throws {
+        try await Self.withBothBrokers { reference, ours in
+            let theirs = try HTTPReply.get(port: reference.monitorPort ?? 0, path: path)
+            let mine = try HTTPReply.get(port: ours.monitorPort ?? 0, path: path)
+            #expect(mine.status == theirs.status)
+            #expect(mine.headers["content-type"] == theirs.headers["content-type"])
+            #expect(Set(mine.headers.keys) == Set(theirs.headers.keys), "header names differ")
+            #expect(String(decoding: mine.body, as: UTF8.self) == String(decoding: theirs.body, as: UTF8.self))
+        }
+    }
+
+    @Test("a closed connection keeps its subscription count and lists as 2.9.10 reports them",
+          .enabled(if: Peers.referenceAvailable || Peers.required, "nats-server 2.9.10 is not installed"))
+    func closedConnectionSubscriptionsMatch() async throws {
+        try await Self.withBothBrokers { reference, ours in
+            func closedEntry(_ broker: BrokerProcess, _ query: String) throws -> [String: Any]? {
+                let reply = try HTTPReply.get(port: broker.monitorPort ?? 0, path: "/connz?state=closed" + query)
+                let document = try JSONSerialization.jsonObject(with: Data(reply.body)) as? [String: Any]
+                let list = document?["connections"] as? [[String: Any]] ?? []
+                return list.first { $0["name"] as? String == "closer" }
+            }
+            func summary(_ broker: BrokerProcess) throws -> String {
+                do {  // the client's deinit closes its socket at the end of this scope
+                    let client = try RawClient(port: broker.port)
+                    client.send(Array((#"CONNECT {"verbose":false,"name":"closer"}"# + "\r\nSUB x.y 1\r\nSUB q.z grp 2\r\n"
+                                       + "SUB gone 3\r\nUNSUB 3\r\nSUB w 4\r\nUNSUB 4 5\r\nPUB w 1\r\nh\r\nPING\r\n").utf8))
+                    _ = client.read(timeout: Peers.readTimeout) { String(decoding: $0, as: UTF8.self).contains("PONG") }
+                }
+                let deadline = Date().addingTimeInterval(Peers.readTimeout)
+                var counted: [String: Any]?
+                while counted == nil && Date() < deadline {
+                    counted = try closedEntry(broker, "")
+                    if counted == nil { usleep(20_000) }
+                }
+                let listed = try closedEntry(broker, "&subs=1")?["subscriptions_list"] as? [String] ?? []
+                let detail = try closedEntry(broker, "&subs=detail")?["subscriptions_list_detail"] as? [[String: Any]] ?? []
+                let details = detail.map { "\($0["subject"] ?? "")/\($0["qgroup"] ?? "-")/\($0["sid"] ?? "")/\($0["msgs"] ?? "")" }
+                return "subscriptions \(counted?["subscriptions"] ?? "absent"); list \(listed.sorted()); detail \(details.sorted())"
+            }
+            let mine = try summary(ours), theirs = try summary(reference)
+            #expect(mine == theirs)
+        }
+    }
 }
+

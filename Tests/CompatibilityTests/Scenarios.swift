@@ -85,7 +85,7 @@ struct Scenario: Sendable, CustomTestStringConvertible {
         }
         let name = config.serverName ?? "<server_id>"
         return #"INFO {"server_id":"<server_id>","server_name":"\#(name)","version":"2.9.10","proto":1,"go":"<go>","#
-            + #""host":"<host>","port":<port>,"headers":true,"#
+            + #""host":"<host>","port":<port>,"headers":\#(!config.configLines.contains("no_header_support: true")),"#
             + (authRequired ? #""auth_required":true,"# : "")
             + #""max_payload":\#(maxPayload),"# + (config.jetstream ? #""jetstream":true,"# : "")
             + #""client_id":<client_id>,"client_ip":"<client_ip>""#
@@ -104,6 +104,14 @@ struct Scenario: Sendable, CustomTestStringConvertible {
 private let crlf = "\r\n"
 private let quiet = #"CONNECT {"verbose":false}"# + crlf
 private let quietHeaders = #"CONNECT {"verbose":false,"headers":true}"# + crlf
+private let queueUsers = BrokerConfig(configLines: [
+    "authorization {",
+    "  users = [",
+    #"    {user: q, password: pw, permissions: {subscribe: ["foo", "foo v1", "bar.* v.*", "baz v*", "only  q1"]}}"#,
+    #"    {user: d, password: pw, permissions: {subscribe: {deny: ["dd v1", "both", "both v1", "x.> v2"]}}}"#,
+    "  ]",
+    "}",
+])
 private let noResponders = #"CONNECT {"verbose":false,"headers":true,"no_responders":true}"# + crlf
 private let unknownOp = "-ERR 'Unknown Protocol Operation'\r\n"
 private let authViolation = "-ERR 'Authorization Violation'\r\n"
@@ -597,5 +605,53 @@ enum Scenarios {
                                 + "-ERR 'Permissions Violation for Subscription to \"private.y\"'\r\n"
                                 + "-ERR 'Permissions Violation for Subscription to \"private.y\" using queue \"q\"'\r\n"
                                 + "MSG public.z 3 1\r\nz\r\nPONG\r\n")]),
+        Scenario(name: "config queue permissions: plain and queue allow entries decide plain and queue SUBs",
+                 config: queueUsers,
+                 steps: [.exchange(#"CONNECT {"verbose":false,"user":"q","pass":"pw"}"# + crlf
+                                   + "SUB foo 1\r\nSUB foo v1 2\r\nSUB foo v2 3\r\nSUB only 4\r\nSUB only q1 5\r\nSUB only q2 6\r\n"
+                                   + "SUB bar.x v.1 7\r\nSUB bar.x v.1.2 8\r\nSUB bar.x 9\r\nSUB bar.* v.> 10\r\nSUB baz v* 11\r\nSUB baz vx 12\r\n")],
+                 expect: [.open("-ERR 'Permissions Violation for Subscription to \"foo\" using queue \"v2\"'\r\n"
+                                + "-ERR 'Permissions Violation for Subscription to \"only\"'\r\n"
+                                + "-ERR 'Permissions Violation for Subscription to \"only\" using queue \"q2\"'\r\n"
+                                + "-ERR 'Permissions Violation for Subscription to \"bar.x\" using queue \"v.1.2\"'\r\n"
+                                + "-ERR 'Permissions Violation for Subscription to \"bar.x\"'\r\n"
+                                + "-ERR 'Permissions Violation for Subscription to \"bar.*\" using queue \"v.>\"'\r\n"
+                                + "-ERR 'Permissions Violation for Subscription to \"baz\" using queue \"vx\"'\r\n"
+                                + "PONG\r\n")]),
+        Scenario(name: "config queue permissions: deny queue entries refuse only their queue and override a plain deny",
+                 config: queueUsers,
+                 steps: [.exchange(#"CONNECT {"verbose":false,"user":"d","pass":"pw"}"# + crlf
+                                   + "SUB dd 1\r\nSUB dd v1 2\r\nSUB dd v2 3\r\nSUB both 4\r\nSUB both v1 5\r\nSUB both v2 6\r\n"
+                                   + "SUB x.y v2 7\r\nSUB x.y v3 8\r\nSUB x.> 9\r\n")],
+                 expect: [.open("-ERR 'Permissions Violation for Subscription to \"dd\" using queue \"v1\"'\r\n"
+                                + "-ERR 'Permissions Violation for Subscription to \"both\"'\r\n"
+                                + "-ERR 'Permissions Violation for Subscription to \"both\" using queue \"v1\"'\r\n"
+                                + "-ERR 'Permissions Violation for Subscription to \"x.y\" using queue \"v2\"'\r\n"
+                                + "PONG\r\n")]),
+        Scenario(name: "config queue permissions: an allowed queue group receives, one member per message",
+                 config: queueUsers,
+                 steps: [.exchange(#"CONNECT {"verbose":false,"user":"q","pass":"pw"}"# + crlf + "SUB foo v1 1\r\n", on: 0),
+                         .exchange(#"CONNECT {"verbose":false,"user":"d","pass":"pw"}"# + crlf + "PUB foo 2\r\nhi\r\n", on: 1),
+                         .exchange("", on: 0)],
+                 expect: [.open("PONG\r\nMSG foo 1 2\r\nhi\r\nPONG\r\n"), .open("PONG\r\n")]),
+        Scenario(name: "the queue group _sys_ is refused without any permissions",
+                 steps: [.exchange(quiet + "SUB foo _sys_ 1\r\nSUB foo sys 2\r\n")],
+                 expect: [.open("-ERR 'Permissions Violation for Subscription to \"foo\" using queue \"_sys_\"'\r\nPONG\r\n")]),
+        Scenario(name: "config max_sub_tokens 3: longer SUBs are refused, empty tokens counted, the connection stays",
+                 config: BrokerConfig(configLines: ["max_sub_tokens: 3"]),
+                 steps: [.exchange(quiet + "SUB a.b.c.d 1\r\nSUB a.b.c 2\r\nSUB a.b.c.d q 3\r\nSUB a..b.c 4\r\nSUB a.b.> 5\r\n"
+                                   + "PUB a.b.c 1\r\nx\r\n")],
+                 expect: [.open("-ERR 'Permissions Violation for Subscription to \"a.b.c.d\", too many tokens'\r\n"
+                                + "-ERR 'Permissions Violation for Subscription to \"a.b.c.d\", too many tokens'\r\n"
+                                + "-ERR 'Permissions Violation for Subscription to \"a..b.c\", too many tokens'\r\n"
+                                + "MSG a.b.c 2 1\r\nx\r\nMSG a.b.c 5 1\r\nx\r\nPONG\r\n")], unordered: true),
+        Scenario(name: "config no_header_support: INFO says headers false and HPUB closes as if headers were never asked for",
+                 config: BrokerConfig(configLines: ["no_header_support: true"]),
+                 steps: [.exchange(quietHeaders), .sendExpectingClose("HPUB a 12 14\r\nNATS/1.0\r\n\r\nhi\r\n")],
+                 expect: [.closed("PONG\r\n")]),
+        Scenario(name: "config no_header_support: no_responders in CONNECT is refused for want of headers",
+                 config: BrokerConfig(configLines: ["no_header_support: true"]),
+                 steps: [.sendExpectingClose(#"CONNECT {"verbose":false,"headers":true,"no_responders":true}"# + crlf)],
+                 expect: [.closed("-ERR 'no responders requires headers support'\r\n")]),
     ]
 }

@@ -98,13 +98,81 @@ struct ConfigFileTests {
     @Test("a key nats-server knows but this broker does not implement is refused, naming it", arguments: [
         "cluster { name: demo, listen: 127.0.0.1:6222 }", "default_js_domain: {}", "tls { cert_file: x }",
         "accounts { A: {} }", "websocket { port: 1 }", "mqtt { port: 1 }", "leafnodes { port: 1 }",
-        "gateway { name: g }", "operator: x", "resolver: MEMORY",
+        "gateway { name: g }", "operator: x", "resolver: MEMORY", "ws { port: 1 }",
     ])
     func unimplementedKeysAreRefused(line: String) throws {
         let error = try #require(configError("port: 1\n" + line))
         let key = String(line.prefix { $0 != " " && $0 != ":" })
         #expect(error.location == SourceLocation(file: "nats.conf", line: 2, column: 1))
         #expect(error.message.hasPrefix("\"\(key)\" is a nats-server setting this broker does not implement"))
+    }
+
+    @Test func queuePermissionEntriesAreReadAndBadOnesRefusedWith2_9_10sWords() throws {
+        let parsed = try options(#"authorization { users [ {user: a, password: b, permissions: {"#
+                                 + #"subscribe: {allow: ["foo v1", "bar.*  v.*", "plain"], deny: ["x.> q"]}, publish: ["p v1"]}} ] }"#)
+        let permissions = try #require(parsed.users.first?.permissions)
+        #expect(permissions.subscribe?.allow == ["foo v1", "bar.*  v.*", "plain"])
+        #expect(permissions.subscribe?.deny == ["x.> q"])
+        #expect(permissions.publish?.allow == ["p v1"])
+        func refused(_ entry: String) -> String? {
+            configError(#"authorization { users [ {user: a, password: b, permissions: {subscribe: [""#
+                        + entry + #""]}} ] }"#)?.message
+        }
+        #expect(refused("foo bar baz") == #"subject "foo bar baz" is not a valid subject"#)
+        #expect(refused("a..b v1") == #"subject "a..b" is not a valid subject"#)
+        #expect(refused("a.>.b") == #"subject "a.>.b" is not a valid subject"#)
+    }
+
+    @Test func maxSubTokensIsReadWithItsAliasAndBoundsAs2_9_10() throws {
+        #expect(try options("max_sub_tokens: 3").maxSubTokens == 3)
+        #expect(try options("max_subscription_tokens: 255").maxSubTokens == 255)
+        #expect(configError("max_sub_tokens: 256")?.description == "nats.conf:1:1: max_sub_tokens value is too big")
+        #expect(configError("max_sub_tokens: 0")?.description == "nats.conf:1:1: max_sub_tokens value can not be negative")
+    }
+
+    @Test func settingsWithNothingToDoHereOrAnEffectWeHaveAreAccepted() throws {
+        let parsed = try options("""
+            no_header_support: true
+            max_traced_msg_len: 8
+            trace_verbose: true
+            disable_sublist_cache: true
+            connect_error_reports: 3
+            reconnect_error_reports: 4
+            max_conn: 10
+            max_subs: 5
+            syslog: false
+            remote_syslog: ""
+            log_size_limit: 0
+            prof_port: 0
+            """)
+        #expect(parsed.noHeaderSupport && parsed.trace && parsed.disableSublistCache)
+        #expect(parsed.maxTracedMessageLength == 8)
+        #expect(parsed.maxConnections == 10 && parsed.maxSubscriptions == 5)
+    }
+
+    @Test("a logging or profiling setting we cannot honour is refused unless it is off",
+          arguments: ["syslog: true", #"remote_syslog: "udp://127.0.0.1:514""#, "log_size_limit: 1000", "prof_port: 6060"])
+    func loggingWeCannotHonourIsRefused(line: String) throws {
+        let error = try #require(configError(line))
+        #expect(error.message.contains("does not implement"))
+    }
+
+    @Test func clientAdvertiseAndServerTagsAreReadAs2_9_10ReadsThem() throws {
+        let parsed = try options(#"client_advertise: "example.com:5555"\#nserver_tags: ["a:1", " B ", "b", ""]"#)
+        #expect(try options(#"http_base_path: "/mon""#).httpBasePath == "/mon")
+        #expect(parsed.clientAdvertise == "example.com:5555")
+        #expect(parsed.serverTags == ["a:1", "b"])
+        #expect(parsed.advertised(port: 4222) == ("example.com", 5555))
+        #expect(try options(#"server_tags: "Solo""#).serverTags == ["solo"])
+        #expect(Options.advertisement("h", defaultPort: 4222)! == ("h", 4222))
+        #expect(Options.advertisement("h:0", defaultPort: 4222)! == ("h", 4222))
+        #expect(Options.advertisement("[::1]:7", defaultPort: 4222)! == ("::1", 7))
+        #expect(Options.advertisement("::1", defaultPort: 4222) == nil)
+        #expect(configError(#"client_advertise: "h:port""#)?.message.contains("client_advertise") == true)
+    }
+
+    @Test func noAdvertiseIsNotATopLevelKeyIn2_9_10() throws {
+        #expect(configError("no_advertise: true")?.description == "nats.conf:1:1: unknown field \"no_advertise\"")
     }
 
     @Test func wrongTypesAndRangesNameTheKeyAndLine() throws {

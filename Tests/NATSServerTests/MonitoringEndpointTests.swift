@@ -143,6 +143,7 @@ struct MonitoringEndpointTests {
         #expect(entry["name"] as? String == "leaver")
         #expect(entry["reason"] as? String == "Client Closed")
         #expect(entry["stop"] is String)
+        #expect(entry["subscriptions"] as? Int == 1)
         let open = try await Self.json(port, "/connz")
         #expect(Self.connections(open).count == 1)
         let any = try await Self.json(port, "/connz?state=any&sort=cid")
@@ -237,17 +238,77 @@ struct MonitoringEndpointTests {
         }
     }
 
-    @Test(arguments: ["/connz?sort=bogus", "/connz?limit=-1", "/connz?state=weird", "/connz?subs=maybe",
-                      "/connz?cid=abc", "/connz?offset=x", "/connz?sort=stop", "/subsz?subs=maybe",
-                      "/subsz?limit=-5", "/subsz?subs=1&test=orders.*"])
-    func badArgumentsGet400WithAJSONError(_ path: String) async throws {
+    @Test func aClosedClientKeepsItsSubscriptionsAsListedWhenItClosed() async throws {
+        let (broker, port) = try Self.monitored()
+        let leaving = try broker.connected(#"{"verbose":false,"name":"leaver"}"#)
+        try leaving.send("SUB x.y 1\r\nSUB q.z grp 2\r\nSUB gone 3\r\nUNSUB 3\r\nSUB w 4\r\nUNSUB 4 5\r\nPUB w 1\r\nh\r\n")
+        #expect(try leaving.sync() == ["MSG w 4 1", "h"])
+        _ = Glibc.shutdown(leaving.fd, Int32(SHUT_RDWR))
+        #expect(eventually { broker.server.statistics().connections == 0 })
+
+        let counted = try #require(Self.connections(try await Self.json(port, "/connz?state=closed")).first)
+        #expect(counted["subscriptions"] as? Int == 3)
+        #expect(counted["subscriptions_list"] == nil)
+        let listed = try #require(Self.connections(try await Self.json(port, "/connz?state=closed&subs=1")).first)
+        #expect(Set(listed["subscriptions_list"] as? [String] ?? []) == ["x.y", "q.z", "w"])
+        let detailed = try #require(Self.connections(try await Self.json(port, "/connz?state=closed&subs=detail")).first)
+        let detail = try #require(detailed["subscriptions_list_detail"] as? [[String: Any]])
+        #expect(detail.map { $0["sid"] as? String } == ["1", "2", "4"])
+        #expect(detail[1]["qgroup"] as? String == "grp")
+        #expect(detail[2]["msgs"] as? Int == 1)
+    }
+
+    /// Recorded from nats-server 2.9.10: the argument's error alone, as text/plain, status 400.
+    @Test(arguments: [
+        ("/connz?sort=bogus", "invalid sorting option: bogus"),
+        ("/connz?limit=x", #"Error decoding int for 'limit': strconv.Atoi: parsing "x": invalid syntax"#),
+        ("/connz?limit=99999999999999999999",
+         #"Error decoding int for 'limit': strconv.Atoi: parsing "99999999999999999999": value out of range"#),
+        ("/connz?offset=-1x", #"Error decoding int for 'offset': strconv.Atoi: parsing "-1x": invalid syntax"#),
+        ("/connz?state=weird", "Error decoding state for weird"),
+        ("/connz?sort=stop", "sort by stop only valid on closed connections"),
+        ("/connz?sort=reason&state=any", "sort by reason only valid on closed connections"),
+        ("/connz?subs=maybe", #"Error decoding boolean for 'subs': strconv.ParseBool: parsing "maybe": invalid syntax"#),
+        ("/connz?auth=maybe", #"Error decoding boolean for 'auth': strconv.ParseBool: parsing "maybe": invalid syntax"#),
+        ("/connz?cid=abc", #"Error decoding uint64 for 'cid': strconv.ParseUint: parsing "abc": invalid syntax"#),
+        ("/connz?cid=-1", #"Error decoding uint64 for 'cid': strconv.ParseUint: parsing "-1": invalid syntax"#),
+        ("/connz?sort=bogus&limit=x", #"Error decoding int for 'limit': strconv.Atoi: parsing "x": invalid syntax"#),
+        ("/subsz?subs=detail", #"Error decoding boolean for 'subs': strconv.ParseBool: parsing "detail": invalid syntax"#),
+        ("/subsz?limit=q", #"Error decoding int for 'limit': strconv.Atoi: parsing "q": invalid syntax"#),
+        ("/subsz?subs=1&test=orders.*", "invalid test subject, must be valid publish subject: orders.*"),
+    ])
+    func badArgumentsGet400WithTheErrorAsPlainText(_ path: String, _ message: String) async throws {
         let (broker, port) = try Self.monitored()
         defer { withExtendedLifetime(broker) {} }
-        let (status, body) = try await httpGet(port: port, path: path)
-        #expect(status == 400)
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(body)) as? [String: Any])
-        #expect((json["error"] as? String)?.isEmpty == false)
-        #expect(json["status"] as? Int == 400)
+        // Blocking reads run on a thread of their own: the monitor answers on the concurrency pool.
+        let reply = await withCheckedContinuation { (done: CheckedContinuation<Result<(String?, [String: String], [UInt8]), any Error>, Never>) in
+            Thread {
+                done.resume(returning: Result {
+                    let client = try RawClient(port: port)
+                    try client.send("GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                    let status = try client.readLine(timeout: 20)
+                    var headers: [String: String] = [:]
+                    while let line = try client.readLine(timeout: 20), !line.isEmpty {
+                        let parts = line.split(separator: ":", maxSplits: 1)
+                        headers[parts[0].lowercased()] = parts.count > 1 ? parts[1].trimmingCharacters(in: .whitespaces) : ""
+                    }
+                    let length = headers["content-length"].flatMap { Int($0) } ?? 0
+                    return (status, headers, try client.readBytes(count: length, timeout: 20))
+                })
+            }.start()
+        }
+        let (status, headers, body) = try reply.get()
+        #expect(status == "HTTP/1.1 400 Bad Request", "\(status ?? "nothing")")
+        #expect(headers["content-type"] == "text/plain; charset=utf-8")
+        #expect(headers["date"]?.hasSuffix(" GMT") == true)
+        #expect(String(decoding: body, as: UTF8.self) == message)
+    }
+
+    @Test(arguments: ["/connz?limit=-1&offset=-3", "/connz?subs=DETAIL", "/connz?cid=0", "/subsz?limit=-5", "/connz?sort="])
+    func argumentsTheReferenceAcceptsAreAccepted(_ path: String) async throws {
+        let (broker, port) = try Self.monitored()
+        defer { withExtendedLifetime(broker) {} }
+        _ = try await Self.json(port, path)
     }
 
     @Test func everyEndpointIsCountedInVarzHttpReqStats() async throws {

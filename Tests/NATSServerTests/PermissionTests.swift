@@ -1,3 +1,4 @@
+import Foundation
 import NATSConfig
 import Testing
 
@@ -189,5 +190,112 @@ struct PermissionTests {
         }
         try bob.send(text)
         #expect(try bob.sync() == expected)
+    }
+}
+
+// Queue permissions: subscribe entries "subject queue". Expected answers recorded from
+// nats-server 2.9.10 with the same users and SUBs.
+private let queueConfig = """
+    authorization {
+      users = [
+        {user: mixed, password: pw, permissions: {subscribe: ["foo", "foo v1", "bar.* v.*", "baz v*", "only  q1"]}}
+        {user: denier, password: pw, permissions: {subscribe: {deny: ["dd v1", "both", "both v1", "x.> v2"]}}}
+        {user: alice, password: pw}
+      ]
+    }
+    """
+
+private func queueBroker(logFile: String? = nil) throws -> TestBroker {
+    var parsed = Options()
+    try parsed.apply(ConfigParser.parse(queueConfig, file: "nats.conf", environment: [:]))
+    return try TestBroker {
+        $0.users = parsed.users
+        if let logFile {
+            $0.noLog = false
+            $0.logFile = logFile
+            $0.logTime = false
+        }
+    }
+}
+
+@Suite("queue permissions (\"subject queue\" entries) as nats-server 2.9.10 applies them")
+struct QueuePermissionTests {
+    @Test func anAllowListWithQueueEntriesAdmitsOnlyTheirQueuesForThatSubject() throws {
+        let broker = try queueBroker()
+        let client = try broker.login("mixed", "pw")
+        try client.send("SUB foo 1\r\nSUB foo v1 2\r\nSUB foo v2 3\r\nSUB only 4\r\nSUB only q1 5\r\nSUB only q2 6\r\n")
+        #expect(try client.sync() == [
+            violation(subscribe: "foo", queue: "v2"), violation(subscribe: "only"),
+            violation(subscribe: "only", queue: "q2"),
+        ])
+    }
+
+    @Test func aQueuePatternIsAWildcardOnlyWhenItHasAWildcardToken() throws {
+        let broker = try queueBroker()
+        let client = try broker.login("mixed", "pw")
+        try client.send("SUB bar.x v.1 1\r\nSUB bar.x v.1.2 2\r\nSUB bar.x 3\r\nSUB bar.* v.* 4\r\nSUB bar.* v.> 5\r\n"
+                        + "SUB baz v* 6\r\nSUB baz vx 7\r\n")
+        #expect(try client.sync() == [
+            violation(subscribe: "bar.x", queue: "v.1.2"), violation(subscribe: "bar.x"),
+            violation(subscribe: "bar.*", queue: "v.>"), violation(subscribe: "baz", queue: "vx"),
+        ])
+    }
+
+    @Test func aDenyQueueEntryRefusesOnlyThatQueueAndItsQueueEntriesOverrideAPlainDeny() throws {
+        let broker = try queueBroker()
+        let client = try broker.login("denier", "pw")
+        // `both` is denied plainly, but a queue other than v1 passes (2.9.10 lets the queue
+        // entries decide once one matches the subject).
+        try client.send("SUB dd 1\r\nSUB dd v1 2\r\nSUB dd v2 3\r\nSUB both 4\r\nSUB both v1 5\r\nSUB both v2 6\r\n"
+                        + "SUB x.y v2 7\r\nSUB x.y v3 8\r\n")
+        #expect(try client.sync() == [
+            violation(subscribe: "dd", queue: "v1"), violation(subscribe: "both"),
+            violation(subscribe: "both", queue: "v1"), violation(subscribe: "x.y", queue: "v2"),
+        ])
+    }
+
+    @Test func allowedQueueSubscriptionsReceiveAndAreShared() throws {
+        let broker = try queueBroker()
+        let first = try broker.login("mixed", "pw")
+        let second = try broker.login("mixed", "pw")
+        try first.send("SUB foo v1 1\r\n")
+        try second.send("SUB foo v1 1\r\n")
+        try first.sync()
+        try second.sync()
+        let alice = try broker.login("alice", "pw")
+        try alice.send("PUB foo 1\r\nx\r\n")
+        try alice.sync()
+        let got = try first.sync() + second.sync()
+        #expect(got == ["MSG foo 1 1", "x"])
+    }
+
+    @Test func theQueueSysIsRefusedEvenWithoutPermissions() throws {
+        let broker = try queueBroker()
+        let alice = try broker.login("alice", "pw")
+        try alice.send("SUB foo _sys_ 1\r\nSUB foo sys 2\r\n")
+        #expect(try alice.sync() == [violation(subscribe: "foo", queue: "_sys_")])
+    }
+
+    @Test func violationsAreLoggedWithTheLinesOf2_9_10() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("perm-\(UUID().uuidString).log").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let broker = try queueBroker(logFile: path)
+        let client = try broker.login("mixed", "pw")
+        try client.send("SUB foo v2 7\r\nSUB nope 8\r\nPUB _GR_.a.b 0\r\n\r\n")
+        #expect(try client.sync().count == 3)
+        let expected = [
+            #"Subscription Violation - User "mixed", Subject "foo", Queue: "v2", SID 7"#,
+            #"Subscription Violation - User "mixed", Subject "nope", SID 8"#,
+            #"Publish Violation - User "mixed", Subject "_GR_.a.b""#,
+        ]
+        var lines: [String] = []
+        #expect(eventually {
+            lines = ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n")
+                .filter { $0.contains("Violation") }.map(String.init)
+            return lines.count == 3
+        })
+        for (line, tail) in zip(lines, expected) {
+            #expect(line.contains("[ERR]") && line.hasSuffix(" - " + tail), "\(line)")
+        }
     }
 }

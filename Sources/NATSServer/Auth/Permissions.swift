@@ -5,6 +5,14 @@ import Synchronization
 // matches it. A wildcard SUB subject is matched token by token like a literal, so its `*` and `>`
 // tokens are covered only by `*`/`>` patterns (SUB `public.*` passes `allow: public.>`, SUB `>`
 // does not).
+//
+// A subscribe entry may name a queue group after the subject (`"foo v1"`, `"foo.*  v.*"`). As in
+// 2.9.10: an allow list admits a plain SUB only through its plain entries; a queue SUB passes the
+// plain entries unless some queue entry matches the subject, in which case its queue must match
+// one of those entries' queues. A deny list refuses a plain SUB through its plain entries only; a
+// queue SUB is refused by a matching plain entry unless queue entries match the subject too, in
+// which case only a matching queue refuses it. A queue pattern is matched literally, or as a
+// subject pattern when it holds a `*` or `>` token (`v.*` covers `v.1`, `v*` only `v*`).
 
 /// The allow and deny subject lists of one direction (publish or subscribe).
 public struct SubjectPermission: Sendable, Equatable {
@@ -135,12 +143,22 @@ struct PatternList: Sendable {
         return false
     }
 
+    /// True when every subject `subject` matches, `test` matches too (both may hold wildcards).
+    static func isSubset(_ subject: [UInt8], of test: [UInt8]) -> Bool {
+        func split(_ bytes: [UInt8]) -> [[UInt8]] {
+            bytes.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false).map(Array.init)
+        }
+        return isSubset(split(subject), of: split(test))
+    }
+
     private static func isSubset(_ tokens: [[UInt8]], of test: [[UInt8]]) -> Bool {
         let star: [UInt8] = [UInt8(ascii: "*")], tail: [UInt8] = [UInt8(ascii: ">")]
         for (i, testToken) in test.enumerated() {
-            if i >= tokens.count { return false }
+            // 2.9.10 fails the match on an empty token of either side it reaches.
+            if i >= tokens.count || testToken.isEmpty { return false }
             let token = tokens[i]
             if testToken == tail { return true }
+            if token.isEmpty { return false }
             if testToken == star {
                 if token == tail { return false }
                 continue
@@ -151,12 +169,72 @@ struct PatternList: Sendable {
     }
 }
 
+/// A subscribe allow or deny list split into its plain entries and its queue entries
+/// (`"subject queue"`), as 2.9.10's permission sublists hold them. Immutable.
+struct SubscribeRules: Sendable {
+    let plain: PatternList
+    /// Each queue entry's subject pattern (as a one-entry list) with its queue pattern.
+    let queued: [(subject: PatternList, queue: [UInt8])]
+
+    init(_ entries: [String]) {
+        var plainSubjects: [String] = []
+        var queued: [(subject: PatternList, queue: [UInt8])] = []
+        for entry in entries {
+            let fields = Self.fields(entry)
+            switch fields.count {
+            case 1: plainSubjects.append(fields[0])
+            // 2.9.10 skips an entry with more than two fields (the config check refuses those).
+            case 2: queued.append((PatternList([fields[0]]), Array(fields[1].utf8)))
+            default: continue
+            }
+        }
+        plain = PatternList(plainSubjects)
+        self.queued = queued
+    }
+
+    /// `entry` split at runs of Unicode white space (Go's `strings.Fields`).
+    static func fields(_ entry: String) -> [String] {
+        var fields: [String] = []
+        var current = String.UnicodeScalarView()
+        for scalar in entry.unicodeScalars {
+            if scalar.properties.isWhitespace {
+                if !current.isEmpty { fields.append(String(current)); current = String.UnicodeScalarView() }
+            } else {
+                current.append(scalar)
+            }
+        }
+        if !current.isEmpty { fields.append(String(current)) }
+        return fields
+    }
+
+    /// Whether a plain entry matches `subject`, and the queues of the queue entries that match it.
+    func match(_ subject: UnsafeRawBufferPointer) -> (plain: Bool, queues: [[UInt8]]) {
+        var queues: [[UInt8]] = []
+        for entry in queued where entry.subject.matches(subject) { queues.append(entry.queue) }
+        return (plain.matches(subject), queues)
+    }
+
+    /// 2.9.10's `queueMatches`: `queue` equals one of `queues`, or is covered by one that is a
+    /// wildcard pattern.
+    static func queueMatches(_ queue: UnsafeRawBufferPointer, _ queues: [[UInt8]]) -> Bool {
+        for pattern in queues {
+            if queue.elementsEqual(pattern) { return true }
+            let hasWildcard = pattern.withUnsafeBytes { ConnectionPermissions.hasWildcard($0) }
+            if hasWildcard && PatternList.isSubset(Array(queue), of: pattern) { return true }
+        }
+        return false
+    }
+}
+
 /// Subject checks of one connection. Loop thread only (the publish cache is not locked).
 final class ConnectionPermissions {
     private let publishAllow: PatternList?
     private let publishDeny: PatternList?
-    let subscribeAllow: PatternList?
-    let subscribeDeny: PatternList?
+    private let subscribeAllow: SubscribeRules?
+    private let subscribeDeny: SubscribeRules?
+    /// The deny entries as written, queue entries included: 2.9.10 tests a wildcard SUB against
+    /// these and loads them, unsplit, as the delivery filter.
+    private let subscribeDenyWritten: PatternList?
     /// Shared with this connection's subscriptions when deliveries need checks; `nil` otherwise.
     let delivery: DeliveryGuard?
     /// Whether PUB needs any check at all.
@@ -178,11 +256,12 @@ final class ConnectionPermissions {
         }
         publishAllow = publish?.allow.map(PatternList.init)
         publishDeny = publish?.deny.map(PatternList.init)
-        subscribeAllow = permissions.subscribe?.allow.map(PatternList.init)
-        subscribeDeny = permissions.subscribe?.deny.map(PatternList.init)
+        subscribeAllow = permissions.subscribe?.allow.map(SubscribeRules.init)
+        subscribeDeny = permissions.subscribe?.deny.map(SubscribeRules.init)
+        subscribeDenyWritten = permissions.subscribe?.deny.map(PatternList.init)
         checksPublish = publishAllow != nil || publishDeny != nil
-        if subscribeDeny != nil || permissions.response != nil {
-            delivery = DeliveryGuard(deny: subscribeDeny, response: permissions.response)
+        if subscribeDenyWritten != nil || permissions.response != nil {
+            delivery = DeliveryGuard(deny: subscribeDenyWritten, response: permissions.response)
         } else {
             delivery = nil
         }
@@ -209,21 +288,28 @@ final class ConnectionPermissions {
         return allowed
     }
 
-    /// 2.9.10's `canSubscribe`; loads the delivery deny filter when a wildcard subscription
-    /// covers a denied subject.
-    func canSubscribe(_ subject: UnsafeRawBufferPointer) -> Bool {
-        if let subscribeAllow, !subscribeAllow.matches(subject) { return false }
-        if let subscribeDeny {
-            if subscribeDeny.matches(subject) { return false }
-            if let delivery, !delivery.filtering, Self.hasWildcard(subject),
-               subscribeDeny.anySubset(of: Array(subject)) {
+    /// 2.9.10's `canSubscribe` for a plain SUB (`queue` empty) or a queue SUB; loads the delivery
+    /// deny filter when a wildcard subscription covers a denied subject.
+    func canSubscribe(_ subject: UnsafeRawBufferPointer, queue: UnsafeRawBufferPointer) -> Bool {
+        var allowed = true
+        if let subscribeAllow {
+            let found = subscribeAllow.match(subject)
+            allowed = found.plain
+            if !queue.isEmpty && !found.queues.isEmpty { allowed = SubscribeRules.queueMatches(queue, found.queues) }
+        }
+        if allowed, let subscribeDeny {
+            let found = subscribeDeny.match(subject)
+            allowed = !found.plain
+            if !queue.isEmpty && !found.queues.isEmpty { allowed = !SubscribeRules.queueMatches(queue, found.queues) }
+            if allowed, let delivery, !delivery.filtering, Self.hasWildcard(subject),
+               let subscribeDenyWritten, subscribeDenyWritten.anySubset(of: Array(subject)) {
                 delivery.startFiltering()
             }
         }
-        return true
+        return allowed
     }
 
-    private static func hasWildcard(_ subject: UnsafeRawBufferPointer) -> Bool {
+    static func hasWildcard(_ subject: UnsafeRawBufferPointer) -> Bool {
         var start = 0
         for i in 0...subject.count where i == subject.count || subject[i] == UInt8(ascii: ".") {
             if i - start == 1 && (subject[start] == UInt8(ascii: "*") || subject[start] == UInt8(ascii: ">")) {

@@ -25,6 +25,8 @@ extension ClientConnection {
             closeAfterFlush(.protocolViolation)
             return false
         }
+        // 2.9.10 negotiates headers only when the server supports them.
+        if broker.options.noHeaderSupport { options.headers = false }
         let headers = options.headers
         out.withLock { $0.headers = headers }
 
@@ -104,16 +106,54 @@ extension ClientConnection {
             || hasReservedPrefix(reply, gatewayReplyPrefix)
     }
 
-    /// 2.9.10 refuses the queue group `_sys_` to clients with permissions.
+    /// 2.9.10 refuses the queue group `_sys_` to every client, with or without permissions.
     static func isSystemQueue(_ queue: UnsafeRawBufferPointer) -> Bool {
         queue.elementsEqual("_sys_".utf8)
     }
 
-    /// Sends a permissions -ERR, which keeps the connection open. Error path only (allocates).
+    /// Sends a permissions -ERR, which keeps the connection open, and logs the violation as
+    /// 2.9.10 does (`Publish Violation - User "bob", Subject "x"`). Error path only (allocates).
     func sendPermissionViolation(_ error: ServerError) {
+        sendClientError(error)
+        switch error {
+        case .publishPermissionViolation(let subject):
+            broker.logger.error("\(logPrefix) - Publish Violation - \(authUser), Subject \(ServerError.goQuoted(subject))")
+        case .replyPermissionViolation(let reply):
+            broker.logger.error("\(logPrefix) - Publish Violation - \(authUser), Reply \(ServerError.goQuoted(reply))")
+        default:
+            broker.logger.error("\(logPrefix) - \(error.text)")
+        }
+    }
+
+    /// Refuses a SUB with 2.9.10's -ERR and log line (the connection stays). Error path only.
+    func subscriptionViolation(subject: UnsafeRawBufferPointer, queue: UnsafeRawBufferPointer,
+                               sid: UnsafeRawBufferPointer) {
+        let text = String(decoding: subject, as: UTF8.self)
+        let queueText = queue.isEmpty ? nil : String(decoding: queue, as: UTF8.self)
+        let queuePart = queueText.map { ", Queue: \(ServerError.goQuoted($0))" } ?? ""
+        sendClientError(.subscriptionPermissionViolation(subject: text, queue: queueText))
+        broker.logger.error("\(logPrefix) - Subscription Violation - \(authUser), Subject \(ServerError.goQuoted(text))"
+                            + "\(queuePart), SID \(String(decoding: sid, as: UTF8.self))")
+    }
+
+    /// Writes an -ERR that keeps the connection open.
+    private func sendClientError(_ error: ServerError) {
         if tracing { traceOut("-ERR '\(error.text)'") }
-        broker.logger.error("\(logPrefix) - \(error.text)")
         appendControl(bytes: error.wireLine)
+    }
+
+    /// Who the client authenticated as, as 2.9.10's logs name it (`getAuthUser`).
+    var authUser: String {
+        if !options.nkey.isEmpty { return "Nkey \(ServerError.goQuoted(options.nkey))" }
+        if !options.user.isEmpty { return "User \(ServerError.goQuoted(options.user))" }
+        return "User \"N/A\""
+    }
+
+    /// Tokens of a SUB subject, empty ones included (`a..b` has three).
+    static func tokenCount(_ subject: UnsafeRawBufferPointer) -> Int {
+        var count = 1
+        for byte in subject where byte == Subject.separator { count += 1 }
+        return count
     }
 
     func handleHPub(subject: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
@@ -142,10 +182,16 @@ extension ClientConnection {
     func handleSub(subject: UnsafeRawBufferPointer, queue: UnsafeRawBufferPointer,
                                sid: UnsafeRawBufferPointer) -> Bool {
         activity = true
-        if let permissions, !permissions.canSubscribe(subject) || Self.isSystemQueue(queue) {
-            sendPermissionViolation(.subscriptionPermissionViolation(
-                subject: String(decoding: subject, as: UTF8.self),
-                queue: queue.isEmpty ? nil : String(decoding: queue, as: UTF8.self)))
+        if !(permissions?.canSubscribe(subject, queue: queue) ?? true) || Self.isSystemQueue(queue) {
+            subscriptionViolation(subject: subject, queue: queue, sid: sid)
+            return state == .open
+        }
+        let maxTokens = broker.options.maxSubTokens
+        if maxTokens > 0 && Self.tokenCount(subject) > maxTokens {
+            let text = String(decoding: subject, as: UTF8.self)
+            sendClientError(.tooManySubscriptionTokens(subject: text))
+            broker.logger.error("\(logPrefix) - Subscription Violation Too Many Tokens - \(authUser), Subject "
+                                + "\(ServerError.goQuoted(text)), SID \(String(decoding: sid, as: UTF8.self))")
             return state == .open
         }
         let limit = broker.options.maxSubscriptions

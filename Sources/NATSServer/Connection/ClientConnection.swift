@@ -60,6 +60,9 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     /// The user's permission checks; nil (no check at all) for users without permissions.
     var permissions: ConnectionPermissions?
     var subscriptions: [SidKey: Subscription] = [:]
+    /// The subscriptions held when the connection closed, kept for its /connz?state=closed entry
+    /// (2.9.10 lists them there) until the broker has taken that snapshot.
+    var subscriptionsAtClose: [Subscription] = []
     /// Monitoring (/connz), loop-confined: when it connected, its last read, its inbound counts, the last PING round trip.
     let startTime = WallClock.now()
     var lastActivity: UInt64 = LoopContext.now()
@@ -145,16 +148,18 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         permissions = auth.permissions.map(ConnectionPermissions.init)
         guard let permissions else { return }
         for (key, sub) in subscriptions {
+            // As 2.9.10: kept when a plain SUB of its subject would pass, or a queue SUB with its queue.
             let allowed = sub.subject.withUnsafeBytes { subject in
-                permissions.canSubscribe(subject)
-                    && !(sub.queue ?? []).withUnsafeBytes { Self.isSystemQueue($0) }
+                permissions.canSubscribe(subject, queue: UnsafeRawBufferPointer(start: nil, count: 0))
+                    || (sub.queue ?? []).withUnsafeBytes { queue in
+                        !queue.isEmpty && permissions.canSubscribe(subject, queue: queue)
+                    }
             }
             if allowed { continue }
             remove(sub, key: key)
             let subject = String(decoding: sub.subject, as: UTF8.self)
             let sid = String(decoding: sub.sid, as: UTF8.self)
-            let user = options.user.isEmpty ? "" : " for User \"\(options.user)\""
-            broker.logger.notice("Removed sub \"\(subject)\" (sid \"\(sid)\")\(user) - not authorized")
+            broker.logger.notice("Removed sub \(ServerError.goQuoted(subject)) (sid \(ServerError.goQuoted(sid))) for \(authUser) - not authorized")
             let text = "Permissions Violation for Subscription to \"\(subject)\" (sid \"\(sid)\")"
             if tracing { traceOut("-ERR '\(text)'") }
             appendControl(bytes: Array("-ERR '\(text)'\r\n".utf8))
@@ -222,6 +227,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         context.loop.deregister(fd: fd)
         if closing == .closeNow { IO.close(fd) }
         broker.connectionClosed(self, reason: closingReason)
+        subscriptionsAtClose = []  // each holds this connection: keeping them would be a cycle
     }
 
     /// Sets the readiness this connection waits for. A failed epoll_ctl (ENOMEM) would leave it
@@ -258,6 +264,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
             for sub in all { trie.remove(subject: sub.subject, queue: sub.queue, value: sub) }
         }
         subscriptions.removeAll()
+        subscriptionsAtClose = all
     }
 
     /// Sends `error`; closes after flushing when 2.9.10 closes for it. Loop thread only.
@@ -278,6 +285,14 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
 
     /// Logs a payload received.
     func tracePayload(_ payload: UnsafeRawBufferPointer) {
+        let limit = broker.options.maxTracedMessageLength
+        if limit > 0 && payload.count > limit {
+            // 2.9.10 quotes the first `limit` bytes, then keeps `limit` bytes of the quoted text.
+            let quoted = Array(ServerError.goQuoted(String(decoding: payload.prefix(limit), as: UTF8.self)).utf8)
+            let kept = String(decoding: quoted[1..<min(quoted.count, limit + 1)], as: UTF8.self)
+            broker.logger.trace("\(logPrefix) - \"<<- MSG_PAYLOAD: [\"\(kept)...\"]\"")
+            return
+        }
         broker.logger.trace("\(logPrefix) - \"<<- MSG_PAYLOAD: [\(ServerError.goQuoted(String(decoding: payload, as: UTF8.self)))]\"")
     }
 
