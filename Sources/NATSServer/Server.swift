@@ -210,17 +210,21 @@ final class Broker: Sendable {
     nonisolated(unsafe) private(set) var contexts: [LoopContext]
     /// JetStream, when enabled. Written once in `run()` before any loop thread starts.
     nonisolated(unsafe) private(set) var jetStream: JetStreamBridge?
+    /// The owner of the import routes' subscriptions (never registered with a socket). Written
+    /// once in `run()` before any loop thread starts.
+    nonisolated(unsafe) var importClient: ClientConnection?
     let listener: Listener
     let port: Int
     let startTime: WallClock
     let monitor: Monitor?
 
-    /// Every subscription of every client. One lock; matches are copied out (retained arrays), so
-    /// deliveries run without it.
-    let subscriptions = Mutex(SubjectTrie<Subscription>(cacheLimit: 4096))
-    /// Bumped (under the trie lock) by every insert and remove; loops' match caches compare it.
-    /// Starts at 1: 0 marks an empty cache slot.
-    let trieGeneration = Atomic<UInt64>(1)
+    /// The global account `$G`: every client's when no account is configured, and that of users
+    /// outside any account.
+    let globalAccount: Account
+    /// Every account by name (`$G` and the configured ones), fixed at start.
+    let accounts: [String: Account]
+    /// The accounts in the order /accountz lists them: `$G`, then as configured.
+    let accountList: [Account]
     /// Open connections by cid.
     let connections = Mutex<[UInt64: ClientConnection]>([:])
     let connectionCount = Atomic<Int>(0)
@@ -254,6 +258,14 @@ final class Broker: Sendable {
             throw .eventLoops(error.description)
         }
         contexts = []
+        // JetStream serves `$G` only: with accounts configured it is on for `$G` alone.
+        globalAccount = Account(name: "$G", index: 0, config: nil, jetStreamEnabled: options.jetStream)
+        var list = [globalAccount]
+        for (i, config) in options.accounts.enumerated() {
+            list.append(Account(name: config.name, index: i + 1, config: config, jetStreamEnabled: false))
+        }
+        accountList = list
+        accounts = Dictionary(list.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
 
         let requestedPort = options.port < 0 ? 0 : options.port
         do {
@@ -292,6 +304,7 @@ final class Broker: Sendable {
     func run() throws(ServerStartError) {
         contexts = group.loops.enumerated().map { LoopContext(loop: $1, index: $0, broker: self) }
         for context in contexts { context.installHooks() }
+        installImportRoutes()
         acceptor.broker = self
         do {
             try group.loops[0].register(fd: listener.fd, interest: .readable, handler: acceptor)
@@ -446,23 +459,16 @@ final class Broker: Sendable {
         }
     }
 
-    /// The subscriptions matching `subject`, from the shared trie under its lock (no loop cache:
+    /// The subscriptions of `$G` matching `subject`, from its trie under its lock (no loop cache:
     /// for control paths, not for routing).
     func matchSubscriptions(_ subject: UnsafeRawBufferPointer) -> MatchResult<Subscription> {
-        nonisolated(unsafe) var result = MatchResult<Subscription>()
-        subscriptions.withLock { result = $0.match(subject) }
-        return result
+        globalAccount.match(subject)
     }
 
-    /// Runs `body` on the trie under its lock and invalidates every loop's match cache.
+    /// Runs `body` on `$G`'s trie under its lock and invalidates every loop's cached matches of it.
     @discardableResult
     func mutateSubscriptions<R>(_ body: (inout SubjectTrie<Subscription>) -> R) -> R {
-        nonisolated(unsafe) var result: R?
-        subscriptions.withLock { trie in
-            result = body(&trie)
-            trieGeneration.wrappingAdd(1, ordering: .releasing)
-        }
-        return result!
+        globalAccount.mutate(body)
     }
 
     /// A connection finished closing. Its loop thread.
@@ -536,6 +542,9 @@ final class Broker: Sendable {
         {
             throw refuse("JetStream", old.jetStream ? "enabled" : "disabled", fresh.jetStream ? "enabled" : "disabled")
         }
+        if Self.accountStructure(fresh.accounts) != Self.accountStructure(old.accounts) {
+            throw .invalidOptions("config reload not supported for accounts: their names, exports, imports and jetstream need a restart")
+        }
         let info = InfoTemplate(serverID: serverID, serverName: serverName, host: fresh.host, port: port,
                                 authRequired: fresh.authRequired, maxPayload: fresh.maxPayload,
                                 jetStream: fresh.jetStream, domain: fresh.jetStreamDomain)
@@ -559,7 +568,7 @@ final class Broker: Sendable {
         stats.slowConsumers = slowConsumers.load(ordering: .relaxed)
         stats.connections = connectionCount.load(ordering: .relaxed)
         stats.totalConnections = totalConnections.load(ordering: .relaxed)
-        stats.subscriptions = subscriptions.withLock { $0.count }
+        stats.subscriptions = accountList.reduce(0) { sum, account in sum + account.subscriptions.withLock { $0.count } }
         return stats
     }
 

@@ -58,6 +58,9 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     /// The user's permission checks; nil (no check at all) for users without permissions.
     var permissions: ConnectionPermissions?
     var subscriptions: [SidKey: Subscription] = [:]
+    /// The account whose subjects this connection publishes and subscribes in: `$G` until CONNECT
+    /// authenticates a user of a configured account.
+    @exclusivity(unchecked) var account: Account
     /// Monitoring (/connz), loop-confined: when it connected, its last read, its inbound counts, the last PING round trip.
     let startTime = WallClock.now()
     var lastActivity: UInt64 = LoopContext.now()
@@ -97,6 +100,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         self.logPrefix = "\(peer) - cid:\(cid)"
         self.tracing = broker.logger.traceEnabled
         self.maxPending = broker.options.maxPending
+        account = broker.globalAccount
         let options = broker.options
         parser = ClientParser(maxControlLine: options.maxControlLine, maxPayload: options.maxPayload)
         authenticated = !options.authRequired
@@ -136,6 +140,12 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         guard let auth = broker.authenticate(options, nonce: nil) else {
             let who = options.user.isEmpty ? "" : " - User \"\(options.user)\""
             broker.logger.error("\(logPrefix) - authentication error\(who)")
+            sendError(.authorizationViolation, reason: .authenticationFailure)
+            return
+        }
+        if auth.account != account.name {
+            // A connection's subscriptions live in its account: moving it is closing it.
+            broker.logger.error("\(logPrefix) - authentication error - account changed")
             sendError(.authorizationViolation, reason: .authenticationFailure)
             return
         }
@@ -251,7 +261,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         guard !subscriptions.isEmpty else { return }
         let all = Array(subscriptions.values)
         out.withLock { _ in for sub in all { sub.removed = true } }
-        broker.mutateSubscriptions { trie in
+        account.mutate { trie in
             for sub in all { trie.remove(subject: sub.subject, queue: sub.queue, value: sub) }
         }
         subscriptions.removeAll()
