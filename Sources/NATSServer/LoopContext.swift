@@ -93,6 +93,12 @@ final class LoopContext: @unchecked Sendable {
         return result
     }
 
+    /// ``match(_:in:)`` for an account held without a reference count (a connection's own).
+    @inline(__always)
+    func match(_ subject: UnsafeRawBufferPointer, in account: Unmanaged<Account>) -> MatchResult<Subscription> {
+        account._withUnsafeGuaranteedRef { match(subject, in: $0) }
+    }
+
     /// The subscriptions of the global account matching `subject` (JetStream's deliveries).
     @inline(__always)
     func match(_ subject: UnsafeRawBufferPointer) -> MatchResult<Subscription> {

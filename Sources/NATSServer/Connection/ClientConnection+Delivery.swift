@@ -11,7 +11,7 @@ extension ClientConnection {
     /// Publisher's loop thread only.
     func route(subject: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
                        headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
-        let result = context.match(subject, in: account)
+        let result = context.match(subject, in: accountReference)
         if result.isEmpty {
             // 2.9.10's sublist matches nothing for a subject with an empty token (`foo..x`, `.foo`),
             // and such a publish gets no 503 either. The trie never matches one, so only an empty

@@ -60,7 +60,13 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     var subscriptions: [SidKey: Subscription] = [:]
     /// The account whose subjects this connection publishes and subscribes in: `$G` until CONNECT
     /// authenticates a user of a configured account.
-    @exclusivity(unchecked) var account: Account
+    var account: Account {
+        get { accountReference.takeUnretainedValue() }
+        set { accountReference = Unmanaged.passUnretained(newValue) }
+    }
+    /// ``account`` without reference counting, so routing a message retains nothing: the broker
+    /// keeps every account for its whole life, longer than any connection.
+    @exclusivity(unchecked) var accountReference: Unmanaged<Account>
     /// Monitoring (/connz), loop-confined: when it connected, its last read, its inbound counts, the last PING round trip.
     let startTime = WallClock.now()
     var lastActivity: UInt64 = LoopContext.now()
@@ -100,7 +106,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         self.logPrefix = "\(peer) - cid:\(cid)"
         self.tracing = broker.logger.traceEnabled
         self.maxPending = broker.options.maxPending
-        account = broker.globalAccount
+        accountReference = Unmanaged.passUnretained(broker.globalAccount)
         let options = broker.options
         parser = ClientParser(maxControlLine: options.maxControlLine, maxPayload: options.maxPayload)
         authenticated = !options.authRequired
