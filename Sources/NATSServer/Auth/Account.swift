@@ -136,7 +136,7 @@ final class ResponseMap: Sendable {
             let token = state.order[state.head]
             if let entry = state.entries[token] {
                 // Tokens are in order of creation; a streamed reply answered lately keeps its place.
-                if entry.expires > now && state.entries.count <= capacity { break }
+                if entry.expires > now && state.entries.count < capacity { break }
                 state.entries[token] = nil
             }
             state.head += 1
@@ -187,7 +187,8 @@ extension ClientConnection {
     static let maxImportDepth = 8
 
     /// Carries a message matched by an import route into the other account. Publisher's loop thread.
-    /// - Returns: whether some subscriber of the other account took it.
+    /// - Returns: whether some subscriber of the other account took it (always true for a service
+    ///   import, as 2.9.10 counts it).
     func forward(_ route: ImportRoute, subject: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
                  headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) -> Bool {
         guard context.importDepth < Self.maxImportDepth else { return false }
@@ -201,9 +202,10 @@ extension ClientConnection {
             let mapped = SubjectMapping.map(Array(subject), from: from, to: to)
             let infoHeaders = Self.requestInfoHeaders(headers, account: route.owner.name, rtt: rttNanos)
             guard !reply.isEmpty else {
-                return mapped.withUnsafeBytes { m in
+                _ = mapped.withUnsafeBytes { m in
                     infoHeaders.withUnsafeBytes { h in routeImported(in: exporter, subject: m, reply: reply, headers: h, payload: payload) }
                 }
+                return true
             }
             let newReply = exporter.responses.register(account: route.owner, reply: reply,
                                                        singleton: responseType == .singleton, now: LoopContext.now())
@@ -213,7 +215,8 @@ extension ClientConnection {
                 }
             }
             if !delivered { exporter.responses.remove(newReply) }
-            return delivered
+            // 2.9.10 counts the import itself as a delivery: the requester gets no 503.
+            return true
         case .responses(let owner):
             let end = headers.isEmpty && payload.isEmpty
             guard let entry = owner.responses.resolve(subject, endOfStream: end, now: LoopContext.now()) else { return false }
