@@ -99,10 +99,10 @@ final class LoopContext: @unchecked Sendable {
         account._withUnsafeGuaranteedRef { match(subject, in: $0) }
     }
 
-    /// The subscriptions of the global account matching `subject` (JetStream's deliveries).
+    /// The subscriptions of JetStream's account matching `subject` (JetStream's deliveries).
     @inline(__always)
     func match(_ subject: UnsafeRawBufferPointer) -> MatchResult<Subscription> {
-        match(subject, in: broker.globalAccount)
+        match(subject, in: broker.jetStreamAccount)
     }
 
     /// Receivers on other loops this loop writes to directly per batch; the rest are handed to

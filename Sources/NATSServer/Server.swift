@@ -118,6 +118,9 @@ public final class Server: Sendable {
         if options.password != nil && options.username == nil {
             throw .invalidOptions("a password requires a user")
         }
+        if options.accounts.filter(\.jetStream).count > 1 {
+            throw .invalidOptions("JetStream in more than one account is not supported by this broker")
+        }
     }
 
     /// Applies a changed configuration as 2.9.10's reload does (SIGHUP): logging flags at once;
@@ -225,6 +228,8 @@ final class Broker: Sendable {
     let accounts: [String: Account]
     /// The accounts in the order /accountz lists them: `$G`, then as configured.
     let accountList: [Account]
+    /// The account JetStream serves (see ``Account/jetStreamEnabled``).
+    let jetStreamAccount: Account
     /// Open connections by cid.
     let connections = Mutex<[UInt64: ClientConnection]>([:])
     let connectionCount = Atomic<Int>(0)
@@ -258,14 +263,18 @@ final class Broker: Sendable {
             throw .eventLoops(error.description)
         }
         contexts = []
-        // JetStream serves `$G` only: with accounts configured it is on for `$G` alone.
-        globalAccount = Account(name: "$G", index: 0, config: nil, jetStreamEnabled: options.jetStream)
+        // One account has JetStream: the configured account with a `jetstream` block, else `$G`.
+        let jetStreamName = options.accounts.first(where: \.jetStream)?.name ?? "$G"
+        globalAccount = Account(name: "$G", index: 0, config: nil,
+                                jetStreamEnabled: options.jetStream && jetStreamName == "$G")
         var list = [globalAccount]
         for (i, config) in options.accounts.enumerated() {
-            list.append(Account(name: config.name, index: i + 1, config: config, jetStreamEnabled: false))
+            list.append(Account(name: config.name, index: i + 1, config: config,
+                                jetStreamEnabled: options.jetStream && config.name == jetStreamName))
         }
         accountList = list
         accounts = Dictionary(list.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        jetStreamAccount = accounts[jetStreamName] ?? globalAccount
 
         let requestedPort = options.port < 0 ? 0 : options.port
         do {
@@ -350,7 +359,8 @@ final class Broker: Sendable {
     /// as 2.9.10 does.
     /// - Throws: ``ServerStartError/jetStream(_:)`` or ``ServerStartError/eventLoops(_:)``.
     private func startJetStream() throws(ServerStartError) {
-        let settings = JetStreamSettings(options)
+        var settings = JetStreamSettings(options)
+        settings.engineOptions.account = jetStreamAccount.name
         logger.notice("Starting JetStream")
         let bridge = try JetStreamBridge(broker: self, options: settings.engineOptions)
         try bridge.start()
@@ -459,16 +469,17 @@ final class Broker: Sendable {
         }
     }
 
-    /// The subscriptions of `$G` matching `subject`, from its trie under its lock (no loop cache:
-    /// for control paths, not for routing).
+    /// The subscriptions of JetStream's account matching `subject`, from its trie under its lock
+    /// (no loop cache: for control paths, not for routing).
     func matchSubscriptions(_ subject: UnsafeRawBufferPointer) -> MatchResult<Subscription> {
-        globalAccount.match(subject)
+        jetStreamAccount.match(subject)
     }
 
-    /// Runs `body` on `$G`'s trie under its lock and invalidates every loop's cached matches of it.
+    /// Runs `body` on JetStream's account's trie under its lock and invalidates every loop's cached
+    /// matches of it.
     @discardableResult
     func mutateSubscriptions<R>(_ body: (inout SubjectTrie<Subscription>) -> R) -> R {
-        globalAccount.mutate(body)
+        jetStreamAccount.mutate(body)
     }
 
     /// A connection finished closing. Its loop thread.

@@ -4,6 +4,7 @@
 
 import EventLoop
 import Glibc
+import JetStream
 import NATSProtocol
 import Synchronization
 
@@ -167,6 +168,9 @@ final class ImportRoute: InternalSink {
         case service(exporter: Account, from: [[UInt8]], to: [[UInt8]], responseType: ServiceResponseType)
         /// In an exporting account, on its `_R_.` prefix: carries responses back to the requester.
         case responses(owner: Account)
+        /// In an account without JetStream while JetStream runs, on `$JS.API.>`: answers 2.9.10's
+        /// "JetStream not enabled for account" (10039).
+        case jetStreamDisabled
     }
     let kind: Kind
     /// The account whose subscriptions hold this route (a service import's requesting account).
@@ -217,6 +221,13 @@ extension ClientConnection {
             if !delivered { exporter.responses.remove(newReply) }
             // 2.9.10 counts the import itself as a delivery: the requester gets no 503.
             return true
+        case .jetStreamDisabled:
+            guard !reply.isEmpty, let answer = Self.jetStreamNotEnabled(subject) else { return true }
+            _ = answer.withUnsafeBytes { body in
+                routeImported(in: route.owner, subject: reply, reply: UnsafeRawBufferPointer(start: nil, count: 0),
+                              headers: UnsafeRawBufferPointer(start: nil, count: 0), payload: body)
+            }
+            return true
         case .responses(let owner):
             let end = headers.isEmpty && payload.isEmpty
             guard let entry = owner.responses.resolve(subject, endOfStream: end, now: LoopContext.now()) else { return false }
@@ -224,6 +235,37 @@ extension ClientConnection {
                 routeImported(in: entry.account, subject: $0, reply: reply, headers: headers, payload: payload)
             }
         }
+    }
+
+    /// 2.9.10's answer to a JetStream API request in an account without JetStream, typed after the
+    /// request; nil for a subject that gets none.
+    static func jetStreamNotEnabled(_ subject: UnsafeRawBufferPointer) -> [UInt8]? {
+        let text = String(decoding: subject, as: UTF8.self)
+        guard text.hasPrefix("$JS.API.") else { return nil }
+        let api = text.dropFirst("$JS.API.".count)
+        let kinds: [(String, String, String?)] = [
+            ("INFO", "account_info_response", nil),
+            ("STREAM.CREATE.", "stream_create_response", nil), ("STREAM.UPDATE.", "stream_update_response", nil),
+            ("STREAM.INFO.", "stream_info_response", nil), ("STREAM.DELETE.", "stream_delete_response", nil),
+            ("STREAM.PURGE.", "stream_purge_response", nil), ("STREAM.NAMES", "stream_names_response", "streams"),
+            ("STREAM.LIST", "stream_list_response", "streams"), ("STREAM.MSG.GET.", "stream_msg_get_response", nil),
+            ("STREAM.MSG.DELETE.", "stream_msg_delete_response", nil),
+            ("CONSUMER.CREATE.", "consumer_create_response", nil),
+            ("CONSUMER.DURABLE.CREATE.", "consumer_create_response", nil),
+            ("CONSUMER.INFO.", "consumer_info_response", nil), ("CONSUMER.DELETE.", "consumer_delete_response", nil),
+            ("CONSUMER.NAMES.", "consumer_names_response", "consumers"),
+            ("CONSUMER.LIST.", "consumer_list_response", "consumers"),
+        ]
+        guard let (_, kind, list) = kinds.first(where: { $0.2 == nil ? ($0.0.hasSuffix(".") ? api.hasPrefix($0.0) : api == $0.0)
+                                                                      : api.hasPrefix($0.0) })
+        else { return nil }
+        var body = JetStreamAPIResponse.error(kind, .notEnabledForAccount)
+        if let list {
+            // List answers keep their paging fields, empty, after the error.
+            body.removeLast()
+            body.append(contentsOf: ",\"total\":0,\"offset\":0,\"limit\":0,\"\(list)\":null}".utf8)
+        }
+        return body
     }
 
     /// `headers` with 2.9.10's `Nats-Request-Info: {"acc":"B","rtt":N}` added (a new header block
@@ -275,6 +317,9 @@ extension Broker {
             let sub = Subscription(subject: Array(subject.utf8), queue: nil, sid: Array("\(sid)".utf8), client: client,
                                    importRoute: route)
             account.mutate { $0.insert(subject: sub.subject, queue: nil, value: sub) }
+        }
+        for account in accountList where options.jetStream && !account.jetStreamEnabled {
+            subscribe(account, "$JS.API.>", ImportRoute(.jetStreamDisabled, owner: account))
         }
         for account in configured {
             guard let config = account.config else { continue }
