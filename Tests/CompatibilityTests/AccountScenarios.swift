@@ -20,6 +20,17 @@ private let accountsConfig = BrokerConfig(configLines: [
     "}",
 ])
 
+private var jetStreamAccounts: BrokerConfig {
+    var config = BrokerConfig(configLines: [
+        "accounts {",
+        "  A { users [{user: a, password: a}] }",
+        "  J { users [{user: j, password: j}], jetstream: enabled }",
+        "}",
+    ])
+    config.jetstream = true
+    return config
+}
+
 private func login(_ user: String) -> String {
     #"CONNECT {"verbose":false,"user":"\#(user)","pass":"\#(user)","headers":true,"no_responders":true}"# + "\r\n"
 }
@@ -44,5 +55,11 @@ extension Scenarios {
                  steps: [.exchange(login("b") + "SUB _INBOX.> 1\r\nPUB local.x _INBOX.r1 3\r\nreq\r\n"
                                    + "PUB nothing _INBOX.r2 1\r\nx\r\n")],
                  expect: [.open("HMSG _INBOX.r2 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\nPONG\r\n")]),
+        Scenario(name: "accounts: an account without a jetstream block gets JetStream not enabled for account",
+                 config: jetStreamAccounts,
+                 steps: [.request(login("a") + "SUB _INBOX.> 1\r\nPUB $JS.API.INFO _INBOX.x 0\r\n\r\n"
+                                  + "PUB $JS.API.STREAM.NAMES _INBOX.z 0\r\n\r\n", replies: 2)],
+                 expect: [.open(#"MSG _INBOX.x 1 145\#r\#n{"type":"io.nats.jetstream.api.v1.account_info_response","error":{"code":503,"err_code":10039,"description":"JetStream not enabled for account"}}\#r\#n"#
+                                + #"MSG _INBOX.z 1 191\#r\#n{"type":"io.nats.jetstream.api.v1.stream_names_response","error":{"code":503,"err_code":10039,"description":"JetStream not enabled for account"},"total":0,"offset":0,"limit":0,"streams":null}\#r\#n"#)]),
     ]
 }

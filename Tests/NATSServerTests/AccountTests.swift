@@ -278,4 +278,35 @@ struct AccountTests {
         #expect(subs.map { $0["account"] as? String } == ["A"])
         #expect(subs.first?["subject"] as? String == "s.>")
     }
+
+    @Test func jetStreamServesTheAccountWithAJetStreamBlockAndRefusesTheOthers() throws {
+        let store = FileManager.default.temporaryDirectory.appendingPathComponent("accounts-js-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: store) }
+        let options = try parsed("accounts {\n  A { users [{user: a, password: a}] }\n  J { users [{user: j, password: j}], jetstream: enabled }\n}")
+        let broker = try TestBroker {
+            $0.users = options.users
+            $0.accounts = options.accounts
+            $0.jetStream = true
+            $0.storeDirectory = store
+        }
+        let a = try broker.login("a")
+        try a.send("SUB _INBOX.> 1\r\nPUB $JS.API.INFO _INBOX.x 0\r\n\r\n")
+        #expect(try a.sync() == ["MSG _INBOX.x 1 145",
+                                 #"{"type":"io.nats.jetstream.api.v1.account_info_response","error":{"code":503,"err_code":10039,"description":"JetStream not enabled for account"}}"#])
+        let j = try broker.login("j")
+        let create = #"{"name":"S","subjects":["x"]}"#
+        try j.send("SUB _INBOX.> 1\r\nPUB $JS.API.STREAM.CREATE.S _INBOX.y \(create.utf8.count)\r\n\(create)\r\n")
+        try j.sync()
+        #expect(eventually { FileManager.default.fileExists(atPath: store + "/jetstream/J/streams/S") })
+        #expect(!FileManager.default.fileExists(atPath: store + "/jetstream/$G/streams/S"))
+        // JetStream in two accounts is refused rather than half served.
+        let two = try parsed("accounts {\n  A { jetstream: enabled }\n  B { jetstream: enabled }\n}")
+        var twoOptions = Options()
+        twoOptions.port = 0
+        twoOptions.noLog = true
+        twoOptions.accounts = two.accounts
+        twoOptions.jetStream = true
+        twoOptions.storeDirectory = store
+        #expect(throws: ServerStartError.self) { try Server(options: twoOptions).start() }
+    }
 }
