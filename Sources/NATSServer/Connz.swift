@@ -426,6 +426,19 @@ extension Broker {
             if !config.exports.isEmpty { detail.add("exports", raw: Self.exportsJSON(config.exports)) }
             if !config.imports.isEmpty { detail.add("imports", raw: Self.importsJSON(config.imports)) }
         }
+        if let running {
+            let stats = running.subscriptions.withLock { $0.stats }
+            var sublist = GoJSONObject()
+            sublist.add("num_subscriptions", stats.numSubscriptions)
+            sublist.add("num_cache", stats.numCache)
+            sublist.add("num_inserts", Int(truncatingIfNeeded: stats.numInserts))
+            sublist.add("num_removes", Int(truncatingIfNeeded: stats.numRemoves))
+            sublist.add("num_matches", Int(truncatingIfNeeded: stats.numMatches))
+            sublist.add("cache_hit_rate", stats.cacheHitRate)
+            sublist.add("max_fanout", stats.maxFanout)
+            sublist.add("avg_fanout", stats.avgFanout)
+            detail.add("sublist_stats", object: sublist)
+        }
         json.add("account_detail", object: detail)
         return json.string()
     }
