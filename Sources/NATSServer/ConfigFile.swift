@@ -30,6 +30,7 @@ extension Options {
     /// - Throws: ``ConfigError`` as ``load(configFile:environment:)`` describes.
     public mutating func apply(_ config: ConfigMap) throws(ConfigError) {
         var noAuthUserLocation: SourceLocation?
+        var accountsLocation: SourceLocation?
         for entry in config.settings {
             let key = entry.key.lowercased()
             let node = entry.node
@@ -132,6 +133,17 @@ extension Options {
                 try applyJetStream(node, key: entry.key)
             case "authorization":
                 try applyAuthorization(node.map(for: entry.key))
+            case "accounts":
+                accountsLocation = entry.keyLocation
+                try applyAccounts(node)
+            case "system_account", "system":
+                let name = try node.string(for: entry.key)
+                // 2.9.10's system account is always `$SYS`; naming it is all this broker accepts.
+                guard name == "$SYS" else {
+                    throw ConfigError("\"\(entry.key)\": this broker's system account is always \"$SYS\"", at: node.location)
+                }
+            case "no_system_account", "no_system", "no_sys_acc":
+                _ = try node.bool(for: entry.key)
             case "no_auth_user":
                 noAuthUser = try node.string(for: entry.key)
                 noAuthUserLocation = node.location
@@ -144,7 +156,10 @@ extension Options {
                 throw ConfigError("unknown field \"\(entry.key)\"", at: entry.keyLocation)
             }
         }
-        if let noAuthUser, !users.contains(where: { $0.name == noAuthUser }) {
+        if let accountsLocation {
+            try checkAccounts(at: accountsLocation)
+        }
+        if let noAuthUser, !allUsers.contains(where: { $0.name == noAuthUser && $0.nkey == nil }) {
             throw ConfigError(
                 "no_auth_user: \"\(noAuthUser)\" not present as user in authorization block or account configuration",
                 at: noAuthUserLocation)
@@ -271,7 +286,7 @@ extension Options {
     }
 
     /// One `{user, password, permissions}` or `{nkey, permissions}` map of `users = [...]`.
-    private static func user(_ map: ConfigMap) throws(ConfigError) -> User {
+    static func user(_ map: ConfigMap) throws(ConfigError) -> User {
         var name: String?
         var password = ""
         var permissions: Permissions?
@@ -314,7 +329,7 @@ extension Options {
     }
 
     /// `{publish, subscribe, allow_responses}` (also `pub`, `sub`, `import`, `export`).
-    private static func permissions(_ map: ConfigMap) throws(ConfigError) -> Permissions {
+    static func permissions(_ map: ConfigMap) throws(ConfigError) -> Permissions {
         var result = Permissions()
         for entry in map.settings {
             switch entry.key.lowercased() {
@@ -465,12 +480,12 @@ extension Options {
         table["default_js_domain"] = "JetStream domains of other accounts are not supported"
         for key in ["tls", "https", "https_port", "ocsp", "allow_non_tls"] { table[key] = "TLS is not supported" }
         for key in ["websocket", "ws", "mqtt"] { table[key] = "only the NATS client protocol is served" }
-        for key in ["accounts", "operator", "operators", "roots", "root", "root_operators", "root_operator", "resolver",
+        for key in ["operator", "operators", "roots", "root", "root_operators", "root_operator", "resolver",
                     "account_resolver", "accounts_resolver", "resolver_tls", "resolver_preload",
-                    "resolver_pinned_accounts", "trusted_keys", "trusted", "system_account", "system",
-                    "no_system_account", "no_system", "no_sys_acc", "mappings", "maps"]
+                    "resolver_pinned_accounts", "trusted_keys", "trusted",
+                    "mappings", "maps"]
         {
-            table[key] = "multiple accounts and operator (JWT) mode are not supported"
+            table[key] = "operator (JWT) mode and subject mappings are not supported"
         }
         return table
     }()

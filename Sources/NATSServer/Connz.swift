@@ -36,6 +36,9 @@ struct ConnectionInfo: Sendable {
     var subscriptions: [SubscriptionInfo]
     var stop: WallClock?
     var reason: String?
+    /// The account's name (`$G` for the global account) and the authenticated user, for `auth=true`.
+    var account = "$G"
+    var user = ""
 }
 
 /// The last `capacity` closed connections, oldest first (nats-server keeps 10,000).
@@ -105,7 +108,8 @@ extension ClientConnection {
             lastActivity: now.minus(nanos: idleNanos), rttNanos: rttNanos, pendingBytes: counts.0,
             inMsgs: inMsgs, outMsgs: counts.1, inBytes: inBytes, outBytes: counts.2,
             subscriptionCount: subs.count, name: options.name, lang: options.lang, version: options.version,
-            subscriptions: list, stop: closedReason == nil ? nil : now, reason: closedReason?.rawValue)
+            subscriptions: list, stop: closedReason == nil ? nil : now, reason: closedReason?.rawValue,
+            account: account.name, user: options.user)
     }
 }
 
@@ -126,11 +130,15 @@ struct ConnzQuery {
     var limit = 1024
     var cid: UInt64?
     var state = State.open
+    /// `auth=true`: each connection's user and (outside `$G`) account; `acc` and `user` filter.
+    var auth = false
+    var account: String?
+    var user: String?
 
     /// Reads the arguments in 2.9.10's order (auth, subs, offset, limit, cid, state, then the
     /// sort), so the first bad one is the one reported, with 2.9.10's words.
     init(_ query: HTTPQuery) throws(MonitorArgumentError) {
-        _ = try parseBool("auth", query["auth"])
+        auth = try parseBool("auth", query["auth"])
         if let value = query["subs"], value.lowercased() == "detail" {
             subs = .detail
         } else if try parseBool("subs", query["subs"]) {
@@ -158,6 +166,11 @@ struct ConnzQuery {
         if let value = query["sort"], !value.isEmpty {
             guard Self.sortOptions.contains(value) else { throw MonitorArgumentError(message: "invalid sorting option: \(value)") }
             sort = value
+        }
+        if let value = query["acc"], !value.isEmpty { account = value }
+        if let value = query["user"], !value.isEmpty { user = value }
+        if !auth && (account != nil || user != nil) {
+            throw MonitorArgumentError(message: "filter by user or account only allowed with auth option")
         }
         if (sort == "stop" || sort == "reason") && state != .closed {
             throw MonitorArgumentError(message: "sort by \(sort) only valid on closed connections")
@@ -225,6 +238,8 @@ extension Broker {
         if query.state != .closed { list += openConnections(details: details) }
         if query.state != .open { list += closedConnections.all() }
         if let cid = query.cid { list = list.filter { $0.cid == cid } }
+        if let account = query.account { list = list.filter { $0.account == account } }
+        if let user = query.user { list = list.filter { $0.user == user } }
         let now = WallClock.now()
         list.sort(by: Self.connzOrder(query.sort, now: now))
         let total = list.count
@@ -236,7 +251,7 @@ extension Broker {
         json.add("total", total)
         json.add("offset", query.offset)
         json.add("limit", query.limit)
-        let items = page.map { Self.connectionJSON($0, now: now, subs: query.subs).string() }
+        let items = page.map { Self.connectionJSON($0, now: now, subs: query.subs, auth: query.auth).string() }
         json.add("connections", raw: "[" + items.joined(separator: ",") + "]")
         return json.string()
     }
@@ -261,7 +276,8 @@ extension Broker {
         }
     }
 
-    private static func connectionJSON(_ c: ConnectionInfo, now: WallClock, subs: ConnzQuery.Subs) -> GoJSONObject {
+    private static func connectionJSON(_ c: ConnectionInfo, now: WallClock, subs: ConnzQuery.Subs,
+                                       auth: Bool = false) -> GoJSONObject {
         let end = c.stop ?? now
         var json = GoJSONObject()
         json.add("cid", Int(truncatingIfNeeded: c.cid))
@@ -285,21 +301,25 @@ extension Broker {
         if !c.name.isEmpty { json.add("name", c.name) }
         if !c.lang.isEmpty { json.add("lang", c.lang) }
         if !c.version.isEmpty { json.add("version", c.version) }
+        if auth {
+            if !c.user.isEmpty { json.add("authorized_user", c.user) }
+            if c.account != "$G" { json.add("account", c.account) }
+        }
         if !c.subscriptions.isEmpty {
             switch subs {
             case .none: break
             case .list: json.add("subscriptions_list", strings: c.subscriptions.map(\.subject))
             case .detail:
-                let items = c.subscriptions.map { subscriptionJSON($0, account: false).string() }
+                let items = c.subscriptions.map { subscriptionJSON($0, account: nil).string() }
                 json.add("subscriptions_list_detail", raw: "[" + items.joined(separator: ",") + "]")
             }
         }
         return json
     }
 
-    static func subscriptionJSON(_ s: SubscriptionInfo, account: Bool) -> GoJSONObject {
+    static func subscriptionJSON(_ s: SubscriptionInfo, account: String?) -> GoJSONObject {
         var json = GoJSONObject()
-        if account { json.add("account", "$G") }
+        if let account { json.add("account", account) }
         json.add("subject", s.subject)
         if let queue = s.queue { json.add("qgroup", queue) }
         json.add("sid", s.sid)
@@ -323,9 +343,26 @@ extension Broker {
             }
             test = bytes
         }
-        let (stats, entries) = subscriptions.withLock { trie in
-            (trie.stats, listed ? trie.allSubscriptions().map(\.value) : [])
+        let filter = query["acc"].flatMap { $0.isEmpty ? nil : $0 }
+        var summed: TrieStats?
+        var entries: [(account: String, sub: Subscription)] = []
+        for account in accountList where filter == nil || account.name == filter {
+            let (own, subs) = account.subscriptions.withLock { trie in
+                (trie.stats, listed ? trie.allSubscriptions().map(\.value) : [])
+            }
+            entries += subs.filter { $0.importRoute == nil }.map { (account.name, $0) }
+            if var sum = summed {
+                sum.numSubscriptions += own.numSubscriptions
+                sum.numCache += own.numCache
+                sum.numInserts &+= own.numInserts
+                sum.numRemoves &+= own.numRemoves
+                sum.numMatches &+= own.numMatches
+                summed = sum
+            } else {
+                summed = own
+            }
         }
+        let stats = summed ?? globalAccount.subscriptions.withLock { $0.stats }
         var json = GoJSONObject()
         if listed {
             json.add("server_id", serverID)
@@ -342,19 +379,19 @@ extension Broker {
         guard listed else { return json.string() }
         var matching = entries
         if let test {
-            matching = entries.filter { sub in
+            matching = entries.filter { (_, sub) in
                 sub.subject.withUnsafeBytes { p in test.withUnsafeBytes { s in Subject.matches(pattern: p, subject: s) } }
             }
         }
         let total = matching.count
         let page = offset < total ? Array(matching[offset..<min(total, offset + limit)]) : []
-        let items = page.map { sub -> String in
+        let items = page.map { (account, sub) -> String in
             let msgs = sub.client.out.withLock { _ in sub.delivered }
             let info = SubscriptionInfo(
                 subject: String(decoding: sub.subject, as: UTF8.self),
                 queue: sub.queue.map { String(decoding: $0, as: UTF8.self) },
                 sid: String(decoding: sub.sid, as: UTF8.self), msgs: msgs, cid: sub.client.cid)
-            return Self.subscriptionJSON(info, account: true).string()
+            return Self.subscriptionJSON(info, account: account).string()
         }
         json.add("total", total)
         json.add("offset", offset)
@@ -381,24 +418,89 @@ extension Broker {
         json.add("now", WallClock.now().rfc3339)
         json.add("system_account", "$SYS")
         guard let account = query["acc"], !account.isEmpty else {
-            json.add("accounts", strings: ["$G", "$SYS"])
+            json.add("accounts", strings: accountList.map(\.name) + ["$SYS"])
             return json.string()
         }
-        guard account == "$G" || account == "$SYS" else {
+        let running = accounts[account]
+        guard running != nil || account == "$SYS" else {
             throw MonitorArgumentError(message: "Account \(account) does not exist")
         }
-        let stats = statistics()
         var detail = GoJSONObject()
         detail.add("account_name", account)
         detail.add("update_time", startTime.rfc3339)
         detail.add("expired", false)
         detail.add("complete", true)
-        detail.add("jetstream_enabled", account == "$G" && jetStream != nil)
+        detail.add("jetstream_enabled", (running?.jetStreamEnabled ?? false) && jetStream != nil)
         detail.add("leafnode_connections", 0)
-        detail.add("client_connections", account == "$G" ? stats.connections : 0)
-        detail.add("subscriptions", account == "$G" ? stats.subscriptions : 0)
+        let connected = running == nil ? 0
+            : (accountList.count == 1 ? statistics().connections
+                : openConnections(details: false).filter { $0.account == account }.count)
+        detail.add("client_connections", connected)
+        detail.add("subscriptions", running?.subscriptions.withLock { $0.count } ?? 0)
+        if let config = running?.config {
+            if !config.exports.isEmpty { detail.add("exports", raw: Self.exportsJSON(config.exports)) }
+            if !config.imports.isEmpty { detail.add("imports", raw: Self.importsJSON(config.imports)) }
+        }
+        if let running {
+            let stats = running.subscriptions.withLock { $0.stats }
+            var sublist = GoJSONObject()
+            sublist.add("num_subscriptions", stats.numSubscriptions)
+            sublist.add("num_cache", stats.numCache)
+            sublist.add("num_inserts", Int(truncatingIfNeeded: stats.numInserts))
+            sublist.add("num_removes", Int(truncatingIfNeeded: stats.numRemoves))
+            sublist.add("num_matches", Int(truncatingIfNeeded: stats.numMatches))
+            sublist.add("cache_hit_rate", stats.cacheHitRate)
+            sublist.add("max_fanout", stats.maxFanout)
+            sublist.add("avg_fanout", stats.avgFanout)
+            detail.add("sublist_stats", object: sublist)
+        }
         json.add("account_detail", object: detail)
         return json.string()
+    }
+
+    /// 2.9.10's `ExtExport` list: services first, then streams, each in configuration order.
+    private static func exportsJSON(_ exports: [AccountExport]) -> String {
+        var items: [String] = []
+        for export in exports { if case .service(let type) = export.kind {
+            var json = GoJSONObject()
+            json.add("subject", export.subject)
+            json.add("type", "service")
+            json.add("response_type", type.rawValue)
+            if let accounts = export.accounts, !accounts.isEmpty { json.add("approved_accounts", strings: accounts) }
+            items.append(json.string())
+        } }
+        for export in exports where export.kind == .stream {
+            var json = GoJSONObject()
+            json.add("subject", export.subject)
+            json.add("type", "stream")
+            if let accounts = export.accounts, !accounts.isEmpty { json.add("approved_accounts", strings: accounts) }
+            items.append(json.string())
+        }
+        return "[" + items.joined(separator: ",") + "]"
+    }
+
+    /// 2.9.10's `ExtImport` list: streams first, then services, each in configuration order.
+    private static func importsJSON(_ imports: [AccountImport]) -> String {
+        var items: [String] = []
+        for item in imports.filter({ $0.kind == .stream }) + imports.filter({ $0.kind == .service }) {
+            var json = GoJSONObject()
+            if item.kind == .stream {
+                json.add("subject", item.subject)
+                json.add("account", item.account)
+                if item.localSubject != item.subject { json.add("local_subject", item.localSubject) }
+                json.add("type", "stream")
+            } else {
+                json.add("subject", item.localSubject)
+                json.add("account", item.account)
+                json.add("to", item.subject)
+                json.add("type", "service")
+            }
+            json.add("invalid", false)
+            json.add("share", false)
+            json.add("tracking", false)
+            items.append(json.string())
+        }
+        return "[" + items.joined(separator: ",") + "]"
     }
 
     /// The /metrics document in Prometheus text exposition format 0.0.4.

@@ -34,6 +34,8 @@ final class LoopContext: @unchecked Sendable {
     @exclusivity(unchecked) var batch = BatchCounters()
     @exclusivity(unchecked) private var cache: LocalMatchCache
     @exclusivity(unchecked) private var randomState: UInt64
+    /// How many import routes the message being routed has gone through (a cycle stops).
+    @exclusivity(unchecked) var importDepth = 0
 
     /// Where a whole small MSG/HMSG frame is assembled before one copy into the receiver's buffer.
     let scratch: UnsafeMutableRawPointer
@@ -73,21 +75,34 @@ final class LoopContext: @unchecked Sendable {
         return Int(truncatingIfNeeded: randomState % UInt64(bound))
     }
 
-    /// The subscriptions matching `subject`: from this loop's cache when no subscription changed
-    /// since it was filled, else from the shared trie (one lock). Loop thread only.
+    /// The subscriptions of `account` matching `subject`: from this loop's cache when no
+    /// subscription of the account changed since it was filled, else from the account's trie (one
+    /// lock). Loop thread only.
     @inline(__always)
-    func match(_ subject: UnsafeRawBufferPointer) -> MatchResult<Subscription> {
-        let generation = broker.trieGeneration.load(ordering: .acquiring)
-        let hash = LocalMatchCache.hash(subject)
-        if let hit = cache.lookup(subject, hash: hash, generation: generation) { return hit }
+    func match(_ subject: UnsafeRawBufferPointer, in account: Account) -> MatchResult<Subscription> {
+        let generation = account.generation.load(ordering: .acquiring)
+        let hash = LocalMatchCache.hash(subject, account: account.index)
+        if let hit = cache.lookup(subject, hash: hash, generation: generation, account: account.index) { return hit }
         nonisolated(unsafe) var result = MatchResult<Subscription>()
         var filledAt: UInt64 = 0
-        broker.subscriptions.withLock { trie in
+        account.subscriptions.withLock { trie in
             result = trie.match(subject)
-            filledAt = broker.trieGeneration.load(ordering: .relaxed)
+            filledAt = account.generation.load(ordering: .relaxed)
         }
-        cache.store(subject, hash: hash, generation: filledAt, result: result)
+        cache.store(subject, hash: hash, generation: filledAt, result: result, account: account.index)
         return result
+    }
+
+    /// ``match(_:in:)`` for an account held without a reference count (a connection's own).
+    @inline(__always)
+    func match(_ subject: UnsafeRawBufferPointer, in account: Unmanaged<Account>) -> MatchResult<Subscription> {
+        account._withUnsafeGuaranteedRef { match(subject, in: $0) }
+    }
+
+    /// The subscriptions of JetStream's account matching `subject` (JetStream's deliveries).
+    @inline(__always)
+    func match(_ subject: UnsafeRawBufferPointer) -> MatchResult<Subscription> {
+        match(subject, in: broker.jetStreamAccount)
     }
 
     /// Receivers on other loops this loop writes to directly per batch; the rest are handed to
@@ -155,6 +170,8 @@ struct LocalMatchCache {
         var hash: UInt64 = 0
         /// 0 marks an empty slot (generations start at 1).
         var generation: UInt64 = 0
+        /// The account's index (``Account/index``): equal subjects of two accounts are two entries.
+        var account = 0
         var key: [UInt8] = []
         var result = MatchResult<Subscription>()
     }
@@ -174,9 +191,9 @@ struct LocalMatchCache {
 
     /// A 64-bit hash of the subject, 8 bytes per step (multiply-xorshift), then a final mix.
     @inline(__always)
-    static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+    static func hash(_ bytes: UnsafeRawBufferPointer, account: Int = 0) -> UInt64 {
         let n = bytes.count
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ UInt64(truncatingIfNeeded: n)
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ UInt64(truncatingIfNeeded: n) ^ (UInt64(truncatingIfNeeded: account) &<< 32)
         guard let base = bytes.baseAddress else { return h }
         var i = 0
         while i &+ 8 <= n {
@@ -197,9 +214,10 @@ struct LocalMatchCache {
     }
 
     @inline(__always)
-    func lookup(_ subject: UnsafeRawBufferPointer, hash: UInt64, generation: UInt64) -> MatchResult<Subscription>? {
+    func lookup(_ subject: UnsafeRawBufferPointer, hash: UInt64, generation: UInt64,
+                account: Int = 0) -> MatchResult<Subscription>? {
         let index = Int(truncatingIfNeeded: hash) & mask
-        guard holds(subject, hash: hash, at: index) else { return nil }
+        guard holds(subject, hash: hash, account: account, at: index) else { return nil }
         return slots.withUnsafeBufferPointer { all -> MatchResult<Subscription>? in
             let slot = all.baseAddress! + index
             return slot.pointee.generation == generation ? slot.pointee.result : nil
@@ -208,23 +226,24 @@ struct LocalMatchCache {
 
     /// Stores a result that missed, if the subject missed before; else only remembers its hash.
     mutating func store(_ subject: UnsafeRawBufferPointer, hash: UInt64, generation: UInt64,
-                        result: MatchResult<Subscription>) {
+                        result: MatchResult<Subscription>, account: Int = 0) {
         let index = Int(truncatingIfNeeded: hash) & mask
-        if holds(subject, hash: hash, at: index) {
+        if holds(subject, hash: hash, account: account, at: index) {
             // Refilled after an invalidation: the key is already there.
             slots[index].generation = generation
             slots[index].result = result
         } else if recentMisses.admit(hash) {
-            slots[index] = Slot(hash: hash, generation: generation, key: Array(subject), result: result)
+            slots[index] = Slot(hash: hash, generation: generation, account: account, key: Array(subject), result: result)
         }
     }
 
-    /// Whether slot `index` holds `subject` (of any generation).
+    /// Whether slot `index` holds `subject` of `account` (of any generation).
     @inline(__always)
-    private func holds(_ subject: UnsafeRawBufferPointer, hash: UInt64, at index: Int) -> Bool {
+    private func holds(_ subject: UnsafeRawBufferPointer, hash: UInt64, account: Int, at index: Int) -> Bool {
         slots.withUnsafeBufferPointer { all -> Bool in
             let slot = all.baseAddress! + index
-            guard slot.pointee.hash == hash, slot.pointee.key.count == subject.count else { return false }
+            guard slot.pointee.hash == hash, slot.pointee.account == account,
+                  slot.pointee.key.count == subject.count else { return false }
             return slot.pointee.key.withUnsafeBytes { key in
                 subject.count == 0 || memcmp(key.baseAddress!, subject.baseAddress!, subject.count) == 0
             }

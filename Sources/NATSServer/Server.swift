@@ -118,6 +118,9 @@ public final class Server: Sendable {
         if options.password != nil && options.username == nil {
             throw .invalidOptions("a password requires a user")
         }
+        if options.accounts.filter(\.jetStream).count > 1 {
+            throw .invalidOptions("JetStream in more than one account is not supported by this broker")
+        }
     }
 
     /// Applies a changed configuration as 2.9.10's reload does (SIGHUP): logging flags at once;
@@ -210,17 +213,23 @@ final class Broker: Sendable {
     nonisolated(unsafe) private(set) var contexts: [LoopContext]
     /// JetStream, when enabled. Written once in `run()` before any loop thread starts.
     nonisolated(unsafe) private(set) var jetStream: JetStreamBridge?
+    /// The owner of the import routes' subscriptions (never registered with a socket). Written
+    /// once in `run()` before any loop thread starts.
+    nonisolated(unsafe) var importClient: ClientConnection?
     let listener: Listener
     let port: Int
     let startTime: WallClock
     let monitor: Monitor?
 
-    /// Every subscription of every client. One lock; matches are copied out (retained arrays), so
-    /// deliveries run without it.
-    let subscriptions = Mutex(SubjectTrie<Subscription>(cacheLimit: 4096))
-    /// Bumped (under the trie lock) by every insert and remove; loops' match caches compare it.
-    /// Starts at 1: 0 marks an empty cache slot.
-    let trieGeneration = Atomic<UInt64>(1)
+    /// The global account `$G`: every client's when no account is configured, and that of users
+    /// outside any account.
+    let globalAccount: Account
+    /// Every account by name (`$G` and the configured ones), fixed at start.
+    let accounts: [String: Account]
+    /// The accounts in the order /accountz lists them: `$G`, then as configured.
+    let accountList: [Account]
+    /// The account JetStream serves (see ``Account/jetStreamEnabled``).
+    let jetStreamAccount: Account
     /// Open connections by cid.
     let connections = Mutex<[UInt64: ClientConnection]>([:])
     let connectionCount = Atomic<Int>(0)
@@ -254,6 +263,18 @@ final class Broker: Sendable {
             throw .eventLoops(error.description)
         }
         contexts = []
+        // One account has JetStream: the configured account with a `jetstream` block, else `$G`.
+        let jetStreamName = options.accounts.first(where: \.jetStream)?.name ?? "$G"
+        globalAccount = Account(name: "$G", index: 0, config: nil,
+                                jetStreamEnabled: options.jetStream && jetStreamName == "$G")
+        var list = [globalAccount]
+        for (i, config) in options.accounts.enumerated() {
+            list.append(Account(name: config.name, index: i + 1, config: config,
+                                jetStreamEnabled: options.jetStream && config.name == jetStreamName))
+        }
+        accountList = list
+        accounts = Dictionary(list.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        jetStreamAccount = accounts[jetStreamName] ?? globalAccount
 
         let requestedPort = options.port < 0 ? 0 : options.port
         do {
@@ -293,6 +314,7 @@ final class Broker: Sendable {
     func run() throws(ServerStartError) {
         contexts = group.loops.enumerated().map { LoopContext(loop: $1, index: $0, broker: self) }
         for context in contexts { context.installHooks() }
+        installImportRoutes()
         acceptor.broker = self
         do {
             try group.loops[0].register(fd: listener.fd, interest: .readable, handler: acceptor)
@@ -338,7 +360,8 @@ final class Broker: Sendable {
     /// as 2.9.10 does.
     /// - Throws: ``ServerStartError/jetStream(_:)`` or ``ServerStartError/eventLoops(_:)``.
     private func startJetStream() throws(ServerStartError) {
-        let settings = JetStreamSettings(options)
+        var settings = JetStreamSettings(options)
+        settings.engineOptions.account = jetStreamAccount.name
         logger.notice("Starting JetStream")
         let bridge = try JetStreamBridge(broker: self, options: settings.engineOptions)
         try bridge.start()
@@ -448,23 +471,17 @@ final class Broker: Sendable {
         }
     }
 
-    /// The subscriptions matching `subject`, from the shared trie under its lock (no loop cache:
-    /// for control paths, not for routing).
+    /// The subscriptions of JetStream's account matching `subject`, from its trie under its lock
+    /// (no loop cache: for control paths, not for routing).
     func matchSubscriptions(_ subject: UnsafeRawBufferPointer) -> MatchResult<Subscription> {
-        nonisolated(unsafe) var result = MatchResult<Subscription>()
-        subscriptions.withLock { result = $0.match(subject) }
-        return result
+        jetStreamAccount.match(subject)
     }
 
-    /// Runs `body` on the trie under its lock and invalidates every loop's match cache.
+    /// Runs `body` on JetStream's account's trie under its lock and invalidates every loop's cached
+    /// matches of it.
     @discardableResult
     func mutateSubscriptions<R>(_ body: (inout SubjectTrie<Subscription>) -> R) -> R {
-        nonisolated(unsafe) var result: R?
-        subscriptions.withLock { trie in
-            result = body(&trie)
-            trieGeneration.wrappingAdd(1, ordering: .releasing)
-        }
-        return result!
+        jetStreamAccount.mutate(body)
     }
 
     /// A connection finished closing. Its loop thread.
@@ -550,6 +567,9 @@ final class Broker: Sendable {
         {
             throw refuse("JetStream", old.jetStream ? "enabled" : "disabled", fresh.jetStream ? "enabled" : "disabled")
         }
+        if Self.accountStructure(fresh.accounts) != Self.accountStructure(old.accounts) {
+            throw .invalidOptions("config reload not supported for accounts: their names, exports, imports and jetstream need a restart")
+        }
         let info = InfoTemplate(serverID: serverID, serverName: serverName, host: fresh.advertised(port: port).host,
                                 port: fresh.advertised(port: port).port, authRequired: fresh.authRequired, maxPayload: fresh.maxPayload,
                                 jetStream: fresh.jetStream, domain: fresh.jetStreamDomain,
@@ -574,7 +594,7 @@ final class Broker: Sendable {
         stats.slowConsumers = slowConsumers.load(ordering: .relaxed)
         stats.connections = connectionCount.load(ordering: .relaxed)
         stats.totalConnections = totalConnections.load(ordering: .relaxed)
-        stats.subscriptions = subscriptions.withLock { $0.count }
+        stats.subscriptions = accountList.reduce(0) { sum, account in sum + account.subscriptions.withLock { $0.count } }
         return stats
     }
 

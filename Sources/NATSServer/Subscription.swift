@@ -21,6 +21,8 @@ final class Subscription: @unchecked Sendable {
     /// Set for a subscription inside the broker (JetStream's captures): deliveries go to it instead
     /// of `client`'s socket.
     let sink: InternalSink?
+    /// Set (with `sink`) for a subscription carrying messages into another account.
+    let importRoute: ImportRoute?
 
     // Guarded by `client.out`.
     /// Messages delivered so far.
@@ -33,9 +35,10 @@ final class Subscription: @unchecked Sendable {
     var removalRequested = false
 
     init(subject: [UInt8], queue: [UInt8]?, sid: [UInt8], client: ClientConnection, guard: DeliveryGuard? = nil,
-         sink: InternalSink? = nil) {
+         sink: InternalSink? = nil, importRoute: ImportRoute? = nil) {
         self.deliveryGuard = `guard`
-        self.sink = sink
+        self.sink = importRoute ?? sink
+        self.importRoute = importRoute
         self.subject = subject
         self.queue = queue
         self.sid = sid

@@ -80,7 +80,7 @@ struct Scenario: Sendable, CustomTestStringConvertible {
         }
         let authRequired: Bool
         switch config.auth {
-        case .none: authRequired = config.configLines.contains { $0.hasPrefix("authorization") }
+        case .none: authRequired = config.configLines.contains { $0.hasPrefix("authorization") || $0.hasPrefix("accounts") }
         case .user, .token: authRequired = true
         }
         let name = config.serverName ?? "<server_id>"
@@ -123,7 +123,7 @@ private let tokenAuth = BrokerConfig(auth: .token("s3cr3t"))
 enum Scenarios {
     static let all: [Scenario] = basics + parserCorners + signals + errors + headersAndNoResponders + delivery + auth + configured
         + NKeyScenarios.all
-        + jetStream
+        + jetStream + accounts
 
     /// Scenarios our broker can be started for (its capabilities cover the config).
     static var comparable: [Scenario] {

@@ -97,7 +97,7 @@ struct ConfigFileTests {
 
     @Test("a key nats-server knows but this broker does not implement is refused, naming it", arguments: [
         "cluster { name: demo, listen: 127.0.0.1:6222 }", "default_js_domain: {}", "tls { cert_file: x }",
-        "accounts { A: {} }", "websocket { port: 1 }", "mqtt { port: 1 }", "leafnodes { port: 1 }",
+        "mappings { a: b }", "websocket { port: 1 }", "mqtt { port: 1 }", "leafnodes { port: 1 }",
         "gateway { name: g }", "operator: x", "resolver: MEMORY", "ws { port: 1 }",
     ])
     func unimplementedKeysAreRefused(line: String) throws {

@@ -14,6 +14,8 @@ public struct JetStreamOptions: Sendable, Equatable {
     public var syncInterval: Int64
     /// fsync before every PubAck (a documented option beyond 2.9.10).
     public var syncEveryWrite: Bool
+    /// The account whose streams these are: they live under `<storeDirectory>/<account>/streams/`.
+    public var account: String = "$G"
 
     public init(storeDirectory: String, maxMemory: Int64, maxStore: Int64, domain: String = "",
                 syncInterval: Int64 = 120_000_000_000, syncEveryWrite: Bool = false) {
@@ -201,7 +203,7 @@ public final class JetStreamEngine {
         self.consumers = consumers
     }
 
-    var streamsDirectory: String { StreamCatalog.streamsDirectory(options.storeDirectory) }
+    var streamsDirectory: String { StreamCatalog.streamsDirectory(options.storeDirectory, account: options.account) }
 
     var fileOptions: FileStoreOptions {
         FileStoreOptions(syncInterval: options.syncInterval, syncEveryWrite: options.syncEveryWrite)

@@ -12,7 +12,9 @@ enum StreamCatalog {
     static let metaFile = "meta.json"
 
     /// `<storeDirectory>/$G/streams`.
-    static func streamsDirectory(_ storeDirectory: String) -> String { storeDirectory + "/$G/streams" }
+    static func streamsDirectory(_ storeDirectory: String, account: String = "$G") -> String {
+        storeDirectory + "/" + account + "/streams"
+    }
 
     /// `{"created":<ns>,"config":{...}}`: the config as the API writes it, which ``StreamConfig/decode(_:)``
     /// reads back unchanged.

@@ -11,7 +11,7 @@ extension ClientConnection {
     /// Publisher's loop thread only.
     func route(subject: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
                        headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
-        let result = context.match(subject)
+        let result = context.match(subject, in: accountReference)
         if result.isEmpty {
             // 2.9.10's sublist matches nothing for a subject with an empty token (`foo..x`, `.foo`),
             // and such a publish gets no 503 either. The trie never matches one, so only an empty
@@ -20,6 +20,28 @@ extension ClientConnection {
             if !reply.isEmpty && options.noResponders { sendNoResponders(reply: reply) }
             return
         }
+        if !deliverMatches(result, subject: subject, reply: reply, headers: headers, payload: payload)
+            && !reply.isEmpty && options.noResponders
+        {
+            sendNoResponders(reply: reply)
+        }
+    }
+
+    /// Delivers a message that an import route carried into `account`. Publisher's loop thread.
+    /// - Returns: whether some subscriber took it.
+    func routeImported(in account: Account, subject: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
+                       headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) -> Bool {
+        let result = context.match(subject, in: account)
+        if result.isEmpty { return false }
+        return deliverMatches(result, subject: subject, reply: reply, headers: headers, payload: payload)
+    }
+
+    /// Delivers to every plain subscription of `result` and one member of each queue group.
+    /// - Returns: whether any subscriber took it.
+    @inline(__always)
+    func deliverMatches(_ result: MatchResult<Subscription>, subject: UnsafeRawBufferPointer,
+                        reply: UnsafeRawBufferPointer, headers: UnsafeRawBufferPointer,
+                        payload: UnsafeRawBufferPointer) -> Bool {
         var delivered = false
         for sub in result.plain where deliver(sub, subject: subject, reply: reply, headers: headers, payload: payload) {
             delivered = true
@@ -37,9 +59,7 @@ extension ClientConnection {
                 }
             }
         }
-        if !delivered && !reply.isEmpty && options.noResponders {
-            sendNoResponders(reply: reply)
-        }
+        return delivered
     }
 
     /// `emptyReplyField`: see ``MessageFrame/emptyReplyField``.
@@ -48,6 +68,9 @@ extension ClientConnection {
                  headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer,
                  emptyReplyField: Bool = false) -> Bool {
         if let sink = sub.sink {
+            if let route = sub.importRoute {
+                return forward(route, subject: subject, reply: reply, headers: headers, payload: payload)
+            }
             if !sink.receive(subject: subject, reply: reply, headers: headers, payload: payload) {
                 jetStreamBacklogged = true
             }
@@ -188,7 +211,7 @@ extension ClientConnection {
     /// `HMSG <reply> <sid> 16 16\r\nNATS/1.0 503\r\n\r\n\r\n` to the publisher's own subscription
     /// matching the reply subject, if it has one (2.9.10 `subForReply`).
     func sendNoResponders(reply: UnsafeRawBufferPointer) {
-        let result = broker.matchSubscriptions(reply)
+        let result = account.match(reply)
         guard let sub = result.plain.first(where: { $0.client === self }) else { return }
         appendControl { buffer in
             buffer.append(ascii: "HMSG ")

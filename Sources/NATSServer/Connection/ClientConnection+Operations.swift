@@ -38,6 +38,8 @@ extension ClientConnection {
                 return false
             }
             permissions = auth.permissions.map(ConnectionPermissions.init)
+            // Fixed once subscribed: a later CONNECT cannot move live subscriptions.
+            if subscriptions.isEmpty { account = broker.account(named: auth.account) }
         }
         if !options.account.isEmpty || options.newAccount {
             sendError(.authorizationViolation, reason: .authenticationFailure)
@@ -204,7 +206,7 @@ extension ClientConnection {
         if subscriptions[key] == nil {
             let sub = Subscription(subject: Array(subject), queue: queue.isEmpty ? nil : Array(queue),
                                    sid: key.bytes, client: self, guard: permissions?.delivery)
-            let inserted = broker.mutateSubscriptions { trie in
+            let inserted = account.mutate { trie in
                 trie.insert(subject: sub.subject, queue: sub.queue, value: sub)
             }
             guard inserted else {
@@ -236,7 +238,7 @@ extension ClientConnection {
     func remove(_ sub: Subscription, key: SidKey) {
         subscriptions[key] = nil
         out.withLock { _ in sub.removed = true }
-        broker.mutateSubscriptions { trie in
+        account.mutate { trie in
             _ = trie.remove(subject: sub.subject, queue: sub.queue, value: sub)
         }
     }

@@ -63,6 +63,15 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     /// The subscriptions held when the connection closed, kept for its /connz?state=closed entry
     /// (2.9.10 lists them there) until the broker has taken that snapshot.
     var subscriptionsAtClose: [Subscription] = []
+    /// The account whose subjects this connection publishes and subscribes in: `$G` until CONNECT
+    /// authenticates a user of a configured account.
+    var account: Account {
+        get { accountReference.takeUnretainedValue() }
+        set { accountReference = Unmanaged.passUnretained(newValue) }
+    }
+    /// ``account`` without reference counting, so routing a message retains nothing: the broker
+    /// keeps every account for its whole life, longer than any connection.
+    @exclusivity(unchecked) var accountReference: Unmanaged<Account>
     /// Monitoring (/connz), loop-confined: when it connected, its last read, its inbound counts, the last PING round trip.
     let startTime = WallClock.now()
     var lastActivity: UInt64 = LoopContext.now()
@@ -102,6 +111,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         self.logPrefix = "\(peer) - cid:\(cid)"
         self.tracing = broker.logger.traceEnabled
         self.maxPending = broker.options.maxPending
+        accountReference = Unmanaged.passUnretained(broker.globalAccount)
         let options = broker.options
         parser = ClientParser(maxControlLine: options.maxControlLine, maxPayload: options.maxPayload)
         authenticated = !options.authRequired
@@ -142,6 +152,12 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         guard let auth = broker.authenticate(options, nonce: nonce.map { Array($0.utf8) }) else {
             let who = options.user.isEmpty ? "" : " - User \"\(options.user)\""
             broker.logger.error("\(logPrefix) - authentication error\(who)")
+            sendError(.authorizationViolation, reason: .authenticationFailure)
+            return
+        }
+        if auth.account != account.name {
+            // A connection's subscriptions live in its account: moving it is closing it.
+            broker.logger.error("\(logPrefix) - authentication error - account changed")
             sendError(.authorizationViolation, reason: .authenticationFailure)
             return
         }
@@ -260,7 +276,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         guard !subscriptions.isEmpty else { return }
         let all = Array(subscriptions.values)
         out.withLock { _ in for sub in all { sub.removed = true } }
-        broker.mutateSubscriptions { trie in
+        account.mutate { trie in
             for sub in all { trie.remove(subject: sub.subject, queue: sub.queue, value: sub) }
         }
         subscriptions.removeAll()

@@ -69,7 +69,7 @@ extension Broker {
             json.add("bytes", 0)
             return json.string()
         }
-        if let account = query["acc"], !account.isEmpty, account != "$G" {
+        if let account = query["acc"], !account.isEmpty, account != jetStreamAccount.name {
             throw MonitorArgumentError(message: "account \"\(account)\" not found")
         }
         let stats = jetStream.statistics
@@ -83,8 +83,8 @@ extension Broker {
         let consumers = flag("consumers")
         guard flag("accounts") || streams || consumers || query["acc"] != nil else { return json.string() }
         var account = GoJSONObject()
-        account.add("name", "$G")
-        account.add("id", "$G")
+        account.add("name", jetStreamAccount.name)
+        account.add("id", jetStreamAccount.name)
         // 2.9.10 shows the account's unlimited reservations as -1 read as an unsigned number.
         appendFigures(stats, accounts: 0, reserved: String(UInt64.max), to: &account)
         if streams || consumers {

@@ -5,7 +5,7 @@ import JetStream
 
 /// What the engine is started with, derived from ``Options``.
 struct JetStreamSettings {
-    let engineOptions: JetStreamOptions
+    var engineOptions: JetStreamOptions
 
     /// The store is `<store_dir>/jetstream`, or `$TMPDIR/nats/jetstream` without `store_dir`;
     /// memory defaults to 75% of the machine's, storage to 75% of the store disk's free space
