@@ -200,7 +200,7 @@ public enum StandardSettings {
     /// Every standard setting, for ``Configuration/load(_:arguments:environment:workingDirectory:)``
     /// and the README table; a service appends its own.
     public static func all(serviceName: String) -> [AnySetting] {
-        [AnySetting(natsURL), AnySetting(httpPort), AnySetting(dataDirectory), AnySetting(logLevel),
+        [AnySetting(natsURL), AnySetting(natsUser), AnySetting(natsPassword), AnySetting(natsPasswordFile), AnySetting(httpPort), AnySetting(dataDirectory), AnySetting(logLevel),
          AnySetting(jwtSecret), AnySetting(self.serviceName(default: serviceName)), AnySetting(deliveryMode)]
     }
 

@@ -48,6 +48,8 @@ public enum ServiceMain {
         let configuration: Configuration
         do {
             configuration = try Configuration.load(Program.settings, arguments: arguments, environment: environment)
+            // Read once here so that a missing or empty password file stops the start with exit 2.
+            _ = try NATSCredentials.from(configuration)
         } catch {
             FileHandle.standardError.write(Data("\(Program.executableName): \(error)\n".utf8))
             return 2

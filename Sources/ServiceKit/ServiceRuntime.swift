@@ -505,6 +505,13 @@ public final class ServiceRuntime: Sendable {
             .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
         options.name = name
         options.maxReconnectAttempts = nil
+        // ServiceMain has already refused credentials that do not load; a runtime made without it
+        // connects as NATS_URL says when they do not.
+        if let credentials = try? NATSCredentials.from(configuration) {
+            options.user = credentials.user
+            options.password = credentials.password
+            options.inboxPrefix = credentials.inboxPrefix
+        }
         var wait = Duration.milliseconds(100)
         var attempt = 0
         while !Task.isCancelled {

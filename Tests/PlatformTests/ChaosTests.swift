@@ -17,7 +17,8 @@ import Testing
         // Every kind of component is killed once in a seeded order before any is killed twice; a kill
         // every ~2.5 s (plus its recovery) reaches all five within 30 s.
         let result = try await runCommand(tool, ["--duration", "30", "--seed", "15", "--kill-every", "2.5", "--clients", "3",
-                                                 "--users", "4", "--settle", "90", "--bin", bin, "--broker", executable],
+                                                 "--users", "4", "--settle", "90", "--bin", bin, "--broker", executable,
+                                                 "--permissions", Identities.permissionsFile],
                                           timeout: 400)
         let output = result.output
         let tail = "\n" + output.split(separator: "\n").suffix(40).joined(separator: "\n") + "\n" + result.error
@@ -27,6 +28,7 @@ import Testing
         #expect(result.status == 0, "platform-chaos exited with \(result.status) against \(broker):\(tail)")
         #expect(summary["lost"] as? Int == 0, "lost:\(tail)")
         #expect(summary["duplicated"] as? Int == 0, "duplicated:\(tail)")
+        #expect(summary["permission_violations"] as? Int == 0, "a component left its row of the permission matrix:\(tail)")
         #expect((summary["logins_ok"] as? Int ?? 0) > 0, "no login succeeded:\(tail)")
         #expect((summary["jobs_accepted"] as? Int ?? 0) > 0, "no job was accepted:\(tail)")
         #expect(summary["jobs_missing"] as? Int == 0, "jobs without a result:\(tail)")

@@ -6,6 +6,12 @@ import Testing
 /// engine is needed for that), and the Dockerfiles it builds.
 @Suite struct ComposeTests {
     static let services = ["nats"] + Contract.services
+    /// The variable nats-server/permissions.conf takes each identity's password from.
+    static let passwordVariables = [
+        "admin": "NATS_ADMIN_PASSWORD", "auth-service": "AUTH_SERVICE_PASSWORD",
+        "notification-service": "NOTIFICATION_SERVICE_PASSWORD",
+        "data-processing-service": "DATA_PROCESSING_SERVICE_PASSWORD", "analytics-service": "ANALYTICS_SERVICE_PASSWORD",
+    ]
 
     /// `docker-compose -f <file> ... config` (docker-compose.yml unless `files` says otherwise) with
     /// `environment`; nil when docker-compose is absent (a failure when REQUIRE_PEERS=1).
@@ -15,7 +21,9 @@ import Testing
             return nil
         }
         var env = ProcessInfo.processInfo.environment
-        for key in ["JWT_SECRET", "LOG_LEVEL", "SWIFT_IMAGE", "COMPOSE_FILE", "COMPOSE_PROJECT_NAME"] { env[key] = nil }
+        for key in ["JWT_SECRET", "LOG_LEVEL", "SWIFT_IMAGE", "COMPOSE_FILE", "COMPOSE_PROJECT_NAME"] + Array(passwordVariables.values) {
+            env[key] = nil
+        }
         for (key, value) in environment { env[key] = value }
         let result = try await runCommand(compose, files.flatMap { ["-f", $0] } + ["config"], environment: env,
                                           directory: repositoryRoot, timeout: 60)
@@ -79,8 +87,11 @@ import Testing
         let nats = try #require(services["nats"])
         #expect(nats["build"]?["dockerfile"]?.string == "nats-server/Dockerfile")
         #expect(nats["build"]?["args"]?["SWIFT_IMAGE"] == services["auth-service"]?["build"]?["args"]?["SWIFT_IMAGE"])
-        // The broker runs with the repository's nats.conf, mounted read-only.
-        #expect(nats["volumes"]?.items.compactMap(\.string).contains(repositoryRoot + "/nats-server/nats.conf:/etc/nats/nats.conf:ro") == true)
+        // The broker runs with the repository's nats.conf and the permission matrix it includes, mounted read-only.
+        let mounts = nats["volumes"]?.items.compactMap(\.string) ?? []
+        #expect(mounts.contains(repositoryRoot + "/nats-server/nats.conf:/etc/nats/nats.conf:ro"))
+        #expect(mounts.contains(repositoryRoot + "/nats-server/permissions.conf:/etc/nats/permissions.conf:ro"))
+        #expect(try Self.text("nats-server/nats.conf").contains("include ./permissions.conf"))
         #expect(nats["command"]?.items.compactMap(\.string) == ["-c", "/etc/nats/nats.conf"])
         // JetStream's store (nats.conf's store_dir /data) is a named volume of its own, so streams
         // and consumers outlive the container.
@@ -92,19 +103,17 @@ import Testing
 
     @Test func servicesGetTheirSettingsFromTheEnvironmentAndKeepDataInTheirOwnVolume() async throws {
         guard let config = try await Self.config(), let services = config["services"] else { return }
-        let natsConf = try Self.text("nats-server/nats.conf")
+        let broker = services["nats"]?["environment"]
         var volumes: Set<String> = []
         for name in Contract.services {
             let environment = try #require(services[name]?["environment"], "\(name): no environment")
             let url = try #require(environment["NATS_URL"]?.string)
-            #expect(url.hasPrefix("nats://") && url.hasSuffix("@nats:4222") || url == "nats://nats:4222", "\(name): NATS_URL \(url)")
-            // The broker's config requires a user: the URL must carry the credentials nats.conf declares.
-            if natsConf.contains("authorization") {
-                let credentials = url.dropFirst("nats://".count).split(separator: "@").first.map(String.init) ?? ""
-                let parts = credentials.split(separator: ":", maxSplits: 1).map(String.init)
-                #expect(parts.count == 2 && natsConf.contains("user: \(parts[0])") && natsConf.contains("password: \"\(parts[1])\""),
-                        "\(name): NATS_URL credentials do not match nats-server/nats.conf")
-            }
+            #expect(url == "nats://nats:4222", "\(name): NATS_URL \(url) (credentials go in NATS_USER / NATS_PASSWORD)")
+            // Its own NATS user, with the password the broker has for that user.
+            #expect(environment["NATS_USER"]?.string == name, "\(name): NATS_USER")
+            let variable = try #require(Self.passwordVariables[name])
+            let password = environment["NATS_PASSWORD"]?.string
+            #expect(password?.isEmpty == false && password == broker?[variable]?.string, "\(name): NATS_PASSWORD is not the broker's \(variable)")
             #expect(environment["DATA_DIR"]?.string == "/data", "\(name): DATA_DIR")
             #expect((environment["JWT_SECRET"]?.string?.utf8.count ?? 0) >= 16, "\(name): JWT_SECRET default")
             #expect(environment["HTTP_PORT"]?.string.flatMap(Int.init) == Contract.defaultPorts[name]?.first, "\(name): HTTP_PORT")
@@ -128,6 +137,17 @@ import Testing
             #expect(overridden["services"]?[name]?["environment"]?["JWT_SECRET"]?.string == "production-secret-0123456789")
         }
         #expect(try Self.text("docker-compose.yml").contains("JWT_SECRET: ${JWT_SECRET:-"))
+
+        // Every NATS password, the admin's included, reaches the broker, each service its own, and
+        // the caller's value wins over the development default.
+        let brokerVariables = Set(broker?.keys ?? [])
+        #expect(brokerVariables.isSuperset(of: Self.passwordVariables.values), "the broker's environment: \(brokerVariables)")
+        let chosen = Dictionary(uniqueKeysWithValues: Self.passwordVariables.values.map { ($0, "chosen-\($0.lowercased())") })
+        guard let rotated = try await Self.config(chosen) else { return }
+        for (variable, value) in chosen { #expect(rotated["services"]?["nats"]?["environment"]?[variable]?.string == value) }
+        for name in Contract.services {
+            #expect(rotated["services"]?[name]?["environment"]?["NATS_PASSWORD"]?.string == chosen[Self.passwordVariables[name] ?? ""])
+        }
     }
 
     @Test func dockerfilesAreMultiStageStaticallyLinkedAndRunAsNonRootUsers() throws {
@@ -167,8 +187,8 @@ import Testing
             #expect(services[name]?["network_mode"]?.string == "host", "\(name): network_mode")
             #expect(services[name]?["build"]?["network"]?.string == "host", "\(name): build network")
             if name != "nats" {
-                #expect(services[name]?["environment"]?["NATS_URL"]?.string == "nats://services:change-me@127.0.0.1:4222",
-                        "\(name): NATS_URL on the loopback")
+                #expect(services[name]?["environment"]?["NATS_URL"]?.string == "nats://127.0.0.1:4222", "\(name): NATS_URL on the loopback")
+                #expect(services[name]?["environment"]?["NATS_USER"]?.string == name, "\(name): its own NATS user survives the override")
             }
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import NATSClient
 import TestSupport
 import Testing
 #if canImport(Glibc)
@@ -14,7 +15,9 @@ import Glibc
     static func environment(_ ports: [String: Int]) throws -> [String: String] {
         var env = ProcessInfo.processInfo.environment
         for key in ServiceProcess.standardVariables + ["NATS_PORT", "NATS_MONITOR_PORT", "AUTH_PORT", "NOTIFICATION_PORT",
-                                                       "DATA_PROCESSING_PORT", "ANALYTICS_PORT", "BUILD_PATH"] { env[key] = nil }
+                                                       "DATA_PROCESSING_PORT", "ANALYTICS_PORT", "BUILD_PATH",
+                                                       "NATS_USER", "NATS_PASSWORD", "NATS_PASSWORD_FILE"]
+            + Array(Identities.passwordVariables.values) { env[key] = nil }
         env["BIN_DIR"] = URL(fileURLWithPath: try builtExecutable("nats-server")).deletingLastPathComponent().path
         for (key, port) in ports { env[key] = String(port) }
         env["PASSWORD_ITERATIONS"] = "1000"   // the services inherit it: cheap hashing in tests
@@ -295,12 +298,15 @@ import Glibc
         #expect(pids.count == 4 && pids.allSatisfy { kill($0, 0) != 0 }, "a service process outlived the platform")
         for (_, port) in ports { #expect(!Self.listening(port), "port \(port) still served after the stop") }
 
-        // Run twice: the same data and secret, so the user registered before can log in.
+        // Run twice: the same data, secret and NATS passwords, so the user registered before can log in.
+        let adminPassword = try? String(contentsOfFile: data + "/credentials/admin", encoding: .utf8)
         let again = try await startWithSignals(Self.script, arguments: ["--no-build", "--data", data], environment: environment)
         do {
             _ = try await again.waitForLine("the platform-is-up banner of the second run", seconds: 90) { $0.contains("The platform is up.") }
             let login = try await Curl.post(auth + "/v1/login", json: jsonText(["email": email, "password": "correct horse 9"]))
             #expect(login.status == 200)
+            #expect(adminPassword != nil && (try? String(contentsOfFile: data + "/credentials/admin", encoding: .utf8)) == adminPassword,
+                    "the NATS passwords were not kept across runs")
         } catch {
             await again.stop()
             throw error
@@ -309,5 +315,90 @@ import Glibc
         let secondStatus = try await waitForExit(again.process, seconds: 60)
         #expect(secondStatus == 0, "exit status after SIGTERM: \(secondStatus.map(String.init) ?? "still running after 60 s")\n\(again.output.suffix(20).joined(separator: "\n"))")
         if secondStatus == nil { await again.stop() }
+    }
+
+    /// The identities: a password per identity generated into DATA/credentials (folder 700, files
+    /// 600), a broker configuration (600) that includes the matrix, no anonymous access, `admin`
+    /// for people and tools, and a login's whole path (auth, notification, data-processing,
+    /// analytics) inside the matrix: the broker logs no permission violation (2.9.10 logs them).
+    @Test(arguments: BrokerKind.allCases)
+    func eachServiceRunsAsItsOwnIdentityInsideTheMatrix(_ broker: BrokerKind) async throws {
+        guard Curl.path != nil, broker.executable != nil else {
+            if peersRequired { Issue.record("REQUIRE_PEERS=1 but curl or \(broker) is missing") }
+            return
+        }
+        let data = try temporaryDirectory("platform-identities")
+        defer {
+            Self.killLeftovers(data)
+            removeTemporary(data)
+        }
+        let ports = try Self.freePorts()
+        let arguments = ["--no-build", "--data", data] + (broker == .reference ? ["--reference-broker"] : [])
+        let run = try await startWithSignals(Self.script, arguments: arguments, environment: try Self.environment(ports))
+        do {
+            _ = try await run.waitForLine("the platform-is-up banner", seconds: 90) { $0.contains("The platform is up.") }
+            func mode(_ path: String) -> Int { (try? FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) ?? -1 }
+            #expect(mode(data + "/credentials") == 0o700)
+            var passwords: [String: String] = [:]
+            for identity in Identities.all {
+                let file = data + "/credentials/" + identity
+                #expect(mode(file) == 0o600, "\(file) mode \(String(mode(file), radix: 8))")
+                passwords[identity] = try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .newlines)
+                #expect((passwords[identity]?.count ?? 0) >= 32)
+            }
+            #expect(Set(passwords.values).count == Identities.all.count, "two identities share a password")
+            let config = data + "/nats-server/nats.conf"
+            #expect(mode(config) == 0o600)
+            #expect(try String(contentsOfFile: config, encoding: .utf8).contains("nats-server/permissions.conf\""))
+            // No password on any command line (ps shows them to everyone).
+            for name in ["nats-server"] + Contract.services {
+                let pid = try String(contentsOfFile: "\(data)/run/\(name).pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+                let commandLine = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+                for password in passwords.values { #expect(!commandLine.contains(password), "\(name)'s command line holds a password") }
+            }
+            // The banner shows how to use admin with the nats CLI.
+            #expect(run.output.contains { $0.contains("--user admin --password") && $0.contains(data + "/credentials/admin") })
+
+            let natsPort = ports["NATS_PORT"] ?? 0
+            let anonymous = try await rawSession(port: natsPort, user: nil, password: nil, [])
+            #expect(anonymous.contains("-ERR 'Authorization Violation'"), "anonymous: \(anonymous)")
+            var options = NATSClient.Options(url: "nats://127.0.0.1:\(natsPort)")
+            options.user = "admin"
+            options.password = passwords["admin"]
+            let admin = try await NATSClient.connect(options)
+            let streams = try await admin.jetStream().streamNames()
+            await admin.close()
+            #expect(streams.contains("USER_EVENTS"), "admin sees the streams: \(streams)")
+
+            // A login's whole path: the notification and the counts.
+            let auth = "http://127.0.0.1:\(ports["AUTH_PORT"] ?? 0)"
+            let email = uniqueEmail("identities")
+            let register = try await Curl.post(auth + "/v1/users", json: jsonText(["email": email, "password": "correct horse 9", "name": "Ida"]))
+            #expect(register.status == 201)
+            let login = try await Curl.post(auth + "/v1/login", json: jsonText(["email": email, "password": "correct horse 9"]))
+            let token = try #require(login.string("access_token"))
+            let notified = await eventually(20) {
+                let history = try? await Curl.get("http://127.0.0.1:\(ports["NOTIFICATION_PORT"] ?? 0)/v1/notifications",
+                                                  headers: ["Authorization": "Bearer \(token)"])
+                return history?.body.contains("Ida") == true
+            }
+            #expect(notified, "no notification for the login")
+            let counted = await eventually(20) {
+                let stats = try? await Curl.get("http://127.0.0.1:\(ports["ANALYTICS_PORT"] ?? 0)/v1/stats")
+                return stats?.body.contains("user.logged_in") == true
+            }
+            #expect(counted, "analytics did not count the login")
+        } catch {
+            await run.stop()
+            throw error
+        }
+        run.process.terminate()
+        let status = try await waitForExit(run.process, seconds: 60)
+        if status == nil { await run.stop() }
+        for name in ["nats-server"] + Contract.services {
+            let log = (try? String(contentsOfFile: "\(data)/logs/\(name).log", encoding: .utf8)) ?? ""
+            let violations = Identities.violations(log.split(separator: "\n").map(String.init))
+            #expect(violations.isEmpty, "\(name) logged permission violations:\n\(violations.prefix(10).joined(separator: "\n"))")
+        }
     }
 }

@@ -200,6 +200,33 @@ enum BrokerKind: String, Sendable, CaseIterable, CustomStringConvertible {
     var description: String { self == .ours ? "our broker" : "nats-server 2.9.10" }
 }
 
+/// The platform's NATS identities: the users of nats-server/permissions.conf (the permission
+/// matrix) and the environment variable each one's password comes from.
+enum Identities {
+    static let admin = "admin"
+    static let all = [admin] + Contract.services
+    static let passwordVariables = [
+        "admin": "NATS_ADMIN_PASSWORD", "auth-service": "AUTH_SERVICE_PASSWORD",
+        "notification-service": "NOTIFICATION_SERVICE_PASSWORD",
+        "data-processing-service": "DATA_PROCESSING_SERVICE_PASSWORD", "analytics-service": "ANALYTICS_SERVICE_PASSWORD",
+    ]
+    static var permissionsFile: String { repositoryRoot + "/nats-server/permissions.conf" }
+
+    /// A broker configuration to write in `directory` that includes the matrix. The include is
+    /// relative (2.9.10 joins an include's path to the including file's folder, so an absolute
+    /// one does not work): up to `/` and down again.
+    static func brokerConfiguration(in directory: String) -> String {
+        let depth = URL(fileURLWithPath: directory).standardizedFileURL.pathComponents.count - 1
+        return "include \"" + String(repeating: "../", count: depth) + permissionsFile.dropFirst() + "\"\n"
+    }
+
+    /// The lines of a broker's or service's log that report a permission violation (2.9.10 logs
+    /// `Publish Violation` / `Subscription Violation`; a client is told `Permissions Violation`).
+    static func violations(_ lines: [String]) -> [String] {
+        lines.filter { $0.contains("Permissions Violation") || $0.contains("Publish Violation") || $0.contains("Subscription Violation") }
+    }
+}
+
 /// A broker with JetStream (`-js -sd <store>`) on a fixed port: a restart on the same store finds
 /// its streams, consumers and unacknowledged messages again.
 final class JetStreamBroker: Sendable {
@@ -207,12 +234,17 @@ final class JetStreamBroker: Sendable {
 
     /// Starts `executable` and waits until its monitoring port's /healthz answers 200 (JetStream
     /// included: 2.9.10 answers 503 while its store recovers).
+    /// - Parameters:
+    ///   - configuration: a configuration file (`-c`; the flags win over it).
+    ///   - environment: added to this process's environment (the passwords the matrix reads).
     /// - Throws: ``TestFailure`` when it exits or is not healthy within 30 s.
-    static func start(executable: String, port: Int, monitorPort: Int, store: String) async throws -> JetStreamBroker {
+    static func start(executable: String, port: Int, monitorPort: Int, store: String, configuration: String? = nil,
+                      environment: [String: String] = [:]) async throws -> JetStreamBroker {
         try FileManager.default.createDirectory(atPath: store, withIntermediateDirectories: true)
         let child = try ChildProcess(executable: executable,
-                                     arguments: ["-a", "127.0.0.1", "-p", String(port), "-m", String(monitorPort), "-js", "-sd", store],
-                                     environment: ProcessInfo.processInfo.environment)
+                                     arguments: (configuration.map { ["-c", $0] } ?? [])
+                                        + ["-a", "127.0.0.1", "-p", String(port), "-m", String(monitorPort), "-js", "-sd", store],
+                                     environment: ProcessInfo.processInfo.environment.merging(environment) { $1 })
         let healthy = await eventually(30) {
             guard child.process.isRunning else { return true }
             return (try? await offPool { try rawHTTP(port: monitorPort, method: "GET", path: "/healthz") })?.status == 200
@@ -240,10 +272,16 @@ final class JetStreamBroker: Sendable {
 
 /// The broker (JetStream on, its store under the platform's root) and the services, each a real
 /// process, sharing one JWT secret; each service keeps its data in its own folder under the same
-/// root, so a restart of anything finds its data again.
+/// root, so a restart of anything finds its data again. The broker runs with the permission
+/// matrix (nats-server/permissions.conf) and a fresh password per identity; each service connects
+/// as its own user (NATS_USER, NATS_PASSWORD_FILE), the tests' clients as `admin`. Stopping the
+/// platform records an issue for every permission violation in the broker's or a service's log,
+/// unless the test provoked them (``allowPermissionViolations()``).
 final class Platform: Sendable {
     /// The token key every service gets.
     let secret = "platform-test-secret-\(UUID().uuidString)"
+    /// Each identity's NATS password (new for every platform).
+    let passwords = Dictionary(uniqueKeysWithValues: Identities.all.map { ($0, "p" + UUID().uuidString.replacingOccurrences(of: "-", with: "")) })
     /// Temporary root of the services' data folders and the broker's store.
     let root: String
     /// The broker's ports (fixed for the platform's lifetime, so a restarted broker takes them again).
@@ -258,10 +296,18 @@ final class Platform: Sendable {
         /// Every process each service ran as, oldest first (for its logs).
         var runs: [String: [ServiceProcess]] = [:]
         var brokerRuns: [JetStreamBroker] = []
+        var violationsAllowed = false
     }
     private let state = Mutex(State())
 
-    var natsURL: String { "nats://127.0.0.1:\(brokerPort)" }
+    /// The broker's URL with the `admin` credentials (the tests' clients).
+    var natsURL: String { url(as: Identities.admin) }
+    /// The broker's URL without credentials (the services get theirs in NATS_USER / NATS_PASSWORD_FILE).
+    var brokerURL: String { "nats://127.0.0.1:\(brokerPort)" }
+    /// The broker's URL with `identity`'s credentials.
+    func url(as identity: String) -> String { "nats://\(identity):\(passwords[identity] ?? "")@127.0.0.1:\(brokerPort)" }
+    /// The file holding `identity`'s password (mode 600), as scripts/platform keeps them.
+    func credentialsFile(_ identity: String) -> String { root + "/credentials/" + identity }
     /// The broker's `-sd` (its streams in `jetstream/` under it; kept across its restarts).
     var storeDirectory: String { root + "/nats-server" }
 
@@ -278,6 +324,7 @@ final class Platform: Sendable {
         let platform = Platform(root: try temporaryDirectory("platform"), brokerPort: try freePort(), monitorPort: try freePort(),
                                 brokerKind: broker, delivery: delivery)
         do {
+            try platform.writeCredentials()
             try await platform.startBroker()
             for name in services { try await platform.start(name) }
             for name in services { try await platform.waitReady(name) }
@@ -302,12 +349,45 @@ final class Platform: Sendable {
         return state.withLock { $0.runs[name] ?? [] }.flatMap(\.child.output)
     }
 
+    /// Writes each identity's password file (folder 700, files 600) and the broker's configuration
+    /// (mode 600), which includes the matrix.
+    /// - Throws: the errors of writing them.
+    private func writeCredentials() throws {
+        let folder = root + "/credentials"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        for (identity, password) in passwords {
+            try (password + "\n").write(toFile: credentialsFile(identity), atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: credentialsFile(identity))
+        }
+        try Identities.brokerConfiguration(in: root).write(toFile: brokerConfigurationFile, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: brokerConfigurationFile)
+    }
+
+    var brokerConfigurationFile: String { root + "/nats-server.conf" }
+
+    /// The broker's environment: every identity's password in the variable the matrix reads.
+    var brokerEnvironment: [String: String] {
+        Dictionary(uniqueKeysWithValues: passwords.compactMap { identity, password in
+            Identities.passwordVariables[identity].map { ($0, password) }
+        })
+    }
+
+    /// Lets this platform's logs hold permission violations (a test that provokes them).
+    func allowPermissionViolations() { state.withLock { $0.violationsAllowed = true } }
+
+    /// Every permission violation in the broker's and the services' logs so far.
+    var permissionViolations: [String] {
+        let services = state.withLock { $0.runs.keys.sorted() }
+        return (["nats-server"] + services).flatMap { name in Identities.violations(logs(name)).map { "\(name): \($0)" } }
+    }
+
     /// Starts the broker on the platform's ports and store (a restart finds the streams again).
     /// - Throws: ``TestFailure`` when the broker is not installed or not healthy in 30 s.
     func startBroker() async throws {
         guard let executable = brokerKind.executable else { throw TestFailure("\(brokerKind) is not installed") }
         let broker = try await JetStreamBroker.start(executable: executable, port: brokerPort, monitorPort: monitorPort,
-                                                     store: storeDirectory)
+                                                     store: storeDirectory, configuration: brokerConfigurationFile,
+                                                     environment: brokerEnvironment)
         state.withLock { $0.broker = broker; $0.brokerRuns.append(broker) }
     }
 
@@ -328,7 +408,7 @@ final class Platform: Sendable {
         let data = dataDirectory(name)
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
         let process = try await ServiceProcess.start(name, environment: [
-            "NATS_URL": natsURL, "JWT_SECRET": secret, "DATA_DIR": data, "LOG_LEVEL": "debug",
+            "NATS_URL": brokerURL, "NATS_USER": name, "NATS_PASSWORD_FILE": credentialsFile(name), "JWT_SECRET": secret, "DATA_DIR": data, "LOG_LEVEL": "debug",
             "PASSWORD_ITERATIONS": "1000", "EVENT_DELIVERY": delivery,
         ])
         state.withLock { s in
@@ -379,6 +459,7 @@ final class Platform: Sendable {
             return statuses
         }
         await stopBroker()
+        if !state.withLock({ $0.violationsAllowed }) { recordUnexpected(violations: permissionViolations) }
         removeTemporary(root)
         return statuses
     }

@@ -6,7 +6,7 @@
 //
 //   platform-chaos [--duration 30] [--seed 1] [--instances 1|2] [--clients 4] [--users 5]
 //                  [--kill-every 4] [--job-every 2] [--settle 120] [--bin DIR]
-//                  [--reference-broker | --broker PATH] [--work DIR] [--keep]
+//                  [--reference-broker | --broker PATH] [--permissions FILE] [--work DIR] [--keep]
 //
 // --duration   seconds of logins and kills        --seed       the kill plan's random seed
 // --instances  notification and analytics instances (2: one of each is killed during the run)
@@ -15,6 +15,9 @@
 // --settle     seconds the end waits for every event to arrive before it counts losses
 // --bin        folder of the built executables (default: this tool's folder)
 // --reference-broker  /usr/sbin/nats-server 2.9.10 -js as the broker (--broker: any executable)
+// --permissions the permission matrix the broker runs with (default nats-server/permissions.conf
+//              under the current folder): each service connects as its own user with a password
+//              made for the run, the tool as admin; a permission violation in any log fails the run
 // --work       folder for the stores and logs (default: a new temporary one, removed after a pass)
 // --keep       keep the work folder after a pass too
 //
@@ -50,13 +53,14 @@ struct Options {
     var broker: String?
     var work: String?
     var keep = false
+    var permissions = "nats-server/permissions.conf"
 }
 
 func usage() -> String {
     """
     usage: platform-chaos [--duration S] [--seed N] [--instances 1|2] [--clients N] [--users N]
                           [--kill-every S] [--job-every S] [--settle S] [--bin DIR]
-                          [--reference-broker | --broker PATH] [--work DIR] [--keep]
+                          [--reference-broker | --broker PATH] [--permissions FILE] [--work DIR] [--keep]
     """
 }
 
@@ -101,6 +105,7 @@ func parseOptions(_ arguments: [String]) -> Result<Options, ChaosFailure> {
             case "--broker": options.broker = try value(flag).get()
             case "--reference-broker": options.broker = "/usr/sbin/nats-server"
             case "--work": options.work = try value(flag).get()
+            case "--permissions": options.permissions = try value(flag).get()
             case "--keep": options.keep = true
             case "-h", "--help":
                 print(usage())
@@ -291,13 +296,41 @@ func chaos(_ options: Options) async -> Int32 {
     let natsURL = "nats://127.0.0.1:\(natsPort)"
     let secret = "platform-chaos-\(UUID().uuidString)"
 
-    var inherited = ProcessInfo.processInfo.environment
-    for key in ["JWT_SECRET", "HTTP_PORT", "DATA_DIR", "NATS_URL", "LOG_LEVEL", "SERVICE_NAME", "EVENT_DELIVERY"] { inherited[key] = nil }
+    // The identities of the permission matrix, each with a password made for this run, in the
+    // variables the matrix reads them from.
+    let passwordVariables = [
+        "admin": "NATS_ADMIN_PASSWORD", "auth-service": "AUTH_SERVICE_PASSWORD",
+        "notification-service": "NOTIFICATION_SERVICE_PASSWORD",
+        "data-processing-service": "DATA_PROCESSING_SERVICE_PASSWORD", "analytics-service": "ANALYTICS_SERVICE_PASSWORD",
+    ]
+    let passwords = passwordVariables.mapValues { _ in "p" + UUID().uuidString.replacingOccurrences(of: "-", with: "") }
+    let permissions = URL(fileURLWithPath: options.permissions).standardizedFileURL.path
+    guard FileManager.default.isReadableFile(atPath: permissions) else {
+        FileHandle.standardError.write(Data("platform-chaos: the permission matrix \(permissions) is missing (give --permissions)\n".utf8))
+        exit(2)
+    }
+    // 2.9.10 joins an include's path to the including file's folder: a relative path, up to / and down.
+    let brokerConfig = work + "/nats-server.conf"
+    let depth = URL(fileURLWithPath: work).standardizedFileURL.pathComponents.count - 1
+    do {
+        try ("include \"" + String(repeating: "../", count: depth) + permissions.dropFirst() + "\"\n")
+            .write(toFile: brokerConfig, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: brokerConfig)
+    } catch {
+        FileHandle.standardError.write(Data("platform-chaos: cannot write \(brokerConfig): \(error)\n".utf8))
+        exit(1)
+    }
 
+    var inherited = ProcessInfo.processInfo.environment
+    for key in ["JWT_SECRET", "HTTP_PORT", "DATA_DIR", "NATS_URL", "LOG_LEVEL", "SERVICE_NAME", "EVENT_DELIVERY",
+                "NATS_USER", "NATS_PASSWORD", "NATS_PASSWORD_FILE"] + Array(passwordVariables.values) { inherited[key] = nil }
+
+    var brokerEnvironment = inherited
+    for (identity, variable) in passwordVariables { brokerEnvironment[variable] = passwords[identity] }
     let broker = Component(name: "nats-server", kind: "nats-server", executable: brokerExecutable,
-                           arguments: ["-a", "127.0.0.1", "-p", String(natsPort), "-m", String(monitorPort), "-n", "chaos",
+                           arguments: ["-c", brokerConfig, "-a", "127.0.0.1", "-p", String(natsPort), "-m", String(monitorPort), "-n", "chaos",
                                        "-js", "-sd", work + "/nats-server"],
-                           environment: inherited, port: monitorPort, readyPath: "/healthz", logPath: work + "/logs/nats-server.log")
+                           environment: brokerEnvironment, port: monitorPort, readyPath: "/healthz", logPath: work + "/logs/nats-server.log")
 
     func service(_ kind: String, instance: Int) -> Component {
         let name = options.instances > 1 && (kind == "notification-service" || kind == "analytics-service") ? "\(kind)#\(instance)" : kind
@@ -307,6 +340,8 @@ func chaos(_ options: Options) async -> Int32 {
         let port = newPort()
         var environment = inherited
         environment["NATS_URL"] = natsURL
+        environment["NATS_USER"] = kind
+        environment["NATS_PASSWORD"] = passwords[kind]
         environment["JWT_SECRET"] = secret
         environment["DATA_DIR"] = data
         environment["HTTP_PORT"] = String(port)
@@ -452,6 +487,8 @@ func chaos(_ options: Options) async -> Int32 {
     jobOptions.reconnectMaxWait = .seconds(1)
     jobOptions.retryOnFailedConnect = true
     jobOptions.name = "platform-chaos"
+    jobOptions.user = "admin"
+    jobOptions.password = passwords["admin"]
     let jobClient: NATSClient
     do {
         jobClient = try await NATSClient.connect(jobOptions)
@@ -613,8 +650,17 @@ func chaos(_ options: Options) async -> Int32 {
     let lost = notificationChecks.values.reduce(0) { $0 + $1.lost } + analyticsChecks.values.reduce(0) { $0 + $1.check.lost }
     let duplicated = notificationChecks.values.reduce(0) { $0 + $1.duplicated } + analyticsChecks.values.reduce(0) { $0 + $1.check.duplicated }
     let killsPerKind = Dictionary(grouping: kills, by: \.kind).mapValues(\.count)
+    // Every component stays inside its row of the matrix through kills and restarts (2.9.10 logs a
+    // refused publish or subscription; a service logs the -ERR it was sent).
+    var violations: [String] = []
+    for file in ((try? FileManager.default.contentsOfDirectory(atPath: work + "/logs")) ?? []).sorted() {
+        let text = (try? String(contentsOfFile: work + "/logs/" + file, encoding: .utf8)) ?? ""
+        violations += text.split(separator: "\n").filter {
+            $0.contains("Permissions Violation") || $0.contains("Publish Violation") || $0.contains("Subscription Violation")
+        }.map { "\(file): \($0)" }
+    }
     let passed = lost == 0 && duplicated == 0 && jobCheck.missing.isEmpty && readiness.values.allSatisfy { $0 }
-        && kills.allSatisfy { $0.recovered != nil } && unexpectedExits.isEmpty
+        && kills.allSatisfy { $0.recovered != nil } && unexpectedExits.isEmpty && violations.isEmpty
 
     out("")
     say("figures (seed \(options.seed), \(Int(options.duration)) s, broker \(brokerExecutable))")
@@ -640,6 +686,8 @@ func chaos(_ options: Options) async -> Int32 {
     for (id, last) in jobCheck.missing.sorted(by: { $0.key < $1.key }).prefix(10) { out("    job \(id): \(last)") }
     out("  settled in:       \(String(format: "%.1f", settleSeconds)) s after the load stopped")
     if !unexpectedExits.isEmpty { out("  exited on their own: " + unexpectedExits.joined(separator: ", ")) }
+    out("  permission violations: \(violations.count)")
+    for line in violations.prefix(10) { out("    " + line) }
     out("  ready at the end: " + everything.map { "\($0.name) \(readiness[$0.name] == true ? "yes" : "NO")" }.joined(separator: ", "))
     out("  lost \(lost), duplicated \(duplicated): " + (passed ? "PASS" : "FAIL"))
 
@@ -650,6 +698,7 @@ func chaos(_ options: Options) async -> Int32 {
         "jobs_accepted": acceptedJobs.count, "jobs_finished": jobCheck.finished, "jobs_missing": jobCheck.missing.count,
         "recovery_seconds": kills.map { ["component": $0.component, "seconds": $0.recovered ?? -1] as [String: Any] },
         "ready": readiness, "settle_seconds": settleSeconds, "passed": passed, "unexpected_exits": unexpectedExits,
+        "permission_violations": violations.count,
     ]
     summary["notifications"] = Dictionary(uniqueKeysWithValues: notificationChecks.map { ($0.key, ["lost": $0.value.lost, "duplicated": $0.value.duplicated]) })
     summary["analytics"] = Dictionary(uniqueKeysWithValues: analyticsChecks.map {
