@@ -384,7 +384,7 @@ import Glibc
             }
             #expect(notified, "no notification for the login")
             let counted = await eventually(20) {
-                let stats = try? await Curl.get("http://127.0.0.1:\(ports["ANALYTICS_PORT"] ?? 0)/v1/stats")
+                let stats = try? await Curl.get("http://127.0.0.1:\(ports["ANALYTICS_PORT"] ?? 0)" + Contract.statsPath)
                 return stats?.body.contains("user.logged_in") == true
             }
             #expect(counted, "analytics did not count the login")
