@@ -452,7 +452,14 @@ public final class NotificationService: Sendable {
             throw HTTPError(.notFound, "notification not found")
         }
         if current.readAt != nil { return .json(bytes: current.json.serialized) }
-        let mark = JSONValue.object(["notification_id": .string(id), "user_id": .string(user), "read_at": .string(RFC3339.format(Date()))])
+        let readAt = RFC3339.format(Date())
+        // An event of the platform like notification.sent: data-processing dead-letters an event
+        // without event_id and analytics counts one without it every time it sees it. The id is
+        // derived from the notification, so a repeated mark carries the same one.
+        let mark = JSONValue.object([
+            "event_id": .string(Self.derivedID(Self.readSubject, id)), "notification_id": .string(id), "user_id": .string(user),
+            "read_at": .string(readAt), "time": .string(readAt),
+        ])
         let ack: PubAck
         do {
             ack = try await runtime.publishDurable(mark.serialized, subject: Self.readSubject, msgID: "read-\(id)", context: context)

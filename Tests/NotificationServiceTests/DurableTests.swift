@@ -114,6 +114,33 @@ import Testing
         }
     }
 
+    /// A read mark is an event of the platform like notification.sent: data-processing normalises
+    /// `notification.>` and dead-letters an event without `event_id`, analytics deduplicates by it.
+    @Test func aReadMarkIsPublishedWithItsOwnEventIDAndTime() async throws {
+        try await DurableStack.run { stack in
+            let service = try await startDurableService(stack.broker, data: stack.data)
+            try await stopping({ await service.stop() }) {
+                try await stack.login("u-ann", eventID: "read-mark")
+                let id = NotificationService.notificationID(sourceEventID: "read-mark")
+                #expect(try await eventually { try await history(service, "u-ann").items.count == 1 })
+                let read = try await service.request("POST", "/v1/notifications/\(id)/read", headers: try bearer("u-ann"))
+                #expect(read.status == 200 && read.json["read"] as? Bool == true)
+                let info = try await stack.js.streamInfo("NOTIFICATIONS")
+                let stored = try await stack.js.getMessage("NOTIFICATIONS", sequence: info.state.lastSequence)
+                #expect(stored.subject == "notification.read")
+                #expect(stored.headers?["Nats-Msg-Id"] == "read-\(id)")
+                let mark = jsonObject(stored.payload)
+                // Derived from the notification: every publish of this mark carries the same id.
+                #expect(mark["event_id"] as? String == NotificationService.derivedID("notification.read", id))
+                #expect(mark["notification_id"] as? String == id)
+                #expect(mark["user_id"] as? String == "u-ann")
+                let readAt = try #require(mark["read_at"] as? String)
+                #expect(mark["time"] as? String == readAt)
+                #expect(read.json["read_at"] as? String == readAt)
+            }
+        }
+    }
+
     @Test(arguments: BrokerKind.available)
     func aPoisonEventReachesDeadLettersAndTheServiceGoesOn(_ kind: BrokerKind) async throws {
         try await DurableStack.run(kind) { stack in

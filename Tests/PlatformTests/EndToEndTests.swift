@@ -97,7 +97,21 @@ import Testing
             #expect(listed?["personalized"] as? Bool == true)
             #expect(listed?["message"] as? String == live["message"] as? String)
 
-            // Analytics counts each login and each notification once (directly and through
+            // Marked read: notification.read is normalised like every notification.> event (not
+            // dead-lettered by data-processing) and counted once by analytics.
+            let readURL = try platform.url("notification-service", Contract.notificationsPath + "/\(notificationID)/read")
+            let read = try await Curl.post(readURL, json: "{}", headers: ["Authorization": "Bearer \(token)"])
+            #expect(read.status == 200, "mark read answered \(read.status): \(read.body)")
+            let (readEnvelope, readEvent) = try await normalised.wait("events.notification.read for the read mark") {
+                $0["type"] as? String == "notification.read" && ($0["data"] as? [String: Any])?["notification_id"] as? String == notificationID
+            }
+            #expect(readEnvelope.subject == "events.notification.read")
+            #expect(readEvent["user_id"] as? String == userID)
+            #expect((readEvent["event_id"] as? String)?.isEmpty == false)
+            let deadLetters = (try? await client.jetStream(timeout: .seconds(5)).streamInfo("DEAD_LETTERS"))?.state.messages ?? 0
+            #expect(deadLetters == 0, "\(deadLetters) dead letters")
+
+            // Analytics counts each login, notification and read mark once (directly and through
             // data-processing, deduplicated by event_id).
             let statsURL = try platform.url("analytics-service", Contract.statsPath)
             var counts: [String: Int] = [:]
@@ -105,7 +119,7 @@ import Testing
                 guard let result = try? await Curl.get(statsURL), result.status == 200,
                       let byType = result.json["by_type"] as? [String: Any] else { return false }
                 counts = byType.compactMapValues { $0 as? Int }
-                return counts["user.logged_in"] == 2 && counts["notification.sent"] == 2
+                return counts["user.logged_in"] == 2 && counts["notification.sent"] == 2 && counts["notification.read"] == 1
             }
             #expect(counted, "analytics counts after two logins: \(counts)")
             #expect(counts["user.registered"] == 1, "analytics counts: \(counts)")
