@@ -1,6 +1,7 @@
 """deploy/kubernetes against the Kubernetes API schema (kubernetes-validate, offline) and against
 what the platform needs: a workload per component, probes, resource requests, a volume claim per
-stateful component, and credentials that come from the secret only.
+stateful component, the broker on the permission matrix (nats-server/permissions.conf, copied into
+its ConfigMap) and each service on its own identity, with credentials from the secret only.
 
 Runs in scripts/test (`python3 -m pytest Tests/Deploy`); .ci/run installs kubernetes-validate. A
 missing validator is an error, never a skip.
@@ -8,6 +9,7 @@ missing validator is an error, never a skip.
 
 import copy
 import pathlib
+import re
 
 import kubernetes_validate
 import pytest
@@ -23,7 +25,10 @@ SERVICES = {
     "data-processing-service": 8083,
     "analytics-service": 8084,
 }
-SECRET_KEYS = {"JWT_SECRET", "NATS_URL", "NATS_USER", "NATS_PASSWORD"}
+PERMISSIONS = ROOT / "nats-server" / "permissions.conf"
+# The matrix's identities and the variable holding each one's password: {user: NAME, password: $NAME}.
+IDENTITIES = dict(re.findall(r"\{ user: ([A-Za-z0-9_-]+), password: \$([A-Z_]+)", PERMISSIONS.read_text()))
+SECRET_KEYS = {"JWT_SECRET"} | set(IDENTITIES.values())
 
 
 def load_all():
@@ -48,6 +53,10 @@ def container(workload):
     containers = workload["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1
     return containers[0]
+
+
+def test_the_matrix_names_admin_and_every_service():
+    assert set(IDENTITIES) == {"admin"} | set(SERVICES), IDENTITIES
 
 
 def test_there_are_manifests():
@@ -112,12 +121,50 @@ def test_the_broker_has_a_store_probes_and_its_config():
     config = find("ConfigMap", "nats-config")["data"]["nats.conf"]
     # JetStream is on and keeps its store on the claimed volume: the services' streams survive the pod.
     assert "jetstream {" in config and "store_dir: /data " in config
-    # The credentials come from the environment (the secret), not from the ConfigMap.
-    assert "user: $NATS_USER" in config and "password: $NATS_PASSWORD" in config
     service = find("Service", "nats")
     assert {p["port"] for p in service["spec"]["ports"]} == {4222, 8222}
-    # The services' NATS_URL names this Service.
-    assert "@nats:4222" in find("Secret", "microservices-nats")["stringData"]["NATS_URL"]
+
+
+def test_the_broker_runs_the_permission_matrix_with_every_password_from_the_secret():
+    config_map = find("ConfigMap", "nats-config")
+    # kubectl cannot include nats-server/permissions.conf from here: the ConfigMap holds a copy,
+    # which must stay the same file.
+    assert config_map["data"]["permissions.conf"] == PERMISSIONS.read_text(), \
+        "deploy/kubernetes/nats.yaml's permissions.conf differs from nats-server/permissions.conf: copy it again"
+    config = config_map["data"]["nats.conf"]
+    assert "include ./permissions.conf" in config.splitlines()
+    # The matrix is the only authorization: no second user list, no anonymous access.
+    assert "authorization" not in config and "no_auth_user" not in config
+    broker = find("StatefulSet", "nats")
+    c = container(broker)
+    assert c["args"] == ["-c", "/etc/nats/nats.conf"]
+    # Both files of the ConfigMap sit side by side in /etc/nats, where the include looks.
+    assert {m["name"]: m["mountPath"] for m in c["volumeMounts"]}["config"] == "/etc/nats"
+    volumes = {v["name"]: v for v in broker["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["config"]["configMap"] == {"name": "nats-config"}
+    env = {e["name"]: e for e in c["env"]}
+    for variable in IDENTITIES.values():
+        assert env[variable]["valueFrom"]["secretKeyRef"] == {"name": "microservices-nats", "key": variable}
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_connects_as_its_own_identity(name):
+    env = {e["name"]: e for e in container(find("Deployment", name))["env"]}
+    assert env["NATS_USER"] == {"name": "NATS_USER", "value": name}
+    assert env["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "microservices-nats", "key": IDENTITIES[name]}
+    # The URL names the broker's Service and carries no credentials.
+    assert env["NATS_URL"] == {"name": "NATS_URL", "value": "nats://nats:4222"}
+    # No other identity's password reaches the service.
+    assert not set(env) & set(IDENTITIES.values())
+
+
+def test_the_secret_holds_flagged_placeholders_the_broker_can_read():
+    secret = find("Secret", "microservices-nats")
+    for key, value in secret["stringData"].items():
+        assert value.startswith("replace-me"), f"{key} is not an obvious placeholder"
+    for variable in IDENTITIES.values():
+        # permissions.conf reads it as a variable: a bare word.
+        assert re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", secret["stringData"][variable]), variable
 
 
 def test_credentials_come_only_from_the_secret():
@@ -127,7 +174,8 @@ def test_credentials_come_only_from_the_secret():
         if document["kind"] not in ("Deployment", "StatefulSet"):
             continue
         for e in container(document)["env"]:
-            if e["name"] in SECRET_KEYS:
+            if e["name"] in SECRET_KEYS | {"NATS_PASSWORD"}:
                 assert "value" not in e, f"{document['metadata']['name']}: {e['name']} in plain text"
                 ref = e["valueFrom"]["secretKeyRef"]
-                assert ref["name"] == "microservices-nats" and ref["key"] == e["name"]
+                assert ref["name"] == "microservices-nats"
+                assert ref["key"] == e["name"] or (e["name"] == "NATS_PASSWORD" and ref["key"] in IDENTITIES.values())
