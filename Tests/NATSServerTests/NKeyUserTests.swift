@@ -209,6 +209,41 @@ struct NKeyUserTests {
                           "Signature not verified", nkeyError, "authentication error - Nkey \"\""])
     }
 
+    @Test func aClientAReloadRefusesIsLoggedAsARefusedConnect() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nkeys-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let logPath = directory.appendingPathComponent("broker.log").path
+        let broker = try TestBroker {
+            $0.users = [User(name: userKey, password: "", nkey: userKey), User(name: "alice", password: "secret"),
+                        User(name: "bob", password: "secret")]
+            $0.noLog = false
+            $0.debug = true
+            $0.logFile = logPath
+        }
+        func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+        let alice = try broker.client()
+        try alice.send(#"CONNECT {"verbose":false,"user":"alice","pass":"secret"}"# + "\r\n")
+        #expect(try alice.sync().isEmpty)
+        let bob = try broker.client()
+        try bob.send(#"CONNECT {"verbose":false,"user":"bob","pass":"secret"}"# + "\r\n")
+        #expect(try bob.sync().isEmpty)
+
+        // nkey users still configured: 2.9.10 names CONNECT's (empty) nkey, not the user.
+        var fresh = broker.server.options
+        fresh.users = [User(name: userKey, password: "", nkey: userKey), User(name: "bob", password: "secret")]
+        try broker.server.reload(fresh)
+        #expect(try alice.linesUntilClosed() == ["-ERR 'Authorization Violation'"])
+        #expect(eventually { log().contains(#"authentication error - Nkey """#) })
+
+        // Password users only: it names the user.
+        fresh.users = [User(name: "alice", password: "secret")]
+        try broker.server.reload(fresh)
+        #expect(try bob.linesUntilClosed() == ["-ERR 'Authorization Violation'"])
+        #expect(eventually { log().contains(#"authentication error - User "bob""#) })
+        #expect(!log().contains(#"authentication error - User "alice""#))
+    }
+
     @Test func standardBase64SignaturesAreAcceptedAs2_9_10Does() throws {
         let broker = try nkeyBroker()
         let client = try RawClient(port: broker.port)
