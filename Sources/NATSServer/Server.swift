@@ -307,6 +307,11 @@ final class Broker: Sendable {
         logger.debug("  Go build: \(ServerVersion.runtime)")
         logger.notice("  Name:     \(serverName)")
         logger.notice("  ID:       \(serverID)")
+        // As 2.9.10 (which has no other line about the kind of authentication): a warning when
+        // a password is in the options, which are plain text here (bcrypt is not read).
+        if options.password?.isEmpty == false || options.allUsers.contains(where: { $0.nkey == nil }) {
+            logger.warning("Plaintext passwords detected, use nkeys or bcrypt")
+        }
         if limits.new != limits.old {
             logger.notice("File descriptor limit raised from \(limits.old) to \(limits.new)")
         } else {
@@ -351,9 +356,6 @@ final class Broker: Sendable {
         }
         group.start()
         logger.notice("Listening for client connections on \(hostPort(options.host, port))")
-        if options.authRequired {
-            logger.debug(options.username != nil ? "Using user/password authentication" : "Using token authentication")
-        }
         logger.notice("Server is ready")
     }
 
