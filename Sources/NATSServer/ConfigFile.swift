@@ -132,7 +132,7 @@ extension Options {
             case "jetstream":
                 try applyJetStream(node, key: entry.key)
             case "authorization":
-                try applyAuthorization(node.map(for: entry.key))
+                try applyAuthorization(node.map(for: entry.key), at: entry.keyLocation)
             case "accounts":
                 accountsLocation = entry.keyLocation
                 try applyAccounts(node)
@@ -231,7 +231,7 @@ extension Options {
         return try node.integer(for: label, in: 0...Int64.max)
     }
 
-    private mutating func applyAuthorization(_ block: ConfigMap) throws(ConfigError) {
+    private mutating func applyAuthorization(_ block: ConfigMap, at location: SourceLocation?) throws(ConfigError) {
         var sawUser: SourceLocation?
         var sawToken: SourceLocation?
         var sawUsers: SourceLocation?
@@ -252,11 +252,7 @@ extension Options {
             case "users":
                 sawUsers = entry.keyLocation
                 for item in try node.array(for: entry.key) {
-                    let user = try Self.user(item.map(for: entry.key))
-                    if let nkey = user.nkey, users.contains(where: { $0.nkey == nkey }) {
-                        throw ConfigError("Duplicate nkey \"\(nkey)\" detected", at: entry.keyLocation)
-                    }
-                    users.append(user)
+                    users.append(try Self.user(item.map(for: entry.key)))
                 }
             case "default_permissions":
                 defaultPermissions = try Self.permissions(node.map(for: entry.key))
@@ -278,6 +274,10 @@ extension Options {
             if sawUser != nil { throw ConfigError("Can not have a single user/pass and a users array", at: sawUsers) }
             if sawToken != nil { throw ConfigError("Can not have a token and a users array", at: sawUsers) }
         }
+        // As 2.9.10: user names and nkeys share one set of names, with the users of accounts read
+        // before this block; password users are entered first, then nkey users.
+        var names = Self.userNames(accounts.flatMap(\.users))
+        try Self.enter(users, into: &names, at: location)
         if let defaultPermissions {
             for index in users.indices where users[index].permissions == nil {
                 users[index].permissions = defaultPermissions
@@ -292,15 +292,12 @@ extension Options {
         var permissions: Permissions?
         var nkey: String?
         var nkeyLocation: SourceLocation?
-        var userOrPasswordLocation: SourceLocation?
         for entry in map.settings {
             switch entry.key.lowercased() {
             case "user", "username":
                 name = try entry.node.string(for: entry.key)
-                userOrPasswordLocation = entry.keyLocation
             case "pass", "password":
                 password = try plainPassword(entry.node, key: entry.key)
-                userOrPasswordLocation = entry.keyLocation
             case "permission", "permissions", "authorization":
                 permissions = try Self.permissions(entry.node.map(for: entry.key))
             case "nkey":
@@ -317,8 +314,10 @@ extension Options {
             guard NKeyPublicKey.isValid(nkey, prefix: .user) else {
                 throw ConfigError("Not a valid public nkey for a user", at: nkeyLocation)
             }
-            if let userOrPasswordLocation, name?.isEmpty == false || !password.isEmpty {
-                throw ConfigError("Nkey users do not take usernames or passwords", at: userOrPasswordLocation)
+            if name?.isEmpty == false || !password.isEmpty {
+                // 2.9.10 reports the last key it visited in the map (Go's map order varies, the
+                // last one written is what it reports most often).
+                throw ConfigError("Nkey users do not take usernames or passwords", at: map.settings.last?.keyLocation)
             }
             return User(name: nkey, password: "", permissions: permissions, nkey: nkey)
         }
@@ -326,6 +325,27 @@ extension Options {
             throw ConfigError("User entry requires a user", at: map.settings.first?.keyLocation)
         }
         return User(name: name, password: password, permissions: permissions)
+    }
+
+    /// The bytes of every user's name (an nkey user's name is its nkey), as 2.9.10's one set of
+    /// names compares them.
+    static func userNames(_ users: [User]) -> Set<[UInt8]> {
+        Set(users.map { Array($0.name.utf8) })
+    }
+
+    /// Enters `users` into `names` as 2.9.10 does, password users first, then nkey users.
+    /// - Throws: ``ConfigError`` `Duplicate user "x" detected` or `Duplicate nkey "U..." detected`
+    ///   at `location` for the first name already in `names`.
+    static func enter(_ users: [User], into names: inout Set<[UInt8]>, at location: SourceLocation?,
+                      nkeysFirst: Bool = false) throws(ConfigError) {
+        for pass in nkeysFirst ? [true, false] : [false, true] {
+            for user in users where (user.nkey != nil) == pass {
+                guard names.insert(Array(user.name.utf8)).inserted else {
+                    let kind = pass ? "nkey" : "user"
+                    throw ConfigError("Duplicate \(kind) \(ServerError.goQuoted(user.name)) detected", at: location)
+                }
+            }
+        }
     }
 
     /// `{publish, subscribe, allow_responses}` (also `pub`, `sub`, `import`, `export`).

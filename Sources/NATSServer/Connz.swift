@@ -109,7 +109,7 @@ extension ClientConnection {
             inMsgs: inMsgs, outMsgs: counts.1, inBytes: inBytes, outBytes: counts.2,
             subscriptionCount: subs.count, name: options.name, lang: options.lang, version: options.version,
             subscriptions: list, stop: closedReason == nil ? nil : now, reason: closedReason?.rawValue,
-            account: account.name, user: options.user)
+            account: account.name, user: options.nkey.isEmpty ? options.user : options.nkey)
     }
 }
 

@@ -195,12 +195,17 @@ final class Broker: Sendable {
     final class Settings: Sendable {
         let options: Options
         let info: InfoTemplate
+        /// The users of `options` arranged for CONNECT, built with them.
+        let auth: AuthIndex
         init(options: Options, info: InfoTemplate) {
             self.options = options
             self.info = info
+            auth = AuthIndex(options)
         }
     }
     private let current: Mutex<Settings>
+    /// The settings in force (a reload swaps them). Not for the per-message path.
+    var settings: Settings { current.withLock { $0 } }
     /// The options in force (a snapshot; a reload swaps them). Not for the per-message path.
     var options: Options { current.withLock { $0 }.options }
     /// The INFO template in force (its `max_payload` follows reloads).
@@ -302,6 +307,11 @@ final class Broker: Sendable {
         logger.debug("  Go build: \(ServerVersion.runtime)")
         logger.notice("  Name:     \(serverName)")
         logger.notice("  ID:       \(serverID)")
+        // As 2.9.10 (which has no other line about the kind of authentication): a warning when
+        // a password is in the options, which are plain text here (bcrypt is not read).
+        if options.password?.isEmpty == false || options.allUsers.contains(where: { $0.nkey == nil }) {
+            logger.warning("Plaintext passwords detected, use nkeys or bcrypt")
+        }
         if limits.new != limits.old {
             logger.notice("File descriptor limit raised from \(limits.old) to \(limits.new)")
         } else {
@@ -346,9 +356,6 @@ final class Broker: Sendable {
         }
         group.start()
         logger.notice("Listening for client connections on \(hostPort(options.host, port))")
-        if options.authRequired {
-            logger.debug(options.username != nil ? "Using user/password authentication" : "Using token authentication")
-        }
         logger.notice("Server is ready")
     }
 
@@ -441,7 +448,7 @@ final class Broker: Sendable {
         if connectionCount.load(ordering: .relaxed) >= options.maxConnections {
             // As 2.9.10: INFO, then the error, then close.
             var bytes = info.line(clientID: cid, clientIP: peer.ip,
-                                  nonce: options.nonceRequired ? NKeyAuthentication.makeNonce() : nil)
+                                  nonce: settings.auth.nonceRequired ? NKeyAuthentication.makeNonce() : nil)
             bytes.append(contentsOf: ServerError.maxConnectionsExceeded.wireLine)
             _ = bytes.withUnsafeBytes { IO.write(fd, $0) }
             IO.close(fd)
@@ -492,45 +499,50 @@ final class Broker: Sendable {
         logger.debug("\(connection.logPrefix) - Client connection closed: \(reason.rawValue)")
     }
 
-    /// Checks CONNECT's credentials against the options in force: single user, token, or the
+    /// Checks CONNECT's credentials against the settings in force: single user, token, or the
     /// configured users (password users by name, nkey users by their signature of `nonce`). A client
-    /// sending no credentials becomes `no_auth_user` when one is set.
-    /// - Returns: the user, account and permissions, or nil when the credentials do not pass.
-    func authenticate(_ connect: ConnectOptions, nonce: [UInt8]?) -> AuthResult? {
-        let options = self.options
-        let users = options.allUsers
-        guard !users.isEmpty else {
-            return credentialsAccepted(connect, options) ? AuthResult(user: nil, account: "$G", permissions: nil) : nil
+    /// sending no credentials becomes `no_auth_user` when one is set. Names and secrets are compared
+    /// as bytes, secrets in constant time, as 2.9.10 compares them.
+    /// - Returns: the user, account and permissions, or the refusal with the nkey check's reason
+    ///   (2.9.10's debug words) when CONNECT named a configured nkey user.
+    func authenticate(_ connect: ConnectOptions, nonce: [UInt8]?, settings: Settings) -> AuthOutcome {
+        let options = settings.options
+        let auth = settings.auth
+        guard auth.hasUsers else {
+            return credentialsAccepted(connect, options)
+                ? .accepted(AuthResult(user: nil, account: "$G", permissions: nil)) : .refused(reason: nil)
         }
-        func result(_ user: User) -> AuthResult {
-            AuthResult(user: user, account: user.account ?? "$G", permissions: user.permissions)
+        func result(_ user: User) -> AuthOutcome {
+            .accepted(AuthResult(user: user, account: user.account ?? "$G", permissions: user.permissions))
         }
         // As 2.9.10: CONNECT's nkey is looked at only when nkey users are configured.
-        if !connect.nkey.isEmpty, options.nonceRequired {
-            guard let user = users.first(where: { $0.nkey == connect.nkey }),
-                  let nonce, NKeyAuthentication.verify(publicKey: connect.nkey, nonce: nonce, signature: connect.sig)
-            else { return nil }
-            return result(user)
+        if !connect.nkey.isEmpty, auth.nonceRequired {
+            guard let nkeyUser = auth.nkeyUsers[Array(connect.nkey.utf8)] else { return .refused(reason: nil) }
+            if let reason = NKeyAuthentication.failure(user: nkeyUser, nonce: nonce ?? [], signature: connect.sig) {
+                return .refused(reason: reason)
+            }
+            return result(nkeyUser.user)
         }
         if connect.user.isEmpty && connect.pass.isEmpty && connect.authToken.isEmpty, let noAuth = options.noAuthUser,
-           let user = users.first(where: { $0.name == noAuth && $0.nkey == nil })
+           let user = auth.passwordUsers[Array(noAuth.utf8)]
         {
             return result(user)
         }
-        guard let user = users.first(where: { $0.nkey == nil && $0.name == connect.user }),
-              user.password == connect.pass
+        guard let user = auth.passwordUsers[Array(connect.user.utf8)],
+              Credentials.secretsMatch(user.password, connect.pass)
         else {
-            return nil
+            return .refused(reason: nil)
         }
         return result(user)
     }
 
     func credentialsAccepted(_ connect: ConnectOptions, _ options: Options) -> Bool {
         if let user = options.username {
-            return connect.user == user && connect.pass == (options.password ?? "")
+            return Credentials.sameBytes(connect.user, user)
+                && Credentials.secretsMatch(options.password ?? "", connect.pass)
         }
         if let token = options.authToken {
-            return connect.authToken == token
+            return Credentials.secretsMatch(token, connect.authToken)
         }
         return true
     }

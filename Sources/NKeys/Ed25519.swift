@@ -65,9 +65,16 @@ public enum Ed25519 {
     /// 32 bytes from OpenSSL's CSPRNG.
     /// - Throws: ``NKeyError/crypto(_:)`` when it has no entropy.
     public static func randomSeed() throws(NKeyError) -> [UInt8] {
-        var seed = [UInt8](repeating: 0, count: 32)
-        guard RAND_bytes(&seed, 32) == 1 else { throw .crypto("RAND_bytes: \(openSSLError())") }
-        return seed
+        try randomBytes(32)
+    }
+
+    /// `count` bytes from OpenSSL's CSPRNG, drawn in one call.
+    /// - Throws: ``NKeyError/crypto(_:)`` when it has no entropy or `count` is negative.
+    public static func randomBytes(_ count: Int) throws(NKeyError) -> [UInt8] {
+        guard count >= 0, count <= Int(Int32.max) else { throw .crypto("RAND_bytes: bad count \(count)") }
+        var bytes = [UInt8](repeating: 0, count: count)
+        guard RAND_bytes(&bytes, Int32(count)) == 1 else { throw .crypto("RAND_bytes: \(openSSLError())") }
+        return bytes
     }
 
     private static func privateKey(_ seed: [UInt8]) throws(NKeyError) -> OpaquePointer {
@@ -78,7 +85,7 @@ public enum Ed25519 {
         return key
     }
 
-    private static func withNonNullBytes<R>(_ bytes: [UInt8], _ body: (UnsafePointer<UInt8>, Int) -> R) -> R {
+    static func withNonNullBytes<R>(_ bytes: [UInt8], _ body: (UnsafePointer<UInt8>, Int) -> R) -> R {
         if bytes.isEmpty {
             var placeholder: UInt8 = 0
             return withUnsafePointer(to: &placeholder) { body($0, 0) }
@@ -94,6 +101,45 @@ public enum Ed25519 {
         var buffer = [CChar](repeating: 0, count: 256)
         ERR_error_string_n(code, &buffer, buffer.count)
         return String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// An ed25519 public key parsed once into OpenSSL's form, for checking many signatures with it
+/// (a server checks every CONNECT of an nkey user with the same key). Freed with the object.
+///
+/// Sendable: the `EVP_PKEY` is never changed after `init`, and OpenSSL allows one key to be used
+/// by several threads at once for verification, each with its own `EVP_MD_CTX`.
+public final class Ed25519Verifier: @unchecked Sendable {
+    private let key: OpaquePointer
+
+    /// Parses the 32 raw bytes of a public key; nil when they are not 32 or OpenSSL refuses them.
+    public init?(publicKey: [UInt8]) {
+        guard publicKey.count == 32,
+              let key = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nil, publicKey, 32)
+        else {
+            ERR_clear_error()
+            return nil
+        }
+        self.key = key
+    }
+
+    deinit { EVP_PKEY_free(key) }
+
+    /// Whether `signature` is this key's signature of `message`. False for a signature that is
+    /// not 64 bytes.
+    public func verify(_ message: [UInt8], signature: [UInt8]) -> Bool {
+        guard signature.count == 64, let context = EVP_MD_CTX_new() else { return false }
+        defer { EVP_MD_CTX_free(context) }
+        guard EVP_DigestVerifyInit(context, nil, nil, nil, key) == 1 else {
+            ERR_clear_error()
+            return false
+        }
+        let result = Ed25519.withNonNullBytes(message) { pointer, count in
+            EVP_DigestVerify(context, signature, 64, pointer, count)
+        }
+        // A failed verification leaves an entry on this thread's error queue.
+        if result != 1 { ERR_clear_error() }
+        return result == 1
     }
 }
 

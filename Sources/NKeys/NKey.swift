@@ -106,6 +106,11 @@ public struct NKeyPublicKey: Sendable, Equatable, CustomStringConvertible {
         Ed25519.verify(publicKey: raw, message: message, signature: signature)
     }
 
+    /// This key parsed once for checking many signatures; nil when OpenSSL refuses it.
+    public func verifier() -> Ed25519Verifier? {
+        Ed25519Verifier(publicKey: raw)
+    }
+
     /// True when `encoded` decodes as a public key of role `prefix`.
     public static func isValid(_ encoded: String, prefix: NKeyPrefix) -> Bool {
         (try? NKeyPublicKey(encoded, expecting: prefix)) != nil
@@ -164,10 +169,16 @@ public struct NKeyPair: Sendable {
         return try fromSeedText(text)
     }
 
-    /// The first line of `text` (trimmed) that decodes as a seed.
-    /// - Throws: ``NKeyError/noSeedFound`` when no line is a seed.
+    /// The first line of `text` (trimmed) that decodes as a seed. Text of one line must be a seed
+    /// itself, so that its error says what is wrong with it.
+    /// - Throws: ``NKeyError/noSeedFound`` when no line is a seed; for one line, the error of
+    ///   ``init(seed:)`` (``NKeyError/invalidEncoding(_:)``, ``NKeyError/invalidLength(expected:found:)``,
+    ///   ``NKeyError/invalidChecksum``, ``NKeyError/invalidPrefix(expected:found:)``).
     public static func fromSeedText(_ text: String) throws(NKeyError) -> NKeyPair {
-        for line in text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
+        let lines = text.split(whereSeparator: { $0 == "\n" || $0 == "\r" })
+            .filter { !$0.trimmingCharacters().isEmpty }
+        if lines.count == 1 { return try NKeyPair(seed: lines[0].trimmingCharacters()) }
+        for line in lines {
             let trimmed = line.trimmingCharacters()
             guard trimmed.hasPrefix("S") else { continue }
             if let pair = try? NKeyPair(seed: trimmed) { return pair }
@@ -188,6 +199,13 @@ public struct NKeyPair: Sendable {
     public func sign(_ message: [UInt8]) throws(NKeyError) -> [UInt8] {
         try Ed25519.sign(seed: rawSeed, message: message)
     }
+}
+
+// Printing a key pair shows its public key only: a seed must not reach a log by accident.
+extension NKeyPair: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    public var description: String { "NKeyPair(\(publicKey.encoded))" }
+    public var debugDescription: String { description }
+    public var customMirror: Mirror { Mirror(self, children: ["publicKey": publicKey.encoded]) }
 }
 
 /// Encoding with the CRC16 and the checked decoding shared by keys and seeds.

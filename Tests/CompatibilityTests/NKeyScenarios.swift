@@ -9,7 +9,25 @@ enum NKeyScenarios {
     static let userKey = "UCNGL4W5QX66CFX6A6DCBVDH5VOHMI7B2UZZU7TXAUQQSI2JPHULCKBR"
     static let otherSeed = "SUAIS5JPX4X4GJ7EIIJEQ56DH2GWPYJRPWN5XJEDENJOZHCBLI7SEPUQDE"
     /// The public key of `otherSeed`, which the config does not list.
-    static var otherKey: String { (try? NKeyPair(seed: otherSeed).publicKey.encoded) ?? "" }
+    static var otherKey: String { pair(otherSeed).publicKey.encoded }
+
+    /// The key pair of a seed of these scenarios: a seed that does not parse is a bug of the test
+    /// itself, which must stop it rather than send an empty key or signature.
+    static func pair(_ seed: String) -> NKeyPair {
+        do {
+            return try NKeyPair(seed: seed)
+        } catch {
+            preconditionFailure("NKeyScenarios: seed \(seed.prefix(4))... does not parse: \(error)")
+        }
+    }
+
+    static func signature(_ seed: String, of text: String) -> [UInt8] {
+        do {
+            return try pair(seed).sign(Array(text.utf8))
+        } catch {
+            preconditionFailure("NKeyScenarios: cannot sign: \(error)")
+        }
+    }
 
     static let config = BrokerConfig(configLines: [
         "authorization {",
@@ -27,7 +45,7 @@ enum NKeyScenarios {
         for (marker, encode) in [("<sig:", Base64.urlEncoded), ("<stdsig:", Base64.standardEncoded)] {
             while let start = out.range(of: marker), let end = out[start.upperBound...].firstIndex(of: ">") {
                 let seed = String(out[start.upperBound..<end])
-                let signature = (try? NKeyPair(seed: seed).sign(Array(nonce(in: info).utf8))).map(encode) ?? "<bad seed>"
+                let signature = encode(signature(seed, of: nonce(in: info)))
                 out.replaceSubrange(start.lowerBound...end, with: signature)
             }
         }
@@ -88,6 +106,6 @@ enum NKeyScenarios {
 
     /// The user's signature of a fixed text: well-formed, but not of the connection's nonce.
     static var signatureOfOtherText: String {
-        (try? NKeyPair(seed: userSeed).sign(Array("not the nonce".utf8))).map(Base64.urlEncoded) ?? ""
+        Base64.urlEncoded(signature(userSeed, of: "not the nonce"))
     }
 }

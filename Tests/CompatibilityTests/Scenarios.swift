@@ -119,6 +119,9 @@ private let authViolation = "-ERR 'Authorization Violation'\r\n"
 private let multiHeader = "NATS/1.0\r\nA: b\r\nA: c\r\nX: 1\r\n\r\n"
 private let alice = BrokerConfig(auth: .user("alice", "secret"))
 private let tokenAuth = BrokerConfig(auth: .token("s3cr3t"))
+private let kate = BrokerConfig(auth: .user("Kate", "Kelvin"))
+private let kateToken = BrokerConfig(auth: .token("Kate"))
+private let kateUsers = BrokerConfig(configLines: ["authorization {", "  users = [ {user: Kate, password: pw} ]", "}"])
 
 enum Scenarios {
     static let all: [Scenario] = basics + parserCorners + signals + errors + headersAndNoResponders + delivery + auth + configured
@@ -532,6 +535,23 @@ enum Scenarios {
                  steps: [.exchange(#"CONNECT {"user":"alice","pass":"secret","verbose":false}"#
                                    + "\r\n" + #"CONNECT {"verbose":true}"# + crlf)],
                  expect: [.open("+OK\r\nPONG\r\n")]),
+        // U+212A KELVIN SIGN is canonically equivalent to K: Swift's String == takes them as equal,
+        // 2.9.10 compares bytes and refuses it.
+        Scenario(name: "user/pass: a user name with the Kelvin sign for K gets Authorization Violation", config: kate,
+                 steps: [.sendExpectingClose(#"CONNECT {"user":"\#u{212A}ate","pass":"Kelvin"}"# + crlf)],
+                 expect: [.closed(authViolation)]),
+        Scenario(name: "user/pass: a password with the Kelvin sign for K gets Authorization Violation", config: kate,
+                 steps: [.sendExpectingClose(#"CONNECT {"user":"Kate","pass":"\#u{212A}elvin"}"# + crlf)],
+                 expect: [.closed(authViolation)]),
+        Scenario(name: "users: a configured user named with the Kelvin sign for K gets Authorization Violation",
+                 config: kateUsers,
+                 steps: [.sendExpectingClose(#"CONNECT {"user":"\#u{212A}ate","pass":"pw"}"# + crlf)],
+                 expect: [.closed(authViolation)]),
+        Scenario(name: "users: the configured user's own bytes log in", config: kateUsers,
+                 steps: [.exchange(#"CONNECT {"user":"Kate","pass":"pw"}"# + crlf)], expect: [.open("+OK\r\nPONG\r\n")]),
+        Scenario(name: "token: a token with the Kelvin sign for K gets Authorization Violation", config: kateToken,
+                 steps: [.sendExpectingClose(#"CONNECT {"auth_token":"\#u{212A}ate"}"# + crlf)],
+                 expect: [.closed(authViolation)]),
         Scenario(name: "token: the right token gets +OK and PONG", config: tokenAuth,
                  steps: [.exchange(#"CONNECT {"auth_token":"s3cr3t"}"# + crlf)], expect: [.open("+OK\r\nPONG\r\n")]),
         Scenario(name: "token: a wrong token gets Authorization Violation and a close", config: tokenAuth,

@@ -77,7 +77,10 @@ struct NKeyAuthTests {
             Issue.record("expected invalidArgument, got \(String(describing: notASeed))")
             return
         }
-        #expect(text.contains("nkeySeed"))
+        #expect(text == "nkeySeed is not an nkey seed (nkeys: invalid key length: 35 bytes, expected 36)")
+        options.nkeySeed = String(userSeed.dropLast()) + (userSeed.hasSuffix("A") ? "B" : "A")
+        let badChecksum = await thrownError { _ = try await NATSClient.connect(options) }
+        #expect(badChecksum as? NATSError == .invalidArgument("nkeySeed is not an nkey seed (nkeys: invalid checksum)"))
         options.nkeySeed = userSeed
         options.nkeySeedFile = "/nonexistent/user.nk"
         let both = await thrownError { _ = try await NATSClient.connect(options) }

@@ -130,6 +130,44 @@ func hexBytes(_ text: String) -> [UInt8] {
         #expect(!Ed25519.verify(publicKey: otherKey, message: message, signature: signature))
     }
 
+    /// S + L (the group order) is another encoding of the same scalar: RFC 8032 requires S < L,
+    /// so the changed signature must be refused, or signatures would be malleable.
+    @Test(arguments: rfc8032Vectors)
+    func refusesAMalleableSignature(_ vector: RFC8032Vector) throws {
+        let order: [UInt8] = [0xED, 0xD3, 0xF5, 0x5C, 0x1A, 0x63, 0x12, 0x58, 0xD6, 0x9C, 0xF7, 0xA2, 0xDE, 0xF9, 0xDE, 0x14]
+            + [UInt8](repeating: 0, count: 15) + [0x10]
+        let key = hexBytes(vector.publicKey)
+        let message = hexBytes(vector.message)
+        var signature = hexBytes(vector.signature)
+        var carry: UInt16 = 0
+        for index in 0..<32 {
+            let sum = UInt16(signature[32 + index]) + UInt16(order[index]) + carry
+            signature[32 + index] = UInt8(truncatingIfNeeded: sum)
+            carry = sum >> 8
+        }
+        #expect(carry == 0)
+        #expect(!Ed25519.verify(publicKey: key, message: message, signature: signature))
+        let verifier = try #require(Ed25519Verifier(publicKey: key))
+        #expect(!verifier.verify(message, signature: signature))
+        #expect(verifier.verify(message, signature: hexBytes(vector.signature)))
+    }
+
+    @Test func aVerifierChecksManySignaturesWithOneKey() throws {
+        let vector = rfc8032Vectors[1]
+        let verifier = try #require(Ed25519Verifier(publicKey: hexBytes(vector.publicKey)))
+        let signature = hexBytes(vector.signature)
+        for _ in 0..<3 { #expect(verifier.verify([0x72], signature: signature)) }
+        #expect(!verifier.verify([0x73], signature: signature))
+        #expect(!verifier.verify([0x72], signature: Array(signature.dropLast())))
+        #expect(Ed25519Verifier(publicKey: [UInt8](repeating: 1, count: 31)) == nil)
+    }
+
+    @Test func randomBytesAreDrawnAtTheAskedLength() throws {
+        #expect(try Ed25519.randomBytes(11).count == 11)
+        #expect(try Ed25519.randomBytes(0).isEmpty)
+        #expect(throws: NKeyError.self) { try Ed25519.randomBytes(-1) }
+    }
+
     @Test func refusesWrongLengths() throws {
         let vector = rfc8032Vectors[1]
         let key = hexBytes(vector.publicKey)

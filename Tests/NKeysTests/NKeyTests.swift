@@ -139,6 +139,27 @@ import Testing
         }
     }
 
+    @Test func oneLineThatIsNoSeedSaysWhy() {
+        #expect(throws: NKeyError.invalidChecksum) { try NKeyPair.fromSeedText(String(userSeed.dropLast()) + "A") }
+        #expect(throws: NKeyError.invalidLength(expected: 36, found: 35)) { try NKeyPair.fromSeedText(userPublic) }
+        #expect(throws: NKeyError.self) { try NKeyPair.fromSeedText("  not*base32\n") }
+        #expect(throws: NKeyError.noSeedFound) { try NKeyPair.fromSeedText("") }
+    }
+
+    @Test func aKeyPairPrintsItsPublicKeyOnly() throws {
+        let pair = try NKeyPair(seed: userSeed)
+        let seedPart = String(userSeed.dropFirst(2).prefix(20))
+        for text in [String(describing: pair), String(reflecting: pair), "\(pair)", "\(Mirror(reflecting: pair).children.map { "\($0)" })"] {
+            #expect(text.contains(userPublic))
+            #expect(!text.contains(seedPart), "\(text)")
+        }
+        var dumped = ""
+        dump(pair, to: &dumped)
+        #expect(dumped.contains(userPublic))
+        #expect(!dumped.contains(seedPart))
+        #expect(!Mirror(reflecting: pair).children.contains { $0.label == "rawSeed" })
+    }
+
     @Test func seedFilesAsTheNATSToolsWriteThem() throws {
         let decorated = """
             -----BEGIN USER NKEY SEED-----

@@ -21,7 +21,7 @@ extension Options {
                 accounts.append(AccountConfig(name: name))
             }
         case .map(let block):
-            var names: Set<String> = Set(users.map(\.name))
+            var names = Self.userNames(users)
             for entry in block.settings {
                 guard case .map(let body) = entry.node.value else {
                     throw ConfigError("Expected map entries for accounts", at: entry.node.location)
@@ -35,11 +35,8 @@ extension Options {
                     if username != nil { throw ConfigError("Can not have a single user/pass and accounts", at: at) }
                     if authToken != nil { throw ConfigError("Can not have a token and accounts", at: at) }
                 }
-                for user in account.users {
-                    guard names.insert(user.name).inserted else {
-                        throw ConfigError("Duplicate user \"\(user.name)\" detected", at: body.entry("users")?.node.location)
-                    }
-                }
+                // As 2.9.10: an account enters its nkey users first, then its password users.
+                try Self.enter(account.users, into: &names, at: body.entry("users")?.keyLocation, nkeysFirst: true)
                 accounts.append(account)
             }
         default:
@@ -268,13 +265,6 @@ extension Options {
     /// export of its kind.
     func checkAccounts(at location: SourceLocation) throws(ConfigError) {
         let byName = Dictionary(accounts.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-        // `authorization` may come after `accounts` in the file: names must be unique across both.
-        var names: Set<String> = []
-        for user in allUsers where user.nkey == nil {
-            guard names.insert(user.name).inserted else {
-                throw ConfigError("Duplicate user \"\(user.name)\" detected", at: location)
-            }
-        }
         for account in accounts {
             for export in account.exports {
                 let kind = export.kind == .stream ? "stream" : "service"

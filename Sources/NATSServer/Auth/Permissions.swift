@@ -96,6 +96,13 @@ struct AuthResult {
     var permissions: Permissions?
 }
 
+/// What a CONNECT's credentials came to.
+enum AuthOutcome {
+    case accepted(AuthResult)
+    /// Refused; `reason` is why an nkey user's signature did not pass (nil otherwise).
+    case refused(reason: String?)
+}
+
 /// A list of subject patterns split into tokens once. Immutable, so any thread may read it.
 struct PatternList: Sendable {
     let patterns: [[[UInt8]]]

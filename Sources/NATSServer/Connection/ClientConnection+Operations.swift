@@ -25,16 +25,19 @@ extension ClientConnection {
             closeAfterFlush(.protocolViolation)
             return false
         }
+        let settings = broker.settings
         // 2.9.10 negotiates headers only when the server supports them.
-        if broker.options.noHeaderSupport { options.headers = false }
+        if settings.options.noHeaderSupport { options.headers = false }
         let headers = options.headers
         out.withLock { $0.headers = headers }
 
-        if broker.options.authRequired {
-            guard let auth = broker.authenticate(options, nonce: nonce.map { Array($0.utf8) }) else {
-                if let reason = nkeyFailureText { broker.logger.debug("\(logPrefix) - \(reason)") }
-                broker.logger.error("\(logPrefix) - \(authenticationErrorText)")
-                sendError(.authorizationViolation, reason: .authenticationFailure)
+        if settings.auth.authRequired {
+            let auth: AuthResult
+            switch broker.authenticate(options, nonce: nonce.map { Array($0.utf8) }, settings: settings) {
+            case .accepted(let result):
+                auth = result
+            case .refused(let reason):
+                refuseAuthentication(reason: reason, settings.auth)
                 return false
             }
             permissions = auth.permissions.map(ConnectionPermissions.init)

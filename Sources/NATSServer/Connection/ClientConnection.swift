@@ -112,11 +112,12 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         self.tracing = broker.logger.traceEnabled
         self.maxPending = broker.options.maxPending
         accountReference = Unmanaged.passUnretained(broker.globalAccount)
-        let options = broker.options
+        let settings = broker.settings
+        let options = settings.options
         parser = ClientParser(maxControlLine: options.maxControlLine, maxPayload: options.maxPayload)
-        authenticated = !options.authRequired
-        nonce = options.nonceRequired ? NKeyAuthentication.makeNonce() : nil
-        parser.requireConnectFirst = options.authRequired
+        authenticated = !settings.auth.authRequired
+        nonce = settings.auth.nonceRequired ? NKeyAuthentication.makeNonce() : nil
+        parser.requireConnectFirst = settings.auth.authRequired
     }
 
     // MARK: Lifecycle
@@ -128,8 +129,9 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
         let info = broker.info
         appendControl { buffer in info.write(to: &buffer, clientID: cid, clientIP: peer.ip, nonce: nonce) }
         schedulePingTimer(first: true)
-        if broker.options.authRequired {
-            authTimer = context.loop.schedule(after: broker.options.authTimeout) { [self] in
+        let settings = broker.settings
+        if settings.auth.authRequired {
+            authTimer = context.loop.schedule(after: settings.options.authTimeout) { [self] in
                 authTimer = nil
                 if state == .open && !authenticated {
                     broker.logger.debug("\(logPrefix) - Authentication Timeout")
@@ -145,14 +147,17 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
     /// connection stays), as 2.9.10 does. Loop thread only.
     func applyReload() {
         guard state == .open, authenticated else { return }
-        guard broker.options.authRequired else {
+        let settings = broker.settings
+        guard settings.auth.authRequired else {
             permissions = nil
             return
         }
-        guard let auth = broker.authenticate(options, nonce: nonce.map { Array($0.utf8) }) else {
-            let who = options.user.isEmpty ? "" : " - User \"\(options.user)\""
-            broker.logger.error("\(logPrefix) - authentication error\(who)")
-            sendError(.authorizationViolation, reason: .authenticationFailure)
+        let auth: AuthResult
+        switch broker.authenticate(options, nonce: nonce.map { Array($0.utf8) }, settings: settings) {
+        case .accepted(let result):
+            auth = result
+        case .refused(let reason):
+            refuseAuthentication(reason: reason, settings.auth)
             return
         }
         if auth.account != account.name {
