@@ -41,10 +41,11 @@ private final class Scratch {
 }
 
 /// Runs the binary to completion; returns its exit status and combined output.
-private func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
+private func run(_ arguments: [String], environment: [String: String]? = nil) throws -> (status: Int32, output: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: try #require(binaryPath))
     process.arguments = arguments
+    if let environment { process.environment = environment }
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = pipe
@@ -92,9 +93,21 @@ struct SignalTests {
     @Test("our broker says nats-server/nats.conf is valid")
     func shippedConfigIsValid() throws {
         let config = repositoryRoot.appendingPathComponent("nats-server/nats.conf").path
-        let result = try run(["-t", "-c", config])
+        // The permission matrix it includes takes every identity's password from the environment.
+        var environment = ProcessInfo.processInfo.environment
+        for name in ["NATS_ADMIN_PASSWORD", "AUTH_SERVICE_PASSWORD", "NOTIFICATION_SERVICE_PASSWORD",
+                     "DATA_PROCESSING_SERVICE_PASSWORD", "ANALYTICS_SERVICE_PASSWORD"] {
+            environment[name] = "test-\(name.lowercased())"
+        }
+        let result = try run(["-t", "-c", config], environment: environment)
         #expect(result.status == 0, "\(result.output)")
         #expect(result.output.contains("configuration file \(config) is valid"))
+
+        // Without them the broker refuses to start rather than run with an empty password.
+        environment["ANALYTICS_SERVICE_PASSWORD"] = nil
+        let missing = try run(["-t", "-c", config], environment: environment)
+        #expect(missing.status != 0)
+        #expect(missing.output.contains("ANALYTICS_SERVICE_PASSWORD"), "\(missing.output)")
     }
 
     @Test("--signal ldm=<pidfile>: protocol-1 client gets the ldm INFO, is closed, the server exits 0")
