@@ -84,27 +84,32 @@ fi
 # module NAME: builds Sources/NAME as a module ($out/modules/NAME.swiftmodule and NAME.o), at most
 # once per run, instrumented like the targets and with -enable-testing (so a target may reach
 # internals), for the targets to import and link. Call it for a module's dependencies first (the
-# lists below are in dependency order) and run c_module before. A module left by an earlier run is
-# kept when it is newer than its sources and this script and no module was rebuilt before it in
+# lists below are in dependency order) and run c_module before. A module an earlier run left is
+# kept while its stamp is newer than its sources, this script and the modules taken before it in
 # this run (a rebuilt dependency may change what it compiles against).
 declare -A built_modules=()
-rebuilt_any=0
+taken=()
 module() {
-    local name=$1 object="$out/modules/$1.o"
+    local name=$1 object="$out/modules/$1.o" stamp="$out/modules/$1.built" fresh=0 other
     [[ -n ${built_modules[$name]:-} ]] && return 0
-    if ((!rebuilt_any)) && [[ -f $object && -f $out/modules/$name.swiftmodule && ! scripts/fuzz.sh -nt $object ]] &&
-        [[ -z $(find "Sources/$name" -newer "$object" -print -quit) ]]; then
-        built_modules[$name]=1
-        return 0
+    # The stamp, not the object, says when: swiftc leaves an unchanged object's time as it was.
+    if [[ -f $stamp && -f $object && -f $out/modules/$name.swiftmodule && ! scripts/fuzz.sh -nt $stamp ]] &&
+        [[ -z $(find "Sources/$name" -newer "$stamp" -print -quit) ]]; then
+        fresh=1
+        for other in "${taken[@]}"; do [[ $out/modules/$other.built -nt $stamp ]] && fresh=0; done
     fi
-    local sources=()
-    mapfile -t sources < <(find "Sources/$name" -name '*.swift' | sort)
-    echo "== building module $name"
-    rebuilt_any=1
-    swiftc "${fuzz_flags[@]}" -enable-testing -wmo -module-name "$name" -I "$out/modules" \
-        -Xcc -fmodule-map-file="$out/modules/CSystem.modulemap" \
-        -emit-module -emit-module-path "$out/modules/$name.swiftmodule" -c -o "$object" "${sources[@]}" &&
-        built_modules[$name]=1
+    if ((!fresh)); then
+        rm -f "$stamp"
+        local sources=()
+        mapfile -t sources < <(find "Sources/$name" -name '*.swift' | sort)
+        echo "== building module $name"
+        swiftc "${fuzz_flags[@]}" -enable-testing -wmo -module-name "$name" -I "$out/modules" \
+            -Xcc -fmodule-map-file="$out/modules/CSystem.modulemap" \
+            -emit-module -emit-module-path "$out/modules/$name.swiftmodule" -c -o "$object" "${sources[@]}" &&
+            touch "$stamp" || return 1
+    fi
+    built_modules[$name]=1
+    taken+=("$name")
 }
 
 # c_module: builds the CSystem shim ($out/modules/CSystem.o) and a module map for it, once per run.
