@@ -9,7 +9,8 @@
 //   the whole text as the payload), encoded and signed here with the authority's secret, so the
 //   header and claim checks are reached. With 2 the authority also requires an issuer and an
 //   audience. Claims that verify must meet the checks (exp in the future, issuer and audience as
-//   required), and signing them again must give a token that verifies to the same claims.
+//   required), and signing them again must give a token that verifies to the same claims (unless
+//   it has grown past the longest token verify accepts).
 
 import Formats
 
@@ -70,6 +71,9 @@ private func verifySigned(header: [UInt8], payload: [UInt8], authority: JWTAutho
     } catch {
         fatalError("verified claims cannot be signed again: \(error)")
     }
+    // Re-encoding can grow a token (invalid UTF-8 in a claim comes back as U+FFFD, three bytes
+    // for one) past the length verify looks at; such a token is refused for its length alone.
+    guard again.utf8.count <= JWTAuthority.maximumTokenLength else { return }
     do {
         let reread = try authority.verify(again)
         var expected = claims
