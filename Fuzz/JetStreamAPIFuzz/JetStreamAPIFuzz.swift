@@ -1,12 +1,13 @@
 // libFuzzer target for the JetStream API's request decoders and the small files the engine reads
-// back: built by scripts/fuzz.sh into the JetStream module itself (its dependencies as separate
-// modules), so it reaches the module's internals. The first input byte picks the decoder, the rest
-// is the request body (or file, or subject). Every decoder must return or throw its typed error,
-// never crash; a decoded StreamConfig must survive validation, and the JSON it writes must decode
-// back to the same config; a consumer state file that decodes must encode to bytes that decode to
-// the same state.
+// back: built by scripts/fuzz.sh over the JetStream module (built with -enable-testing, so the
+// target reaches its internals). The first input byte picks the decoder, the rest is the request
+// body (or file, or subject). Every decoder must return or throw its typed error, never crash; a
+// decoded StreamConfig must survive validation, and the JSON it writes must decode back to the
+// same config; a consumer state file that decodes must encode to bytes that decode to the same
+// state.
 
 import Formats
+@testable import JetStream
 
 private func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
 

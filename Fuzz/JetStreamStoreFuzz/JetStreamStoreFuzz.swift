@@ -1,8 +1,8 @@
 // libFuzzer target for the JetStream file store's record reader and recovery: built by scripts/fuzz.sh
-// into the JetStream module itself (its dependencies as separate modules), so it reaches the
-// module's internals. The input becomes one or two block files; opening the store must either throw
-// a StreamStoreError or give a store whose state holds together, that takes a new message, and that
-// reopens to the same state plus that message.
+// over the JetStream module (built with -enable-testing, so the target reaches its internals). The
+// input becomes one or two block files; opening the store must either throw a StreamStoreError or
+// give a store whose state holds together, that takes a new message, and that reopens to the same
+// state plus that message.
 //
 // The first input byte is the configuration: bit 0 splits the rest into two blocks (at a point
 // taken from bits 2-7), bit 1 reseals every record-shaped stretch with a valid checksum so the
@@ -10,6 +10,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+@testable import JetStream
 
 /// A fresh directory, in memory (/dev/shm) where there is one: the store fsyncs on open and close,
 /// which on a disk would bound the run to a few hundred inputs a second.

@@ -6,6 +6,7 @@
 /// Typing (``Typing/infer``, the default): an unquoted empty field is null; unquoted `true` /
 /// `false` are booleans; unquoted integers (`-?[0-9]+`, within 64 bits) are ints; unquoted
 /// decimals (`1.5`, `-2e3`) are doubles; everything else, and every quoted field, is a string.
+/// The header's names are always taken as written.
 /// ``Typing/strings`` keeps every field as a string (empty fields as empty strings).
 enum CSVReader {
     /// How field text becomes values.
@@ -38,9 +39,10 @@ enum CSVReader {
         var fields: [Value] = []
         var scratch: [UInt8] = []
 
+        // Header names are taken as written (typed, `01` or `.5` would name a column `1` or `0.5`).
         func value(_ bytes: UnsafeBufferPointer<UInt8>, quoted: Bool) -> Value {
             let s = String(decoding: bytes, as: UTF8.self)
-            if quoted || typing == .strings { return .string(s) }
+            if quoted || typing == .strings || header == nil { return .string(s) }
             return inferred(bytes, s)
         }
 
@@ -116,14 +118,7 @@ enum CSVReader {
                 var names: [String] = []
                 var seen = Set<String>()
                 for f in fields {
-                    let name: String
-                    switch f {
-                    case .string(let s): name = s
-                    case .null: name = ""
-                    case .bool(let b): name = b ? "true" : "false"
-                    case .int(let n): name = String(n)
-                    case .double(let d): name = String(d)
-                    }
+                    let name = f.text
                     guard !name.isEmpty else { throw TransformError(422, "\(what): header field \(names.count + 1) is empty") }
                     guard seen.insert(name).inserted else { throw TransformError(422, "\(what): duplicate header name '\(name)'") }
                     names.append(name)

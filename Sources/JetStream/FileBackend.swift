@@ -145,6 +145,9 @@ final class FileBackend: StoreBackend {
                     try apply(.message(sequence: record.sequence, timestamp: record.timestamp, subject: subject,
                                        bytes: UInt32(record.length), block: block.number, offset: UInt32(offset)))
                 case .removal:
+                    // A removal past the last message is a skip: its sequence is used, and a message
+                    // after it at or below it would sit in the index out of order.
+                    lastSeen = max(lastSeen, record.sequence)
                     try apply(.removal(sequence: record.sequence))
                 case .floor:
                     if record.sequence > 0 { lastSeen = max(lastSeen, record.sequence - 1) }

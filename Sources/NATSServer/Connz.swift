@@ -243,7 +243,8 @@ extension Broker {
         let now = WallClock.now()
         list.sort(by: Self.connzOrder(query.sort, now: now))
         let total = list.count
-        let page = query.offset < total ? Array(list[query.offset..<min(total, query.offset + query.limit)]) : []
+        // `limit` may be as large as Int allows: offset + limit could overflow, total - offset cannot.
+        let page = query.offset < total ? Array(list[query.offset..<(query.offset + min(query.limit, total - query.offset))]) : []
         var json = GoJSONObject()
         json.add("server_id", serverID)
         json.add("now", now.rfc3339)
@@ -384,7 +385,7 @@ extension Broker {
             }
         }
         let total = matching.count
-        let page = offset < total ? Array(matching[offset..<min(total, offset + limit)]) : []
+        let page = offset < total ? Array(matching[offset..<(offset + min(limit, total - offset))]) : []
         let items = page.map { (account, sub) -> String in
             let msgs = sub.client.out.withLock { _ in sub.delivered }
             let info = SubscriptionInfo(

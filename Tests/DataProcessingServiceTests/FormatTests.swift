@@ -32,6 +32,18 @@ import TestSupport
         #expect(try parse("a,\"b\"\"\"\n\"\",x").fields == ["a", "b\""])
     }
 
+    // Found by scripts/fuzz.sh dataproc: inferred types renamed header fields (`.5` became `0.5`,
+    // so `01,1` was a duplicate name) and made the two typings disagree on the header.
+    @Test func headerNamesAreTakenAsWritten() throws {
+        let text = "01,1,.5,true,1e3,+7\n1,2,3,4,5,6\n"
+        #expect(try parse(text).fields == ["01", "1", ".5", "true", "1e3", "+7"])
+        #expect(try parse(text, .strings).fields == ["01", "1", ".5", "true", "1e3", "+7"])
+        #expect(try parse(text).rows == [[.int(1), .int(2), .int(3), .int(4), .int(5), .int(6)]])
+        do throws(TransformError) { _ = try parse(",a\n1,2\n"); Issue.record("an empty header name was taken") } catch {
+            #expect(error.status == 422)
+        }
+    }
+
     @Test func malformedFilesAreRefused() {
         func status(_ text: String) -> Int? {
             do throws(TransformError) { _ = try parse(text); return nil } catch { return error.status }
