@@ -73,10 +73,11 @@ extension DataProcessingService {
         let maxBytes = Int(min(Int64(maxJobs) * Int64(limits.maxInputBytes + 4096), 1 << 30))
         runtime.declare(stream: Self.jobsStream(maxJobs: maxJobs, maxBytes: maxBytes))
         runtime.declare(bucket: Self.resultsBucketConfig, owner: "data-processing")
-        // The two source streams are declared too (identically to their owners) so that this
-        // service can start first; EVENTS is its own.
-        runtime.declare(stream: PlatformStreams.userEvents)
-        runtime.declare(stream: PlatformStreams.notifications)
+        // The two source streams belong to auth-service and notification-service: this identity
+        // may not create or change them, so a start before their owners waits (not ready) until
+        // they exist. EVENTS is its own.
+        runtime.require(stream: PlatformStreams.userEvents)
+        runtime.require(stream: PlatformStreams.notifications)
         runtime.declare(stream: PlatformStreams.events)
 
         runtime.endpoint("jobs-submit", subject: "data.jobs.submit") { [self] request, context in

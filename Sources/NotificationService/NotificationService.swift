@@ -149,7 +149,9 @@ public final class NotificationService: Sendable {
 
         if let view {
             m.set("notifications_view_sequence", to: Double(store.appliedSequence))
-            runtime.declare(stream: PlatformStreams.userEvents)   // in case this service starts before auth-service
+            // auth-service's stream: this identity may not create or change it, so a start before
+            // auth-service waits (not ready) until auth-service has created it.
+            runtime.require(stream: PlatformStreams.userEvents)
             runtime.declare(stream: PlatformStreams.notifications)
             let consumer = Self.loginConsumer
             runtime.consumeDurable("login", consumer: consumer, batch: min(1024, max(64, concurrency * 4)), concurrency: concurrency) { [self] message, context in

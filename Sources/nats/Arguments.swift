@@ -4,7 +4,8 @@
 struct Arguments {
     /// Flags that take a value (long and short spellings map to the long name).
     static let valueFlags: [String: String] = [
-        "--server": "server", "-s": "server", "--user": "user", "--password": "password", "--token": "token",
+        "--server": "server", "-s": "server", "--user": "user", "--password": "password",
+        "--password-file": "password-file", "--token": "token",
         "--nkey": "nkey",
         "--count": "count", "-H": "header", "--header": "header", "--queue": "queue", "--timeout": "timeout",
         "--pub": "pub", "--sub": "sub", "--msgs": "msgs", "--size": "size", "--name": "name",

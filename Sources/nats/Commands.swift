@@ -6,17 +6,40 @@ import NATSClient
 enum Commands {
     /// Client options from the global flags and NATS_URL.
     ///
-    /// - Throws: ``CLIError/usage(_:)``.
+    /// - Throws: ``CLIError/usage(_:)`` for a bad flag, both `--password` and `--password-file`, or
+    ///   an empty password file; ``CLIError/failed(_:)`` when the password file cannot be read.
     static func options(_ arguments: Arguments) throws(CLIError) -> NATSClient.Options {
         let urls = arguments.value("server") ?? ProcessInfo.processInfo.environment["NATS_URL"] ?? "nats://127.0.0.1:4222"
         var options = NATSClient.Options(servers: urls.split(separator: ",").map { String($0.trimmingCharacters(in: .whitespaces)) })
         options.name = "nats-cli"
         options.user = arguments.value("user")
         options.password = arguments.value("password")
+        if let file = arguments.value("password-file") {
+            guard options.password == nil else { throw .usage("give --password or --password-file, not both") }
+            options.password = try passwordFromFile(file)
+        }
         options.token = arguments.value("token")
         options.nkeySeedFile = arguments.value("nkey")
         options.connectTimeout = try arguments.duration("timeout", default: .seconds(5))
         return options
+    }
+
+    /// The first line of `path`, without its line end: a password kept out of the command line,
+    /// where `ps` shows it to every user of the machine.
+    ///
+    /// - Throws: ``CLIError/failed(_:)`` when the file cannot be read; ``CLIError/usage(_:)`` when
+    ///   its first line is empty.
+    static func passwordFromFile(_ path: String) throws(CLIError) -> String {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw .failed("nats: cannot read the password file \(path): \(error.localizedDescription)")
+        }
+        var line = Substring(String(decoding: data, as: UTF8.self).split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
+        if line.hasSuffix("\r") { line = line.dropLast() }
+        guard !line.isEmpty else { throw .usage("the password file \(path) has an empty first line") }
+        return String(line)
     }
 
     /// Connects with the global flags.

@@ -33,6 +33,7 @@ JetStream:
 global flags:
   -s, --server URL[,URL]   server URLs (default $NATS_URL, then nats://127.0.0.1:4222)
   --user USER  --password PASSWORD  --token TOKEN
+  --password-file FILE     the password is FILE's first line (not on the command line, where ps shows it)
   --nkey FILE              authenticate as the user nkey whose seed (SU...) is in FILE
   --timeout D              connect/request timeout (500ms, 2s, ...)
 """

@@ -4,6 +4,7 @@
 
 import Foundation
 import NATSClient
+import ServiceKit
 import Synchronization
 import TestSupport
 import Testing
@@ -26,7 +27,18 @@ extension Broker {
 @Suite(.serialized) struct DurableTests {
     static let service = "data-processing-service"
 
+    /// Starts the service once the two streams it reads exist (created here as their owners,
+    /// auth-service and notification-service, would: the service waits for them, never creates them).
     func start(_ broker: Broker, _ extra: [String: String] = [:]) async throws -> ServiceProcess {
+        let owner = try await NATSClient.connect(broker.url)
+        do {
+            let js = try owner.jetStream()
+            for spec in [PlatformStreams.userEvents, PlatformStreams.notifications] { try await JetStreamSetup.ensure(spec, js) }
+        } catch {
+            await owner.close()
+            throw error
+        }
+        await owner.close()
         var environment = ["NATS_URL": broker.url, "LOG_LEVEL": "debug", "WORKERS": "1", "JOBS_ACK_WAIT_S": "3",
                            "EVENT_DELIVERY": "at-least-once"]
         for (k, v) in extra { environment[k] = v }

@@ -44,10 +44,24 @@ import Testing
         for name in Self.services {
             let service = try #require(services[name], "\(name) missing")
             #expect(service["restart"]?.string == "unless-stopped", "\(name): restart policy")
-            // Published ports as in the platform contract.
-            let published = service["ports"]?.items.compactMap { $0["published"]?.string.flatMap(Int.init) } ?? []
-            #expect(published.sorted() == Contract.defaultPorts[name == "nats" ? "nats" : name], "\(name): ports \(published)")
+            // Published ports as in the platform contract; the broker's on the loopback only.
+            let ports = (service["ports"]?.items ?? []).map(Self.publishedPort)
+            let published = ports.compactMap(\.port)
+            #expect(published.sorted() == Contract.defaultPorts[name == "nats" ? "nats" : name], "\(name): ports \(ports)")
+            if name == "nats" {
+                #expect(ports.allSatisfy { $0.hostIP == "127.0.0.1" }, "the broker's ports must be bound to 127.0.0.1: \(ports)")
+            }
         }
+    }
+
+    /// A published port as docker-compose 1.29 writes it: `{published, target}` without a host
+    /// address, `"IP:PUBLISHED:TARGET/tcp"` with one.
+    static func publishedPort(_ node: YAMLNode) -> (hostIP: String?, port: Int?) {
+        if let text = node.string {
+            let parts = text.split(separator: "/").first.map { $0.split(separator: ":").map(String.init) } ?? []
+            return parts.count == 3 ? (parts[0], Int(parts[1])) : (nil, parts.count == 2 ? Int(parts[0]) : nil)
+        }
+        return (nil, node["published"]?.string.flatMap(Int.init))
     }
 
     @Test func everyServiceHasAHealthcheckOnHealthzAndStartsAfterItsDependenciesAreHealthy() async throws {
@@ -112,8 +126,19 @@ import Testing
             // Its own NATS user, with the password the broker has for that user.
             #expect(environment["NATS_USER"]?.string == name, "\(name): NATS_USER")
             let variable = try #require(Self.passwordVariables[name])
-            let password = environment["NATS_PASSWORD"]?.string
-            #expect(password?.isEmpty == false && password == broker?[variable]?.string, "\(name): NATS_PASSWORD is not the broker's \(variable)")
+            if name == "auth-service" {
+                // No default: the broker's entrypoint writes it (given or generated) into a volume
+                // that only the broker and auth-service mount.
+                #expect(environment["NATS_PASSWORD"] == nil && broker?[variable]?.string == "", "\(name): a default password")
+                #expect(environment["NATS_PASSWORD_FILE"]?.string == "/run/nats-credentials/password")
+                let mounts = services[name]?["volumes"]?.items.compactMap(\.string) ?? []
+                #expect(mounts.contains("nats-credentials-auth-service:/run/nats-credentials:ro"), "\(name): \(mounts)")
+                #expect(services["nats"]?["volumes"]?.items.compactMap(\.string)
+                    .contains { $0.hasPrefix("nats-credentials-auth-service:/credentials/auth-service") } == true)
+            } else {
+                let password = environment["NATS_PASSWORD"]?.string
+                #expect(password?.isEmpty == false && password == broker?[variable]?.string, "\(name): NATS_PASSWORD is not the broker's \(variable)")
+            }
             #expect(environment["DATA_DIR"]?.string == "/data", "\(name): DATA_DIR")
             #expect((environment["JWT_SECRET"]?.string?.utf8.count ?? 0) >= 16, "\(name): JWT_SECRET default")
             #expect(environment["HTTP_PORT"]?.string.flatMap(Int.init) == Contract.defaultPorts[name]?.first, "\(name): HTTP_PORT")
@@ -129,7 +154,10 @@ import Testing
         let brokerVolume = services["nats"]?["volumes"]?.items.compactMap(\.string).first { $0.hasSuffix(":/data") || $0.hasSuffix(":/data:rw") }?
             .split(separator: ":").first.map(String.init)
         #expect(brokerVolume.map { !volumes.contains($0) } == true, "the broker's store shares a service's volume")
-        #expect(Set(config["volumes"]?.keys ?? []) == volumes.union(brokerVolume.map { [$0] } ?? []))
+        #expect(Set(config["volumes"]?.keys ?? []) == volumes.union(brokerVolume.map { [$0] } ?? []).union(["nats-credentials-auth-service"]))
+        // admin's password has no default either: generated into the broker's volume when unset.
+        #expect(broker?["NATS_ADMIN_PASSWORD"]?.string == "")
+        #expect(services["nats"]?["entrypoint"]?.items.compactMap(\.string) == ["/bin/sh", "/etc/nats/compose-credentials.sh"])
 
         // The development JWT secret gives way to the caller's.
         guard let overridden = try await Self.config(["JWT_SECRET": "production-secret-0123456789"]) else { return }
@@ -145,7 +173,7 @@ import Testing
         let chosen = Dictionary(uniqueKeysWithValues: Self.passwordVariables.values.map { ($0, "chosen-\($0.lowercased())") })
         guard let rotated = try await Self.config(chosen) else { return }
         for (variable, value) in chosen { #expect(rotated["services"]?["nats"]?["environment"]?[variable]?.string == value) }
-        for name in Contract.services {
+        for name in Contract.services where name != "auth-service" {
             #expect(rotated["services"]?[name]?["environment"]?["NATS_PASSWORD"]?.string == chosen[Self.passwordVariables[name] ?? ""])
         }
     }

@@ -141,7 +141,8 @@ func exactlyOnce(_ expected: [String], in sources: [String]) -> String? {
     /// data-processing-service is SIGKILLed right after accepting jobs: the jobs live in the
     /// DATA_JOBS work queue, so after the restart each has its result in data.jobs.status.
     @Test func dataProcessingKilledMidBatchStillFinishesEveryAcceptedJob() async throws {
-        try await Platform.with(["data-processing-service"]) { platform in
+        // With the owners of the two streams data-processing reads: it waits for them to exist.
+        try await Platform.with(["auth-service", "notification-service", "data-processing-service"]) { platform in
             try await platform.withClient { try await Self.jobsMidBatch(platform, $0) }
         }
     }

@@ -356,10 +356,19 @@ import Glibc
                 let commandLine = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
                 for password in passwords.values { #expect(!commandLine.contains(password), "\(name)'s command line holds a password") }
             }
-            // The banner shows how to use admin with the nats CLI.
-            #expect(run.output.contains { $0.contains("--user admin --password") && $0.contains(data + "/credentials/admin") })
+            // The banner shows how to use admin with the nats CLI, the password read from its file
+            // (never on the command line), and that command works.
+            #expect(run.output.contains { $0.contains("--user admin --password-file '\(data)/credentials/admin'") })
+            #expect(!run.output.contains { $0.contains("--password ") })
 
             let natsPort = ports["NATS_PORT"] ?? 0
+            let cli = try builtExecutable("nats")
+            let listed = try await runCommand(cli, ["-s", "nats://127.0.0.1:\(natsPort)", "--user", "admin",
+                                                    "--password-file", data + "/credentials/admin", "stream", "ls", "--names"])
+            #expect(listed.status == 0 && listed.output.contains("USER_EVENTS"), "nats --password-file: \(listed.output) \(listed.error)")
+            let refused = try await runCommand(cli, ["-s", "nats://127.0.0.1:\(natsPort)", "--user", "admin",
+                                                     "--password-file", data + "/credentials/auth-service", "stream", "ls"])
+            #expect(refused.status != 0 && refused.error.contains("uthorization"), "another identity's file: \(refused.error)")
             let anonymous = try await rawSession(port: natsPort, user: nil, password: nil, [])
             #expect(anonymous.contains("-ERR 'Authorization Violation'"), "anonymous: \(anonymous)")
             var options = NATSClient.Options(url: "nats://127.0.0.1:\(natsPort)")

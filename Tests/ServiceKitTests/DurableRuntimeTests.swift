@@ -233,6 +233,36 @@ import TestSupport
         }
     }
 
+    /// A stream another service owns is only required: a reader started before the owner neither
+    /// creates it nor becomes ready, and becomes ready, consuming, once the owner has created it.
+    @Test(arguments: DurableBroker.enabled)
+    func aReaderStartedBeforeTheOwnerWaitsForTheStreamAndNeverCreatesIt(_ kind: DurableBroker) async throws {
+        try await withBroker(kind) { broker, _, js in
+            let sink = MemoryLogSink()
+            let rt = try durableRuntime(broker, name: "reader-service", sink: sink)
+            let seen = Shared<[String]>([])
+            rt.require(stream: ordersStream())
+            rt.consumeDurable("orders", consumer: workerConsumer()) { message, _ in
+                seen.withLock { $0.append(message.string) }
+            }
+            try await running(rt) {
+                // The first failed setup is logged: from then on the reader is waiting.
+                let waiting = await eventually(20) { sink.lines.contains { $0.contains("waiting for its owner (orders-service)") } }
+                #expect(waiting, "no waiting line: \(sink.lines.suffix(5))")
+                #expect(!rt.readiness.ready)
+                let missing = await thrownError { _ = try await js.streamInfo("ORDERS") }
+                #expect((missing as? JetStreamError)?.errCode == 10059, "the reader created ORDERS: \(String(describing: missing))")
+                #expect(await consumerState(js, "ORDERS", "worker") == nil)
+
+                // The owner creates it: the reader's retry finds it, creates its consumer, consumes.
+                try await JetStreamSetup.ensure(ordersStream(), js)
+                #expect(await eventually(20) { rt.readiness.ready })
+                _ = try await js.publish("orders.created", "o-1", options: PublishOptions(msgID: "o-1"))
+                #expect(await eventually(20) { seen.value == ["o-1"] })
+            }
+        }
+    }
+
     @Test(arguments: DurableBroker.enabled)
     func anIncompatibleExistingStreamStopsTheServiceWithTheFix(_ kind: DurableBroker) async throws {
         try await withBroker(kind) { broker, _, js in

@@ -1,8 +1,8 @@
 import NATSClient
 
-/// The platform's streams, declared in one place so every service that declares one (its owner,
-/// and a reader that may start first) declares it identically: two different declarations of one
-/// stream would update it back and forth. docs/ARCHITECTURE.md has the table.
+/// The platform's streams, declared in one place: its owner declares each (creates or updates it),
+/// the services that read it only require it (``ServiceRuntime/require(stream:)``: they wait for it
+/// and may not change it). docs/ARCHITECTURE.md has the table.
 public enum PlatformStreams {
     /// `user.>`: auth-service's events (`user.registered`, `user.logged_in`).
     public static var userEvents: StreamSpec {

@@ -44,6 +44,8 @@ public enum DeadLetters {
 /// What a service declared for JetStream, set up on every (re)connection in at-least-once mode.
 struct DurableDeclarations: Sendable {
     var streams: [StreamSpec] = []
+    /// Streams other services own that this one reads (checked, never created nor changed).
+    var required: [StreamSpec] = []
     var buckets: [(config: KeyValueConfig, owner: String)] = []
     var consumers: [DurableConsumer] = []
     /// Consumers whose loop has the consumer in place and is pulling (by index).
@@ -75,6 +77,15 @@ extension ServiceRuntime {
     /// incompatible existing stream stops the service with a message saying how to fix it.
     public func declare(stream: StreamSpec) {
         state.withLock { $0.durable.streams.append(stream) }
+    }
+
+    /// Declares a stream another service owns that this one reads (at-least-once mode), such as
+    /// the stream a durable consumer of ``consumeDurable(_:consumer:batch:concurrency:_:)`` is on:
+    /// on every connection the setup checks that it exists and neither creates nor updates it,
+    /// since only its owner's identity may. Until the owner has created it the setup retries with
+    /// backoff, so the service stays not ready and its endpoints and consumers wait.
+    public func require(stream: StreamSpec) {
+        state.withLock { $0.durable.required.append(stream) }
     }
 
     /// Declares a KV bucket the service owns (created when missing).
@@ -185,9 +196,11 @@ extension ServiceRuntime {
         var streams = declared.streams
         if !declared.consumers.isEmpty { streams.insert(DeadLetters.spec, at: 0) }
         for spec in streams { try await JetStreamSetup.ensure(spec, js) }
+        for spec in declared.required { try await JetStreamSetup.require(spec, js) }
         for (config, owner) in declared.buckets { try await JetStreamSetup.ensure(config, owner: owner, js) }
         for consumer in declared.consumers { try await JetStreamSetup.ensure(consumer.spec, js) }
         logger.info("JetStream ready", ["streams": .array(streams.map { .string($0.config.name) }),
+                                        "read_streams": .array(declared.required.map { .string($0.config.name) }),
                                         "buckets": .array(declared.buckets.map { .string($0.config.bucket) }),
                                         "consumers": .array(declared.consumers.map { .string("\($0.spec.stream)/\($0.spec.name)") })])
         return js

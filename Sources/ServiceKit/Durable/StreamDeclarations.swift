@@ -109,6 +109,25 @@ public enum JetStreamSetup {
         do { return try await js.updateStream(wanted) } catch { throw .failed(what: what + " update", error: error) }
     }
 
+    /// Checks that a stream another service owns exists, without creating or changing it: the
+    /// reader's identity has no right to (nats-server/permissions.conf gives a stream's CREATE and
+    /// UPDATE to its owner only), so a reader started first waits for the owner.
+    /// - Returns: the stream's info.
+    /// - Throws: ``DurableSetupError/failed(what:error:)``, not fatal, when the stream does not
+    ///   exist yet (error 10059: the setup retries until its owner has created it) or the broker
+    ///   refused or did not answer.
+    @discardableResult
+    public static func require(_ spec: StreamSpec, _ js: JetStreamContext) async throws(DurableSetupError) -> StreamInfo {
+        let name = spec.config.name
+        do {
+            return try await js.streamInfo(name)
+        } catch where error.errCode == 10059 {
+            throw .failed(what: "stream \(name) does not exist yet; waiting for its owner (\(spec.owner)) to create it", error: error)
+        } catch {
+            throw .failed(what: "stream \(name) (owned by \(spec.owner))", error: error)
+        }
+    }
+
     /// Creates the durable consumer when missing; updates it when it differs only in what
     /// JetStream can change in place (ack wait, max deliver, backoff, max ack pending, ...).
     /// - Throws: ``DurableSetupError/incompatible(what:field:existing:wanted:fix:)`` for a
