@@ -111,6 +111,12 @@ struct AccountTests {
          "nats.conf:1:1: Error adding stream import \"s.>\": stream import not authorized"),
         ("accounts {\n  A { exports [{stream: \"s.>\"}] }\n  B { imports [{service: {account: A, subject: \"s.x\"}}] }\n}",
          "nats.conf:1:1: Error adding service import \"s.x\": service import not authorized"),
+        ("accounts {\n  A { exports [{stream: foo}], imports [{stream: {account: B, subject: foo}}] }\n"
+         + "  B { exports [{stream: foo}], imports [{stream: {account: A, subject: foo}}] }\n}",
+         "nats.conf:1:1: Error adding stream import \"foo\": import forms a cycle"),
+        ("accounts {\n  A { exports [{service: q}], imports [{service: {account: B, subject: q}}] }\n"
+         + "  B { exports [{service: q}], imports [{service: {account: A, subject: q}}] }\n}",
+         "nats.conf:1:1: Error adding service import \"q\": import forms a cycle"),
         ("accounts {\n  B { imports [{service: {account: Q, subject: \"y\"}}] }\n}",
          "nats.conf:1:1: \"Q\" account not defined for service import"),
         ("accounts {\n  A { exports [{stream: \"a\", accounts: [ZZ]}] }\n}",
@@ -225,6 +231,54 @@ struct AccountTests {
         #expect(first.withUnsafeBytes { map.resolve($0, endOfStream: false, now: 3) } == nil)
         let late = reply.withUnsafeBytes { map.register(account: account, reply: $0, singleton: false, now: 10) }
         #expect(late.withUnsafeBytes { map.resolve($0, endOfStream: false, now: 10 + ResponseMap.threshold + 1) } == nil)
+    }
+
+    @Test func resolvedRepliesLeaveTheResponseMapsStorageBounded() throws {
+        let map = ResponseMap()
+        let account = Account(name: "B", index: 1, config: nil, jetStreamEnabled: false)
+        let reply = Array("_INBOX.1".utf8)
+        // One reply waits for its (streamed) responses while many others come and go behind it.
+        _ = reply.withUnsafeBytes { map.register(account: account, reply: $0, singleton: false, now: 1) }
+        for _ in 0..<50_000 {
+            let token = reply.withUnsafeBytes { map.register(account: account, reply: $0, singleton: true, now: 2) }
+            #expect(token.withUnsafeBytes { map.resolve($0, endOfStream: false, now: 2) } != nil)
+        }
+        #expect(map.count == 1)
+        #expect(map.trackedTokens <= 3 * map.count + 1025)
+    }
+
+    @Test func aStreamImportReachesOnlyTheImportingAccountsOwnSubscribers() throws {
+        let broker = try accountsBroker("""
+            accounts {
+              A { users [{user: a, password: a}], exports [{stream: foo, accounts: [B]}] }
+              B { users [{user: b, password: b}], imports [{stream: {account: A, subject: foo}}], exports [{stream: foo}] }
+              C { users [{user: c, password: c}], imports [{stream: {account: B, subject: foo}}] }
+            }
+            """)
+        let a = try broker.login("a")
+        let b = try broker.login("b")
+        let c = try broker.login("c")
+        for client in [b, c] {
+            try client.send("SUB foo 1\r\n")
+            try client.sync()
+        }
+        try a.send("PUB foo 2\r\nfa\r\n")
+        try a.sync()
+        #expect(try b.sync() == ["MSG foo 1 2", "fa"])
+        // B's own publish still reaches C through B's export.
+        try b.send("PUB foo 2\r\nfb\r\n")
+        try b.sync()
+        #expect(try c.sync() == ["MSG foo 1 2", "fb"])
+    }
+
+    @Test func aClientsRequestInfoHeaderIsReplacedNotRepeated() throws {
+        let sent = Array("NATS/1.0\r\nX: 1\r\nNats-Request-Info: {\"acc\":\"forged\"}\r\nY: 2\r\n\r\n".utf8)
+        let headers = sent.withUnsafeBytes { ClientConnection.requestInfoHeaders($0, account: "B", rtt: 0) }
+        #expect(String(decoding: headers, as: UTF8.self)
+            == "NATS/1.0\r\nX: 1\r\nY: 2\r\nNats-Request-Info: {\"acc\":\"B\"}\r\n\r\n")
+        let only = Array("NATS/1.0\r\nNats-Request-Info: x\r\n\r\n".utf8)
+        let replaced = only.withUnsafeBytes { ClientConnection.requestInfoHeaders($0, account: "B", rtt: 0) }
+        #expect(String(decoding: replaced, as: UTF8.self) == "NATS/1.0\r\nNats-Request-Info: {\"acc\":\"B\"}\r\n\r\n")
     }
 
     @Test func noAuthUserMayNameAnAccountUser() throws {

@@ -1,3 +1,4 @@
+import JetStream
 import NATSConfig
 
 // The `accounts` block of nats.conf, read as 2.9.10's parseAccounts reads it: a list of names, or
@@ -303,6 +304,64 @@ extension Options {
                 }
             }
         }
+        try Self.checkImportCycles(accounts, at: location)
+    }
+
+    /// Refuses imports that lead back to the importing account, as 2.9.10 does while adding them:
+    /// stream imports first, then service imports, each checked against those added before it.
+    private static func checkImportCycles(_ accounts: [AccountConfig], at location: SourceLocation) throws(ConfigError) {
+        let byName = Dictionary(accounts.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        for kind in [AccountImport.Kind.stream, .service] {
+            var added: [String: [AccountImport]] = [:]
+            for account in accounts {
+                for item in account.imports where item.kind == kind {
+                    let cycle = kind == .stream
+                        ? streamCycle(from: item.account, subject: item.localSubject, visited: [account.name],
+                                      added: added, byName: byName)
+                        : serviceCycle(from: item.account, subject: item.localSubject, visited: [account.name],
+                                       added: added)
+                    if cycle {
+                        let name = kind == .stream ? "stream" : "service"
+                        throw ConfigError("Error adding \(name) import \"\(item.subject)\": import forms a cycle", at: location)
+                    }
+                    added[account.name, default: []].append(item)
+                }
+            }
+        }
+    }
+
+    /// Whether `subject`, exported as a stream by `name`, reaches an account of `visited` through
+    /// the stream imports `added` so far.
+    private static func streamCycle(from name: String, subject: String, visited: Set<String>,
+                                    added: [String: [AccountImport]], byName: [String: AccountConfig]) -> Bool {
+        guard visited.count < 1024, let account = byName[name],
+              account.exports.contains(where: { $0.kind == .stream && SubjectMapping.isSubset(subject, of: $0.subject) })
+        else { return false }
+        var visited = visited
+        var subject = subject
+        for item in added[name] ?? [] where StreamConfig.subjectsCollide(subject, item.localSubject) {
+            if visited.contains(item.account) { return true }
+            visited.insert(name)
+            if SubjectMapping.isSubset(item.localSubject, of: subject) { subject = item.localSubject }
+            if streamCycle(from: item.account, subject: subject, visited: visited, added: added, byName: byName) { return true }
+        }
+        return false
+    }
+
+    /// Whether a service request on `subject` in `name` reaches an account of `visited` through
+    /// the service imports `added` so far.
+    private static func serviceCycle(from name: String, subject: String, visited: Set<String>,
+                                     added: [String: [AccountImport]]) -> Bool {
+        guard visited.count < 1024 else { return false }
+        var visited = visited
+        var subject = subject
+        for item in added[name] ?? [] where StreamConfig.subjectsCollide(subject, item.subject) {
+            if visited.contains(item.account) { return true }
+            visited.insert(name)
+            if SubjectMapping.isSubset(item.localSubject, of: subject) { subject = item.localSubject }
+            if serviceCycle(from: item.account, subject: subject, visited: visited, added: added) { return true }
+        }
+        return false
     }
 
     private static func checkSubject(_ subject: String, at location: SourceLocation?) throws(ConfigError) {
