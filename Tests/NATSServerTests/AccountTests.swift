@@ -281,6 +281,17 @@ struct AccountTests {
         #expect(String(decoding: replaced, as: UTF8.self) == "NATS/1.0\r\nNats-Request-Info: {\"acc\":\"B\"}\r\n\r\n")
     }
 
+    @Test("a traced CONNECT hides its password as 2.9.10's trace does", arguments: [
+        (#"{"verbose":false,"user":"u","pass":"p","auth_token":"tok"}"#,
+         #"{"verbose":false,"user":"u","pass":"[REDACTED]","auth_token":"tok"}"#),
+        (#"{"user":"passenger","pass":"se cret","name":"n"}"#, #"{"user":"passenger","pass":"[REDACTED]","name":"n"}"#),
+        (#"{"pass":"","user":"u"}"#, #"{"pass":"[REDACTED]","user":"u"}"#),
+        (#"{"user":"u","auth_token":"t"}"#, #"{"user":"u","auth_token":"t"}"#),
+    ])
+    func traceRedactsThePassword(sent: String, traced: String) {
+        #expect(ClientConnection.redactingPassword(sent) == traced)
+    }
+
     @Test func noAuthUserMayNameAnAccountUser() throws {
         let broker = try accountsBroker(accountsConfig + "\nno_auth_user: b")
         let anonymous = try broker.connected()
