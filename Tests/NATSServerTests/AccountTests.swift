@@ -292,6 +292,29 @@ struct AccountTests {
         #expect(ClientConnection.redactingPassword(sent) == traced)
     }
 
+    @Test func aSecondConnectAsAnotherAccountsUserMovesTheClientAndItsSubscriptions() throws {
+        let broker = try accountsBroker()
+        let a = try broker.login("a")
+        let c = try broker.login("c")
+        let switching = try broker.login("a")
+        for client in [a, c] {
+            try client.send("SUB w 1\r\n")
+            try client.sync()
+        }
+        try switching.send("SUB x 7\r\n")
+        try switching.sync()
+        try switching.send(#"CONNECT {"verbose":false,"user":"c","pass":"c"}"# + "\r\nPUB w 2\r\nhi\r\n")
+        try switching.sync()
+        #expect(try c.sync() == ["MSG w 1 2", "hi"])
+        #expect(try a.sync() == [])
+        // Its subscription from before now lives in C.
+        try a.send("PUB x 1\r\na\r\n")
+        try a.sync()
+        try c.send("PUB x 1\r\nc\r\n")
+        try c.sync()
+        #expect(try switching.sync() == ["MSG x 7 1", "c"])
+    }
+
     @Test func noAuthUserMayNameAnAccountUser() throws {
         let broker = try accountsBroker(accountsConfig + "\nno_auth_user: b")
         let anonymous = try broker.connected()

@@ -197,6 +197,24 @@ final class ImportRoute: InternalSink {
 }
 
 extension ClientConnection {
+    /// Makes `target` this connection's account, its subscriptions with it: a later CONNECT as a
+    /// user of another account never leaves the new permissions working in the old subject space.
+    /// (2.9.10 leaves the existing subscriptions behind in the old account; moving them keeps the
+    /// client out of a space its user has no right to.) Loop thread only.
+    func moveToAccount(_ target: Account) {
+        guard target !== account else { return }
+        let all = Array(subscriptions.values)
+        if !all.isEmpty {
+            account.mutate { trie in
+                for sub in all { _ = trie.remove(subject: sub.subject, queue: sub.queue, value: sub) }
+            }
+            target.mutate { trie in
+                for sub in all { _ = trie.insert(subject: sub.subject, queue: sub.queue, value: sub) }
+            }
+        }
+        account = target
+    }
+
     /// Imports routing into imports routing into ... stops here (a cycle of imports).
     static let maxImportDepth = 8
 

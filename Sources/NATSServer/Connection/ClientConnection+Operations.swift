@@ -38,8 +38,7 @@ extension ClientConnection {
                 return false
             }
             permissions = auth.permissions.map(ConnectionPermissions.init)
-            // Fixed once subscribed: a later CONNECT cannot move live subscriptions.
-            if subscriptions.isEmpty { account = broker.account(named: auth.account) }
+            moveToAccount(broker.account(named: auth.account))
         }
         if !options.account.isEmpty || options.newAccount {
             sendError(.authorizationViolation, reason: .authenticationFailure)
