@@ -91,7 +91,7 @@ struct AccountTests {
         #expect(empty.accounts.map(\.name) == ["D", "E"])
         #expect(empty.noAuthUser == "d")
         #expect(try parsed("accounts { J { jetstream: enabled } }").accounts[0].jetStream)
-        #expect(try parsed("accounts { J { jetstream { max_mem: 1024, max_file: 2048, max_streams: 3, max_consumers: 4 } } }")
+        #expect(try parsed("accounts { J { jetstream { max_mem: -1, max_file: -1, max_streams: -1, max_bytes_required: false } } }")
             .accounts[0].jetStream)
         #expect(try !parsed("accounts { J { jetstream: disabled } }").accounts[0].jetStream)
         _ = try parsed("system_account: \"$SYS\"\nno_system_account: false")
@@ -117,6 +117,10 @@ struct AccountTests {
         ("accounts {\n  A { exports [{service: q}], imports [{service: {account: B, subject: q}}] }\n"
          + "  B { exports [{service: q}], imports [{service: {account: A, subject: q}}] }\n}",
          "nats.conf:1:1: Error adding service import \"q\": import forms a cycle"),
+        ("accounts {\n  J { jetstream {\n    max_streams: 3\n  } }\n}",
+         "nats.conf:3:5: \"max_streams\" in an account's jetstream is not implemented by this broker (only -1, no limit)"),
+        ("accounts { J { jetstream { max_bytes_required: true } } }",
+         "nats.conf:1:28: \"max_bytes_required\" in an account's jetstream is not implemented by this broker (only -1, no limit)"),
         ("accounts {\n  B { imports [{service: {account: Q, subject: \"y\"}}] }\n}",
          "nats.conf:1:1: \"Q\" account not defined for service import"),
         ("accounts {\n  A { exports [{stream: \"a\", accounts: [ZZ]}] }\n}",

@@ -227,8 +227,14 @@ extension Options {
         return result
     }
 
+    /// A per-account JetStream limit this broker would not enforce: refused rather than ignored.
+    private static func limitNotImplemented(_ entry: ConfigEntry) -> ConfigError {
+        ConfigError("\"\(entry.key)\" in an account's jetstream is not implemented by this broker (only -1, no limit)",
+                    at: entry.keyLocation)
+    }
+
     /// `jetstream: enabled|disabled|true|false` or `{max_mem, max_file, max_streams, max_consumers, ...}`
-    /// (the limits are read for their form only: this broker does not enforce per-account limits).
+    /// (the limits are refused unless they say none: -1, or false for max_bytes_required).
     private static func accountJetStream(_ node: ConfigNode) throws(ConfigError) -> Bool {
         switch node.value {
         case .bool(let on): return on
@@ -245,15 +251,17 @@ extension Options {
                 case "max_memory", "max_mem", "mem", "memory", "max_store", "max_file", "max_disk", "store", "disk",
                      "max_streams", "streams", "max_consumers", "consumers", "mem_max_stream_bytes",
                      "memory_max_stream_bytes", "disk_max_stream_bytes", "store_max_stream_bytes", "max_ack_pending":
-                    guard case .integer = entry.node.value else {
+                    guard case .integer(let limit) = entry.node.value else {
                         throw ConfigError("Expected a parseable size for \"\(entry.key)\", got \(describe(entry.node.value))",
                                           at: entry.node.location)
                     }
+                    if limit != -1 { throw limitNotImplemented(entry) }
                 case "max_bytes_required", "max_stream_bytes", "max_bytes":
-                    guard case .bool = entry.node.value else {
+                    guard case .bool(let required) = entry.node.value else {
                         throw ConfigError("Expected a parseable bool for \"\(entry.key)\", got \(describe(entry.node.value))",
                                           at: entry.node.location)
                     }
+                    if required { throw limitNotImplemented(entry) }
                 default:
                     throw ConfigError("unknown field \"\(entry.key)\"", at: entry.keyLocation)
                 }
