@@ -319,6 +319,38 @@ struct AccountTests {
         #expect(try switching.sync() == ["MSG x 7 1", "c"])
     }
 
+    @Test func aPushConsumerWhoseSubscriberIsInAnImportingAccountIsBound() throws {
+        let store = FileManager.default.temporaryDirectory.appendingPathComponent("accounts-js-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: store) }
+        let options = try parsed("""
+            accounts {
+              J { users [{user: j, password: j}], jetstream: enabled, exports [{stream: "d.>"}] }
+              A { users [{user: a, password: a}], imports [{stream: {account: J, subject: "d.>"}}] }
+            }
+            """)
+        let broker = try TestBroker {
+            $0.users = options.users
+            $0.accounts = options.accounts
+            $0.jetStream = true
+            $0.storeDirectory = store
+        }
+        // As 2.9.10: a client of A on exactly the deliver subject binds the consumer through the import.
+        let a = try broker.login("a")
+        try a.send("SUB d.x 1\r\n")
+        try a.sync()
+        let j = try broker.login("j")
+        let create = #"{"name":"S","subjects":["x"]}"#
+        let consumer = #"{"stream_name":"S","config":{"durable_name":"C","deliver_subject":"d.x","ack_policy":"none"}}"#
+        try j.send("SUB _INBOX.> 1\r\nPUB $JS.API.STREAM.CREATE.S _INBOX.s \(create.utf8.count)\r\n\(create)\r\n"
+                   + "PUB $JS.API.CONSUMER.DURABLE.CREATE.S.C _INBOX.c \(consumer.utf8.count)\r\n\(consumer)\r\n")
+        #expect(eventually { (try? j.sync().joined().contains("consumer_create_response")) == true })
+        try j.send("PUB $JS.API.CONSUMER.INFO.S.C _INBOX.i 0\r\n\r\n")
+        #expect(eventually { (try? j.sync().joined().contains(#""push_bound":true"#)) == true })
+        try j.send("PUB x 2\r\nhi\r\n")
+        try j.sync()
+        #expect(eventually { (try? a.sync().contains("hi")) == true })
+    }
+
     @Test func noAuthUserMayNameAnAccountUser() throws {
         let broker = try accountsBroker(accountsConfig + "\nno_auth_user: b")
         let anonymous = try broker.connected()
