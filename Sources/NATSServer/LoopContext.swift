@@ -36,6 +36,10 @@ final class LoopContext: @unchecked Sendable {
     @exclusivity(unchecked) private var randomState: UInt64
     /// How many import routes the message being routed has gone through (a cycle stops).
     @exclusivity(unchecked) var importDepth = 0
+    /// Set while a stream import delivers into the importing account: 2.9.10 hands such a message
+    /// to that account's own subscribers only, never to its import routes (so A exported to B
+    /// alone never reaches C through B).
+    @exclusivity(unchecked) var deliveringStreamImport = false
 
     /// Where a whole small MSG/HMSG frame is assembled before one copy into the receiver's buffer.
     let scratch: UnsafeMutableRawPointer

@@ -91,7 +91,7 @@ struct AccountTests {
         #expect(empty.accounts.map(\.name) == ["D", "E"])
         #expect(empty.noAuthUser == "d")
         #expect(try parsed("accounts { J { jetstream: enabled } }").accounts[0].jetStream)
-        #expect(try parsed("accounts { J { jetstream { max_mem: 1024, max_file: 2048, max_streams: 3, max_consumers: 4 } } }")
+        #expect(try parsed("accounts { J { jetstream { max_mem: -1, max_file: -1, max_streams: -1, max_bytes_required: false } } }")
             .accounts[0].jetStream)
         #expect(try !parsed("accounts { J { jetstream: disabled } }").accounts[0].jetStream)
         _ = try parsed("system_account: \"$SYS\"\nno_system_account: false")
@@ -111,6 +111,16 @@ struct AccountTests {
          "nats.conf:1:1: Error adding stream import \"s.>\": stream import not authorized"),
         ("accounts {\n  A { exports [{stream: \"s.>\"}] }\n  B { imports [{service: {account: A, subject: \"s.x\"}}] }\n}",
          "nats.conf:1:1: Error adding service import \"s.x\": service import not authorized"),
+        ("accounts {\n  A { exports [{stream: foo}], imports [{stream: {account: B, subject: foo}}] }\n"
+         + "  B { exports [{stream: foo}], imports [{stream: {account: A, subject: foo}}] }\n}",
+         "nats.conf:1:1: Error adding stream import \"foo\": import forms a cycle"),
+        ("accounts {\n  A { exports [{service: q}], imports [{service: {account: B, subject: q}}] }\n"
+         + "  B { exports [{service: q}], imports [{service: {account: A, subject: q}}] }\n}",
+         "nats.conf:1:1: Error adding service import \"q\": import forms a cycle"),
+        ("accounts {\n  J { jetstream {\n    max_streams: 3\n  } }\n}",
+         "nats.conf:3:5: \"max_streams\" in an account's jetstream is not implemented by this broker (only -1, no limit)"),
+        ("accounts { J { jetstream { max_bytes_required: true } } }",
+         "nats.conf:1:28: \"max_bytes_required\" in an account's jetstream is not implemented by this broker (only -1, no limit)"),
         ("accounts {\n  B { imports [{service: {account: Q, subject: \"y\"}}] }\n}",
          "nats.conf:1:1: \"Q\" account not defined for service import"),
         ("accounts {\n  A { exports [{stream: \"a\", accounts: [ZZ]}] }\n}",
@@ -225,6 +235,120 @@ struct AccountTests {
         #expect(first.withUnsafeBytes { map.resolve($0, endOfStream: false, now: 3) } == nil)
         let late = reply.withUnsafeBytes { map.register(account: account, reply: $0, singleton: false, now: 10) }
         #expect(late.withUnsafeBytes { map.resolve($0, endOfStream: false, now: 10 + ResponseMap.threshold + 1) } == nil)
+    }
+
+    @Test func resolvedRepliesLeaveTheResponseMapsStorageBounded() throws {
+        let map = ResponseMap()
+        let account = Account(name: "B", index: 1, config: nil, jetStreamEnabled: false)
+        let reply = Array("_INBOX.1".utf8)
+        // One reply waits for its (streamed) responses while many others come and go behind it.
+        _ = reply.withUnsafeBytes { map.register(account: account, reply: $0, singleton: false, now: 1) }
+        for _ in 0..<50_000 {
+            let token = reply.withUnsafeBytes { map.register(account: account, reply: $0, singleton: true, now: 2) }
+            #expect(token.withUnsafeBytes { map.resolve($0, endOfStream: false, now: 2) } != nil)
+        }
+        #expect(map.count == 1)
+        #expect(map.trackedTokens <= 3 * map.count + 1025)
+    }
+
+    @Test func aStreamImportReachesOnlyTheImportingAccountsOwnSubscribers() throws {
+        let broker = try accountsBroker("""
+            accounts {
+              A { users [{user: a, password: a}], exports [{stream: foo, accounts: [B]}] }
+              B { users [{user: b, password: b}], imports [{stream: {account: A, subject: foo}}], exports [{stream: foo}] }
+              C { users [{user: c, password: c}], imports [{stream: {account: B, subject: foo}}] }
+            }
+            """)
+        let a = try broker.login("a")
+        let b = try broker.login("b")
+        let c = try broker.login("c")
+        for client in [b, c] {
+            try client.send("SUB foo 1\r\n")
+            try client.sync()
+        }
+        try a.send("PUB foo 2\r\nfa\r\n")
+        try a.sync()
+        #expect(try b.sync() == ["MSG foo 1 2", "fa"])
+        // B's own publish still reaches C through B's export.
+        try b.send("PUB foo 2\r\nfb\r\n")
+        try b.sync()
+        #expect(try c.sync() == ["MSG foo 1 2", "fb"])
+    }
+
+    @Test func aClientsRequestInfoHeaderIsReplacedNotRepeated() throws {
+        let sent = Array("NATS/1.0\r\nX: 1\r\nNats-Request-Info: {\"acc\":\"forged\"}\r\nY: 2\r\n\r\n".utf8)
+        let headers = sent.withUnsafeBytes { ClientConnection.requestInfoHeaders($0, account: "B", rtt: 0) }
+        #expect(String(decoding: headers, as: UTF8.self)
+            == "NATS/1.0\r\nX: 1\r\nY: 2\r\nNats-Request-Info: {\"acc\":\"B\"}\r\n\r\n")
+        let only = Array("NATS/1.0\r\nNats-Request-Info: x\r\n\r\n".utf8)
+        let replaced = only.withUnsafeBytes { ClientConnection.requestInfoHeaders($0, account: "B", rtt: 0) }
+        #expect(String(decoding: replaced, as: UTF8.self) == "NATS/1.0\r\nNats-Request-Info: {\"acc\":\"B\"}\r\n\r\n")
+    }
+
+    @Test("a traced CONNECT hides its password as 2.9.10's trace does", arguments: [
+        (#"{"verbose":false,"user":"u","pass":"p","auth_token":"tok"}"#,
+         #"{"verbose":false,"user":"u","pass":"[REDACTED]","auth_token":"tok"}"#),
+        (#"{"user":"passenger","pass":"se cret","name":"n"}"#, #"{"user":"passenger","pass":"[REDACTED]","name":"n"}"#),
+        (#"{"pass":"","user":"u"}"#, #"{"pass":"[REDACTED]","user":"u"}"#),
+        (#"{"user":"u","auth_token":"t"}"#, #"{"user":"u","auth_token":"t"}"#),
+    ])
+    func traceRedactsThePassword(sent: String, traced: String) {
+        #expect(ClientConnection.redactingPassword(sent) == traced)
+    }
+
+    @Test func aSecondConnectAsAnotherAccountsUserMovesTheClientAndItsSubscriptions() throws {
+        let broker = try accountsBroker()
+        let a = try broker.login("a")
+        let c = try broker.login("c")
+        let switching = try broker.login("a")
+        for client in [a, c] {
+            try client.send("SUB w 1\r\n")
+            try client.sync()
+        }
+        try switching.send("SUB x 7\r\n")
+        try switching.sync()
+        try switching.send(#"CONNECT {"verbose":false,"user":"c","pass":"c"}"# + "\r\nPUB w 2\r\nhi\r\n")
+        try switching.sync()
+        #expect(try c.sync() == ["MSG w 1 2", "hi"])
+        #expect(try a.sync() == [])
+        // Its subscription from before now lives in C.
+        try a.send("PUB x 1\r\na\r\n")
+        try a.sync()
+        try c.send("PUB x 1\r\nc\r\n")
+        try c.sync()
+        #expect(try switching.sync() == ["MSG x 7 1", "c"])
+    }
+
+    @Test func aPushConsumerWhoseSubscriberIsInAnImportingAccountIsBound() throws {
+        let store = FileManager.default.temporaryDirectory.appendingPathComponent("accounts-js-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: store) }
+        let options = try parsed("""
+            accounts {
+              J { users [{user: j, password: j}], jetstream: enabled, exports [{stream: "d.>"}] }
+              A { users [{user: a, password: a}], imports [{stream: {account: J, subject: "d.>"}}] }
+            }
+            """)
+        let broker = try TestBroker {
+            $0.users = options.users
+            $0.accounts = options.accounts
+            $0.jetStream = true
+            $0.storeDirectory = store
+        }
+        // As 2.9.10: a client of A on exactly the deliver subject binds the consumer through the import.
+        let a = try broker.login("a")
+        try a.send("SUB d.x 1\r\n")
+        try a.sync()
+        let j = try broker.login("j")
+        let create = #"{"name":"S","subjects":["x"]}"#
+        let consumer = #"{"stream_name":"S","config":{"durable_name":"C","deliver_subject":"d.x","ack_policy":"none"}}"#
+        try j.send("SUB _INBOX.> 1\r\nPUB $JS.API.STREAM.CREATE.S _INBOX.s \(create.utf8.count)\r\n\(create)\r\n"
+                   + "PUB $JS.API.CONSUMER.DURABLE.CREATE.S.C _INBOX.c \(consumer.utf8.count)\r\n\(consumer)\r\n")
+        #expect(eventually { (try? j.sync().joined().contains("consumer_create_response")) == true })
+        try j.send("PUB $JS.API.CONSUMER.INFO.S.C _INBOX.i 0\r\n\r\n")
+        #expect(eventually { (try? j.sync().joined().contains(#""push_bound":true"#)) == true })
+        try j.send("PUB x 2\r\nhi\r\n")
+        try j.sync()
+        #expect(eventually { (try? a.sync().contains("hi")) == true })
     }
 
     @Test func noAuthUserMayNameAnAccountUser() throws {

@@ -146,7 +146,17 @@ final class ResponseMap: Sendable {
             state.order.removeFirst(state.head)
             state.head = 0
         }
+        // Resolved and removed replies leave their tokens behind a live one at the head: once the
+        // dead outnumber the live by far, keep only the live, in their order.
+        let live = state.entries.count
+        if state.order.count - state.head > 3 * live + 1024 {
+            state.order = state.order[state.head...].filter { state.entries[$0] != nil }
+            state.head = 0
+        }
     }
+
+    /// Tokens kept for expiry, live or dead (for tests: bounded by the live count).
+    var trackedTokens: Int { state.withLock { $0.order.count } }
 
     private static let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".utf8)
 
@@ -187,6 +197,24 @@ final class ImportRoute: InternalSink {
 }
 
 extension ClientConnection {
+    /// Makes `target` this connection's account, its subscriptions with it: a later CONNECT as a
+    /// user of another account never leaves the new permissions working in the old subject space.
+    /// (2.9.10 leaves the existing subscriptions behind in the old account; moving them keeps the
+    /// client out of a space its user has no right to.) Loop thread only.
+    func moveToAccount(_ target: Account) {
+        guard target !== account else { return }
+        let all = Array(subscriptions.values)
+        if !all.isEmpty {
+            account.mutate { trie in
+                for sub in all { _ = trie.remove(subject: sub.subject, queue: sub.queue, value: sub) }
+            }
+            target.mutate { trie in
+                for sub in all { _ = trie.insert(subject: sub.subject, queue: sub.queue, value: sub) }
+            }
+        }
+        account = target
+    }
+
     /// Imports routing into imports routing into ... stops here (a cycle of imports).
     static let maxImportDepth = 8
 
@@ -201,6 +229,8 @@ extension ClientConnection {
         switch route.kind {
         case .stream(let target, let from, let to):
             let mapped = SubjectMapping.map(Array(subject), from: from, to: to)
+            context.deliveringStreamImport = true
+            defer { context.deliveringStreamImport = false }
             return mapped.withUnsafeBytes { routeImported(in: target, subject: $0, reply: reply, headers: headers, payload: payload) }
         case .service(let exporter, let from, let to, let responseType):
             let mapped = SubjectMapping.map(Array(subject), from: from, to: to)
@@ -237,6 +267,17 @@ extension ClientConnection {
         }
     }
 
+    /// Where `needle` first occurs in `bytes` at or after `from`.
+    private static func firstIndex(of needle: [UInt8], in bytes: [UInt8], from: Int) -> Int? {
+        guard !needle.isEmpty, bytes.count >= needle.count else { return nil }
+        var i = from
+        while i + needle.count <= bytes.count {
+            if bytes[i] == needle[0] && bytes[i..<(i + needle.count)].elementsEqual(needle) { return i }
+            i += 1
+        }
+        return nil
+    }
+
     /// 2.9.10's answer to a JetStream API request in an account without JetStream, typed after the
     /// request; nil for a subject that gets none.
     static func jetStreamNotEnabled(_ subject: UnsafeRawBufferPointer) -> [UInt8]? {
@@ -268,17 +309,27 @@ extension ClientConnection {
         return body
     }
 
-    /// `headers` with 2.9.10's `Nats-Request-Info: {"acc":"B","rtt":N}` added (a new header block
-    /// when there is none).
+    /// `headers` with 2.9.10's `Nats-Request-Info: {"acc":"B","rtt":N}` set (a new header block
+    /// when there is none). A `Nats-Request-Info` the publisher sent is dropped first, as 2.9.10's
+    /// setHeader does: the first occurrence of the name, when it starts a line and a colon follows.
     static func requestInfoHeaders(_ headers: UnsafeRawBufferPointer, account: String, rtt: UInt64) -> [UInt8] {
         var info = GoJSONObject()
         info.add("acc", account)
         if rtt > 0 { info.add("rtt", Int(truncatingIfNeeded: rtt)) }
+        let statusLine = Array("NATS/1.0\r\n".utf8)
         var result: [UInt8]
         if headers.count >= 4 && headers.suffix(4).elementsEqual("\r\n\r\n".utf8) {
             result = Array(headers.dropLast(2))
+            let key = Array("Nats-Request-Info".utf8)
+            if let start = firstIndex(of: key, in: result, from: 0), start > 0, result[start - 1] == UInt8(ascii: "\n"),
+               start + key.count < result.count, result[start + key.count] == UInt8(ascii: ":"),
+               let end = firstIndex(of: Array("\r\n".utf8), in: result, from: start)
+            {
+                result.removeSubrange(start..<(end + 2))
+                if result.count <= statusLine.count { result = statusLine }
+            }
         } else {
-            result = Array("NATS/1.0\r\n".utf8)
+            result = statusLine
         }
         result.append(contentsOf: "Nats-Request-Info: ".utf8)
         result.append(contentsOf: info.finished())
@@ -319,6 +370,11 @@ extension Broker {
             account.mutate { $0.insert(subject: sub.subject, queue: nil, value: sub) }
         }
         for account in accountList where options.jetStream && !account.jetStreamEnabled {
+            // An account that imports the JetStream API from another gets its answers there only.
+            let importsAPI = account.config?.imports.contains {
+                $0.kind == .service && StreamConfig.subjectsCollide($0.localSubject, "$JS.API.>")
+            } ?? false
+            if importsAPI { continue }
             subscribe(account, "$JS.API.>", ImportRoute(.jetStreamDisabled, owner: account))
         }
         for account in configured {

@@ -1,3 +1,4 @@
+import JetStream
 import NATSConfig
 
 // The `accounts` block of nats.conf, read as 2.9.10's parseAccounts reads it: a list of names, or
@@ -223,8 +224,14 @@ extension Options {
         return result
     }
 
+    /// A per-account JetStream limit this broker would not enforce: refused rather than ignored.
+    private static func limitNotImplemented(_ entry: ConfigEntry) -> ConfigError {
+        ConfigError("\"\(entry.key)\" in an account's jetstream is not implemented by this broker (only -1, no limit)",
+                    at: entry.keyLocation)
+    }
+
     /// `jetstream: enabled|disabled|true|false` or `{max_mem, max_file, max_streams, max_consumers, ...}`
-    /// (the limits are read for their form only: this broker does not enforce per-account limits).
+    /// (the limits are refused unless they say none: -1, or false for max_bytes_required).
     private static func accountJetStream(_ node: ConfigNode) throws(ConfigError) -> Bool {
         switch node.value {
         case .bool(let on): return on
@@ -241,15 +248,17 @@ extension Options {
                 case "max_memory", "max_mem", "mem", "memory", "max_store", "max_file", "max_disk", "store", "disk",
                      "max_streams", "streams", "max_consumers", "consumers", "mem_max_stream_bytes",
                      "memory_max_stream_bytes", "disk_max_stream_bytes", "store_max_stream_bytes", "max_ack_pending":
-                    guard case .integer = entry.node.value else {
+                    guard case .integer(let limit) = entry.node.value else {
                         throw ConfigError("Expected a parseable size for \"\(entry.key)\", got \(describe(entry.node.value))",
                                           at: entry.node.location)
                     }
+                    if limit != -1 { throw limitNotImplemented(entry) }
                 case "max_bytes_required", "max_stream_bytes", "max_bytes":
-                    guard case .bool = entry.node.value else {
+                    guard case .bool(let required) = entry.node.value else {
                         throw ConfigError("Expected a parseable bool for \"\(entry.key)\", got \(describe(entry.node.value))",
                                           at: entry.node.location)
                     }
+                    if required { throw limitNotImplemented(entry) }
                 default:
                     throw ConfigError("unknown field \"\(entry.key)\"", at: entry.keyLocation)
                 }
@@ -293,6 +302,64 @@ extension Options {
                 }
             }
         }
+        try Self.checkImportCycles(accounts, at: location)
+    }
+
+    /// Refuses imports that lead back to the importing account, as 2.9.10 does while adding them:
+    /// stream imports first, then service imports, each checked against those added before it.
+    private static func checkImportCycles(_ accounts: [AccountConfig], at location: SourceLocation) throws(ConfigError) {
+        let byName = Dictionary(accounts.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        for kind in [AccountImport.Kind.stream, .service] {
+            var added: [String: [AccountImport]] = [:]
+            for account in accounts {
+                for item in account.imports where item.kind == kind {
+                    let cycle = kind == .stream
+                        ? streamCycle(from: item.account, subject: item.localSubject, visited: [account.name],
+                                      added: added, byName: byName)
+                        : serviceCycle(from: item.account, subject: item.localSubject, visited: [account.name],
+                                       added: added)
+                    if cycle {
+                        let name = kind == .stream ? "stream" : "service"
+                        throw ConfigError("Error adding \(name) import \"\(item.subject)\": import forms a cycle", at: location)
+                    }
+                    added[account.name, default: []].append(item)
+                }
+            }
+        }
+    }
+
+    /// Whether `subject`, exported as a stream by `name`, reaches an account of `visited` through
+    /// the stream imports `added` so far.
+    private static func streamCycle(from name: String, subject: String, visited: Set<String>,
+                                    added: [String: [AccountImport]], byName: [String: AccountConfig]) -> Bool {
+        guard visited.count < 1024, let account = byName[name],
+              account.exports.contains(where: { $0.kind == .stream && SubjectMapping.isSubset(subject, of: $0.subject) })
+        else { return false }
+        var visited = visited
+        var subject = subject
+        for item in added[name] ?? [] where StreamConfig.subjectsCollide(subject, item.localSubject) {
+            if visited.contains(item.account) { return true }
+            visited.insert(name)
+            if SubjectMapping.isSubset(item.localSubject, of: subject) { subject = item.localSubject }
+            if streamCycle(from: item.account, subject: subject, visited: visited, added: added, byName: byName) { return true }
+        }
+        return false
+    }
+
+    /// Whether a service request on `subject` in `name` reaches an account of `visited` through
+    /// the service imports `added` so far.
+    private static func serviceCycle(from name: String, subject: String, visited: Set<String>,
+                                     added: [String: [AccountImport]]) -> Bool {
+        guard visited.count < 1024 else { return false }
+        var visited = visited
+        var subject = subject
+        for item in added[name] ?? [] where StreamConfig.subjectsCollide(subject, item.subject) {
+            if visited.contains(item.account) { return true }
+            visited.insert(name)
+            if SubjectMapping.isSubset(item.localSubject, of: subject) { subject = item.localSubject }
+            if serviceCycle(from: item.account, subject: subject, visited: visited, added: added) { return true }
+        }
+        return false
     }
 
     private static func checkSubject(_ subject: String, at location: SourceLocation?) throws(ConfigError) {

@@ -69,6 +69,7 @@ extension ClientConnection {
                  emptyReplyField: Bool = false) -> Bool {
         if let sink = sub.sink {
             if let route = sub.importRoute {
+                if context.deliveringStreamImport { return false }
                 return forward(route, subject: subject, reply: reply, headers: headers, payload: payload)
             }
             if !sink.receive(subject: subject, reply: reply, headers: headers, payload: payload) {

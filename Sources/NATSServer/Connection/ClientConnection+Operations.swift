@@ -41,8 +41,7 @@ extension ClientConnection {
                 return false
             }
             permissions = auth.permissions.map(ConnectionPermissions.init)
-            // Fixed once subscribed: a later CONNECT cannot move live subscriptions.
-            if subscriptions.isEmpty { account = broker.account(named: auth.account) }
+            moveToAccount(broker.account(named: auth.account))
         }
         if !options.account.isEmpty || options.newAccount {
             sendError(.authorizationViolation, reason: .authenticationFailure)
@@ -288,12 +287,27 @@ extension ClientConnection {
     }
 }
 
+extension ClientConnection {
+    /// A CONNECT's JSON as 2.9.10 traces it: the value after the first `pass...` key replaced by
+    /// `[REDACTED]` (its removePassFromTrace pattern; an `auth_token` stays as sent, as there).
+    static func redactingPassword(_ json: String) -> String {
+        guard json.contains("pass"),
+              let pattern = try? Regex(#""?\s*pass\S*?"?\s*[:=]\s*"?(([^",\r\n}])*)"#).asciiOnlyWhitespace(),
+              let match = try? pattern.firstMatch(in: json), match.output.count > 1,
+              let range = match.output[1].range
+        else { return json }
+        var result = json
+        result.replaceSubrange(range, with: "[REDACTED]")
+        return result
+    }
+}
+
 /// Forwards parsed ops to the connection. A struct so the generic parser specialises on it.
 struct OpDispatch: ClientOpHandler {
     unowned(unsafe) let connection: ClientConnection
 
     mutating func connect(json: UnsafeRawBufferPointer) -> Bool {
-        if connection.tracing { connection.traceIn("CONNECT", text(json)) }
+        if connection.tracing { connection.traceIn("CONNECT", ClientConnection.redactingPassword(text(json))) }
         return connection.handleConnect(json: json)
     }
     mutating func pub(subject: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,

@@ -255,8 +255,31 @@ final class JetStreamBridge: InternalSink, @unchecked Sendable {
     private func route(match subject: UnsafeRawBufferPointer, display: UnsafeRawBufferPointer,
                        reply: UnsafeRawBufferPointer, headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer,
                        emptyReplyField: Bool) {
-        let result = context.match(subject)
+        deliver(context.match(subject), match: subject, display: display, reply: reply, headers: headers,
+                payload: payload, emptyReplyField: emptyReplyField)
+    }
+
+    /// Delivers to the subscriptions of `result` (one member per queue group). A stream import
+    /// route given a message shown under another subject (a push delivery) hands it to the
+    /// importing account's clients subscribed to `subject` as mapped there, still shown as
+    /// `display` (2.9.10's shadow subscriptions); no further import. Other routes forward as usual.
+    private func deliver(_ result: MatchResult<Subscription>, match subject: UnsafeRawBufferPointer,
+                         display: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer,
+                         headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer,
+                         emptyReplyField: Bool, imported: Bool = false) {
         for sub in result.plain {
+            if imported && sub.importRoute != nil { continue }
+            if let route = sub.importRoute, case .stream(let target, let from, let to) = route.kind,
+               !subject.elementsEqual(display)
+            {
+                let mapped = SubjectMapping.map(Array(subject), from: from, to: to)
+                mapped.withUnsafeBytes { m in
+                    deliver(target.match(m), match: m, display: display, reply: reply, headers: headers,
+                            payload: payload, emptyReplyField: emptyReplyField, imported: true)
+                }
+                continue
+            }
+            if imported && sub.sink != nil { continue }
             _ = system.deliver(sub, subject: display, reply: reply, headers: headers, payload: payload,
                                emptyReplyField: emptyReplyField)
         }
@@ -273,9 +296,22 @@ final class JetStreamBridge: InternalSink, @unchecked Sendable {
         }
     }
 
-    /// Whether a client (not JetStream itself) subscribes to something matching `subject`.
+    /// Whether a client (not JetStream itself) subscribes to something matching `subject`; a
+    /// client of an account importing it as a stream counts, as 2.9.10's shadow subscriptions do.
     private static func hasInterest(broker: Broker, subject: String) -> Bool {
-        let result = Array(subject.utf8).withUnsafeBytes { broker.matchSubscriptions($0) }
+        let bytes = Array(subject.utf8)
+        let result = bytes.withUnsafeBytes { broker.matchSubscriptions($0) }
+        return result.plain.contains { $0.sink == nil || importedInterest($0, subject: bytes, exact: false) }
+            || result.queues.contains { !$0.isEmpty }
+    }
+
+    /// Whether `sub` is a stream import route whose importing account has a client subscription
+    /// matching `subject` as mapped there (of exactly that subject when `exact`).
+    private static func importedInterest(_ sub: Subscription, subject: [UInt8], exact: Bool) -> Bool {
+        guard let route = sub.importRoute, case .stream(let target, let from, let to) = route.kind else { return false }
+        let mapped = SubjectMapping.map(subject, from: from, to: to)
+        let result = mapped.withUnsafeBytes { target.match($0) }
+        if exact { return result.plain.contains { $0.sink == nil && $0.subject == mapped } }
         return result.plain.contains { $0.sink == nil } || result.queues.contains { !$0.isEmpty }
     }
 
@@ -285,7 +321,7 @@ final class JetStreamBridge: InternalSink, @unchecked Sendable {
         let bytes = Array(subject.utf8)
         let result = bytes.withUnsafeBytes { broker.matchSubscriptions($0) }
         if group.isEmpty {
-            return result.plain.contains { $0.sink == nil && $0.subject == bytes }
+            return result.plain.contains { ($0.sink == nil && $0.subject == bytes) || importedInterest($0, subject: bytes, exact: true) }
         }
         let queue = Array(group.utf8)
         return result.queues.contains { members in members.contains { $0.subject == bytes && $0.queue == queue } }
