@@ -1,5 +1,7 @@
 // Server id: an nkey-shaped public key, as nats-server generates one per start.
 
+import NKeys
+
 /// Generates server ids shaped like nats-server's: the base32 (A-Z, 2-7, no padding) encoding of
 /// the server prefix byte, 32 random bytes and a CRC-16 (XMODEM, little-endian). 56 characters,
 /// starting with `N`.
@@ -18,42 +20,9 @@ enum ServerID {
         var raw: [UInt8] = [prefixByte]
         raw.reserveCapacity(35)
         for _ in 0..<32 { raw.append(UInt8.random(in: 0...255, using: &generator)) }
-        let crc = crc16(raw)
+        let crc = CRC16.checksum(raw)
         raw.append(UInt8(truncatingIfNeeded: crc))
         raw.append(UInt8(truncatingIfNeeded: crc >> 8))
-        return base32(raw)
-    }
-
-    /// CRC-16/XMODEM (polynomial 0x1021, initial value 0), the checksum nkeys uses.
-    static func crc16(_ bytes: [UInt8]) -> UInt16 {
-        var crc: UInt16 = 0
-        for byte in bytes {
-            crc ^= UInt16(byte) << 8
-            for _ in 0..<8 {
-                crc = (crc & 0x8000) != 0 ? (crc << 1) ^ 0x1021 : crc << 1
-            }
-        }
-        return crc
-    }
-
-    /// RFC 4648 base32 without padding.
-    static func base32(_ bytes: [UInt8]) -> String {
-        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity((bytes.count * 8 + 4) / 5)
-        var buffer: UInt32 = 0
-        var bits = 0
-        for byte in bytes {
-            buffer = (buffer << 8) | UInt32(byte)
-            bits += 8
-            while bits >= 5 {
-                bits -= 5
-                out.append(alphabet[Int((buffer >> UInt32(bits)) & 31)])
-            }
-        }
-        if bits > 0 {
-            out.append(alphabet[Int((buffer << UInt32(5 - bits)) & 31)])
-        }
-        return String(decoding: out, as: UTF8.self)
+        return Base32.encode(raw)
     }
 }

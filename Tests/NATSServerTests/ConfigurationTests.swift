@@ -3,6 +3,7 @@
 import Foundation
 import Testing
 @testable import NATSServer
+import NKeys
 
 @Suite("Command line")
 struct CommandLineTests {
@@ -157,10 +158,10 @@ struct GeneratedTextTests {
     }
 
     @Test func base32AndCRCMatchKnownVectors() {
-        #expect(ServerID.base32(Array("foobar".utf8)) == "MZXW6YTBOI")
-        #expect(ServerID.base32([]) == "")
+        #expect(Base32.encode(Array("foobar".utf8)) == "MZXW6YTBOI")
+        #expect(Base32.encode([]) == "")
         // CRC-16/XMODEM check value.
-        #expect(ServerID.crc16(Array("123456789".utf8)) == 0x31C3)
+        #expect(CRC16.checksum(Array("123456789".utf8)) == 0x31C3)
     }
 
     @Test func infoHasTheSpaceBeforeCRLFAndPerClientFields() throws {
