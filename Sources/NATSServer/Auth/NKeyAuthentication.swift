@@ -44,6 +44,18 @@ extension ClientConnection {
         return "authentication error"
     }
 
+    /// CONNECT's credentials checked against `settings` (on CONNECT and again after a reload); a
+    /// refusal is logged and answered by ``refuseAuthentication(reason:_:)``, and gives nil.
+    func checkCredentials(_ settings: Broker.Settings) -> AuthResult? {
+        switch broker.authenticate(options, nonce: nonce.map { Array($0.utf8) }, settings: settings) {
+        case .accepted(let result):
+            return result
+        case .refused(let reason):
+            refuseAuthentication(reason: reason, settings.auth)
+            return nil
+        }
+    }
+
     /// Logs a refused CONNECT as 2.9.10 does (the nkey check's reason at debug level, then the
     /// error) and closes with Authorization Violation.
     func refuseAuthentication(reason: String?, _ auth: AuthIndex) {

@@ -32,14 +32,7 @@ extension ClientConnection {
         out.withLock { $0.headers = headers }
 
         if settings.auth.authRequired {
-            let auth: AuthResult
-            switch broker.authenticate(options, nonce: nonce.map { Array($0.utf8) }, settings: settings) {
-            case .accepted(let result):
-                auth = result
-            case .refused(let reason):
-                refuseAuthentication(reason: reason, settings.auth)
-                return false
-            }
+            guard let auth = checkCredentials(settings) else { return false }
             permissions = auth.permissions.map(ConnectionPermissions.init)
             moveToAccount(broker.account(named: auth.account))
         }

@@ -152,14 +152,7 @@ final class ClientConnection: IOHandler, @unchecked Sendable {
             permissions = nil
             return
         }
-        let auth: AuthResult
-        switch broker.authenticate(options, nonce: nonce.map { Array($0.utf8) }, settings: settings) {
-        case .accepted(let result):
-            auth = result
-        case .refused(let reason):
-            refuseAuthentication(reason: reason, settings.auth)
-            return
-        }
+        guard let auth = checkCredentials(settings) else { return }
         if auth.account != account.name {
             // A connection's subscriptions live in its account: moving it is closing it.
             broker.logger.error("\(logPrefix) - authentication error - account changed")
