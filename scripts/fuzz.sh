@@ -87,6 +87,8 @@ fi
 # lists below are in dependency order) and run c_module before. A module an earlier run left is
 # kept while its stamp is newer than its sources, this script and the modules taken before it in
 # this run (a rebuilt dependency may change what it compiles against).
+# NKeys imports the system OpenSSL through our COpenSSL module map (its header is beside it).
+openssl_map=$PWD/Sources/COpenSSL/module.modulemap
 declare -A built_modules=()
 taken=()
 module() {
@@ -104,7 +106,7 @@ module() {
         mapfile -t sources < <(find "Sources/$name" -name '*.swift' | sort)
         echo "== building module $name"
         swiftc "${fuzz_flags[@]}" -enable-testing -wmo -module-name "$name" -I "$out/modules" \
-            -Xcc -fmodule-map-file="$out/modules/CSystem.modulemap" \
+            -Xcc -fmodule-map-file="$out/modules/CSystem.modulemap" -Xcc -fmodule-map-file="$openssl_map" \
             -emit-module -emit-module-path "$out/modules/$name.swiftmodule" -c -o "$object" "${sources[@]}" &&
             touch "$stamp" || return 1
     fi
@@ -163,14 +165,15 @@ if [[ $which == json || $which == jwt || $which == dataproc || $which == all ]];
 fi
 if [[ $which == config || $which == monitor || $which == all ]]; then
     # NATSServer and every module it imports.
-    broker_modules=(Formats NATSProtocol POSIXFiles NATSConfig EventLoop HTTPServer JetStream NATSServer)
+    broker_modules=(Formats NATSProtocol POSIXFiles NATSConfig EventLoop HTTPServer JetStream NKeys NATSServer)
     built=1
     c_module || built=0
     for name in "${broker_modules[@]}"; do
         ((built)) && { module "$name" || built=0; }
     done
     if ((built)); then
-        broker_inputs=(-I "$out/modules" -Xcc -fmodule-map-file="$out/modules/CSystem.modulemap" "$out/modules/CSystem.o")
+        broker_inputs=(-I "$out/modules" -Xcc -fmodule-map-file="$out/modules/CSystem.modulemap"
+                       -Xcc -fmodule-map-file="$openssl_map" -lssl -lcrypto "$out/modules/CSystem.o")
         for name in "${broker_modules[@]}"; do broker_inputs+=("$out/modules/$name.o"); done
         if [[ $which == config || $which == all ]]; then
             run config-fuzz ConfigFuzz Fuzz/corpus/config Fuzz/ConfigFuzz/ConfigFuzz.swift "${broker_inputs[@]}"
