@@ -37,30 +37,42 @@ peers_missing() {
     fi
 }
 
+# peers_apt_install PACKAGE...: apt-get install as root (or through `sudo -n`); without either it
+# says exactly what to run and returns 1, as it does when the install fails.
+peers_apt_install() {
+    local as_root=()
+    if ((EUID != 0)); then
+        if command -v sudo > /dev/null && sudo -n true 2> /dev/null; then
+            as_root=(sudo -n)
+        else
+            echo "$peers_label: missing Debian packages: $*" >&2
+            echo "  install them as root, then run this again:" >&2
+            echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends $*" >&2
+            return 1
+        fi
+    fi
+    echo "$peers_label: installing $* (apt-get)"
+    if ! "${as_root[@]}" apt-get update -qq < /dev/null \
+        || ! "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq --no-install-recommends "$@" < /dev/null; then
+        echo "$peers_label: apt-get install $* failed" >&2
+        return 1
+    fi
+}
+
+# build_prerequisites_install: what `swift build` needs beyond the toolchain, OpenSSL's headers and
+# libraries (libssl-dev) for the COpenSSL target; installs it when missing (scripts/platform).
+build_prerequisites_install() {
+    [[ -f /usr/include/openssl/evp.h ]] || pkg-config --exists openssl 2> /dev/null || peers_apt_install libssl-dev
+}
+
 # peers_install: installs what peers_missing finds. Debian packages with apt-get as root (or through
 # `sudo -n`); without either it says exactly what to run and returns 1. Returns 1 when an install
 # fails, 0 when nothing is missing afterwards.
 peers_install() {
     peers_missing
     if ((${#peers_apt[@]})); then
-        local as_root=()
-        if ((EUID != 0)); then
-            if command -v sudo > /dev/null && sudo -n true 2> /dev/null; then
-                as_root=(sudo -n)
-            else
-                echo "$peers_label: missing Debian packages: ${peers_apt[*]}" >&2
-                echo "  install them as root, then run this again:" >&2
-                echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${peers_apt[*]}" >&2
-                return 1
-            fi
-        fi
-        echo "$peers_label: installing ${peers_apt[*]} (apt-get)"
-        if ! "${as_root[@]}" apt-get update -qq < /dev/null \
-            || ! "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
-                apt-get install -y -qq --no-install-recommends "${peers_apt[@]}" < /dev/null; then
-            echo "$peers_label: apt-get install ${peers_apt[*]} failed" >&2
-            return 1
-        fi
+        peers_apt_install "${peers_apt[@]}" || return 1
     fi
     if ((${#peers_pip[@]})); then
         echo "$peers_label: installing ${peers_pip[*]} (pip)"
