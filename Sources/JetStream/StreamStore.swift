@@ -708,12 +708,18 @@ public final class StreamStore {
             if figures.messages == 0 && sequence < figures.firstSequence { return }
             _ = insert(sequence: sequence, timestamp: timestamp, subject: subject, bytes: bytes, block: block, offset: offset)
         case .removal(let sequence):
-            if !drop(sequence) && figures.messages > 0 && sequence > figures.lastSequence {
-                // A skipped sequence after the last message (see skip(timestamp:)).
+            guard !drop(sequence) && sequence > figures.lastSequence else { return }
+            // A skipped sequence after the last message (see skip(timestamp:)). Replay refuses a
+            // later message at or below it, so the sequence counts as used here too even when no
+            // message is left (the front blocks that held them unlinked): else the next store would
+            // reuse it and write a block that does not reopen.
+            if figures.messages > 0 {
                 while base + UInt64(entries.count) <= sequence {
                     entries.append(IndexEntry(timestamp: 0, block: 0, offset: 0, subject: IndexEntry.removed, bytes: 0))
                 }
                 figures.lastSequence = sequence
+            } else {
+                _ = compactIndex(below: sequence + 1)
             }
         case .floor(let first, let lastTime):
             figures.lastTime = max(figures.lastTime, lastTime)

@@ -45,4 +45,31 @@ import TestSupport
         #expect(reopened.state.lastSequence == 3)
         #expect(try reopened.load(3).payload == [3])
     }
+
+    // Found by scripts/fuzz.sh jsstore: replay counted a skip with no message before it (the blocks
+    // that held them unlinked) as a used sequence, the index did not, so the next message took a
+    // sequence at or below the skip and the store no longer reopened.
+    @Test func aSkipWithNoMessageBeforeItStaysUsed() throws {
+        let root = try temporaryDirectory("jsstore-skip")
+        defer { removeTemporary(root) }
+        // Message 1, then 2 skipped (written as the removal of 2): keep only the removal's record.
+        let source = try StreamStore(directory: root + "/source", limits: StreamLimits(), now: 0)
+        try source.store(subject: "s", payload: [1], timestamp: 1)
+        #expect(try source.skip(timestamp: 2) == 2)
+        source.close()
+        let removal = try fileBytes(root + "/source/1.blk").suffix(FileBackend.fixedSize)
+        try BlockIO.makeDirectories(root + "/skip")
+        try writeBytes(Array(removal), to: root + "/skip/1.blk")
+
+        let store = try StreamStore(directory: root + "/skip", limits: StreamLimits(), now: 0)
+        #expect(store.state.messages == 0)
+        #expect(store.state.lastSequence == 2)
+        #expect(try store.store(subject: "s", payload: [3], timestamp: 3) == 3)
+        store.close()
+        let reopened = try StreamStore(directory: root + "/skip", limits: StreamLimits(), now: 0)
+        defer { reopened.close() }
+        #expect(reopened.state.messages == 1)
+        #expect(reopened.state.firstSequence == 3)
+        #expect(try reopened.load(3).payload == [3])
+    }
 }
