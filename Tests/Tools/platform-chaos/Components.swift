@@ -113,11 +113,13 @@ final class Component: Sendable {
 }
 
 /// A loopback port that can be bound now, below the ephemeral range so that no client connection
-/// takes it between now and the bind of the component that gets it.
+/// takes it between now and the bind of the component that gets it. The range is not TestSupport's
+/// `freePort()` range (20000..<32000): a test running beside a chaos run could otherwise take a port
+/// while its killed component is down, and the component could not bind it again.
 /// - Throws: ``ChaosFailure`` when 500 candidates were all taken.
 func freeLoopbackPort(avoiding taken: Set<Int>, using generator: inout some RandomNumberGenerator) throws -> Int {
     for _ in 0..<500 {
-        let candidate = Int.random(in: 20_000..<32_000, using: &generator)
+        let candidate = Int.random(in: 10_000..<20_000, using: &generator)
         if taken.contains(candidate) { continue }
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { continue }
@@ -131,5 +133,5 @@ func freeLoopbackPort(avoiding taken: Set<Int>, using generator: inout some Rand
         close(fd)
         if bound == 0 { return candidate }
     }
-    throw ChaosFailure(description: "no free loopback port in 20000..<32000")
+    throw ChaosFailure(description: "no free loopback port in 10000..<20000")
 }
